@@ -1,1 +1,28 @@
-//! placeholder
+//! Porin's policy engine: Kubernetes NetworkPolicy and tiered (Calico-style) policy semantics, answered
+//! exactly and explained.
+//!
+//! Pure: values in, values out. [`Cluster::build`] normalises validated resources into the internal
+//! representation ([`ir`]); [`Cluster::verdict`] is the reference evaluator with a full trace ([`eval`]);
+//! [`Cluster::matrix`] computes reachability over all pods fast ([`matrix`]); [`diff::diff`] compares two
+//! policy sets.
+
+#![forbid(unsafe_code)]
+
+pub mod diff;
+pub mod eval;
+pub mod ir;
+pub mod matrix;
+
+pub use eval::{Direction, Evaluation, Hit, HitAction, Packet, Peer, SideVerdict, Variant, Verdict};
+pub use ir::{Cluster, Endpoint, PolicyId, PolicyKind};
+pub use matrix::{Matrix, MatrixJson};
+
+/// Errors building the engine's view of a resource set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// A resource that should have been rejected by validation.
+    #[error("invalid resource: {0}")]
+    Invalid(String),
+    #[error("policy {policy} is in tier {tier:?}, which does not exist")]
+    UnknownTier { policy: String, tier: String },
+}

@@ -1,0 +1,570 @@
+//! The engine's internal representation: every policy kind normalised into one shape, endpoints with their
+//! selector-visible labels, tiers sorted. Built once from validated resources; evaluation never looks at the
+//! manifests again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use porin_model::k8s::{IntOrString, K8sNetworkPolicySpec};
+use porin_model::porin::{
+    Action, DefaultEndpointAction, EntityRule, PolicySpec, StagedAction, TierDefaultAction,
+};
+use porin_model::validate::DEFAULT_TIER;
+use porin_model::{PortMatch, Protocol, Resource, parse_cidr, parse_port_spec};
+use porin_selector::{Labels, Selector};
+
+use crate::EngineError;
+
+/// Label keys Porin adds to every endpoint, as Calico does, so selectors can name them.
+pub const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
+pub const LABEL_SERVICE_ACCOUNT: &str = "projectcalico.org/serviceaccount";
+pub const LABEL_ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
+/// Label keys every namespace carries.
+pub const NS_LABEL_NAME: &str = "kubernetes.io/metadata.name";
+pub const NS_LABEL_CALICO_NAME: &str = "projectcalico.org/name";
+
+/// Kubernetes NetworkPolicies sit in the default tier at this order.
+pub const K8S_POLICY_ORDER: f64 = 1000.0;
+/// The default tier's order.
+pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+
+/// A workload endpoint (a Pod).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub namespace: String,
+    pub name: String,
+    /// The pod's labels plus the Porin-added keys (namespace, service account, orchestrator).
+    pub labels: BTreeMap<String, String>,
+    pub service_account: String,
+    pub ips: Vec<IpAddr>,
+    /// Named container ports: (name, protocol, port).
+    pub named_ports: Vec<(String, Protocol, u16)>,
+    /// Every declared container port.
+    pub ports: Vec<(Protocol, u16)>,
+}
+
+impl Endpoint {
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+    /// The address used for a connection of the given family.
+    pub fn ip_of_family(&self, v6: bool) -> Option<IpAddr> {
+        self.ips.iter().copied().find(|ip| ip.is_ipv6() == v6)
+    }
+    pub fn resolve_named_port(&self, name: &str, proto: Protocol) -> Option<u16> {
+        self.named_ports.iter().find(|(n, p, _)| n == name && *p == proto).map(|(_, _, port)| *port)
+    }
+}
+
+/// A labelled CIDR list (NetworkSet or GlobalNetworkSet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetSet {
+    /// None for a GlobalNetworkSet.
+    pub namespace: Option<String>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub nets: Vec<IpNet>,
+}
+
+/// Which family of policy a policy came from; part of its identity and of how it is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyKind {
+    K8s,
+    Namespaced,
+    Global,
+}
+
+/// Identity of a policy: kind family, namespace, name, and whether it is the staged variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyId {
+    pub kind: PolicyKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub staged: bool,
+}
+
+impl std::fmt::Display for PolicyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let staged = if self.staged { "staged:" } else { "" };
+        match (&self.kind, &self.namespace) {
+            (PolicyKind::K8s, Some(ns)) => write!(f, "{ns}/{staged}knp.{}", self.name),
+            (_, Some(ns)) => write!(f, "{ns}/{staged}{}", self.name),
+            (_, None) => write!(f, "{staged}{}", self.name),
+        }
+    }
+}
+
+/// Which namespaces a peer selector looks in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NsScope {
+    /// Only this namespace (a namespaced policy without namespaceSelector).
+    Same(String),
+    /// Namespaces whose labels match.
+    Selected(Selector),
+    /// Every namespace, plus global network sets (a global policy without namespaceSelector).
+    Any,
+    /// `global()`: only non-namespaced things (global network sets).
+    Global,
+}
+
+/// A Calico-style entity rule (source or destination).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Entity {
+    pub nets: Vec<IpNet>,
+    pub not_nets: Vec<IpNet>,
+    /// (selector, notSelector) applied within `scope`; None = no constraint.
+    pub selector: Option<Selector>,
+    pub not_selector: Option<Selector>,
+    pub scope: Option<NsScope>,
+    pub sa_names: Vec<String>,
+    pub sa_selector: Option<Selector>,
+    pub ports: Vec<PortMatch>,
+    pub not_ports: Vec<PortMatch>,
+}
+
+/// A Kubernetes peer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum K8sPeer {
+    /// Pods matching `pods` in namespaces matching `namespaces` (None = the policy's own namespace).
+    Pods { pods: Selector, namespaces: Option<Selector> },
+    IpBlock { cidr: IpNet, except: Vec<IpNet> },
+}
+
+/// A Kubernetes port entry: protocol plus an optional port (number range or name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct K8sPortIr {
+    pub protocol: Protocol,
+    pub port: Option<PortMatch>,
+}
+
+/// What a rule matches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleMatch {
+    /// Upstream semantics: peer in any of `peers` (empty = any peer), port in any of `ports` (empty = any).
+    K8s { peers: Vec<K8sPeer>, ports: Vec<K8sPortIr> },
+    Calico {
+        ip_version: Option<u8>,
+        protocol: Option<u8>,
+        not_protocol: Option<u8>,
+        icmp: Option<(Option<u8>, Option<u8>)>,
+        not_icmp: Option<(Option<u8>, Option<u8>)>,
+        source: Entity,
+        destination: Entity,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IrRule {
+    pub action: Action,
+    pub matcher: RuleMatch,
+}
+
+/// A policy in normalised form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IrPolicy {
+    pub id: PolicyId,
+    pub tier: String,
+    /// None sorts last.
+    pub order: Option<f64>,
+    /// Endpoint selection: namespace restriction, label selector, namespace-label selector, service accounts.
+    pub namespace: Option<String>,
+    pub selector: Selector,
+    pub namespace_selector: Option<Selector>,
+    pub sa_selector: Option<Selector>,
+    pub ingress_type: bool,
+    pub egress_type: bool,
+    pub ingress: Vec<IrRule>,
+    pub egress: Vec<IrRule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IrTier {
+    pub name: String,
+    pub order: Option<f64>,
+    pub default_action: TierDefaultAction,
+    /// Indices into [`Cluster::policies`] / [`Cluster::pending_policies`], sorted by order then name.
+    pub policies: Vec<usize>,
+}
+
+/// Everything the engine evaluates: endpoints, namespaces, network sets, tiers and policies, in two variants —
+/// enforced, and pending (staged policies applied).
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    pub endpoints: Vec<Endpoint>,
+    pub net_sets: Vec<NetSet>,
+    pub default_allow: bool,
+    pub policies: Vec<IrPolicy>,
+    pub tiers: Vec<IrTier>,
+    pub pending_policies: Vec<IrPolicy>,
+    pub pending_tiers: Vec<IrTier>,
+    /// True when at least one staged policy exists (pending differs from enforced).
+    pub has_staged: bool,
+}
+
+/// An endpoint's labels as selectors see them.
+pub struct NsLabels<'a>(pub &'a BTreeMap<String, String>);
+impl Labels for NsLabels<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+}
+
+fn ns_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut l = labels.clone();
+    l.insert(NS_LABEL_NAME.into(), name.into());
+    l.insert(NS_LABEL_CALICO_NAME.into(), name.into());
+    l
+}
+
+impl Cluster {
+    /// Build from resources that passed validation. Errors only on things validation cannot see in one
+    /// document (they are reported, not guessed around).
+    pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Result<Cluster, EngineError> {
+        let resources: Vec<&Resource> = resources.into_iter().collect();
+        let mut c = Cluster { default_allow: true, ..Default::default() };
+        let mut tier_specs: BTreeMap<String, (Option<f64>, TierDefaultAction)> = BTreeMap::new();
+        tier_specs.insert(DEFAULT_TIER.into(), (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny));
+        let mut enforced: Vec<IrPolicy> = Vec::new();
+        let mut staged: Vec<(IrPolicy, bool /*delete*/)> = Vec::new();
+        for r in &resources {
+            match r {
+                Resource::Namespace(n) => {
+                    c.namespaces.insert(n.metadata.name.clone(), ns_labels(&n.metadata.name, &n.metadata.labels));
+                }
+                Resource::Tier(t) => {
+                    let (order, action) = if t.metadata.name == DEFAULT_TIER {
+                        (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny)
+                    } else {
+                        (t.spec.order, t.spec.default_action.unwrap_or(TierDefaultAction::Deny))
+                    };
+                    tier_specs.insert(t.metadata.name.clone(), (order, action));
+                }
+                Resource::ClusterSettings(s) => {
+                    c.default_allow = s.spec.default_endpoint_action != Some(DefaultEndpointAction::Deny);
+                }
+                Resource::NetworkSet(s) | Resource::GlobalNetworkSet(s) => {
+                    let nets = s.spec.nets.iter().map(|n| parse_cidr(n)).collect::<Result<Vec<_>, _>>()
+                        .map_err(|m| EngineError::Invalid(format!("{} {}: {m}", r.kind(), r.qualified_name())))?;
+                    c.net_sets.push(NetSet {
+                        namespace: r.namespace().map(str::to_string),
+                        name: s.metadata.name.clone(),
+                        labels: s.metadata.labels.clone(),
+                        nets,
+                    });
+                }
+                _ => {}
+            }
+        }
+        for r in &resources {
+            match r {
+                Resource::Pod(p) => {
+                    let ns = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                    c.namespaces.entry(ns.clone()).or_insert_with(|| ns_labels(&ns, &BTreeMap::new()));
+                    let sa = p
+                        .spec
+                        .service_account_name
+                        .clone()
+                        .or_else(|| p.spec.service_account.clone())
+                        .unwrap_or_else(|| "default".into());
+                    let mut labels = p.metadata.labels.clone();
+                    labels.insert(LABEL_NAMESPACE.into(), ns.clone());
+                    labels.insert(LABEL_SERVICE_ACCOUNT.into(), sa.clone());
+                    labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
+                    let mut ips: Vec<IpAddr> = Vec::new();
+                    for s in p.status.pod_ip.iter().chain(p.status.pod_ips.iter().map(|i| &i.ip)) {
+                        if let Ok(ip) = s.parse::<IpAddr>() {
+                            if !ips.contains(&ip) {
+                                ips.push(ip);
+                            }
+                        }
+                    }
+                    let mut named_ports = Vec::new();
+                    let mut ports = Vec::new();
+                    for ctr in &p.spec.containers {
+                        for cp in &ctr.ports {
+                            let proto = cp.protocol.unwrap_or(Protocol::Tcp);
+                            let Ok(port) = u16::try_from(cp.container_port) else { continue };
+                            if !ports.contains(&(proto, port)) {
+                                ports.push((proto, port));
+                            }
+                            if let Some(n) = &cp.name {
+                                named_ports.push((n.clone(), proto, port));
+                            }
+                        }
+                    }
+                    c.endpoints.push(Endpoint {
+                        namespace: ns,
+                        name: p.metadata.name.clone(),
+                        labels,
+                        service_account: sa,
+                        ips,
+                        named_ports,
+                        ports,
+                    });
+                }
+                Resource::K8sNetworkPolicy(o) => {
+                    enforced.push(k8s_policy(r, &o.spec, false)?);
+                }
+                Resource::StagedKubernetesNetworkPolicy(o) => {
+                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
+                    staged.push((k8s_policy(r, &o.spec.as_k8s(), true)?, delete));
+                }
+                Resource::NetworkPolicy(o) => enforced.push(calico_policy(r, &o.spec, PolicyKind::Namespaced, false)?),
+                Resource::GlobalNetworkPolicy(o) => enforced.push(calico_policy(r, &o.spec, PolicyKind::Global, false)?),
+                Resource::StagedNetworkPolicy(o) => {
+                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
+                    staged.push((calico_policy(r, &o.spec, PolicyKind::Namespaced, true)?, delete));
+                }
+                Resource::StagedGlobalNetworkPolicy(o) => {
+                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
+                    staged.push((calico_policy(r, &o.spec, PolicyKind::Global, true)?, delete));
+                }
+                _ => {}
+            }
+        }
+        c.endpoints.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        c.has_staged = !staged.is_empty();
+        // Pending = enforced with every staged policy applied: Set replaces (or adds) the same-named policy of
+        // the same family, Delete removes it.
+        let mut pending = enforced.clone();
+        for (p, delete) in staged {
+            let same = |q: &IrPolicy| {
+                q.id.kind == p.id.kind && q.id.namespace == p.id.namespace && q.id.name == p.id.name
+            };
+            pending.retain(|q| !same(q));
+            if !delete {
+                pending.push(p);
+            }
+        }
+        c.tiers = sort_tiers(&tier_specs, &enforced)?;
+        c.pending_tiers = sort_tiers(&tier_specs, &pending)?;
+        c.policies = enforced;
+        c.pending_policies = pending;
+        Ok(c)
+    }
+
+    pub fn endpoint(&self, id: &str) -> Option<usize> {
+        let (ns, name) = id.split_once('/')?;
+        self.endpoints.iter().position(|e| e.namespace == ns && e.name == name)
+    }
+
+    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<usize> {
+        self.endpoints.iter().position(|e| e.ips.contains(&ip))
+    }
+
+    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
+        self.namespaces.get(ns).cloned().unwrap_or_else(|| ns_labels(ns, &BTreeMap::new()))
+    }
+}
+
+fn sort_tiers(
+    specs: &BTreeMap<String, (Option<f64>, TierDefaultAction)>,
+    policies: &[IrPolicy],
+) -> Result<Vec<IrTier>, EngineError> {
+    let mut tiers: Vec<IrTier> = specs
+        .iter()
+        .map(|(name, (order, action))| IrTier { name: name.clone(), order: *order, default_action: *action, policies: vec![] })
+        .collect();
+    tiers.sort_by(|a, b| cmp_order(a.order, b.order).then_with(|| a.name.cmp(&b.name)));
+    for (i, p) in policies.iter().enumerate() {
+        let Some(t) = tiers.iter_mut().find(|t| t.name == p.tier) else {
+            return Err(EngineError::UnknownTier { policy: p.id.to_string(), tier: p.tier.clone() });
+        };
+        t.policies.push(i);
+    }
+    for t in &mut tiers {
+        t.policies.sort_by(|&a, &b| {
+            let (pa, pb) = (&policies[a], &policies[b]);
+            cmp_order(pa.order, pb.order).then_with(|| policy_sort_key(pa).cmp(&policy_sort_key(pb)))
+        });
+    }
+    Ok(tiers)
+}
+
+/// Ties on order break on `name/namespace/kind`, compared as a string (as Calico does).
+fn policy_sort_key(p: &IrPolicy) -> String {
+    format!("{}/{}/{:?}", p.id.name, p.id.namespace.as_deref().unwrap_or(""), p.id.kind)
+}
+
+/// Order comparison where None (no order) sorts after every number.
+pub fn cmp_order(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
+fn invalid(r: &Resource, what: impl std::fmt::Display) -> EngineError {
+    EngineError::Invalid(format!("{} {}: {what}", r.kind(), r.qualified_name()))
+}
+
+fn sel(r: &Resource, s: Option<&str>) -> Result<Option<Selector>, EngineError> {
+    s.map(|s| Selector::parse(s).map_err(|e| invalid(r, e))).transpose()
+}
+
+fn k8s_policy(r: &Resource, spec: &K8sNetworkPolicySpec, staged: bool) -> Result<IrPolicy, EngineError> {
+    let ns = r.namespace().unwrap_or("default").to_string();
+    let (ingress_type, egress_type) = spec.effective_types();
+    let peer = |p: &porin_model::k8s::K8sPeer| -> Result<K8sPeer, EngineError> {
+        if let Some(b) = &p.ip_block {
+            let cidr = parse_cidr(&b.cidr).map_err(|m| invalid(r, m))?;
+            let except = b.except.iter().map(|e| parse_cidr(e).map_err(|m| invalid(r, m))).collect::<Result<_, _>>()?;
+            return Ok(K8sPeer::IpBlock { cidr, except });
+        }
+        let pods = match &p.pod_selector {
+            Some(s) => s.to_selector().map_err(|e| invalid(r, e))?,
+            None => Selector::all(),
+        };
+        let namespaces = p.namespace_selector.as_ref().map(|s| s.to_selector().map_err(|e| invalid(r, e))).transpose()?;
+        Ok(K8sPeer::Pods { pods, namespaces })
+    };
+    let ports = |ps: &Option<Vec<porin_model::k8s::K8sPort>>| -> Vec<K8sPortIr> {
+        ps.iter()
+            .flatten()
+            .map(|p| K8sPortIr {
+                protocol: p.protocol.unwrap_or(Protocol::Tcp),
+                port: match &p.port {
+                    None => None,
+                    Some(IntOrString::Int(n)) => {
+                        let lo = u16::try_from(*n).unwrap_or(0);
+                        let hi = p.end_port.and_then(|e| u16::try_from(e).ok()).unwrap_or(lo);
+                        Some(PortMatch::Range(lo, hi))
+                    }
+                    Some(IntOrString::String(s)) => Some(PortMatch::Named(s.clone())),
+                },
+            })
+            .collect()
+    };
+    let mut ingress = Vec::new();
+    for rule in spec.ingress.iter().flatten() {
+        let peers = rule.from.iter().flatten().map(peer).collect::<Result<_, _>>()?;
+        ingress.push(IrRule { action: Action::Allow, matcher: RuleMatch::K8s { peers, ports: ports(&rule.ports) } });
+    }
+    let mut egress = Vec::new();
+    for rule in spec.egress.iter().flatten() {
+        let peers = rule.to.iter().flatten().map(peer).collect::<Result<_, _>>()?;
+        egress.push(IrRule { action: Action::Allow, matcher: RuleMatch::K8s { peers, ports: ports(&rule.ports) } });
+    }
+    Ok(IrPolicy {
+        id: PolicyId { kind: PolicyKind::K8s, namespace: Some(ns.clone()), name: r.name().to_string(), staged },
+        tier: DEFAULT_TIER.into(),
+        order: Some(K8S_POLICY_ORDER),
+        namespace: Some(ns),
+        selector: spec.pod_selector.to_selector().map_err(|e| invalid(r, e))?,
+        namespace_selector: None,
+        sa_selector: None,
+        ingress_type,
+        egress_type,
+        ingress: if ingress_type { ingress } else { vec![] },
+        egress: if egress_type { egress } else { vec![] },
+    })
+}
+
+fn calico_policy(r: &Resource, spec: &PolicySpec, kind: PolicyKind, staged: bool) -> Result<IrPolicy, EngineError> {
+    let ns = if kind == PolicyKind::Global { None } else { Some(r.namespace().unwrap_or("default").to_string()) };
+    let (ingress_type, egress_type) = spec.effective_types();
+    let rules = |rs: &[porin_model::porin::Rule]| -> Result<Vec<IrRule>, EngineError> {
+        rs.iter().map(|rule| calico_rule(r, rule, ns.as_deref())).collect()
+    };
+    Ok(IrPolicy {
+        id: PolicyId { kind, namespace: ns.clone(), name: r.name().to_string(), staged },
+        tier: spec.tier.clone().unwrap_or_else(|| DEFAULT_TIER.into()),
+        order: spec.order,
+        namespace: ns.clone(),
+        selector: sel(r, spec.selector.as_deref())?.unwrap_or_else(Selector::all),
+        namespace_selector: sel(r, spec.namespace_selector.as_deref())?,
+        sa_selector: sel(r, spec.service_account_selector.as_deref())?,
+        ingress_type,
+        egress_type,
+        ingress: if ingress_type { rules(&spec.ingress)? } else { vec![] },
+        egress: if egress_type { rules(&spec.egress)? } else { vec![] },
+    })
+}
+
+fn calico_rule(r: &Resource, rule: &porin_model::porin::Rule, ns: Option<&str>) -> Result<IrRule, EngineError> {
+    let icmp = |m: &Option<porin_model::porin::IcmpMatch>| {
+        m.map(|m| (m.icmp_type.and_then(|t| u8::try_from(t).ok()), m.code.and_then(|c| u8::try_from(c).ok())))
+    };
+    Ok(IrRule {
+        action: rule.action,
+        matcher: RuleMatch::Calico {
+            ip_version: rule.ip_version,
+            protocol: rule.protocol.as_ref().and_then(|p| p.number()),
+            not_protocol: rule.not_protocol.as_ref().and_then(|p| p.number()),
+            icmp: icmp(&rule.icmp),
+            not_icmp: icmp(&rule.not_icmp),
+            source: entity(r, &rule.source, ns)?,
+            destination: entity(r, &rule.destination, ns)?,
+        },
+    })
+}
+
+fn entity(r: &Resource, e: &EntityRule, ns: Option<&str>) -> Result<Entity, EngineError> {
+    let nets = |v: &[String]| v.iter().map(|n| parse_cidr(n).map_err(|m| invalid(r, m))).collect::<Result<Vec<_>, _>>();
+    let ports = |v: &[porin_model::porin::PortSpec]| {
+        v.iter().map(|p| parse_port_spec(p).map_err(|m| invalid(r, m))).collect::<Result<Vec<_>, _>>()
+    };
+    let selector = sel(r, e.selector.as_deref())?;
+    let not_selector = sel(r, e.not_selector.as_deref())?;
+    let ns_sel = sel(r, e.namespace_selector.as_deref())?;
+    let scope = if selector.is_none() && not_selector.is_none() && ns_sel.is_none() {
+        None
+    } else {
+        Some(match ns_sel {
+            Some(s) if s.expr() == &porin_selector::Expr::Global => NsScope::Global,
+            Some(s) => NsScope::Selected(s),
+            None => match ns {
+                Some(ns) => NsScope::Same(ns.to_string()),
+                None => NsScope::Any,
+            },
+        })
+    };
+    let (sa_names, sa_selector) = match &e.service_accounts {
+        Some(sa) => (sa.names.clone(), sel(r, sa.selector.as_deref())?),
+        None => (vec![], None),
+    };
+    Ok(Entity {
+        nets: nets(&e.nets)?,
+        not_nets: nets(&e.not_nets)?,
+        selector,
+        not_selector,
+        scope,
+        sa_names,
+        sa_selector,
+        ports: ports(&e.ports)?,
+        not_ports: ports(&e.not_ports)?,
+    })
+}
+
+/// Every CIDR any rule or network set mentions: the boundaries that can change a verdict for an IP.
+pub fn all_cidrs(c: &Cluster) -> BTreeSet<IpNet> {
+    let mut out = BTreeSet::new();
+    for s in &c.net_sets {
+        out.extend(s.nets.iter().copied());
+    }
+    for p in c.policies.iter().chain(c.pending_policies.iter()) {
+        for rule in p.ingress.iter().chain(p.egress.iter()) {
+            match &rule.matcher {
+                RuleMatch::K8s { peers, .. } => {
+                    for peer in peers {
+                        if let K8sPeer::IpBlock { cidr, except } = peer {
+                            out.insert(*cidr);
+                            out.extend(except.iter().copied());
+                        }
+                    }
+                }
+                RuleMatch::Calico { source, destination, .. } => {
+                    for e in [source, destination] {
+                        out.extend(e.nets.iter().copied());
+                        out.extend(e.not_nets.iter().copied());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
