@@ -1,0 +1,245 @@
+//! Commands that work on manifest files alone, before anything touches a cluster or a kernel:
+//! `validate`, `trace`, `matrix`, `diff`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use porin_model::{Document, Protocol, load_paths, validate_set};
+use porin_policy::{Cluster, Packet, Peer, Variant};
+
+use crate::printers;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Manifest files or directories (`-` for stdin). Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// Manifests: pods, namespaces, policies.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Source: NAMESPACE/POD or an IP address.
+    #[arg(long)]
+    pub from: String,
+    /// Destination: NAMESPACE/POD or an IP address.
+    #[arg(long)]
+    pub to: String,
+    /// Destination port (TCP, UDP, SCTP).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// TCP, UDP, SCTP, ICMP, ICMPv6 or a protocol number.
+    #[arg(long, default_value = "TCP")]
+    pub protocol: String,
+    /// ICMP type (with --protocol ICMP/ICMPv6).
+    #[arg(long)]
+    pub icmp_type: Option<u8>,
+    /// ICMP code (with --icmp-type).
+    #[arg(long, requires = "icmp_type")]
+    pub icmp_code: Option<u8>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct MatrixArgs {
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Only this port (default: every containerPort declared by any pod).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Only this protocol (TCP, UDP, SCTP).
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Evaluate the pending policy set (staged policies applied) instead of the enforced one.
+    #[arg(long)]
+    pub staged: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The current manifests.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub old: Vec<PathBuf>,
+    /// The proposed manifests.
+    #[arg(long = "against", required = true, num_args = 1..)]
+    pub new: Vec<PathBuf>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long)]
+    pub protocol: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// Load and validate; on failure print every error and return None.
+fn load(files: &[PathBuf]) -> Result<Option<Vec<Document>>> {
+    let docs = match load_paths(files) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return Ok(None);
+        }
+    };
+    if let Err(errors) = validate_set(&docs, &Default::default()) {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        return Ok(None);
+    }
+    Ok(Some(docs))
+}
+
+fn build(files: &[PathBuf]) -> Result<Option<Cluster>> {
+    let Some(docs) = load(files)? else { return Ok(None) };
+    Ok(Some(Cluster::build(docs.iter().map(|d| &d.resource)).context("building the policy model")?))
+}
+
+pub fn validate(a: ValidateArgs) -> Result<ExitCode> {
+    match load(&a.files)? {
+        Some(docs) => {
+            println!("{} objects valid", docs.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Ok(ExitCode::from(1)),
+    }
+}
+
+fn parse_l4(s: &str) -> Result<Protocol> {
+    Protocol::from_name(s).ok_or_else(|| anyhow!("--protocol {s:?}: expected TCP, UDP or SCTP"))
+}
+
+fn parse_protocol_number(s: &str) -> Result<u8> {
+    match s.to_ascii_uppercase().as_str() {
+        "ICMP" => Ok(1),
+        "ICMPV6" => Ok(58),
+        other => match Protocol::from_name(other) {
+            Some(p) => Ok(p.number()),
+            None => other
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| anyhow!("--protocol {s:?}: expected TCP, UDP, SCTP, ICMP, ICMPv6 or 1-255")),
+        },
+    }
+}
+
+fn peer<'a>(c: &'a Cluster, s: &str, flag: &str) -> Result<Peer<'a>> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(match c.endpoint_by_ip(ip) {
+            Some(i) => Peer::Endpoint(&c.endpoints[i]),
+            None => Peer::Ip(ip),
+        });
+    }
+    if !s.contains('/') {
+        bail!("{flag} {s:?}: expected NAMESPACE/POD or an IP address");
+    }
+    match c.endpoint(s) {
+        Some(i) => Ok(Peer::Endpoint(&c.endpoints[i])),
+        None => bail!("{flag} {s:?}: no such pod in the manifests"),
+    }
+}
+
+pub fn trace(a: TraceArgs) -> Result<ExitCode> {
+    let Some(c) = build(&a.files)? else { return Ok(ExitCode::from(1)) };
+    let src = peer(&c, &a.from, "--from")?;
+    let dst = peer(&c, &a.to, "--to")?;
+    let protocol = parse_protocol_number(&a.protocol)?;
+    let ports = Protocol::from_number(protocol).is_some();
+    if ports && a.port.is_none() {
+        bail!("--port is required for {}", a.protocol.to_ascii_uppercase());
+    }
+    if !ports && a.port.is_some() {
+        bail!("--port only applies to TCP, UDP and SCTP");
+    }
+    if a.icmp_type.is_some() && protocol != 1 && protocol != 58 {
+        bail!("--icmp-type only applies to ICMP and ICMPv6");
+    }
+    let v6 = match (src, dst) {
+        (Peer::Ip(ip), _) | (_, Peer::Ip(ip)) => ip.is_ipv6(),
+        (Peer::Endpoint(s), Peer::Endpoint(d)) => {
+            s.ip_of_family(false).is_none() || d.ip_of_family(false).is_none()
+        }
+    };
+    let pkt = Packet { protocol, port: a.port, icmp: a.icmp_type.map(|t| (t, a.icmp_code)), v6 };
+    let verdict = c.verdict(src, dst, &pkt);
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&printers::trace_json(&src, &dst, &pkt, &verdict))?),
+        Output::Table => print!("{}", printers::trace_table(&src, &dst, &pkt, &verdict)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn port_filter(c: &Cluster, port: Option<u16>, protocol: Option<&str>) -> Result<Vec<(Protocol, u16)>> {
+    let proto = protocol.map(parse_l4).transpose()?;
+    Ok(match (port, proto) {
+        (Some(p), Some(pr)) => vec![(pr, p)],
+        (Some(p), None) => {
+            let declared: Vec<_> = c.declared_ports().into_iter().filter(|(_, q)| *q == p).collect();
+            if declared.is_empty() { vec![(Protocol::Tcp, p)] } else { declared }
+        }
+        (None, pr) => c.declared_ports().into_iter().filter(|(x, _)| pr.is_none_or(|pr| pr == *x)).collect(),
+    })
+}
+
+pub fn matrix(a: MatrixArgs) -> Result<ExitCode> {
+    let Some(c) = build(&a.files)? else { return Ok(ExitCode::from(1)) };
+    let ports = port_filter(&c, a.port, a.protocol.as_deref())?;
+    if ports.is_empty() {
+        bail!("no pod declares a containerPort: pass --port (and --protocol)");
+    }
+    let variant = if a.staged { Variant::Pending } else { Variant::Enforced };
+    let matrices: Vec<_> = ports.iter().map(|(pr, p)| c.matrix(variant, *pr, *p)).collect();
+    match a.output {
+        Output::Json => {
+            let doc = serde_json::json!({ "matrices": matrices.iter().map(|m| m.to_json()).collect::<Vec<_>>() });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Output::Table => {
+            for (i, m) in matrices.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", printers::matrix_table(m));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn diff(a: DiffArgs) -> Result<ExitCode> {
+    let Some(old) = build(&a.old)? else { return Ok(ExitCode::from(1)) };
+    let Some(new) = build(&a.new)? else { return Ok(ExitCode::from(1)) };
+    let ports = match (a.port, &a.protocol) {
+        (None, None) => None,
+        _ => {
+            let mut p = port_filter(&old, a.port, a.protocol.as_deref())?;
+            p.extend(port_filter(&new, a.port, a.protocol.as_deref())?);
+            p.sort();
+            p.dedup();
+            Some(p)
+        }
+    };
+    let d = porin_policy::diff::diff(&old, &new, ports.as_deref());
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+        Output::Table => print!("{}", printers::diff_table(&d)),
+    }
+    Ok(ExitCode::SUCCESS)
+}

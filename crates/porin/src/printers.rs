@@ -1,0 +1,151 @@
+//! Human and machine renderings of engine results. Golden-file tested (crates/porin/tests/golden).
+
+use std::fmt::Write;
+
+use porin_policy::diff::Diff;
+use porin_policy::{Evaluation, Matrix, Packet, Peer, SideVerdict, Verdict};
+use serde_json::json;
+
+fn peer_label(p: &Peer<'_>, v6: bool) -> String {
+    match p {
+        Peer::Endpoint(e) => match e.ip_of_family(v6) {
+            Some(ip) => format!("{} ({ip})", e.id()),
+            None => e.id(),
+        },
+        Peer::Ip(ip) => format!("{ip} (not a pod)"),
+    }
+}
+
+fn proto_name(n: u8) -> String {
+    match n {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "ICMPv6".into(),
+        132 => "SCTP".into(),
+        n => format!("proto {n}"),
+    }
+}
+
+pub fn packet_label(p: &Packet) -> String {
+    match (p.port, p.icmp) {
+        (Some(port), _) => format!("{}/{port}", proto_name(p.protocol)),
+        (None, Some((t, Some(c)))) => format!("{} type {t} code {c}", proto_name(p.protocol)),
+        (None, Some((t, None))) => format!("{} type {t}", proto_name(p.protocol)),
+        (None, None) => proto_name(p.protocol),
+    }
+}
+
+fn word(allowed: bool) -> &'static str {
+    if allowed { "ALLOWED" } else { "DENIED" }
+}
+
+fn side_table(out: &mut String, s: &SideVerdict) {
+    let dir = s.direction.to_string().to_uppercase();
+    let _ = writeln!(out, "{dir} at {}: {}", s.endpoint, word(s.allowed));
+    let _ = writeln!(out, "  reason: {}", s.reason);
+    for h in &s.hits {
+        let _ = writeln!(out, "  hit:    {h}");
+    }
+}
+
+fn evaluation_table(out: &mut String, e: &Evaluation, src: &Peer<'_>, dst: &Peer<'_>) {
+    match &e.egress {
+        Some(s) => side_table(out, s),
+        None => {
+            let _ = writeln!(out, "EGRESS: not checked ({} is not a pod)", src.describe());
+        }
+    }
+    match &e.ingress {
+        Some(s) => side_table(out, s),
+        None => {
+            let _ = writeln!(out, "INGRESS: not checked ({} is not a pod)", dst.describe());
+        }
+    }
+}
+
+pub fn trace_table(src: &Peer<'_>, dst: &Peer<'_>, pkt: &Packet, v: &Verdict) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "VERDICT  {}", word(v.allowed));
+    let _ = writeln!(out, "FROM     {}", peer_label(src, pkt.v6));
+    let _ = writeln!(out, "TO       {}", peer_label(dst, pkt.v6));
+    let _ = writeln!(out, "PACKET   {}", packet_label(pkt));
+    let _ = writeln!(out);
+    evaluation_table(&mut out, &v.enforced, src, dst);
+    let _ = writeln!(out);
+    if v.pending == v.enforced {
+        let _ = writeln!(out, "PENDING (staged policies applied): same as enforced");
+    } else {
+        let _ = writeln!(out, "PENDING (staged policies applied): {}", word(v.pending.allowed));
+        evaluation_table(&mut out, &v.pending, src, dst);
+    }
+    out
+}
+
+pub fn trace_json(src: &Peer<'_>, dst: &Peer<'_>, pkt: &Packet, v: &Verdict) -> serde_json::Value {
+    let hits = |e: &Evaluation| -> Vec<String> {
+        e.egress.iter().chain(e.ingress.iter()).flat_map(|s| s.hits.iter().map(|h| h.to_string())).collect()
+    };
+    json!({
+        "from": src.describe(),
+        "to": dst.describe(),
+        "protocol": proto_name(pkt.protocol),
+        "port": pkt.port,
+        "allowed": v.allowed,
+        "enforced": v.enforced,
+        "enforced_trace": hits(&v.enforced),
+        "pending": v.pending,
+        "pending_trace": hits(&v.pending),
+    })
+}
+
+/// A grid: rows are sources, columns destinations; `.` allowed, `X` denied, `-` the pod itself.
+pub fn matrix_table(m: &Matrix) -> String {
+    let mut out = String::new();
+    let n = m.pods.len();
+    let allowed = m.allowed_pairs().len();
+    let _ = writeln!(
+        out,
+        "{}/{}: {allowed} of {} pairs allowed (rows: from, columns: to; . allowed, X denied)",
+        m.protocol,
+        m.port,
+        n * n.saturating_sub(1)
+    );
+    let width = m.pods.iter().map(|p| p.len()).max().unwrap_or(0);
+    let _ = write!(out, "{:width$}", "");
+    for p in &m.pods {
+        let _ = write!(out, " {p}");
+    }
+    let _ = writeln!(out);
+    for (i, from) in m.pods.iter().enumerate() {
+        let _ = write!(out, "{from:width$}");
+        for (j, to) in m.pods.iter().enumerate() {
+            let c = if i == j {
+                '-'
+            } else if m.allowed(i, j) {
+                '.'
+            } else {
+                'X'
+            };
+            let w = to.len();
+            let _ = write!(out, " {c:>w$}");
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
+
+pub fn diff_table(d: &Diff) -> String {
+    let mut out = String::new();
+    if d.opened.is_empty() && d.closed.is_empty() {
+        out.push_str("no change in reachability\n");
+        return out;
+    }
+    for (title, list) in [("OPENED", &d.opened), ("CLOSED", &d.closed)] {
+        let _ = writeln!(out, "{title} ({})", list.len());
+        for c in list.iter() {
+            let _ = writeln!(out, "  {} -> {} {}/{}", c.from, c.to, c.protocol, c.port);
+        }
+    }
+    out
+}
