@@ -16,11 +16,20 @@ fn pod_labels(i: usize) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert("app".to_owned(), apps[i % apps.len()].to_owned());
     m.insert("tier".to_owned(), tiers[i % tiers.len()].to_owned());
-    m.insert("env".to_owned(), if i % 2 == 0 { "prod" } else { "dev" }.to_owned());
-    m.insert("pod-template-hash".to_owned(), format!("{:08x}", i * 2_654_435_761));
-    m.insert("app.kubernetes.io/name".to_owned(), format!("svc-{}", i % 50));
+    m.insert(
+        "env".to_owned(),
+        if i.is_multiple_of(2) { "prod" } else { "dev" }.to_owned(),
+    );
+    m.insert(
+        "pod-template-hash".to_owned(),
+        format!("{:08x}", i * 2_654_435_761),
+    );
+    m.insert(
+        "app.kubernetes.io/name".to_owned(),
+        format!("svc-{}", i % 50),
+    );
     m.insert("team".to_owned(), format!("team-{}", i % 7));
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         m.insert("quarantine".to_owned(), "true".to_owned());
     }
     m
@@ -38,7 +47,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| pods.iter().filter(|p| sel.matches(black_box(*p))).count())
     });
     g.bench_function("typical_3_term/reference_tree", |b| {
-        b.iter(|| pods.iter().filter(|p| sel.expr().matches(black_box(*p))).count())
+        b.iter(|| {
+            pods.iter()
+                .filter(|p| sel.expr().matches(black_box(*p)))
+                .count()
+        })
     });
     g.finish();
 
@@ -47,9 +60,16 @@ fn bench(c: &mut Criterion) {
         .map(|i| {
             let s = match i % 4 {
                 0 => format!(r#"app == "web" && team == "team-{}""#, i % 7),
-                1 => format!(r#"app.kubernetes.io/name in {{"svc-{}", "svc-{}"}} && env != "dev""#, i % 50, (i + 1) % 50),
+                1 => format!(
+                    r#"app.kubernetes.io/name in {{"svc-{}", "svc-{}"}} && env != "dev""#,
+                    i % 50,
+                    (i + 1) % 50
+                ),
                 2 => TYPICAL.to_owned(),
-                _ => format!(r#"(tier == "data" || has(quarantine)) && team not in {{"team-{}"}}"#, i % 7),
+                _ => format!(
+                    r#"(tier == "data" || has(quarantine)) && team not in {{"team-{}"}}"#,
+                    i % 7
+                ),
             };
             Selector::parse(&s).unwrap()
         })

@@ -204,11 +204,19 @@ impl Expr {
             Expr::And(items) | Expr::Or(items) if items.is_empty() => 0,
             Expr::Or(items) => {
                 usize::from(ctx > Prec::Or)
-                    + items.iter().map(|e| e.paren_depth(Prec::And)).max().unwrap_or(0)
+                    + items
+                        .iter()
+                        .map(|e| e.paren_depth(Prec::And))
+                        .max()
+                        .unwrap_or(0)
             }
             Expr::And(items) => {
                 usize::from(ctx > Prec::And)
-                    + items.iter().map(|e| e.paren_depth(Prec::Unary)).max().unwrap_or(0)
+                    + items
+                        .iter()
+                        .map(|e| e.paren_depth(Prec::Unary))
+                        .max()
+                        .unwrap_or(0)
             }
             Expr::Not(e) => e.paren_depth(Prec::Unary),
             _ => 0,
@@ -313,9 +321,14 @@ pub(crate) fn check_label(k: &str) -> Result<(), String> {
         return Err("a label name cannot be empty".into());
     }
     if k.len() > MAX_LABEL_LEN {
-        return Err(format!("a label name is at most {MAX_LABEL_LEN} characters"));
+        return Err(format!(
+            "a label name is at most {MAX_LABEL_LEN} characters"
+        ));
     }
-    if let Some(c) = k.chars().find(|&c| !c.is_ascii() || !is_label_byte(c as u8)) {
+    if let Some(c) = k
+        .chars()
+        .find(|&c| !c.is_ascii() || !is_label_byte(c as u8))
+    {
         return Err(format!(
             "character {c:?} is not allowed in a label name (allowed: A-Z a-z 0-9 _ . / -)"
         ));

@@ -3,6 +3,22 @@
 //! A selector is a boolean expression over an endpoint's labels (a map from
 //! label name to value). It is the same language Calico uses.
 //!
+//! ```
+//! use std::collections::BTreeMap;
+//! use porin_selector::Selector;
+//!
+//! let sel: Selector = r#"app == 'web' && tier in {"fe", "be"} && !has(quarantine)"#.parse()?;
+//! assert_eq!(sel.to_string(), r#"app == "web" && tier in {"be", "fe"} && !has(quarantine)"#);
+//!
+//! let pod: BTreeMap<String, String> =
+//!     [("app", "web"), ("tier", "fe")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+//! assert!(sel.matches(&pod));
+//!
+//! let err = Selector::parse("app == web").unwrap_err();
+//! assert_eq!(err.to_string(), "column 8: expected a quoted string after '=='");
+//! # Ok::<(), porin_selector::SelectorError>(())
+//! ```
+//!
 //! # Grammar
 //!
 //! Precedence from loosest to tightest: `||`, `&&`, `!`, then parentheses and

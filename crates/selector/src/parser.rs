@@ -156,9 +156,9 @@ impl<'a> Parser<'a> {
         match self.peek() {
             Some(b'(') => {
                 if self.nesting == MAX_NESTING {
-                    return Err(self.err_here(format!(
-                        "parentheses nest deeper than {MAX_NESTING} levels"
-                    )));
+                    return Err(
+                        self.err_here(format!("parentheses nest deeper than {MAX_NESTING} levels"))
+                    );
                 }
                 self.pos += 1;
                 self.nesting += 1;

@@ -172,12 +172,16 @@ mod tests {
 
     #[test]
     fn each_leaf_compiles_once_and_jumps_forward() {
-        let p = program(r#"(a == "1" || !b in {"x", "y"}) && !(c != "2" && has(d)) || e contains "z""#);
+        let p =
+            program(r#"(a == "1" || !b in {"x", "y"}) && !(c != "2" && has(d)) || e contains "z""#);
         assert_eq!(p.insns.len(), 5);
         assert_eq!(p.entry, 0);
         for (i, insn) in p.insns.iter().enumerate() {
             for t in [insn.on_true, insn.on_false] {
-                assert!(t >= REJECT || t as usize > i, "jump from {i} to {t} is not forward");
+                assert!(
+                    t >= REJECT || t as usize > i,
+                    "jump from {i} to {t} is not forward"
+                );
             }
         }
     }
