@@ -384,25 +384,37 @@ impl Cluster {
         if ip.is_some_and(|ip| e.not_nets.iter().any(|n| n.contains(&ip))) {
             return false;
         }
-        if let Some(scope) = &e.scope {
-            let all = porin_selector::Selector::all();
-            let s = e.selector.as_ref().unwrap_or(&all);
-            if (e.selector.is_some() || e.not_selector.is_none()) && !self.selected(s, scope, side, pkt.v6) {
-                return false;
-            }
-            if let Some(ns) = &e.not_selector {
-                if self.selected(ns, scope, side, pkt.v6) {
-                    return false;
-                }
-            }
-        }
-        if !e.sa_names.is_empty() || e.sa_selector.is_some() {
+        let has_sa = !e.sa_names.is_empty() || e.sa_selector.is_some();
+        if has_sa {
+            // Calico ANDs the service-account match into the positive selector, which is scoped to the
+            // namespaces in `scope`: only an endpoint in scope, running as a matching account, with matching
+            // labels, matches (network sets have no service account).
             let Some(ep) = side.endpoint() else { return false };
             if !e.sa_names.is_empty() && !e.sa_names.contains(&ep.service_account) {
                 return false;
             }
             if let Some(s) = &e.sa_selector {
                 if !s.matches(&sa_labels(&ep.service_account)) {
+                    return false;
+                }
+            }
+            if let Some(scope) = &e.scope {
+                if !self.ns_in_scope(scope, &ep.namespace) {
+                    return false;
+                }
+            }
+            if e.selector.as_ref().is_some_and(|s| !s.matches(&ep.labels)) {
+                return false;
+            }
+        }
+        if let Some(scope) = &e.scope {
+            let all = porin_selector::Selector::all();
+            let s = e.selector.as_ref().unwrap_or(&all);
+            if !has_sa && (e.selector.is_some() || e.not_selector.is_none()) && !self.selected(s, scope, side, pkt.v6) {
+                return false;
+            }
+            if let Some(ns) = &e.not_selector {
+                if self.selected(ns, scope, side, pkt.v6) {
                     return false;
                 }
             }
@@ -418,16 +430,20 @@ impl Cluster {
         true
     }
 
+    /// Is an endpoint of namespace `ns` inside `scope`?
+    fn ns_in_scope(&self, scope: &NsScope, ns: &str) -> bool {
+        match scope {
+            NsScope::Same(own) => ns == own,
+            NsScope::Selected(s) => s.matches(&self.namespace_labels(ns)),
+            NsScope::Any => true,
+            NsScope::Global => false,
+        }
+    }
+
     /// Does `sel` within `scope` select this side, as an endpoint or through a network set containing its IP?
     fn selected(&self, sel: &porin_selector::Selector, scope: &NsScope, side: Peer<'_>, v6: bool) -> bool {
         if let Some(ep) = side.endpoint() {
-            let ns_ok = match scope {
-                NsScope::Same(ns) => &ep.namespace == ns,
-                NsScope::Selected(s) => s.matches(&self.namespace_labels(&ep.namespace)),
-                NsScope::Any => true,
-                NsScope::Global => false,
-            };
-            if ns_ok && sel.matches(&ep.labels) {
+            if self.ns_in_scope(scope, &ep.namespace) && sel.matches(&ep.labels) {
                 return true;
             }
         }

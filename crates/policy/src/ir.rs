@@ -511,7 +511,9 @@ fn entity(r: &Resource, e: &EntityRule, ns: Option<&str>) -> Result<Entity, Engi
     let selector = sel(r, e.selector.as_deref())?;
     let not_selector = sel(r, e.not_selector.as_deref())?;
     let ns_sel = sel(r, e.namespace_selector.as_deref())?;
-    let scope = if selector.is_none() && not_selector.is_none() && ns_sel.is_none() {
+    // A serviceAccounts match is part of the positive selector in Calico, so it is scoped like one: to the
+    // policy's namespace in a NetworkPolicy, to the selected namespaces with a namespaceSelector.
+    let scope = if selector.is_none() && not_selector.is_none() && ns_sel.is_none() && e.service_accounts.is_none() {
         None
     } else {
         Some(match ns_sel {
