@@ -1,1 +1,521 @@
-//! placeholder
+//! Porin's kernel enforcement point.
+//!
+//! Two tc programs (attached with TCX to the host side of each workload veth)
+//! decide every packet from pinned BPF maps: endpoints, ipcache, one policy LPM
+//! trie, conntrack, fragments, counters and an event ring buffer. This crate
+//! loads the object (built from `bpf/` by `build.rs`), attaches/detaches,
+//! keeps the maps equal to the desired state with minimal diffs
+//! ([`sync::Engine`]), and reads counters and events.
+//!
+//! See `docs/design/dataplane.md`.
+
+pub mod abi;
+pub mod btf;
+pub mod entries;
+pub mod error;
+pub mod events;
+mod kernel;
+pub mod netns;
+pub mod sync;
+pub mod sys;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, RingBuf};
+use aya::programs::links::{FdLink, LinkError, PinnedLink};
+use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions};
+use aya::{Ebpf, EbpfLoader};
+
+pub use abi::{Action, Direction, EventType, Reason};
+pub use entries::{EndpointPolicy, PolicyEntry, port_range_to_prefixes};
+pub use error::{Error, MapOpError, Result};
+pub use events::{AsyncEventReader, Event, EventReader};
+pub use sync::{ReadBack, SyncStats};
+
+use abi::{CtKey, CtValue, FragKey, FragValue, map_names as names, prog_names};
+use kernel::KernelMaps;
+
+/// The compiled BPF object (`bpf/porin_tc.bpf.c`).
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/porin_tc.bpf.o"));
+
+/// Sizing of the maps at creation. `None` keeps the default from `abi.h`.
+/// Ignored for maps that already exist (pinned): they keep their size.
+#[derive(Clone, Debug)]
+pub struct DataplaneOptions {
+    /// Event ring buffer size in bytes (power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+    pub max_endpoints: Option<u32>,
+    pub max_ipcache_v4: Option<u32>,
+    pub max_ipcache_v6: Option<u32>,
+    pub max_policy: Option<u32>,
+    pub max_conntrack: Option<u32>,
+    pub max_frags: Option<u32>,
+}
+
+impl Default for DataplaneOptions {
+    fn default() -> Self {
+        Self {
+            ringbuf_bytes: 4 << 20,
+            max_endpoints: None,
+            max_ipcache_v4: None,
+            max_ipcache_v6: None,
+            max_policy: None,
+            max_conntrack: None,
+            max_frags: None,
+        }
+    }
+}
+
+/// Drop/pass counters summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub by_reason: BTreeMap<Reason, u64>,
+}
+
+impl Counters {
+    pub fn get(&self, r: Reason) -> u64 {
+        self.by_reason.get(&r).copied().unwrap_or(0)
+    }
+
+    /// All drops.
+    pub fn drops(&self) -> u64 {
+        self.by_reason.iter().filter(|(r, _)| r.is_drop()).map(|(_, v)| v).sum()
+    }
+}
+
+/// Entries vs capacity of one map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapOccupancy {
+    pub name: &'static str,
+    pub entries: usize,
+    pub max_entries: u32,
+}
+
+/// A TCX attachment recorded by a pinned link.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attachment {
+    pub ifname: String,
+    pub ifindex: u32,
+    /// "ingress" (from the workload) or "egress" (to the workload).
+    pub hook: String,
+    pub pin: PathBuf,
+}
+
+/// The result of one `BPF_PROG_TEST_RUN`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestRunOutcome {
+    /// The program's return value (`TC_ACT_*`).
+    pub retval: i32,
+    /// Average run time per repetition.
+    pub ns_per_run: u64,
+}
+
+impl TestRunOutcome {
+    /// `TC_ACT_UNSPEC` (-1, "no objection", what Porin returns to pass) or `TC_ACT_OK`.
+    pub fn passed(&self) -> bool {
+        self.retval == -1 || self.retval == 0
+    }
+    /// `TC_ACT_SHOT`.
+    pub fn dropped(&self) -> bool {
+        self.retval == 2
+    }
+}
+
+const HOOKS: [(&str, &str, TcAttachType); 2] = [
+    (prog_names::FROM_WORKLOAD, "ingress", TcAttachType::Ingress),
+    (prog_names::TO_WORKLOAD, "egress", TcAttachType::Egress),
+];
+
+fn map_data(m: &Map) -> Option<&MapData> {
+    match m {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LpmTrie(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::RingBuf(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// (name, map type, key size, value size) the code expects for each pinned map.
+fn expected_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 9] {
+    use aya::maps::MapType as T;
+    use std::mem::size_of as s;
+    [
+        (names::ENDPOINTS, T::Hash, 4, s::<abi::EndpointValue>() as u32),
+        (names::IPCACHE_V4, T::LpmTrie, s::<abi::IpcacheV4Key>() as u32, s::<abi::IpcacheValue>() as u32),
+        (names::IPCACHE_V6, T::LpmTrie, s::<abi::IpcacheV6Key>() as u32, s::<abi::IpcacheValue>() as u32),
+        (names::POLICY, T::LpmTrie, s::<abi::PolicyKey>() as u32, s::<abi::PolicyValue>() as u32),
+        (names::CONNTRACK, T::LruHash, s::<CtKey>() as u32, s::<CtValue>() as u32),
+        (names::FRAGS, T::LruHash, s::<FragKey>() as u32, s::<FragValue>() as u32),
+        (names::COUNTERS, T::PerCpuArray, 4, 8),
+        (names::EVENTS, T::RingBuf, 0, 0),
+        (names::META, T::Array, 4, s::<abi::Meta>() as u32),
+    ]
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
+    move |e| Error::Map { name, source: Box::new(e) }
+}
+
+fn take(bpf: &mut Ebpf, name: &'static str) -> Result<Map> {
+    bpf.take_map(name).ok_or(Error::MissingMap { name })
+}
+
+/// `__sk_buff` context for `BPF_PROG_TEST_RUN` with `ifindex` set; the layout
+/// comes from the object's BTF (the program's argument type).
+fn skb_ctx(ifindex: u32) -> Vec<u8> {
+    static LAYOUT: OnceLock<(usize, usize)> = OnceLock::new();
+    let (size, off) = *LAYOUT.get_or_init(|| {
+        let l = btf::layouts_from_object(BPF_OBJECT).expect("object BTF");
+        let (size, members) = l.structs.get("__sk_buff").expect("__sk_buff in BTF");
+        let m = members.iter().find(|m| m.name == "ifindex").expect("__sk_buff.ifindex");
+        (*size, m.offset)
+    });
+    let mut ctx = vec![0u8; size];
+    ctx[off..off + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx
+}
+
+/// The loaded enforcement point of one node.
+pub struct Dataplane {
+    pin_dir: PathBuf,
+    bpf: Ebpf,
+    maps: KernelMaps,
+    conntrack: HashMap<MapData, CtKey, CtValue>,
+    frags: HashMap<MapData, FragKey, FragValue>,
+    counters: PerCpuArray<MapData, u64>,
+    events: Option<RingBuf<MapData>>,
+    max_entries: BTreeMap<&'static str, u32>,
+    engine: sync::Engine,
+    last_read_back: ReadBack,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane").field("pin_dir", &self.pin_dir).field("engine", &self.engine).finish_non_exhaustive()
+    }
+}
+
+impl Dataplane {
+    /// Loads the BPF object, reusing the maps pinned under `pin_dir` if they
+    /// exist (enforcement continues across agent restarts) or creating and
+    /// pinning them, and reads the maps back into the actual state.
+    /// `pin_dir` must be on a bpf filesystem (see [`sys::ensure_bpffs`]).
+    pub fn open(pin_dir: &Path, opts: &DataplaneOptions) -> Result<Self> {
+        std::fs::create_dir_all(pin_dir.join("links"))
+            .map_err(|source| Error::Io { what: "creating pin directory", path: pin_dir.to_path_buf(), source })?;
+        if !sys::is_bpffs(pin_dir).map_err(|source| Error::Io { what: "statfs", path: pin_dir.to_path_buf(), source })? {
+            return Err(Error::NotBpffs { path: pin_dir.to_path_buf() });
+        }
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(pin_dir);
+        loader.map_max_entries(names::EVENTS, opts.ringbuf_bytes);
+        for (name, v) in [
+            (names::ENDPOINTS, opts.max_endpoints),
+            (names::IPCACHE_V4, opts.max_ipcache_v4),
+            (names::IPCACHE_V6, opts.max_ipcache_v6),
+            (names::POLICY, opts.max_policy),
+            (names::CONNTRACK, opts.max_conntrack),
+            (names::FRAGS, opts.max_frags),
+        ] {
+            if let Some(v) = v {
+                loader.map_max_entries(name, v);
+            }
+        }
+        let mut bpf = loader.load(BPF_OBJECT).map_err(|e| Error::Load(Box::new(e)))?;
+
+        // A pinned map from another build must have the same layout.
+        let mut max_entries = BTreeMap::new();
+        for (name, ty, ks, vs) in expected_maps() {
+            let md = bpf.map(name).and_then(map_data).ok_or(Error::MissingMap { name })?;
+            let info = md.info().map_err(map_err(name))?;
+            let actual_ty = info.map_type().map_err(map_err(name))?;
+            if actual_ty != ty || info.key_size() != ks || info.value_size() != vs {
+                return Err(Error::IncompatiblePin {
+                    name,
+                    detail: format!(
+                        "type {actual_ty:?} key {} value {}, expected {ty:?} key {ks} value {vs}",
+                        info.key_size(),
+                        info.value_size()
+                    ),
+                });
+            }
+            max_entries.insert(name, info.max_entries());
+        }
+
+        for (prog, _, _) in HOOKS {
+            let p: &mut SchedClassifier = bpf
+                .program_mut(prog)
+                .ok_or_else(|| Error::Program { name: prog, source: Box::new(aya::programs::ProgramError::NotLoaded) })?
+                .try_into()
+                .map_err(|e| Error::Program { name: prog, source: Box::new(e) })?;
+            p.load().map_err(|e| Error::Program { name: prog, source: Box::new(e) })?;
+        }
+
+        let maps = KernelMaps {
+            endpoints: HashMap::try_from(take(&mut bpf, names::ENDPOINTS)?).map_err(map_err(names::ENDPOINTS))?,
+            policy: aya::maps::LpmTrie::try_from(take(&mut bpf, names::POLICY)?).map_err(map_err(names::POLICY))?,
+            ipc4: aya::maps::LpmTrie::try_from(take(&mut bpf, names::IPCACHE_V4)?).map_err(map_err(names::IPCACHE_V4))?,
+            ipc6: aya::maps::LpmTrie::try_from(take(&mut bpf, names::IPCACHE_V6)?).map_err(map_err(names::IPCACHE_V6))?,
+            meta: aya::maps::Array::try_from(take(&mut bpf, names::META)?).map_err(map_err(names::META))?,
+        };
+        let conntrack = HashMap::try_from(take(&mut bpf, names::CONNTRACK)?).map_err(map_err(names::CONNTRACK))?;
+        let frags = HashMap::try_from(take(&mut bpf, names::FRAGS)?).map_err(map_err(names::FRAGS))?;
+        let counters = PerCpuArray::try_from(take(&mut bpf, names::COUNTERS)?).map_err(map_err(names::COUNTERS))?;
+        let events = Some(RingBuf::try_from(take(&mut bpf, names::EVENTS)?).map_err(map_err(names::EVENTS))?);
+
+        let mut dp = Self {
+            pin_dir: pin_dir.to_path_buf(),
+            bpf,
+            maps,
+            conntrack,
+            frags,
+            counters,
+            events,
+            max_entries,
+            engine: sync::Engine::default(),
+            last_read_back: ReadBack::default(),
+        };
+        let meta = sync::MapOps::meta_get(&dp.maps)?;
+        if meta.abi_version != 0 && meta.abi_version != abi::ABI_VERSION {
+            return Err(Error::IncompatiblePin {
+                name: names::META,
+                detail: format!("pinned state has ABI version {}, this build {}", meta.abi_version, abi::ABI_VERSION),
+            });
+        }
+        dp.read_back()?;
+        if meta.abi_version == 0 {
+            let m = abi::Meta { abi_version: abi::ABI_VERSION, rev_high_water: dp.last_read_back.rev_high_water, flags: 0, pad: 0 };
+            sync::MapOps::meta_put(&mut dp.maps, &m)?;
+        }
+        Ok(dp)
+    }
+
+    /// The pin directory.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// What the last read-back found.
+    pub fn last_read_back(&self) -> ReadBack {
+        self.last_read_back
+    }
+
+    /// Reads the pinned maps into the actual state (done by `open`). Starts a
+    /// new mark phase: endpoints not set again before [`Dataplane::sweep`] are removed.
+    pub fn read_back(&mut self) -> Result<ReadBack> {
+        let rb = self.engine.read_back(&mut self.maps)?;
+        self.last_read_back = rb;
+        tracing::info!(endpoints = rb.endpoints, policy_entries = rb.policy_entries, orphans = rb.orphan_policy_entries, ipcache = rb.ipcache_entries, "dataplane read back");
+        Ok(rb)
+    }
+
+    /// Removes what Porin owns but no longer wants: endpoints not set since the
+    /// last read-back and policy entries of no endpoint.
+    pub fn sweep(&mut self) -> Result<SyncStats> {
+        self.engine.sweep(&mut self.maps)
+    }
+
+    /// Enforces `policy` on the endpoint behind host-veth `ifindex` (node netns).
+    pub fn set_endpoint(&mut self, ifindex: u32, policy: EndpointPolicy) -> Result<SyncStats> {
+        self.engine.set_endpoint(&mut self.maps, ifindex, &policy)
+    }
+
+    /// Removes the endpoint entry (its traffic then drops) and its policy.
+    pub fn remove_endpoint(&mut self, ifindex: u32) -> Result<SyncStats> {
+        self.engine.remove_endpoint(&mut self.maps, ifindex)
+    }
+
+    /// Makes the ipcache equal `entries` (diff).
+    pub fn set_ipcache(&mut self, entries: Vec<(ipnet::IpNet, u32)>) -> Result<SyncStats> {
+        self.engine.set_ipcache(&mut self.maps, &entries)
+    }
+
+    /// The desired-vs-actual engine (read-only view).
+    pub fn engine(&self) -> &sync::Engine {
+        &self.engine
+    }
+
+    fn links_dir(&self) -> PathBuf {
+        self.pin_dir.join("links")
+    }
+
+    /// Attaches both programs (TCX, first in the chain) to `ifname` in `netns`
+    /// (`None`: the current namespace) from a dedicated thread, and pins the
+    /// links so enforcement outlives this process. If links are already pinned
+    /// for this interface, they are atomically switched to this build's
+    /// programs. Returns the interface index (the endpoints-map key).
+    pub fn attach(&mut self, netns: Option<&Path>, ifname: &str) -> Result<u32> {
+        let links_dir = self.links_dir();
+        let bpf = &mut self.bpf;
+        netns::in_netns(netns, move || -> Result<u32> {
+            let ifindex =
+                sys::ifindex(ifname).map_err(|source| Error::Interface { ifname: ifname.to_string(), source })?;
+            for (prog, hook, ty) in HOOKS {
+                let path = links_dir.join(format!("{ifname}.{ifindex}.{hook}"));
+                attach_one(bpf, prog, hook, ty, ifname, &path)?;
+            }
+            Ok(ifindex)
+        })?
+    }
+
+    /// Detaches Porin from `ifname` by removing its pinned links (any ifindex
+    /// recorded under that name). Works after the interface is gone.
+    pub fn detach(&mut self, _netns: Option<&Path>, ifname: &str) -> Result<usize> {
+        let mut n = 0;
+        for a in self.attachments()? {
+            if a.ifname == ifname {
+                std::fs::remove_file(&a.pin)
+                    .map_err(|source| Error::Io { what: "unpinning link", path: a.pin.clone(), source })?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Attachments recorded by pinned links (bpftool 7.1 does not list TCX).
+    pub fn attachments(&self) -> Result<Vec<Attachment>> {
+        let dir = self.links_dir();
+        let rd = std::fs::read_dir(&dir).map_err(|source| Error::Io { what: "listing links", path: dir.clone(), source })?;
+        let mut out = Vec::new();
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let mut parts = name.rsplitn(3, '.');
+            let (Some(hook), Some(idx), Some(ifname)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let Ok(ifindex) = idx.parse() else { continue };
+            out.push(Attachment { ifname: ifname.to_string(), ifindex, hook: hook.to_string(), pin: ent.path() });
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes pinned links whose interface no longer exists (by index and
+    /// name) in `netns`. Returns how many were removed.
+    pub fn sweep_links(&mut self, netns: Option<&Path>) -> Result<usize> {
+        let atts = self.attachments()?;
+        let stale: Vec<Attachment> = netns::in_netns(netns, || {
+            atts.into_iter().filter(|a| sys::ifindex(&a.ifname).ok() != Some(a.ifindex)).collect()
+        })?;
+        for a in &stale {
+            std::fs::remove_file(&a.pin).map_err(|source| Error::Io { what: "unpinning link", path: a.pin.clone(), source })?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Counters by reason, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        let mut c = Counters::default();
+        for r in Reason::ALL {
+            let v = self.counters.get(&(*r as u32), 0).map_err(map_err(names::COUNTERS))?;
+            c.by_reason.insert(*r, v.iter().sum());
+        }
+        Ok(c)
+    }
+
+    /// Entries vs capacity of every keyed map (walks the maps: O(entries)).
+    pub fn occupancy(&self) -> Result<Vec<MapOccupancy>> {
+        let mx = |n| self.max_entries.get(n).copied().unwrap_or(0);
+        let count = |it: &mut dyn Iterator<Item = bool>| it.count();
+        Ok(vec![
+            MapOccupancy { name: names::ENDPOINTS, entries: count(&mut self.maps.endpoints.keys().map(|r| r.is_ok())), max_entries: mx(names::ENDPOINTS) },
+            MapOccupancy { name: names::POLICY, entries: count(&mut self.maps.policy.keys().map(|r| r.is_ok())), max_entries: mx(names::POLICY) },
+            MapOccupancy { name: names::IPCACHE_V4, entries: count(&mut self.maps.ipc4.keys().map(|r| r.is_ok())), max_entries: mx(names::IPCACHE_V4) },
+            MapOccupancy { name: names::IPCACHE_V6, entries: count(&mut self.maps.ipc6.keys().map(|r| r.is_ok())), max_entries: mx(names::IPCACHE_V6) },
+            MapOccupancy { name: names::CONNTRACK, entries: count(&mut self.conntrack.keys().map(|r| r.is_ok())), max_entries: mx(names::CONNTRACK) },
+            MapOccupancy { name: names::FRAGS, entries: count(&mut self.frags.keys().map(|r| r.is_ok())), max_entries: mx(names::FRAGS) },
+        ])
+    }
+
+    /// All conntrack entries (diagnostics; O(entries)).
+    pub fn conntrack_entries(&self) -> Result<Vec<(CtKey, CtValue)>> {
+        self.conntrack.iter().map(|r| r.map_err(map_err(names::CONNTRACK))).collect()
+    }
+
+    /// Takes the event reader (a ring buffer has one consumer).
+    pub fn events(&mut self) -> Result<EventReader> {
+        self.events.take().map(EventReader::new).ok_or(Error::EventsTaken)
+    }
+
+    /// Runs one program on `frame` (an Ethernet frame) with `BPF_PROG_TEST_RUN`,
+    /// as if it arrived on `ifindex` (must exist in the caller's netns; 1 = lo).
+    /// For tests, diagnostics and micro-benchmarks.
+    pub fn test_run(&self, dir: Direction, frame: &[u8], ifindex: u32, repeat: u32) -> Result<TestRunOutcome> {
+        let prog = match dir {
+            Direction::Egress => prog_names::FROM_WORKLOAD,
+            Direction::Ingress => prog_names::TO_WORKLOAD,
+        };
+        let p: &SchedClassifier = self
+            .bpf
+            .program(prog)
+            .ok_or_else(|| Error::Program { name: prog, source: Box::new(aya::programs::ProgramError::NotLoaded) })?
+            .try_into()
+            .map_err(|e| Error::Program { name: prog, source: Box::new(e) })?;
+        let ctx = skb_ctx(ifindex);
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat: repeat.max(1),
+            ..Default::default()
+        };
+        let r = p.test_run(opts).map_err(|e| Error::TestRun { prog, source: Box::new(e) })?;
+        Ok(TestRunOutcome { retval: r.return_value as i32, ns_per_run: r.duration.as_nanos() as u64 })
+    }
+}
+
+fn attach_one(
+    bpf: &mut Ebpf,
+    prog: &'static str,
+    hook: &'static str,
+    ty: TcAttachType,
+    ifname: &str,
+    path: &Path,
+) -> Result<()> {
+    let link_err = |detail: String| Error::Link { ifname: ifname.to_string(), hook, path: path.to_path_buf(), detail };
+    let p: &mut SchedClassifier = bpf
+        .program_mut(prog)
+        .ok_or_else(|| Error::Program { name: prog, source: Box::new(aya::programs::ProgramError::NotLoaded) })?
+        .try_into()
+        .map_err(|e| Error::Program { name: prog, source: Box::new(e) })?;
+    let prog_err = |e| Error::Program { name: prog, source: Box::new(e) };
+
+    match PinnedLink::from_pin(path) {
+        Ok(pinned) => {
+            let fd: FdLink = pinned.into();
+            let link = SchedClassifierLink::try_from(fd).map_err(|e| link_err(format!("not a TCX link: {e}")))?;
+            match p.attach_to_link(link) {
+                Ok(id) => {
+                    // The pin keeps the link; our handle can go.
+                    drop(p.take_link(id).map_err(prog_err)?);
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Defunct (interface re-created) or otherwise unusable:
+                    // attach a fresh link FIRST, then replace the pin, so there
+                    // is no moment without enforcement.
+                    tracing::warn!(ifname, hook, error = %e, "pinned link unusable, replacing it");
+                }
+            }
+            let id = p.attach_with_options(ifname, ty, TcAttachOptions::TcxOrder(LinkOrder::first())).map_err(prog_err)?;
+            let fd: FdLink = p.take_link(id).map_err(prog_err)?.try_into().map_err(|e: LinkError| link_err(e.to_string()))?;
+            let tmp = path.with_extension(format!("{hook}-new"));
+            let _ = std::fs::remove_file(&tmp);
+            drop(fd.pin(&tmp).map_err(|e| link_err(format!("pin: {e}")))?);
+            std::fs::rename(&tmp, path).map_err(|e| link_err(format!("rename pin: {e}")))?;
+            Ok(())
+        }
+        Err(LinkError::SyscallError(s)) if s.io_error.kind() == std::io::ErrorKind::NotFound => {
+            let id = p.attach_with_options(ifname, ty, TcAttachOptions::TcxOrder(LinkOrder::first())).map_err(prog_err)?;
+            let fd: FdLink = p.take_link(id).map_err(prog_err)?.try_into().map_err(|e: LinkError| link_err(e.to_string()))?;
+            drop(fd.pin(path).map_err(|e| link_err(format!("pin: {e}")))?);
+            Ok(())
+        }
+        Err(e) => Err(link_err(format!("open pinned link: {e}"))),
+    }
+}

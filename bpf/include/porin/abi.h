@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Porin dataplane ABI: the ONE definition of every map, key/value struct and
+ * enum shared between the BPF programs (bpf/porin_tc.bpf.c) and userspace
+ * (crates/dataplane/src/abi.rs mirrors these with #[repr(C)] structs; a test
+ * checks sizes, field offsets and enum values against the BTF of the compiled
+ * object).
+ *
+ * Rules for changing this file:
+ *   - Layouts use fixed-width integers only; explicit padding, no implicit holes.
+ *   - Any change to a key/value layout or to the meaning of a field requires a
+ *     new versioned map name (porin_xxx_v2) and a migration in userspace: maps
+ *     are pinned and survive agent restarts, so an old pinned map with the old
+ *     layout may still be in use by the old program.
+ *   - Map names must fit in 15 characters (BPF_OBJ_NAME_LEN - 1).
+ *
+ * Byte order: ports in keys are network byte order (as on the wire), ports in
+ * events are host byte order. Everything else is host byte order. Addresses are
+ * raw bytes as on the wire; IPv4 addresses use the first 4 bytes of a 16-byte
+ * array, the other 12 bytes are zero.
+ */
+#ifndef PORIN_ABI_H
+#define PORIN_ABI_H
+
+#include <linux/types.h>
+
+/* Bumped on any change of meaning that is not expressed by a new map name. */
+#define PORIN_ABI_VERSION 1
+
+/* ------------------------------------------------------------------------ */
+/* Enums. All of them are also carried by struct porin_abi_anchor below so   */
+/* that they appear in the object's BTF (clang only emits types that a map,  */
+/* global or function signature references).                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Direction from the WORKLOAD's point of view. The host-veth tc ingress hook
+ * sees packets leaving the workload (EGRESS policy); the host-veth tc egress
+ * hook sees packets entering the workload (INGRESS policy). */
+enum porin_dir {
+	PORIN_DIR_INGRESS = 0,
+	PORIN_DIR_EGRESS = 1,
+};
+
+/* Policy entry action. 0 is deliberately invalid: a zeroed value drops. */
+enum porin_action {
+	PORIN_ACTION_INVALID = 0,
+	PORIN_ACTION_ALLOW = 1,
+	PORIN_ACTION_DENY = 2,
+};
+
+enum porin_event_type {
+	PORIN_EV_NEW_ALLOWED = 1,
+	PORIN_EV_DENIED = 2,
+	PORIN_EV_CLOSE = 3,
+	PORIN_EV_REVOKED = 4,
+};
+
+/* Reasons. Used both as the index of the porin_cnt_v1 counters and as the
+ * `reason` field of events. 0..15 are "passed"/bookkeeping counters, 16..31
+ * are drop reasons. */
+enum porin_reason {
+	PORIN_R_ALLOW_NEW = 0,         /* new flow admitted by policy */
+	PORIN_R_ALLOW_ESTABLISHED = 1, /* conntrack hit (either direction) */
+	PORIN_R_ALLOW_RELATED = 2,     /* ICMP error whose inner tuple is tracked */
+	PORIN_R_ALLOW_INFRA = 3,       /* ARP, IPv6 neighbour discovery */
+	PORIN_R_ALLOW_FRAG = 4,        /* non-first fragment of an admitted datagram */
+	PORIN_R_RINGBUF_FULL = 5,      /* counter only: event lost, verdict unchanged */
+	PORIN_R_REVALIDATED = 6,       /* counter only: CT entry re-checked and kept */
+	PORIN_R_DROP_FIRST = 16,
+	PORIN_R_DROP_NO_ENDPOINT = 16, /* interface has no endpoints entry */
+	PORIN_R_DROP_LOCKDOWN = 17,    /* endpoint in lockdown (map full) */
+	PORIN_R_DROP_NO_IDENTITY = 18, /* peer address not in the ipcache */
+	PORIN_R_DROP_NO_POLICY = 19,   /* no policy entry matched */
+	PORIN_R_DROP_POLICY_DENY = 20, /* a DENY entry matched */
+	PORIN_R_DROP_REVOKED = 21,     /* established flow no longer allowed */
+	PORIN_R_DROP_FRAG = 22,        /* non-first fragment without an allowed record */
+	PORIN_R_DROP_MALFORMED = 23,   /* truncated or invalid headers */
+	PORIN_R_DROP_UNSUPPORTED_L3 = 24, /* not IPv4/IPv6/ARP */
+	PORIN_R_DROP_ICMP_UNRELATED = 25, /* ICMP error about an untracked flow */
+	PORIN_R_DROP_CT_FULL = 26,     /* could not insert the conntrack entries */
+	PORIN_R_DROP_BAD_ACTION = 27,  /* policy value with an invalid action */
+	PORIN_R_MAX = 32,
+};
+
+enum porin_family {
+	PORIN_FAMILY_V4 = 4,
+	PORIN_FAMILY_V6 = 6,
+};
+
+enum porin_ep_flags {
+	/* Drop every new and established IP flow of this endpoint (set by
+	 * userspace when the policy map overflowed). ARP/ND still pass. */
+	PORIN_EP_F_LOCKDOWN = 1,
+};
+
+enum porin_meta_flags {
+	/* The last ipcache sync overflowed: every endpoint is locked down. */
+	PORIN_META_F_IPCACHE_DEGRADED = 1,
+};
+
+enum porin_ct_flags {
+	PORIN_CT_F_REPLY = 1,   /* this entry is the reversed (reply) tuple */
+	PORIN_CT_F_CLOSING = 2, /* FIN or RST seen */
+};
+
+/* Prefix lengths of the policy LPM key levels. */
+enum porin_policy_prefix {
+	PORIN_POL_PREFIX_DEFAULT = 32,  /* (endpoint, gen, dir): every peer */
+	PORIN_POL_PREFIX_IDENTITY = 64, /* + peer identity */
+	PORIN_POL_PREFIX_PROTO = 80,    /* + L4 protocol (pad = 0) */
+	PORIN_POL_PREFIX_FULL = 96,     /* + all 16 port bits (80 + k for k bits) */
+};
+
+/* Misc constants (compile-time, shared). */
+enum porin_limits {
+	PORIN_MAX_IPV6_EXT_HDRS = 8,
+	PORIN_MAX_ENDPOINT_ID = 0x3fffffff, /* policy_id = endpoint_id << 2 | gen << 1 | dir */
+};
+
+/* Conntrack lifetimes (idle time after which an entry is treated as absent). */
+#define PORIN_CT_LIFETIME_TCP_NS     (6ULL * 3600 * 1000000000ULL)
+#define PORIN_CT_LIFETIME_CLOSING_NS (30ULL * 1000000000ULL)
+#define PORIN_CT_LIFETIME_OTHER_NS   (180ULL * 1000000000ULL)
+
+/* ------------------------------------------------------------------------ */
+/* Keys and values                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* porin_ep_v1: key = __u32 host-veth ifindex (in the node netns). */
+struct porin_endpoint {
+	__u32 endpoint_id; /* < 2^30 */
+	__u32 active_gen;  /* 0 or 1: which policy generation packets use */
+	__u32 policy_rev;  /* node-wide unique, bumped on every flip */
+	__u32 flags;       /* enum porin_ep_flags */
+};
+
+/* porin_pol_v1 LPM key. prefixlen counts bits after the prefixlen field. */
+struct porin_policy_key {
+	__u32 prefixlen;
+	__u32 policy_id; /* endpoint_id << 2 | gen << 1 | dir */
+	__u32 identity;  /* peer identity */
+	__u8 proto;      /* IPPROTO_* */
+	__u8 pad;        /* always 0 */
+	__be16 port;     /* dport, or (type << 8 | code) for ICMP/ICMPv6 */
+};
+
+struct porin_policy_value {
+	__u32 rule_id; /* opaque cookie of the compiler, reported in events */
+	__u8 action;   /* enum porin_action */
+	__u8 flags;    /* reserved, 0 */
+	__u16 pad;
+};
+
+/* porin_ipc4_v1 / porin_ipc6_v1 LPM keys. */
+struct porin_ipcache_v4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct porin_ipcache_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct porin_ipcache_value {
+	__u32 identity;
+};
+
+/* porin_ct_v1: the tuple as seen at `dir`'s hook of endpoint `endpoint_id`.
+ * For ICMP echo, sport = dport = echo id; for other ICMP, sport = 0 and
+ * dport = htons(type << 8 | code). */
+struct porin_ct_key {
+	__u32 endpoint_id;
+	__u8 family; /* enum porin_family */
+	__u8 proto;
+	__u8 dir;    /* enum porin_dir: hook direction this tuple is seen in */
+	__u8 pad;
+	__u8 src[16];
+	__u8 dst[16];
+	__be16 sport;
+	__be16 dport;
+};
+
+struct porin_ct_value {
+	__u64 last_seen_ns;
+	__u64 packets; /* in this entry's direction */
+	__u64 bytes;
+	__u32 policy_rev;    /* endpoint policy_rev when last (re)validated */
+	__u32 rule_id;
+	__u32 peer_identity;
+	__u8 dir_of_origin;  /* enum porin_dir of the packet that created the flow */
+	__u8 flags;          /* enum porin_ct_flags */
+	__u8 tcp_flags;      /* OR of TCP flags seen in this direction */
+	__u8 pad;
+	__be16 pol_port;     /* the policy "port" of the original direction */
+	__u8 pad2[6];
+};
+
+/* porin_frag_v1: first-fragment verdicts, consulted by later fragments. */
+struct porin_frag_key {
+	__u32 endpoint_id;
+	__u8 family;
+	__u8 proto;
+	__u8 dir;
+	__u8 pad;
+	__u32 id; /* IPv4 id (host order, 16 bits) or IPv6 fragment id (host order) */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+struct porin_frag_value {
+	__u32 rule_id;
+	__u8 action; /* enum porin_action */
+	__u8 pad[3];
+};
+
+/* porin_meta_v1[0]: written and read by userspace only. */
+struct porin_meta {
+	__u32 abi_version;
+	__u32 rev_high_water; /* highest policy_rev ever handed out */
+	__u32 flags;          /* enum porin_meta_flags */
+	__u32 pad;
+};
+
+/* porin_ev_v1 ring buffer record. */
+struct porin_event {
+	__u64 ts_ns;   /* bpf_ktime_get_ns() */
+	__u64 packets; /* CLOSE/REVOKED: packets of the CT entry; else 1 */
+	__u64 bytes;
+	__u32 endpoint_id;
+	__u32 peer_identity;
+	__u32 rule_id;
+	__u32 ifindex;
+	__u32 policy_rev;
+	__u8 type;      /* enum porin_event_type */
+	__u8 dir;       /* enum porin_dir */
+	__u8 family;    /* enum porin_family, 0 for non-IP */
+	__u8 proto;
+	__u8 reason;    /* enum porin_reason */
+	__u8 tcp_flags;
+	__u16 pad;
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;    /* host order; ICMP: 0 */
+	__u16 dport;    /* host order; ICMP: type << 8 | code */
+	__u32 pad2[2];
+};
+
+/* Never read or written: makes every ABI type and enum appear in BTF so the
+ * userspace layout test can check against the compiled object. */
+struct porin_abi_anchor {
+	struct porin_event ev;
+	enum porin_dir dir;
+	enum porin_action action;
+	enum porin_event_type ev_type;
+	enum porin_reason reason;
+	enum porin_family family;
+	enum porin_ep_flags ep_flags;
+	enum porin_meta_flags meta_flags;
+	enum porin_ct_flags ct_flags;
+	enum porin_policy_prefix prefix;
+	enum porin_limits limits;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Maps (BPF side only). Default sizes; userspace may override max_entries   */
+/* at creation. All maps except porin_abi_v1 are pinned by name under the    */
+/* pin directory chosen by the agent.                                        */
+/* ------------------------------------------------------------------------ */
+#ifdef __bpf__
+#include <bpf/bpf_helpers.h>
+
+#ifndef LIBBPF_PIN_BY_NAME
+#define LIBBPF_PIN_BY_NAME 1
+#endif
+
+/* Writer: userspace (set_endpoint). Reader: BPF, every packet.
+ * NO_PREALLOC: a replaced element is freed after an RCU grace period, so a
+ * program that is still reading the old value never sees it reused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct porin_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_ep_v1 SEC(".maps");
+
+/* Writer: userspace (set_ipcache). Reader: BPF, new flows and revalidation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct porin_ipcache_v4_key);
+	__type(value, struct porin_ipcache_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_ipc4_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct porin_ipcache_v6_key);
+	__type(value, struct porin_ipcache_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_ipc6_v1 SEC(".maps");
+
+/* Writer: userspace (set_endpoint, double-buffered). Reader: BPF, one lookup
+ * per new flow and per revalidation. Node-wide, shared by all endpoints. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct porin_policy_key);
+	__type(value, struct porin_policy_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_pol_v1 SEC(".maps");
+
+/* Writer: BPF. Reader: BPF (every packet), userspace (occupancy). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct porin_ct_key);
+	__type(value, struct porin_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_ct_v1 SEC(".maps");
+
+/* Writer: BPF (first fragments). Reader: BPF (later fragments). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct porin_frag_key);
+	__type(value, struct porin_frag_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_frag_v1 SEC(".maps");
+
+/* Writer: BPF. Reader: userspace (summed over CPUs). Index: enum porin_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PORIN_R_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_cnt_v1 SEC(".maps");
+
+/* Writer: BPF. Reader: userspace event reader. Records: struct porin_event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_ev_v1 SEC(".maps");
+
+/* Writer/reader: userspace only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct porin_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_meta_v1 SEC(".maps");
+
+/* Never used at run time; see struct porin_abi_anchor. Not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct porin_abi_anchor);
+} porin_abi_v1 SEC(".maps");
+
+#endif /* __bpf__ */
+
+#endif /* PORIN_ABI_H */

@@ -1,0 +1,220 @@
+//! Flow/verdict events from the `porin_ev_v1` ring buffer: a pure decoder and
+//! two readers (blocking with a timeout, and async on tokio's `AsyncFd`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
+
+use aya::maps::{Map, MapData, RingBuf};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::abi::{self, Direction, EventType, RawEvent, Reason};
+use crate::error::{Error, Result};
+
+/// A decoded event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at the hook.
+    pub ts_ns: u64,
+    pub kind: EventType,
+    pub dir: Direction,
+    pub reason: Reason,
+    /// IP protocol number (0 for non-IP).
+    pub proto: u8,
+    pub tcp_flags: u8,
+    pub endpoint_id: u32,
+    pub peer_identity: u32,
+    pub rule_id: u32,
+    pub policy_rev: u32,
+    pub ifindex: u32,
+    /// `None` for non-IP packets.
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    /// Host order. ICMP: `sport` 0 and `dport` = type << 8 | code.
+    pub sport: u16,
+    pub dport: u16,
+    /// Close/revoke: totals of the conntrack entry; otherwise this packet.
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Why a ring-buffer record could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event record is {0} bytes, expected at least {len}", len = std::mem::size_of::<RawEvent>())]
+    Short(usize),
+    #[error("unknown event type {0}")]
+    Type(u8),
+    #[error("unknown direction {0}")]
+    Dir(u8),
+    #[error("unknown reason {0}")]
+    Reason(u8),
+    #[error("unknown address family {0}")]
+    Family(u8),
+}
+
+fn addr(family: u8, b: &[u8; 16]) -> Result<Option<IpAddr>, DecodeError> {
+    match family {
+        0 => Ok(None),
+        abi::FAMILY_V4 => Ok(Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))),
+        abi::FAMILY_V6 => Ok(Some(IpAddr::V6(Ipv6Addr::from(*b)))),
+        f => Err(DecodeError::Family(f)),
+    }
+}
+
+impl Event {
+    /// Decodes one ring-buffer record.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let r = RawEvent::from_bytes(b).ok_or(DecodeError::Short(b.len()))?;
+        Ok(Self {
+            ts_ns: r.ts_ns,
+            kind: EventType::from_u8(r.r#type).ok_or(DecodeError::Type(r.r#type))?,
+            dir: Direction::from_u8(r.dir).ok_or(DecodeError::Dir(r.dir))?,
+            reason: Reason::from_u8(r.reason).ok_or(DecodeError::Reason(r.reason))?,
+            proto: r.proto,
+            tcp_flags: r.tcp_flags,
+            endpoint_id: r.endpoint_id,
+            peer_identity: r.peer_identity,
+            rule_id: r.rule_id,
+            policy_rev: r.policy_rev,
+            ifindex: r.ifindex,
+            src: addr(r.family, &r.src)?,
+            dst: addr(r.family, &r.dst)?,
+            sport: r.sport,
+            dport: r.dport,
+            packets: r.packets,
+            bytes: r.bytes,
+        })
+    }
+}
+
+/// Reads events; blocking calls take a timeout.
+pub struct EventReader {
+    rb: RingBuf<MapData>,
+}
+
+impl EventReader {
+    pub(crate) fn new(rb: RingBuf<MapData>) -> Self {
+        Self { rb }
+    }
+
+    /// Opens the pinned ring buffer of a pin directory (another process may
+    /// own the `Dataplane`; a ring buffer should have ONE consumer).
+    pub fn open_pinned(pin_dir: &Path) -> Result<Self> {
+        let name = abi::map_names::EVENTS;
+        let md = MapData::from_pin(pin_dir.join(name)).map_err(|e| Error::Map { name, source: Box::new(e) })?;
+        let map = Map::from_map_data(md).map_err(|e| Error::Map { name, source: Box::new(e) })?;
+        let rb = RingBuf::try_from(map).map_err(|e| Error::Map { name, source: Box::new(e) })?;
+        Ok(Self { rb })
+    }
+
+    /// The next record, if one is ready.
+    pub fn try_next(&mut self) -> Option<Result<Event, DecodeError>> {
+        self.rb.next().map(|item| Event::decode(&item))
+    }
+
+    /// Everything that is ready now.
+    pub fn drain(&mut self) -> Vec<Result<Event, DecodeError>> {
+        std::iter::from_fn(|| self.try_next()).collect()
+    }
+
+    /// Waits up to `timeout` for the next record.
+    pub fn next_timeout(&mut self, timeout: Duration) -> std::io::Result<Option<Result<Event, DecodeError>>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.try_next() {
+                return Ok(Some(e));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let mut pfd = libc::pollfd { fd: self.rb.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: `pfd` is a valid pollfd for the duration of the call and
+            // the count is 1.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Turns this into an async reader (needs a tokio runtime context).
+    pub fn into_async(self) -> std::io::Result<AsyncEventReader> {
+        // SAFETY: the fd belongs to the RingBuf (its MapData), which the
+        // AsyncFd owns for its whole life; it is neither closed nor replaced
+        // while registered, so as_raw_fd() always returns the same open fd.
+        let fd = unsafe { AsyncFd::register_with_interest(self.rb, Interest::READABLE) }.map_err(|e| e.into_parts().1)?;
+        Ok(AsyncEventReader { fd })
+    }
+}
+
+/// Async event reader on tokio's reactor.
+pub struct AsyncEventReader {
+    fd: AsyncFd<RingBuf<MapData>>,
+}
+
+impl AsyncEventReader {
+    /// The next event (waits as long as needed).
+    pub async fn next(&mut self) -> std::io::Result<Result<Event, DecodeError>> {
+        loop {
+            let mut guard = self.fd.readable_mut().await?;
+            if let Some(item) = guard.get_inner_mut().next() {
+                return Ok(Event::decode(&item));
+            }
+            guard.clear_ready();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_roundtrip_and_errors() {
+        let mut r = RawEvent {
+            ts_ns: 5,
+            packets: 1,
+            bytes: 60,
+            endpoint_id: 7,
+            peer_identity: 100,
+            rule_id: 3,
+            ifindex: 12,
+            policy_rev: 9,
+            r#type: EventType::Denied as u8,
+            dir: Direction::Egress as u8,
+            family: abi::FAMILY_V4,
+            proto: 6,
+            reason: Reason::DropPolicyDeny as u8,
+            tcp_flags: 2,
+            src: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            sport: 1234,
+            dport: 80,
+            ..Default::default()
+        };
+        let e = Event::decode(r.as_bytes()).unwrap();
+        assert_eq!(e.src, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!((e.kind, e.dir, e.reason, e.dport), (EventType::Denied, Direction::Egress, Reason::DropPolicyDeny, 80));
+        assert_eq!(Event::decode(&r.as_bytes()[..10]), Err(DecodeError::Short(10)));
+        r.r#type = 99;
+        assert_eq!(Event::decode(r.as_bytes()), Err(DecodeError::Type(99)));
+        r.r#type = 1;
+        r.family = 5;
+        assert_eq!(Event::decode(r.as_bytes()), Err(DecodeError::Family(5)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = Event::decode(&b);
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! Desired-vs-actual synchronisation of the endpoint, policy and ipcache maps.
+//!
+//! The engine keeps the *actual* content of the maps it owns (read back from
+//! the pinned maps at start, then updated after every successful syscall) and
+//! applies only differences. All kernel access goes through [`MapOps`], so the
+//! logic is unit-tested against an in-memory fake ([`FakeMaps`]).
+//!
+//! Policy updates are double-buffered: every endpoint has two generations of
+//! policy entries (the `gen` bit of `policy_id`). An update rewrites the
+//! INACTIVE generation (diff only), then flips `active_gen` and bumps
+//! `policy_rev` in ONE endpoints-map update. Before the inactive generation is
+//! touched, the engine waits for an RCU grace period if that generation was
+//! active since the last wait, so no packet that still reads it sees a mix.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+
+use crate::abi::{self, Action, Direction, EndpointValue, Meta, PolicyKey, PolicyValue};
+use crate::entries::{self, EndpointPolicy};
+use crate::error::{Error, MapOpError, Result};
+
+/// The kernel seam: every map operation the engine performs.
+pub trait MapOps {
+    fn policy_put(&mut self, key: &PolicyKey, value: &PolicyValue) -> Result<(), MapOpError>;
+    fn policy_delete(&mut self, key: &PolicyKey) -> Result<(), MapOpError>;
+    fn endpoint_put(&mut self, ifindex: u32, value: &EndpointValue) -> Result<(), MapOpError>;
+    fn endpoint_delete(&mut self, ifindex: u32) -> Result<(), MapOpError>;
+    fn ipcache_put(&mut self, net: &IpNet, identity: u32) -> Result<(), MapOpError>;
+    fn ipcache_delete(&mut self, net: &IpNet) -> Result<(), MapOpError>;
+    fn meta_get(&self) -> Result<Meta, MapOpError>;
+    fn meta_put(&mut self, meta: &Meta) -> Result<(), MapOpError>;
+    fn dump_endpoints(&self) -> Result<Vec<(u32, EndpointValue)>, MapOpError>;
+    fn dump_policy(&self) -> Result<Vec<(PolicyKey, PolicyValue)>, MapOpError>;
+    fn dump_ipcache(&self) -> Result<Vec<(IpNet, u32)>, MapOpError>;
+    /// Returns once no BPF program that started before the call still runs
+    /// (an RCU grace period).
+    fn wait_for_readers(&mut self) -> Result<(), MapOpError>;
+}
+
+/// What a sync call changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub inserted: u32,
+    pub updated: u32,
+    pub deleted: u32,
+    /// Endpoint-map writes (generation flips and flag/rev changes).
+    pub flips: u32,
+    /// RCU grace periods waited for.
+    pub barriers: u32,
+}
+
+/// What [`Engine::read_back`] found in the pinned maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadBack {
+    pub endpoints: usize,
+    pub policy_entries: usize,
+    /// Policy entries of endpoint ids no endpoint uses (swept by `sweep`).
+    pub orphan_policy_entries: usize,
+    pub ipcache_entries: usize,
+    pub rev_high_water: u32,
+}
+
+#[derive(Clone, Debug)]
+struct EpState {
+    /// The value in the endpoints map.
+    value: EndpointValue,
+    /// Actual entries of each generation (keys carry their gen bit).
+    gens: [BTreeMap<PolicyKey, PolicyValue>; 2],
+    /// `Engine::epoch` at the last flip; equal to the current epoch means the
+    /// now-inactive generation may still be read by in-flight packets.
+    flip_epoch: u64,
+    /// Locked down because its policy did not fit.
+    overflow: bool,
+}
+
+/// The desired-vs-actual state of the maps Porin owns.
+#[derive(Debug, Default)]
+pub struct Engine {
+    endpoints: BTreeMap<u32, EpState>,
+    by_id: BTreeMap<u32, u32>,
+    orphans: BTreeMap<PolicyKey, PolicyValue>,
+    ipcache: BTreeMap<IpNet, u32>,
+    ipcache_degraded: bool,
+    rev_high_water: u32,
+    epoch: u64,
+    seen_endpoints: BTreeSet<u32>,
+}
+
+fn deny_default(endpoint_id: u32, generation: u32, dir: Direction) -> (PolicyKey, PolicyValue) {
+    let e = entries::PolicyEntry::default_action(Action::Deny, 0);
+    (e.key(endpoint_id, generation, dir).expect("default entry is valid"), e.value())
+}
+
+/// Applies `desired` to one generation: deletes first (frees space), then
+/// inserts/updates. `actual` tracks every successful operation.
+fn apply_gen(
+    m: &mut dyn MapOps,
+    actual: &mut BTreeMap<PolicyKey, PolicyValue>,
+    desired: &BTreeMap<PolicyKey, PolicyValue>,
+    stats: &mut SyncStats,
+) -> Result<(), MapOpError> {
+    let stale: Vec<PolicyKey> = actual.keys().filter(|k| !desired.contains_key(k)).copied().collect();
+    for k in stale {
+        match m.policy_delete(&k) {
+            Ok(()) => stats.deleted += 1,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        actual.remove(&k);
+    }
+    for (k, v) in desired {
+        let prev = actual.get(k);
+        if prev == Some(v) {
+            continue;
+        }
+        m.policy_put(k, v)?;
+        if prev.is_some() {
+            stats.updated += 1;
+        } else {
+            stats.inserted += 1;
+        }
+        actual.insert(*k, *v);
+    }
+    Ok(())
+}
+
+impl Engine {
+    fn flags_for(&self, overflow: bool) -> u32 {
+        if overflow || self.ipcache_degraded { abi::EP_F_LOCKDOWN } else { 0 }
+    }
+
+    fn meta(&self) -> Meta {
+        Meta {
+            abi_version: abi::ABI_VERSION,
+            rev_high_water: self.rev_high_water,
+            flags: if self.ipcache_degraded { abi::META_F_IPCACHE_DEGRADED } else { 0 },
+            pad: 0,
+        }
+    }
+
+    /// A node-wide unique revision, persisted before use so that a restart
+    /// never hands out a revision a stale conntrack entry could carry.
+    fn next_rev(&mut self, m: &mut dyn MapOps) -> Result<u32, MapOpError> {
+        let mut r = self.rev_high_water.wrapping_add(1);
+        if r == 0 {
+            r = 1;
+        }
+        let prev = self.rev_high_water;
+        self.rev_high_water = r;
+        if let Err(e) = m.meta_put(&self.meta()) {
+            self.rev_high_water = prev;
+            return Err(e);
+        }
+        Ok(r)
+    }
+
+    fn barrier(&mut self, m: &mut dyn MapOps, stats: &mut SyncStats) -> Result<(), MapOpError> {
+        m.wait_for_readers()?;
+        self.epoch += 1;
+        stats.barriers += 1;
+        Ok(())
+    }
+
+    /// Writes the endpoint value (one atomic map update).
+    fn write_endpoint(
+        &mut self,
+        m: &mut dyn MapOps,
+        ifindex: u32,
+        generation: u32,
+        flags: u32,
+        stats: &mut SyncStats,
+    ) -> Result<(), MapOpError> {
+        let rev = self.next_rev(m)?;
+        let ep = self.endpoints.get_mut(&ifindex).expect("endpoint state exists");
+        let value = EndpointValue { endpoint_id: ep.value.endpoint_id, active_gen: generation, policy_rev: rev, flags };
+        m.endpoint_put(ifindex, &value)?;
+        let gen_changed = ep.value.active_gen != generation || ep.value.policy_rev == 0;
+        ep.value = value;
+        if gen_changed {
+            ep.flip_epoch = self.epoch;
+        }
+        stats.flips += 1;
+        Ok(())
+    }
+
+    /// The policy did not fit: make generation `gen` deny-all, flip to it with
+    /// the LOCKDOWN flag (the BPF program drops on the flag even if the deny
+    /// entries could not be written either), and report the cause.
+    fn lockdown(
+        &mut self,
+        m: &mut dyn MapOps,
+        ifindex: u32,
+        generation: u32,
+        cause: MapOpError,
+        mut stats: SyncStats,
+    ) -> Result<SyncStats> {
+        let ep = self.endpoints.get_mut(&ifindex).expect("endpoint state exists");
+        let endpoint_id = ep.value.endpoint_id;
+        let mut desired = BTreeMap::new();
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let (k, v) = deny_default(endpoint_id, generation, dir);
+            desired.insert(k, v);
+        }
+        if let Err(e) = apply_gen(m, &mut ep.gens[generation as usize], &desired, &mut stats) {
+            tracing::error!(endpoint_id, ifindex, error = %e, "could not write deny-all defaults; relying on the lockdown flag");
+        }
+        ep.overflow = true;
+        if let Err(e) = self.write_endpoint(m, ifindex, generation, abi::EP_F_LOCKDOWN, &mut stats) {
+            tracing::error!(endpoint_id, ifindex, error = %e, "could not flip endpoint into lockdown");
+        }
+        tracing::error!(endpoint_id, ifindex, map = cause.map, "policy map full: endpoint locked down");
+        Err(Error::PolicyMapFull { map: cause.map, endpoint_id, ifindex, source: cause })
+    }
+
+    /// Makes the endpoint on `ifindex` enforce `policy` (see module docs).
+    pub fn set_endpoint(&mut self, m: &mut dyn MapOps, ifindex: u32, policy: &EndpointPolicy) -> Result<SyncStats> {
+        let id = policy.endpoint_id;
+        if id > abi::MAX_ENDPOINT_ID {
+            return Err(Error::EndpointIdRange { endpoint_id: id, ifindex });
+        }
+        if let Some(&other) = self.by_id.get(&id)
+            && other != ifindex
+        {
+            return Err(Error::EndpointIdInUse { endpoint_id: id, ifindex, other_ifindex: other });
+        }
+        let invalid = |source| Error::InvalidEntry { endpoint_id: id, ifindex, source };
+        // Validate before touching anything.
+        let desired0 = entries::compile(policy, 0).map_err(invalid)?;
+        let desired1 = entries::compile(policy, 1).map_err(invalid)?;
+        self.seen_endpoints.insert(ifindex);
+        let mut stats = SyncStats::default();
+        let flags = self.flags_for(false);
+
+        if let Some(ep) = self.endpoints.get(&ifindex)
+            && ep.value.endpoint_id == id
+        {
+            let active = ep.value.active_gen & 1;
+            let inactive = active ^ 1;
+            let (desired_active, desired_inactive) =
+                if active == 0 { (&desired0, &desired1) } else { (&desired1, &desired0) };
+            if &ep.gens[active as usize] == desired_active && ep.value.flags == flags && !ep.overflow {
+                return Ok(stats);
+            }
+            if ep.flip_epoch >= self.epoch {
+                self.barrier(m, &mut stats)?;
+            }
+            let ep = self.endpoints.get_mut(&ifindex).expect("checked above");
+            if let Err(e) = apply_gen(m, &mut ep.gens[inactive as usize], desired_inactive, &mut stats) {
+                if e.is_full() {
+                    return self.lockdown(m, ifindex, inactive, e, stats);
+                }
+                // The inactive generation is half written but not in use: the
+                // endpoint still enforces the whole previous policy.
+                return Err(Error::EndpointMap { endpoint_id: id, ifindex, source: e });
+            }
+            self.write_endpoint(m, ifindex, inactive, flags, &mut stats)
+                .map_err(|source| Error::EndpointMap { endpoint_id: id, ifindex, source })?;
+            self.endpoints.get_mut(&ifindex).expect("exists").overflow = false;
+            return Ok(stats);
+        }
+
+        // A new endpoint id on this interface. Entries of this id left from a
+        // previous run are its actual state; nothing references them yet, so
+        // generation 0 can be written without waiting.
+        let mut gens: [BTreeMap<PolicyKey, PolicyValue>; 2] = Default::default();
+        let mine: Vec<PolicyKey> = self.orphans.keys().filter(|k| k.endpoint_id() == id).copied().collect();
+        for k in mine {
+            let v = self.orphans.remove(&k).expect("listed");
+            gens[k.generation() as usize].insert(k, v);
+        }
+        let old = self.endpoints.insert(
+            ifindex,
+            EpState {
+                value: EndpointValue { endpoint_id: id, active_gen: 0, policy_rev: 0, flags: 0 },
+                gens,
+                flip_epoch: 0,
+                overflow: false,
+            },
+        );
+        if let Some(old) = &old {
+            self.by_id.remove(&old.value.endpoint_id);
+        }
+        self.by_id.insert(id, ifindex);
+        let ep = self.endpoints.get_mut(&ifindex).expect("just inserted");
+        let result = match apply_gen(m, &mut ep.gens[0], &desired0, &mut stats) {
+            Err(e) if e.is_full() => self.lockdown(m, ifindex, 0, e, stats),
+            Err(e) => Err(Error::EndpointMap { endpoint_id: id, ifindex, source: e }),
+            Ok(()) => self
+                .write_endpoint(m, ifindex, 0, flags, &mut stats)
+                .map(|()| stats)
+                .map_err(|source| Error::EndpointMap { endpoint_id: id, ifindex, source }),
+        };
+        if result.is_err() && self.endpoints.get(&ifindex).is_some_and(|e| e.value.policy_rev == 0) {
+            // Never written to the endpoints map: the interface has no entry
+            // (packets drop). Keep what was written as orphans for the sweep.
+            let ep = self.endpoints.remove(&ifindex).expect("present");
+            self.by_id.remove(&id);
+            for g in ep.gens {
+                self.orphans.extend(g);
+            }
+            if let Some(old) = old {
+                // The old value is still in the map (the write failed).
+                self.by_id.insert(old.value.endpoint_id, ifindex);
+                self.endpoints.insert(ifindex, old);
+            }
+            return result;
+        }
+        if let Some(old) = old {
+            // The old endpoint id is no longer referenced; in-flight packets
+            // may still read its entries until a grace period has passed.
+            let mut st = result.as_ref().map(|s| *s).unwrap_or_default();
+            self.barrier(m, &mut st)?;
+            for g in old.gens {
+                for (k, v) in g {
+                    match m.policy_delete(&k) {
+                        Ok(()) => st.deleted += 1,
+                        Err(e) if e.is_not_found() => {}
+                        Err(_) => {
+                            self.orphans.insert(k, v);
+                        }
+                    }
+                }
+            }
+            return result.map(|_| st);
+        }
+        result
+    }
+
+    /// Removes the endpoint: its entry first (its traffic then drops), then,
+    /// after a grace period, its policy entries.
+    pub fn remove_endpoint(&mut self, m: &mut dyn MapOps, ifindex: u32) -> Result<SyncStats> {
+        self.seen_endpoints.remove(&ifindex);
+        let mut stats = SyncStats::default();
+        let Some(ep) = self.endpoints.get(&ifindex) else {
+            return Ok(stats);
+        };
+        let endpoint_id = ep.value.endpoint_id;
+        match m.endpoint_delete(ifindex) {
+            Ok(()) => stats.flips += 1,
+            Err(e) if e.is_not_found() => {}
+            Err(source) => return Err(Error::EndpointMap { endpoint_id, ifindex, source }),
+        }
+        let ep = self.endpoints.remove(&ifindex).expect("present");
+        self.by_id.remove(&endpoint_id);
+        for g in ep.gens {
+            self.orphans.extend(g);
+        }
+        self.barrier(m, &mut stats)?;
+        self.delete_orphans(m, |k| k.endpoint_id() == endpoint_id, &mut stats)?;
+        Ok(stats)
+    }
+
+    fn delete_orphans(
+        &mut self,
+        m: &mut dyn MapOps,
+        pred: impl Fn(&PolicyKey) -> bool,
+        stats: &mut SyncStats,
+    ) -> Result<(), MapOpError> {
+        let keys: Vec<PolicyKey> = self.orphans.keys().filter(|k| pred(k)).copied().collect();
+        for k in keys {
+            match m.policy_delete(&k) {
+                Ok(()) => stats.deleted += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+            self.orphans.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// Makes the ipcache equal `entries` (prefixes are normalised).
+    pub fn set_ipcache(&mut self, m: &mut dyn MapOps, entries: &[(IpNet, u32)]) -> Result<SyncStats> {
+        let mut desired: BTreeMap<IpNet, u32> = BTreeMap::new();
+        for (net, id) in entries {
+            let n = net.trunc();
+            if let Some(prev) = desired.insert(n, *id)
+                && prev != *id
+            {
+                return Err(Error::IpcacheConflict { prefix: n, first: prev, second: *id });
+            }
+        }
+        let mut stats = SyncStats::default();
+        let stale: Vec<IpNet> = self.ipcache.keys().filter(|n| !desired.contains_key(n)).copied().collect();
+        for n in stale {
+            match m.ipcache_delete(&n) {
+                Ok(()) => stats.deleted += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(source) => return Err(Error::IpcacheMap { prefix: n, source }),
+            }
+            self.ipcache.remove(&n);
+        }
+        for (n, id) in &desired {
+            let prev = self.ipcache.get(n).copied();
+            if prev == Some(*id) {
+                continue;
+            }
+            if let Err(source) = m.ipcache_put(n, *id) {
+                if source.is_full() {
+                    // A missing specific prefix would resolve to a broader one
+                    // (e.g. world) and could be allowed: lock everything down.
+                    self.ipcache_degraded = true;
+                    if let Err(e) = self.refresh_flags(m, &mut stats) {
+                        tracing::error!(error = %e, "could not lock down all endpoints after ipcache overflow");
+                    }
+                    return Err(Error::IpcacheFull { map: source.map, prefix: *n, source });
+                }
+                return Err(Error::IpcacheMap { prefix: *n, source });
+            }
+            if prev.is_some() {
+                stats.updated += 1;
+            } else {
+                stats.inserted += 1;
+            }
+            self.ipcache.insert(*n, *id);
+        }
+        if self.ipcache_degraded {
+            self.ipcache_degraded = false;
+            self.refresh_flags(m, &mut stats)?;
+        }
+        Ok(stats)
+    }
+
+    /// Rewrites every endpoint whose flags differ from what they should be
+    /// (same generation, new revision so established flows are re-checked).
+    fn refresh_flags(&mut self, m: &mut dyn MapOps, stats: &mut SyncStats) -> Result<(), MapOpError> {
+        m.meta_put(&self.meta())?;
+        let todo: Vec<(u32, u32, u32)> = self
+            .endpoints
+            .iter()
+            .filter_map(|(ifx, ep)| {
+                let want = self.flags_for(ep.overflow);
+                (ep.value.flags != want).then_some((*ifx, ep.value.active_gen, want))
+            })
+            .collect();
+        for (ifx, generation, flags) in todo {
+            self.write_endpoint(m, ifx, generation, flags, stats)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the actual state with what the maps hold (after a restart).
+    /// Forgets which endpoints were "seen": call `set_endpoint` for every
+    /// desired endpoint, then [`Engine::sweep`].
+    pub fn read_back(&mut self, m: &mut dyn MapOps) -> Result<ReadBack> {
+        let eps = m.dump_endpoints()?;
+        let pol = m.dump_policy()?;
+        let ipc = m.dump_ipcache()?;
+        let meta = m.meta_get()?;
+        self.endpoints.clear();
+        self.by_id.clear();
+        self.orphans.clear();
+        self.seen_endpoints.clear();
+        // Whatever was flipped last may still be read: wait before touching it.
+        self.epoch += 1;
+        let mut rb = ReadBack::default();
+        let mut hw = meta.rev_high_water;
+        for (ifindex, value) in eps {
+            hw = hw.max(value.policy_rev);
+            if let Some(other) = self.by_id.insert(value.endpoint_id, ifindex) {
+                tracing::warn!(endpoint_id = value.endpoint_id, ifindex, other, "endpoint id used twice in pinned map");
+            }
+            self.endpoints.insert(
+                ifindex,
+                EpState {
+                    value,
+                    gens: Default::default(),
+                    flip_epoch: self.epoch,
+                    overflow: value.flags & abi::EP_F_LOCKDOWN != 0,
+                },
+            );
+        }
+        rb.endpoints = self.endpoints.len();
+        for (k, v) in pol {
+            rb.policy_entries += 1;
+            match self.by_id.get(&k.endpoint_id()).and_then(|ifx| self.endpoints.get_mut(ifx)) {
+                Some(ep) => {
+                    ep.gens[k.generation() as usize].insert(k, v);
+                }
+                None => {
+                    self.orphans.insert(k, v);
+                }
+            }
+        }
+        rb.orphan_policy_entries = self.orphans.len();
+        self.ipcache = ipc.into_iter().collect();
+        rb.ipcache_entries = self.ipcache.len();
+        self.ipcache_degraded = meta.flags & abi::META_F_IPCACHE_DEGRADED != 0;
+        self.rev_high_water = hw;
+        rb.rev_high_water = hw;
+        Ok(rb)
+    }
+
+    /// Removes endpoints not set since the last read-back, and orphaned policy
+    /// entries. Call once the desired state has been fully pushed.
+    pub fn sweep(&mut self, m: &mut dyn MapOps) -> Result<SyncStats> {
+        let mut stats = SyncStats::default();
+        let stale: Vec<u32> = self.endpoints.keys().filter(|i| !self.seen_endpoints.contains(i)).copied().collect();
+        for ifindex in stale {
+            let s = self.remove_endpoint(m, ifindex)?;
+            stats.deleted += s.deleted;
+            stats.flips += s.flips;
+            stats.barriers += s.barriers;
+        }
+        // Orphans are referenced by no endpoint entry: no grace period needed
+        // beyond the one remove_endpoint already waited for. Orphans found at
+        // read-back were unreferenced before this process started.
+        self.delete_orphans(m, |_| true, &mut stats)?;
+        Ok(stats)
+    }
+
+    /// The endpoint value as last written (or read back).
+    pub fn endpoint(&self, ifindex: u32) -> Option<EndpointValue> {
+        self.endpoints.get(&ifindex).map(|e| e.value)
+    }
+
+    /// Interfaces with an endpoint entry.
+    pub fn endpoint_ifindexes(&self) -> Vec<u32> {
+        self.endpoints.keys().copied().collect()
+    }
+
+    /// Entries of the ACTIVE generation of an endpoint.
+    pub fn active_entries(&self, ifindex: u32) -> Option<&BTreeMap<PolicyKey, PolicyValue>> {
+        self.endpoints.get(&ifindex).map(|e| &e.gens[(e.value.active_gen & 1) as usize])
+    }
+
+    /// Number of policy entries Porin believes are in the map.
+    pub fn policy_len(&self) -> usize {
+        self.endpoints.values().map(|e| e.gens[0].len() + e.gens[1].len()).sum::<usize>() + self.orphans.len()
+    }
+
+    pub fn ipcache(&self) -> &BTreeMap<IpNet, u32> {
+        &self.ipcache
+    }
+
+    pub fn ipcache_degraded(&self) -> bool {
+        self.ipcache_degraded
+    }
+}
+
+/// An in-memory [`MapOps`] with optional capacities, for tests.
+#[derive(Debug, Default)]
+pub struct FakeMaps {
+    pub endpoints: BTreeMap<u32, EndpointValue>,
+    pub policy: BTreeMap<PolicyKey, PolicyValue>,
+    pub ipcache: BTreeMap<IpNet, u32>,
+    pub meta: Meta,
+    pub policy_capacity: Option<usize>,
+    pub ipcache_capacity: Option<usize>,
+    pub barriers: u32,
+    /// Every operation in order, for asserting on ordering.
+    pub log: Vec<String>,
+}
+
+impl FakeMaps {
+    fn full(map: &'static str, op: &'static str) -> MapOpError {
+        MapOpError::new(map, op, std::io::Error::from_raw_os_error(libc::E2BIG))
+    }
+    fn missing(map: &'static str, op: &'static str) -> MapOpError {
+        MapOpError::new(map, op, std::io::Error::from_raw_os_error(libc::ENOENT))
+    }
+}
+
+impl MapOps for FakeMaps {
+    fn policy_put(&mut self, key: &PolicyKey, value: &PolicyValue) -> Result<(), MapOpError> {
+        if !self.policy.contains_key(key) && self.policy_capacity.is_some_and(|c| self.policy.len() >= c) {
+            return Err(Self::full(abi::map_names::POLICY, "update"));
+        }
+        self.log.push(format!("pol+ {:#x}/{}", key.policy_id, key.prefixlen));
+        self.policy.insert(*key, *value);
+        Ok(())
+    }
+    fn policy_delete(&mut self, key: &PolicyKey) -> Result<(), MapOpError> {
+        self.log.push(format!("pol- {:#x}/{}", key.policy_id, key.prefixlen));
+        self.policy.remove(key).map(|_| ()).ok_or_else(|| Self::missing(abi::map_names::POLICY, "delete"))
+    }
+    fn endpoint_put(&mut self, ifindex: u32, value: &EndpointValue) -> Result<(), MapOpError> {
+        self.log.push(format!("ep {ifindex} gen={} rev={} flags={}", value.active_gen, value.policy_rev, value.flags));
+        self.endpoints.insert(ifindex, *value);
+        Ok(())
+    }
+    fn endpoint_delete(&mut self, ifindex: u32) -> Result<(), MapOpError> {
+        self.log.push(format!("ep- {ifindex}"));
+        self.endpoints.remove(&ifindex).map(|_| ()).ok_or_else(|| Self::missing(abi::map_names::ENDPOINTS, "delete"))
+    }
+    fn ipcache_put(&mut self, net: &IpNet, identity: u32) -> Result<(), MapOpError> {
+        if !self.ipcache.contains_key(net) && self.ipcache_capacity.is_some_and(|c| self.ipcache.len() >= c) {
+            return Err(Self::full(abi::map_names::IPCACHE_V4, "update"));
+        }
+        self.ipcache.insert(*net, identity);
+        Ok(())
+    }
+    fn ipcache_delete(&mut self, net: &IpNet) -> Result<(), MapOpError> {
+        self.ipcache.remove(net).map(|_| ()).ok_or_else(|| Self::missing(abi::map_names::IPCACHE_V4, "delete"))
+    }
+    fn meta_get(&self) -> Result<Meta, MapOpError> {
+        Ok(self.meta)
+    }
+    fn meta_put(&mut self, meta: &Meta) -> Result<(), MapOpError> {
+        self.meta = *meta;
+        Ok(())
+    }
+    fn dump_endpoints(&self) -> Result<Vec<(u32, EndpointValue)>, MapOpError> {
+        Ok(self.endpoints.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+    fn dump_policy(&self) -> Result<Vec<(PolicyKey, PolicyValue)>, MapOpError> {
+        Ok(self.policy.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+    fn dump_ipcache(&self) -> Result<Vec<(IpNet, u32)>, MapOpError> {
+        Ok(self.ipcache.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+    fn wait_for_readers(&mut self) -> Result<(), MapOpError> {
+        self.barriers += 1;
+        self.log.push("barrier".into());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+use super::*;
+use crate::abi::{Action, Direction};
+use crate::entries::{EndpointPolicy, PolicyEntry};
+
+fn allow(identity: u32, proto: u8, port: u16, rule_id: u32) -> PolicyEntry {
+    PolicyEntry { identity: Some(identity), proto: Some(proto), port_prefix: Some((port, 16)), action: Action::Allow, rule_id }
+}
+
+fn pol(id: u32, ingress: Vec<PolicyEntry>) -> EndpointPolicy {
+    EndpointPolicy { endpoint_id: id, ingress, egress: vec![PolicyEntry::default_action(Action::Allow, 1)] }
+}
+
+fn gen_entries(m: &FakeMaps, endpoint_id: u32, generation: u32) -> BTreeMap<PolicyKey, PolicyValue> {
+    m.policy.iter().filter(|(k, _)| k.endpoint_id() == endpoint_id && k.generation() == generation).map(|(k, v)| (*k, *v)).collect()
+}
+
+#[test]
+fn new_endpoint_then_double_buffered_update() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    let p1 = pol(7, vec![allow(100, 6, 80, 1)]);
+    let s = e.set_endpoint(&mut m, 3, &p1).unwrap();
+    assert_eq!((s.inserted, s.flips, s.barriers), (2, 1, 0));
+    let v = m.endpoints[&3];
+    assert_eq!((v.endpoint_id, v.active_gen, v.policy_rev, v.flags), (7, 0, 1, 0));
+    assert_eq!(gen_entries(&m, 7, 0), entries::compile(&p1, 0).unwrap());
+
+    // Update: only the inactive generation is written, after a grace period.
+    let p2 = pol(7, vec![allow(100, 6, 80, 1), allow(101, 17, 53, 2)]);
+    m.log.clear();
+    let s = e.set_endpoint(&mut m, 3, &p2).unwrap();
+    assert_eq!((s.inserted, s.deleted, s.flips, s.barriers), (3, 0, 1, 1));
+    assert_eq!(m.log.first().map(String::as_str), Some("barrier"));
+    assert!(m.log.last().unwrap().starts_with("ep 3 gen=1 rev=2"), "{:?}", m.log);
+    // gen 0 (now inactive) still holds exactly the old policy.
+    assert_eq!(gen_entries(&m, 7, 0), entries::compile(&p1, 0).unwrap());
+    assert_eq!(gen_entries(&m, 7, 1), entries::compile(&p2, 1).unwrap());
+
+    // Third update diffs against gen 0 (= p1): p3 differs from p1 by one entry.
+    let p3 = pol(7, vec![allow(100, 6, 80, 1), allow(102, 6, 443, 3)]);
+    let s = e.set_endpoint(&mut m, 3, &p3).unwrap();
+    assert_eq!((s.inserted, s.updated, s.deleted, s.flips), (1, 0, 0, 1));
+    assert_eq!(m.endpoints[&3].active_gen, 0);
+    assert_eq!(gen_entries(&m, 7, 1), entries::compile(&p2, 1).unwrap());
+}
+
+#[test]
+fn no_op_update_changes_nothing() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    let p = pol(1, vec![allow(5, 6, 22, 1)]);
+    e.set_endpoint(&mut m, 9, &p).unwrap();
+    let before = m.endpoints[&9];
+    assert_eq!(e.set_endpoint(&mut m, 9, &p).unwrap(), SyncStats::default());
+    assert_eq!(m.endpoints[&9], before);
+}
+
+#[test]
+fn back_to_back_updates_wait_once_each() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    for (i, ifx) in [1u32, 2, 3].iter().enumerate() {
+        e.set_endpoint(&mut m, *ifx, &pol(i as u32 + 1, vec![])).unwrap();
+    }
+    assert_eq!(m.barriers, 0, "new endpoints need no grace period");
+    // Updating three endpoints in a row: the first waits, which covers the others'
+    // earlier flips too.
+    for (i, ifx) in [1u32, 2, 3].iter().enumerate() {
+        e.set_endpoint(&mut m, *ifx, &pol(i as u32 + 1, vec![allow(9, 6, 1, 1)])).unwrap();
+    }
+    assert_eq!(m.barriers, 1);
+}
+
+#[test]
+fn revisions_unique_across_endpoints_and_persisted() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    e.set_endpoint(&mut m, 1, &pol(1, vec![])).unwrap();
+    e.set_endpoint(&mut m, 2, &pol(2, vec![])).unwrap();
+    e.set_endpoint(&mut m, 1, &pol(1, vec![allow(1, 6, 1, 1)])).unwrap();
+    let revs: Vec<u32> = m.endpoints.values().map(|v| v.policy_rev).collect();
+    assert_eq!(revs, vec![3, 2]);
+    assert_eq!(m.meta.rev_high_water, 3);
+    assert_eq!(m.meta.abi_version, crate::abi::ABI_VERSION);
+}
+
+#[test]
+fn policy_map_full_locks_endpoint_down() {
+    let mut m = FakeMaps { policy_capacity: Some(6), ..Default::default() };
+    let mut e = Engine::default();
+    e.set_endpoint(&mut m, 4, &pol(2, vec![allow(1, 6, 80, 1)])).unwrap(); // 2 entries
+    let big = pol(2, (0..10).map(|i| allow(i, 6, 80, i)).collect());
+    let err = e.set_endpoint(&mut m, 4, &big).unwrap_err();
+    match &err {
+        Error::PolicyMapFull { map, endpoint_id, ifindex, .. } => {
+            assert_eq!((*map, *endpoint_id, *ifindex), ("porin_pol_v1", 2, 4));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("porin_pol_v1") && err.to_string().contains("endpoint 2"));
+    let v = m.endpoints[&4];
+    assert_eq!(v.flags, crate::abi::EP_F_LOCKDOWN);
+    assert_eq!(v.active_gen, 1);
+    // The active generation holds only deny-all defaults.
+    let active = gen_entries(&m, 2, 1);
+    assert_eq!(active.len(), 2);
+    assert!(active.iter().all(|(k, v)| k.prefixlen == 32 && v.action == Action::Deny as u8));
+    // A policy that fits heals it.
+    e.set_endpoint(&mut m, 4, &pol(2, vec![allow(3, 6, 80, 1)])).unwrap();
+    assert_eq!(m.endpoints[&4].flags, 0);
+    assert_eq!(gen_entries(&m, 2, m.endpoints[&4].active_gen), entries::compile(&pol(2, vec![allow(3, 6, 80, 1)]), 0).unwrap().into_iter().map(|(mut k, v)| { k.policy_id |= (m.endpoints[&4].active_gen) << 1; (k, v) }).collect());
+}
+
+#[test]
+fn policy_map_full_for_new_endpoint_still_denies() {
+    let mut m = FakeMaps { policy_capacity: Some(0), ..Default::default() };
+    let mut e = Engine::default();
+    let err = e.set_endpoint(&mut m, 4, &pol(2, vec![allow(1, 6, 80, 1)])).unwrap_err();
+    assert!(matches!(err, Error::PolicyMapFull { .. }));
+    // Not even the deny defaults fit, but the endpoint entry carries LOCKDOWN.
+    assert_eq!(m.endpoints[&4].flags, crate::abi::EP_F_LOCKDOWN);
+    assert!(m.policy.is_empty());
+}
+
+#[test]
+fn remove_endpoint_deletes_entry_first_then_waits() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    e.set_endpoint(&mut m, 4, &pol(2, vec![allow(1, 6, 80, 1)])).unwrap();
+    e.set_endpoint(&mut m, 4, &pol(2, vec![allow(1, 6, 81, 1)])).unwrap();
+    m.log.clear();
+    let s = e.remove_endpoint(&mut m, 4).unwrap();
+    assert_eq!(s.deleted, 4);
+    assert_eq!(&m.log[..2], &["ep- 4".to_string(), "barrier".to_string()]);
+    assert!(m.policy.is_empty() && m.endpoints.is_empty());
+    assert_eq!(e.remove_endpoint(&mut m, 4).unwrap(), SyncStats::default());
+}
+
+#[test]
+fn changing_endpoint_id_on_an_interface() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    e.set_endpoint(&mut m, 4, &pol(2, vec![allow(1, 6, 80, 1)])).unwrap();
+    e.set_endpoint(&mut m, 4, &pol(3, vec![allow(1, 6, 80, 1)])).unwrap();
+    assert_eq!(m.endpoints[&4].endpoint_id, 3);
+    assert!(m.policy.keys().all(|k| k.endpoint_id() == 3));
+    // id 2 is free again
+    e.set_endpoint(&mut m, 5, &pol(2, vec![])).unwrap();
+    let err = e.set_endpoint(&mut m, 6, &pol(3, vec![])).unwrap_err();
+    assert!(matches!(err, Error::EndpointIdInUse { endpoint_id: 3, ifindex: 6, other_ifindex: 4 }));
+}
+
+#[test]
+fn invalid_entries_touch_nothing() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    let bad = PolicyEntry { identity: None, proto: Some(6), port_prefix: None, action: Action::Allow, rule_id: 1 };
+    let err = e.set_endpoint(&mut m, 1, &pol(1, vec![bad])).unwrap_err();
+    assert!(matches!(err, Error::InvalidEntry { .. }), "{err}");
+    assert!(m.policy.is_empty() && m.endpoints.is_empty());
+    assert!(matches!(
+        e.set_endpoint(&mut m, 1, &pol(1 << 30, vec![])).unwrap_err(),
+        Error::EndpointIdRange { .. }
+    ));
+}
+
+#[test]
+fn read_back_then_resync_is_free_and_sweep_removes_stale() {
+    let mut m = FakeMaps::default();
+    let mut a = Engine::default();
+    let p1 = pol(1, vec![allow(1, 6, 80, 1)]);
+    let p2 = pol(2, vec![allow(1, 6, 81, 1)]);
+    a.set_endpoint(&mut m, 10, &p1).unwrap();
+    a.set_endpoint(&mut m, 10, &pol(1, vec![])).unwrap();
+    a.set_endpoint(&mut m, 10, &p1).unwrap();
+    a.set_endpoint(&mut m, 20, &p2).unwrap();
+    let ipc: Vec<(IpNet, u32)> = vec![("0.0.0.0/0".parse().unwrap(), 2), ("10.0.0.1/32".parse().unwrap(), 100)];
+    a.set_ipcache(&mut m, &ipc).unwrap();
+    // an orphan entry (endpoint id 99 has no endpoint)
+    let (k, v) = deny_default(99, 0, Direction::Ingress);
+    m.policy.insert(k, v);
+    drop(a);
+
+    let mut b = Engine::default();
+    let rb = b.read_back(&mut m).unwrap();
+    assert_eq!((rb.endpoints, rb.orphan_policy_entries, rb.ipcache_entries, rb.rev_high_water), (2, 1, 2, 4));
+    m.log.clear();
+    assert_eq!(b.set_endpoint(&mut m, 10, &p1).unwrap(), SyncStats::default());
+    assert_eq!(b.set_ipcache(&mut m, &ipc).unwrap(), SyncStats::default());
+    assert!(m.log.is_empty(), "{:?}", m.log);
+    // After a restart the first real update waits for a grace period first
+    // (the previous process may have flipped just before it died).
+    b.set_endpoint(&mut m, 10, &pol(1, vec![])).unwrap();
+    assert_eq!(m.log.first().map(String::as_str), Some("barrier"));
+    let s = b.sweep(&mut m).unwrap();
+    assert_eq!(s.deleted, 3); // endpoint 20's two entries + orphan
+    assert_eq!(m.endpoints.keys().copied().collect::<Vec<_>>(), vec![10]);
+    assert!(m.policy.keys().all(|k| k.endpoint_id() == 1));
+}
+
+#[test]
+fn ipcache_diff_conflict_and_overflow_lockdown() {
+    let mut m = FakeMaps { ipcache_capacity: Some(2), ..Default::default() };
+    let mut e = Engine::default();
+    e.set_endpoint(&mut m, 1, &pol(1, vec![])).unwrap();
+    let n = |s: &str| -> IpNet { s.parse().unwrap() };
+    let s = e.set_ipcache(&mut m, &[(n("0.0.0.0/0"), 2), (n("10.1.2.3/24"), 5)]).unwrap();
+    assert_eq!(s.inserted, 2);
+    assert_eq!(m.ipcache.get(&n("10.1.2.0/24")), Some(&5), "prefix normalised");
+    let s = e.set_ipcache(&mut m, &[(n("0.0.0.0/0"), 2), (n("10.1.2.0/24"), 6)]).unwrap();
+    assert_eq!((s.updated, s.inserted, s.deleted), (1, 0, 0));
+    assert!(matches!(
+        e.set_ipcache(&mut m, &[(n("10.0.0.0/8"), 1), (n("10.0.0.0/8"), 2)]).unwrap_err(),
+        Error::IpcacheConflict { .. }
+    ));
+    // Overflow: every endpoint goes into lockdown.
+    let err = e.set_ipcache(&mut m, &[(n("0.0.0.0/0"), 2), (n("10.1.2.0/24"), 6), (n("10.9.9.9/32"), 7)]).unwrap_err();
+    assert!(matches!(err, Error::IpcacheFull { .. }), "{err}");
+    assert_eq!(m.endpoints[&1].flags, crate::abi::EP_F_LOCKDOWN);
+    assert_eq!(m.meta.flags, crate::abi::META_F_IPCACHE_DEGRADED);
+    // Setting an endpoint while degraded keeps it locked down.
+    e.set_endpoint(&mut m, 1, &pol(1, vec![allow(1, 6, 1, 1)])).unwrap();
+    assert_eq!(m.endpoints[&1].flags, crate::abi::EP_F_LOCKDOWN);
+    // A fitting ipcache heals.
+    let rev = m.endpoints[&1].policy_rev;
+    e.set_ipcache(&mut m, &[(n("0.0.0.0/0"), 2)]).unwrap();
+    assert_eq!(m.endpoints[&1].flags, 0);
+    assert!(m.endpoints[&1].policy_rev > rev);
+    assert_eq!(m.meta.flags, 0);
+}
