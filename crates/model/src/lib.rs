@@ -17,7 +17,7 @@ pub mod validate;
 use serde::{Deserialize, Serialize};
 
 pub use kind::{Kind, KindInfo};
-pub use load::{Document, ManifestError, load_paths, parse_documents};
+pub use load::{Document, ManifestError, load_paths, load_paths_partial, parse_documents, parse_documents_partial};
 pub use meta::{LabelSelector, ObjectMeta};
 pub use validate::{ValidationError, parse_cidr, parse_port_spec, PortMatch, validate_set};
 

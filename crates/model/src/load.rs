@@ -74,6 +74,12 @@ pub fn join_path(prefix: &str, path: &str) -> String {
 
 /// Parse every document of `text` (YAML stream or JSON). Returns all objects, or every error found.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>, Vec<ManifestError>> {
+    let (docs, errors) = parse_documents_partial(source, text);
+    if errors.is_empty() { Ok(docs) } else { Err(errors) }
+}
+
+/// Every document that parsed, and every error.
+pub fn parse_documents_partial(source: &str, text: &str) -> (Vec<Document>, Vec<ManifestError>) {
     let trimmed = text.trim_start();
     let values: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let mut out = Vec::new();
@@ -82,7 +88,9 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>, Vec<Ma
             match v {
                 Ok(Value::Array(items)) => out.extend(items),
                 Ok(v) => out.push(v),
-                Err(e) => return Err(vec![ManifestError::new(source, Some(i + 1), "", format!("invalid JSON: {e}"))]),
+                Err(e) => {
+                    return (vec![], vec![ManifestError::new(source, Some(i + 1), "", format!("invalid JSON: {e}"))]);
+                }
             }
         }
         out
@@ -95,7 +103,7 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>, Vec<Ma
             Err(e) => {
                 let msg = e.to_string();
                 let msg = msg.lines().next().unwrap_or("").to_string();
-                return Err(vec![ManifestError::new(source, None, "", format!("invalid YAML: {msg}"))]);
+                return (vec![], vec![ManifestError::new(source, None, "", format!("invalid YAML: {msg}"))]);
             }
         }
     };
@@ -107,7 +115,7 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>, Vec<Ma
         }
         parse_value(source, i + 1, "", v, &mut docs, &mut errors);
     }
-    if errors.is_empty() { Ok(docs) } else { Err(errors) }
+    (docs, errors)
 }
 
 fn parse_value(
@@ -221,6 +229,13 @@ fn is_manifest(p: &Path) -> bool {
 /// Expand the paths: `-` is stdin, a directory contributes its `*.yaml|*.yml|*.json` files (sorted,
 /// recursively), a file is read as it is.
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, Vec<ManifestError>> {
+    let (docs, errors) = load_paths_partial(paths);
+    if errors.is_empty() { Ok(docs) } else { Err(errors) }
+}
+
+/// Like [`load_paths`], but returns what did parse alongside every error, so a caller can validate the parsed
+/// documents too and report all problems in one round. Never apply a partial result.
+pub fn load_paths_partial<P: AsRef<Path>>(paths: &[P]) -> (Vec<Document>, Vec<ManifestError>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     for p in paths {
@@ -229,10 +244,11 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, Vec<Mani
         if p == Path::new("-") {
             let mut text = String::new();
             match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => match parse_documents("-", &text) {
-                    Ok(d) => docs.extend(d),
-                    Err(e) => errors.extend(e),
-                },
+                Ok(_) => {
+                    let (d, e) = parse_documents_partial("-", &text);
+                    docs.extend(d);
+                    errors.extend(e);
+                }
                 Err(e) => errors.push(ManifestError::new("-", None, "", format!("cannot read stdin: {e}"))),
             }
             continue;
@@ -247,15 +263,16 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Document>, Vec<Mani
         for f in files {
             let name = f.display().to_string();
             match std::fs::read_to_string(&f) {
-                Ok(text) => match parse_documents(&name, &text) {
-                    Ok(d) => docs.extend(d),
-                    Err(e) => errors.extend(e),
-                },
+                Ok(text) => {
+                    let (d, e) = parse_documents_partial(&name, &text);
+                    docs.extend(d);
+                    errors.extend(e);
+                }
                 Err(e) => errors.push(ManifestError::new(&name, None, "", format!("cannot read: {e}"))),
             }
         }
     }
-    if errors.is_empty() { Ok(docs) } else { Err(errors) }
+    (docs, errors)
 }
 
 fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
-use porin_model::{Document, Protocol, load_paths, validate_set};
+use porin_model::{Document, Protocol, load_paths_partial, validate_set};
 use porin_policy::{Cluster, Packet, Peer, Variant};
 
 use crate::printers;
@@ -88,22 +88,20 @@ pub struct DiffArgs {
 
 /// Load and validate; on failure print every error and return None.
 fn load(files: &[PathBuf]) -> Result<Option<Vec<Document>>> {
-    let docs = match load_paths(files) {
-        Ok(d) => d,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            return Ok(None);
-        }
-    };
-    if let Err(errors) = validate_set(&docs, &Default::default()) {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        return Ok(None);
+    // Parse everything, validate what parsed, and report every problem of both kinds at once.
+    let (docs, mut errors) = load_paths_partial(files);
+    if let Err(e) = validate_set(&docs, &Default::default()) {
+        errors.extend(e);
     }
-    Ok(Some(docs))
+    if errors.is_empty() {
+        return Ok(Some(docs));
+    }
+    errors.sort_by(|a, b| (&a.input, a.doc, &a.path).cmp(&(&b.input, b.doc, &b.path)));
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    eprintln!("{} error(s); nothing was accepted", errors.len());
+    Ok(None)
 }
 
 fn build(files: &[PathBuf]) -> Result<Option<Cluster>> {
