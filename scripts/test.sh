@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run every test: unit, property, golden, real-etcd, and real-kernel (network namespaces, eBPF) tests.
+# Kernel tests need root; they fail (not skip) without it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+# Leftovers of a crashed earlier run: only Porin-owned test namespaces, never anything else.
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^porin' || true); do ip netns delete "$ns" || true; done
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked -- --test-threads="${PORIN_TEST_THREADS:-2}"
