@@ -182,12 +182,12 @@ pub fn up(spec: &LabSpec, opts: &LabOptions) -> Result<Lab> {
         teardown(name, Some(&old), &path);
     }
     for ns in netns::list_netns().into_iter().filter(|ns| spec::is_lab_netns(name, ns)) {
-        if let Some(owner) = netns::read_marker(&ns).filter(|m| Path::new(m) != path) {
-            if let Ok(Some(st)) = state::load(Path::new(&owner)) {
-                let live = st.live_owners();
-                if !live.is_empty() {
-                    return Err(LabError::AlreadyUp { lab: name.to_string(), pids: live.iter().map(|o| o.pid).collect() });
-                }
+        if let Some(owner) = netns::read_marker(&ns).filter(|m| Path::new(m) != path)
+            && let Ok(Some(st)) = state::load(Path::new(&owner))
+        {
+            let live = st.live_owners();
+            if !live.is_empty() {
+                return Err(LabError::AlreadyUp { lab: name.to_string(), pids: live.iter().map(|o| o.pid).collect() });
             }
         }
         tracing::info!(lab = name, netns = %ns, "removing leftover namespace");
@@ -226,8 +226,10 @@ fn build(plan: &LabPlan, st: &mut LabState, path: &Path, opts: &LabOptions) -> R
         netns::create_netns(&ns, &marker)?;
         netns::write_sysctls(&ns, &early)?;
     }
-    for cmd in spec::link_commands(plan) {
-        netns::ip_in(&cmd.netns, &cmd.args)?;
+    let cmds = spec::link_commands(plan);
+    for (ns, group) in spec::group_by_netns(&cmds) {
+        let args: Vec<Vec<String>> = group.into_iter().map(|c| c.args.clone()).collect();
+        netns::ip_batch(ns, &args)?;
     }
     for node in &plan.nodes {
         netns::write_sysctls(&node.netns, &spec::node_sysctls(plan, node.index))?;
@@ -325,11 +327,11 @@ fn spawn_server_process(
         let _ = tx.send(line);
     });
     let line = rx.recv_timeout(ready_timeout).unwrap_or_default();
-    if line.starts_with(READY_LINE) {
-        if let Some(p) = proc_ref {
-            // The child stays unreaped until this process exits or `down` reaps it.
-            return Ok(p);
-        }
+    if line.starts_with(READY_LINE)
+        && let Some(p) = proc_ref
+    {
+        // The child stays unreaped until this process exits or `down` reaps it.
+        return Ok(p);
     }
     let _ = child.kill();
     let _ = child.wait();

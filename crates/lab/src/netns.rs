@@ -82,6 +82,45 @@ pub fn ip_in(netns: &str, args: &[String]) -> Result<Output> {
     run("ip", &full)
 }
 
+/// Run several commands in one namespace with a single `ip -n <netns> -batch -`. On failure the
+/// error names the command that failed (arguments must not contain whitespace).
+pub fn ip_batch(netns: &str, cmds: &[Vec<String>]) -> Result<()> {
+    use std::io::Write;
+    if cmds.len() == 1 {
+        return ip_in(netns, &cmds[0]).map(|_| ());
+    }
+    let script: String = cmds.iter().map(|c| c.join(" ") + "\n").collect();
+    let command = format!("ip -n {netns} -batch -");
+    let mut child = Command::new("ip")
+        .args(["-n", netns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| LabError::Spawn { command: command.clone(), source })?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let written = stdin.write_all(script.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().map_err(|source| LabError::Spawn { command: command.clone(), source })?;
+    if out.status.success() {
+        return written.map_err(|source| LabError::Spawn { command, source });
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // iproute2 reports "Command failed -:<line>".
+    let failed = stderr
+        .rsplit_once("Command failed -:")
+        .and_then(|(_, n)| n.trim().split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
+        .and_then(|n| cmds.get(n.checked_sub(1)?));
+    Err(LabError::Command {
+        command: match failed {
+            Some(c) => format!("ip -n {netns} {} (in a batch of {})", c.join(" "), cmds.len()),
+            None => command,
+        },
+        status: out.status.to_string(),
+        stderr,
+    })
+}
+
 /// Create a named namespace, bring its loopback up and mark it with `marker` (the lo alias).
 pub fn create_netns(name: &str, marker: &str) -> Result<()> {
     ip(&["netns", "add", name])?;

@@ -93,7 +93,7 @@ pub fn parse(buf: &[u8]) -> Result<Packet, ParseError> {
 }
 
 fn finish(mut pkt: Vec<u8>) -> Vec<u8> {
-    while pkt.len() % 4 != 0 {
+    while !pkt.len().is_multiple_of(4) {
         pkt.push(0);
     }
     let crc = crc32c(&pkt);

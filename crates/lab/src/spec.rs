@@ -479,77 +479,98 @@ fn ip(netns: &str, args: &[&str]) -> IpCmd {
 
 /// The `ip` commands that wire up links, addresses, routes and neighbours, in order, after the
 /// namespaces exist. Every command runs with `-n <lab netns>`: nothing touches the root netns.
+///
+/// Commands come grouped by namespace (underlay bridge; each node with its uplink, pod veths,
+/// pod routes and routes to the other nodes; the underlay ports; each pod), so consecutive
+/// commands of one namespace can run as a single `ip -batch`.
 pub fn link_commands(plan: &LabPlan) -> Vec<IpCmd> {
     let mut cmds = Vec::new();
-    // Underlay bridge and node uplinks.
     if let Some(u) = &plan.underlay_netns {
         cmds.push(ip(u, &["link", "add", UNDERLAY_BRIDGE, "type", "bridge"]));
         cmds.push(ip(u, &["link", "set", UNDERLAY_BRIDGE, "up"]));
-        for n in &plan.nodes {
-            let up = n.uplink.as_ref().expect("multi-node plan has uplinks");
-            cmds.push(ip(
-                &n.netns,
-                &["link", "add", &up.ifname, "address", &up.mac, "type", "veth", "peer", "name", &up.peer_ifname, "netns", u],
-            ));
-            cmds.push(ip(u, &["link", "set", &up.peer_ifname, "master", UNDERLAY_BRIDGE, "up"]));
-            cmds.push(ip(&n.netns, &["link", "set", &up.ifname, "up"]));
-            cmds.push(ip(&n.netns, &["addr", "add", &format!("{}/24", up.ipv4), "dev", &up.ifname]));
+    }
+    for n in &plan.nodes {
+        let ns = n.netns.as_str();
+        if let (Some(u), Some(up)) = (&plan.underlay_netns, &n.uplink) {
+            cmds.push(ip(ns, &["link", "add", &up.ifname, "address", &up.mac, "type", "veth", "peer", "name", &up.peer_ifname, "netns", u]));
+            cmds.push(ip(ns, &["link", "set", &up.ifname, "up"]));
+            cmds.push(ip(ns, &["addr", "add", &format!("{}/24", up.ipv4), "dev", &up.ifname]));
             if plan.ipv6 {
-                cmds.push(ip(&n.netns, &["-6", "addr", "add", &format!("{}/64", up.ipv6), "dev", &up.ifname, "nodad"]));
+                cmds.push(ip(ns, &["addr", "add", &format!("{}/64", up.ipv6), "dev", &up.ifname, "nodad"]));
             }
-        }
-        // Static neighbours and routes to the other nodes' pod CIDRs.
-        for n in &plan.nodes {
-            let my = n.uplink.as_ref().expect("uplink");
+            // Static neighbours and routes to the other nodes' pod CIDRs.
             for o in plan.nodes.iter().filter(|o| o.index != n.index) {
-                let other = o.uplink.as_ref().expect("uplink");
+                let other = o.uplink.as_ref().expect("multi-node plan has uplinks");
                 let gw4 = other.ipv4.to_string();
-                cmds.push(ip(&n.netns, &["neigh", "replace", &gw4, "lladdr", &other.mac, "dev", &my.ifname, "nud", "permanent"]));
-                cmds.push(ip(&n.netns, &["route", "add", &o.pod_cidr_v4.to_string(), "via", &gw4, "dev", &my.ifname]));
+                let gw6 = other.ipv6.to_string();
+                cmds.push(ip(ns, &["neigh", "replace", &gw4, "lladdr", &other.mac, "dev", &up.ifname, "nud", "permanent"]));
+                cmds.push(ip(ns, &["route", "add", &o.pod_cidr_v4.to_string(), "via", &gw4, "dev", &up.ifname]));
                 if plan.ipv6 {
-                    let gw6 = other.ipv6.to_string();
-                    cmds.push(ip(&n.netns, &["-6", "neigh", "replace", &gw6, "lladdr", &other.mac, "dev", &my.ifname, "nud", "permanent"]));
-                    cmds.push(ip(&n.netns, &["-6", "route", "add", &o.pod_cidr_v6.to_string(), "via", &gw6, "dev", &my.ifname]));
+                    cmds.push(ip(ns, &["neigh", "replace", &gw6, "lladdr", &other.mac, "dev", &up.ifname, "nud", "permanent"]));
+                    cmds.push(ip(ns, &["route", "add", &o.pod_cidr_v6.to_string(), "via", &gw6, "dev", &up.ifname]));
                 }
                 // Pods with fixed addresses outside their node's CIDR get host routes.
                 for p in plan.pods.iter().filter(|p| p.node == o.index) {
                     if !o.pod_cidr_v4.contains(&p.ipv4) {
-                        cmds.push(ip(&n.netns, &["route", "add", &format!("{}/32", p.ipv4), "via", &gw4, "dev", &my.ifname]));
+                        cmds.push(ip(ns, &["route", "add", &format!("{}/32", p.ipv4), "via", &gw4, "dev", &up.ifname]));
                     }
                     if let Some(v6) = p.ipv6.filter(|v6| !o.pod_cidr_v6.contains(v6)) {
-                        let gw6 = other.ipv6.to_string();
-                        cmds.push(ip(&n.netns, &["-6", "route", "add", &format!("{v6}/128"), "via", &gw6, "dev", &my.ifname]));
+                        cmds.push(ip(ns, &["route", "add", &format!("{v6}/128"), "via", &gw6, "dev", &up.ifname]));
                     }
                 }
             }
         }
+        // Host ends of the pod veths, with a host route and a static neighbour per pod.
+        for p in plan.pods.iter().filter(|p| p.node == n.index) {
+            let h = p.host_ifname.as_str();
+            cmds.push(ip(
+                ns,
+                &["link", "add", h, "address", HOST_VETH_MAC, "type", "veth", "peer", "name", &p.pod_ifname, "address", &p.pod_mac, "netns", &p.netns],
+            ));
+            cmds.push(ip(ns, &["link", "set", h, "up"]));
+            cmds.push(ip(ns, &["neigh", "replace", &p.ipv4.to_string(), "lladdr", &p.pod_mac, "dev", h, "nud", "permanent"]));
+            cmds.push(ip(ns, &["route", "add", &format!("{}/32", p.ipv4), "dev", h, "scope", "link"]));
+            if let Some(v6) = p.ipv6 {
+                cmds.push(ip(ns, &["neigh", "replace", &v6.to_string(), "lladdr", &p.pod_mac, "dev", h, "nud", "permanent"]));
+                cmds.push(ip(ns, &["route", "add", &format!("{v6}/128"), "dev", h]));
+            }
+        }
     }
-    // Pod veths.
+    if let Some(u) = &plan.underlay_netns {
+        for n in &plan.nodes {
+            let up = n.uplink.as_ref().expect("multi-node plan has uplinks");
+            cmds.push(ip(u, &["link", "set", &up.peer_ifname, "master", UNDERLAY_BRIDGE, "up"]));
+        }
+    }
+    // Pod ends: address, link-local gateway with a static neighbour, default route.
     for p in &plan.pods {
-        let (node, pod, h, e) = (&p.node_netns, &p.netns, &p.host_ifname, &p.pod_ifname);
-        cmds.push(ip(
-            node,
-            &["link", "add", h, "address", HOST_VETH_MAC, "type", "veth", "peer", "name", e, "address", &p.pod_mac, "netns", pod],
-        ));
-        cmds.push(ip(node, &["link", "set", h, "up"]));
-        cmds.push(ip(pod, &["link", "set", e, "up"]));
+        let (pod, e) = (p.netns.as_str(), p.pod_ifname.as_str());
         let gw4 = GATEWAY_V4.to_string();
+        cmds.push(ip(pod, &["link", "set", e, "up"]));
         cmds.push(ip(pod, &["addr", "add", &format!("{}/32", p.ipv4), "dev", e]));
         cmds.push(ip(pod, &["neigh", "replace", &gw4, "lladdr", HOST_VETH_MAC, "dev", e, "nud", "permanent"]));
         cmds.push(ip(pod, &["route", "add", &gw4, "dev", e, "scope", "link"]));
         cmds.push(ip(pod, &["route", "add", "default", "via", &gw4, "dev", e]));
-        cmds.push(ip(node, &["neigh", "replace", &p.ipv4.to_string(), "lladdr", &p.pod_mac, "dev", h, "nud", "permanent"]));
-        cmds.push(ip(node, &["route", "add", &format!("{}/32", p.ipv4), "dev", h, "scope", "link"]));
         if let Some(v6) = p.ipv6 {
             let gw6 = GATEWAY_V6.to_string();
-            cmds.push(ip(pod, &["-6", "addr", "add", &format!("{v6}/128"), "dev", e, "nodad"]));
-            cmds.push(ip(pod, &["-6", "neigh", "replace", &gw6, "lladdr", HOST_VETH_MAC, "dev", e, "nud", "permanent"]));
-            cmds.push(ip(pod, &["-6", "route", "add", "default", "via", &gw6, "dev", e]));
-            cmds.push(ip(node, &["-6", "neigh", "replace", &v6.to_string(), "lladdr", &p.pod_mac, "dev", h, "nud", "permanent"]));
-            cmds.push(ip(node, &["-6", "route", "add", &format!("{v6}/128"), "dev", h]));
+            cmds.push(ip(pod, &["addr", "add", &format!("{v6}/128"), "dev", e, "nodad"]));
+            cmds.push(ip(pod, &["neigh", "replace", &gw6, "lladdr", HOST_VETH_MAC, "dev", e, "nud", "permanent"]));
+            cmds.push(ip(pod, &["route", "add", "::/0", "via", &gw6, "dev", e]));
         }
     }
     cmds
+}
+
+/// Split commands into runs of consecutive commands in the same namespace.
+pub fn group_by_netns(cmds: &[IpCmd]) -> Vec<(&str, Vec<&IpCmd>)> {
+    let mut out: Vec<(&str, Vec<&IpCmd>)> = Vec::new();
+    for c in cmds {
+        match out.last_mut() {
+            Some((ns, group)) if *ns == c.netns => group.push(c),
+            _ => out.push((c.netns.as_str(), vec![c])),
+        }
+    }
+    out
 }
 
 /// Sysctls to write in a freshly created namespace before any link exists in it.
@@ -692,6 +713,12 @@ mod tests {
         }
         for p in &p.pods {
             assert!(p.host_ifname.len() <= 15 && p.host_ifname.starts_with("porin"));
+        }
+        // One batch per namespace, plus the underlay twice (bridge first, ports after the nodes).
+        let groups = group_by_netns(&cmds);
+        assert_eq!(groups.len(), p.namespaces().len() + 1);
+        for c in &cmds {
+            assert!(c.args.iter().all(|a| !a.is_empty() && !a.contains(char::is_whitespace)), "batch-safe: {c:?}");
         }
     }
 }
