@@ -391,6 +391,13 @@ fn validate_rule(c: &mut Ctx<'_>, path: &str, r: &Rule) {
     for (side, e) in [("source", &r.source), ("destination", &r.destination)] {
         validate_entity(c, &format!("{path}.{side}"), e, proto_num, &mut families);
     }
+    // The engine and the dataplane match destination ports only; a source-port match would be ignored, which
+    // would widen an Allow and narrow a Deny. Reject it until it is implemented.
+    for (field, ports) in [("ports", &r.source.ports), ("notPorts", &r.source.not_ports)] {
+        if !ports.is_empty() {
+            c.err(&format!("{path}.source.{field}"), "source ports are not supported by Porin yet");
+        }
+    }
     if families.len() > 1 {
         c.err(path, "IPv4 and IPv6 nets cannot be mixed in one rule");
     }
