@@ -1,0 +1,472 @@
+//! BPF_PROG_TEST_RUN tests: build packets, set up maps through the public
+//! API, run the real programs in the kernel, check verdicts, counters, events.
+//! Needs root (see common::kernel_tests_enabled).
+
+mod common;
+
+use common::*;
+use porin_dataplane::{
+    Action, Dataplane, DataplaneOptions, Direction, EndpointPolicy, Error, Event, EventReader, EventType, PolicyEntry,
+    Reason, port_range_to_prefixes,
+};
+
+const IFX: u32 = 1; // lo: BPF_PROG_TEST_RUN's default device
+const EP: u32 = 7;
+const POD: &str = "10.0.0.1";
+const PEER: &str = "10.0.0.2";
+const WORLD: &str = "8.8.8.8";
+const POD6: &str = "fd00::1";
+const PEER6: &str = "fd00::2";
+const POD_ID: u32 = 50;
+const PEER_ID: u32 = 100;
+const WORLD_ID: u32 = 2;
+
+use Direction::{Egress, Ingress};
+
+struct H {
+    dp: Dataplane,
+    ev: EventReader,
+    _fs: Bpffs,
+}
+
+fn ipcache() -> Vec<(ipnet::IpNet, u32)> {
+    [
+        ("0.0.0.0/0", WORLD_ID),
+        ("::/0", WORLD_ID),
+        ("10.0.0.2/32", PEER_ID),
+        ("fd00::2/128", PEER_ID),
+        ("10.0.0.1/32", POD_ID),
+        ("fd00::1/128", POD_ID),
+    ]
+    .iter()
+    .map(|(n, i)| (n.parse().unwrap(), *i))
+    .collect()
+}
+
+fn allow(identity: u32, proto: u8, port: u16) -> PolicyEntry {
+    PolicyEntry { identity: Some(identity), proto: Some(proto), port_prefix: Some((port, 16)), action: Action::Allow, rule_id: u32::from(port) }
+}
+
+fn deny(identity: u32, proto: u8, port: u16) -> PolicyEntry {
+    PolicyEntry { action: Action::Deny, ..allow(identity, proto, port) }
+}
+
+impl H {
+    fn new(opts: DataplaneOptions) -> Option<H> {
+        if !kernel_tests_enabled() {
+            return None;
+        }
+        let fs = Bpffs::new();
+        let mut dp = Dataplane::open(&fs.pin_dir(), &opts).expect("open dataplane");
+        dp.set_ipcache(ipcache()).expect("ipcache");
+        let ev = dp.events().expect("events");
+        Some(H { dp, ev, _fs: fs })
+    }
+
+    fn std() -> Option<H> {
+        Self::new(DataplaneOptions::default())
+    }
+
+    fn policy(&mut self, ingress: Vec<PolicyEntry>, egress: Vec<PolicyEntry>) {
+        self.dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress, egress }).expect("set_endpoint");
+    }
+
+    fn pass(&self, dir: Direction, f: &[u8]) {
+        let r = self.dp.test_run(dir, f, IFX, 1).expect("test_run");
+        assert!(r.passed(), "expected pass, got retval {} for {dir:?} frame {:02x?}", r.retval, &f[..f.len().min(64)]);
+    }
+
+    fn drop_(&self, dir: Direction, f: &[u8]) {
+        let r = self.dp.test_run(dir, f, IFX, 1).unwrap_or_else(|e| panic!("test_run {e} frame {f:02x?}"));
+        assert!(r.dropped(), "expected drop, got retval {} for {dir:?}", r.retval);
+    }
+
+    fn ctr(&self, r: Reason) -> u64 {
+        self.dp.counters().unwrap().get(r)
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        self.ev.drain().into_iter().map(|e| e.expect("decodes")).collect()
+    }
+}
+
+fn syn(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    frame(src, dst, TCP, &tcp(sport, dport, SYN))
+}
+
+#[test]
+fn interface_without_endpoint_drops_everything() {
+    let Some(mut h) = H::std() else { return };
+    h.drop_(Egress, &syn(POD, PEER, 1000, 80));
+    h.drop_(Ingress, &eth(0x0806, &[0u8; 28])); // even ARP: no endpoint, no opinion
+    assert_eq!(h.ctr(Reason::DropNoEndpoint), 2);
+    let ev = h.events();
+    assert_eq!(ev.len(), 2);
+    assert_eq!((ev[0].kind, ev[0].reason, ev[0].endpoint_id), (EventType::Denied, Reason::DropNoEndpoint, 0));
+}
+
+#[test]
+fn tcp_policy_levels_and_replies() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(
+        vec![],
+        vec![allow(PEER_ID, TCP, 80), deny(PEER_ID, TCP, 81), PolicyEntry { identity: Some(WORLD_ID), proto: None, port_prefix: None, action: Action::Allow, rule_id: 9 }],
+    );
+    // allowed new flow, then its reply passes on the other hook via conntrack
+    h.pass(Egress, &syn(POD, PEER, 40000, 80));
+    h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, SYN | ACK)));
+    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
+    assert_eq!(h.ctr(Reason::AllowNew), 1);
+    assert_eq!(h.ctr(Reason::AllowEstablished), 2);
+    // explicit deny, no matching entry
+    h.drop_(Egress, &syn(POD, PEER, 40001, 81));
+    h.drop_(Egress, &syn(POD, PEER, 40002, 82));
+    assert_eq!(h.ctr(Reason::DropPolicyDeny), 1);
+    assert_eq!(h.ctr(Reason::DropNoPolicy), 1);
+    // identity-level entry: everything to world
+    h.pass(Egress, &frame(POD, WORLD, UDP, &udp(5000, 53, b"q")));
+    h.pass(Egress, &syn(POD, WORLD, 40003, 443));
+    // ingress has no entries at all: a new inbound flow drops
+    h.drop_(Ingress, &syn(PEER, POD, 50000, 22));
+    // a spoofed "reply" for a tuple that was never opened drops
+    h.drop_(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40009, ACK)));
+
+    let ev = h.events();
+    let new: Vec<&Event> = ev.iter().filter(|e| e.kind == EventType::NewAllowed).collect();
+    assert_eq!(new.len(), 3);
+    let e = new[0];
+    assert_eq!((e.dir, e.endpoint_id, e.peer_identity, e.rule_id, e.proto), (Egress, EP, PEER_ID, 80, TCP));
+    assert_eq!((e.src, e.dst, e.sport, e.dport), (Some(POD.parse().unwrap()), Some(PEER.parse().unwrap()), 40000, 80));
+    assert_eq!(e.tcp_flags, SYN);
+    let denied: Vec<&Event> = ev.iter().filter(|e| e.kind == EventType::Denied).collect();
+    assert_eq!(denied.len(), 4);
+    assert_eq!((denied[0].reason, denied[0].rule_id, denied[0].dport), (Reason::DropPolicyDeny, 81, 81));
+}
+
+#[test]
+fn default_level_and_no_identity() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![PolicyEntry::default_action(Action::Allow, 1)], vec![PolicyEntry::default_action(Action::Deny, 2)]);
+    h.pass(Ingress, &syn(PEER, POD, 1234, 9999));
+    h.drop_(Egress, &syn(POD, PEER, 1234, 9999));
+    assert_eq!(h.ctr(Reason::DropPolicyDeny), 1);
+    // without the world prefix an unknown peer has no identity
+    h.dp.set_ipcache(ipcache().into_iter().filter(|(n, _)| n.prefix_len() != 0).collect()).unwrap();
+    h.drop_(Ingress, &syn(WORLD, POD, 1234, 9999));
+    assert_eq!(h.ctr(Reason::DropNoIdentity), 1);
+    let _ = h.events();
+}
+
+#[test]
+fn udp_sctp_port_ranges() {
+    let Some(mut h) = H::std() else { return };
+    let mut egress = Vec::new();
+    for (v, bits) in port_range_to_prefixes(1000, 1999) {
+        egress.push(PolicyEntry { identity: Some(PEER_ID), proto: Some(UDP), port_prefix: Some((v, bits)), action: Action::Allow, rule_id: 5 });
+    }
+    egress.push(allow(PEER_ID, SCTP, 3868));
+    h.policy(vec![], egress);
+    for (port, ok) in [(999, false), (1000, true), (1500, true), (1999, true), (2000, false)] {
+        let f = frame(POD, PEER, UDP, &udp(7000 + port, port, b"x"));
+        if ok { h.pass(Egress, &f) } else { h.drop_(Egress, &f) }
+    }
+    h.pass(Egress, &frame(POD, PEER, SCTP, &sctp(5000, 3868)));
+    h.pass(Ingress, &frame(PEER, POD, SCTP, &sctp(3868, 5000)));
+    h.drop_(Egress, &frame(POD, PEER, SCTP, &sctp(5000, 3869)));
+    // UDP over IPv6 with the same policy
+    h.pass(Egress, &frame(POD6, PEER6, UDP, &udp(7000, 1200, b"x")));
+    h.drop_(Egress, &frame(POD6, PEER6, UDP, &udp(7000, 2200, b"x")));
+    let _ = h.events();
+}
+
+#[test]
+fn other_protocols_use_port_zero() {
+    let Some(mut h) = H::std() else { return };
+    // GRE (47): allowed by a proto-level entry, no ports
+    h.policy(vec![], vec![PolicyEntry { identity: Some(PEER_ID), proto: Some(47), port_prefix: None, action: Action::Allow, rule_id: 1 }]);
+    h.pass(Egress, &frame(POD, PEER, 47, &[0u8; 8]));
+    h.drop_(Egress, &frame(POD, PEER, 50, &[0u8; 8]));
+}
+
+#[test]
+fn icmp_echo_nd_and_type_code_policy() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, ICMP, 8 << 8), allow(PEER_ID, ICMPV6, 128 << 8)]);
+    h.pass(Egress, &frame(POD, PEER, ICMP, &echo(8, 77)));
+    h.pass(Ingress, &frame(PEER, POD, ICMP, &echo(0, 77))); // reply via CT (same id)
+    h.drop_(Ingress, &frame(PEER, POD, ICMP, &echo(0, 78))); // unsolicited reply
+    h.drop_(Egress, &frame(POD, PEER, ICMP, &icmp(13, 0, [0; 4], &[0; 12]))); // timestamp: no policy
+    h.pass(Egress, &frame(POD6, PEER6, ICMPV6, &echo(128, 5)));
+    h.pass(Ingress, &frame(PEER6, POD6, ICMPV6, &echo(129, 5)));
+    // neighbour discovery passes without policy
+    for t in 133..=137 {
+        h.pass(Ingress, &frame(PEER6, POD6, ICMPV6, &icmp(t, 0, [0; 4], &[0; 16])));
+    }
+    assert_eq!(h.ctr(Reason::AllowInfra), 5);
+    // ARP passes, other ethertypes drop
+    h.pass(Ingress, &eth(0x0806, &[0u8; 28]));
+    h.drop_(Ingress, &eth(0x88cc, &[0u8; 46]));
+    assert_eq!(h.ctr(Reason::DropUnsupportedL3), 1);
+    let ev = h.events();
+    let e = ev.iter().find(|e| e.kind == EventType::NewAllowed).unwrap();
+    assert_eq!((e.proto, e.sport, e.dport), (ICMP, 0, 8 << 8));
+}
+
+#[test]
+fn icmp_errors_need_a_tracked_inner_tuple() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 53), allow(PEER_ID, TCP, 80)]);
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(3333, 53, b"q")));
+    // port unreachable from the peer about our datagram
+    let inner = ip_packet(POD, PEER, UDP, &udp(3333, 53, b"q"));
+    h.pass(Ingress, &frame(PEER, POD, ICMP, &icmp(3, 3, [0; 4], &inner)));
+    // time exceeded from a router (world) about the same datagram
+    h.pass(Ingress, &frame(WORLD, POD, ICMP, &icmp(11, 0, [0; 4], &inner)));
+    // about a flow that does not exist
+    let other = ip_packet(POD, PEER, UDP, &udp(3334, 53, b"q"));
+    h.drop_(Ingress, &frame(PEER, POD, ICMP, &icmp(3, 3, [0; 4], &other)));
+    // truncated inner packet
+    h.drop_(Ingress, &frame(PEER, POD, ICMP, &icmp(3, 3, [0; 4], &inner[..10])));
+    assert_eq!(h.ctr(Reason::AllowRelated), 2);
+    assert_eq!(h.ctr(Reason::DropIcmpUnrelated), 2);
+    // IPv6 packet-too-big about a TCP flow
+    h.pass(Egress, &syn(POD6, PEER6, 4444, 80));
+    let inner6 = ip_packet(POD6, PEER6, TCP, &tcp(4444, 80, ACK));
+    h.pass(Ingress, &frame(PEER6, POD6, ICMPV6, &icmp(2, 0, [0, 0, 5, 0], &inner6)));
+    let inner6x = ip_packet(POD6, PEER6, TCP, &tcp(4445, 80, ACK));
+    h.drop_(Ingress, &frame(PEER6, POD6, ICMPV6, &icmp(2, 0, [0, 0, 5, 0], &inner6x)));
+    let _ = h.events();
+}
+
+#[test]
+fn ipv6_extension_headers() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
+    // hop-by-hop -> dest opts -> routing -> TCP
+    let mut rest = v6_opt_hdr(60);
+    rest.extend(v6_opt_hdr(43));
+    rest.extend(v6_opt_hdr(TCP));
+    rest.extend(tcp(1111, 80, SYN));
+    h.pass(Egress, &v6frame(POD6, PEER6, 0, &rest));
+    let mut rest = v6_opt_hdr(TCP);
+    rest.extend(tcp(1112, 81, SYN));
+    h.drop_(Egress, &v6frame(POD6, PEER6, 60, &rest));
+    assert_eq!(h.ctr(Reason::DropNoPolicy), 1);
+    // more extension headers than the walker allows: cannot decide
+    let mut rest = Vec::new();
+    for _ in 0..9 {
+        rest.extend(v6_opt_hdr(60));
+    }
+    rest.extend(tcp(1113, 80, SYN));
+    h.drop_(Egress, &v6frame(POD6, PEER6, 60, &rest));
+    assert_eq!(h.ctr(Reason::DropMalformed), 1);
+    let _ = h.events();
+}
+
+#[test]
+fn fragments_follow_the_first_fragment() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 53)]);
+    // allowed datagram: first fragment carries the UDP header
+    h.pass(Egress, &v4frag(POD, PEER, UDP, 0x1111, 0, true, &udp(1000, 53, &[0u8; 16])));
+    h.pass(Egress, &v4frag(POD, PEER, UDP, 0x1111, 3, true, &[0u8; 24]));
+    h.pass(Egress, &v4frag(POD, PEER, UDP, 0x1111, 6, false, &[0u8; 8]));
+    assert_eq!(h.ctr(Reason::AllowFrag), 2);
+    // denied datagram: its later fragments drop too
+    h.drop_(Egress, &v4frag(POD, PEER, UDP, 0x2222, 0, true, &udp(1000, 54, &[0u8; 16])));
+    h.drop_(Egress, &v4frag(POD, PEER, UDP, 0x2222, 3, false, &[0u8; 8]));
+    // a later fragment without any first fragment
+    h.drop_(Egress, &v4frag(POD, PEER, UDP, 0x3333, 3, false, &[0u8; 8]));
+    assert_eq!(h.ctr(Reason::DropFrag), 2);
+    // a first fragment too short for the L4 header: malformed
+    h.drop_(Egress, &v4frag(POD, PEER, TCP, 0x4444, 0, true, &[0u8; 8]));
+    assert_eq!(h.ctr(Reason::DropMalformed), 1);
+    // IPv6 fragment header
+    let mut first = v6_frag_hdr(UDP, 0, true, 0xabcdef);
+    first.extend(udp(1000, 53, &[0u8; 16]));
+    h.pass(Egress, &v6frame(POD6, PEER6, 44, &first));
+    let mut later = v6_frag_hdr(UDP, 3, false, 0xabcdef);
+    later.extend([0u8; 8]);
+    h.pass(Egress, &v6frame(POD6, PEER6, 44, &later));
+    let mut stray = v6_frag_hdr(UDP, 3, false, 0x999);
+    stray.extend([0u8; 8]);
+    h.drop_(Egress, &v6frame(POD6, PEER6, 44, &stray));
+    // an atomic fragment (offset 0, M=0) is a whole datagram
+    let mut atomic = v6_frag_hdr(UDP, 0, false, 0x77);
+    atomic.extend(udp(1001, 53, b"x"));
+    h.pass(Egress, &v6frame(POD6, PEER6, 44, &atomic));
+    let _ = h.events();
+}
+
+#[test]
+fn malformed_headers_drop() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![PolicyEntry::default_action(Action::Allow, 1)], vec![PolicyEntry::default_action(Action::Allow, 1)]);
+    let src = [10, 0, 0, 1];
+    let dst = [10, 0, 0, 2];
+    // truncated TCP header (IP total length covers it, but it is only 10 bytes)
+    h.drop_(Egress, &eth(0x0800, &ipv4_raw(src, dst, TCP, 1, 0, &[], &[0u8; 10])));
+    // IHL < 5
+    let mut bad = ipv4_raw(src, dst, UDP, 1, 0, &[], &udp(1, 2, b""));
+    bad[0] = 0x44;
+    h.drop_(Egress, &eth(0x0800, &bad));
+    // total length beyond the frame
+    let mut long = ipv4_raw(src, dst, UDP, 1, 0, &[], &udp(1, 2, b""));
+    long[2..4].copy_from_slice(&200u16.to_be_bytes());
+    h.drop_(Egress, &eth(0x0800, &long));
+    // wrong version nibble in an IPv4 ethertype
+    let mut ver = ipv4_raw(src, dst, UDP, 1, 0, &[], &udp(1, 2, b""));
+    ver[0] = 0x65;
+    h.drop_(Egress, &eth(0x0800, &ver));
+    // (A frame too short for an IPv4/IPv6 header cannot be tested here:
+    // BPF_PROG_TEST_RUN itself rejects it with EINVAL.)
+    // IPv6 payload length beyond the frame
+    let mut v6 = frame(POD6, PEER6, UDP, &udp(1, 2, b""))[14..].to_vec();
+    v6[4..6].copy_from_slice(&500u16.to_be_bytes());
+    h.drop_(Egress, &eth(0x86dd, &v6));
+    assert_eq!(h.ctr(Reason::DropMalformed), 5);
+    // IPv4 with options still parses
+    h.pass(Egress, &eth(0x0800, &ipv4_raw(src, dst, UDP, 1, 0, &[1, 1, 1, 0], &udp(1, 2, b"x"))));
+    let ev = h.events();
+    assert!(ev.iter().filter(|e| e.reason == Reason::DropMalformed).count() == 5);
+}
+
+#[test]
+fn established_flow_survives_unrelated_change_and_is_revoked() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
+    h.pass(Egress, &syn(POD, PEER, 40000, 80));
+    h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, SYN | ACK)));
+    // unrelated change: the flow is re-checked once and kept
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80), allow(PEER_ID, TCP, 443)]);
+    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
+    h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, ACK)));
+    assert_eq!(h.ctr(Reason::Revalidated), 2);
+    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
+    assert_eq!(h.ctr(Reason::Revalidated), 2, "only once per entry per revision");
+    // revoking change, first packet seen is the REPLY: the original direction
+    // is re-evaluated and the flow is cut in both directions
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 443)]);
+    let _ = h.events();
+    h.drop_(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, ACK)));
+    assert_eq!(h.ctr(Reason::DropRevoked), 1);
+    let ev = h.events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].kind, ev[0].reason, ev[0].dir), (EventType::Revoked, Reason::DropRevoked, Ingress));
+    assert!(ev[0].packets >= 2, "CT totals reported: {:?}", ev[0]);
+    // both entries are gone: the forward direction is now a new flow and denied
+    h.drop_(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
+    assert_eq!(h.ctr(Reason::DropNoPolicy), 1);
+    assert!(h.dp.conntrack_entries().unwrap().is_empty());
+}
+
+#[test]
+fn tcp_close_event_once_and_reopen() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
+    h.pass(Egress, &syn(POD, PEER, 40000, 80));
+    h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, SYN | ACK)));
+    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, FIN | ACK)));
+    h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, FIN | ACK)));
+    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
+    let ev = h.events();
+    let closes: Vec<&Event> = ev.iter().filter(|e| e.kind == EventType::Close).collect();
+    assert_eq!(closes.len(), 1, "{ev:?}");
+    assert_eq!((closes[0].dir, closes[0].packets), (Egress, 2));
+    let ct = h.dp.conntrack_entries().unwrap();
+    assert_eq!(ct.len(), 2);
+    assert!(ct.iter().all(|(_, v)| v.flags & porin_dataplane::abi::CT_F_CLOSING != 0));
+    // a new SYN on the closing tuple is a new flow (policy checked again)
+    h.pass(Egress, &syn(POD, PEER, 40000, 80));
+    assert_eq!(h.ctr(Reason::AllowNew), 2);
+    let ct = h.dp.conntrack_entries().unwrap();
+    assert!(ct.iter().all(|(_, v)| v.flags & porin_dataplane::abi::CT_F_CLOSING == 0));
+}
+
+#[test]
+fn policy_map_full_locks_the_endpoint_down() {
+    let Some(mut h) = H::new(DataplaneOptions { max_policy: Some(8), ..Default::default() }) else { return };
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
+    h.pass(Egress, &syn(POD, PEER, 40000, 80));
+    let big: Vec<PolicyEntry> = (0..20).map(|p| allow(PEER_ID, TCP, 1000 + p)).collect();
+    let err = h.dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: big }).unwrap_err();
+    match &err {
+        Error::PolicyMapFull { map, endpoint_id, ifindex, .. } => assert_eq!((*map, *endpoint_id, *ifindex), ("porin_pol_v1", EP, IFX)),
+        other => panic!("unexpected error {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("porin_pol_v1") && msg.contains("endpoint 7"), "{msg}");
+    // new flows and the established flow are denied
+    h.drop_(Egress, &syn(POD, PEER, 40001, 80));
+    h.drop_(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
+    assert_eq!(h.ctr(Reason::DropLockdown), 1);
+    assert_eq!(h.ctr(Reason::DropRevoked), 1);
+    // ARP still works
+    h.pass(Egress, &eth(0x0806, &[0u8; 28]));
+    // a policy that fits lifts the lockdown
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
+    h.pass(Egress, &syn(POD, PEER, 40002, 80));
+    let _ = h.events();
+}
+
+#[test]
+fn ringbuf_full_counts_but_never_changes_the_verdict() {
+    let Some(mut h) = H::new(DataplaneOptions { ringbuf_bytes: 4096, ..Default::default() }) else { return };
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 53)]);
+    for i in 0..100u16 {
+        h.pass(Egress, &frame(POD, PEER, UDP, &udp(10000 + i, 53, b"q")));
+        h.drop_(Egress, &frame(POD, PEER, UDP, &udp(10000 + i, 54, b"q")));
+    }
+    let lost = h.ctr(Reason::RingbufFull);
+    let got = h.events().len() as u64;
+    assert!(lost > 0, "a 4 KiB ring cannot hold 200 events");
+    assert_eq!(got + lost, 200);
+    assert_eq!(h.ctr(Reason::AllowNew), 100);
+    assert_eq!(h.ctr(Reason::DropNoPolicy), 100);
+}
+
+#[test]
+fn maps_are_pinned_and_read_back_by_a_new_instance() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let fs = Bpffs::new();
+    let pin = fs.pin_dir();
+    let policy = EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)] };
+    {
+        let mut dp = Dataplane::open(&pin, &DataplaneOptions::default()).unwrap();
+        dp.set_ipcache(ipcache()).unwrap();
+        dp.set_endpoint(IFX, policy.clone()).unwrap();
+        dp.set_endpoint(2, EndpointPolicy { endpoint_id: 8, ..Default::default() }).unwrap();
+        assert!(dp.test_run(Egress, &syn(POD, PEER, 1, 80), IFX, 1).unwrap().passed());
+    }
+    for name in porin_dataplane::abi::map_names::PINNED {
+        assert!(pin.join(name).exists(), "{name} pinned");
+    }
+    let mut dp = Dataplane::open(&pin, &DataplaneOptions::default()).unwrap();
+    let rb = dp.last_read_back();
+    assert_eq!((rb.endpoints, rb.policy_entries, rb.ipcache_entries), (2, 1, 6));
+    // state is intact: the established flow and the policy still work
+    assert!(dp.test_run(Ingress, &frame(PEER, POD, TCP, &tcp(80, 1, ACK)), IFX, 1).unwrap().passed());
+    assert!(dp.test_run(Egress, &syn(POD, PEER, 2, 80), IFX, 1).unwrap().passed());
+    // re-pushing the same desired state is free; sweeping removes the rest
+    assert_eq!(dp.set_endpoint(IFX, policy).unwrap(), Default::default());
+    assert_eq!(dp.set_ipcache(ipcache()).unwrap(), Default::default());
+    let s = dp.sweep().unwrap();
+    assert_eq!(dp.engine().endpoint_ifindexes(), vec![IFX]);
+    assert_eq!(s.flips, 1);
+    let occ = dp.occupancy().unwrap();
+    let pol = occ.iter().find(|o| o.name == "porin_pol_v1").unwrap();
+    assert_eq!((pol.entries, pol.max_entries), (1, 262144));
+    assert!(occ.iter().find(|o| o.name == "porin_ct_v1").unwrap().entries >= 2);
+}
+
+#[test]
+fn open_refuses_a_pin_dir_outside_bpffs() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let err = Dataplane::open(dir.path(), &DataplaneOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::NotBpffs { .. }), "{err}");
+}
