@@ -162,6 +162,34 @@ impl Lab {
     pub fn down(self) -> Result<DownReport> {
         Ok(teardown(self.state.name.as_str(), Some(&self.state), &self.state_path))
     }
+
+    /// Tie the lab's lifetime to a value: the lab is taken down when the guard drops (tests,
+    /// benchmarks).
+    pub fn guard(self) -> LabGuard {
+        LabGuard(Some(self))
+    }
+}
+
+/// Takes its lab down on drop; dereferences to [`Lab`].
+#[derive(Debug)]
+pub struct LabGuard(Option<Lab>);
+
+impl std::ops::Deref for LabGuard {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        self.0.as_ref().expect("lab present until drop")
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Some(lab) = self.0.take() {
+            let report = teardown(lab.state.name.as_str(), Some(&lab.state), &lab.state_path);
+            if !report.errors.is_empty() {
+                tracing::warn!(lab = %lab.state.name, errors = ?report.errors, "teardown on drop");
+            }
+        }
+    }
 }
 
 /// Bring a lab up. Returns once every namespace, link and server is ready.

@@ -22,6 +22,10 @@
 //! * [`serve_main`] / [`run_servers`] are the body of the detached server process
 //!   (`porin lab-serve ...`); this crate also ships it as the `porin-lab-serve` binary.
 //!
+//! Everything here blocks (it runs `ip`, spawns threads, waits on sockets): from async code call it
+//! through `tokio::task::spawn_blocking`. No function forks into a namespace: namespaces are joined
+//! only by dedicated, short-lived OS threads.
+//!
 //! Tests that need the kernel are in `tests/` and need root (set `PORIN_SKIP_KERNEL_TESTS=1` to
 //! skip them elsewhere); the unit tests in the modules are pure.
 #![forbid(unsafe_code)]
@@ -37,7 +41,7 @@ pub mod state;
 
 pub use error::{LabError, Result};
 pub use lab::{
-    DownReport, Lab, LabOptions, LabStatus, ServerMode, cleanup_stale, down, exec, exec_command, list, status, up,
+    DownReport, Lab, LabGuard, LabOptions, LabStatus, ServerMode, cleanup_stale, down, exec, exec_command, list, status, up,
 };
 pub use probe::{Family, ObservedMatrices, ObservedMatrix, ProbeOptions, ProbeSpec, probe, probe_one, probe_pairs, probe_with};
 pub use server::{PodServe, ServeConfig, run_servers, serve_main, spawn_server_threads};
