@@ -5,8 +5,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
+mod api;
+mod audit;
+mod auth;
+mod client;
 mod cmd;
+mod keys;
+mod labelsel;
 mod printers;
+mod sha256;
+mod timefmt;
 
 /// Porin: zero-trust network security for Kubernetes-style workloads.
 #[derive(Parser, Debug)]
@@ -26,6 +35,24 @@ enum Command {
     Matrix(cmd::offline::MatrixArgs),
     /// Which (from, to, port) pairs a policy change opens and closes.
     Diff(cmd::offline::DiffArgs),
+    /// Run the node agent: API server, datastore cache, policy engine.
+    Agent(cmd::agent::AgentArgs),
+    /// Run the API server only (control-plane process, no policy engine).
+    Serve(cmd::agent::AgentArgs),
+    /// Create or update objects from manifests; all documents commit atomically or none do.
+    Apply(cmd::apply::ApplyArgs),
+    /// List or show objects.
+    Get(cmd::get::GetArgs),
+    /// Delete objects by name or by manifest.
+    Delete(cmd::delete::DeleteArgs),
+    /// Set or remove labels on an object.
+    Label(cmd::label::LabelArgs),
+    /// Who changed what, when.
+    Audit(cmd::audit::AuditArgs),
+    /// Manage API tokens.
+    Token(cmd::token::TokenArgs),
+    /// Agent health: store, revisions, endpoint and policy counts.
+    Status(cmd::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +62,15 @@ fn main() -> ExitCode {
         Command::Trace(a) => cmd::offline::trace(a),
         Command::Matrix(a) => cmd::offline::matrix(a),
         Command::Diff(a) => cmd::offline::diff(a),
+        Command::Agent(a) => cmd::agent::agent(a),
+        Command::Serve(a) => cmd::agent::serve(a),
+        Command::Apply(a) => cmd::apply::apply(a),
+        Command::Get(a) => cmd::get::get(a),
+        Command::Delete(a) => cmd::delete::delete(a),
+        Command::Label(a) => cmd::label::label(a),
+        Command::Audit(a) => cmd::audit::audit(a),
+        Command::Token(a) => cmd::token::token(a),
+        Command::Status(a) => cmd::status::status(a),
     };
     match result {
         Ok(code) => code,

@@ -149,3 +149,145 @@ pub fn diff_table(d: &Diff) -> String {
     }
     out
 }
+
+// ---- control plane: `porin get`, `porin audit`, `porin status` ----
+
+fn render_columns(rows: &[Vec<String>]) -> String {
+    let mut widths = vec![0; rows.first().map_or(0, Vec::len)];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}   ", w = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn labels_text(v: &serde_json::Value) -> String {
+    match v["metadata"]["labels"].as_object() {
+        Some(m) if !m.is_empty() => m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","),
+        _ => "<none>".into(),
+    }
+}
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "<none>".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `porin get` table: NAMESPACE (with -A), NAME, kind-specific columns; `wide` adds selectors and labels.
+pub fn resource_table(kind: porin_model::Kind, items: &[serde_json::Value], all_namespaces: bool, wide: bool) -> String {
+    use porin_model::Kind;
+    let mut header: Vec<&str> = Vec::new();
+    if all_namespaces && kind.info().namespaced {
+        header.push("NAMESPACE");
+    }
+    header.push("NAME");
+    let extra: &[(&str, &str)] = match kind {
+        Kind::Pod => &[("IP", "/status/podIP"), ("NODE", "/spec/nodeName")],
+        Kind::Tier => &[("ORDER", "/spec/order"), ("DEFAULT-ACTION", "/spec/defaultAction")],
+        Kind::K8sNetworkPolicy | Kind::StagedKubernetesNetworkPolicy => &[],
+        Kind::NetworkPolicy | Kind::GlobalNetworkPolicy | Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy => {
+            &[("TIER", "/spec/tier"), ("ORDER", "/spec/order")]
+        }
+        Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
+        Kind::Namespace | Kind::ClusterSettings => &[],
+    };
+    header.extend(extra.iter().map(|(h, _)| *h));
+    let wide_cols: &[(&str, &str)] = match kind {
+        Kind::K8sNetworkPolicy | Kind::StagedKubernetesNetworkPolicy => &[("POD-SELECTOR", "/spec/podSelector")],
+        Kind::NetworkPolicy | Kind::GlobalNetworkPolicy | Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy => {
+            &[("SELECTOR", "/spec/selector")]
+        }
+        _ => &[],
+    };
+    if wide {
+        header.extend(wide_cols.iter().map(|(h, _)| *h));
+        header.push("LABELS");
+    }
+    header.push("RESOURCE-VERSION");
+    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+    for it in items {
+        let mut r = Vec::new();
+        if all_namespaces && kind.info().namespaced {
+            r.push(scalar(&it["metadata"]["namespace"]));
+        }
+        r.push(scalar(&it["metadata"]["name"]));
+        for (h, p) in extra {
+            let v = it.pointer(p).cloned().unwrap_or(serde_json::Value::Null);
+            r.push(if *h == "TIER" && v.is_null() { "default".into() } else { scalar(&v) });
+        }
+        if wide {
+            for (_, p) in wide_cols {
+                let v = it.pointer(p).cloned().unwrap_or(serde_json::Value::Null);
+                r.push(if v.is_object() { v.to_string() } else { scalar(&v) });
+            }
+            r.push(labels_text(it));
+        }
+        r.push(scalar(&it["metadata"]["resourceVersion"]));
+        rows.push(r);
+    }
+    render_columns(&rows)
+}
+
+/// `porin audit` table: one row per object changed.
+pub fn audit_table(records: &[serde_json::Value]) -> String {
+    let mut rows = vec![["TIME", "USER", "VERB", "ACTION", "KIND", "NAMESPACE", "NAME", "NODE"].map(String::from).to_vec()];
+    for rec in records {
+        for e in rec["entries"].as_array().into_iter().flatten() {
+            rows.push(vec![
+                scalar(&rec["time"]),
+                scalar(&rec["user"]),
+                scalar(&rec["verb"]),
+                scalar(&e["action"]),
+                scalar(&e["kind"]),
+                e["namespace"].as_str().unwrap_or("-").to_string(),
+                scalar(&e["name"]),
+                scalar(&rec["node"]),
+            ]);
+        }
+    }
+    render_columns(&rows)
+}
+
+/// `porin status` as `key: value` lines.
+pub fn status_table(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for (label, key) in [
+        ("Node", "node"),
+        ("Store", "store"),
+        ("Store revision", "storeRevision"),
+        ("Cache revision", "cacheRevision"),
+        ("Objects", "objects"),
+        ("Endpoints", "endpoints"),
+        ("Policies", "policies"),
+        ("Policy revision", "policyRevision"),
+        ("Last recompute", "lastRecompute"),
+        ("Recompute (ms)", "recomputeMillis"),
+        ("Health", "health"),
+    ] {
+        let _ = writeln!(out, "{label:<16} {}", scalar(&v[key]));
+    }
+    if let Some(e) = v["lastError"].as_str() {
+        let _ = writeln!(out, "{:<16} {e}", "Last error");
+    }
+    if let Some(e) = v["policyError"].as_str() {
+        let _ = writeln!(out, "{:<16} {e}", "Policy error");
+    }
+    out
+}

@@ -1,1 +1,10 @@
 pub mod offline;
+
+pub mod agent;
+pub mod apply;
+pub mod audit;
+pub mod delete;
+pub mod get;
+pub mod label;
+pub mod status;
+pub mod token;

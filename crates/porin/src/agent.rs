@@ -1,0 +1,146 @@
+//! The agent: one engine task owns the resource cache (a [`Reflector`] over `resources/`), rebuilds the policy
+//! model ([`porin_policy::Cluster::build`]) after every batch of changes, and publishes two things over
+//! `tokio::sync::watch`:
+//!
+//! * [`Snapshot`]: the cache, its revision and connectivity — the API serves reads from it while the datastore
+//!   is unreachable;
+//! * [`PolicySnapshot`]: the "policy revision" — the dataplane's input. **Seam for the dataplane:** implement
+//!   [`PolicyConsumer`] and hand it to [`run_consumer`]; it is called with every new policy revision, in order,
+//!   latest-wins (a slow consumer skips intermediate revisions, never sees them out of order).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt;
+use porin_model::Resource;
+use porin_policy::Cluster;
+use porin_store::{AnyStore, KeyValue, Reflector, ReflectorOptions, SyncEvent};
+use tokio::sync::watch;
+
+use crate::keys;
+
+/// What the API reads: the reflected cache and the current policy summary.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub revision: u64,
+    pub synced: bool,
+    pub connected: bool,
+    pub last_error: Option<String>,
+    pub items: Arc<BTreeMap<String, KeyValue>>,
+    pub policy: Arc<PolicySummary>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PolicySummary {
+    pub revision: u64,
+    pub endpoints: usize,
+    pub policies: usize,
+    /// Epoch seconds of the last recompute.
+    pub built_at: Option<u64>,
+    pub build_millis: f64,
+    pub error: Option<String>,
+}
+
+/// One computed policy model, as of store revision `revision`.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySnapshot {
+    pub revision: u64,
+    pub cluster: Arc<Cluster>,
+}
+
+/// The dataplane seam: receives every policy revision the engine publishes.
+pub trait PolicyConsumer: Send + 'static {
+    fn apply(&mut self, snapshot: &PolicySnapshot);
+}
+
+/// Logs each revision; the default until the dataplane plugs in.
+pub struct LogConsumer;
+
+impl PolicyConsumer for LogConsumer {
+    fn apply(&mut self, s: &PolicySnapshot) {
+        tracing::info!(revision = s.revision, endpoints = s.cluster.endpoints.len(), policies = s.cluster.policies.len(), "policy revision");
+    }
+}
+
+/// Feed `consumer` every new policy revision until the sender goes away.
+pub async fn run_consumer(mut rx: watch::Receiver<Arc<PolicySnapshot>>, mut consumer: impl PolicyConsumer) {
+    while rx.changed().await.is_ok() {
+        let s = rx.borrow_and_update().clone();
+        consumer.apply(&s);
+    }
+}
+
+fn decode_all(items: &BTreeMap<String, KeyValue>) -> Vec<Resource> {
+    items
+        .values()
+        .filter_map(|kv| {
+            let (kind, _, _) = keys::parse_key(&kv.key)?;
+            crate::api::write::decode(kind, kv)
+        })
+        .collect()
+}
+
+/// The engine task. `build` = false runs only the cache (for `porin serve`).
+pub async fn run_engine(
+    store: AnyStore,
+    build: bool,
+    snap_tx: watch::Sender<Arc<Snapshot>>,
+    policy_tx: watch::Sender<Arc<PolicySnapshot>>,
+) {
+    let mut refl = Reflector::new(store, keys::RESOURCES, ReflectorOptions::default());
+    let mut snap = Snapshot::default();
+    let mut summary = PolicySummary::default();
+    loop {
+        let first = refl.next().await;
+        let mut dirty = false;
+        let mut handle = |ev: SyncEvent, snap: &mut Snapshot| match ev {
+            SyncEvent::Put { .. } | SyncEvent::Delete { .. } => {
+                snap.connected = true;
+                dirty = true;
+            }
+            SyncEvent::InSync { .. } => {
+                snap.connected = true;
+                snap.last_error = None;
+                dirty = true;
+            }
+            SyncEvent::Disconnected { error, .. } => {
+                snap.connected = false;
+                snap.last_error = Some(error.to_string());
+            }
+        };
+        handle(first, &mut snap);
+        // Drain everything already available, so one transaction is one recompute.
+        while let Some(ev) = refl.next().now_or_never() {
+            handle(ev, &mut snap);
+        }
+        snap.revision = refl.revision();
+        snap.synced = refl.is_synced();
+        if dirty {
+            snap.items = Arc::new(refl.items().clone());
+        }
+        if dirty && build && snap.synced {
+            let t0 = Instant::now();
+            let resources = decode_all(refl.items());
+            match Cluster::build(resources.iter()) {
+                Ok(cluster) => {
+                    summary = PolicySummary {
+                        revision: snap.revision,
+                        endpoints: cluster.endpoints.len(),
+                        policies: cluster.policies.len(),
+                        built_at: Some(crate::timefmt::now_secs() as u64),
+                        build_millis: t0.elapsed().as_secs_f64() * 1e3,
+                        error: None,
+                    };
+                    policy_tx.send_replace(Arc::new(PolicySnapshot { revision: snap.revision, cluster: Arc::new(cluster) }));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, revision = snap.revision, "policy recompute failed; keeping the previous policy");
+                    summary.error = Some(e.to_string());
+                }
+            }
+        }
+        snap.policy = Arc::new(summary.clone());
+        snap_tx.send_replace(Arc::new(snap.clone()));
+    }
+}

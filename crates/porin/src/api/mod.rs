@@ -1,0 +1,162 @@
+//! The API server: Kubernetes-style REST over HTTP/1.1 on a Unix socket (and optionally TCP, plain HTTP — no
+//! TLS in this build).
+//!
+//! * `/api/v1/...` (core Namespace, Pod) and `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>]`:
+//!   GET (one, list with `?labelSelector=`, `?watch=true` newline-delimited events), POST (create), PUT
+//!   (create-or-replace; a stale `metadata.resourceVersion` is 409), DELETE.
+//! * `/porin/v1/apply` and `/porin/v1/delete`: many documents, one store transaction, all or nothing.
+//! * `/porin/v1/audit`, `/porin/v1/tokens`, `/porin/v1/status`.
+//!
+//! Every request is authenticated ([`crate::auth`]) and every accepted change is written together with its
+//! audit record in one transaction ([`write::commit`]).
+
+pub mod error;
+pub mod porin_routes;
+pub mod resources;
+pub mod write;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::serve::IncomingStream;
+use porin_store::{AnyStore, KeyValue, Store};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+use crate::agent::Snapshot;
+use crate::auth::{Identity, Role, TokenRecord, token_key};
+pub use error::ApiError;
+
+/// Everything the handlers share. Owned state (the cache, the policy) belongs to the engine task; the API only
+/// reads its published snapshot.
+pub struct ApiState {
+    pub store: AnyStore,
+    pub store_kind: &'static str,
+    pub node: String,
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Tokens seen while the store was reachable, so callers stay authenticated (read-only) during an outage.
+    pub token_cache: Mutex<HashMap<String, TokenRecord>>,
+}
+
+pub type Shared = Arc<ApiState>;
+
+/// Who is on the other end of a connection: the peer's uid on the Unix socket, nothing on TCP.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub uid: Option<u32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for PeerInfo {
+    fn connect_info(s: IncomingStream<'_, UnixListener>) -> Self {
+        PeerInfo { uid: s.io().peer_cred().ok().map(|c| c.uid()) }
+    }
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for PeerInfo {
+    fn connect_info(_: IncomingStream<'_, TcpListener>) -> Self {
+        PeerInfo { uid: None }
+    }
+}
+
+impl ApiState {
+    /// True when the engine's reflector currently reaches the store.
+    pub fn connected(&self) -> bool {
+        self.snapshot.borrow().connected
+    }
+
+    /// Cached items under `prefix` (used while the datastore is unreachable).
+    pub fn cached(&self, prefix: &str) -> (Vec<KeyValue>, u64) {
+        let s = self.snapshot.borrow().clone();
+        let items = s.items.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
+        (items, s.revision)
+    }
+
+    /// List from the store, or from the engine's cache when the store is unreachable.
+    pub async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), ApiError> {
+        if !self.connected() && self.snapshot.borrow().synced {
+            return Ok(self.cached(prefix));
+        }
+        match self.store.list(prefix).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_unavailable() && self.snapshot.borrow().synced => Ok(self.cached(prefix)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, ApiError> {
+        if !self.connected() && self.snapshot.borrow().synced {
+            return Ok(self.snapshot.borrow().items.get(key).cloned());
+        }
+        match self.store.get(key).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_unavailable() && self.snapshot.borrow().synced => Ok(self.snapshot.borrow().items.get(key).cloned()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn authenticate(&self, bearer: Option<&str>, peer: &PeerInfo) -> Result<Identity, ApiError> {
+        if let Some(tok) = bearer {
+            let key = token_key(tok);
+            let rec = match self.store.get(&key).await {
+                Ok(Some(kv)) => {
+                    let rec: TokenRecord = serde_json::from_slice(&kv.value)
+                        .map_err(|e| ApiError::internal(format!("token record {key}: {e}")))?;
+                    self.token_cache.lock().unwrap().insert(key, rec.clone());
+                    Some(rec)
+                }
+                Ok(None) => None,
+                Err(e) if e.is_unavailable() => match self.token_cache.lock().unwrap().get(&key) {
+                    Some(r) => Some(r.clone()),
+                    None => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            };
+            return match rec {
+                Some(r) => Ok(Identity { user: format!("token:{}", r.name), role: r.role }),
+                None => Err(ApiError::unauthorized("invalid bearer token")),
+            };
+        }
+        match peer.uid {
+            Some(0) => Ok(Identity { user: "uid:0".into(), role: Role::Admin }),
+            Some(uid) => Err(ApiError::unauthorized(format!("uid {uid} needs a bearer token (--token / PORIN_TOKEN)"))),
+            None => Err(ApiError::unauthorized("a bearer token is required (--token / PORIN_TOKEN)")),
+        }
+    }
+}
+
+async fn authn(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<PeerInfo>, mut req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|s| s.trim().to_string());
+    match st.authenticate(bearer.as_deref(), &peer).await {
+        Ok(id) => {
+            req.extensions_mut().insert(id);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/api/v1/{*rest}", any(resources::handle))
+        .route("/apis/{*rest}", any(resources::handle))
+        .route("/porin/v1/apply", post(porin_routes::apply))
+        .route("/porin/v1/delete", post(porin_routes::delete))
+        .route("/porin/v1/audit", get(porin_routes::audit))
+        .route("/porin/v1/tokens", post(porin_routes::create_token))
+        .route("/porin/v1/status", get(porin_routes::status))
+        .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authn))
+        .layer(DefaultBodyLimit::max(512 << 20))
+        .with_state(state)
+}

@@ -1,0 +1,167 @@
+//! Porin's own endpoints: bulk apply/delete, audit, tokens, status.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::{Extension, Json};
+use porin_model::Kind;
+use porin_store::{Condition, Op, Store, TxnResult};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::write::{Change, Intent, commit, known_tiers};
+use super::{ApiError, Shared};
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::auth::{Identity, Role, TokenRecord, new_token, token_key};
+use crate::keys;
+
+fn parse_body(body: &Bytes) -> Result<Vec<porin_model::Document>, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+    porin_model::parse_documents("request body", text).map_err(|e| ApiError::invalid(&e))
+}
+
+/// `POST /porin/v1/apply`: a YAML stream, JSON object, JSON array or `List`; every object is created or
+/// updated in one transaction, or nothing is.
+pub async fn apply(State(st): State<Shared>, Extension(id): Extension<Identity>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let docs = parse_body(&body)?;
+    let tiers = known_tiers(&st).await?;
+    porin_model::validate_set(&docs, &tiers).map_err(|e| ApiError::invalid(&e))?;
+    let changes = docs.iter().map(|d| Change::from_doc(d, Intent::Upsert)).collect::<Result<Vec<_>, _>>()?;
+    let (revision, items) = commit(&st, &id, "apply", changes).await?;
+    Ok(Json(json!({"kind": "ApplyResult", "apiVersion": "porin.io/v1", "revision": revision, "items": items})))
+}
+
+/// `POST /porin/v1/delete`: delete every object named in the body, atomically.
+pub async fn delete(State(st): State<Shared>, Extension(id): Extension<Identity>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let docs = parse_body(&body)?;
+    let changes = docs.iter().map(|d| Change::from_doc(d, Intent::Delete)).collect::<Result<Vec<_>, _>>()?;
+    let (revision, items) = commit(&st, &id, "delete", changes).await?;
+    Ok(Json(json!({"kind": "ApplyResult", "apiVersion": "porin.io/v1", "revision": revision, "items": items})))
+}
+
+/// `GET /porin/v1/audit?since=<epoch seconds>&kind=<Kind>`.
+pub async fn audit(State(st): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let since: i64 = match q.get("since") {
+        Some(s) => s.parse().map_err(|_| ApiError::bad_request(format!("since={s:?}: expected epoch seconds")))?,
+        None => i64::MIN,
+    };
+    let kind = match q.get("kind") {
+        Some(k) => Some(Kind::from_cli(k).ok_or_else(|| ApiError::bad_request(format!("unknown kind {k:?}")))?),
+        None => None,
+    };
+    let (items, _) = st.list(keys::AUDIT).await?;
+    let mut out = Vec::new();
+    for kv in items {
+        let Ok(mut rec) = serde_json::from_slice::<AuditRecord>(&kv.value) else { continue };
+        if rec.timestamp < since {
+            continue;
+        }
+        if let Some(k) = kind {
+            rec.entries.retain(|e| Kind::from_manifest(&e.api_version, &e.kind) == Some(k));
+            if rec.entries.is_empty() {
+                continue;
+            }
+        }
+        out.push(rec);
+    }
+    Ok(Json(json!({"kind": "AuditList", "apiVersion": "porin.io/v1", "items": out})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequest {
+    pub name: String,
+    pub role: String,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub tiers: Vec<String>,
+}
+
+/// `POST /porin/v1/tokens` (admin only): create a token; the response is the only place it appears.
+pub async fn create_token(
+    State(st): State<Shared>,
+    Extension(id): Extension<Identity>,
+    Json(req): Json<TokenRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if !id.is_admin() {
+        return Err(ApiError::forbidden(format!("{} may not create tokens (admin only)", id.user)));
+    }
+    if req.name.is_empty() || !req.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+        return Err(ApiError::bad_request(format!("token name {:?}: use letters, digits, - _ . @", req.name)));
+    }
+    let role = match req.role.as_str() {
+        "admin" => Role::Admin,
+        "read-only" => Role::ReadOnly,
+        "scoped" if req.namespaces.is_empty() && req.tiers.is_empty() => {
+            return Err(ApiError::bad_request("a scoped token needs --namespace and/or --tier"));
+        }
+        "scoped" => Role::Scoped { namespaces: req.namespaces.clone(), tiers: req.tiers.clone() },
+        other => return Err(ApiError::bad_request(format!("role {other:?}: expected admin, read-only or scoped"))),
+    };
+    let token = new_token().map_err(|e| ApiError::internal(format!("random: {e}")))?;
+    let now = crate::timefmt::now_secs();
+    let rec = TokenRecord { name: req.name.clone(), role, created: crate::timefmt::rfc3339(now) };
+    let key = token_key(&token);
+    let audit = AuditRecord {
+        time: rec.created.clone(),
+        timestamp: now,
+        user: id.user.clone(),
+        verb: "token-create".into(),
+        node: st.node.clone(),
+        entries: vec![AuditEntry {
+            action: "created".into(),
+            kind: "Token".into(),
+            api_version: "porin.io/v1".into(),
+            namespace: None,
+            name: req.name.clone(),
+            before: None,
+            after: Some(serde_json::to_value(&rec).expect("json")),
+        }],
+    };
+    let ops = vec![
+        Op::put(key.clone(), serde_json::to_vec(&rec).expect("json")),
+        Op::put(crate::audit::new_key(), serde_json::to_vec(&audit).expect("json")),
+    ];
+    match st.store.txn(vec![Condition::absent(key)], ops).await? {
+        TxnResult::Committed { .. } => Ok(Json(json!({"name": rec.name, "token": token, "role": rec.role}))),
+        TxnResult::Failed { .. } => Err(ApiError::conflict("token collision; try again")),
+    }
+}
+
+/// `GET /porin/v1/status`.
+pub async fn status(State(st): State<Shared>) -> Json<Value> {
+    let snap = st.snapshot.borrow().clone();
+    let store_rev = match tokio::time::timeout(std::time::Duration::from_secs(2), st.store.revision()).await {
+        Ok(Ok(r)) => Some(r),
+        _ => None,
+    };
+    let p = &snap.policy;
+    let health = if store_rev.is_none() || !snap.connected {
+        "degraded: datastore unreachable, serving last known state read-only"
+    } else if p.error.is_some() {
+        "degraded: policy recompute failed, previous policy kept"
+    } else if !snap.synced {
+        "starting"
+    } else {
+        "ok"
+    };
+    Json(json!({
+        "node": st.node,
+        "store": st.store_kind,
+        "storeRevision": store_rev,
+        "cacheRevision": snap.revision,
+        "connected": snap.connected,
+        "synced": snap.synced,
+        "lastError": snap.last_error,
+        "endpoints": p.endpoints,
+        "policies": p.policies,
+        "objects": snap.items.len(),
+        "policyRevision": p.revision,
+        "lastRecompute": p.built_at.map(|t| crate::timefmt::rfc3339(t as i64)),
+        "recomputeMillis": p.build_millis,
+        "policyError": p.error,
+        "health": health,
+    }))
+}

@@ -1,0 +1,249 @@
+//! The one write path: every create, update, apply and delete goes through [`commit`], which checks
+//! permissions, computes created/configured/unchanged/deleted against the stored objects, and commits all
+//! objects plus one audit record in ONE store transaction conditioned on every key's mod revision.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use porin_model::{Document, Kind, Resource};
+use porin_store::{Condition, KeyValue, Op, Store, TxnResult};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{ApiError, ApiState};
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::auth::Identity;
+use crate::keys;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Create or update (kubectl apply, PUT).
+    Upsert,
+    /// Create only (POST): 409 AlreadyExists if present.
+    Create,
+    Delete,
+}
+
+pub struct Change {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The new object (None for deletes).
+    pub resource: Option<Resource>,
+    /// `metadata.resourceVersion` the caller based the change on.
+    pub expected: Option<u64>,
+    pub intent: Intent,
+}
+
+impl Change {
+    pub fn from_doc(d: &Document, intent: Intent) -> Result<Change, ApiError> {
+        let r = &d.resource;
+        let expected = match &r.metadata().resource_version {
+            None => None,
+            Some(s) if s.is_empty() => None,
+            Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("{}: metadata.resourceVersion {s:?} is not a revision", d.location()))
+            })?),
+        };
+        Ok(Change {
+            kind: r.kind(),
+            namespace: r.namespace().map(str::to_string),
+            name: r.name().to_string(),
+            resource: if intent == Intent::Delete { None } else { Some(r.clone()) },
+            expected,
+            intent,
+        })
+    }
+    fn key(&self) -> String {
+        keys::object_key(self.kind, self.namespace.as_deref(), &self.name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub kind: String,
+    pub api_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// created, configured, unchanged, deleted
+    pub action: &'static str,
+}
+
+/// The stored form of an object: its JSON without `resourceVersion`.
+pub fn stored_json(r: &Resource) -> Value {
+    let mut v = r.to_json();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+/// An object as the API returns it: stored JSON + `metadata.resourceVersion` = the key's mod revision.
+pub fn object_out(kv: &KeyValue) -> Value {
+    let mut v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+    }
+    v
+}
+
+pub fn decode(kind: Kind, kv: &KeyValue) -> Option<Resource> {
+    let v: Value = serde_json::from_slice(&kv.value).ok()?;
+    porin_model::load::to_resource(kind, v).ok()
+}
+
+/// Tiers in the store (for validating tier references).
+pub async fn known_tiers(st: &ApiState) -> Result<BTreeSet<String>, ApiError> {
+    let (items, _) = st.list(&keys::scope_prefix(Kind::Tier, None)).await?;
+    Ok(items.iter().filter_map(|kv| keys::parse_key(&kv.key)).map(|(_, _, n)| n).collect())
+}
+
+async fn current(st: &ApiState, changes: &[Change]) -> Result<BTreeMap<String, KeyValue>, ApiError> {
+    let mut out = BTreeMap::new();
+    if changes.len() <= 16 {
+        for c in changes {
+            if let Some(kv) = st.store.get(&c.key()).await? {
+                out.insert(kv.key.clone(), kv);
+            }
+        }
+    } else {
+        let prefixes: BTreeSet<String> = changes.iter().map(|c| keys::kind_prefix(c.kind)).collect();
+        for p in prefixes {
+            let (items, _) = st.store.list(&p).await?;
+            out.extend(items.into_iter().map(|kv| (kv.key.clone(), kv)));
+        }
+    }
+    Ok(out)
+}
+
+/// Commit `changes` atomically, or nothing. Returns the store revision and one outcome per change.
+pub async fn commit(st: &ApiState, id: &Identity, verb: &str, changes: Vec<Change>) -> Result<(u64, Vec<Outcome>), ApiError> {
+    if !st.connected() && st.store_kind == "etcd" {
+        return Err(ApiError::unavailable("datastore unreachable: the API is read-only until it reconnects"));
+    }
+    let mut seen = BTreeSet::new();
+    for c in &changes {
+        if !seen.insert(c.key()) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("{} {:?} appears more than once in one request", c.kind, qualified(c)),
+            ));
+        }
+    }
+    let cur = current(st, &changes).await?;
+    let mut conditions = Vec::with_capacity(changes.len());
+    let mut ops = Vec::with_capacity(changes.len() + 1);
+    let mut outcomes = Vec::with_capacity(changes.len());
+    let mut entries = Vec::new();
+    for c in &changes {
+        let key = c.key();
+        let old = cur.get(&key);
+        let old_res = old.and_then(|kv| decode(c.kind, kv));
+        if let Some(r) = &old_res {
+            id.can_write(r).map_err(ApiError::forbidden)?;
+        }
+        if let Some(r) = &c.resource {
+            id.can_write(r).map_err(ApiError::forbidden)?;
+        }
+        if c.resource.is_none() && !id.is_admin() && old_res.is_none() {
+            // A non-admin may only delete what it could write; check the would-be object by kind and scope.
+            if let Some(ns) = &c.namespace
+                && let Err(e) = id.can_write(&placeholder(c.kind, Some(ns), &c.name))
+            {
+                return Err(ApiError::forbidden(e));
+            }
+        }
+        let mod_rev = old.map_or(0, |kv| kv.mod_revision);
+        if let Some(exp) = c.expected
+            && exp != mod_rev
+        {
+            return Err(ApiError::conflict(format!(
+                "Operation cannot be fulfilled on {} {:?}: the object has been modified (resourceVersion {exp}, now {}); \
+                 get the latest version and try again",
+                c.kind,
+                qualified(c),
+                if mod_rev == 0 { "deleted".to_string() } else { mod_rev.to_string() }
+            )));
+        }
+        conditions.push(Condition::mod_revision(key.clone(), mod_rev));
+        let info = c.kind.info();
+        let mut entry = AuditEntry {
+            action: String::new(),
+            kind: info.kind.to_string(),
+            api_version: c.kind.api_version(),
+            namespace: c.namespace.clone(),
+            name: c.name.clone(),
+            before: old.map(|kv| serde_json::from_slice(&kv.value).unwrap_or(Value::Null)),
+            after: None,
+        };
+        let action = match (&c.resource, old) {
+            (None, None) => return Err(ApiError::not_found(format!("{} {:?} not found", c.kind, qualified(c)))),
+            (None, Some(_)) => {
+                ops.push(Op::delete(key));
+                "deleted"
+            }
+            (Some(_), Some(_)) if c.intent == Intent::Create => {
+                return Err(ApiError::already_exists(format!("{} {:?} already exists", c.kind, qualified(c))));
+            }
+            (Some(r), old) => {
+                let new = stored_json(r);
+                if entry.before.as_ref() == Some(&new) {
+                    "unchanged"
+                } else {
+                    ops.push(Op::put(key, serde_json::to_vec(&new).expect("json")));
+                    entry.after = Some(new);
+                    if old.is_some() { "configured" } else { "created" }
+                }
+            }
+        };
+        if action != "unchanged" {
+            entry.action = action.to_string();
+            entries.push(entry);
+        }
+        outcomes.push(Outcome {
+            kind: info.kind.to_string(),
+            api_version: c.kind.api_version(),
+            namespace: c.namespace.clone(),
+            name: c.name.clone(),
+            action,
+        });
+    }
+    if ops.is_empty() {
+        return Ok((st.store.revision().await.unwrap_or(0), outcomes));
+    }
+    let now = crate::timefmt::now_secs();
+    let record = AuditRecord {
+        time: crate::timefmt::rfc3339(now),
+        timestamp: now,
+        user: id.user.clone(),
+        verb: verb.to_string(),
+        node: st.node.clone(),
+        entries,
+    };
+    ops.push(Op::put(crate::audit::new_key(), serde_json::to_vec(&record).expect("json")));
+    match st.store.txn(conditions, ops).await? {
+        TxnResult::Committed { revision } => Ok((revision, outcomes)),
+        TxnResult::Failed { failures } => {
+            let keys: Vec<String> = failures.iter().map(|f| f.key.clone()).collect();
+            Err(ApiError::conflict(format!(
+                "the objects were modified concurrently ({}); nothing was written, try again",
+                keys.join(", ")
+            )))
+        }
+    }
+}
+
+fn qualified(c: &Change) -> String {
+    match &c.namespace {
+        Some(ns) => format!("{ns}/{}", c.name),
+        None => c.name.clone(),
+    }
+}
+
+/// A minimal object of `kind` for permission checks on objects that do not exist.
+fn placeholder(kind: Kind, ns: Option<&str>, name: &str) -> Resource {
+    let v = serde_json::json!({"apiVersion": kind.api_version(), "kind": kind.info().kind, "metadata": {"name": name, "namespace": ns}});
+    porin_model::load::to_resource(kind, v).unwrap_or_else(|_| unreachable!("a bare object always decodes"))
+}

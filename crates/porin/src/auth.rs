@@ -1,0 +1,159 @@
+//! Authentication and authorization for the API.
+//!
+//! A caller is identified by a bearer token (looked up by its SHA-256 in the store under `tokens/<hash>`; the
+//! token itself is never stored) or, on the Unix socket without a token, by its peer credentials: uid 0 is
+//! admin, anyone else is anonymous and refused. A token carries a [`Role`]:
+//!
+//! * `admin`: everything, including creating tokens;
+//! * `read-only`: every read, no write;
+//! * `scoped`: reads, and writes of namespaced kinds in its namespaces; Porin NetworkPolicies (and
+//!   GlobalNetworkPolicies) only in its tiers. Never Tiers, ClusterSettings, Namespaces, GlobalNetworkSets.
+
+use porin_model::{Kind, Resource};
+use serde::{Deserialize, Serialize};
+
+use crate::sha256;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "kebab-case")]
+pub enum Role {
+    Admin,
+    ReadOnly,
+    Scoped { namespaces: Vec<String>, tiers: Vec<String> },
+}
+
+/// A stored token record (`tokens/<sha256 hex>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    pub name: String,
+    #[serde(flatten)]
+    pub role: Role,
+    pub created: String,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `token:<name>` or `uid:<n>`.
+    pub user: String,
+    pub role: Role,
+}
+
+/// A fresh random token: `porin_` + 43 base64url characters (256 bits).
+pub fn new_token() -> std::io::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s = String::from("porin_");
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for x in b {
+        acc = (acc << 8) | u32::from(x);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            s.push(A[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        s.push(A[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    Ok(s)
+}
+
+pub fn token_key(token: &str) -> String {
+    format!("{}{}", crate::keys::TOKENS, sha256::hex_digest(token.as_bytes()))
+}
+
+/// The tier a policy object belongs to (`default` when unset); None for kinds without tiers.
+pub fn tier_of(r: &Resource) -> Option<String> {
+    let tier = match r {
+        Resource::NetworkPolicy(o)
+        | Resource::GlobalNetworkPolicy(o)
+        | Resource::StagedNetworkPolicy(o)
+        | Resource::StagedGlobalNetworkPolicy(o) => o.spec.tier.clone(),
+        Resource::K8sNetworkPolicy(_) | Resource::StagedKubernetesNetworkPolicy(_) => None,
+        _ => return None,
+    };
+    Some(tier.unwrap_or_else(|| porin_model::validate::DEFAULT_TIER.to_string()))
+}
+
+impl Identity {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// May this caller create, change or delete `r` (check both the old and the new object)?
+    /// Err carries the reason for the 403 message.
+    pub fn can_write(&self, r: &Resource) -> Result<(), String> {
+        match &self.role {
+            Role::Admin => Ok(()),
+            Role::ReadOnly => Err(format!("{} has a read-only token", self.user)),
+            Role::Scoped { namespaces, tiers } => {
+                let kind = r.kind();
+                let what = format!("{} {:?}", kind, r.qualified_name());
+                let tier_ok = |t: &str| tiers.iter().any(|x| x == t);
+                match kind {
+                    Kind::Tier | Kind::ClusterSettings | Kind::Namespace | Kind::GlobalNetworkSet => {
+                        return Err(format!("{} (scoped) may not write {what}", self.user));
+                    }
+                    Kind::GlobalNetworkPolicy | Kind::StagedGlobalNetworkPolicy => {}
+                    _ => {
+                        let ns = r.namespace().unwrap_or("default");
+                        if !namespaces.iter().any(|n| n == ns) {
+                            return Err(format!("{} (scoped) may not write in namespace {ns:?}: {what}", self.user));
+                        }
+                    }
+                }
+                if matches!(
+                    kind,
+                    Kind::NetworkPolicy | Kind::StagedNetworkPolicy | Kind::GlobalNetworkPolicy | Kind::StagedGlobalNetworkPolicy
+                ) && let Some(t) = tier_of(r)
+                    && !tier_ok(&t)
+                {
+                    return Err(format!("{} (scoped) may not write tier {t:?}: {what}", self.user));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(y: &str) -> Resource {
+        porin_model::parse_documents("t", y).unwrap().remove(0).resource
+    }
+
+    #[test]
+    fn scoped_tokens_stay_in_their_lane() {
+        let id = Identity {
+            user: "token:team-a".into(),
+            role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec!["app".into()] },
+        };
+        let ok = parse("apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {tier: app}\n");
+        assert!(id.can_write(&ok).is_ok());
+        let platform = parse("apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {tier: platform}\n");
+        assert!(id.can_write(&platform).unwrap_err().contains("platform"));
+        let other_ns = parse("apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: team-b}\nspec: {tier: app}\n");
+        assert!(id.can_write(&other_ns).is_err());
+        let tier = parse("apiVersion: porin.io/v1\nkind: Tier\nmetadata: {name: app}\nspec: {order: 10}\n");
+        assert!(id.can_write(&tier).is_err());
+        let gnp = parse("apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: platform}\n");
+        assert!(id.can_write(&gnp).is_err());
+        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly };
+        assert!(ro.can_write(&ok).is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 6 + 43);
+        assert!(!token_key(&a).contains(&a));
+    }
+}

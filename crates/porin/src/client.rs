@@ -1,0 +1,131 @@
+//! A small HTTP/1.1 client for the local API (Unix socket or TCP), one connection per request.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+pub const DEFAULT_SOCKET: &str = "/run/porin/porin.sock";
+
+/// Flags shared by every command that talks to the API.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// API server: a Unix socket path (`unix:/path` or `/path`) or `http://HOST:PORT`.
+    #[arg(long, env = "PORIN_SERVER", default_value = DEFAULT_SOCKET)]
+    pub server: String,
+    /// Bearer token (default: Unix peer credentials; uid 0 is admin).
+    #[arg(long, env = "PORIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+pub struct Client {
+    server: String,
+    token: Option<String>,
+}
+
+/// A non-2xx answer, rendered kubectl-style.
+#[derive(Debug)]
+pub struct ServerError {
+    pub reason: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Error from server ({}): {}", self.reason, self.message)
+    }
+}
+impl std::error::Error for ServerError {}
+
+impl Client {
+    pub fn new(a: &ClientArgs) -> Client {
+        Client { server: a.server.clone(), token: a.token.clone().filter(|t| !t.is_empty()) }
+    }
+
+    /// Send a request; returns the response with its body unread (for watches).
+    pub async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response<Incoming>> {
+        let mut req = Request::builder().method(method).uri(path).header("host", "porin");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        if let Some(hostport) = self.server.strip_prefix("http://") {
+            let hostport = hostport.trim_end_matches('/');
+            let s = tokio::net::TcpStream::connect(hostport).await.with_context(|| format!("connecting to {}", self.server))?;
+            send_on(s, req).await
+        } else {
+            let path = self.server.strip_prefix("unix:").unwrap_or(&self.server);
+            if self.server.starts_with("https://") {
+                bail!("--server {}: TLS is not supported by this build; use http:// or the Unix socket", self.server);
+            }
+            let s = tokio::net::UnixStream::connect(path)
+                .await
+                .with_context(|| format!("connecting to {path} (is `porin agent` running? --server / PORIN_SERVER)"))?;
+            send_on(s, req).await
+        }
+    }
+
+    /// Send and read a JSON answer; a non-2xx answer becomes a [`ServerError`].
+    pub async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Value> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| anyhow!("bad answer from server ({status}): {e}"))?;
+        if !status.is_success() {
+            let mut message = v["message"].as_str().unwrap_or("").to_string();
+            if message.is_empty() {
+                message = status.to_string();
+            }
+            return Err(ServerError { reason: v["reason"].as_str().unwrap_or("Unknown").into(), message }.into());
+        }
+        Ok(v)
+    }
+}
+
+async fn send_on<S>(s: S, req: Request<Full<Bytes>>) -> Result<Response<Incoming>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender.send_request(req).await?)
+}
+
+/// A current-thread runtime for one CLI command.
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f))
+}
+
+/// The REST path of a kind's collection (`ns` only for namespaced kinds).
+pub fn collection_path(kind: porin_model::Kind, ns: Option<&str>) -> String {
+    let i = kind.info();
+    let base = if i.group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{}/{}", i.group, i.version) };
+    match (i.namespaced, ns) {
+        (true, Some(ns)) => format!("{base}/namespaces/{ns}/{}", i.plural),
+        _ => format!("{base}/{}", i.plural),
+    }
+}
+
+/// `networkpolicy.networking.k8s.io` / `pod`, as kubectl names types in its messages.
+pub fn type_name(kind: porin_model::Kind) -> String {
+    let i = kind.info();
+    if i.group.is_empty() { i.singular.to_string() } else { format!("{}.{}", i.singular, i.group) }
+}
+
+/// Percent-encode a query value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

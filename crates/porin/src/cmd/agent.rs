@@ -1,0 +1,166 @@
+//! `porin agent` and `porin serve`: open the store, make sure an admin token exists, start the engine task
+//! and serve the API on the Unix socket (and optionally TCP).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use porin_store::{AnyStore, Condition, EmbeddedOptions, EtcdConfig, Op, Store, StoreConfig};
+use tokio::sync::watch;
+
+use crate::agent::{LogConsumer, PolicySnapshot, Snapshot, run_consumer, run_engine};
+use crate::api::{ApiState, PeerInfo, router};
+use crate::auth::{Role, TokenRecord, new_token, token_key};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Datastore {
+    Embedded,
+    Etcd,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// State directory: the embedded store and admin.token.
+    #[arg(long, default_value = "/var/lib/porin")]
+    pub data_dir: PathBuf,
+    /// The API's Unix socket.
+    #[arg(long, default_value = crate::client::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Also serve the API on TCP (plain HTTP; bearer tokens required), e.g. 127.0.0.1:7443.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub datastore: Datastore,
+    /// etcd client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Must not exceed etcd's --max-txn-ops; bounds the objects in one apply.
+    #[arg(long, default_value_t = 1024)]
+    pub etcd_max_txn_ops: usize,
+    /// This node's name (default: the hostname).
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+/// Read `<data-dir>/admin.token`, or create it (mode 0600), and make sure the store knows its hash.
+async fn ensure_admin_token(store: &AnyStore, dir: &Path, node: &str) -> Result<()> {
+    let path = dir.join("admin.token");
+    let token = match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t = new_token()?;
+            let tmp = dir.join(".admin.token.tmp");
+            {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+                f.write_all(format!("{t}\n").as_bytes())?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            t
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let key = token_key(&token);
+    if store.get(&key).await?.is_none() {
+        let rec = TokenRecord { name: format!("admin@{node}"), role: Role::Admin, created: crate::timefmt::rfc3339(crate::timefmt::now_secs()) };
+        store.txn(vec![Condition::absent(key.clone())], vec![Op::put(key, serde_json::to_vec(&rec)?)]).await?;
+    }
+    Ok(())
+}
+
+pub fn agent(a: AgentArgs) -> Result<ExitCode> {
+    run(a, true)
+}
+
+pub fn serve(a: AgentArgs) -> Result<ExitCode> {
+    run(a, false)
+}
+
+fn run(a: AgentArgs, engine: bool) -> Result<ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PORIN_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(run_async(a, engine))
+}
+
+async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
+    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
+    std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    let node = a.node.clone().unwrap_or_else(hostname);
+    let (config, kind) = match a.datastore {
+        Datastore::Embedded => (
+            StoreConfig::Embedded {
+                dir: a.data_dir.join("store"),
+                options: EmbeddedOptions { max_txn_ops: 100_000, ..Default::default() },
+            },
+            "embedded",
+        ),
+        Datastore::Etcd => {
+            if a.etcd_endpoints.is_empty() {
+                bail!("--datastore etcd needs --etcd-endpoints URL,...");
+            }
+            (StoreConfig::Etcd(EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops)), "etcd")
+        }
+    };
+    let store = AnyStore::open(config).await.context("opening the datastore")?;
+    ensure_admin_token(&store, &a.data_dir, &node).await.context("setting up the admin token")?;
+
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let (policy_tx, policy_rx) = watch::channel(Arc::new(PolicySnapshot::default()));
+    tokio::spawn(run_engine(store.clone(), engine, snap_tx, policy_tx));
+    if engine {
+        tokio::spawn(run_consumer(policy_rx, LogConsumer));
+    }
+    let state = Arc::new(ApiState { store, store_kind: kind, node: node.clone(), snapshot: snap_rx, token_cache: Mutex::new(HashMap::new()) });
+    let app = router(state);
+
+    if let Some(dir) = a.socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    match std::fs::remove_file(&a.socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing stale {}", a.socket.display())),
+    }
+    let unix = tokio::net::UnixListener::bind(&a.socket).with_context(|| format!("binding {}", a.socket.display()))?;
+    // Anyone may connect; peer uid 0 is admin, everyone else needs a token.
+    std::fs::set_permissions(&a.socket, std::fs::Permissions::from_mode(0o666))?;
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    };
+    let unix_srv = axum::serve(unix, app.clone().into_make_service_with_connect_info::<PeerInfo>());
+    eprintln!("porin {}: node {node}, {kind} store, API on {}{}", if engine { "agent" } else { "serve" }, a.socket.display(),
+        a.listen.map(|l| format!(" and http://{l}")).unwrap_or_default());
+    if let Some(addr) = a.listen {
+        let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let tcp_srv = axum::serve(tcp, app.into_make_service_with_connect_info::<PeerInfo>());
+        tokio::select! {
+            r = unix_srv => r?,
+            r = tcp_srv => r?,
+            _ = shutdown => {},
+        }
+    } else {
+        tokio::select! {
+            r = unix_srv => r?,
+            _ = shutdown => {},
+        }
+    }
+    let _ = std::fs::remove_file(&a.socket);
+    Ok(ExitCode::SUCCESS)
+}
