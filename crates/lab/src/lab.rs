@@ -201,6 +201,9 @@ pub fn up(spec: &LabSpec, opts: &LabOptions) -> Result<Lab> {
     let name = plan.name.as_str();
     let path = opts.state_path(name);
 
+    // Until our namespaces exist, carry markers and a state file with a live creator, nobody may
+    // judge them: hold the global lock (cleanup_stale takes it too).
+    let lock = state::global_lock()?;
     if let Some(old) = state::load(&path).unwrap_or(None) {
         let owners = old.live_owners();
         if !owners.is_empty() {
@@ -237,6 +240,17 @@ pub fn up(spec: &LabSpec, opts: &LabOptions) -> Result<Lab> {
         server_log: None,
     };
     state::save(&path, &st)?;
+    let marker = format!("{MARKER_PREFIX}{}", path.display());
+    let early = spec::early_sysctls();
+    let created = plan.namespaces().iter().try_for_each(|ns| {
+        netns::create_netns(ns, &marker)?;
+        netns::write_sysctls(ns, &early)
+    });
+    drop(lock);
+    if let Err(e) = created {
+        teardown(name, Some(&st), &path);
+        return Err(e);
+    }
     match build(&plan, &mut st, &path, opts) {
         Ok(()) => Ok(Lab { state: st, state_path: path }),
         Err(e) => {
@@ -248,12 +262,6 @@ pub fn up(spec: &LabSpec, opts: &LabOptions) -> Result<Lab> {
 }
 
 fn build(plan: &LabPlan, st: &mut LabState, path: &Path, opts: &LabOptions) -> Result<()> {
-    let marker = format!("{MARKER_PREFIX}{}", path.display());
-    let early = spec::early_sysctls();
-    for ns in plan.namespaces() {
-        netns::create_netns(&ns, &marker)?;
-        netns::write_sysctls(&ns, &early)?;
-    }
     let cmds = spec::link_commands(plan);
     for (ns, group) in spec::group_by_netns(&cmds) {
         let args: Vec<Vec<String>> = group.into_iter().map(|c| c.args.clone()).collect();
@@ -510,6 +518,7 @@ pub fn list(opts: &LabOptions) -> Vec<String> {
 /// and any marked lab namespace whose state file is gone or whose owners are dead. Namespaces of
 /// live labs and unmarked namespaces are never touched. Returns the namespaces removed.
 pub fn cleanup_stale(opts: &LabOptions) -> Result<Vec<String>> {
+    let _lock = state::global_lock()?;
     let mut removed = Vec::new();
     for lab in list(opts) {
         if spec::validate_lab_name(&lab).is_err() {
@@ -535,12 +544,8 @@ pub fn cleanup_stale(opts: &LabOptions) -> Result<Vec<String>> {
             continue;
         }
         let Some(owner) = netns::read_marker(&ns) else { continue };
-        let alive = state::load(Path::new(&owner)).ok().flatten().is_some_and(|s| s.is_alive());
-        if !alive {
-            // Re-check: the lab might have been created between the listing and the marker read.
-            if state::load(Path::new(&owner)).ok().flatten().is_some_and(|s| s.is_alive()) {
-                continue;
-            }
+        // Under the lock, a marked namespace's state file is already saved with a live creator.
+        if !state::load(Path::new(&owner)).ok().flatten().is_some_and(|s| s.is_alive()) {
             netns::delete_netns(&ns)?;
             removed.push(ns);
         }

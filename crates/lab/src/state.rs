@@ -17,6 +17,22 @@ use crate::spec::{LabSpec, Proto};
 /// Default directory of state files.
 pub const DEFAULT_STATE_DIR: &str = "/run/porin/lab";
 
+/// Lock serialising the moments when namespaces change hands: `up` creating and marking its
+/// namespaces, and `cleanup_stale` judging and deleting marked ones. Global (not per state
+/// directory) because markers can point into any state directory.
+pub const LOCK_PATH: &str = "/run/porin/lab.lock";
+
+/// Hold [`LOCK_PATH`] exclusively until the guard drops.
+pub fn global_lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = Path::new(LOCK_PATH);
+    let io = |source| LabError::StateIo { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io)?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| io(e.into()))
+}
+
 /// Version of the state file format.
 pub const STATE_VERSION: u32 = 1;
 
