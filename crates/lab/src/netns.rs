@@ -194,7 +194,14 @@ pub fn write_sysctls(netns: &str, kv: &[(String, String)]) -> Result<()> {
     in_netns(netns, || {
         for (k, v) in kv {
             let path = Path::new("/proc/sys").join(k);
-            std::fs::write(&path, v).map_err(|e| LabError::netns(netns, format!("sysctl {k}={v}"), e))?;
+            match std::fs::write(&path, v) {
+                Ok(()) => {}
+                // A kernel without IPv6 has no net/ipv6: IPv4-only labs still work there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && k.starts_with("net/ipv6/") => {
+                    tracing::debug!(netns, key = %k, "no such sysctl; skipped");
+                }
+                Err(e) => return Err(LabError::netns(netns, format!("sysctl {k}={v}"), e)),
+            }
         }
         Ok(())
     })

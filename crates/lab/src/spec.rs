@@ -34,8 +34,11 @@ use crate::error::{LabError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Proto {
+    #[serde(alias = "tcp")]
     Tcp,
+    #[serde(alias = "udp")]
     Udp,
+    #[serde(alias = "sctp")]
     Sctp,
 }
 
@@ -625,6 +628,9 @@ mod tests {
     #[test]
     fn proto_json_and_parse() {
         assert_eq!(serde_json::to_string(&Proto::Sctp).unwrap(), "\"SCTP\"");
+        assert_eq!(serde_json::from_str::<Proto>("\"udp\"").unwrap(), Proto::Udp);
+        let pod: PodSpec = serde_json::from_str(r#"{"namespace":"x","name":"a","node":0,"ports":[[80,"TCP"],[9,"sctp"]]}"#).unwrap();
+        assert_eq!(pod.ports, vec![(80, Proto::Tcp), (9, Proto::Sctp)]);
         assert_eq!("udp".parse::<Proto>().unwrap(), Proto::Udp);
         assert!("icmp".parse::<Proto>().is_err());
         let ports = parse_ports("80/tcp,53/UDP,9/sctp,8080").unwrap();
