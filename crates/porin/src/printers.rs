@@ -186,6 +186,9 @@ fn scalar(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "<none>".into(),
         serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 1e15) => {
+            format!("{}", n.as_f64().unwrap_or_default() as i64)
+        }
         other => other.to_string(),
     }
 }

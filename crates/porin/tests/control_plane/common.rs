@@ -1,0 +1,177 @@
+// Helpers: run `porin agent` as a real process on a temp data dir and socket, and the CLI against it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_porin")
+}
+
+pub struct Agent {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub child: Child,
+    args: Vec<String>,
+}
+
+impl Agent {
+    pub fn start(dir: &Path, extra: &[&str]) -> Agent {
+        let socket = dir.join("porin.sock");
+        let args: Vec<String> = ["agent", "--data-dir", dir.join("data").to_str().unwrap(), "--socket", socket.to_str().unwrap(), "--node", "test-node"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
+        let child = spawn(&args, dir);
+        let mut a = Agent { dir: dir.to_path_buf(), socket, child, args };
+        a.wait_ready();
+        a
+    }
+
+    fn wait_ready(&mut self) {
+        let t0 = Instant::now();
+        loop {
+            let (code, out, _) = self.porin(&["status", "-o", "json"]);
+            if code == 0 && out.contains("\"synced\": true") {
+                return;
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("agent exited with {st}: {}", std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default());
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "agent not ready: {out}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill -9 and start again with the same arguments.
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+        self.child = spawn(&self.args, &self.dir);
+        self.wait_ready();
+    }
+
+    pub fn porin(&self, args: &[&str]) -> (i32, String, String) {
+        self.porin_as(None, args)
+    }
+
+    pub fn porin_as(&self, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+        let mut c = Command::new(bin());
+        c.args(args).env("PORIN_SERVER", &self.socket).env_remove("PORIN_TOKEN").current_dir(&self.dir);
+        if let Some(t) = token {
+            c.env("PORIN_TOKEN", t);
+        }
+        let out = c.output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    }
+
+    /// `porin ARGS` that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.porin(args);
+        assert_eq!(code, 0, "porin {args:?} failed: {err}{out}");
+        out
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    /// Start `porin get KIND -A --watch` and return a reader of its lines.
+    pub fn watch(&self, kind: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+        let mut child = Command::new(bin())
+            .args(["get", kind, "-A", "--watch"])
+            .env("PORIN_SERVER", &self.socket)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        (child, out)
+    }
+}
+
+fn spawn(args: &[String], dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.log")).unwrap();
+    Command::new(bin()).args(args).env("PORIN_LOG", "warn").stdout(Stdio::null()).stderr(log).spawn().unwrap()
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_line(r: &mut impl BufRead) -> String {
+    let mut s = String::new();
+    r.read_line(&mut s).unwrap();
+    s
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("PORIN_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(actual, want, "output differs from {} (PORIN_BLESS=1 regenerates)", path.display());
+}
+
+pub const BASE: &str = r#"apiVersion: porin.io/v1
+kind: Tier
+metadata: {name: platform}
+spec: {order: 100}
+---
+apiVersion: porin.io/v1
+kind: Tier
+metadata: {name: app}
+spec: {order: 500}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {team: a}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: team-a, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{containerPort: 80}]}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: team-a, labels: {app: db}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: porin.io/v1
+kind: NetworkPolicy
+metadata: {name: platform-guard, namespace: team-a}
+spec:
+  tier: platform
+  order: 10
+  selector: all()
+  ingress: [{action: Pass}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: team-a, labels: {owner: a}}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{ports: [{port: 80}]}]
+"#;
+
+pub fn app_policy(name: &str, ns: &str, tier: &str) -> String {
+    format!(
+        "apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  tier: {tier}\n  selector: app == 'web'\n  ingress: [{{action: Allow}}]\n"
+    )
+}
