@@ -357,7 +357,7 @@ impl Dataplane {
             let ifindex =
                 sys::ifindex(ifname).map_err(|source| Error::Interface { ifname: ifname.to_string(), source })?;
             for (prog, hook, ty) in HOOKS {
-                let path = links_dir.join(format!("{ifname}.{ifindex}.{hook}"));
+                let path = links_dir.join(link_pin_name(ifname, ifindex, hook));
                 attach_one(bpf, prog, hook, ty, ifname, &path)?;
             }
             Ok(ifindex)
@@ -370,8 +370,7 @@ impl Dataplane {
         let mut n = 0;
         for a in self.attachments()? {
             if a.ifname == ifname {
-                std::fs::remove_file(&a.pin)
-                    .map_err(|source| Error::Io { what: "unpinning link", path: a.pin.clone(), source })?;
+                detach_pinned(&a.pin)?;
                 n += 1;
             }
         }
@@ -385,10 +384,8 @@ impl Dataplane {
         let mut out = Vec::new();
         for ent in rd.flatten() {
             let name = ent.file_name().to_string_lossy().into_owned();
-            let mut parts = name.rsplitn(3, '.');
-            let (Some(hook), Some(idx), Some(ifname)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            let Ok(ifindex) = idx.parse() else { continue };
-            out.push(Attachment { ifname: ifname.to_string(), ifindex, hook: hook.to_string(), pin: ent.path() });
+            let Some((ifname, ifindex, hook)) = parse_link_pin_name(&name) else { continue };
+            out.push(Attachment { ifname, ifindex, hook, pin: ent.path() });
         }
         out.sort();
         Ok(out)
@@ -402,7 +399,7 @@ impl Dataplane {
             atts.into_iter().filter(|a| sys::ifindex(&a.ifname).ok() != Some(a.ifindex)).collect()
         })?;
         for a in &stale {
-            std::fs::remove_file(&a.pin).map_err(|source| Error::Io { what: "unpinning link", path: a.pin.clone(), source })?;
+            detach_pinned(&a.pin)?;
         }
         Ok(stale.len())
     }
@@ -469,6 +466,36 @@ impl Dataplane {
     }
 }
 
+/// Detaches the link pinned at `pin` synchronously, then removes the pin.
+fn detach_pinned(pin: &Path) -> Result<()> {
+    use std::os::fd::AsFd;
+    let io = |what| move |source| Error::Io { what, path: pin.to_path_buf(), source };
+    let fd = sys::bpf_obj_get(pin).map_err(io("opening pinned link"))?;
+    match sys::bpf_link_detach(fd.as_fd()) {
+        // ENOLINK: already defunct (interface gone).
+        Err(e) if e.raw_os_error() != Some(libc::ENOLINK) => return Err(io("detaching link")(e)),
+        _ => {}
+    }
+    std::fs::remove_file(pin).map_err(io("unpinning link"))
+}
+
+/// Pin file name of a link: `{ifname}_{ifindex}_{hook}`. bpffs refuses '.'
+/// in names (reserved), so '%' and '.' in interface names are %-escaped.
+fn link_pin_name(ifname: &str, ifindex: u32, hook: &str) -> String {
+    let esc = ifname.replace('%', "%25").replace('.', "%2e");
+    format!("{esc}_{ifindex}_{hook}")
+}
+
+fn parse_link_pin_name(name: &str) -> Option<(String, u32, String)> {
+    let mut parts = name.rsplitn(3, '_');
+    let (hook, idx, esc) = (parts.next()?, parts.next()?, parts.next()?);
+    if hook != "ingress" && hook != "egress" {
+        return None;
+    }
+    let ifindex = idx.parse().ok()?;
+    Some((esc.replace("%2e", ".").replace("%25", "%"), ifindex, hook.to_string()))
+}
+
 fn attach_one(
     bpf: &mut Ebpf,
     prog: &'static str,
@@ -504,7 +531,9 @@ fn attach_one(
             }
             let id = p.attach_with_options(ifname, ty, TcAttachOptions::TcxOrder(LinkOrder::first())).map_err(prog_err)?;
             let fd: FdLink = p.take_link(id).map_err(prog_err)?.try_into().map_err(|e: LinkError| link_err(e.to_string()))?;
-            let tmp = path.with_extension(format!("{hook}-new"));
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push("-new");
+            let tmp = PathBuf::from(tmp);
             let _ = std::fs::remove_file(&tmp);
             drop(fd.pin(&tmp).map_err(|e| link_err(format!("pin: {e}")))?);
             std::fs::rename(&tmp, path).map_err(|e| link_err(format!("rename pin: {e}")))?;
@@ -516,6 +545,21 @@ fn attach_one(
             drop(fd.pin(path).map_err(|e| link_err(format!("pin: {e}")))?);
             Ok(())
         }
-        Err(e) => Err(link_err(format!("open pinned link: {e}"))),
+        Err(e) => Err(link_err(format!("open pinned link: {e}: {:?}", std::error::Error::source(&e)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_pin_names_roundtrip_without_dots() {
+        for name in ["porinha", "eth0.100", "a_b", "x%2e.y", "lxc_1.2"] {
+            let pin = link_pin_name(name, 42, "egress");
+            assert!(!pin.contains('.'), "{pin}");
+            assert_eq!(parse_link_pin_name(&pin), Some((name.to_string(), 42, "egress".to_string())));
+        }
+        assert_eq!(parse_link_pin_name("porinha_3_ingress-new"), None);
     }
 }
