@@ -92,6 +92,9 @@ enum Ty {
     Other,
 }
 
+/// (struct name, size, members as (name, type id, bit offset)).
+type RawStruct = (String, usize, Vec<(String, u32, u32)>);
+
 /// Parses structs and enums out of a raw `.BTF` section.
 pub fn parse_btf(btf: &[u8]) -> Result<BtfLayouts, BtfReadError> {
     let t = BtfReadError::Truncated;
@@ -110,7 +113,7 @@ pub fn parse_btf(btf: &[u8]) -> Result<BtfLayouts, BtfReadError> {
     // Type ids start at 1.
     let mut tys: Vec<Ty> = vec![Ty::Other];
     // (struct name, size, raw members (name, type, bit offset))
-    let mut raw_structs: Vec<(String, usize, Vec<(String, u32, u32)>)> = Vec::new();
+    let mut raw_structs: Vec<RawStruct> = Vec::new();
     let mut out = BtfLayouts::default();
 
     let mut p = 0usize;
