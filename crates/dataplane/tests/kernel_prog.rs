@@ -470,3 +470,22 @@ fn open_refuses_a_pin_dir_outside_bpffs() {
     let err = Dataplane::open(dir.path(), &DataplaneOptions::default()).unwrap_err();
     assert!(matches!(err, Error::NotBpffs { .. }), "{err}");
 }
+
+#[test]
+fn async_event_reader_yields_decoded_events() {
+    let Some(h) = H::std() else { return };
+    let H { mut dp, ev, _fs } = h;
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)] }).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let mut rd = ev.into_async().expect("AsyncFd");
+        let f = syn(POD, PEER, 1234, 80);
+        // run the packet from a blocking thread while the reader waits
+        let waiter = tokio::time::timeout(std::time::Duration::from_secs(5), rd.next());
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(dp.test_run(Egress, &f, IFX, 1).unwrap().passed()));
+        });
+        let e = waiter.await.expect("event within 5s").expect("io").expect("decodes");
+        assert_eq!((e.kind, e.dport, e.endpoint_id), (EventType::NewAllowed, 80, EP));
+    });
+}
