@@ -152,3 +152,14 @@ async fn unreachable_etcd_is_unavailable_not_a_hang() {
     assert!(matches!(s.watch("", 0).await, Err(StoreError::Unavailable { .. })));
     assert!(started.elapsed() < SOON);
 }
+
+/// The per-request deadline must not cut long-lived watches.
+#[tokio::test]
+async fn idle_watch_outlives_the_request_timeout() {
+    let Some(server) = EtcdServer::start() else { return };
+    let s = EtcdStore::connect(server.config().with_request_timeout(Duration::from_millis(500))).await.unwrap();
+    let mut w = s.watch("idle/", s.revision().await.unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rev = s.put("idle/k", b"v".to_vec(), None).await.unwrap();
+    assert_eq!(common::take_events(&mut w, 1).await[0].revision(), rev);
+}
