@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, CompactionOptions, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
 use futures::stream;
 
@@ -31,6 +31,9 @@ use crate::types::{
     Condition, ConditionFailure, Deleted, KeyValue, Op, TxnResult, WatchEvent, WatchStream,
     validate_key, validate_txn,
 };
+
+/// Largest gRPC message accepted from etcd (what etcd's Go client allows: 2 GiB - 1).
+const MAX_RECV_BYTES: usize = i32::MAX as usize;
 
 /// Keys per page when listing, so large prefixes stay under gRPC's message size limit.
 const LIST_PAGE: i64 = 500;
@@ -95,7 +98,8 @@ pub struct EtcdStore {
 }
 
 struct Inner {
-    client: Client,
+    kv: KvClient,
+    watch: WatchClient,
     cfg: EtcdConfig,
     /// The endpoints, comma-separated, for error messages.
     endpoints: String,
@@ -118,13 +122,18 @@ impl EtcdStore {
         let opts = ConnectOptions::new()
             .with_connect_timeout(cfg.connect_timeout)
             .with_timeout(cfg.request_timeout)
+            // HTTP/2 pings detect a dead peer under a long-lived watch. Not while idle: etcd
+            // answers pings without an open stream with GOAWAY (too_many_pings).
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true)
             .with_require_leader(true);
         let client = Client::connect(&cfg.endpoints, Some(opts))
             .await
             .map_err(|e| classify(&endpoints, e))?;
-        Ok(Self { inner: Arc::new(Inner { client, cfg, endpoints }) })
+        // tonic's default 4 MiB receive limit is far below etcd's send limit: a watcher catching
+        // up gets up to 1000 revisions in one response, and would fail on it forever.
+        let kv = client.kv_client().max_decoding_message_size(MAX_RECV_BYTES);
+        let watch = client.watch_client().max_decoding_message_size(MAX_RECV_BYTES);
+        Ok(Self { inner: Arc::new(Inner { kv, watch, cfg, endpoints }) })
     }
 
     /// The configuration.
@@ -135,7 +144,7 @@ impl EtcdStore {
     /// Compacts etcd's history before `revision` (for the whole cluster, not just Porin's keys)
     /// and waits until it is applied. Compacting an already compacted revision is not an error.
     pub async fn compact(&self, revision: u64) -> Result<()> {
-        let mut c = self.inner.client.clone();
+        let mut c = self.inner.kv.clone();
         let opts = CompactionOptions::new().with_physical();
         match self.call(c.compact(rev_i64(revision), Some(opts))).await {
             Ok(_) => Ok(()),
@@ -193,7 +202,7 @@ impl EtcdStore {
             .map(|c| TxnOp::get(self.full_key(&c.key), Some(GetOptions::new().with_keys_only())))
             .collect();
         let txn = Txn::new().when(compares).and_then(ops).or_else(reads);
-        let mut c = self.inner.client.clone();
+        let mut c = self.inner.kv.clone();
         self.call(c.txn(txn)).await
     }
 
@@ -221,7 +230,7 @@ impl EtcdStore {
             if revision > 0 {
                 opts = opts.with_revision(rev_i64(revision));
             }
-            let mut c = self.inner.client.clone();
+            let mut c = self.inner.kv.clone();
             let resp = self.call(c.get(start.clone(), Some(opts))).await?;
             if revision == 0 {
                 revision = header_revision(resp.header());
@@ -298,7 +307,7 @@ fn rev_i64(r: u64) -> i64 {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         validate_key(key)?;
-        let mut c = self.inner.client.clone();
+        let mut c = self.inner.kv.clone();
         let resp = self.call(c.get(self.full_key(key), None)).await?;
         resp.kvs().first().map(|kv| self.convert(kv)).transpose()
     }
@@ -319,7 +328,7 @@ impl Store for EtcdStore {
         validate_key(key)?;
         let full = self.full_key(key);
         let Some(expected) = expected else {
-            let mut c = self.inner.client.clone();
+            let mut c = self.inner.kv.clone();
             let resp = self.call(c.put(full, value, None)).await?;
             return Ok(header_revision(resp.header()));
         };
@@ -338,7 +347,7 @@ impl Store for EtcdStore {
         let with_prev = Some(DeleteOptions::new().with_prev_key());
         let (revision, prev) = match expected {
             None => {
-                let mut c = self.inner.client.clone();
+                let mut c = self.inner.kv.clone();
                 let resp = self.call(c.delete(full, with_prev)).await?;
                 (header_revision(resp.header()), resp.prev_kvs().first().map(|kv| self.convert(kv)).transpose()?)
             }
@@ -391,7 +400,7 @@ impl Store for EtcdStore {
             .with_prefix()
             .with_prev_key()
             .with_start_revision(rev_i64(after.saturating_add(1)));
-        let mut c = self.inner.client.clone();
+        let mut c = self.inner.watch.clone();
         let ws = self.call(c.watch(self.full_key(prefix), Some(opts))).await?;
         let mut state = EtcdWatch { store: self.clone(), ws, pending: VecDeque::new(), last: after, done: false };
         // Wait until etcd has registered the watch, so changes made after `watch` returns are
@@ -411,7 +420,7 @@ impl Store for EtcdStore {
     }
 
     async fn revision(&self) -> Result<u64> {
-        let mut c = self.inner.client.clone();
+        let mut c = self.inner.kv.clone();
         let key = self.full_key("");
         let key = if key.is_empty() { vec![0] } else { key.into_bytes() };
         let resp = self.call(c.get(key, Some(GetOptions::new().with_count_only()))).await?;

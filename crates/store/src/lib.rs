@@ -24,6 +24,32 @@
 //! relists and synthesises deletes for keys that vanished in between. Its cache stays readable
 //! while the datastore is down.
 //!
+//! ```
+//! use porin_store::{Condition, EmbeddedOptions, EmbeddedStore, Op, Reflector, Store, SyncEvent};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), porin_store::StoreError> {
+//! let store = EmbeddedStore::in_memory(EmbeddedOptions::default())?; // or EmbeddedStore::open(dir, ..)
+//! let rev = store.put("policies/default/allow-dns", br#"{"kind":"NetworkPolicy"}"#.to_vec(), Some(0)).await?;
+//! // `porin apply`: every document or none.
+//! let result = store
+//!     .txn(
+//!         vec![Condition::mod_revision("policies/default/allow-dns", rev), Condition::absent("policies/default/deny-all")],
+//!         vec![Op::put("policies/default/allow-dns", "{}"), Op::put("policies/default/deny-all", "{}")],
+//!     )
+//!     .await?;
+//! assert!(result.is_committed());
+//!
+//! let mut reflector = Reflector::new(store.clone(), "policies/", Default::default());
+//! loop {
+//!     if let SyncEvent::InSync { .. } = reflector.next().await {
+//!         break;
+//!     }
+//! }
+//! assert_eq!(reflector.items().len(), 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Revisions and watches
 //!
 //! `watch(prefix, after)` delivers every change under `prefix` with a revision strictly greater

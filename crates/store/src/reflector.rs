@@ -25,6 +25,21 @@ use crate::error::StoreError;
 use crate::store::Store;
 use crate::types::{KeyValue, WatchEvent, WatchStream};
 
+/// Displays an error with its sources, `a: b: c`.
+struct Chain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
 /// Reconnect tuning for a [`Reflector`].
 #[derive(Clone, Debug)]
 pub struct ReflectorOptions {
@@ -243,7 +258,7 @@ impl<S: Store> Reflector<S> {
         }
         let retry_in = self.backoff;
         self.backoff = (self.backoff * 2).min(self.opts.max_backoff);
-        tracing::warn!(prefix = %self.prefix, error = %error, retry_in_ms = retry_in.as_millis() as u64, "datastore watch interrupted");
+        tracing::warn!(prefix = %self.prefix, error = %Chain(&error), retry_in_ms = retry_in.as_millis() as u64, "datastore watch interrupted");
         self.retry_at = Some(Instant::now() + retry_in);
         if matches!(self.phase, Phase::Watching(_)) {
             self.phase = Phase::Watch;

@@ -163,3 +163,21 @@ async fn idle_watch_outlives_the_request_timeout() {
     let rev = s.put("idle/k", b"v".to_vec(), None).await.unwrap();
     assert_eq!(common::take_events(&mut w, 1).await[0].revision(), rev);
 }
+
+/// etcd batches up to 1000 revisions into one watch response when a watcher catches up; that
+/// must not trip gRPC's default 4 MiB receive limit (a reflector would retry it forever).
+#[tokio::test]
+async fn catching_up_a_large_history_works() {
+    let Some(server) = EtcdServer::start() else { return };
+    let s = client(&server).await;
+    let from = s.revision().await.unwrap();
+    for round in 0..6 {
+        // ~1.2 MB per transaction, under etcd's default 1.5 MiB request limit.
+        let ops = (0..100).map(|i| Op::put(format!("hist/{round}/{i}"), vec![round as u8; 12 * 1024])).collect();
+        s.txn(vec![], ops).await.unwrap();
+    }
+    let mut w = s.watch("hist/", from).await.unwrap();
+    let evs = common::take_events(&mut w, 600).await;
+    assert_eq!(evs.len(), 600);
+    assert_eq!(s.list("hist/").await.unwrap().0.len(), 600);
+}

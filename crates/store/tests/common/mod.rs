@@ -19,7 +19,7 @@ pub async fn take_events(stream: &mut WatchStream, n: usize) -> Vec<WatchEvent> 
     while out.len() < n {
         match tokio::time::timeout(SOON, stream.next()).await {
             Ok(Some(Ok(ev))) => out.push(ev),
-            Ok(Some(Err(e))) => panic!("watch failed after {} events: {e}", out.len()),
+            Ok(Some(Err(e))) => panic!("watch failed after {} events: {e:?}", out.len()),
             Ok(None) => panic!("watch ended after {} events", out.len()),
             Err(_) => panic!("timed out after {} of {n} events", out.len()),
         }
