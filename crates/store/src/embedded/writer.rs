@@ -4,7 +4,8 @@
 //! to live watchers trivially ordered. It group-commits: requests that queue up while a commit is
 //! being fsync-ed are applied together in the next write transaction (each still gets its own
 //! revision and its own conditions check), and acknowledged only after that transaction is
-//! durable. If a group fails, its requests are retried one by one so each gets its own outcome.
+//! durable. If a group fails on I/O, every request in it gets that error; if it fails otherwise,
+//! its requests are retried one by one so each gets its own outcome.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -85,6 +86,22 @@ fn process_group(shared: &Shared, events: &broadcast::Sender<Batch>, group: Vec<
             let req = group.into_iter().next().expect("one request");
             let _ = req.reply.send(Err(e));
         }
+        // The disk failed: every request in the group gets the same verdict (retrying would only
+        // meet redb's "previous I/O error" state and hide the real cause).
+        Err(StoreError::Full { path, source }) => {
+            for req in group {
+                let source = std::io::Error::new(source.kind(), source.to_string());
+                let _ = req.reply.send(Err(StoreError::Full { path: path.clone(), source }));
+            }
+        }
+        Err(StoreError::Io { path, source }) => {
+            for req in group {
+                let source = std::io::Error::new(source.kind(), source.to_string());
+                let _ = req.reply.send(Err(StoreError::Io { path: path.clone(), source }));
+            }
+        }
+        // Anything else may be caused by one request (e.g. an undecodable record): retry them one
+        // by one so each gets its own outcome.
         Err(e) => {
             tracing::debug!(error = %e, requests = group.len(), "group commit failed; retrying requests one by one");
             for req in group {
