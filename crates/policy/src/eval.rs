@@ -180,7 +180,7 @@ impl Cluster {
             return false;
         }
         if let Some(nsel) = &p.namespace_selector {
-            if !nsel.matches(&self.namespace_labels(&e.namespace)) {
+            if !self.namespace_matches(nsel, &e.namespace) {
                 return false;
             }
         }
@@ -306,7 +306,7 @@ impl Cluster {
         verdict(self.default_allow, hits, reason)
     }
 
-    fn rule_matches(
+    pub(crate) fn rule_matches(
         &self,
         rule: &IrRule,
         p: &IrPolicy,
@@ -339,7 +339,7 @@ impl Cluster {
                             Some(e) => {
                                 let ns_ok = match namespaces {
                                     None => Some(&e.namespace) == p.namespace.as_ref(),
-                                    Some(s) => s.matches(&self.namespace_labels(&e.namespace)),
+                                    Some(s) => self.namespace_matches(s, &e.namespace),
                                 };
                                 ns_ok && pods.matches(&e.labels)
                             }
@@ -376,7 +376,7 @@ impl Cluster {
 
     /// Calico entity-rule match for one side. `port_side` is Some(dst) for the destination side, whose ports
     /// are checked against the packet's destination port (named ports resolve on `dst`).
-    fn entity_matches(&self, e: &Entity, side: Peer<'_>, port_side: Option<Peer<'_>>, pkt: &Packet) -> bool {
+    pub(crate) fn entity_matches(&self, e: &Entity, side: Peer<'_>, port_side: Option<Peer<'_>>, pkt: &Packet) -> bool {
         let ip = side.ip(pkt.v6);
         if !e.nets.is_empty() && !ip.is_some_and(|ip| e.nets.iter().any(|n| n.contains(&ip))) {
             return false;
@@ -393,15 +393,11 @@ impl Cluster {
             if !e.sa_names.is_empty() && !e.sa_names.contains(&ep.service_account) {
                 return false;
             }
-            if let Some(s) = &e.sa_selector {
-                if !s.matches(&sa_labels(&ep.service_account)) {
-                    return false;
-                }
+            if e.sa_selector.as_ref().is_some_and(|s| !s.matches(&sa_labels(&ep.service_account))) {
+                return false;
             }
-            if let Some(scope) = &e.scope {
-                if !self.ns_in_scope(scope, &ep.namespace) {
-                    return false;
-                }
+            if e.scope.as_ref().is_some_and(|scope| !self.ns_in_scope(scope, &ep.namespace)) {
+                return false;
             }
             if e.selector.as_ref().is_some_and(|s| !s.matches(&ep.labels)) {
                 return false;
@@ -434,7 +430,7 @@ impl Cluster {
     fn ns_in_scope(&self, scope: &NsScope, ns: &str) -> bool {
         match scope {
             NsScope::Same(own) => ns == own,
-            NsScope::Selected(s) => s.matches(&self.namespace_labels(ns)),
+            NsScope::Selected(s) => self.namespace_matches(s, ns),
             NsScope::Any => true,
             NsScope::Global => false,
         }
@@ -452,7 +448,7 @@ impl Cluster {
             let ns_ok = match (scope, &set.namespace) {
                 (NsScope::Same(ns), Some(sns)) => ns == sns,
                 (NsScope::Same(_), None) => false,
-                (NsScope::Selected(s), Some(sns)) => s.matches(&self.namespace_labels(sns)),
+                (NsScope::Selected(s), Some(sns)) => self.namespace_matches(s, sns),
                 (NsScope::Selected(_), None) => false,
                 (NsScope::Any, _) => true,
                 (NsScope::Global, ns) => ns.is_none(),
@@ -462,7 +458,7 @@ impl Cluster {
     }
 }
 
-fn icmp_matches(m: (Option<u8>, Option<u8>), pkt: &Packet) -> bool {
+pub(crate) fn icmp_matches(m: (Option<u8>, Option<u8>), pkt: &Packet) -> bool {
     if pkt.protocol != 1 && pkt.protocol != 58 {
         return false;
     }
@@ -474,7 +470,7 @@ fn icmp_matches(m: (Option<u8>, Option<u8>), pkt: &Packet) -> bool {
     }
 }
 
-fn port_matches(m: &PortMatch, pkt: &Packet, dst: Peer<'_>) -> bool {
+pub(crate) fn port_matches(m: &PortMatch, pkt: &Packet, dst: Peer<'_>) -> bool {
     let Some(port) = pkt.port else { return false };
     match m {
         PortMatch::Range(lo, hi) => (*lo..=*hi).contains(&port),

@@ -354,6 +354,14 @@ impl Cluster {
         self.endpoints.iter().position(|e| e.ips.contains(&ip))
     }
 
+    /// Does `sel` match namespace `ns`'s labels (with its name labels)? No copy of the labels is made.
+    pub fn namespace_matches(&self, sel: &Selector, ns: &str) -> bool {
+        match self.namespaces.get(ns) {
+            Some(labels) => sel.matches(labels),
+            None => sel.matches(&ns_labels(ns, &BTreeMap::new())),
+        }
+    }
+
     pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
         self.namespaces.get(ns).cloned().unwrap_or_else(|| ns_labels(ns, &BTreeMap::new()))
     }

@@ -1,9 +1,17 @@
 //! Reachability matrices over all pods, fast.
 //!
 //! Pods that no policy can tell apart (same namespace, labels, service account, named ports, and the same
-//! membership in every CIDR any rule or network set mentions) form a class. The tier walk runs once per
-//! (source class, destination class) with the applicable-policy lists computed once per class; the result is
-//! expanded to a pod-by-pod bit matrix. The reference evaluator is the oracle: tests compare every cell.
+//! membership in every CIDR any rule or network set mentions) form a class.
+//!
+//! Every rule's match splits into a part that depends only on the local endpoint (the one whose policy is
+//! walked) and a part that depends only on the peer: the source entity looks at the source, the destination
+//! entity (and its ports, named ports resolving on the destination) at the destination, the K8s port list at
+//! the destination and the K8s peers at the peer. So the tier walk runs once per (class, direction) over *sets*
+//! of peer classes at once: each rule's peer part is a bitset over classes, computed once per rule and
+//! memoised; a rule that matches removes its peers from the tier (Allow, Deny, Pass) and from the undecided
+//! set (Allow, Deny). The egress and ingress results are combined and expanded to a pod-by-pod bit matrix.
+//! The reference evaluator ([`Cluster::matrix_reference`]) is the oracle: the differential test compares
+//! every cell on random clusters.
 
 use std::collections::HashMap;
 
@@ -11,8 +19,9 @@ use ipnet::IpNet;
 use porin_model::Protocol;
 use serde::Serialize;
 
-use crate::eval::{Direction, Packet, Peer, Variant};
-use crate::ir::{Cluster, all_cidrs};
+use crate::eval::{Direction, Packet, Peer, Variant, icmp_matches, port_matches};
+use crate::ir::{Cluster, IrPolicy, IrRule, K8sPeer, RuleMatch, all_cidrs};
+use porin_model::porin::{Action, TierDefaultAction};
 
 /// A square bit matrix: `allowed(i, j)` says pod i may open a connection to pod j.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,9 +138,18 @@ impl Cluster {
         let (class_of, reps) = classes(self, v6);
         let nc = reps.len();
         let pkt = Packet { protocol: protocol.number(), port: Some(port), icmp: None, v6 };
-        let egress: Vec<_> = reps.iter().map(|&r| self.applicable(v, &self.endpoints[r], Direction::Egress)).collect();
-        let ingress: Vec<_> = reps.iter().map(|&r| self.applicable(v, &self.endpoints[r], Direction::Ingress)).collect();
-        // Class-level verdicts, then one pod-row bitset per source class.
+        let mut ctx = SideCtx::new(self, v, &reps, pkt);
+        // For every class: the peer classes its egress policy lets it reach, and the peer classes its ingress
+        // policy admits.
+        let egress: Vec<Bits> = (0..nc).map(|c| ctx.allowed_peers(c, Direction::Egress)).collect();
+        let ingress: Vec<Bits> = (0..nc).map(|c| ctx.allowed_peers(c, Direction::Ingress)).collect();
+        // Transpose ingress: admitted_by[s] = the destination classes that admit source class s.
+        let mut admitted_by = vec![Bits::new(nc); nc];
+        for (cd, srcs) in ingress.iter().enumerate() {
+            for cs in srcs.ones() {
+                admitted_by[cs].set(cd);
+            }
+        }
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); nc];
         for (i, &k) in class_of.iter().enumerate() {
             members[k].push(i);
@@ -140,18 +158,11 @@ impl Cluster {
         let mut row = vec![0u64; words];
         for cs in 0..nc {
             row.iter_mut().for_each(|w| *w = 0);
-            let src = &self.endpoints[reps[cs]];
-            for cd in 0..nc {
-                let dst = &self.endpoints[reps[cd]];
-                let eg = self.walk(v, &egress[cs], src, Direction::Egress, Peer::Endpoint(dst), &pkt, false);
-                if !eg.allowed {
-                    continue;
-                }
-                let ing = self.walk(v, &ingress[cd], dst, Direction::Ingress, Peer::Endpoint(src), &pkt, false);
-                if ing.allowed {
-                    for &j in &members[cd] {
-                        row[j / 64] |= 1 << (j % 64);
-                    }
+            let mut ok = egress[cs].clone();
+            ok.and(&admitted_by[cs]);
+            for cd in ok.ones() {
+                for &j in &members[cd] {
+                    row[j / 64] |= 1 << (j % 64);
                 }
             }
             for &i in &members[cs] {
@@ -185,5 +196,269 @@ impl Cluster {
         v.sort_by_key(|(p, port)| (*port, *p));
         v.dedup();
         v
+    }
+}
+
+/// A fixed-size bitset over classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn full(n: usize) -> Bits {
+        let mut b = Bits(vec![u64::MAX; n.div_ceil(64)]);
+        if !n.is_multiple_of(64)
+            && let Some(last) = b.0.last_mut()
+        {
+            *last = (1u64 << (n % 64)) - 1;
+        }
+        b
+    }
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    #[cfg(test)]
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] >> (i % 64) & 1 == 1
+    }
+    fn clear(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
+    }
+    fn and(&mut self, o: &Bits) {
+        self.0.iter_mut().zip(&o.0).for_each(|(a, b)| *a &= b);
+    }
+    fn or(&mut self, o: &Bits) {
+        self.0.iter_mut().zip(&o.0).for_each(|(a, b)| *a |= b);
+    }
+    fn and_not(&mut self, o: &Bits) {
+        self.0.iter_mut().zip(&o.0).for_each(|(a, b)| *a &= !b);
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros() as usize;
+                w &= w - 1;
+                Some(wi * 64 + b)
+            })
+        })
+    }
+}
+
+/// State for walking every class's policy against all peer classes at once.
+struct SideCtx<'a> {
+    c: &'a Cluster,
+    v: Variant,
+    reps: &'a [usize],
+    pkt: Packet,
+    /// Classes by namespace, to look only where a K8s peer can be.
+    by_ns: HashMap<&'a str, Vec<usize>>,
+    /// Memoised peer parts: [direction][policy][rule].
+    peers: [Vec<Vec<Option<Bits>>>; 2],
+}
+
+impl<'a> SideCtx<'a> {
+    fn new(c: &'a Cluster, v: Variant, reps: &'a [usize], pkt: Packet) -> SideCtx<'a> {
+        let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (k, &r) in reps.iter().enumerate() {
+            by_ns.entry(c.endpoints[r].namespace.as_str()).or_default().push(k);
+        }
+        let (policies, _) = c.set(v);
+        let ing = policies.iter().map(|p| vec![None; p.ingress.len()]).collect();
+        let eg = policies.iter().map(|p| vec![None; p.egress.len()]).collect();
+        SideCtx { c, v, reps, pkt, by_ns, peers: [ing, eg] }
+    }
+
+    fn rep(&self, class: usize) -> Peer<'a> {
+        Peer::Endpoint(&self.c.endpoints[self.reps[class]])
+    }
+
+    /// The peer classes `class` accepts in direction `dir`: the tier walk of [`Cluster::walk`], over sets.
+    fn allowed_peers(&mut self, class: usize, dir: Direction) -> Bits {
+        let c = self.c;
+        let nc = self.reps.len();
+        let local = &c.endpoints[self.reps[class]];
+        let (policies, tiers) = c.set(self.v);
+        let mut undecided = Bits::full(nc);
+        let mut allowed = Bits::new(nc);
+        for (ti, list) in c.applicable(self.v, local, dir) {
+            let mut in_tier = undecided.clone();
+            'policies: for &pi in &list {
+                let p = &policies[pi];
+                let rules = match dir {
+                    Direction::Ingress => &p.ingress,
+                    Direction::Egress => &p.egress,
+                };
+                for (ri, rule) in rules.iter().enumerate() {
+                    if in_tier.is_empty() {
+                        break 'policies;
+                    }
+                    // Log never changes a verdict.
+                    if rule.action == Action::Log || !self.local_part(rule, local, dir) {
+                        continue;
+                    }
+                    let mut hit = self.peer_part(pi, p, ri, rule, dir).clone();
+                    hit.and(&in_tier);
+                    in_tier.and_not(&hit);
+                    match rule.action {
+                        Action::Allow => {
+                            allowed.or(&hit);
+                            undecided.and_not(&hit);
+                        }
+                        Action::Deny => undecided.and_not(&hit),
+                        Action::Pass | Action::Log => {}
+                    }
+                }
+            }
+            if tiers[ti].default_action == TierDefaultAction::Deny {
+                undecided.and_not(&in_tier);
+            }
+        }
+        if c.default_allow {
+            allowed.or(&undecided);
+        }
+        allowed
+    }
+
+    /// The part of a rule's match that looks only at the local endpoint (and the packet).
+    fn local_part(&self, rule: &IrRule, local: &crate::ir::Endpoint, dir: Direction) -> bool {
+        let pkt = &self.pkt;
+        let me = Peer::Endpoint(local);
+        match &rule.matcher {
+            // Ingress: the local endpoint is the destination, on which the ports resolve.
+            RuleMatch::K8s { ports, .. } => dir == Direction::Egress || k8s_ports_ok(ports, pkt, me),
+            RuleMatch::Calico { ip_version, protocol, not_protocol, icmp, not_icmp, source, destination } => {
+                if ip_version.is_some_and(|v| (v == 6) != pkt.v6)
+                    || protocol.is_some_and(|p| p != pkt.protocol)
+                    || not_protocol.is_some_and(|p| p == pkt.protocol)
+                    || icmp.is_some_and(|m| !icmp_matches(m, pkt))
+                    || not_icmp.is_some_and(|m| icmp_matches(m, pkt))
+                {
+                    return false;
+                }
+                match dir {
+                    Direction::Ingress => self.c.entity_matches(destination, me, Some(me), pkt),
+                    Direction::Egress => self.c.entity_matches(source, me, None, pkt),
+                }
+            }
+        }
+    }
+
+    /// The peer classes for which the peer part of rule `ri` of policy `pi` holds (memoised).
+    fn peer_part(&mut self, pi: usize, p: &IrPolicy, ri: usize, rule: &IrRule, dir: Direction) -> &Bits {
+        let d = dir as usize;
+        if self.peers[d][pi][ri].is_none() {
+            let b = self.compute_peer_part(p, rule, dir);
+            self.peers[d][pi][ri] = Some(b);
+        }
+        self.peers[d][pi][ri].as_ref().expect("just filled")
+    }
+
+    fn compute_peer_part(&self, p: &IrPolicy, rule: &IrRule, dir: Direction) -> Bits {
+        let c = self.c;
+        let nc = self.reps.len();
+        let pkt = &self.pkt;
+        match &rule.matcher {
+            RuleMatch::K8s { peers, ports } => {
+                let mut b = if peers.is_empty() { Bits::full(nc) } else { Bits::new(nc) };
+                for k in peers {
+                    match k {
+                        K8sPeer::Pods { pods, namespaces } => {
+                            let mut consider = |list: &Vec<usize>| {
+                                for &k in list {
+                                    if pods.matches(&c.endpoints[self.reps[k]].labels) {
+                                        b.set(k);
+                                    }
+                                }
+                            };
+                            match namespaces {
+                                None => {
+                                    if let Some(list) = p.namespace.as_deref().and_then(|ns| self.by_ns.get(ns)) {
+                                        consider(list);
+                                    }
+                                }
+                                Some(sel) => {
+                                    for (ns, list) in &self.by_ns {
+                                        if c.namespace_matches(sel, ns) {
+                                            consider(list);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        K8sPeer::IpBlock { cidr, except } => {
+                            for k in 0..nc {
+                                if let Some(ip) = c.endpoints[self.reps[k]].ip_of_family(pkt.v6)
+                                    && cidr.contains(&ip)
+                                    && !except.iter().any(|x| x.contains(&ip))
+                                {
+                                    b.set(k);
+                                }
+                            }
+                        }
+                    }
+                }
+                // Egress: the peer is the destination, on which the ports resolve.
+                if dir == Direction::Egress && !ports.is_empty() {
+                    let set: Vec<usize> = b.ones().collect();
+                    for k in set {
+                        if !k8s_ports_ok(ports, pkt, self.rep(k)) {
+                            b.clear(k);
+                        }
+                    }
+                }
+                b
+            }
+            RuleMatch::Calico { source, destination, .. } => {
+                let mut b = Bits::new(nc);
+                for k in 0..nc {
+                    let peer = self.rep(k);
+                    let ok = match dir {
+                        Direction::Ingress => c.entity_matches(source, peer, None, pkt),
+                        Direction::Egress => c.entity_matches(destination, peer, Some(peer), pkt),
+                    };
+                    if ok {
+                        b.set(k);
+                    }
+                }
+                b
+            }
+        }
+    }
+}
+
+/// A K8s rule's port list against the packet, named ports resolving on `dst`.
+fn k8s_ports_ok(ports: &[crate::ir::K8sPortIr], pkt: &Packet, dst: Peer<'_>) -> bool {
+    ports.is_empty()
+        || ports.iter().any(|pm| {
+            pm.protocol.number() == pkt.protocol && pm.port.as_ref().is_none_or(|m| port_matches(m, pkt, dst))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bits;
+
+    #[test]
+    fn bits_full_and_ones() {
+        for n in [0, 1, 63, 64, 65, 130] {
+            let b = Bits::full(n);
+            assert_eq!(b.ones().collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+        }
+        let mut b = Bits::new(130);
+        b.set(0);
+        b.set(64);
+        b.set(129);
+        assert!(b.get(64) && !b.get(63));
+        b.clear(64);
+        assert_eq!(b.ones().collect::<Vec<_>>(), vec![0, 129]);
     }
 }
