@@ -33,7 +33,7 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
     }
     if let Some(k) = &a.kind {
         let kind = Kind::from_cli(k).ok_or_else(|| anyhow!("unknown kind {k:?}"))?;
-        q.push(format!("kind={}", enc(&format!("{}.{}", kind.info().plural, kind.info().group).trim_end_matches('.').to_string())));
+        q.push(format!("kind={}", enc(format!("{}.{}", kind.info().plural, kind.info().group).trim_end_matches('.'))));
     }
     let c = Client::new(&a.client);
     let v = block_on(c.call(Method::GET, &format!("/porin/v1/audit?{}", q.join("&")), None))??;
