@@ -98,6 +98,13 @@ pub fn parse_documents_partial(source: &str, text: &str) -> (Vec<Document>, Vec<
         // YAML 1.2 core booleans only: a namespace called `y` or a label value `on` stays a string.
         let mut opts = serde_saphyr::Options::default();
         opts.strict_booleans = true;
+        // Allow a 10k-object apply as one stream; the defaults (1,024 documents, 250k nodes) are made for
+        // single configuration files.
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_documents = 200_000;
+        budget.max_nodes = 20_000_000;
+        budget.max_events = 40_000_000;
+        opts.budget = Some(budget);
         match serde_saphyr::from_multiple_with_options::<Value>(text, opts) {
             Ok(v) => v,
             Err(e) => {
