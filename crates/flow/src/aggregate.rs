@@ -1,0 +1,626 @@
+//! Aggregation: dataplane events in, one [`FlowRecord`] per key per flush interval out.
+//!
+//! The dataplane reports a flow at its edges only: `NEW_ALLOWED` (first packet of an admitted
+//! connection), `DENIED` (every dropped packet), `CLOSE` (first FIN/RST, with the conntrack
+//! totals of that packet's direction) and `REVOKED` (an established flow cut by a policy change,
+//! with the same totals). The [`Aggregator`] therefore keeps two tables:
+//!
+//! * the **interval table**: one entry per aggregation key with counters, created (and enriched)
+//!   on the first event of the key in the interval, drained by [`Aggregator::flush`];
+//! * the **connection tracker**: admitted connections not yet closed, so that a `CLOSE` seen from
+//!   the reply side finds its original orientation and record key, so that totals are not counted
+//!   twice (the first packet was already counted at `NEW_ALLOWED`), and so that a record can say
+//!   how many of its connections are still open. It is bounded ([`AggregatorConfig::max_tracked`])
+//!   and entries expire after the dataplane's conntrack lifetimes.
+//!
+//! Keys ([`AggregationLevel`]):
+//! * `five_tuple`: local endpoint, peer identity, addresses, ports, protocol, direction, verdict,
+//!   drop reason, rule id;
+//! * `workload`: local workload and peer workload (by [`EndpointMeta::aggregate_name`], falling
+//!   back to the endpoint id / identity when unknown) instead of endpoint, addresses and source
+//!   port. Labels of a merged side are the labels all its pods share.
+//!
+//! The verdict is part of every key: allowed and denied traffic never share a record.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use porin_dataplane::{Direction, Event, EventType, Reason};
+
+use crate::counters::PipelineCounters;
+use crate::enrich::{EndpointMeta, Enricher, PendingMeta, PendingQuery, RuleMeta};
+use crate::hash::{FxHashMap, FxHashSet};
+use crate::record::{
+    AggregationLevel, EndpointKind, FlowDirection, FlowEndpoint, FlowRecord, Icmp, IpFamily, Reporter, TcpFlags,
+    Verdict, protocol_name,
+};
+use crate::time::TimeBase;
+
+/// Conntrack lifetimes of the dataplane (`abi.h`): idle time after which an entry is gone.
+pub const CT_LIFETIME_TCP_NS: u64 = 6 * 3600 * 1_000_000_000;
+/// Lifetime of non-TCP conntrack entries.
+pub const CT_LIFETIME_OTHER_NS: u64 = 180 * 1_000_000_000;
+
+/// Aggregator settings.
+#[derive(Clone, Debug)]
+pub struct AggregatorConfig {
+    pub level: AggregationLevel,
+    /// Node name written into every record.
+    pub node: String,
+    /// Monotonic → wall clock.
+    pub time_base: TimeBase,
+    /// Connection tracker capacity (open connections remembered). Default 262 144 (2× the
+    /// dataplane's default conntrack size / 2 entries per connection, with headroom).
+    pub max_tracked: usize,
+    /// Interval table size at which [`Aggregator::ingest`] asks for an early flush. Default 65 536.
+    pub max_interval_records: usize,
+    /// Idle lifetime of a tracked TCP connection (default: the dataplane's, 6 h).
+    pub tcp_lifetime_ns: u64,
+    /// Idle lifetime of other tracked connections (default: the dataplane's, 180 s).
+    pub other_lifetime_ns: u64,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        Self {
+            level: AggregationLevel::FiveTuple,
+            node: String::new(),
+            time_base: TimeBase::from_offset(0),
+            max_tracked: 262_144,
+            max_interval_records: 65_536,
+            tcp_lifetime_ns: CT_LIFETIME_TCP_NS,
+            other_lifetime_ns: CT_LIFETIME_OTHER_NS,
+        }
+    }
+}
+
+/// A 5-tuple as seen at one hook of one endpoint (addresses as 16 raw bytes, v4 in the first 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Tuple {
+    endpoint_id: u32,
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    family: u8,
+    dir: u8,
+}
+
+impl Tuple {
+    fn of(ev: &Event) -> Option<Self> {
+        let (family, src) = ip_bytes(ev.src?);
+        let (_, dst) = ip_bytes(ev.dst?);
+        Some(Self {
+            endpoint_id: ev.endpoint_id,
+            src,
+            dst,
+            sport: ev.sport,
+            dport: ev.dport,
+            proto: ev.proto,
+            family,
+            dir: ev.dir as u8,
+        })
+    }
+
+    /// The same connection seen from the other direction at the same endpoint.
+    fn reversed(&self) -> Self {
+        Self { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport, dir: self.dir ^ 1, ..*self }
+    }
+
+    fn is_icmp(&self) -> bool {
+        self.proto == 1 || self.proto == 58
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (4, b)
+        }
+        IpAddr::V6(a) => (6, a.octets()),
+    }
+}
+
+fn ip_of(family: u8, b: &[u8; 16]) -> IpAddr {
+    if family == 4 { IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])) } else { IpAddr::V6(Ipv6Addr::from(*b)) }
+}
+
+const VERDICT_ALLOWED: u8 = 0;
+const VERDICT_DENIED: u8 = 1;
+const NO_REASON: u8 = 255;
+/// Side ids: raw endpoint ids / identities below 2^32, interned workload slots above.
+const SLOT_BIT: u64 = 1 << 32;
+
+/// The aggregation key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct AggKey {
+    local: u64,
+    peer: u64,
+    rule_id: u32,
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    family: u8,
+    dir: u8,
+    verdict: u8,
+    reason: u8,
+}
+
+/// One record being accumulated.
+#[derive(Debug)]
+struct Entry {
+    start_ns: u64,
+    end_ns: u64,
+    /// The tuple and identity of the first event (enrichment and pending query used these).
+    first: Tuple,
+    peer_identity: u32,
+    packets_fwd: u64,
+    bytes_fwd: u64,
+    packets_rev: u64,
+    bytes_rev: u64,
+    tcp_flags: u8,
+    started: u64,
+    completed: u64,
+    local: Side,
+    peer: Side,
+    rule: Option<Arc<RuleMeta>>,
+    pending: Option<Arc<PendingMeta>>,
+}
+
+/// Metadata of one side of an entry; for merged sides, the shared labels.
+#[derive(Debug)]
+struct Side {
+    meta: Option<Arc<EndpointMeta>>,
+    /// Set once a second, different member joined: the labels they all share.
+    shared_labels: Option<BTreeMap<String, String>>,
+    last_member: u32,
+}
+
+impl Side {
+    fn new(meta: Option<Arc<EndpointMeta>>, member: u32) -> Self {
+        Self { meta, shared_labels: None, last_member: member }
+    }
+
+    fn join(&mut self, member: u32, meta: Option<&Arc<EndpointMeta>>) {
+        if member == self.last_member {
+            return;
+        }
+        self.last_member = member;
+        let labels = self.shared_labels.get_or_insert_with(|| self.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default());
+        match meta {
+            Some(m) => labels.retain(|k, v| m.labels.get(k) == Some(v)),
+            None => labels.clear(),
+        }
+    }
+}
+
+/// A tracked open connection.
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    key: AggKey,
+    peer_identity: u32,
+    /// Packets/bytes already counted per direction (original, reply).
+    counted: [(u64, u64); 2],
+    opened_ns: u64,
+}
+
+/// Per-interval cache of the enricher's answers for per-workload keys.
+#[derive(Default)]
+struct SideCache {
+    endpoints: FxHashMap<u32, (Option<Arc<EndpointMeta>>, u64)>,
+    identities: FxHashMap<u32, (Option<Arc<EndpointMeta>>, u64)>,
+}
+
+/// Events → records (see the module docs).
+pub struct Aggregator {
+    cfg: AggregatorConfig,
+    counters: Arc<PipelineCounters>,
+    interval: FxHashMap<AggKey, Entry>,
+    /// Denied tuples seen this interval (to count attempts, not packets).
+    denied_seen: FxHashSet<Tuple>,
+    tracker: FxHashMap<Tuple, Conn>,
+    live: FxHashMap<AggKey, u32>,
+    cache: SideCache,
+    /// Workload names → slots; persistent so that keys stored in the tracker stay valid.
+    slots: FxHashMap<(EndpointKind, Option<String>, String), u32>,
+}
+
+impl std::fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("level", &self.cfg.level)
+            .field("interval_records", &self.interval.len())
+            .field("tracked", &self.tracker.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Aggregator {
+    pub fn new(cfg: AggregatorConfig, counters: Arc<PipelineCounters>) -> Self {
+        Self {
+            cfg,
+            counters,
+            interval: FxHashMap::default(),
+            denied_seen: FxHashSet::default(),
+            tracker: FxHashMap::default(),
+            live: FxHashMap::default(),
+            cache: SideCache::default(),
+            slots: FxHashMap::default(),
+        }
+    }
+
+    pub fn config(&self) -> &AggregatorConfig {
+        &self.cfg
+    }
+
+    /// Records accumulated in the current interval.
+    pub fn interval_len(&self) -> usize {
+        self.interval.len()
+    }
+
+    /// Open connections tracked.
+    pub fn tracked(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Estimated heap bytes held by the connection tracker, per tracked connection (key, value and
+    /// the hash table's control byte, at the table's current load), plus the live-count table.
+    pub fn state_bytes_per_tracked(&self) -> f64 {
+        let entry = std::mem::size_of::<(Tuple, Conn)>() + 1;
+        let live = std::mem::size_of::<(AggKey, u32)>() + 1;
+        let bytes = self.tracker.capacity() * entry + self.live.capacity() * live;
+        bytes as f64 / self.tracker.len().max(1) as f64
+    }
+
+    /// Adds one event. Returns `true` when the interval table is full and the caller should
+    /// [`flush`](Self::flush) now (nothing is dropped if it does not; the table just grows).
+    pub fn ingest<E: Enricher + ?Sized>(&mut self, ev: &Event, enr: &E) -> bool {
+        PipelineCounters::add(&self.counters.events_in, 1);
+        let Some(t) = Tuple::of(ev) else {
+            PipelineCounters::add(&self.counters.non_ip_events, 1);
+            return false;
+        };
+        match ev.kind {
+            EventType::NewAllowed => self.on_new(ev, t, enr),
+            EventType::Denied => {
+                let reason = ev.reason as u8;
+                self.on_denied(ev.ts_ns, t, ev.peer_identity, ev.rule_id, reason, ev.bytes, ev.tcp_flags, enr);
+            }
+            EventType::Close | EventType::Revoked => self.on_close(ev, t, enr),
+        }
+        self.interval.len() >= self.cfg.max_interval_records
+    }
+
+    fn on_new<E: Enricher + ?Sized>(&mut self, ev: &Event, t: Tuple, enr: &E) {
+        let key = self.key(&t, ev.peer_identity, ev.rule_id, VERDICT_ALLOWED, NO_REASON, enr);
+        let e = self.entry(key, &t, ev.peer_identity, ev.ts_ns, enr);
+        e.packets_fwd += ev.packets;
+        e.bytes_fwd += ev.bytes;
+        e.tcp_flags |= ev.tcp_flags;
+        e.started += 1;
+
+        let conn = Conn { key, peer_identity: ev.peer_identity, counted: [(ev.packets, ev.bytes), (0, 0)], opened_ns: ev.ts_ns };
+        if let Some(old) = self.tracker.get(&t).copied() {
+            // The kernel forgot the old connection (idle expiry) and admitted the tuple again.
+            self.unlive(&old.key);
+        } else if self.tracker.len() >= self.cfg.max_tracked {
+            self.expire(ev.ts_ns);
+            if self.tracker.len() >= self.cfg.max_tracked {
+                PipelineCounters::add(&self.counters.tracker_full, 1);
+                return;
+            }
+        }
+        self.tracker.insert(t, conn);
+        *self.live.entry(key).or_insert(0) += 1;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_denied<E: Enricher + ?Sized>(
+        &mut self,
+        ts: u64,
+        t: Tuple,
+        peer_identity: u32,
+        rule_id: u32,
+        reason: u8,
+        bytes: u64,
+        tcp_flags: u8,
+        enr: &E,
+    ) {
+        let key = self.key(&t, peer_identity, rule_id, VERDICT_DENIED, reason, enr);
+        let first = self.denied_seen.insert(t);
+        let e = self.entry(key, &t, peer_identity, ts, enr);
+        e.packets_fwd += 1;
+        e.bytes_fwd += bytes;
+        e.tcp_flags |= tcp_flags;
+        e.started += u64::from(first);
+    }
+
+    fn on_close<E: Enricher + ?Sized>(&mut self, ev: &Event, t: Tuple, enr: &E) {
+        let found = match self.tracker.remove(&t) {
+            Some(c) => Some((c, 0usize, t)),
+            None => self.tracker.remove(&t.reversed()).map(|c| (c, 1usize, t.reversed())),
+        };
+        let (key, orig, peer_identity, side, delta) = match found {
+            Some((conn, side, orig)) => {
+                self.unlive(&conn.key);
+                let (p0, b0) = conn.counted[side];
+                (conn.key, orig, conn.peer_identity, side, (ev.packets.saturating_sub(p0), ev.bytes.saturating_sub(b0)))
+            }
+            None => {
+                PipelineCounters::add(&self.counters.close_unmatched, 1);
+                let key = self.key(&t, ev.peer_identity, ev.rule_id, VERDICT_ALLOWED, NO_REASON, enr);
+                (key, t, ev.peer_identity, 0, (ev.packets, ev.bytes))
+            }
+        };
+        let e = self.entry(key, &orig, peer_identity, ev.ts_ns, enr);
+        if side == 0 {
+            e.packets_fwd += delta.0;
+            e.bytes_fwd += delta.1;
+        } else {
+            e.packets_rev += delta.0;
+            e.bytes_rev += delta.1;
+        }
+        e.tcp_flags |= ev.tcp_flags;
+        e.completed += 1;
+        if ev.kind == EventType::Revoked {
+            // The packet that found the flow revoked was dropped: a denied record under the
+            // revoking rule, in the connection's original orientation.
+            self.on_denied(ev.ts_ns, orig, peer_identity, ev.rule_id, Reason::DropRevoked as u8, 0, ev.tcp_flags, enr);
+        }
+    }
+
+    fn unlive(&mut self, key: &AggKey) {
+        if let Some(n) = self.live.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.live.remove(key);
+            }
+        }
+    }
+
+    /// Drops tracked connections idle past their lifetime (at monotonic time `now_ns`).
+    fn expire(&mut self, now_ns: u64) {
+        let (tcp, other) = (self.cfg.tcp_lifetime_ns, self.cfg.other_lifetime_ns);
+        let mut gone = Vec::new();
+        self.tracker.retain(|t, c| {
+            let life = if t.proto == 6 { tcp } else { other };
+            let keep = now_ns.saturating_sub(c.opened_ns) < life;
+            if !keep {
+                gone.push(c.key);
+            }
+            keep
+        });
+        PipelineCounters::add(&self.counters.tracker_expired, gone.len() as u64);
+        for k in gone {
+            self.unlive(&k);
+        }
+    }
+
+    fn key<E: Enricher + ?Sized>(&mut self, t: &Tuple, peer_identity: u32, rule_id: u32, verdict: u8, reason: u8, enr: &E) -> AggKey {
+        match self.cfg.level {
+            AggregationLevel::FiveTuple => AggKey {
+                local: u64::from(t.endpoint_id),
+                peer: u64::from(peer_identity),
+                rule_id,
+                src: t.src,
+                dst: t.dst,
+                sport: t.sport,
+                dport: t.dport,
+                proto: t.proto,
+                family: t.family,
+                dir: t.dir,
+                verdict,
+                reason,
+            },
+            AggregationLevel::Workload => {
+                let local = self.endpoint_slot(t.endpoint_id, enr);
+                let peer = self.identity_slot(peer_identity, enr);
+                // Ingress: the destination port is on the local side (dst), egress: on the peer (dst)
+                // -- either way the packet's dport. ICMP keeps type/code.
+                AggKey {
+                    local,
+                    peer,
+                    rule_id,
+                    src: [0; 16],
+                    dst: [0; 16],
+                    sport: 0,
+                    dport: t.dport,
+                    proto: t.proto,
+                    family: t.family,
+                    dir: t.dir,
+                    verdict,
+                    reason,
+                }
+            }
+        }
+    }
+
+    fn slot_of(slots: &mut FxHashMap<(EndpointKind, Option<String>, String), u32>, m: &EndpointMeta) -> Option<u64> {
+        let name = m.aggregate_name()?;
+        let k = (m.kind, m.namespace.clone(), name.to_string());
+        let n = slots.len() as u32;
+        Some(SLOT_BIT | u64::from(*slots.entry(k).or_insert(n)))
+    }
+
+    fn endpoint_slot<E: Enricher + ?Sized>(&mut self, id: u32, enr: &E) -> u64 {
+        if let Some((_, s)) = self.cache.endpoints.get(&id) {
+            return *s;
+        }
+        let meta = enr.endpoint(id);
+        let slot = meta.as_deref().and_then(|m| Self::slot_of(&mut self.slots, m)).unwrap_or(u64::from(id));
+        self.cache.endpoints.insert(id, (meta, slot));
+        slot
+    }
+
+    fn identity_slot<E: Enricher + ?Sized>(&mut self, id: u32, enr: &E) -> u64 {
+        if let Some((_, s)) = self.cache.identities.get(&id) {
+            return *s;
+        }
+        let meta = enr.identity(id);
+        // World and other address-only peers without a name keep their identity.
+        let slot = meta
+            .as_deref()
+            .filter(|m| m.kind != EndpointKind::World)
+            .and_then(|m| Self::slot_of(&mut self.slots, m))
+            .unwrap_or(u64::from(id));
+        self.cache.identities.insert(id, (meta, slot));
+        slot
+    }
+
+    fn endpoint_meta<E: Enricher + ?Sized>(&self, id: u32, enr: &E) -> Option<Arc<EndpointMeta>> {
+        match self.cache.endpoints.get(&id) {
+            Some((m, _)) => m.clone(),
+            None => enr.endpoint(id),
+        }
+    }
+
+    fn identity_meta<E: Enricher + ?Sized>(&self, id: u32, enr: &E) -> Option<Arc<EndpointMeta>> {
+        match self.cache.identities.get(&id) {
+            Some((m, _)) => m.clone(),
+            None => enr.identity(id),
+        }
+    }
+
+    fn entry<E: Enricher + ?Sized>(&mut self, key: AggKey, t: &Tuple, peer_identity: u32, ts: u64, enr: &E) -> &mut Entry {
+        let workload = self.cfg.level == AggregationLevel::Workload;
+        if self.interval.contains_key(&key) {
+            let (lm, pm) = if workload {
+                (self.endpoint_meta(t.endpoint_id, enr), self.identity_meta(peer_identity, enr))
+            } else {
+                (None, None)
+            };
+            let e = self.interval.get_mut(&key).expect("present");
+            e.end_ns = e.end_ns.max(ts);
+            e.start_ns = e.start_ns.min(ts);
+            if workload {
+                e.local.join(t.endpoint_id, lm.as_ref());
+                e.peer.join(peer_identity, pm.as_ref());
+            }
+            return e;
+        }
+        let local = self.endpoint_meta(t.endpoint_id, enr);
+        let peer = self.identity_meta(peer_identity, enr);
+        let c = &self.counters;
+        if local.is_none() {
+            PipelineCounters::add(&c.unknown_endpoint, 1);
+        }
+        if peer.is_none() {
+            PipelineCounters::add(&c.unknown_identity, 1);
+        }
+        let rule = enr.rule(key.rule_id);
+        if rule.is_none() {
+            PipelineCounters::add(&c.unknown_rule, 1);
+        }
+        let dir = if t.dir == Direction::Ingress as u8 { FlowDirection::Ingress } else { FlowDirection::Egress };
+        let peer_ip = if workload {
+            None
+        } else {
+            Some(ip_of(t.family, if dir == FlowDirection::Egress { &t.dst } else { &t.src }))
+        };
+        let pending =
+            enr.pending(&PendingQuery { endpoint_id: t.endpoint_id, direction: dir, peer_identity, peer_ip, protocol: t.proto, port: t.dport });
+        self.interval.entry(key).or_insert(Entry {
+            start_ns: ts,
+            end_ns: ts,
+            first: *t,
+            peer_identity,
+            packets_fwd: 0,
+            bytes_fwd: 0,
+            packets_rev: 0,
+            bytes_rev: 0,
+            tcp_flags: 0,
+            started: 0,
+            completed: 0,
+            local: Side::new(local, t.endpoint_id),
+            peer: Side::new(peer, peer_identity),
+            rule,
+            pending,
+        })
+    }
+
+    /// Ends the interval at monotonic time `now_ns`: returns its records (ordered by start time,
+    /// then end time, then source and destination), clears the interval table and the per-interval
+    /// enrichment cache, and expires idle tracked connections.
+    pub fn flush(&mut self, now_ns: u64) -> Vec<FlowRecord> {
+        self.expire(now_ns);
+        let level = self.cfg.level;
+        let mut out: Vec<FlowRecord> =
+            self.interval.drain().map(|(k, e)| to_record(&self.cfg, level, &k, e, self.live.get(&k).copied().unwrap_or(0))).collect();
+        out.sort_by(|a, b| {
+            (a.start_time, a.end_time, &a.src.ip, a.src.port, &a.dst.ip, a.dst.port, a.verdict)
+                .cmp(&(b.start_time, b.end_time, &b.src.ip, b.src.port, &b.dst.ip, b.dst.port, b.verdict))
+                .then_with(|| a.src.display_name().cmp(&b.src.display_name()))
+                .then_with(|| a.dst.display_name().cmp(&b.dst.display_name()))
+        });
+        self.denied_seen.clear();
+        self.cache.endpoints.clear();
+        self.cache.identities.clear();
+        if self.denied_seen.capacity() > 4 * 65_536 {
+            self.denied_seen.shrink_to(65_536);
+        }
+        PipelineCounters::add(&self.counters.records_out, out.len() as u64);
+        out
+    }
+}
+
+fn side_endpoint(side: &Side, workload: bool, ip: Option<IpAddr>, port: Option<u16>, identity: Option<u32>) -> FlowEndpoint {
+    let mut ep = FlowEndpoint { ip, port, identity, ..Default::default() };
+    if let Some(m) = side.meta.as_deref() {
+        ep.kind = m.kind;
+        ep.namespace = m.namespace.clone();
+        ep.pod = if workload { None } else { m.pod.clone() };
+        ep.workload = if workload { m.aggregate_name().map(Into::into) } else { m.workload.clone() };
+        ep.network_set = m.network_set.clone();
+        ep.labels = side.shared_labels.clone().unwrap_or_else(|| m.labels.clone());
+    }
+    ep
+}
+
+fn to_record(cfg: &AggregatorConfig, level: AggregationLevel, k: &AggKey, e: Entry, open: u32) -> FlowRecord {
+    let workload = level == AggregationLevel::Workload;
+    let t = &e.first;
+    let ingress = t.dir == Direction::Ingress as u8;
+    let icmp = t.is_icmp();
+    let (sport, dport) = if icmp { (None, None) } else { (Some(t.sport).filter(|_| !workload), Some(t.dport)) };
+    let (src_ip, dst_ip) = if workload { (None, None) } else { (Some(ip_of(t.family, &t.src)), Some(ip_of(t.family, &t.dst))) };
+    let local_ip = if ingress { dst_ip } else { src_ip };
+    let peer_ip = if ingress { src_ip } else { dst_ip };
+    let local_port = if ingress { dport } else { sport };
+    let peer_port = if ingress { sport } else { dport };
+    let local = side_endpoint(&e.local, workload, local_ip, local_port, None);
+    let peer = side_endpoint(&e.peer, workload, peer_ip, peer_port, Some(e.peer_identity));
+    let (src, dst) = if ingress { (peer, local) } else { (local, peer) };
+    FlowRecord {
+        start_time: cfg.time_base.to_unix(e.start_ns),
+        end_time: cfg.time_base.to_unix(e.end_ns),
+        node: cfg.node.clone(),
+        verdict: if k.verdict == VERDICT_ALLOWED { Verdict::Allowed } else { Verdict::Denied },
+        pending_verdict: e.pending.as_ref().map(|p| p.verdict),
+        drop_reason: (k.reason != NO_REASON).then(|| Reason::from_u8(k.reason).map(|r| r.as_str().to_string()).unwrap_or_else(|| k.reason.to_string())),
+        direction: if ingress { FlowDirection::Ingress } else { FlowDirection::Egress },
+        reporter: if ingress { Reporter::Dst } else { Reporter::Src },
+        ip_family: if t.family == 4 { IpFamily::V4 } else { IpFamily::V6 },
+        protocol: protocol_name(t.proto).into_owned(),
+        icmp: icmp.then(|| Icmp { kind: (t.dport >> 8) as u8, code: t.dport as u8 }),
+        src,
+        dst,
+        enforced_trace: e.rule.as_ref().map(|r| r.trace.clone()).unwrap_or_default(),
+        pending_trace: e.pending.as_ref().map(|p| p.trace.clone()).unwrap_or_default(),
+        packets_src_to_dst: e.packets_fwd,
+        bytes_src_to_dst: e.bytes_fwd,
+        packets_dst_to_src: e.packets_rev,
+        bytes_dst_to_src: e.bytes_rev,
+        tcp_flags: TcpFlags(e.tcp_flags),
+        flows_started: e.started,
+        flows_completed: e.completed,
+        flows_open: u64::from(open),
+        open: open > 0,
+        aggregation: level,
+    }
+}

@@ -1,0 +1,68 @@
+//! Porin flow visibility: every workload connection, allowed or denied, with the policy that
+//! decided it and what staged policies would have done.
+//!
+//! The pieces, in pipeline order (see `docs/design/flows.md` for the record schema and the
+//! reasoning):
+//!
+//! * [`pipeline`]: raw ring-buffer records → [`porin_dataplane::Event`] → [`aggregate`] →
+//!   [`pipeline::FlowSink`]s, with a bounded reader→pipeline [`pipeline::event_queue`]; every
+//!   loss counted in [`counters::PipelineCounters`].
+//! * [`enrich`]: the [`enrich::Enricher`] trait the agent implements (endpoint ids, identities and
+//!   rule ids → pods, labels, policy traces, staged verdicts).
+//! * [`aggregate`]: per-5-tuple or per-workload records per flush interval, with a bounded
+//!   connection tracker.
+//! * [`record`]: the [`record::FlowRecord`] (stable JSON field names).
+//! * [`store`]: the embedded flow store (redb), bounded by size and age, queryable by time and
+//!   [`filter`]; [`export`]: rotated JSON-lines files for log shippers.
+//! * [`filter`]: `porin observe` filter flags (`--namespace`, `--from-pod`, `--not`, …) with
+//!   hubble's OR/AND/NOT rules; [`print`]: compact, JSON and table printers.
+//! * [`metrics`]: the Prometheus registry the agent serves at `/metrics`.
+//!
+//! No threads or tasks are started by this crate; the caller owns the loop and the clock.
+
+#![forbid(unsafe_code)]
+
+pub mod aggregate;
+pub mod counters;
+pub mod enrich;
+pub mod export;
+pub mod filter;
+mod hash;
+pub mod metrics;
+pub mod pipeline;
+pub mod print;
+pub mod record;
+pub mod store;
+pub mod time;
+
+use std::path::PathBuf;
+
+pub use aggregate::{Aggregator, AggregatorConfig};
+pub use counters::{CountersSnapshot, PipelineCounters};
+pub use enrich::{EndpointMeta, Enricher, MapEnricher, PendingMeta, PendingQuery, RuleMeta};
+pub use export::{JsonlExporter, JsonlOptions};
+pub use filter::{FilterArgs, FilterError, FilterTerm, FlowFilter, Query};
+pub use metrics::Metrics;
+pub use pipeline::{EventSender, FlowSink, Pipeline, SendOutcome, event_queue};
+pub use print::{OutputFormat, Printer};
+pub use record::{
+    AggregationLevel, EndpointKind, FlowDirection, FlowEndpoint, FlowRecord, IpFamily, PendingVerdict, Reporter,
+    TcpFlags, Verdict,
+};
+pub use store::{FlowStore, FlowStoreOptions, StoreStats};
+pub use time::{TimeBase, UnixNanos};
+
+/// Errors of the flow store and the export.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("flow store {path}: {source}")]
+    Store { path: PathBuf, source: Box<redb::Error> },
+    #[error("flow store {path} is open in another process")]
+    StoreLocked { path: PathBuf },
+    #[error("flow store {path}: corrupt record at key {key}: {detail}")]
+    Corrupt { path: PathBuf, key: String, detail: String },
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("encoding a flow record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
