@@ -147,6 +147,8 @@ impl Compiled {
 }
 
 type Value = (bool, u32);
+/// A verdict function over ports: (first, last, verdict) segments.
+type Segments = Vec<(u16, u16, Value)>;
 
 /// Compile the enforced policy of every endpoint `local` accepts.
 pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool) -> Compiled {
@@ -265,12 +267,11 @@ fn boundaries(
             b.insert(u32::from(*hi) + 1);
         }
         PortMatch::Named(n) => {
-            if let (Some(l4), Some(d)) = (l4, dst) {
-                if let Some(p) = d.resolve_named_port(n, l4) {
+            if let (Some(l4), Some(d)) = (l4, dst)
+                && let Some(p) = d.resolve_named_port(n, l4) {
                     b.insert(u32::from(p));
                     b.insert(u32::from(p) + 1);
                 }
-            }
         }
     };
     for (_, list) in applicable {
@@ -294,11 +295,10 @@ fn rule_boundaries(
     match &r.matcher {
         RuleMatch::K8s { ports, peers } => {
             for pm in ports {
-                if pm.protocol.number() == proto {
-                    if let Some(m) = &pm.port {
+                if pm.protocol.number() == proto
+                    && let Some(m) = &pm.port {
                         port_match(m, b);
                     }
-                }
             }
             let _ = peers.iter().filter(|p| matches!(p, K8sPeer::IpBlock { .. })).count();
         }
@@ -365,7 +365,7 @@ fn compile_direction(
     struct Func {
         id: u32,
         other: Value,
-        protos: Vec<(u8, Vec<(u16, u16, Value)>)>,
+        protos: Vec<(u8, Segments)>,
     }
     let mut funcs = Vec::with_capacity(identities.len());
     for ident in identities {
@@ -373,7 +373,7 @@ fn compile_direction(
         let other_v = eval(state, peer, &packet(other, 0, v6));
         let mut protos = Vec::new();
         for &p in protocols {
-            let segs: Vec<(u16, u16, Value)> = if has_ports(p) {
+            let segs: Segments = if has_ports(p) {
                 let b = match dir {
                     Direction::Ingress => fixed[&p].clone(),
                     Direction::Egress => {
@@ -385,7 +385,7 @@ fn compile_direction(
                     }
                 };
                 let starts: Vec<u32> = b.into_iter().collect();
-                let mut segs: Vec<(u16, u16, Value)> = Vec::new();
+                let mut segs: Segments = Vec::new();
                 for (k, &lo) in starts.iter().enumerate() {
                     let hi = starts.get(k + 1).map(|n| n - 1).unwrap_or(65535);
                     let v = eval(state, peer, &packet(p, lo as u16, v6));

@@ -79,11 +79,10 @@ fn validate_document(c: &mut Ctx<'_>, tiers: &BTreeSet<String>) {
     } else if let Err(m) = check_dns_name(&meta.name, 253) {
         c.err("metadata.name", format!("{:?} {m}", meta.name));
     }
-    if let Some(ns) = &meta.namespace {
-        if let Err(m) = check_dns_label(ns) {
+    if let Some(ns) = &meta.namespace
+        && let Err(m) = check_dns_label(ns) {
             c.err("metadata.namespace", format!("{ns:?} {m}"));
         }
-    }
     for (k, v) in &meta.labels {
         if let Err(m) = check_label_key(k) {
             c.err(&format!("metadata.labels.{k}"), format!("key {m}"));
@@ -111,11 +110,10 @@ fn validate_document(c: &mut Ctx<'_>, tiers: &BTreeSet<String>) {
                     }
                 }
             }
-            if let Some(ip) = &p.status.pod_ip {
-                if ip.parse::<std::net::IpAddr>().is_err() {
+            if let Some(ip) = &p.status.pod_ip
+                && ip.parse::<std::net::IpAddr>().is_err() {
                     c.err("status.podIP", format!("{ip:?} is not an IP address"));
                 }
-            }
             for (i, ip) in p.status.pod_ips.iter().enumerate() {
                 if ip.ip.parse::<std::net::IpAddr>().is_err() {
                     c.err(&format!("status.podIPs[{i}].ip"), format!("{:?} is not an IP address", ip.ip));
@@ -135,11 +133,10 @@ fn validate_document(c: &mut Ctx<'_>, tiers: &BTreeSet<String>) {
             }
         }
         Resource::Tier(o) => {
-            if let Some(order) = o.spec.order {
-                if !order.is_finite() {
+            if let Some(order) = o.spec.order
+                && !order.is_finite() {
                     c.err("spec.order", "must be a finite number");
                 }
-            }
             if o.metadata.name == DEFAULT_TIER {
                 if o.spec.order.is_some_and(|x| x != 1_000_000.0) {
                     c.err("spec.order", "the default tier's order is fixed at 1000000");
@@ -208,16 +205,14 @@ fn validate_k8s_peer(c: &mut Ctx<'_>, path: &str, p: &K8sPeer) {
     if p.ip_block.is_none() && p.pod_selector.is_none() && p.namespace_selector.is_none() {
         c.err(path, "a peer needs podSelector, namespaceSelector or ipBlock");
     }
-    if let Some(s) = &p.pod_selector {
-        if let Err(e) = s.to_selector() {
+    if let Some(s) = &p.pod_selector
+        && let Err(e) = s.to_selector() {
             c.err(&format!("{path}.podSelector"), e.to_string());
         }
-    }
-    if let Some(s) = &p.namespace_selector {
-        if let Err(e) = s.to_selector() {
+    if let Some(s) = &p.namespace_selector
+        && let Err(e) = s.to_selector() {
             c.err(&format!("{path}.namespaceSelector"), e.to_string());
         }
-    }
     if let Some(b) = &p.ip_block {
         match parse_cidr(&b.cidr) {
             Err(m) => c.err(&format!("{path}.ipBlock.cidr"), m),
@@ -275,11 +270,10 @@ fn validate_policy(c: &mut Ctx<'_>, s: &PolicySpec, global: bool, staged: bool, 
     if !tiers.contains(&tier) {
         c.err("spec.tier", format!("tier {tier:?} does not exist (define it with a Tier object)"));
     }
-    if let Some(o) = s.order {
-        if !o.is_finite() {
+    if let Some(o) = s.order
+        && !o.is_finite() {
             c.err("spec.order", "must be a finite number");
         }
-    }
     if staged {
         match s.staged_action {
             None | Some(StagedAction::Set) => {}
@@ -344,20 +338,18 @@ fn check_selector(c: &mut Ctx<'_>, path: &str, s: Option<&str>, allow_global: bo
 }
 
 fn validate_rule(c: &mut Ctx<'_>, path: &str, r: &Rule) {
-    if let Some(v) = r.ip_version {
-        if v != 4 && v != 6 {
+    if let Some(v) = r.ip_version
+        && v != 4 && v != 6 {
             c.err(&format!("{path}.ipVersion"), format!("{v} is not 4 or 6"));
         }
-    }
     let proto = r.protocol.as_ref().map(|p| (p, p.number()));
     if let Some((p, None)) = &proto {
         c.err(&format!("{path}.protocol"), format!("{p:?} is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)"));
     }
-    if let Some(p) = &r.not_protocol {
-        if p.number().is_none() {
+    if let Some(p) = &r.not_protocol
+        && p.number().is_none() {
             c.err(&format!("{path}.notProtocol"), format!("{p:?} is not a protocol"));
         }
-    }
     let proto_num = proto.and_then(|(_, n)| n);
     for (field, icmp) in [("icmp", &r.icmp), ("notICMP", &r.not_icmp)] {
         if let Some(m) = icmp {
@@ -367,16 +359,14 @@ fn validate_rule(c: &mut Ctx<'_>, path: &str, r: &Rule) {
             if m.code.is_some() && m.icmp_type.is_none() {
                 c.err(&format!("{path}.{field}.code"), "requires type");
             }
-            if let Some(t) = m.icmp_type {
-                if !(0..=254).contains(&t) {
+            if let Some(t) = m.icmp_type
+                && !(0..=254).contains(&t) {
                     c.err(&format!("{path}.{field}.type"), format!("{t} is not 0-254"));
                 }
-            }
-            if let Some(code) = m.code {
-                if !(0..=255).contains(&code) {
+            if let Some(code) = m.code
+                && !(0..=255).contains(&code) {
                     c.err(&format!("{path}.{field}.code"), format!("{code} is not 0-255"));
                 }
-            }
             match (proto_num, r.ip_version) {
                 (Some(1), Some(6)) => c.err(&format!("{path}.ipVersion"), "ICMP needs ipVersion 4"),
                 (Some(58), Some(4)) => c.err(&format!("{path}.ipVersion"), "ICMPv6 needs ipVersion 6"),

@@ -171,24 +171,21 @@ impl Cluster {
 
     /// Does policy `p` select endpoint `e`?
     pub fn policy_selects(&self, p: &IrPolicy, e: &Endpoint) -> bool {
-        if let Some(ns) = &p.namespace {
-            if &e.namespace != ns {
+        if let Some(ns) = &p.namespace
+            && &e.namespace != ns {
                 return false;
             }
-        }
         if !p.selector.matches(&e.labels) {
             return false;
         }
-        if let Some(nsel) = &p.namespace_selector {
-            if !self.namespace_matches(nsel, &e.namespace) {
+        if let Some(nsel) = &p.namespace_selector
+            && !self.namespace_matches(nsel, &e.namespace) {
                 return false;
             }
-        }
-        if let Some(sa) = &p.sa_selector {
-            if !sa.matches(&sa_labels(&e.service_account)) {
+        if let Some(sa) = &p.sa_selector
+            && !sa.matches(&sa_labels(&e.service_account)) {
                 return false;
             }
-        }
         true
     }
 
@@ -224,6 +221,8 @@ impl Cluster {
     }
 
     /// The tier walk over a precomputed [`Cluster::applicable`] list.
+    // The hot loop of every fast path: its inputs are all distinct values the callers already hold.
+    #[allow(clippy::too_many_arguments)]
     pub fn walk(
         &self,
         v: Variant,
@@ -351,24 +350,21 @@ impl Cluster {
                     })
             }
             RuleMatch::Calico { ip_version, protocol, not_protocol, icmp, not_icmp, source, destination } => {
-                if let Some(v) = ip_version {
-                    if (*v == 6) != pkt.v6 {
+                if let Some(v) = ip_version
+                    && (*v == 6) != pkt.v6 {
                         return false;
                     }
-                }
                 if protocol.is_some_and(|p| p != pkt.protocol) || not_protocol.is_some_and(|p| p == pkt.protocol) {
                     return false;
                 }
-                if let Some(m) = icmp {
-                    if !icmp_matches(*m, pkt) {
+                if let Some(m) = icmp
+                    && !icmp_matches(*m, pkt) {
                         return false;
                     }
-                }
-                if let Some(m) = not_icmp {
-                    if icmp_matches(*m, pkt) {
+                if let Some(m) = not_icmp
+                    && icmp_matches(*m, pkt) {
                         return false;
                     }
-                }
                 self.entity_matches(source, src, None, pkt) && self.entity_matches(destination, dst, Some(dst), pkt)
             }
         }
@@ -409,11 +405,10 @@ impl Cluster {
             if !has_sa && (e.selector.is_some() || e.not_selector.is_none()) && !self.selected(s, scope, side, pkt.v6) {
                 return false;
             }
-            if let Some(ns) = &e.not_selector {
-                if self.selected(ns, scope, side, pkt.v6) {
+            if let Some(ns) = &e.not_selector
+                && self.selected(ns, scope, side, pkt.v6) {
                     return false;
                 }
-            }
         }
         if let Some(dst) = port_side {
             if !e.ports.is_empty() && !e.ports.iter().any(|m| port_matches(m, pkt, dst)) {
@@ -438,11 +433,10 @@ impl Cluster {
 
     /// Does `sel` within `scope` select this side, as an endpoint or through a network set containing its IP?
     fn selected(&self, sel: &porin_selector::Selector, scope: &NsScope, side: Peer<'_>, v6: bool) -> bool {
-        if let Some(ep) = side.endpoint() {
-            if self.ns_in_scope(scope, &ep.namespace) && sel.matches(&ep.labels) {
+        if let Some(ep) = side.endpoint()
+            && self.ns_in_scope(scope, &ep.namespace) && sel.matches(&ep.labels) {
                 return true;
             }
-        }
         let Some(ip) = side.ip(v6) else { return false };
         self.net_sets.iter().any(|set| {
             let ns_ok = match (scope, &set.namespace) {

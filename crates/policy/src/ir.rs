@@ -138,7 +138,8 @@ pub struct K8sPortIr {
     pub port: Option<PortMatch>,
 }
 
-/// What a rule matches.
+/// What a rule matches. (The Calico variant is larger; rules are few and built once, so it is not boxed.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleMatch {
     /// Upstream semantics: peer in any of `peers` (empty = any peer), port in any of `ports` (empty = any).
@@ -274,11 +275,10 @@ impl Cluster {
                     labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
                     let mut ips: Vec<IpAddr> = Vec::new();
                     for s in p.status.pod_ip.iter().chain(p.status.pod_ips.iter().map(|i| &i.ip)) {
-                        if let Ok(ip) = s.parse::<IpAddr>() {
-                            if !ips.contains(&ip) {
+                        if let Ok(ip) = s.parse::<IpAddr>()
+                            && !ips.contains(&ip) {
                                 ips.push(ip);
                             }
-                        }
                     }
                     let mut named_ports = Vec::new();
                     let mut ports = Vec::new();
