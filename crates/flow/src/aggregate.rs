@@ -607,7 +607,7 @@ fn to_record(cfg: &AggregatorConfig, level: AggregationLevel, k: &AggKey, e: Ent
         reporter: if ingress { Reporter::Dst } else { Reporter::Src },
         ip_family: if t.family == 4 { IpFamily::V4 } else { IpFamily::V6 },
         protocol: protocol_name(t.proto).into_owned(),
-        icmp: icmp.then(|| Icmp { kind: (t.dport >> 8) as u8, code: t.dport as u8 }),
+        icmp: icmp.then_some(Icmp { kind: (t.dport >> 8) as u8, code: t.dport as u8 }),
         src,
         dst,
         enforced_trace: e.rule.as_ref().map(|r| r.trace.clone()).unwrap_or_default(),

@@ -51,10 +51,10 @@ impl PodPattern {
     }
 
     fn matches(&self, ep: &FlowEndpoint) -> bool {
-        if let Some(ns) = &self.namespace {
-            if ep.namespace.as_deref() != Some(ns) {
-                return false;
-            }
+        if let Some(ns) = &self.namespace
+            && ep.namespace.as_deref() != Some(ns)
+        {
+            return false;
         }
         match ep.pod.as_deref().or(ep.workload.as_deref()) {
             Some(name) => name.starts_with(&self.prefix),
@@ -332,8 +332,9 @@ pub struct Query {
 #[derive(Args, Clone, Debug, Default)]
 pub struct FilterArgs {
     /// Negate the next filter flag.
-    #[arg(long = "not", action = clap::ArgAction::Count, help_heading = "Filters")]
-    pub not: u8,
+    // Append with no value (not Count): clap then records the index of every occurrence.
+    #[arg(long = "not", num_args = 0, default_missing_value = "true", action = clap::ArgAction::Append, help_heading = "Filters")]
+    pub not: Vec<String>,
     /// Flows with either end in NAMESPACE.
     #[arg(short = 'n', long, value_name = "NAMESPACE", help_heading = "Filters")]
     pub namespace: Vec<String>,
@@ -418,7 +419,11 @@ impl FilterArgs {
             items.extend(idx.zip(vals).map(|(i, v)| (i, *flag, v.clone())));
         }
         items.sort_by_key(|(i, ..)| *i);
-        let nots: Vec<usize> = m.indices_of("not").map(Iterator::collect).unwrap_or_default();
+        let nots: Vec<usize> = if m.value_source("not") == Some(clap::parser::ValueSource::CommandLine) {
+            m.indices_of("not").map(Iterator::collect).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         // The flag token sits right before its value (clap counts `--flag=value` as two indices),
         // and a `--not` right before the flag.
         for n in &nots {

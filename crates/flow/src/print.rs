@@ -1,7 +1,7 @@
 //! Printers for `porin observe`: compact (one line per flow, like hubble), JSON lines, and an
 //! aligned table. Colour (ANSI) only when asked for.
 //!
-//! Compact: `TIME  SRC -> DST  proto/port  VERDICT  tier|policy|rule|action`, where SRC/DST are
+//! Compact: `TIME  SRC -> DST  proto/port  DIRECTION  VERDICT  tier|policy|rule|action`, where SRC/DST are
 //! `ns/pod:port` (or `ns/workload`, `netset:name`, `world:ip`), the trace shown is the deciding
 //! entry, and a staged verdict is appended as `(staged: WOULD-DENY tier|policy|rule|action)`.
 
@@ -25,11 +25,11 @@ pub struct Printer<W: Write> {
     out: W,
     format: OutputFormat,
     color: bool,
-    rows: Vec<[String; 10]>,
+    rows: Vec<[String; 11]>,
 }
 
-const TABLE_HEADER: [&str; 10] =
-    ["END TIME", "SOURCE", "DESTINATION", "PROTO", "PORT", "VERDICT", "STAGED", "PACKETS", "BYTES", "POLICY"];
+const TABLE_HEADER: [&str; 11] =
+    ["END TIME", "SOURCE", "DESTINATION", "PROTO", "PORT", "DIRECTION", "VERDICT", "STAGED", "PACKETS", "BYTES", "POLICY"];
 
 fn endpoint(e: &FlowEndpoint) -> String {
     let name = e.display_name();
@@ -85,12 +85,13 @@ impl<W: Write> Printer<W> {
         let v = verdict_word(r.verdict);
         let v = paint(self.color, if r.verdict == Verdict::Allowed { "32" } else { "31" }, v);
         let mut line = format!(
-            "{}  {} -> {}  {}/{}  {}  {}",
+            "{}  {} -> {}  {}/{}  {}  {}  {}",
             format_clock(r.end_time),
             endpoint(&r.src),
             endpoint(&r.dst),
             r.protocol,
             r.port_label(),
+            r.direction.as_str(),
             v,
             r.deciding_hit().unwrap_or("-"),
         );
@@ -144,13 +145,14 @@ impl<W: Write> Printer<W> {
     }
 }
 
-fn table_row(r: &FlowRecord) -> [String; 10] {
+fn table_row(r: &FlowRecord) -> [String; 11] {
     [
         format_rfc3339(r.end_time),
         endpoint(&r.src),
         endpoint(&r.dst),
         r.protocol.clone(),
         r.port_label(),
+        r.direction.as_str().to_string(),
         verdict_word(r.verdict).to_string(),
         r.pending_verdict.map(pending_word).unwrap_or("-").to_string(),
         (r.packets_src_to_dst + r.packets_dst_to_src).to_string(),

@@ -32,6 +32,8 @@ const META_FORMAT: &str = "format";
 const FORMAT: u64 = 1;
 const KEY_LEN: u64 = 16;
 
+type Row<'a> = (redb::AccessGuard<'a, [u8; 16]>, redb::AccessGuard<'a, &'static [u8]>);
+
 /// Store limits.
 #[derive(Clone, Debug)]
 pub struct FlowStoreOptions {
@@ -213,7 +215,7 @@ impl FlowStore {
         let hi = key(q.until.unwrap_or(u64::MAX), u64::MAX);
         let range = t.range(lo..=hi).map_err(|x| self.err(x.into()))?;
         let mut out = Vec::new();
-        let decode = |item: Result<(redb::AccessGuard<'_, [u8; 16]>, redb::AccessGuard<'_, &[u8]>), redb::StorageError>| {
+        let decode = |item: Result<Row<'_>, redb::StorageError>| {
             let (k, v) = item.map_err(|x| self.err(x.into()))?;
             let rec: FlowRecord = serde_json::from_slice(v.value()).map_err(|e| Error::Corrupt {
                 path: self.path.clone(),

@@ -1,0 +1,97 @@
+//! Flow store: time-range queries, filters, eviction by age and size, reopen.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use porin_dataplane::{Direction, EventType};
+use porin_flow::filter::parse_args;
+use porin_flow::{AggregationLevel, FlowRecord, FlowStore, FlowStoreOptions, Pipeline, Query};
+
+/// `n` records ending at EPOCH + i seconds (i = 0..n), alternating allowed/denied.
+fn records(n: usize) -> Vec<FlowRecord> {
+    use Direction::*;
+    use EventType::*;
+    let mut p = Pipeline::new(cfg(AggregationLevel::FiveTuple), enricher());
+    for i in 0..n {
+        let (kind, peer, rule, dst) =
+            if i % 2 == 0 { (NewAllowed, ID_DB, RULE_ALLOW_DB, "10.0.0.13") } else { (Denied, ID_WORLD, RULE_DENY_WORLD, "8.8.8.8") };
+        p.push(&ev(kind, Egress, i as f64, WEB1, peer, rule, "10.0.0.11", 30000 + i as u16, dst, 443));
+    }
+    let mut recs = p.flush(0);
+    recs.sort_by_key(|r| r.end_time);
+    recs
+}
+
+fn ports(recs: &[FlowRecord]) -> Vec<u16> {
+    recs.iter().map(|r| r.src.port.unwrap() - 30000).collect()
+}
+
+#[test]
+fn time_range_last_first_and_filter() {
+    let mut s = FlowStore::in_memory(FlowStoreOptions::default()).unwrap();
+    let recs = records(10);
+    s.append_at(&recs[..5], EPOCH + 10 * SEC).unwrap();
+    s.append_at(&recs[5..], EPOCH + 10 * SEC).unwrap();
+    let all = s.query(&Query::default()).unwrap();
+    assert_eq!(all, recs);
+    let range = Query { since: Some(EPOCH + 2 * SEC), until: Some(EPOCH + 5 * SEC), ..Default::default() };
+    assert_eq!(ports(&s.query(&range).unwrap()), [2, 3, 4, 5]);
+    assert_eq!(ports(&s.query(&Query { last: Some(3), ..Default::default() }).unwrap()), [7, 8, 9]);
+    assert_eq!(ports(&s.query(&Query { first: Some(2), ..Default::default() }).unwrap()), [0, 1]);
+    let q = parse_args(["--verdict", "denied", "--last", "2", "--until", "2024-05-06T07:00:06Z"], EPOCH).unwrap();
+    assert_eq!(ports(&s.query(&q).unwrap()), [3, 5]);
+    let st = s.stats().unwrap();
+    assert_eq!((st.records, st.oldest_end_time, st.newest_end_time), (10, Some(EPOCH), Some(EPOCH + 9 * SEC)));
+}
+
+#[test]
+fn evicts_by_age() {
+    let opts = FlowStoreOptions { max_age: Duration::from_secs(5), ..Default::default() };
+    let mut s = FlowStore::in_memory(opts).unwrap();
+    let recs = records(10);
+    // now = EPOCH + 9 s: records ending before EPOCH + 4 s are too old.
+    assert_eq!(s.append_at(&recs, EPOCH + 9 * SEC).unwrap(), 4);
+    assert_eq!(ports(&s.query(&Query::default()).unwrap()), [4, 5, 6, 7, 8, 9]);
+    assert_eq!(s.maintain(EPOCH + 12 * SEC).unwrap(), 3);
+    assert_eq!(ports(&s.query(&Query::default()).unwrap()), [7, 8, 9]);
+    assert_eq!(s.stats().unwrap().evicted, 7);
+}
+
+#[test]
+fn evicts_oldest_by_size_and_accounts_bytes_exactly() {
+    let recs = records(20);
+    let size = |r: &FlowRecord| 16 + serde_json::to_vec(r).unwrap().len() as u64;
+    let budget: u64 = recs[15..].iter().map(size).sum();
+    let mut s = FlowStore::in_memory(FlowStoreOptions { max_bytes: budget, ..Default::default() }).unwrap();
+    for chunk in recs.chunks(3) {
+        s.append_at(chunk, EPOCH).unwrap();
+        assert!(s.stats().unwrap().bytes <= budget);
+    }
+    let kept = s.query(&Query::default()).unwrap();
+    assert_eq!(ports(&kept), [15, 16, 17, 18, 19]);
+    assert_eq!(s.stats().unwrap().bytes, budget);
+}
+
+#[test]
+fn survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows").join("flows.redb");
+    let recs = records(6);
+    {
+        let mut s = FlowStore::open(&path, FlowStoreOptions::default()).unwrap();
+        s.append_at(&recs[..3], EPOCH).unwrap();
+        // A second handle in the same process is refused while the first is open.
+        assert!(matches!(FlowStore::open(&path, FlowStoreOptions::default()), Err(porin_flow::Error::StoreLocked { .. })));
+    }
+    let mut s = FlowStore::open(&path, FlowStoreOptions::default()).unwrap();
+    let st = s.stats().unwrap();
+    assert_eq!(st.records, 3);
+    assert!(st.bytes > 0 && st.file_bytes > 0);
+    s.append_at(&recs[3..], EPOCH).unwrap();
+    assert_eq!(s.query(&Query::default()).unwrap(), recs);
+    drop(s);
+    let s = FlowStore::open(&path, FlowStoreOptions::default()).unwrap();
+    assert_eq!(s.stats().unwrap().records, 6);
+}
