@@ -47,6 +47,28 @@ pub struct PolicySummary {
 pub struct PolicySnapshot {
     pub revision: u64,
     pub cluster: Arc<Cluster>,
+    /// Placement of every pod (`namespace/name`): what the dataplane needs that the policy model drops.
+    pub pods: Arc<BTreeMap<String, PodPlacement>>,
+}
+
+/// Where a pod runs and how to reach its interface (from `spec.nodeName` and `metadata.annotations`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodPlacement {
+    pub node_name: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn placements(resources: &[Resource]) -> BTreeMap<String, PodPlacement> {
+    resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Pod(p) => Some((
+                format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or("default"), p.metadata.name),
+                PodPlacement { node_name: p.spec.node_name.clone(), annotations: p.metadata.annotations.clone() },
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The dataplane seam: receives every policy revision the engine publishes.
@@ -132,7 +154,11 @@ pub async fn run_engine(
                         build_millis: t0.elapsed().as_secs_f64() * 1e3,
                         error: None,
                     };
-                    policy_tx.send_replace(Arc::new(PolicySnapshot { revision: snap.revision, cluster: Arc::new(cluster) }));
+                    policy_tx.send_replace(Arc::new(PolicySnapshot {
+                        revision: snap.revision,
+                        cluster: Arc::new(cluster),
+                        pods: Arc::new(placements(&resources)),
+                    }));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, revision = snap.revision, "policy recompute failed; keeping the previous policy");

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod client;
 mod cmd;
+mod dataplane;
 mod keys;
 mod labelsel;
 mod printers;
@@ -51,8 +52,16 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Manage API tokens.
     Token(cmd::token::TokenArgs),
-    /// Agent health: store, revisions, endpoint and policy counts.
+    /// Agent health: store, revisions, endpoint and policy counts, dataplane.
     Status(cmd::status::StatusArgs),
+    /// A cluster out of network namespaces on this machine, enforced by real agents.
+    Lab(cmd::lab::LabArgs),
+    /// The pod-server process of a lab (internal).
+    #[command(hide = true)]
+    LabServe {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +80,8 @@ fn main() -> ExitCode {
         Command::Audit(a) => cmd::audit::audit(a),
         Command::Token(a) => cmd::token::token(a),
         Command::Status(a) => cmd::status::status(a),
+        Command::Lab(a) => cmd::lab::lab(a),
+        Command::LabServe { args } => cmd::lab::serve(args),
     };
     match result {
         Ok(code) => code,

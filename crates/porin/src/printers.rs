@@ -101,28 +101,31 @@ pub fn trace_json(src: &Peer<'_>, dst: &Peer<'_>, pkt: &Packet, v: &Verdict) -> 
 
 /// A grid: rows are sources, columns destinations; `.` allowed, `X` denied, `-` the pod itself.
 pub fn matrix_table(m: &Matrix) -> String {
+    matrix_grid(&m.protocol.to_string(), m.port, &m.pods, &|i, j| m.allowed(i, j))
+}
+
+/// The grid of [`matrix_table`] for any matrix (computed or observed in the lab).
+pub fn matrix_grid(protocol: &str, port: u16, pods: &[String], allowed: &dyn Fn(usize, usize) -> bool) -> String {
     let mut out = String::new();
-    let n = m.pods.len();
-    let allowed = m.allowed_pairs().len();
+    let n = pods.len();
+    let count = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|&(i, j)| i != j && allowed(i, j)).count();
     let _ = writeln!(
         out,
-        "{}/{}: {allowed} of {} pairs allowed (rows: from, columns: to; . allowed, X denied)",
-        m.protocol,
-        m.port,
+        "{protocol}/{port}: {count} of {} pairs allowed (rows: from, columns: to; . allowed, X denied)",
         n * n.saturating_sub(1)
     );
-    let width = m.pods.iter().map(|p| p.len()).max().unwrap_or(0);
+    let width = pods.iter().map(|p| p.len()).max().unwrap_or(0);
     let _ = write!(out, "{:width$}", "");
-    for p in &m.pods {
+    for p in pods {
         let _ = write!(out, " {p}");
     }
     let _ = writeln!(out);
-    for (i, from) in m.pods.iter().enumerate() {
+    for (i, from) in pods.iter().enumerate() {
         let _ = write!(out, "{from:width$}");
-        for (j, to) in m.pods.iter().enumerate() {
+        for (j, to) in pods.iter().enumerate() {
             let c = if i == j {
                 '-'
-            } else if m.allowed(i, j) {
+            } else if allowed(i, j) {
                 '.'
             } else {
                 'X'

@@ -42,6 +42,8 @@ pub struct ApiState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Tokens seen while the store was reachable, so callers stay authenticated (read-only) during an outage.
     pub token_cache: Mutex<HashMap<String, TokenRecord>>,
+    /// What the dataplane thread last published (`porin status`).
+    pub dataplane: watch::Receiver<Arc<crate::dataplane::DataplaneStatus>>,
 }
 
 pub type Shared = Arc<ApiState>;

@@ -138,12 +138,15 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         _ => None,
     };
     let p = &snap.policy;
+    let dp = st.dataplane.borrow().clone();
     let health = if store_rev.is_none() || !snap.connected {
         "degraded: datastore unreachable, serving last known state read-only"
     } else if p.error.is_some() {
         "degraded: policy recompute failed, previous policy kept"
     } else if !snap.synced {
         "starting"
+    } else if !dp.errors.is_empty() {
+        "degraded: dataplane errors (affected endpoints deny)"
     } else {
         "ok"
     };
@@ -163,5 +166,6 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         "recomputeMillis": p.build_millis,
         "policyError": p.error,
         "health": health,
+        "dataplane": serde_json::to_value(&*dp).unwrap_or_default(),
     }))
 }

@@ -15,11 +15,23 @@ use tokio::sync::watch;
 use crate::agent::{LogConsumer, PolicySnapshot, Snapshot, run_consumer, run_engine};
 use crate::api::{ApiState, PeerInfo, router};
 use crate::auth::{Role, TokenRecord, new_token, token_key};
+use crate::dataplane::{DataplaneConfig, DataplaneConsumer};
+use porin_dataplane::DataplaneOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Datastore {
     Embedded,
     Etcd,
+}
+
+/// Which dataplane the agent programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataplaneKind {
+    /// eBPF (TCX on each local workload's host-side interface). Opened lazily: an agent with no local
+    /// workload interface mounts and loads nothing.
+    Ebpf,
+    /// Compute policy only; enforce nothing.
+    None,
 }
 
 #[derive(Args, Debug)]
@@ -41,9 +53,23 @@ pub struct AgentArgs {
     /// Must not exceed etcd's --max-txn-ops; bounds the objects in one apply.
     #[arg(long, default_value_t = 1024)]
     pub etcd_max_txn_ops: usize,
-    /// This node's name (default: the hostname).
+    /// This node's name (default: the hostname). Pods whose spec.nodeName is another node are not programmed.
     #[arg(long)]
     pub node: Option<String>,
+    /// The dataplane to program (agent only). `ebpf` does nothing until a local pod carries the
+    /// `porin.io/interface` annotation, or pinned state exists under --bpf-dir.
+    #[arg(long, value_enum, default_value = "ebpf")]
+    pub dataplane: DataplaneKind,
+    /// Where the eBPF maps and links are pinned (a bpffs; mounted there if needed). Default: <data-dir>/bpf.
+    #[arg(long)]
+    pub bpf_dir: Option<PathBuf>,
+    /// Run inside this network namespace (a name under /var/run/netns or a path): joined by the main
+    /// thread before anything else starts, so every thread, socket and attachment lives there.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Size of the policy map (entries) when it is first created (tests: a tiny map shows map-full behaviour).
+    #[arg(long, hide = true)]
+    pub dp_max_policy: Option<u32>,
 }
 
 fn hostname() -> String {
@@ -91,6 +117,12 @@ fn run(a: AgentArgs, engine: bool) -> Result<ExitCode> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PORIN_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .try_init();
+    if let Some(ns) = &a.netns {
+        // Before the runtime exists: this is the only thread, so the whole process moves.
+        let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/var/run/netns").join(ns) };
+        let f = std::fs::File::open(&path).with_context(|| format!("opening network namespace {}", path.display()))?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).with_context(|| format!("joining network namespace {}", path.display()))?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(run_async(a, engine))
 }
@@ -120,10 +152,31 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (policy_tx, policy_rx) = watch::channel(Arc::new(PolicySnapshot::default()));
     tokio::spawn(run_engine(store.clone(), engine, snap_tx, policy_tx));
+    let (dp_tx, dp_rx) = watch::channel(Arc::new(crate::dataplane::none_status()));
     if engine {
-        tokio::spawn(run_consumer(policy_rx, LogConsumer));
+        match a.dataplane {
+            DataplaneKind::Ebpf => {
+                let cfg = DataplaneConfig {
+                    node: node.clone(),
+                    pin_dir: a.bpf_dir.clone().unwrap_or_else(|| a.data_dir.join("bpf")),
+                    options: DataplaneOptions { max_policy: a.dp_max_policy, ..Default::default() },
+                };
+                let consumer = DataplaneConsumer::new(cfg, dp_tx);
+                crate::dataplane::spawn(consumer, policy_rx, std::time::Duration::from_secs(2)).context("starting the dataplane thread")?;
+            }
+            DataplaneKind::None => {
+                tokio::spawn(run_consumer(policy_rx, LogConsumer));
+            }
+        }
     }
-    let state = Arc::new(ApiState { store, store_kind: kind, node: node.clone(), snapshot: snap_rx, token_cache: Mutex::new(HashMap::new()) });
+    let state = Arc::new(ApiState {
+        store,
+        store_kind: kind,
+        node: node.clone(),
+        snapshot: snap_rx,
+        token_cache: Mutex::new(HashMap::new()),
+        dataplane: dp_rx,
+    });
     let app = router(state);
 
     if let Some(dir) = a.socket.parent() {

@@ -6,5 +6,6 @@ pub mod audit;
 pub mod delete;
 pub mod get;
 pub mod label;
+pub mod lab;
 pub mod status;
 pub mod token;

@@ -22,7 +22,43 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
     let v = block_on(c.call(Method::GET, "/porin/v1/status", None))??;
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-        Output::Table => print!("{}", crate::printers::status_table(&v)),
+        Output::Table => {
+            print!("{}", crate::printers::status_table(&v));
+            print!("{}", dataplane_table(&v["dataplane"]));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The dataplane part of `porin status`.
+fn dataplane_table(d: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(out, "{:<16} {}", "Dataplane", s(&d["mode"]));
+    if d["mode"].as_str() == Some("none") || d.is_null() {
+        return out;
+    }
+    let eps = d["endpoints"].as_array().cloned().unwrap_or_default();
+    let ok = eps.iter().filter(|e| e["state"] == "programmed").count();
+    let _ = writeln!(out, "{:<16} {}", "Programmed rev", s(&d["programmedRevision"]));
+    let _ = writeln!(out, "{:<16} {:.2} (compile {:.2})", "Programming (ms)", d["lastProgrammingMillis"].as_f64().unwrap_or(0.0), d["lastCompileMillis"].as_f64().unwrap_or(0.0));
+    let _ = writeln!(out, "{:<16} {} ({ok} programmed)", "DP endpoints", eps.len());
+    let _ = writeln!(out, "{:<16} {}", "Identities", s(&d["identities"]));
+    for m in d["occupancy"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "{:<16} {}/{}", format!("Map {}", s(&m["map"]).trim_start_matches("porin_")), s(&m["entries"]), s(&m["maxEntries"]));
+    }
+    let drops: Vec<String> = d["drops"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(out, "{:<16} {}", "Drops", if drops.is_empty() { "0".to_string() } else { drops.join(" ") });
+    for e in eps.iter().filter(|e| e["state"] != "programmed") {
+        let _ = writeln!(out, "{:<16} {} {} {}", "Endpoint", s(&e["pod"]), s(&e["state"]), s(&e["error"]));
+    }
+    for e in d["errors"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "{:<16} {}", "DP error", s(e));
+    }
+    out
 }
