@@ -56,6 +56,8 @@ enum Command {
     Status(cmd::status::StatusArgs),
     /// A cluster out of network namespaces on this machine, enforced by real agents.
     Lab(cmd::lab::LabArgs),
+    /// The shop example in a kernel lab: open, then zero-trust, observed on real packets.
+    Demo(cmd::demo::DemoArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Token(a) => cmd::token::token(a),
         Command::Status(a) => cmd::status::status(a),
         Command::Lab(a) => cmd::lab::lab(a),
+        Command::Demo(a) => cmd::demo::demo(a),
         Command::LabServe { args } => cmd::lab::serve(args),
     };
     match result {

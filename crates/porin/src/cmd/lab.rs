@@ -82,7 +82,7 @@ pub enum LabCommand {
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// Manifests: Namespaces, Pods (their status.podIP and containerPorts), policies.
+    /// Manifests: Namespaces, Pods (their status.podIP; every pod serves every containerPort any pod declares), policies.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Number of nodes; pods without spec.nodeName `n<i>` are spread round-robin.
@@ -345,6 +345,14 @@ pub fn up(o: &UpOptions) -> Result<LabMeta> {
     }
     if spec.pods.is_empty() {
         bail!("no Pod in the manifests: a lab needs workloads");
+    }
+    // Every pod serves every port any pod declares: a probe then observes the policy's verdict (what
+    // `porin matrix` reports), not whether an application happens to listen.
+    let mut all: Vec<(u16, Proto)> = spec.pods.iter().flat_map(|p| p.ports.iter().copied()).collect();
+    all.sort_by_key(|(p, pr)| (*pr, *p));
+    all.dedup();
+    for p in &mut spec.pods {
+        p.ports = all.clone();
     }
 
     // A dead previous incarnation: clean it first.

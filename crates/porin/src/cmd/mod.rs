@@ -3,6 +3,7 @@ pub mod offline;
 pub mod agent;
 pub mod apply;
 pub mod audit;
+pub mod demo;
 pub mod delete;
 pub mod get;
 pub mod label;
