@@ -76,7 +76,7 @@ impl Default for AggregatorConfig {
 }
 
 /// A 5-tuple as seen at one hook of one endpoint (addresses as 16 raw bytes, v4 in the first 4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tuple {
     endpoint_id: u32,
     src: [u8; 16],
@@ -114,6 +114,47 @@ impl Tuple {
     }
 }
 
+#[inline]
+fn words(b: &[u8; 16]) -> (u64, u64) {
+    (u64::from_le_bytes(b[..8].try_into().expect("8")), u64::from_le_bytes(b[8..].try_into().expect("8")))
+}
+
+// Hand-written hashes: a few whole words instead of field by field (these tables are the hot path).
+impl std::hash::Hash for Tuple {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (s0, s1) = words(&self.src);
+        let (d0, d1) = words(&self.dst);
+        h.write_u64(s0 ^ s1.rotate_left(32));
+        h.write_u64(d0 ^ d1.rotate_left(32));
+        h.write_u64(
+            u64::from(self.endpoint_id)
+                | u64::from(self.sport) << 32
+                | u64::from(self.dport) << 48,
+        );
+        h.write_u32(u32::from(self.proto) | u32::from(self.family) << 8 | u32::from(self.dir) << 16);
+    }
+}
+
+impl std::hash::Hash for AggKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (s0, s1) = words(&self.src);
+        let (d0, d1) = words(&self.dst);
+        h.write_u64(self.local ^ self.peer.rotate_left(29));
+        h.write_u64(s0 ^ s1.rotate_left(32));
+        h.write_u64(d0 ^ d1.rotate_left(32));
+        h.write_u64(u64::from(self.rule_id) | u64::from(self.sport) << 32 | u64::from(self.dport) << 48);
+        h.write_u64(
+            u64::from(self.proto)
+                | u64::from(self.family) << 8
+                | u64::from(self.dir) << 16
+                | u64::from(self.verdict) << 24
+                | u64::from(self.reason) << 32,
+        );
+    }
+}
+
 fn ip_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
     match ip {
         IpAddr::V4(a) => {
@@ -136,7 +177,7 @@ const NO_REASON: u8 = 255;
 const SLOT_BIT: u64 = 1 << 32;
 
 /// The aggregation key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct AggKey {
     local: u64,
     peer: u64,
@@ -173,30 +214,58 @@ struct Entry {
     pending: Option<Arc<PendingMeta>>,
 }
 
-/// Metadata of one side of an entry; for merged sides, the shared labels.
+/// Metadata of one side of an entry. For merged (per-workload) sides, the distinct members seen
+/// are remembered (a few at a time) and their shared labels computed when the record is built.
 #[derive(Debug)]
 struct Side {
     meta: Option<Arc<EndpointMeta>>,
-    /// Set once a second, different member joined: the labels they all share.
-    shared_labels: Option<BTreeMap<String, String>>,
     last_member: u32,
+    /// Other members seen since the last fold (ids and metadata), at most `MAX_MEMBERS`.
+    members: Vec<(u32, Option<Arc<EndpointMeta>>)>,
+    /// Labels shared by all members folded so far (`None`: nothing folded yet).
+    shared_labels: Option<BTreeMap<String, String>>,
 }
+
+const MAX_MEMBERS: usize = 16;
 
 impl Side {
     fn new(meta: Option<Arc<EndpointMeta>>, member: u32) -> Self {
-        Self { meta, shared_labels: None, last_member: member }
+        Self { meta, last_member: member, members: Vec::new(), shared_labels: None }
     }
 
-    fn join(&mut self, member: u32, meta: Option<&Arc<EndpointMeta>>) {
+    /// Notes that `member` contributed; `meta` is called only for a member not seen recently.
+    #[inline]
+    fn join(&mut self, member: u32, meta: impl FnOnce() -> Option<Arc<EndpointMeta>>) {
         if member == self.last_member {
             return;
         }
         self.last_member = member;
-        let labels = self.shared_labels.get_or_insert_with(|| self.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default());
-        match meta {
-            Some(m) => labels.retain(|k, v| m.labels.get(k) == Some(v)),
-            None => labels.clear(),
+        if self.members.iter().any(|(m, _)| *m == member) {
+            return;
         }
+        if self.members.len() == MAX_MEMBERS {
+            self.fold();
+        }
+        self.members.push((member, meta()));
+    }
+
+    fn fold(&mut self) {
+        let labels = self.shared_labels.get_or_insert_with(|| self.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default());
+        for (_, m) in self.members.drain(..) {
+            match m {
+                Some(m) => labels.retain(|k, v| m.labels.get(k) == Some(v)),
+                None => labels.clear(),
+            }
+        }
+    }
+
+    /// The labels every member has (with the same value).
+    fn labels(&mut self) -> BTreeMap<String, String> {
+        if self.members.is_empty() && self.shared_labels.is_none() {
+            return self.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+        }
+        self.fold();
+        self.shared_labels.clone().unwrap_or_default()
     }
 }
 
@@ -306,17 +375,17 @@ impl Aggregator {
         e.started += 1;
 
         let conn = Conn { key, peer_identity: ev.peer_identity, counted: [(ev.packets, ev.bytes), (0, 0)], opened_ns: ev.ts_ns };
-        if let Some(old) = self.tracker.get(&t).copied() {
-            // The kernel forgot the old connection (idle expiry) and admitted the tuple again.
-            self.unlive(&old.key);
-        } else if self.tracker.len() >= self.cfg.max_tracked {
+        if self.tracker.len() >= self.cfg.max_tracked && !self.tracker.contains_key(&t) {
             self.expire(ev.ts_ns);
             if self.tracker.len() >= self.cfg.max_tracked {
                 PipelineCounters::add(&self.counters.tracker_full, 1);
                 return;
             }
         }
-        self.tracker.insert(t, conn);
+        if let Some(old) = self.tracker.insert(t, conn) {
+            // The kernel forgot the old connection (idle expiry) and admitted the tuple again.
+            self.unlive(&old.key);
+        }
         *self.live.entry(key).or_insert(0) += 1;
     }
 
@@ -490,17 +559,15 @@ impl Aggregator {
     fn entry<E: Enricher + ?Sized>(&mut self, key: AggKey, t: &Tuple, peer_identity: u32, ts: u64, enr: &E) -> &mut Entry {
         let workload = self.cfg.level == AggregationLevel::Workload;
         if self.interval.contains_key(&key) {
-            let (lm, pm) = if workload {
-                (self.endpoint_meta(t.endpoint_id, enr), self.identity_meta(peer_identity, enr))
-            } else {
-                (None, None)
-            };
+            // (Two lookups: returning the `get_mut` borrow from the hit branch would keep
+            // `self.interval` borrowed for the insert below.)
+            let cache = &self.cache;
             let e = self.interval.get_mut(&key).expect("present");
             e.end_ns = e.end_ns.max(ts);
             e.start_ns = e.start_ns.min(ts);
             if workload {
-                e.local.join(t.endpoint_id, lm.as_ref());
-                e.peer.join(peer_identity, pm.as_ref());
+                e.local.join(t.endpoint_id, || cache.endpoints.get(&t.endpoint_id).and_then(|(m, _)| m.clone()));
+                e.peer.join(peer_identity, || cache.identities.get(&peer_identity).and_then(|(m, _)| m.clone()));
             }
             return e;
         }
@@ -569,20 +636,20 @@ impl Aggregator {
     }
 }
 
-fn side_endpoint(side: &Side, workload: bool, ip: Option<IpAddr>, port: Option<u16>, identity: Option<u32>) -> FlowEndpoint {
+fn side_endpoint(side: &mut Side, workload: bool, ip: Option<IpAddr>, port: Option<u16>, identity: Option<u32>) -> FlowEndpoint {
     let mut ep = FlowEndpoint { ip, port, identity, ..Default::default() };
-    if let Some(m) = side.meta.as_deref() {
+    if let Some(m) = side.meta.clone() {
         ep.kind = m.kind;
         ep.namespace = m.namespace.clone();
         ep.pod = if workload { None } else { m.pod.clone() };
         ep.workload = if workload { m.aggregate_name().map(Into::into) } else { m.workload.clone() };
         ep.network_set = m.network_set.clone();
-        ep.labels = side.shared_labels.clone().unwrap_or_else(|| m.labels.clone());
+        ep.labels = side.labels();
     }
     ep
 }
 
-fn to_record(cfg: &AggregatorConfig, level: AggregationLevel, k: &AggKey, e: Entry, open: u32) -> FlowRecord {
+fn to_record(cfg: &AggregatorConfig, level: AggregationLevel, k: &AggKey, mut e: Entry, open: u32) -> FlowRecord {
     let workload = level == AggregationLevel::Workload;
     let t = &e.first;
     let ingress = t.dir == Direction::Ingress as u8;
@@ -593,8 +660,8 @@ fn to_record(cfg: &AggregatorConfig, level: AggregationLevel, k: &AggKey, e: Ent
     let peer_ip = if ingress { src_ip } else { dst_ip };
     let local_port = if ingress { dport } else { sport };
     let peer_port = if ingress { sport } else { dport };
-    let local = side_endpoint(&e.local, workload, local_ip, local_port, None);
-    let peer = side_endpoint(&e.peer, workload, peer_ip, peer_port, Some(e.peer_identity));
+    let local = side_endpoint(&mut e.local, workload, local_ip, local_port, None);
+    let peer = side_endpoint(&mut e.peer, workload, peer_ip, peer_port, Some(e.peer_identity));
     let (src, dst) = if ingress { (peer, local) } else { (local, peer) };
     FlowRecord {
         start_time: cfg.time_base.to_unix(e.start_ns),
