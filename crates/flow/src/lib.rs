@@ -19,6 +19,44 @@
 //! * [`metrics`]: the Prometheus registry the agent serves at `/metrics`.
 //!
 //! No threads or tasks are started by this crate; the caller owns the loop and the clock.
+//!
+//! # Wiring (what the agent does)
+//!
+//! ```
+//! use porin_flow::{AggregationLevel, AggregatorConfig, FlowStore, FlowStoreOptions, MapEnricher, Metrics, Pipeline, TimeBase};
+//! use porin_flow::filter::parse_args;
+//! use porin_flow::print::{OutputFormat, Printer};
+//!
+//! let cfg = AggregatorConfig {
+//!     level: AggregationLevel::Workload,
+//!     node: "node-1".into(),
+//!     time_base: TimeBase::system(),
+//!     ..Default::default()
+//! };
+//! // The agent implements `Enricher` over its snapshot; a `MapEnricher` works too.
+//! let mut pipeline = Pipeline::new(cfg, MapEnricher::default());
+//! let mut store = FlowStore::in_memory(FlowStoreOptions::default())?;
+//! let metrics = Metrics::new();
+//!
+//! // Loop: for each ring-buffer record `pipeline.push_raw(bytes)` (or `push_result` from the
+//! // dataplane's `EventReader`); when it returns true, or every flush interval:
+//! let now_mono = 0; // CLOCK_MONOTONIC ns, the clock of event timestamps
+//! let (records, err) = pipeline.flush_to(now_mono, &mut [&mut store]);
+//! assert!(err.is_none());
+//! metrics.observe_records(&records);
+//! metrics.observe_pipeline(&pipeline.counters().snapshot());
+//! metrics.observe_store(&store.stats()?);
+//! let _text = metrics.encode(); // serve at /metrics
+//!
+//! // `porin observe --namespace prod --not --verdict allowed --last 20`:
+//! let q = parse_args(["--namespace", "prod", "--not", "--verdict", "allowed", "--last", "20"], porin_flow::time::now_unix())?;
+//! let mut printer = Printer::new(std::io::stdout(), OutputFormat::Compact, false);
+//! for r in store.query(&q)? {
+//!     printer.print(&r)?;
+//! }
+//! printer.finish()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 
