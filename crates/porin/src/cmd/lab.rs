@@ -203,12 +203,22 @@ pub fn resolve_name(c: &LabCommon) -> String {
     if let Some(n) = &c.name {
         return n.clone();
     }
-    let labs = porin_lab::list(&LabOptions::with_state_dir(&c.state_dir));
-    if labs.len() == 1 { labs[0].clone() } else { DEFAULT_LAB.to_string() }
+    // Only labs this CLI brought up (they have agents): never guess a lab someone else (a test, a
+    // benchmark) owns in the same state directory.
+    let all = porin_lab::list(&LabOptions::with_state_dir(&c.state_dir));
+    let ours: Vec<&String> = all.iter().filter(|n| meta_path(&c.state_dir, n).exists()).collect();
+    match ours.as_slice() {
+        [one] => (*one).clone(),
+        _ => DEFAULT_LAB.to_string(),
+    }
 }
 
 pub fn lab(a: LabArgs) -> Result<ExitCode> {
-    let name = resolve_name(&a.common);
+    // `up` never picks an existing lab by itself.
+    let name = match (&a.command, &a.common.name) {
+        (LabCommand::Up(_), None) => DEFAULT_LAB.to_string(),
+        _ => resolve_name(&a.common),
+    };
     let dir = a.common.state_dir.clone();
     match a.command {
         LabCommand::Up(u) => {
