@@ -411,35 +411,9 @@ impl FilterArgs {
     /// Builds the query from the matches of a command into which `FilterArgs` was flattened,
     /// at wall-clock time `now` (for relative `--since/--until`).
     pub fn query_from_matches(&self, m: &ArgMatches, now: UnixNanos) -> Result<Query, FilterError> {
-        // (index of the value, flag, value)
-        let mut items: Vec<(usize, &'static str, String)> = Vec::new();
-        for flag in FILTER_FLAGS {
-            let id = arg_id(flag);
-            let (Some(idx), Some(vals)) = (m.indices_of(&id), m.get_many::<String>(&id)) else { continue };
-            items.extend(idx.zip(vals).map(|(i, v)| (i, *flag, v.clone())));
-        }
-        items.sort_by_key(|(i, ..)| *i);
-        let nots: Vec<usize> = if m.value_source("not") == Some(clap::parser::ValueSource::CommandLine) {
-            m.indices_of("not").map(Iterator::collect).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        // The flag token sits right before its value (clap counts `--flag=value` as two indices),
-        // and a `--not` right before the flag.
-        for n in &nots {
-            if !items.iter().any(|(i, ..)| *i == n + 2) {
-                let next = FILTER_FLAGS
-                    .iter()
-                    .chain(["since", "until", "last", "first"].iter())
-                    .find(|f| m.indices_of(arg_id(f).as_str()).is_some_and(|mut it| it.any(|i| i == n + 2)))
-                    .map(|f| format!("--{f}"))
-                    .unwrap_or_else(|| "nothing".into());
-                return Err(FilterError::DanglingNot { next });
-            }
-        }
-        let mut terms = Vec::with_capacity(items.len());
-        for (i, flag, v) in items {
-            terms.push((i.checked_sub(2).is_some_and(|f| nots.contains(&f)), FilterTerm::parse(flag, &v)?));
+        let mut terms = Vec::new();
+        for (negated, flag, v) in ordered_terms(m)? {
+            terms.push((negated, FilterTerm::parse(flag, &v)?));
         }
         Ok(Query {
             since: self.since.as_deref().map(|s| parse_time_arg(s, now)).transpose()?,
@@ -449,6 +423,63 @@ impl FilterArgs {
             filter: FlowFilter::new(terms),
         })
     }
+
+    /// The same filter and selection as a canonical argument list (`--not --pod a --since 5m …`, in
+    /// command-line order) that [`parse_args`] turns back into the same [`Query`]: how a client ships
+    /// a query to the agent, which evaluates it. Validates every value first.
+    pub fn to_argv(&self, m: &ArgMatches) -> Result<Vec<String>, FilterError> {
+        self.query_from_matches(m, 0)?;
+        let mut out = Vec::new();
+        for (negated, flag, v) in ordered_terms(m)? {
+            if negated {
+                out.push("--not".to_string());
+            }
+            out.push(format!("--{flag}"));
+            out.push(v);
+        }
+        for (flag, v) in [("since", self.since.clone()), ("until", self.until.clone())] {
+            if let Some(v) = v {
+                out.extend([format!("--{flag}"), v]);
+            }
+        }
+        for (flag, v) in [("last", self.last), ("first", self.first)] {
+            if let Some(v) = v {
+                out.extend([format!("--{flag}"), v.to_string()]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `(negated, flag, value)` for every filter value, in command-line order.
+fn ordered_terms(m: &ArgMatches) -> Result<Vec<(bool, &'static str, String)>, FilterError> {
+    // (index of the value, flag, value)
+    let mut items: Vec<(usize, &'static str, String)> = Vec::new();
+    for flag in FILTER_FLAGS {
+        let id = arg_id(flag);
+        let (Some(idx), Some(vals)) = (m.indices_of(&id), m.get_many::<String>(&id)) else { continue };
+        items.extend(idx.zip(vals).map(|(i, v)| (i, *flag, v.clone())));
+    }
+    items.sort_by_key(|(i, ..)| *i);
+    let nots: Vec<usize> = if m.value_source("not") == Some(clap::parser::ValueSource::CommandLine) {
+        m.indices_of("not").map(Iterator::collect).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    // The flag token sits right before its value (clap counts `--flag=value` as two indices),
+    // and a `--not` right before the flag.
+    for n in &nots {
+        if !items.iter().any(|(i, ..)| *i == n + 2) {
+            let next = FILTER_FLAGS
+                .iter()
+                .chain(["since", "until", "last", "first"].iter())
+                .find(|f| m.indices_of(arg_id(f).as_str()).is_some_and(|mut it| it.any(|i| i == n + 2)))
+                .map(|f| format!("--{f}"))
+                .unwrap_or_else(|| "nothing".into());
+            return Err(FilterError::DanglingNot { next });
+        }
+    }
+    Ok(items.into_iter().map(|(i, flag, v)| (i.checked_sub(2).is_some_and(|f| nots.contains(&f)), flag, v)).collect())
 }
 
 #[derive(Parser, Debug)]

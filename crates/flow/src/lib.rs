@@ -87,7 +87,7 @@ pub use record::{
     AggregationLevel, EndpointKind, FlowDirection, FlowEndpoint, FlowRecord, IpFamily, PendingVerdict, Reporter,
     TcpFlags, Verdict,
 };
-pub use store::{FlowStore, FlowStoreOptions, StoreStats};
+pub use store::{FlowStore, FlowStoreOptions, FlowStoreReader, StoreStats};
 pub use time::{TimeBase, UnixNanos};
 
 /// Errors of the flow store and the export.

@@ -14,6 +14,7 @@
 //! (no secondary indexes: a filter costs a scan of the range).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -67,7 +68,7 @@ pub struct StoreStats {
 
 /// The embedded flow store (see the module docs).
 pub struct FlowStore {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
     opts: FlowStoreOptions,
     bytes: u64,
@@ -137,7 +138,7 @@ impl FlowStore {
             next_seq = get(&meta, META_SEQ).map_err(|x| e(x.into()))?.unwrap_or(0);
         }
         wtx.commit().map_err(|x| e(x.into()))?;
-        Ok(Self { db, path, opts, bytes, next_seq, evicted: 0 })
+        Ok(Self { db: Arc::new(db), path, opts, bytes, next_seq, evicted: 0 })
     }
 
     pub fn path(&self) -> &Path {
@@ -209,42 +210,13 @@ impl FlowStore {
     /// Records matching `q`, oldest first. With `q.last = Some(n)`: the newest `n` matches; with
     /// `q.first = Some(n)`: the oldest `n`.
     pub fn query(&self, q: &Query) -> Result<Vec<FlowRecord>, Error> {
-        let rtx = self.db.begin_read().map_err(|x| self.err(x.into()))?;
-        let t = rtx.open_table(FLOWS).map_err(|x| self.err(x.into()))?;
-        let lo = key(q.since.unwrap_or(0), 0);
-        let hi = key(q.until.unwrap_or(u64::MAX), u64::MAX);
-        let range = t.range(lo..=hi).map_err(|x| self.err(x.into()))?;
-        let mut out = Vec::new();
-        let decode = |item: Result<Row<'_>, redb::StorageError>| {
-            let (k, v) = item.map_err(|x| self.err(x.into()))?;
-            let rec: FlowRecord = serde_json::from_slice(v.value()).map_err(|e| Error::Corrupt {
-                path: self.path.clone(),
-                key: format!("{:032x}", u128::from_be_bytes(k.value())),
-                detail: e.to_string(),
-            })?;
-            Ok::<_, Error>(q.filter.matches(&rec).then_some(rec))
-        };
-        match (q.last, q.first) {
-            (Some(n), _) => {
-                for item in range.rev() {
-                    if out.len() >= n {
-                        break;
-                    }
-                    out.extend(decode(item)?);
-                }
-                out.reverse();
-            }
-            (None, limit) => {
-                let n = limit.unwrap_or(usize::MAX);
-                for item in range {
-                    if out.len() >= n {
-                        break;
-                    }
-                    out.extend(decode(item)?);
-                }
-            }
-        }
-        Ok(out)
+        query_db(&self.db, &self.path, q)
+    }
+
+    /// A read-only handle that queries without borrowing the store, from any thread, while the
+    /// owner keeps appending (redb readers see the last committed append and never block it).
+    pub fn reader(&self) -> FlowStoreReader {
+        FlowStoreReader { db: self.db.clone(), path: self.path.clone() }
     }
 
     /// Counts and bounds.
@@ -257,6 +229,66 @@ impl FlowStore {
         let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         Ok(StoreStats { records, bytes: self.bytes, file_bytes, evicted: self.evicted, oldest_end_time: oldest, newest_end_time: newest })
     }
+}
+
+/// A cloneable read-only handle on a [`FlowStore`] (see [`FlowStore::reader`]).
+#[derive(Clone)]
+pub struct FlowStoreReader {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for FlowStoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowStoreReader").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl FlowStoreReader {
+    /// As [`FlowStore::query`].
+    pub fn query(&self, q: &Query) -> Result<Vec<FlowRecord>, Error> {
+        query_db(&self.db, &self.path, q)
+    }
+}
+
+fn query_db(db: &Database, path: &Path, q: &Query) -> Result<Vec<FlowRecord>, Error> {
+    let err = |x: redb::Error| map_redb(path, x);
+    let rtx = db.begin_read().map_err(|x| err(x.into()))?;
+    let t = rtx.open_table(FLOWS).map_err(|x| err(x.into()))?;
+    let lo = key(q.since.unwrap_or(0), 0);
+    let hi = key(q.until.unwrap_or(u64::MAX), u64::MAX);
+    let range = t.range(lo..=hi).map_err(|x| err(x.into()))?;
+    let mut out = Vec::new();
+    let decode = |item: Result<Row<'_>, redb::StorageError>| {
+        let (k, v) = item.map_err(|x| err(x.into()))?;
+        let rec: FlowRecord = serde_json::from_slice(v.value()).map_err(|e| Error::Corrupt {
+            path: path.to_path_buf(),
+            key: format!("{:032x}", u128::from_be_bytes(k.value())),
+            detail: e.to_string(),
+        })?;
+        Ok::<_, Error>(q.filter.matches(&rec).then_some(rec))
+    };
+    match (q.last, q.first) {
+        (Some(n), _) => {
+            for item in range.rev() {
+                if out.len() >= n {
+                    break;
+                }
+                out.extend(decode(item)?);
+            }
+            out.reverse();
+        }
+        (None, limit) => {
+            let n = limit.unwrap_or(usize::MAX);
+            for item in range {
+                if out.len() >= n {
+                    break;
+                }
+                out.extend(decode(item)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl FlowSink for FlowStore {

@@ -117,3 +117,35 @@ fn selection_flags_and_errors() {
     let q = parse_args(["--not", "--pod", "a", "--port", "1"], EPOCH).unwrap();
     assert_eq!(q.filter.describe(), ["--not --pod \"a\"", "--port \"1\""]);
 }
+
+/// The canonical argument list a client ships to the agent parses back into the same filter.
+#[test]
+fn to_argv_roundtrips_order_and_negation() {
+    use clap::{CommandFactory, FromArgMatches, Parser};
+    #[derive(Parser)]
+    #[command(no_binary_name = true)]
+    struct Cli {
+        #[command(flatten)]
+        f: porin_flow::FilterArgs,
+    }
+    for args in [
+        &["--not", "--pod", "prod/web-2", "--port", "5432", "--last", "3"][..],
+        &["--verdict", "denied", "--from-namespace", "prod", "--not", "--to-ip", "8.8.8.8", "--since", "5m"],
+        &["--policy", "default|prod/knp.default.db", "--not", "--protocol", "udp", "--not", "--protocol", "icmp"],
+        &[],
+    ] {
+        let m = Cli::command().try_get_matches_from(args.iter().copied()).unwrap();
+        let c = Cli::from_arg_matches(&m).unwrap();
+        let argv = c.f.to_argv(&m).unwrap();
+        let a = c.f.query_from_matches(&m, EPOCH).unwrap();
+        let b = parse_args(argv.iter().cloned(), EPOCH).unwrap();
+        assert_eq!(a.filter.describe(), b.filter.describe(), "{args:?} -> {argv:?}");
+        assert_eq!((a.since, a.until, a.last, a.first), (b.since, b.until, b.last, b.first));
+        let recs = records();
+        let pa: Vec<bool> = recs.iter().map(|r| a.filter.matches(r)).collect();
+        let pb: Vec<bool> = recs.iter().map(|r| b.filter.matches(r)).collect();
+        assert_eq!(pa, pb, "{args:?}");
+    }
+    let m = Cli::command().try_get_matches_from(["--not", "--last", "2"]).unwrap();
+    assert!(Cli::from_arg_matches(&m).unwrap().f.to_argv(&m).is_err(), "a dangling --not is an error");
+}

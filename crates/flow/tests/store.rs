@@ -95,3 +95,15 @@ fn survives_reopen() {
     let s = FlowStore::open(&path, FlowStoreOptions::default()).unwrap();
     assert_eq!(s.stats().unwrap().records, 6);
 }
+
+/// A reader queries while the owner appends, from another thread.
+#[test]
+fn reader_sees_committed_appends() {
+    let mut s = FlowStore::in_memory(FlowStoreOptions::default()).unwrap();
+    let r = s.reader();
+    let all = porin_flow::Query::default();
+    assert!(r.query(&all).unwrap().is_empty());
+    s.append_at(&records(5), 0).unwrap();
+    let n = std::thread::spawn(move || r.query(&all).unwrap().len()).join().unwrap();
+    assert_eq!(n, 5);
+}
