@@ -7,6 +7,7 @@
 //! down on exit (guard) and stale labs are removed at start.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod dp;
 mod report;
 mod synth;
@@ -47,7 +48,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = vec![10usize, 1000, 10000])]
     rules: Vec<usize>,
     /// Benchmarks to run.
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["b1".to_string(), "b4".into(), "b5".into()])]
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["b1".to_string(), "b4".into(), "b4agent".into(), "b5".into()])]
     only: Vec<String>,
     /// B4: endpoints programmed in the maps (2 real pods, the rest fake interfaces).
     #[arg(long, default_value_t = 1000)]
@@ -61,6 +62,15 @@ struct Args {
     /// B4: pairs with a full compile per change (each costs the compile time at b4_rules).
     #[arg(long, default_value_t = 8)]
     b4_full_trials: usize,
+    /// B4 through `porin apply` → agent → kernel: the `porin` binary (default: next to this one).
+    #[arg(long)]
+    porin_bin: Option<PathBuf>,
+    /// B4 agent path: rule counts.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1000usize, 10000])]
+    agent_rules: Vec<usize>,
+    /// B4 agent path: enforce/revoke pairs per rule count.
+    #[arg(long, default_value_t = 5)]
+    agent_trials: usize,
     /// Write all results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -138,6 +148,8 @@ fn main() {
         args.b4_endpoints = 20;
         args.b4_rules = 200;
         args.b4_trials = 2;
+        args.agent_rules = vec![10];
+        args.agent_trials = 1;
     }
     match run(&args) {
         Ok(failures) if failures.is_empty() => {}
@@ -192,6 +204,20 @@ fn run(args: &Args) -> Result<Vec<String>> {
     }
     if args.only.iter().any(|o| o == "b4") {
         res.b4 = bench_b4(args, &ctx, &mut res.failures)?;
+    }
+    if args.only.iter().any(|o| o == "b4agent") {
+        let bin = match &args.porin_bin {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?.with_file_name("porin"),
+        };
+        let has_lab = std::process::Command::new(&bin).args(["lab", "--help"]).output().map(|o| o.status.success()).unwrap_or(false);
+        if has_lab {
+            for &n in &args.agent_rules {
+                res.b4.extend(agent::bench(&bin, n, args.agent_trials, &mut res.failures)?);
+            }
+        } else {
+            eprintln!("B4 agent path skipped: {} has no `lab` subcommand (cargo build --release -p porin)", bin.display());
+        }
     }
     res.machine.load_after = report::loadavg();
     let md = report::render(&res.b1b2, &res.b4, &res.b5, &res.machine);

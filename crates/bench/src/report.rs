@@ -205,11 +205,27 @@ pub fn render(b1: &[(Variant, Vec<Sample>)], b4: &[B4Row], b5: &[B5Row], m: &Mac
         }
         o.push('\n');
     }
-    if !b4.is_empty() {
+    if b4.iter().any(|r| !r.mode.starts_with("agent")) {
         let _ = writeln!(o, "### B4: time to enforce / revoke, 1 ms connect prober (ms from the start of compile)\n");
         let _ = writeln!(o, "| mode | change | n | p50 | p99 | max | compile p50 | map writes p50 | p50 − compile | RCU waits/change |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
-        for mode in ["full", "precompiled"] {
+    }
+    if !b4.is_empty() {
+        let mut modes: Vec<&str> = Vec::new();
+        for r in b4 {
+            if !modes.contains(&r.mode.as_str()) {
+                modes.push(&r.mode);
+            }
+        }
+        let mut agent_header = false;
+        for mode in modes {
+            let agent = mode.starts_with("agent");
+            if agent && !agent_header {
+                agent_header = true;
+                let _ = writeln!(o, "\nThrough the product (`porin apply`/`porin delete` → agent → kernel), ms from spawning the CLI:\n");
+                let _ = writeln!(o, "| mode | change | n | p50 | p99 | max | CLI returned p50 | `porin lab wait` returned p50 | p50 − CLI return | – |");
+                let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
+            }
             for enforce in [true, false] {
                 let rows: Vec<&B4Row> = b4.iter().filter(|r| r.mode == mode && r.enforce == enforce).collect();
                 if rows.is_empty() {

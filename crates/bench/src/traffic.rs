@@ -171,40 +171,85 @@ pub fn try_connect(client_netns: &Path, dst: SocketAddr, timeout: Duration) -> R
     run_in(client_netns, move || TcpStream::connect_timeout(&dst, timeout).is_ok())
 }
 
-/// iperf3, one TCP stream for `secs` seconds; Gbit/s received.
+/// iperf3, one TCP stream for `secs` seconds; Gbit/s received. Retried (up to 3 attempts) when a run
+/// fails or hangs: every process has a deadline and is killed when it passes.
 pub fn iperf3(client_netns_name: &str, server_netns_name: &str, server_ip: Ipv4Addr, secs: u32) -> Result<f64> {
+    let mut last = anyhow!("no attempt");
+    for _ in 0..3 {
+        match iperf3_once(client_netns_name, server_netns_name, server_ip, secs) {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                eprintln!("  iperf3 attempt failed: {e:#}");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+fn wait_deadline(child: &mut std::process::Child, deadline: Duration) -> Result<bool> {
+    let t0 = Instant::now();
+    while t0.elapsed() < deadline {
+        if child.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(false)
+}
+
+fn iperf3_once(client_netns_name: &str, server_netns_name: &str, server_ip: Ipv4Addr, secs: u32) -> Result<f64> {
+    use std::io::BufRead;
+    let cpu = BENCH_CPU.to_string();
     let mut srv = Command::new("ip")
-        .args(["netns", "exec", server_netns_name, "iperf3", "-s", "-1", "-p", "5201", "-A"])
-        .arg(BENCH_CPU.to_string())
-        .stdout(Stdio::null())
+        .args(["netns", "exec", server_netns_name, "iperf3", "-s", "-1", "--forceflush", "-p", "5201", "-A", &cpu])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .context("spawning iperf3 -s (is iperf3 installed? scripts/setup.sh)")?;
-    // Wait until the server listens.
-    let mut out = None;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(40));
-        let o = Command::new("ip")
-            .args(["netns", "exec", client_netns_name, "iperf3", "-c", &server_ip.to_string(), "-p", "5201", "-A"])
-            .arg(BENCH_CPU.to_string())
-            .arg("-t")
-            .arg(secs.to_string())
-            .args(["-J"])
-            .output()?;
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if v.get("error").is_some() || !o.status.success() {
-            if srv.try_wait()?.is_some() {
-                bail!("iperf3 server exited: {}", String::from_utf8_lossy(&o.stdout));
+    // Ready when it says it listens.
+    let stdout = srv.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if line.contains("listening") {
+                let _ = tx.send(());
             }
-            continue;
         }
-        out = Some(v);
-        break;
+    });
+    if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+        let _ = srv.kill();
+        let _ = srv.wait();
+        bail!("iperf3 server did not start listening");
     }
-    let _ = srv.kill();
-    let _ = srv.wait();
-    let v = out.ok_or_else(|| anyhow!("iperf3 client never connected"))?;
-    v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9).ok_or_else(|| anyhow!("iperf3 JSON without end.sum_received"))
+    let mut cli = Command::new("ip")
+        .args(["netns", "exec", client_netns_name, "iperf3", "-c", &server_ip.to_string(), "-p", "5201", "-A", &cpu])
+        .args(["--connect-timeout", "2000", "-t", &secs.to_string(), "-J"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut cout = cli.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = cout.read_to_end(&mut v);
+        v
+    });
+    let finished = wait_deadline(&mut cli, Duration::from_secs(u64::from(secs) + 10))?;
+    let _ = wait_deadline(&mut srv, Duration::from_secs(2))?;
+    let out = reader.join().map_err(|_| anyhow!("reader panicked"))?;
+    if !finished {
+        bail!("iperf3 client hung (killed after {}s)", secs + 10);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out).context("iperf3 -J output")?;
+    if let Some(e) = v.get("error") {
+        bail!("iperf3: {e}");
+    }
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .ok_or_else(|| anyhow!("iperf3 JSON without end.sum_received"))
 }
 
 /// One probe: (sent, finished, handshake completed), relative to the prober's epoch.

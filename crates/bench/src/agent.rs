@@ -1,0 +1,154 @@
+//! B4 through the product: `porin apply` / `porin delete` → API → store → agent (calc + dataplane) → kernel,
+//! observed by the same 1 ms connect prober. The lab is the CLI's (`porin lab up`: one agent per node netns);
+//! it is taken down on drop. Only the two probed pods exist (the agent programs pods with real interfaces).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::report::B4Row;
+use crate::synth::{self, Synth};
+use crate::traffic::Prober;
+
+const PROBE_PORT: u16 = 7004;
+
+struct CliLab {
+    bin: PathBuf,
+    name: String,
+    state_dir: tempfile::TempDir,
+    server: String,
+}
+
+impl CliLab {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env("PORIN_LAB_STATE_DIR", self.state_dir.path())
+            .env("PORIN_SERVER", &self.server)
+            .env_remove("PORIN_TOKEN");
+        c
+    }
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let o = self.cmd(args).output().with_context(|| format!("porin {}", args.join(" ")))?;
+        if !o.status.success() {
+            bail!("porin {} failed: {}{}", args.join(" "), String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+}
+
+impl Drop for CliLab {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["lab", "--name", &self.name, "down"]).output();
+    }
+}
+
+/// The base manifests (pods with the lab annotations written by `porin lab up`, the filler rules) and the
+/// client's allow as its own policy, last in evaluation order.
+fn manifests(rules: usize) -> (Value, Value) {
+    let s = Synth {
+        rules: rules + 1, // n-1 fillers + the client's slot, which we leave out here
+        client_ip: Ipv4Addr::new(10, 244, 0, 10),
+        server_ip: Ipv4Addr::new(10, 244, 0, 11),
+        fillers: 0,
+        client_allowed: false,
+    };
+    let mut docs = s.documents();
+    for d in docs.as_array_mut().expect("array") {
+        if d["kind"] == "Pod" {
+            d["spec"]["containers"][0]["ports"] = json!([{"containerPort": PROBE_PORT, "protocol": "TCP"}]);
+        }
+    }
+    let allow = json!([{
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": "zz-client-allow", "namespace": synth::NS},
+        "spec": {"selector": "app == 'server'", "order": 1_000_000, "types": ["Ingress"],
+                 "ingress": [{"action": "Allow", "protocol": "TCP", "source": {"selector": "app == 'client'"},
+                              "destination": {"ports": [PROBE_PORT]}}]}
+    }]);
+    (docs, allow)
+}
+
+pub fn bench(bin: &Path, rules: usize, trials: usize, failures: &mut Vec<String>) -> Result<Vec<B4Row>> {
+    let dir = tempfile::Builder::new().prefix("porin-bench-agent").tempdir()?;
+    let (base, allow) = manifests(rules);
+    let base_f = dir.path().join("base.json");
+    let allow_f = dir.path().join("allow.json");
+    std::fs::write(&base_f, serde_json::to_vec(&base)?)?;
+    std::fs::write(&allow_f, serde_json::to_vec(&allow)?)?;
+    let name = format!("pba-{}", std::process::id());
+    let mut lab = CliLab {
+        bin: bin.to_path_buf(),
+        name: name.clone(),
+        state_dir: tempfile::Builder::new().prefix("porin-bench-lab").tempdir()?,
+        server: String::new(),
+    };
+    let t = Instant::now();
+    let out = lab.ok(&[
+        "lab", "--name", &name, "up", "--timeout-secs", "600",
+        "-f", base_f.to_str().expect("utf8"), "-f", allow_f.to_str().expect("utf8"),
+    ])?;
+    lab.server = out.trim().strip_prefix("export PORIN_SERVER=").unwrap_or("").to_string();
+    eprintln!("B4 agent: lab with {rules} rules up in {:.1}s", t.elapsed().as_secs_f64());
+
+    let l = porin_lab::Lab::open(&name, &porin_lab::LabOptions::with_state_dir(lab.state_dir.path()))?;
+    let client = l.pod("bench/client")?.clone();
+    let server = l.pod("bench/server")?.clone();
+    let dst = SocketAddr::from((server.ipv4, PROBE_PORT));
+    if !crate::traffic::try_connect(&client.netns_path, dst, Duration::from_millis(500))? {
+        bail!("B4 agent: the allowed probe port is not reachable after lab up");
+    }
+    let epoch = Instant::now();
+    let prober = Prober::start(&client.netns_path, dst, Duration::from_millis(1), epoch);
+    std::thread::sleep(Duration::from_millis(100));
+    let allow_s = allow_f.to_str().expect("utf8").to_string();
+    let mut changes = Vec::new();
+    for k in 0..trials * 2 {
+        let enforce = k % 2 == 1;
+        let t0 = Instant::now();
+        let verb = if enforce { "apply" } else { "delete" };
+        lab.ok(&[verb, "-f", &allow_s])?;
+        let acked = t0.elapsed();
+        // Wait until the agents report the revision enforced (also bounds the prober window).
+        lab.ok(&["lab", "--name", &name, "wait"])?;
+        let waited = t0.elapsed();
+        changes.push((enforce, t0 - epoch, acked, waited));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let probes = prober.finish()?;
+    let ats: Vec<Duration> = changes.iter().map(|c| c.1).collect();
+    let mut rows = Vec::new();
+    for (i, (enforce, at, acked, waited)) in changes.into_iter().enumerate() {
+        let until = ats.get(i + 1).copied().unwrap_or(Duration::MAX);
+        let window = probes.iter().filter(|p| p.0 < until);
+        let lat = if enforce {
+            window.filter(|p| p.2 && p.1 > at).map(|p| p.1 - at).next()
+        } else {
+            window.filter(|p| !p.2 && p.0 >= at).map(|p| p.0 - at).next()
+        };
+        match lat {
+            Some(l) => rows.push(B4Row {
+                mode: format!("agent ({rules} rules)"),
+                enforce,
+                latency_ms: l.as_secs_f64() * 1e3,
+                // For this path: the CLI's ack (apply committed) and `porin lab wait` returning.
+                compile_ms: acked.as_secs_f64() * 1e3,
+                maps_ms: waited.as_secs_f64() * 1e3,
+                barriers: 0,
+            }),
+            None => failures.push(format!("B4 agent: {} at {at:?} never observed", if enforce { "enforce" } else { "revoke" })),
+        }
+    }
+    // The last change re-allowed; make sure a delete really denies.
+    lab.ok(&["delete", "-f", &allow_s])?;
+    lab.ok(&["lab", "--name", &name, "wait"])?;
+    if crate::traffic::try_connect(&client.netns_path, dst, Duration::from_millis(300))? {
+        failures.push("B4 agent: revoked probe port still reachable".into());
+    }
+    drop(lab);
+    Ok(rows)
+}
