@@ -571,8 +571,14 @@ impl Aggregator {
             }
             return e;
         }
+        let dir = if t.dir == Direction::Ingress as u8 { FlowDirection::Ingress } else { FlowDirection::Egress };
+        let peer_ip = if workload {
+            None
+        } else {
+            Some(ip_of(t.family, if dir == FlowDirection::Egress { &t.dst } else { &t.src }))
+        };
         let local = self.endpoint_meta(t.endpoint_id, enr);
-        let peer = self.identity_meta(peer_identity, enr);
+        let peer = if workload { self.identity_meta(peer_identity, enr) } else { enr.peer(peer_identity, peer_ip) };
         let c = &self.counters;
         if local.is_none() {
             PipelineCounters::add(&c.unknown_endpoint, 1);
@@ -584,12 +590,6 @@ impl Aggregator {
         if rule.is_none() {
             PipelineCounters::add(&c.unknown_rule, 1);
         }
-        let dir = if t.dir == Direction::Ingress as u8 { FlowDirection::Ingress } else { FlowDirection::Egress };
-        let peer_ip = if workload {
-            None
-        } else {
-            Some(ip_of(t.family, if dir == FlowDirection::Egress { &t.dst } else { &t.src }))
-        };
         let pending =
             enr.pending(&PendingQuery { endpoint_id: t.endpoint_id, direction: dir, peer_identity, peer_ip, protocol: t.proto, port: t.dport });
         self.interval.entry(key).or_insert(Entry {

@@ -98,6 +98,13 @@ pub trait Enricher {
     fn endpoint(&self, endpoint_id: u32) -> Option<Arc<EndpointMeta>>;
     /// The peer behind a security identity.
     fn identity(&self, identity: u32) -> Option<Arc<EndpointMeta>>;
+    /// The peer of a per-5-tuple record, which knows the peer's address: an identity may stand for
+    /// several pods that policy cannot tell apart, and the address names the one. Default: the
+    /// identity's metadata.
+    fn peer(&self, identity: u32, ip: Option<IpAddr>) -> Option<Arc<EndpointMeta>> {
+        let _ = ip;
+        self.identity(identity)
+    }
     /// The enforced trace behind a policy entry's `rule_id`.
     fn rule(&self, rule_id: u32) -> Option<Arc<RuleMeta>>;
     /// What staged policies would do; `None` when no staged policy applies.
@@ -110,6 +117,9 @@ impl<E: Enricher + ?Sized> Enricher for &E {
     }
     fn identity(&self, id: u32) -> Option<Arc<EndpointMeta>> {
         (**self).identity(id)
+    }
+    fn peer(&self, id: u32, ip: Option<IpAddr>) -> Option<Arc<EndpointMeta>> {
+        (**self).peer(id, ip)
     }
     fn rule(&self, id: u32) -> Option<Arc<RuleMeta>> {
         (**self).rule(id)
@@ -125,6 +135,9 @@ impl<E: Enricher + ?Sized> Enricher for Arc<E> {
     }
     fn identity(&self, id: u32) -> Option<Arc<EndpointMeta>> {
         (**self).identity(id)
+    }
+    fn peer(&self, id: u32, ip: Option<IpAddr>) -> Option<Arc<EndpointMeta>> {
+        (**self).peer(id, ip)
     }
     fn rule(&self, id: u32) -> Option<Arc<RuleMeta>> {
         (**self).rule(id)
