@@ -6,8 +6,9 @@
  *   porin_from_wl  host-veth ingress = packets leaving the workload  (EGRESS policy)
  *   porin_to_wl    host-veth egress  = packets entering the workload (INGRESS policy)
  *
- * Per packet: endpoint lookup -> parse -> (fragment | ICMP error | ND) special
- * cases -> conntrack lookup -> on miss: ipcache + ONE policy LPM lookup.
+ * Per packet: endpoint lookup -> parse -> source check (from the workload
+ * only) -> (fragment | ICMP error | ND) special cases -> conntrack lookup ->
+ * on miss: ipcache + ONE policy LPM lookup.
  * Every path that cannot decide returns TC_ACT_SHOT. See
  * docs/design/dataplane.md for the full design.
  */
@@ -98,6 +99,8 @@ struct ep_snapshot {
 	__u32 gen;
 	__u32 rev;
 	__u32 flags;
+	__u8 addr4[4];
+	__u8 addr6[16];
 };
 
 static __always_inline void count(__u32 reason)
@@ -535,6 +538,40 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 	return bpf_map_lookup_elem(&porin_ct_v1, &k) != NULL;
 }
 
+/* Anti-spoofing, for packets LEAVING the workload: the source must be the
+ * endpoint's own address of that family; an endpoint without an address of the
+ * family may send none (fail closed). The only exception is IPv6 neighbour
+ * discovery from the unspecified (DAD) or a link-local address, which the
+ * kernel uses before/besides the global address. Returns 1 if the source is
+ * acceptable. */
+static __always_inline int source_is_own(const struct ep_snapshot *ep, const struct pkt *p)
+{
+	if (p->family == PORIN_FAMILY_V4) {
+		__u32 a, b;
+		if (!(ep->flags & PORIN_EP_F_HAS_V4))
+			return 0;
+		__builtin_memcpy(&a, p->src, 4);
+		__builtin_memcpy(&b, ep->addr4, 4);
+		return a == b;
+	}
+	if (p->family != PORIN_FAMILY_V6)
+		return 0;
+	__u64 a0, a1, b0, b1;
+	__builtin_memcpy(&a0, p->src, 8);
+	__builtin_memcpy(&a1, p->src + 8, 8);
+	if (p->icmp == ICMP_ND) {
+		int unspecified = a0 == 0 && a1 == 0;
+		int link_local = p->src[0] == 0xfe && (p->src[1] & 0xc0) == 0x80;
+		if (unspecified || link_local)
+			return 1;
+	}
+	if (!(ep->flags & PORIN_EP_F_HAS_V6))
+		return 0;
+	__builtin_memcpy(&b0, ep->addr6, 8);
+	__builtin_memcpy(&b1, ep->addr6 + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Conntrack + policy                                                        */
 /* ------------------------------------------------------------------------ */
@@ -692,18 +729,20 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	v.packets = 1;
 	v.bytes = skb->len;
 
-	struct porin_endpoint *e = bpf_map_lookup_elem(&porin_ep_v1, &ifindex);
+	struct porin_endpoint *e = bpf_map_lookup_elem(&porin_ep_v2, &ifindex);
 	if (!e) {
 		v.reason = PORIN_R_DROP_NO_ENDPOINT;
 		v.ev_type = PORIN_EV_DENIED;
 		return finish(skb, &ep, dir, &p, &v, 0);
 	}
-	/* Read the endpoint value ONCE: active_gen and policy_rev must come
-	 * from the same version of the entry. */
+	/* Read the endpoint value ONCE: active_gen, policy_rev, flags and the
+	 * addresses must come from the same version of the entry. */
 	ep.endpoint_id = e->endpoint_id;
 	ep.gen = e->active_gen;
 	ep.rev = e->policy_rev;
 	ep.flags = e->flags;
+	__builtin_memcpy(ep.addr4, e->addr4, 4);
+	__builtin_memcpy(ep.addr6, e->addr6, 16);
 
 	switch (parse(skb, &p)) {
 	case PARSE_IP:
@@ -717,6 +756,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		return finish(skb, &ep, dir, &p, &v, 0);
 	default:
 		v.reason = PORIN_R_DROP_MALFORMED;
+		v.ev_type = PORIN_EV_DENIED;
+		return finish(skb, &ep, dir, &p, &v, 0);
+	}
+
+	/* From the workload: before fragments, ICMP and conntrack, so that no
+	 * packet with a forged source reaches any of them. (To the workload the
+	 * source is a peer; its identity comes from the ipcache.) */
+	if (dir == PORIN_DIR_EGRESS && !source_is_own(&ep, &p)) {
+		v.reason = PORIN_R_DROP_SPOOFED;
 		v.ev_type = PORIN_EV_DENIED;
 		return finish(skb, &ep, dir, &p, &v, 0);
 	}

@@ -79,6 +79,7 @@ enum porin_reason {
 	PORIN_R_DROP_ICMP_UNRELATED = 25, /* ICMP error about an untracked flow */
 	PORIN_R_DROP_CT_FULL = 26,     /* could not insert the conntrack entries */
 	PORIN_R_DROP_BAD_ACTION = 27,  /* policy value with an invalid action */
+	PORIN_R_DROP_SPOOFED = 28,     /* from the workload: source is not its own address */
 	PORIN_R_MAX = 32,
 };
 
@@ -91,6 +92,11 @@ enum porin_ep_flags {
 	/* Drop every new and established IP flow of this endpoint (set by
 	 * userspace when the policy map overflowed). ARP/ND still pass. */
 	PORIN_EP_F_LOCKDOWN = 1,
+	/* addr4 / addr6 hold the endpoint's own address. Without the flag the
+	 * workload may send no packet of that family (fail closed); with it, only
+	 * packets whose source is that address (anti-spoofing). */
+	PORIN_EP_F_HAS_V4 = 2,
+	PORIN_EP_F_HAS_V6 = 4,
 };
 
 enum porin_meta_flags {
@@ -126,12 +132,15 @@ enum porin_limits {
 /* Keys and values                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* porin_ep_v1: key = __u32 host-veth ifindex (in the node netns). */
+/* porin_ep_v2: key = __u32 host-veth ifindex (in the node netns).
+ * (v1 was the same without addr4/addr6.) */
 struct porin_endpoint {
 	__u32 endpoint_id; /* < 2^30 */
 	__u32 active_gen;  /* 0 or 1: which policy generation packets use */
 	__u32 policy_rev;  /* node-wide unique, bumped on every flip */
 	__u32 flags;       /* enum porin_ep_flags */
+	__u8 addr4[4];     /* own IPv4 address if PORIN_EP_F_HAS_V4, else 0 */
+	__u8 addr6[16];    /* own IPv6 address if PORIN_EP_F_HAS_V6, else 0 */
 };
 
 /* porin_pol_v1 LPM key. prefixlen counts bits after the prefixlen field. */
@@ -284,7 +293,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct porin_endpoint);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} porin_ep_v1 SEC(".maps");
+} porin_ep_v2 SEC(".maps");
 
 /* Writer: userspace (set_ipcache). Reader: BPF, new flows and revalidation. */
 struct {

@@ -118,6 +118,8 @@ impl Porin {
         t.ipcache = t1.elapsed();
         let by_key: BTreeMap<&str, &porin_calc::EndpointProgram> =
             compiled.endpoints.iter().map(|e| (e.endpoint.as_str(), e)).collect();
+        // Own addresses (anti-spoofing) of pods alone in their identity: their host prefixes. Others get none (drop).
+        let own: BTreeMap<&str, Vec<std::net::IpAddr>> = compiled.ipcache.iter().filter(|(n, _)| n.prefix_len() == n.max_prefix_len()).filter_map(|(n, id)| compiled.identity(*id).filter(|i| i.members.len() == 1).map(|i| (i.members[0].as_str(), n.addr()))).fold(BTreeMap::new(), |mut m, (k, a)| { m.entry(k).or_insert_with(Vec::new).push(a); m });
         let t2 = Instant::now();
         for s in &self.slots {
             let Some(p) = by_key.get(s.key.as_str()) else { continue };
@@ -125,6 +127,7 @@ impl Porin {
                 endpoint_id: s.endpoint_id,
                 ingress: to_policy_entries(&p.ingress),
                 egress: to_policy_entries(&p.egress),
+                addrs: own.get(s.key.as_str()).cloned().unwrap_or_default(),
             };
             t.policy_entries += pol.ingress.len() + pol.egress.len();
             let st = self.dp.set_endpoint(s.ifindex, pol).with_context(|| format!("set_endpoint {}", s.key))?;

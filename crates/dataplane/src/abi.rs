@@ -13,7 +13,10 @@ pub const ABI_VERSION: u32 = 1;
 
 /// Map names (≤ 15 characters; pinned under the pin directory by these names).
 pub mod map_names {
-    pub const ENDPOINTS: &str = "porin_ep_v1";
+    pub const ENDPOINTS: &str = "porin_ep_v2";
+    /// The endpoints map before it carried the endpoint's addresses (value
+    /// 16 bytes). Never reused; `Dataplane::open` removes its pin.
+    pub const ENDPOINTS_V1: &str = "porin_ep_v1";
     pub const IPCACHE_V4: &str = "porin_ipc4_v1";
     pub const IPCACHE_V6: &str = "porin_ipc6_v1";
     pub const POLICY: &str = "porin_pol_v1";
@@ -103,12 +106,16 @@ macro_rules! abi_struct {
 }
 
 abi_struct! {
-    /// `porin_ep_v1` value; key = host-veth ifindex (`u32`).
+    /// `porin_ep_v2` value; key = host-veth ifindex (`u32`). `addr4`/`addr6`
+    /// are the endpoint's own addresses (wire byte order), valid with
+    /// [`EP_F_HAS_V4`]/[`EP_F_HAS_V6`].
     "porin_endpoint" => pub struct EndpointValue {
         pub endpoint_id: u32,
         pub active_gen: u32,
         pub policy_rev: u32,
         pub flags: u32,
+        pub addr4: [u8; 4],
+        pub addr6: [u8; 16],
     }
 }
 
@@ -268,6 +275,10 @@ pub const POL_PREFIX_FULL: u32 = 96;
 
 /// `enum porin_ep_flags`.
 pub const EP_F_LOCKDOWN: u32 = 1;
+pub const EP_F_HAS_V4: u32 = 2;
+pub const EP_F_HAS_V6: u32 = 4;
+/// The address flags (everything but lockdown).
+pub const EP_F_ADDRS: u32 = EP_F_HAS_V4 | EP_F_HAS_V6;
 /// `enum porin_meta_flags`.
 pub const META_F_IPCACHE_DEGRADED: u32 = 1;
 /// `enum porin_ct_flags`.
@@ -394,6 +405,7 @@ reasons! {
     DropIcmpUnrelated = 25 => "PORIN_R_DROP_ICMP_UNRELATED", "drop_icmp_unrelated";
     DropCtFull = 26 => "PORIN_R_DROP_CT_FULL", "drop_ct_full";
     DropBadAction = 27 => "PORIN_R_DROP_BAD_ACTION", "drop_bad_action";
+    DropSpoofed = 28 => "PORIN_R_DROP_SPOOFED", "drop_spoofed";
 }
 
 impl Reason {
@@ -420,6 +432,8 @@ pub fn enum_values() -> Vec<(&'static str, &'static str, u64)> {
         ("porin_family", "PORIN_FAMILY_V4", u64::from(FAMILY_V4)),
         ("porin_family", "PORIN_FAMILY_V6", u64::from(FAMILY_V6)),
         ("porin_ep_flags", "PORIN_EP_F_LOCKDOWN", u64::from(EP_F_LOCKDOWN)),
+        ("porin_ep_flags", "PORIN_EP_F_HAS_V4", u64::from(EP_F_HAS_V4)),
+        ("porin_ep_flags", "PORIN_EP_F_HAS_V6", u64::from(EP_F_HAS_V6)),
         ("porin_meta_flags", "PORIN_META_F_IPCACHE_DEGRADED", u64::from(META_F_IPCACHE_DEGRADED)),
         ("porin_ct_flags", "PORIN_CT_F_REPLY", u64::from(CT_F_REPLY)),
         ("porin_ct_flags", "PORIN_CT_F_CLOSING", u64::from(CT_F_CLOSING)),
@@ -470,6 +484,20 @@ impl PolicyKey {
     /// The generation bit encoded in `policy_id`.
     pub fn generation(&self) -> u32 {
         (self.policy_id >> 1) & 1
+    }
+}
+
+impl EndpointValue {
+    /// The endpoint's own addresses (v4 first), as flagged.
+    pub fn addrs(&self) -> Vec<std::net::IpAddr> {
+        let mut out = Vec::new();
+        if self.flags & EP_F_HAS_V4 != 0 {
+            out.push(std::net::IpAddr::from(self.addr4));
+        }
+        if self.flags & EP_F_HAS_V6 != 0 {
+            out.push(std::net::IpAddr::from(self.addr6));
+        }
+        out
     }
 }
 

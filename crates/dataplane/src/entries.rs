@@ -6,6 +6,7 @@
 //! match equals the policy engine's verdict. Here we only validate and encode.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use crate::abi::{self, Action, Direction, PolicyKey, PolicyValue};
 
@@ -35,6 +36,66 @@ pub struct EndpointPolicy {
     pub endpoint_id: u32,
     pub ingress: Vec<PolicyEntry>,
     pub egress: Vec<PolicyEntry>,
+    /// The endpoint's own addresses: at most one IPv4 and one IPv6 (repeats
+    /// of the same address are fine). Packets from the workload must carry
+    /// one of them as source; a family without an address may not be sent
+    /// at all (fail closed).
+    pub addrs: Vec<IpAddr>,
+}
+
+/// Why an endpoint's addresses cannot be enforced.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("two addresses of one family ({first} and {second}); at most one IPv4 and one IPv6 is supported")]
+    TwoOfFamily { first: IpAddr, second: IpAddr },
+    #[error("{0} cannot be an endpoint's own address (unspecified, multicast or broadcast)")]
+    NotUnicast(IpAddr),
+}
+
+/// The address part of an endpoint value: `(flags, addr4, addr6)` with
+/// [`abi::EP_F_HAS_V4`]/[`abi::EP_F_HAS_V6`] set as present.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointAddrs {
+    pub flags: u32,
+    pub addr4: [u8; 4],
+    pub addr6: [u8; 16],
+}
+
+impl EndpointAddrs {
+    /// Validates and encodes `addrs` (see [`EndpointPolicy::addrs`]).
+    pub fn new(addrs: &[IpAddr]) -> Result<Self, AddrError> {
+        let mut out = Self::default();
+        let (mut v4, mut v6): (Option<IpAddr>, Option<IpAddr>) = (None, None);
+        for &a in addrs {
+            let bad = match a {
+                IpAddr::V4(x) => x.is_unspecified() || x.is_multicast() || x.is_broadcast(),
+                IpAddr::V6(x) => x.is_unspecified() || x.is_multicast(),
+            };
+            if bad {
+                return Err(AddrError::NotUnicast(a));
+            }
+            let slot = if a.is_ipv4() { &mut v4 } else { &mut v6 };
+            match *slot {
+                Some(first) if first != a => return Err(AddrError::TwoOfFamily { first, second: a }),
+                _ => *slot = Some(a),
+            }
+        }
+        if let Some(IpAddr::V4(x)) = v4 {
+            out.flags |= abi::EP_F_HAS_V4;
+            out.addr4 = x.octets();
+        }
+        if let Some(IpAddr::V6(x)) = v6 {
+            out.flags |= abi::EP_F_HAS_V6;
+            out.addr6 = x.octets();
+        }
+        Ok(out)
+    }
+
+    /// The address part of a (read-back) endpoint value.
+    pub fn of(v: &abi::EndpointValue) -> Self {
+        Self { flags: v.flags & abi::EP_F_ADDRS, addr4: v.addr4, addr6: v.addr6 }
+    }
+
 }
 
 /// Why an entry cannot be encoded.
@@ -229,13 +290,35 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_addrs() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(EndpointAddrs::new(&[]).unwrap(), EndpointAddrs::default());
+        let a = EndpointAddrs::new(&[ip("10.0.0.7"), ip("fd00::7"), ip("10.0.0.7")]).unwrap();
+        assert_eq!(a.flags, abi::EP_F_HAS_V4 | abi::EP_F_HAS_V6);
+        assert_eq!(a.addr4, [10, 0, 0, 7]);
+        assert_eq!(a.addr6[15], 7);
+        let v = abi::EndpointValue { flags: a.flags | abi::EP_F_LOCKDOWN, addr4: a.addr4, addr6: a.addr6, ..Default::default() };
+        assert_eq!(EndpointAddrs::of(&v), a);
+        assert_eq!(v.addrs(), vec![ip("10.0.0.7"), ip("fd00::7")]);
+        let v6only = EndpointAddrs::new(&[ip("fd00::7")]).unwrap();
+        assert_eq!((v6only.flags, v6only.addr4), (abi::EP_F_HAS_V6, [0; 4]));
+        assert_eq!(
+            EndpointAddrs::new(&[ip("10.0.0.7"), ip("10.0.0.8")]),
+            Err(AddrError::TwoOfFamily { first: ip("10.0.0.7"), second: ip("10.0.0.8") })
+        );
+        assert!(EndpointAddrs::new(&[ip("fd00::1"), ip("fe80::1")]).is_err());
+        assert_eq!(EndpointAddrs::new(&[ip("0.0.0.0")]), Err(AddrError::NotUnicast(ip("0.0.0.0"))));
+        assert!(EndpointAddrs::new(&[ip("ff02::1")]).is_err());
+    }
+
+    #[test]
     fn compile_conflicts() {
         let a = PolicyEntry { identity: Some(3), proto: None, port_prefix: None, action: Action::Allow, rule_id: 1 };
         let mut b = a;
-        let p = EndpointPolicy { endpoint_id: 2, ingress: vec![a, a], egress: vec![a] };
+        let p = EndpointPolicy { endpoint_id: 2, ingress: vec![a, a], egress: vec![a], addrs: vec![] };
         assert_eq!(compile(&p, 0).unwrap().len(), 2);
         b.action = Action::Deny;
-        let p = EndpointPolicy { endpoint_id: 2, ingress: vec![a, b], egress: vec![] };
+        let p = EndpointPolicy { endpoint_id: 2, ingress: vec![a, b], egress: vec![], addrs: vec![] };
         let err = compile(&p, 0).unwrap_err();
         assert_eq!((err.dir, err.index), (Direction::Ingress, 1));
     }

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::entries::LocatedEntryError;
+use crate::entries::{AddrError, LocatedEntryError};
 
 /// A failed map operation (the low-level seam error).
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,13 @@ pub enum Error {
         ifindex: u32,
         #[source]
         source: LocatedEntryError,
+    },
+    #[error("endpoint {endpoint_id} (ifindex {ifindex}): invalid own addresses: {source}")]
+    InvalidAddrs {
+        endpoint_id: u32,
+        ifindex: u32,
+        #[source]
+        source: AddrError,
     },
     #[error("endpoint id {endpoint_id} (ifindex {ifindex}) is out of range (max {max})", max = crate::abi::MAX_ENDPOINT_ID)]
     EndpointIdRange { endpoint_id: u32, ifindex: u32 },

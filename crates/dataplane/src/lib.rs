@@ -30,7 +30,7 @@ use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOp
 use aya::{Ebpf, EbpfLoader};
 
 pub use abi::{Action, Direction, EventType, Reason};
-pub use entries::{EndpointPolicy, PolicyEntry, port_range_to_prefixes};
+pub use entries::{AddrError, EndpointAddrs, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
 pub use error::{Error, MapOpError, Result};
 pub use events::{AsyncEventReader, Event, EventReader};
 pub use sync::{ReadBack, SyncStats};
@@ -212,6 +212,7 @@ impl Dataplane {
         if !sys::is_bpffs(pin_dir).map_err(|source| Error::Io { what: "statfs", path: pin_dir.to_path_buf(), source })? {
             return Err(Error::NotBpffs { path: pin_dir.to_path_buf() });
         }
+        retire_endpoints_v1(pin_dir)?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);
         loader.map_max_entries(names::EVENTS, opts.ringbuf_bytes);
@@ -464,6 +465,35 @@ impl Dataplane {
         let r = p.test_run(opts).map_err(|e| Error::TestRun { prog, source: Box::new(e) })?;
         Ok(TestRunOutcome { retval: r.return_value as i32, ns_per_run: r.duration.as_nanos() as u64 })
     }
+}
+
+/// An endpoints map pinned by a build before `porin_ep_v2` (`porin_ep_v1`,
+/// 16-byte values without the endpoint's addresses) can never be reused: this
+/// build would read and write it with the wrong layout. Its pin is removed
+/// (the old programs still attached keep the map alive and keep enforcing
+/// until `attach` switches their links to this build's programs). The
+/// endpoints it held are not migrated: they have no addresses, which would
+/// fail closed anyway; `set_endpoint` writes them into `porin_ep_v2`, and an
+/// interface re-attached before that drops (`NO_ENDPOINT`). Their policy
+/// entries are read back as orphans and adopted or swept as usual.
+fn retire_endpoints_v1(pin_dir: &Path) -> Result<()> {
+    let path = pin_dir.join(names::ENDPOINTS_V1);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(());
+    }
+    let endpoints = MapData::from_pin(&path)
+        .ok()
+        .and_then(|md| HashMap::<MapData, u32, [u8; 16]>::try_from(Map::HashMap(md)).ok())
+        .map(|h| h.keys().count());
+    tracing::warn!(
+        path = %path.display(),
+        endpoints = ?endpoints,
+        new_map = names::ENDPOINTS,
+        "found the endpoints map of an older build ({}, no addresses); it is not reused (layout changed) and its pin \
+         is removed; its endpoints must be set again and drop until then",
+        names::ENDPOINTS_V1
+    );
+    std::fs::remove_file(&path).map_err(|source| Error::Io { what: "removing the old endpoints map pin", path, source })
 }
 
 /// Detaches the link pinned at `pin` synchronously, then removes the pin.

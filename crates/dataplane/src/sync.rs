@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 
 use crate::abi::{self, Action, Direction, EndpointValue, Meta, PolicyKey, PolicyValue};
-use crate::entries::{self, EndpointPolicy};
+use crate::entries::{self, EndpointAddrs, EndpointPolicy};
 use crate::error::{Error, MapOpError, Result};
 
 /// The kernel seam: every map operation the engine performs.
@@ -126,6 +126,8 @@ fn apply_gen(
 }
 
 impl Engine {
+    /// The lockdown flag an endpoint should carry (address flags come from
+    /// [`EndpointAddrs`]).
     fn flags_for(&self, overflow: bool) -> u32 {
         if overflow || self.ipcache_degraded { abi::EP_F_LOCKDOWN } else { 0 }
     }
@@ -162,18 +164,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes the endpoint value (one atomic map update).
+    /// Writes the endpoint value (one atomic map update): generation,
+    /// revision, lockdown `flags` and the endpoint's own addresses together.
+    #[allow(clippy::too_many_arguments)]
     fn write_endpoint(
         &mut self,
         m: &mut dyn MapOps,
         ifindex: u32,
         generation: u32,
         flags: u32,
+        addrs: EndpointAddrs,
         stats: &mut SyncStats,
     ) -> Result<(), MapOpError> {
         let rev = self.next_rev(m)?;
         let ep = self.endpoints.get_mut(&ifindex).expect("endpoint state exists");
-        let value = EndpointValue { endpoint_id: ep.value.endpoint_id, active_gen: generation, policy_rev: rev, flags };
+        let value = EndpointValue {
+            endpoint_id: ep.value.endpoint_id,
+            active_gen: generation,
+            policy_rev: rev,
+            flags: (flags & !abi::EP_F_ADDRS) | addrs.flags,
+            addr4: addrs.addr4,
+            addr6: addrs.addr6,
+        };
         m.endpoint_put(ifindex, &value)?;
         let gen_changed = ep.value.active_gen != generation || ep.value.policy_rev == 0;
         ep.value = value;
@@ -193,6 +205,7 @@ impl Engine {
         ifindex: u32,
         generation: u32,
         cause: MapOpError,
+        addrs: EndpointAddrs,
         mut stats: SyncStats,
     ) -> Result<SyncStats> {
         let ep = self.endpoints.get_mut(&ifindex).expect("endpoint state exists");
@@ -206,7 +219,7 @@ impl Engine {
             tracing::error!(endpoint_id, ifindex, error = %e, "could not write deny-all defaults; relying on the lockdown flag");
         }
         ep.overflow = true;
-        if let Err(e) = self.write_endpoint(m, ifindex, generation, abi::EP_F_LOCKDOWN, &mut stats) {
+        if let Err(e) = self.write_endpoint(m, ifindex, generation, abi::EP_F_LOCKDOWN, addrs, &mut stats) {
             tracing::error!(endpoint_id, ifindex, error = %e, "could not flip endpoint into lockdown");
         }
         tracing::error!(endpoint_id, ifindex, map = cause.map, "policy map full: endpoint locked down");
@@ -228,6 +241,8 @@ impl Engine {
         // Validate before touching anything.
         let desired0 = entries::compile(policy, 0).map_err(invalid)?;
         let desired1 = entries::compile(policy, 1).map_err(invalid)?;
+        let addrs = EndpointAddrs::new(&policy.addrs)
+            .map_err(|source| Error::InvalidAddrs { endpoint_id: id, ifindex, source })?;
         self.seen_endpoints.insert(ifindex);
         let mut stats = SyncStats::default();
         let flags = self.flags_for(false);
@@ -239,7 +254,13 @@ impl Engine {
             let inactive = active ^ 1;
             let (desired_active, desired_inactive) =
                 if active == 0 { (&desired0, &desired1) } else { (&desired1, &desired0) };
-            if &ep.gens[active as usize] == desired_active && ep.value.flags == flags && !ep.overflow {
+            // An address change alone is a change too: it is written with a
+            // flip like any other (same single endpoint-map update).
+            if &ep.gens[active as usize] == desired_active
+                && ep.value.flags & !abi::EP_F_ADDRS == flags
+                && EndpointAddrs::of(&ep.value) == addrs
+                && !ep.overflow
+            {
                 return Ok(stats);
             }
             if ep.flip_epoch >= self.epoch {
@@ -248,13 +269,13 @@ impl Engine {
             let ep = self.endpoints.get_mut(&ifindex).expect("checked above");
             if let Err(e) = apply_gen(m, &mut ep.gens[inactive as usize], desired_inactive, &mut stats) {
                 if e.is_full() {
-                    return self.lockdown(m, ifindex, inactive, e, stats);
+                    return self.lockdown(m, ifindex, inactive, e, addrs, stats);
                 }
                 // The inactive generation is half written but not in use: the
                 // endpoint still enforces the whole previous policy.
                 return Err(Error::EndpointMap { endpoint_id: id, ifindex, source: e });
             }
-            self.write_endpoint(m, ifindex, inactive, flags, &mut stats)
+            self.write_endpoint(m, ifindex, inactive, flags, addrs, &mut stats)
                 .map_err(|source| Error::EndpointMap { endpoint_id: id, ifindex, source })?;
             self.endpoints.get_mut(&ifindex).expect("exists").overflow = false;
             return Ok(stats);
@@ -272,7 +293,7 @@ impl Engine {
         let old = self.endpoints.insert(
             ifindex,
             EpState {
-                value: EndpointValue { endpoint_id: id, active_gen: 0, policy_rev: 0, flags: 0 },
+                value: EndpointValue { endpoint_id: id, ..Default::default() },
                 gens,
                 flip_epoch: 0,
                 overflow: false,
@@ -284,10 +305,10 @@ impl Engine {
         self.by_id.insert(id, ifindex);
         let ep = self.endpoints.get_mut(&ifindex).expect("just inserted");
         let result = match apply_gen(m, &mut ep.gens[0], &desired0, &mut stats) {
-            Err(e) if e.is_full() => self.lockdown(m, ifindex, 0, e, stats),
+            Err(e) if e.is_full() => self.lockdown(m, ifindex, 0, e, addrs, stats),
             Err(e) => Err(Error::EndpointMap { endpoint_id: id, ifindex, source: e }),
             Ok(()) => self
-                .write_endpoint(m, ifindex, 0, flags, &mut stats)
+                .write_endpoint(m, ifindex, 0, flags, addrs, &mut stats)
                 .map(|()| stats)
                 .map_err(|source| Error::EndpointMap { endpoint_id: id, ifindex, source }),
         };
@@ -425,16 +446,21 @@ impl Engine {
     /// (same generation, new revision so established flows are re-checked).
     fn refresh_flags(&mut self, m: &mut dyn MapOps, stats: &mut SyncStats) -> Result<(), MapOpError> {
         m.meta_put(&self.meta())?;
-        let todo: Vec<(u32, u32, u32)> = self
+        let todo: Vec<(u32, u32, u32, EndpointAddrs)> = self
             .endpoints
             .iter()
             .filter_map(|(ifx, ep)| {
                 let want = self.flags_for(ep.overflow);
-                (ep.value.flags != want).then_some((*ifx, ep.value.active_gen, want))
+                (ep.value.flags & !abi::EP_F_ADDRS != want).then_some((
+                    *ifx,
+                    ep.value.active_gen,
+                    want,
+                    EndpointAddrs::of(&ep.value),
+                ))
             })
             .collect();
-        for (ifx, generation, flags) in todo {
-            self.write_endpoint(m, ifx, generation, flags, stats)?;
+        for (ifx, generation, flags, addrs) in todo {
+            self.write_endpoint(m, ifx, generation, flags, addrs, stats)?;
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ fn setup(fs: &Bpffs, n_entries: u32) -> Dataplane {
     dp.set_ipcache(ipc).unwrap();
     let mut egress: Vec<PolicyEntry> = (0..n_entries.saturating_sub(1)).map(|i| allow(1000 + i, TCP, 80)).collect();
     egress.push(allow(100, TCP, 80));
-    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: 1, ingress: vec![], egress }).unwrap();
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: 1, ingress: vec![], egress, addrs: vec!["10.0.0.1".parse().unwrap()] }).unwrap();
     dp
 }
 

@@ -23,6 +23,11 @@ const WORLD_ID: u32 = 2;
 
 use Direction::{Egress, Ingress};
 
+/// The endpoint's own addresses (every crafted packet from the pod uses one).
+fn pod_addrs() -> Vec<std::net::IpAddr> {
+    vec![POD.parse().unwrap(), POD6.parse().unwrap()]
+}
+
 struct H {
     dp: Dataplane,
     ev: EventReader,
@@ -68,7 +73,7 @@ impl H {
     }
 
     fn policy(&mut self, ingress: Vec<PolicyEntry>, egress: Vec<PolicyEntry>) {
-        self.dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress, egress }).expect("set_endpoint");
+        self.dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress, egress, addrs: pod_addrs() }).expect("set_endpoint");
     }
 
     fn pass(&self, dir: Direction, f: &[u8]) {
@@ -389,7 +394,7 @@ fn policy_map_full_locks_the_endpoint_down() {
     h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
     h.pass(Egress, &syn(POD, PEER, 40000, 80));
     let big: Vec<PolicyEntry> = (0..20).map(|p| allow(PEER_ID, TCP, 1000 + p)).collect();
-    let err = h.dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: big }).unwrap_err();
+    let err = h.dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: big, addrs: pod_addrs() }).unwrap_err();
     match &err {
         Error::PolicyMapFull { map, endpoint_id, ifindex, .. } => assert_eq!((*map, *endpoint_id, *ifindex), ("porin_pol_v1", EP, IFX)),
         other => panic!("unexpected error {other}"),
@@ -432,7 +437,7 @@ fn maps_are_pinned_and_read_back_by_a_new_instance() {
     }
     let fs = Bpffs::new();
     let pin = fs.pin_dir();
-    let policy = EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)] };
+    let policy = EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)], addrs: pod_addrs() };
     {
         let mut dp = Dataplane::open(&pin, &DataplaneOptions::default()).unwrap();
         dp.set_ipcache(ipcache()).unwrap();
@@ -446,6 +451,8 @@ fn maps_are_pinned_and_read_back_by_a_new_instance() {
     let mut dp = Dataplane::open(&pin, &DataplaneOptions::default()).unwrap();
     let rb = dp.last_read_back();
     assert_eq!((rb.endpoints, rb.policy_entries, rb.ipcache_entries), (2, 1, 6));
+    assert_eq!(dp.engine().endpoint(IFX).unwrap().addrs(), pod_addrs(), "addresses read back");
+    assert!(dp.engine().endpoint(2).unwrap().addrs().is_empty());
     // state is intact: the established flow and the policy still work
     assert!(dp.test_run(Ingress, &frame(PEER, POD, TCP, &tcp(80, 1, ACK)), IFX, 1).unwrap().passed());
     assert!(dp.test_run(Egress, &syn(POD, PEER, 2, 80), IFX, 1).unwrap().passed());
@@ -475,7 +482,7 @@ fn open_refuses_a_pin_dir_outside_bpffs() {
 fn async_event_reader_yields_decoded_events() {
     let Some(h) = H::std() else { return };
     let H { mut dp, ev, _fs } = h;
-    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)] }).unwrap();
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)], addrs: pod_addrs() }).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let mut rd = ev.into_async().expect("AsyncFd");
@@ -488,4 +495,136 @@ fn async_event_reader_yields_decoded_events() {
         let e = waiter.await.expect("event within 5s").expect("io").expect("decodes");
         assert_eq!((e.kind, e.dport, e.endpoint_id), (EventType::NewAllowed, 80, EP));
     });
+}
+
+#[test]
+fn source_must_be_the_endpoints_own_address() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![allow(PEER_ID, UDP, 53)], vec![allow(PEER_ID, UDP, 53), allow(PEER_ID, TCP, 80)]);
+    const FORGED: &str = "10.0.0.9";
+    const FORGED6: &str = "fd00::9";
+    // own source: policy as before, and the reply comes back through conntrack
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(1000, 53, b"q")));
+    h.pass(Ingress, &frame(PEER, POD, UDP, &udp(53, 1000, b"a")));
+    h.drop_(Egress, &frame(POD, PEER, UDP, &udp(1000, 54, b"q"))); // not in policy
+    assert_eq!((h.ctr(Reason::AllowNew), h.ctr(Reason::AllowEstablished), h.ctr(Reason::DropNoPolicy)), (1, 1, 1));
+    // another pod's address (the peer's, whose identity the receiver trusts), or any other
+    h.drop_(Egress, &frame(PEER, PEER, UDP, &udp(1000, 53, b"q")));
+    h.drop_(Egress, &frame(FORGED, PEER, UDP, &udp(1000, 53, b"q")));
+    h.drop_(Egress, &syn(FORGED, PEER, 1001, 80));
+    // a later fragment with a forged source is a spoof, not a fragment question
+    h.drop_(Egress, &v4frag(FORGED, PEER, UDP, 0x1111, 3, false, &[0u8; 8]));
+    assert_eq!(h.ctr(Reason::DropSpoofed), 4);
+    // IPv6: own passes, others drop
+    h.pass(Egress, &frame(POD6, PEER6, UDP, &udp(1000, 53, b"q")));
+    h.drop_(Egress, &frame(FORGED6, PEER6, UDP, &udp(1000, 53, b"q")));
+    h.drop_(Egress, &frame(PEER6, PEER6, UDP, &udp(1000, 53, b"q")));
+    // link-local / unspecified sources: only neighbour discovery
+    h.pass(Egress, &frame("fe80::1", "ff02::2", ICMPV6, &icmp(133, 0, [0; 4], &[0; 16]))); // RS
+    h.pass(Egress, &frame("::", "ff02::1:ff00:1", ICMPV6, &icmp(135, 0, [0; 4], &[0; 16]))); // DAD NS
+    h.pass(Egress, &frame(POD6, PEER6, ICMPV6, &icmp(136, 0, [0; 4], &[0; 16]))); // NA from its own address
+    h.drop_(Egress, &frame("fe80::1", PEER6, UDP, &udp(1000, 53, b"q")));
+    h.drop_(Egress, &frame("fe80::1", PEER6, ICMPV6, &echo(128, 9)));
+    h.drop_(Egress, &frame("fe80::1", "ff02::16", ICMPV6, &icmp(143, 0, [0; 4], &[0; 16]))); // MLD: not ND
+    h.drop_(Egress, &frame(FORGED6, "ff02::1", ICMPV6, &icmp(136, 0, [0; 4], &[0; 16]))); // NA, forged global source
+    assert_eq!(h.ctr(Reason::DropSpoofed), 10);
+    assert_eq!(h.ctr(Reason::AllowInfra), 3);
+    // to the workload, the source is a peer: not compared with the endpoint's addresses
+    h.pass(Ingress, &frame(PEER, POD, UDP, &udp(2000, 53, b"q")));
+    h.pass(Ingress, &frame(PEER6, POD6, UDP, &udp(2000, 53, b"q")));
+    h.drop_(Ingress, &frame(PEER, POD, UDP, &udp(2000, 54, b"q")));
+    assert_eq!(h.ctr(Reason::DropSpoofed), 10);
+    // nothing forged reached conntrack
+    assert!(h.dp.conntrack_entries().unwrap().iter().all(|(k, _)| {
+        let forged: [&str; 3] = [FORGED, FORGED6, "fe80::1"];
+        forged.iter().all(|f| {
+            let a: std::net::IpAddr = f.parse().unwrap();
+            let b = match a { std::net::IpAddr::V4(v) => v.octets().to_vec(), std::net::IpAddr::V6(v) => v.octets().to_vec() };
+            k.src[..b.len()] != b[..] && k.dst[..b.len()] != b[..]
+        })
+    }));
+
+    let ev = h.events();
+    let spoofed: Vec<&Event> = ev.iter().filter(|e| e.reason == Reason::DropSpoofed).collect();
+    assert_eq!(spoofed.len(), 10, "{ev:?}");
+    let e = spoofed[1];
+    assert_eq!((e.kind, e.dir, e.endpoint_id, e.proto, e.dport), (EventType::Denied, Egress, EP, UDP, 53));
+    assert_eq!((e.src, e.dst), (Some(FORGED.parse().unwrap()), Some(PEER.parse().unwrap())));
+}
+
+#[test]
+fn a_family_without_an_address_is_dropped_from_the_workload() {
+    let Some(mut h) = H::std() else { return };
+    let pol = |addrs: Vec<&str>| EndpointPolicy {
+        endpoint_id: EP,
+        ingress: vec![allow(PEER_ID, UDP, 53)],
+        egress: vec![allow(PEER_ID, UDP, 53)],
+        addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+    };
+    h.dp.set_endpoint(IFX, pol(vec![POD])).unwrap();
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(1000, 53, b"q")));
+    h.drop_(Egress, &frame(POD6, PEER6, UDP, &udp(1000, 53, b"q")));
+    assert_eq!(h.ctr(Reason::DropSpoofed), 1);
+    // ND still works, and v6 to the workload is its ingress policy's business
+    h.pass(Egress, &frame("fe80::1", "ff02::2", ICMPV6, &icmp(133, 0, [0; 4], &[0; 16])));
+    h.pass(Ingress, &frame(PEER6, POD6, UDP, &udp(2000, 53, b"q")));
+    // ... but the workload cannot answer it from an address it does not have
+    h.drop_(Egress, &frame(POD6, PEER6, UDP, &udp(53, 2000, b"a")));
+    assert_eq!(h.ctr(Reason::DropSpoofed), 2);
+
+    // no address at all: no IP packet leaves the workload; ARP still passes
+    let st = h.dp.set_endpoint(IFX, pol(vec![])).unwrap();
+    assert_eq!(st.flips, 1, "an address change alone is written");
+    h.drop_(Egress, &frame(POD, PEER, UDP, &udp(1000, 53, b"q")));
+    h.pass(Egress, &eth(0x0806, &[0u8; 28]));
+    assert_eq!(h.ctr(Reason::DropSpoofed), 3);
+    // v6 only
+    h.dp.set_endpoint(IFX, pol(vec![POD6])).unwrap();
+    h.drop_(Egress, &frame(POD, PEER, UDP, &udp(1001, 53, b"q")));
+    h.pass(Egress, &frame(POD6, PEER6, UDP, &udp(1001, 53, b"q")));
+    assert_eq!(h.dp.engine().endpoint(IFX).unwrap().addrs(), vec![POD6.parse::<std::net::IpAddr>().unwrap()]);
+    // an unchanged policy with unchanged addresses writes nothing
+    assert_eq!(h.dp.set_endpoint(IFX, pol(vec![POD6])).unwrap(), Default::default());
+    // two addresses of one family: refused, naming the endpoint; the old state stays
+    let err = h.dp.set_endpoint(IFX, pol(vec![POD, PEER])).unwrap_err();
+    assert!(matches!(err, Error::InvalidAddrs { endpoint_id: EP, ifindex: IFX, .. }), "{err}");
+    assert!(err.to_string().contains("endpoint 7"), "{err}");
+    h.pass(Egress, &frame(POD6, PEER6, UDP, &udp(1002, 53, b"q")));
+    let _ = h.events();
+}
+
+#[test]
+fn an_old_v1_endpoints_pin_is_removed_not_reused() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let fs = Bpffs::new();
+    let pin = fs.pin_dir();
+    std::fs::create_dir_all(&pin).unwrap();
+    let old = pin.join(porin_dataplane::abi::map_names::ENDPOINTS_V1);
+    // what a previous build pinned: ifindex -> {endpoint_id, active_gen, policy_rev, flags}
+    let bpftool = |args: &[&str]| {
+        let out = std::process::Command::new("bpftool").args(args).output().expect("run bpftool");
+        assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let old_s = old.to_str().unwrap();
+    bpftool(&["map", "create", old_s, "type", "hash", "key", "4", "value", "16", "entries", "64", "name", "porin_ep_v1", "flags", "1"]);
+    let mut upd = vec!["map", "update", "pinned", old_s, "key", "1", "0", "0", "0", "value", "7", "0", "0", "0", "0", "0", "0", "0", "5", "0", "0", "0", "0", "0", "0", "0"];
+    bpftool(&upd);
+    upd[5] = "2";
+    bpftool(&upd);
+
+    let mut dp = Dataplane::open(&pin, &DataplaneOptions::default()).expect("open next to an old endpoints map");
+    assert!(std::fs::symlink_metadata(&old).is_err(), "old pin removed");
+    assert!(pin.join(porin_dataplane::abi::map_names::ENDPOINTS).exists());
+    assert_eq!(dp.last_read_back().endpoints, 0, "nothing read from the old layout");
+    // its endpoints are unknown until set again: fail closed
+    dp.set_ipcache(ipcache()).unwrap();
+    assert!(dp.test_run(Egress, &syn(POD, PEER, 1, 80), IFX, 1).unwrap().dropped());
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)], addrs: pod_addrs() }).unwrap();
+    assert!(dp.test_run(Egress, &syn(POD, PEER, 1, 80), IFX, 1).unwrap().passed());
+    drop(dp);
+    // a second open finds no old map and reads the new one back
+    let dp = Dataplane::open(&pin, &DataplaneOptions::default()).unwrap();
+    assert_eq!(dp.last_read_back().endpoints, 1);
 }

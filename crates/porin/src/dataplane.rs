@@ -325,6 +325,7 @@ impl DataplaneConsumer {
                 endpoint_id: i.endpoint_id,
                 ingress: to_policy_entries(&prog.ingress, &self.ids),
                 egress: to_policy_entries(&prog.egress, &self.ids),
+                addrs: s.cluster.endpoints.iter().find(|e| prog.endpoint.split_once('/') == Some((e.namespace.as_str(), e.name.as_str()))).map(|e| e.ips.clone()).unwrap_or_default(),
             };
             if self.last.get(&i.ifindex) == Some(&policy) {
                 continue;

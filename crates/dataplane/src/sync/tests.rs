@@ -7,7 +7,7 @@ fn allow(identity: u32, proto: u8, port: u16, rule_id: u32) -> PolicyEntry {
 }
 
 fn pol(id: u32, ingress: Vec<PolicyEntry>) -> EndpointPolicy {
-    EndpointPolicy { endpoint_id: id, ingress, egress: vec![PolicyEntry::default_action(Action::Allow, 1)] }
+    EndpointPolicy { endpoint_id: id, ingress, egress: vec![PolicyEntry::default_action(Action::Allow, 1)], addrs: vec![] }
 }
 
 fn gen_entries(m: &FakeMaps, endpoint_id: u32, generation: u32) -> BTreeMap<PolicyKey, PolicyValue> {
@@ -220,4 +220,77 @@ fn ipcache_diff_conflict_and_overflow_lockdown() {
     assert_eq!(m.endpoints[&1].flags, 0);
     assert!(m.endpoints[&1].policy_rev > rev);
     assert_eq!(m.meta.flags, 0);
+}
+
+fn with_addrs(mut p: EndpointPolicy, addrs: &[&str]) -> EndpointPolicy {
+    p.addrs = addrs.iter().map(|a| a.parse().unwrap()).collect();
+    p
+}
+
+#[test]
+fn addresses_travel_with_the_flip_and_are_read_back() {
+    use crate::abi::{EP_F_HAS_V4, EP_F_HAS_V6, EP_F_LOCKDOWN};
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    let p = with_addrs(pol(7, vec![allow(100, 6, 80, 1)]), &["10.0.0.7", "fd00::7"]);
+    let s = e.set_endpoint(&mut m, 3, &p).unwrap();
+    assert_eq!(s.flips, 1);
+    let v = m.endpoints[&3];
+    assert_eq!((v.flags, v.addr4, v.addr6[15]), (EP_F_HAS_V4 | EP_F_HAS_V6, [10, 0, 0, 7], 7));
+    assert_eq!(e.set_endpoint(&mut m, 3, &p).unwrap(), SyncStats::default(), "unchanged: no write");
+
+    // Only the address changes: one endpoint write (with a flip and a new rev), same entries.
+    m.log.clear();
+    let p2 = with_addrs(pol(7, vec![allow(100, 6, 80, 1)]), &["10.0.0.8"]);
+    let s = e.set_endpoint(&mut m, 3, &p2).unwrap();
+    assert_eq!(s.flips, 1);
+    assert_eq!(m.log.iter().filter(|l| l.starts_with("ep ")).count(), 1, "{:?}", m.log);
+    let v2 = m.endpoints[&3];
+    assert_eq!((v2.flags, v2.addr4, v2.addr6), (EP_F_HAS_V4, [10, 0, 0, 8], [0; 16]));
+    assert_ne!(v2.active_gen, v.active_gen);
+    assert!(v2.policy_rev > v.policy_rev);
+
+    // Lockdown keeps the addresses; healing keeps them too.
+    let mut small = FakeMaps { policy_capacity: Some(2), ..Default::default() };
+    let mut e2 = Engine::default();
+    e2.set_endpoint(&mut small, 4, &with_addrs(pol(2, vec![]), &["10.0.0.2"])).unwrap();
+    assert!(e2.set_endpoint(&mut small, 4, &with_addrs(pol(2, (0..5).map(|i| allow(i, 6, 80, i)).collect()), &["10.0.0.2"])).is_err());
+    assert_eq!(small.endpoints[&4].flags, EP_F_LOCKDOWN | EP_F_HAS_V4);
+    assert_eq!(small.endpoints[&4].addr4, [10, 0, 0, 2]);
+
+    // Read back after a restart: addresses recovered, re-pushing is free.
+    let mut b = Engine::default();
+    b.read_back(&mut m).unwrap();
+    assert_eq!(b.endpoint(3).unwrap().addrs(), p2.addrs);
+    m.log.clear();
+    assert_eq!(b.set_endpoint(&mut m, 3, &p2).unwrap(), SyncStats::default());
+    assert!(m.log.is_empty(), "{:?}", m.log);
+    // ... and a different address after the restart is a change.
+    assert_eq!(b.set_endpoint(&mut m, 3, &with_addrs(pol(7, vec![allow(100, 6, 80, 1)]), &["10.0.0.9"])).unwrap().flips, 1);
+    assert_eq!(m.endpoints[&3].addr4, [10, 0, 0, 9]);
+}
+
+#[test]
+fn ipcache_lockdown_and_heal_keep_addresses() {
+    use crate::abi::{EP_F_HAS_V6, EP_F_LOCKDOWN};
+    let mut m = FakeMaps { ipcache_capacity: Some(1), ..Default::default() };
+    let mut e = Engine::default();
+    e.set_endpoint(&mut m, 1, &with_addrs(pol(1, vec![]), &["fd00::1"])).unwrap();
+    let n = |s: &str| -> IpNet { s.parse().unwrap() };
+    assert!(e.set_ipcache(&mut m, &[(n("0.0.0.0/0"), 2), (n("::/0"), 3)]).is_err());
+    assert_eq!(m.endpoints[&1].flags, EP_F_LOCKDOWN | EP_F_HAS_V6);
+    e.set_ipcache(&mut m, &[(n("::/0"), 3)]).unwrap();
+    assert_eq!(m.endpoints[&1].flags, EP_F_HAS_V6);
+    assert_eq!(m.endpoints[&1].addrs(), vec!["fd00::1".parse::<std::net::IpAddr>().unwrap()]);
+}
+
+#[test]
+fn two_addresses_of_one_family_are_refused_naming_the_endpoint() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    let err = e.set_endpoint(&mut m, 5, &with_addrs(pol(9, vec![]), &["10.0.0.1", "10.0.0.2"])).unwrap_err();
+    assert!(matches!(err, Error::InvalidAddrs { endpoint_id: 9, ifindex: 5, .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("endpoint 9") && msg.contains("10.0.0.1") && msg.contains("10.0.0.2"), "{msg}");
+    assert!(m.endpoints.is_empty() && m.policy.is_empty(), "nothing touched");
+    // one of each family is fine, and repeats of one address too
+    e.set_endpoint(&mut m, 5, &with_addrs(pol(9, vec![]), &["10.0.0.1", "fd00::1", "10.0.0.1"])).unwrap();
 }
