@@ -49,6 +49,8 @@ pub struct PolicySnapshot {
     pub cluster: Arc<Cluster>,
     /// Placement of every pod (`namespace/name`): what the dataplane needs that the policy model drops.
     pub pods: Arc<BTreeMap<String, PodPlacement>>,
+    /// When the agent saw the change this revision carries (programming latency starts here).
+    pub changed_at: Option<Instant>,
 }
 
 /// Where a pod runs and how to reach its interface (from `spec.nodeName` and `metadata.annotations`).
@@ -115,6 +117,7 @@ pub async fn run_engine(
     let mut summary = PolicySummary::default();
     loop {
         let first = refl.next().await;
+        let changed_at = Instant::now();
         let mut dirty = false;
         let mut handle = |ev: SyncEvent, snap: &mut Snapshot| match ev {
             SyncEvent::Put { .. } | SyncEvent::Delete { .. } => {
@@ -158,6 +161,7 @@ pub async fn run_engine(
                         revision: snap.revision,
                         cluster: Arc::new(cluster),
                         pods: Arc::new(placements(&resources)),
+                        changed_at: Some(changed_at),
                     }));
                 }
                 Err(e) => {

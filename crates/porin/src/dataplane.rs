@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::agent::{PolicyConsumer, PolicySnapshot};
+use crate::flows::{ContextInputs, FlowContext, FlowService};
 
 /// Annotation naming a pod's host-side interface.
 pub const ANNOT_INTERFACE: &str = "porin.io/interface";
@@ -205,6 +206,8 @@ pub struct DataplaneConsumer {
     last_snapshot: Option<Arc<PolicySnapshot>>,
     status: DataplaneStatus,
     tx: watch::Sender<Arc<DataplaneStatus>>,
+    /// The flow pipeline: gets the ring buffer, an enricher snapshot per revision, counters.
+    flows: Option<Arc<FlowService>>,
 }
 
 impl DataplaneConsumer {
@@ -223,6 +226,7 @@ impl DataplaneConsumer {
             last_snapshot: None,
             status,
             tx,
+            flows: None,
         };
         // Pinned state from a previous run: open now, so enforcement is read back (and reported) at once.
         if porin_dataplane::sys::is_bpffs(&c.cfg.pin_dir).unwrap_or(false)
@@ -247,7 +251,44 @@ impl DataplaneConsumer {
         tracing::info!(pin_dir = %dir.display(), endpoints = rb.endpoints, "dataplane open");
         self.dp = Some(dp);
         self.swept = false;
+        self.hand_events();
         Ok(())
+    }
+
+    /// Feed flow visibility: the event ring buffer, enricher snapshots, counters.
+    pub fn with_flows(mut self, flows: Arc<FlowService>) -> Self {
+        self.flows = Some(flows);
+        self.hand_events();
+        self
+    }
+
+    /// Gives the ring buffer (one consumer) to the flow pipeline once the dataplane is open.
+    fn hand_events(&mut self) {
+        if let (Some(dp), Some(f)) = (self.dp.as_mut(), &self.flows)
+            && f.wants_events()
+        {
+            match dp.events() {
+                Ok(r) => f.attach_events(r),
+                Err(e) => tracing::warn!(error = %e, "no event ring buffer for flow visibility"),
+            }
+        }
+    }
+
+    /// Publishes what flow records need to know about this revision (see [`crate::flows::context`]).
+    fn publish_flow_context(&self, s: &PolicySnapshot, compiled: &Compiled) {
+        let Some(f) = &self.flows else { return };
+        let prev = f.context();
+        let ctx = FlowContext::build(
+            ContextInputs {
+                revision: s.revision,
+                cluster: s.cluster.clone(),
+                endpoints: self.ifaces.iter().map(|(pod, i)| (i.endpoint_id, pod.clone())).collect(),
+                identities: compiled.identities.iter().map(|i| (self.ids.get(i.id), i)).collect(),
+                rules: &self.calc.rules,
+            },
+            Some(&prev),
+        );
+        f.set_context(ctx);
     }
 
     fn program(&mut self, s: &PolicySnapshot) -> Result<u64, String> {
@@ -384,6 +425,7 @@ impl DataplaneConsumer {
         }
 
         self.status.identities = compiled.identities.len();
+        self.publish_flow_context(s, &compiled);
         let mut eps = Vec::new();
         for (pod, (ifname, _)) in &wanted {
             let i = self.ifaces.get(pod);
@@ -413,11 +455,16 @@ impl DataplaneConsumer {
     /// Re-read counters and occupancy (cheap enough every few seconds).
     pub fn refresh(&mut self) {
         if let Some(dp) = &self.dp {
-            if let Ok(c) = dp.counters() {
+            let counters = dp.counters().ok();
+            let occupancy = dp.occupancy().ok();
+            if let Some(f) = &self.flows {
+                f.observe_dataplane(counters.as_ref(), occupancy.as_deref(), self.ifaces.len());
+            }
+            if let Some(c) = counters {
                 self.status.counters = c.by_reason.iter().map(|(r, v)| (r.as_str().to_string(), *v)).collect();
                 self.status.drops = c.by_reason.iter().filter(|(r, v)| r.is_drop() && **v > 0).map(|(r, v)| (r.as_str().to_string(), *v)).collect();
             }
-            if let Ok(o) = dp.occupancy() {
+            if let Some(o) = occupancy {
                 self.status.occupancy =
                     o.into_iter().map(|m| MapStatus { map: m.name.to_string(), entries: m.entries, max_entries: m.max_entries }).collect();
             }
@@ -465,6 +512,11 @@ impl PolicyConsumer for DataplaneConsumer {
             self.status.programmed_revision = s.revision;
         }
         self.status.programmings += 1;
+        if let (Some(f), Some(t)) = (&self.flows, s.changed_at)
+            && self.global_error.is_none()
+        {
+            f.observe_programming(t.elapsed());
+        }
         self.status.last_programming_millis = t0.elapsed().as_secs_f64() * 1e3;
         self.status.last_programmed_at = Some(crate::timefmt::rfc3339(crate::timefmt::now_secs()));
         tracing::info!(revision = s.revision, millis = self.status.last_programming_millis, writes = self.status.last_writes, "dataplane programmed");

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod agent;
 mod api;
@@ -12,6 +12,7 @@ mod auth;
 mod client;
 mod cmd;
 mod dataplane;
+mod flows;
 mod keys;
 mod labelsel;
 mod printers;
@@ -52,8 +53,10 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Manage API tokens.
     Token(cmd::token::TokenArgs),
-    /// Agent health: store, revisions, endpoint and policy counts, dataplane.
+    /// Agent health: store, revisions, endpoint and policy counts, dataplane, flow pipeline.
     Status(cmd::status::StatusArgs),
+    /// Flow records with their policy verdicts (like `hubble observe`): filter, follow, print.
+    Observe(Box<cmd::observe::ObserveArgs>),
     /// A cluster out of network namespaces on this machine, enforced by real agents.
     Lab(cmd::lab::LabArgs),
     /// The shop example in a kernel lab: open, then zero-trust, observed on real packets.
@@ -67,7 +70,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Through ArgMatches: `observe` needs the order of its filter flags (for `--not`).
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Validate(a) => cmd::offline::validate(a),
         Command::Trace(a) => cmd::offline::trace(a),
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => cmd::audit::audit(a),
         Command::Token(a) => cmd::token::token(a),
         Command::Status(a) => cmd::status::status(a),
+        Command::Observe(a) => cmd::observe::observe(*a, matches.subcommand_matches("observe").expect("observe matches")),
         Command::Lab(a) => cmd::lab::lab(a),
         Command::Demo(a) => cmd::demo::demo(a),
         Command::LabServe { args } => cmd::lab::serve(args),

@@ -6,11 +6,13 @@
 //!   (create-or-replace; a stale `metadata.resourceVersion` is 409), DELETE.
 //! * `/porin/v1/apply` and `/porin/v1/delete`: many documents, one store transaction, all or nothing.
 //! * `/porin/v1/audit`, `/porin/v1/tokens`, `/porin/v1/status`.
+//! * `/porin/v1/flows` (`porin observe`: NDJSON, `?follow=true` streams) and `/metrics` (OpenMetrics).
 //!
 //! Every request is authenticated ([`crate::auth`]) and every accepted change is written together with its
 //! audit record in one transaction ([`write::commit`]).
 
 pub mod error;
+pub mod flows;
 pub mod porin_routes;
 pub mod resources;
 pub mod write;
@@ -44,6 +46,8 @@ pub struct ApiState {
     pub token_cache: Mutex<HashMap<String, TokenRecord>>,
     /// What the dataplane thread last published (`porin status`).
     pub dataplane: watch::Receiver<Arc<crate::dataplane::DataplaneStatus>>,
+    /// Flow visibility (agents only): `porin observe`, `/metrics`, the `flows` part of status.
+    pub flows: Option<Arc<crate::flows::FlowService>>,
 }
 
 pub type Shared = Arc<ApiState>;
@@ -157,6 +161,8 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/audit", get(porin_routes::audit))
         .route("/porin/v1/tokens", post(porin_routes::create_token))
         .route("/porin/v1/status", get(porin_routes::status))
+        .route("/porin/v1/flows", get(flows::flows))
+        .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))
         .layer(DefaultBodyLimit::max(512 << 20))

@@ -167,5 +167,6 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         "policyError": p.error,
         "health": health,
         "dataplane": serde_json::to_value(&*dp).unwrap_or_default(),
+        "flows": st.flows.as_ref().map(|f| f.status()),
     }))
 }

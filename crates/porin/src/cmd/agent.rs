@@ -16,6 +16,7 @@ use crate::agent::{LogConsumer, PolicySnapshot, Snapshot, run_consumer, run_engi
 use crate::api::{ApiState, PeerInfo, router};
 use crate::auth::{Role, TokenRecord, new_token, token_key};
 use crate::dataplane::{DataplaneConfig, DataplaneConsumer};
+use crate::flows::{FlowOptions, FlowService};
 use porin_dataplane::DataplaneOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +71,61 @@ pub struct AgentArgs {
     /// Size of the policy map (entries) when it is first created (tests: a tiny map shows map-full behaviour).
     #[arg(long, hide = true)]
     pub dp_max_policy: Option<u32>,
+    /// Size of the event ring buffer (bytes, power of two, >= page size) when first created (tests: a tiny
+    /// ring shows loss accounting).
+    #[arg(long, hide = true)]
+    pub dp_ringbuf_bytes: Option<u32>,
+    /// Flow records: one per 5-tuple, or per (workload, peer workload, port) like Calico's level 2.
+    #[arg(long, value_enum, default_value = "five-tuple", help_heading = "Flows")]
+    pub flow_aggregation: FlowAggregation,
+    /// How often aggregated flow records are written (e.g. 1s, 200ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Flows")]
+    pub flow_flush_interval: std::time::Duration,
+    /// Flow store budget (bytes of records; suffixes K, M, G, Ki, Mi, Gi). Stored under <data-dir>/flows.
+    #[arg(long, default_value = "1Gi", value_parser = parse_bytes, help_heading = "Flows")]
+    pub flow_store_max_bytes: u64,
+    /// Flow records older than this are evicted (e.g. 24h, 30m).
+    #[arg(long, default_value = "24h", value_parser = parse_duration, help_heading = "Flows")]
+    pub flow_store_max_age: std::time::Duration,
+    /// Also write every flow record as JSON lines to DIR/flows.jsonl (rotated), for log shippers.
+    #[arg(long, value_name = "DIR", help_heading = "Flows")]
+    pub flow_export: Option<PathBuf>,
+    /// Capacity of the ring-buffer reader -> pipeline queue (events; overflow is counted as lost).
+    #[arg(long, default_value_t = 65_536, hide = true)]
+    pub flow_queue_capacity: usize,
+    /// Serve Prometheus metrics (OpenMetrics, plain HTTP, no authentication) at http://ADDR/metrics.
+    /// The API also serves /metrics, with authentication.
+    #[arg(long, value_name = "ADDR", help_heading = "Flows")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// `--flow-aggregation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowAggregation {
+    FiveTuple,
+    Workload,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    porin_flow::time::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: expected a number of bytes like 512Mi or 1G"))?;
+    let mult: u64 = match unit {
+        "" | "B" => 1,
+        "K" | "k" | "KB" => 1000,
+        "M" | "MB" => 1_000_000,
+        "G" | "GB" => 1_000_000_000,
+        "Ki" | "KiB" => 1 << 10,
+        "Mi" | "MiB" => 1 << 20,
+        "Gi" | "GiB" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (K, M, G, Ki, Mi, Gi)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
 }
 
 fn hostname() -> String {
@@ -153,15 +209,39 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
     let (policy_tx, policy_rx) = watch::channel(Arc::new(PolicySnapshot::default()));
     tokio::spawn(run_engine(store.clone(), engine, snap_tx, policy_tx));
     let (dp_tx, dp_rx) = watch::channel(Arc::new(crate::dataplane::none_status()));
+    let flows = if engine {
+        let opts = FlowOptions {
+            node: node.clone(),
+            level: match a.flow_aggregation {
+                FlowAggregation::FiveTuple => porin_flow::AggregationLevel::FiveTuple,
+                FlowAggregation::Workload => porin_flow::AggregationLevel::Workload,
+            },
+            flush_interval: a.flow_flush_interval,
+            store_dir: a.data_dir.join("flows"),
+            store: porin_flow::FlowStoreOptions { max_bytes: a.flow_store_max_bytes, max_age: a.flow_store_max_age, fsync: true },
+            export: a.flow_export.clone(),
+            queue_capacity: a.flow_queue_capacity,
+        };
+        Some(FlowService::start(opts).context("starting flow visibility")?)
+    } else {
+        None
+    };
     if engine {
         match a.dataplane {
             DataplaneKind::Ebpf => {
                 let cfg = DataplaneConfig {
                     node: node.clone(),
                     pin_dir: a.bpf_dir.clone().unwrap_or_else(|| a.data_dir.join("bpf")),
-                    options: DataplaneOptions { max_policy: a.dp_max_policy, ..Default::default() },
+                    options: DataplaneOptions {
+                        max_policy: a.dp_max_policy,
+                        ringbuf_bytes: a.dp_ringbuf_bytes.unwrap_or(DataplaneOptions::default().ringbuf_bytes),
+                        ..Default::default()
+                    },
                 };
-                let consumer = DataplaneConsumer::new(cfg, dp_tx);
+                let mut consumer = DataplaneConsumer::new(cfg, dp_tx);
+                if let Some(f) = &flows {
+                    consumer = consumer.with_flows(f.clone());
+                }
                 crate::dataplane::spawn(consumer, policy_rx, std::time::Duration::from_secs(2)).context("starting the dataplane thread")?;
             }
             DataplaneKind::None => {
@@ -176,6 +256,7 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
         snapshot: snap_rx,
         token_cache: Mutex::new(HashMap::new()),
         dataplane: dp_rx,
+        flows: flows.clone(),
     });
     let app = router(state);
 
@@ -197,6 +278,16 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
             _ = term.recv() => {},
         }
     };
+    if let Some(addr) = a.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener {addr}"))?;
+        let m = crate::api::flows::metrics_router(flows.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, m).await {
+                tracing::warn!(error = %e, "metrics listener failed");
+            }
+        });
+        eprintln!("porin: Prometheus metrics on http://{addr}/metrics");
+    }
     let unix_srv = axum::serve(unix, app.clone().into_make_service_with_connect_info::<PeerInfo>());
     eprintln!("porin {}: node {node}, {kind} store, API on {}{}", if engine { "agent" } else { "serve" }, a.socket.display(),
         a.listen.map(|l| format!(" and http://{l}")).unwrap_or_default());

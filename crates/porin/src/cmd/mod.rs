@@ -8,5 +8,6 @@ pub mod delete;
 pub mod get;
 pub mod label;
 pub mod lab;
+pub mod observe;
 pub mod status;
 pub mod token;

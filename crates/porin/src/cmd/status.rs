@@ -25,6 +25,7 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
         Output::Table => {
             print!("{}", crate::printers::status_table(&v));
             print!("{}", dataplane_table(&v["dataplane"]));
+            print!("{}", flows_table(&v["flows"]));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -60,5 +61,32 @@ fn dataplane_table(d: &serde_json::Value) -> String {
     for e in d["errors"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "{:<16} {}", "DP error", s(e));
     }
+    out
+}
+
+/// The flow-pipeline part of `porin status`: events read, loss by stage, records stored, store size.
+fn flows_table(f: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if f.is_null() {
+        return out;
+    }
+    let c = &f["counters"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let lost: Vec<String> = f["lostByStage"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    let st = &f["storeStats"];
+    let _ = writeln!(out, "{:<16} {} records, flushed every {} ms{}", "Flows", f["aggregation"].as_str().unwrap_or("-"), n(&f["flushIntervalMillis"]),
+        if f["readingEvents"].as_bool() == Some(true) { "" } else { " (not reading events yet)" });
+    let _ = writeln!(out, "{:<16} {} in, {} records out, {} stored", "Flow events", n(&c["events_in"]), n(&c["records_out"]), n(&c["records_stored"]));
+    let _ = writeln!(out, "{:<16} {} ({})", "Flow events lost", n(&f["lostTotal"]), lost.join(" "));
+    let _ = writeln!(
+        out,
+        "{:<16} {} records, {} of {} bytes (file {} bytes)",
+        "Flow store",
+        n(&st["records"]),
+        n(&st["bytes"]),
+        n(&f["storeMaxBytes"]),
+        n(&st["file_bytes"])
+    );
     out
 }

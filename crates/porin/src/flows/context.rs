@@ -1,0 +1,262 @@
+//! The agent's [`Enricher`]: what the dataplane consumer knew when it programmed a policy revision,
+//! as an immutable snapshot the flow pipeline swaps in.
+//!
+//! * endpoint id → the local pod (namespace, name, labels, node);
+//! * node identity → the pods it stands for (or, per 5-tuple, the one pod behind the address), the
+//!   network set whose CIDR it is, or `world`;
+//! * rule id → the enforced trace (`porin_calc::State::rules`, append-only, so every id the kernel
+//!   can report stays resolvable);
+//! * staged policies: the pending verdict, evaluated with the reference engine
+//!   ([`Cluster::side`] with [`Variant::Pending`]) on the identity's representative, cached per
+//!   (endpoint, direction, identity, protocol, port) for the life of the snapshot (= one policy
+//!   revision).
+//!
+//! Events are produced before the pipeline sees the next snapshot, and after a change the kernel may
+//! still report a number the new snapshot dropped, so a snapshot keeps the previous revision's
+//! endpoint and identity maps as a fallback; what neither knows is recorded as `unknown` and counted
+//! by the aggregator, never a crash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use porin_calc::{Identity, IdentityKind};
+use porin_flow::{EndpointKind, EndpointMeta, Enricher, FlowDirection, PendingMeta, PendingQuery, PendingVerdict, RuleMeta};
+use porin_policy::Cluster;
+use porin_policy::eval::{Direction, Packet, Peer, Variant};
+
+/// Labels the engine adds to every endpoint (namespace, service account, orchestrator): not the pod's
+/// own, so flow records leave them out.
+fn own_labels(l: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    l.iter().filter(|(k, _)| !k.starts_with("projectcalico.org/")).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Who stands behind an identity, for a staged-policy evaluation.
+#[derive(Debug, Clone)]
+enum Rep {
+    /// Index into `cluster.endpoints`.
+    Endpoint(usize),
+    Ip(IpAddr),
+    /// World: use the flow's own peer address.
+    PeerAddress,
+}
+
+#[derive(Debug)]
+struct IdentityInfo {
+    meta: Arc<EndpointMeta>,
+    rep: Rep,
+    /// Pod identities: more than one pod (the address then names the pod).
+    shared: bool,
+}
+
+/// The inputs the dataplane consumer hands over after programming a revision.
+pub struct ContextInputs<'a> {
+    pub revision: u64,
+    pub cluster: Arc<Cluster>,
+    /// `(endpoint id, pod "namespace/name")` of every programmed local endpoint.
+    pub endpoints: Vec<(u32, String)>,
+    /// `(node identity, compiler identity)`.
+    pub identities: Vec<(u32, &'a Identity)>,
+    /// `porin_calc::State::rules` (index = rule id).
+    pub rules: &'a [porin_calc::RuleMeta],
+}
+
+type PendingKey = (u32, FlowDirection, u32, u8, u16);
+
+/// One policy revision's enrichment maps (see the module docs).
+#[derive(Debug, Default)]
+pub struct FlowContext {
+    pub revision: u64,
+    cluster: Arc<Cluster>,
+    endpoints: Arc<HashMap<u32, (usize, Arc<EndpointMeta>)>>,
+    identities: Arc<HashMap<u32, IdentityInfo>>,
+    by_ip: Arc<HashMap<IpAddr, Arc<EndpointMeta>>>,
+    rules: Arc<Vec<Option<Arc<RuleMeta>>>>,
+    prev_endpoints: Arc<HashMap<u32, (usize, Arc<EndpointMeta>)>>,
+    prev_identities: Arc<HashMap<u32, IdentityInfo>>,
+    prev_by_ip: Arc<HashMap<IpAddr, Arc<EndpointMeta>>>,
+    pending: Mutex<HashMap<PendingKey, Option<Arc<PendingMeta>>>>,
+}
+
+/// Bound of the staged-verdict cache of one snapshot.
+const PENDING_CACHE_MAX: usize = 65_536;
+
+impl FlowContext {
+    /// Builds the snapshot of `inp`, keeping `prev`'s maps as the fallback and reusing its rule
+    /// metadata (rule ids only grow).
+    pub fn build(inp: ContextInputs<'_>, prev: Option<&FlowContext>) -> FlowContext {
+        let c = &inp.cluster;
+        let pod_meta = |i: usize| {
+            let e = &c.endpoints[i];
+            let labels = own_labels(&e.labels);
+            Arc::new(EndpointMeta {
+                kind: EndpointKind::Pod,
+                namespace: Some(e.namespace.clone()),
+                pod: Some(e.name.clone()),
+                workload: None,
+                network_set: None,
+                labels,
+            })
+        };
+        let index: HashMap<String, usize> = c.endpoints.iter().enumerate().map(|(i, e)| (e.id(), i)).collect();
+        let mut by_ip = HashMap::new();
+        let mut metas: HashMap<usize, Arc<EndpointMeta>> = HashMap::new();
+        for (i, e) in c.endpoints.iter().enumerate() {
+            let m = pod_meta(i);
+            for ip in &e.ips {
+                by_ip.insert(*ip, m.clone());
+            }
+            metas.insert(i, m);
+        }
+        let endpoints: HashMap<u32, (usize, Arc<EndpointMeta>)> = inp
+            .endpoints
+            .iter()
+            .filter_map(|(id, pod)| index.get(pod).map(|i| (*id, (*i, metas[i].clone()))))
+            .collect();
+        let mut identities = HashMap::new();
+        for (node_id, ident) in &inp.identities {
+            let info = match &ident.kind {
+                IdentityKind::Pods { rep, .. } => {
+                    let Some(&ri) = index.get(rep) else { continue };
+                    let r = &c.endpoints[ri];
+                    let shared = ident.members.len() > 1;
+                    let meta = if shared {
+                        // What every member shares: namespace and labels (same identity = same both).
+                        Arc::new(EndpointMeta {
+                            kind: EndpointKind::Pod,
+                            namespace: Some(r.namespace.clone()),
+                            labels: own_labels(&r.labels),
+                            ..Default::default()
+                        })
+                    } else {
+                        metas[&ri].clone()
+                    };
+                    IdentityInfo { meta, rep: Rep::Endpoint(ri), shared }
+                }
+                IdentityKind::Cidr { prefix, rep } => {
+                    let set = c.net_sets.iter().find(|s| s.nets.contains(prefix));
+                    let meta = match set {
+                        Some(s) => Arc::new(EndpointMeta {
+                            kind: EndpointKind::NetworkSet,
+                            namespace: s.namespace.clone(),
+                            network_set: Some(s.name.clone()),
+                            labels: s.labels.clone(),
+                            ..Default::default()
+                        }),
+                        None => Arc::new(EndpointMeta::world()),
+                    };
+                    let rep = if prefix.prefix_len() == 0 { Rep::PeerAddress } else { Rep::Ip(*rep) };
+                    IdentityInfo { meta, rep, shared: false }
+                }
+            };
+            identities.insert(*node_id, info);
+        }
+        for w in [porin_calc::IDENTITY_WORLD_V4, porin_calc::IDENTITY_WORLD_V6] {
+            identities.entry(w).or_insert_with(|| IdentityInfo { meta: Arc::new(EndpointMeta::world()), rep: Rep::PeerAddress, shared: false });
+        }
+        let mut rules: Vec<Option<Arc<RuleMeta>>> = prev.map(|p| p.rules.as_ref().clone()).unwrap_or_default();
+        for (i, r) in inp.rules.iter().enumerate().skip(rules.len()) {
+            rules.push((i != 0).then(|| Arc::new(RuleMeta { trace: r.trace.clone() })));
+        }
+        FlowContext {
+            revision: inp.revision,
+            cluster: inp.cluster.clone(),
+            endpoints: Arc::new(endpoints),
+            identities: Arc::new(identities),
+            by_ip: Arc::new(by_ip),
+            rules: Arc::new(rules),
+            prev_endpoints: prev.map(|p| p.endpoints.clone()).unwrap_or_default(),
+            prev_identities: prev.map(|p| p.identities.clone()).unwrap_or_default(),
+            prev_by_ip: prev.map(|p| p.by_ip.clone()).unwrap_or_default(),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn identity_info(&self, id: u32) -> Option<&IdentityInfo> {
+        self.identities.get(&id).or_else(|| self.prev_identities.get(&id))
+    }
+
+    fn evaluate_pending(&self, q: &PendingQuery) -> Option<Arc<PendingMeta>> {
+        let c = &self.cluster;
+        if !c.has_staged {
+            return None;
+        }
+        let (ei, _) = self.endpoints.get(&q.endpoint_id)?;
+        let local = &c.endpoints[*ei];
+        let info = self.identity_info(q.peer_identity);
+        let peer = match info.map(|i| &i.rep) {
+            Some(Rep::Endpoint(i)) => Peer::Endpoint(c.endpoints.get(*i)?),
+            Some(Rep::Ip(ip)) => Peer::Ip(*ip),
+            Some(Rep::PeerAddress) | None => Peer::Ip(q.peer_ip?),
+        };
+        let v6 = match peer {
+            Peer::Ip(ip) => ip.is_ipv6(),
+            Peer::Endpoint(_) => q.peer_ip.is_some_and(|ip| ip.is_ipv6()),
+        };
+        let pkt = match q.protocol {
+            1 | 58 => Packet { protocol: q.protocol, port: None, icmp: Some(((q.port >> 8) as u8, Some(q.port as u8))), v6 },
+            6 | 17 | 132 => Packet { protocol: q.protocol, port: Some(q.port), icmp: None, v6 },
+            p => Packet { protocol: p, port: None, icmp: None, v6 },
+        };
+        let dir = match q.direction {
+            FlowDirection::Ingress => Direction::Ingress,
+            FlowDirection::Egress => Direction::Egress,
+        };
+        let pending = c.side(Variant::Pending, local, dir, peer, &pkt);
+        let enforced = c.side(Variant::Enforced, local, dir, peer, &pkt);
+        // No staged policy changes anything here: no pending verdict (the record's is the enforced one).
+        if pending.hits == enforced.hits && pending.allowed == enforced.allowed {
+            return None;
+        }
+        Some(Arc::new(PendingMeta {
+            verdict: if pending.allowed { PendingVerdict::WouldAllow } else { PendingVerdict::WouldDeny },
+            trace: pending.hits.iter().map(ToString::to_string).collect(),
+        }))
+    }
+}
+
+impl Enricher for FlowContext {
+    fn endpoint(&self, id: u32) -> Option<Arc<EndpointMeta>> {
+        self.endpoints.get(&id).or_else(|| self.prev_endpoints.get(&id)).map(|(_, m)| m.clone())
+    }
+
+    fn identity(&self, id: u32) -> Option<Arc<EndpointMeta>> {
+        self.identity_info(id).map(|i| i.meta.clone())
+    }
+
+    fn peer(&self, id: u32, ip: Option<IpAddr>) -> Option<Arc<EndpointMeta>> {
+        let info = self.identity_info(id)?;
+        if info.shared
+            && let Some(ip) = ip
+            && let Some(m) = self.by_ip.get(&ip).or_else(|| self.prev_by_ip.get(&ip))
+        {
+            return Some(m.clone());
+        }
+        Some(info.meta.clone())
+    }
+
+    fn rule(&self, id: u32) -> Option<Arc<RuleMeta>> {
+        self.rules.get(id as usize).cloned().flatten()
+    }
+
+    fn pending(&self, q: &PendingQuery) -> Option<Arc<PendingMeta>> {
+        if !self.cluster.has_staged {
+            return None;
+        }
+        let key = (q.endpoint_id, q.direction, q.peer_identity, q.protocol, q.port);
+        // World peers are evaluated on their own address: do not share the cache entry.
+        let by_address = matches!(self.identity_info(q.peer_identity).map(|i| &i.rep), Some(Rep::PeerAddress) | None);
+        if !by_address && let Some(v) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return v.clone();
+        }
+        let v = self.evaluate_pending(q);
+        if !by_address {
+            let mut cache = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= PENDING_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key, v.clone());
+        }
+        v
+    }
+}
