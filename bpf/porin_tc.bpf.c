@@ -221,6 +221,13 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 			p->icmp = ICMP_ERROR;
 		} else if (p->family == PORIN_FAMILY_V6 && type >= 133 && type <= 137) {
 			p->icmp = ICMP_ND;
+		} else if (p->family == PORIN_FAMILY_V6 &&
+			   (type == 130 || type == 131 || type == 132 || type == 143) &&
+			   p->dst[0] == 0xff && p->dst[1] == 0x02) {
+			/* Multicast listener discovery to a link-scope group: link
+			 * control like ND (every IPv6 stack sends MLD reports on
+			 * link-up), not a flow between workloads. */
+			p->icmp = ICMP_ND;
 		} else {
 			p->sport = 0;
 			p->dport = p->pol_port;

@@ -525,10 +525,12 @@ fn source_must_be_the_endpoints_own_address() {
     h.pass(Egress, &frame(POD6, PEER6, ICMPV6, &icmp(136, 0, [0; 4], &[0; 16]))); // NA from its own address
     h.drop_(Egress, &frame("fe80::1", PEER6, UDP, &udp(1000, 53, b"q")));
     h.drop_(Egress, &frame("fe80::1", PEER6, ICMPV6, &echo(128, 9)));
-    h.drop_(Egress, &frame("fe80::1", "ff02::16", ICMPV6, &icmp(143, 0, [0; 4], &[0; 16]))); // MLD: not ND
+    // MLD reports to a link-scope group are link control like ND; MLD anywhere else is not
+    h.pass(Egress, &frame("fe80::1", "ff02::16", ICMPV6, &icmp(143, 0, [0; 4], &[0; 16])));
+    h.drop_(Egress, &frame("fe80::1", PEER6, ICMPV6, &icmp(143, 0, [0; 4], &[0; 16])));
     h.drop_(Egress, &frame(FORGED6, "ff02::1", ICMPV6, &icmp(136, 0, [0; 4], &[0; 16]))); // NA, forged global source
     assert_eq!(h.ctr(Reason::DropSpoofed), 10);
-    assert_eq!(h.ctr(Reason::AllowInfra), 3);
+    assert_eq!(h.ctr(Reason::AllowInfra), 4);
     // to the workload, the source is a peer: not compared with the endpoint's addresses
     h.pass(Ingress, &frame(PEER, POD, UDP, &udp(2000, 53, b"q")));
     h.pass(Ingress, &frame(PEER6, POD6, UDP, &udp(2000, 53, b"q")));
