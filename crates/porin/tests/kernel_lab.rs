@@ -600,8 +600,18 @@ fn flow_records_carry_verdicts_traces_and_staged_verdicts_observe_follows_metric
     eprintln!("observe --follow: denied connection shown {:.0} ms after the attempt", latency.as_secs_f64() * 1e3);
 
     // /metrics agrees with what the test generated: two connections denied by rule 0 (x/a, x/b -> z).
-    std::thread::sleep(Duration::from_millis(500));
-    let m = scrape(&lab, 19464);
+    // Flow records flush every flush interval and the dataplane's drop counters refresh every 2 s: wait for
+    // both to have caught up (bounded), then assert exact values.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = scrape(&lab, 19464);
+        let caught_up = metric(&m, r#"porin_dataplane_drops_total{reason="drop_policy_deny"}"#) >= 3
+            && metric(&m, r#"porin_policy_rule_connections_total{tier="security",policy="guard-z",rule="0"}"#) >= 2;
+        if caught_up || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     assert_eq!(metric(&m, r#"porin_policy_rule_connections_total{tier="security",policy="guard-z",rule="0"}"#), 2, "{m}");
     // End of tier: the TCP attempt to :81, plus whatever else reaches z (IPv6 neighbour discovery, …):
     // exactly what the store holds under that rule.
