@@ -1,4 +1,5 @@
-//! A small HTTP/1.1 client for the local API (Unix socket or TCP), one connection per request.
+//! A small HTTP/1.1 client for the API (Unix socket, HTTPS, or plain HTTP on loopback), one connection per
+//! request.
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
@@ -9,21 +10,36 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 pub const DEFAULT_SOCKET: &str = "/run/porin/porin.sock";
+/// The agent's default `--data-dir`; a CLI on the same machine trusts its `tls/ca.crt` by default.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/porin";
 
 /// Flags shared by every command that talks to the API.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// API server: a Unix socket path (`unix:/path` or `/path`) or `http://HOST:PORT`.
+    /// API server: a Unix socket path (`unix:/path` or `/path`), `https://HOST:PORT` (`porin agent --listen`),
+    /// or `http://HOST:PORT` (`--insecure-listen`).
     #[arg(long, env = "PORIN_SERVER", default_value = DEFAULT_SOCKET)]
     pub server: String,
-    /// Bearer token (default: Unix peer credentials; uid 0 is admin).
+    /// Bearer token (default: Unix peer credentials; uid 0 is admin). Required over TCP.
     #[arg(long, env = "PORIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// CA certificates (PEM) that an https:// server must chain to [default: the local agent's
+    /// /var/lib/porin/tls/ca.crt, when readable].
+    #[arg(long, env = "PORIN_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl ClientArgs {
+    /// A local agent's Unix socket, with peer credentials.
+    pub fn socket(path: impl Into<String>) -> ClientArgs {
+        ClientArgs { server: path.into(), token: None, ca: None }
+    }
 }
 
 pub struct Client {
     server: String,
     token: Option<String>,
+    ca: Option<std::path::PathBuf>,
 }
 
 /// A non-2xx answer, rendered kubectl-style.
@@ -42,7 +58,7 @@ impl std::error::Error for ServerError {}
 
 impl Client {
     pub fn new(a: &ClientArgs) -> Client {
-        Client { server: a.server.clone(), token: a.token.clone().filter(|t| !t.is_empty()) }
+        Client { server: a.server.clone(), token: a.token.clone().filter(|t| !t.is_empty()), ca: a.ca.clone() }
     }
 
     /// Send a request; returns the response with its body unread (for watches).
@@ -55,20 +71,48 @@ impl Client {
             req = req.header("content-type", "application/json");
         }
         let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        if let Some(hostport) = self.server.strip_prefix("http://") {
+        if let Some(hostport) = self.server.strip_prefix("https://") {
+            let hostport = hostport.trim_end_matches('/');
+            let host = host_of(hostport).ok_or_else(|| anyhow!("--server {}: expected https://HOST:PORT", self.server))?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| anyhow!("--server {}: {host:?} is not a host name or address: {e}", self.server))?;
+            let config = crate::tls::client_config(&self.ca_file()?)?;
+            let s = tokio::net::TcpStream::connect(hostport).await.with_context(|| format!("connecting to {}", self.server))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, s)
+                .await
+                .with_context(|| format!("TLS with {} (is --ca / PORIN_CA the agent's <data-dir>/tls/ca.crt?)", self.server))?;
+            send_on(tls, req).await
+        } else if let Some(hostport) = self.server.strip_prefix("http://") {
             let hostport = hostport.trim_end_matches('/');
             let s = tokio::net::TcpStream::connect(hostport).await.with_context(|| format!("connecting to {}", self.server))?;
             send_on(s, req).await
         } else {
             let path = self.server.strip_prefix("unix:").unwrap_or(&self.server);
-            if self.server.starts_with("https://") {
-                bail!("--server {}: TLS is not supported by this build; use http:// or the Unix socket", self.server);
+            if path.contains("://") {
+                bail!("--server {}: expected a Unix socket path, https://HOST:PORT or http://HOST:PORT", self.server);
             }
             let s = tokio::net::UnixStream::connect(path)
                 .await
                 .with_context(|| format!("connecting to {path} (is `porin agent` running? --server / PORIN_SERVER)"))?;
             send_on(s, req).await
         }
+    }
+
+    /// The CA bundle for https://: `--ca`, else the local agent's, else an error that says what to pass.
+    fn ca_file(&self) -> Result<std::path::PathBuf> {
+        if let Some(ca) = &self.ca {
+            return Ok(ca.clone());
+        }
+        let local = std::path::Path::new(DEFAULT_DATA_DIR).join("tls/ca.crt");
+        if std::fs::File::open(&local).is_ok() {
+            return Ok(local);
+        }
+        bail!(
+            "--server {}: no CA to verify the server with; pass --ca FILE (or PORIN_CA), the agent's <data-dir>/tls/ca.crt \
+             (it prints the path at start)",
+            self.server
+        )
     }
 
     /// Send and read a JSON answer; a non-2xx answer becomes a [`ServerError`].
@@ -97,6 +141,14 @@ where
         let _ = conn.await;
     });
     Ok(sender.send_request(req).await?)
+}
+
+/// `host` of `host:port` or `[v6]:port`.
+fn host_of(hostport: &str) -> Option<&str> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        return rest.split_once(']').map(|(h, _)| h);
+    }
+    hostport.rsplit_once(':').map(|(h, _)| h).filter(|h| !h.is_empty())
 }
 
 /// A current-thread runtime for one CLI command.

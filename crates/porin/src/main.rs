@@ -18,6 +18,7 @@ mod labelsel;
 mod printers;
 mod sha256;
 mod timefmt;
+mod tls;
 
 /// Porin: zero-trust network security for Kubernetes-style workloads.
 #[derive(Parser, Debug)]

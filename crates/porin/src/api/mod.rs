@@ -1,5 +1,5 @@
-//! The API server: Kubernetes-style REST over HTTP/1.1 on a Unix socket (and optionally TCP, plain HTTP — no
-//! TLS in this build).
+//! The API server: Kubernetes-style REST over HTTP/1.1 on a Unix socket, and optionally on TCP with TLS
+//! ([`listener::TlsListener`], certificates from [`crate::tls`]) or, for loopback only, plain HTTP.
 //!
 //! * `/api/v1/...` (core Namespace, Pod) and `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>]`:
 //!   GET (one, list with `?labelSelector=`, `?watch=true` newline-delimited events), POST (create), PUT
@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod flows;
+pub mod listener;
 pub mod porin_routes;
 pub mod resources;
 pub mod write;

@@ -37,15 +37,29 @@ pub enum DataplaneKind {
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// State directory: the embedded store and admin.token.
-    #[arg(long, default_value = "/var/lib/porin")]
+    /// State directory: the embedded store, admin.token and tls/.
+    #[arg(long, default_value = crate::client::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// The API's Unix socket.
     #[arg(long, default_value = crate::client::DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// Also serve the API on TCP (plain HTTP; bearer tokens required), e.g. 127.0.0.1:7443.
-    #[arg(long)]
+    /// Also serve the API on TCP with TLS (HTTPS; bearer tokens required), e.g. 127.0.0.1:7443. Without
+    /// --tls-cert/--tls-key the agent issues its own certificate from a CA it keeps in <data-dir>/tls/ (clients:
+    /// --ca <data-dir>/tls/ca.crt).
+    #[arg(long, value_name = "ADDR", help_heading = "API")]
     pub listen: Option<std::net::SocketAddr>,
+    /// The TLS certificate chain (PEM, leaf first) for --listen, instead of a generated one.
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "listen", help_heading = "API")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert", help_heading = "API")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for the generated certificate (repeatable).
+    #[arg(long, value_name = "NAME", conflicts_with = "tls_cert", help_heading = "API")]
+    pub tls_san: Vec<String>,
+    /// Also serve the API on TCP as plain HTTP (no TLS; bearer tokens required). Loopback addresses only.
+    #[arg(long, value_name = "ADDR", help_heading = "API")]
+    pub insecure_listen: Option<std::net::SocketAddr>,
     #[arg(long, value_enum, default_value = "embedded")]
     pub datastore: Datastore,
     /// etcd client URLs, comma-separated.
@@ -289,21 +303,53 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
         eprintln!("porin: Prometheus metrics on http://{addr}/metrics");
     }
     let unix_srv = axum::serve(unix, app.clone().into_make_service_with_connect_info::<PeerInfo>());
-    eprintln!("porin {}: node {node}, {kind} store, API on {}{}", if engine { "agent" } else { "serve" }, a.socket.display(),
-        a.listen.map(|l| format!(" and http://{l}")).unwrap_or_default());
+    let mut listeners = format!("{}", a.socket.display());
+    let mut tcp_servers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>> = Vec::new();
     if let Some(addr) = a.listen {
+        let cert = match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::ServerCert { cert: cert.clone(), key: key.clone(), ca: None, names: vec![] },
+            _ => {
+                let names = crate::tls::names_for(addr, &hostname(), &a.tls_san);
+                let dir = a.data_dir.join("tls");
+                crate::tls::ensure_self_signed(&dir, &names).with_context(|| format!("setting up TLS in {}", dir.display()))?
+            }
+        };
+        let config = crate::tls::server_config(&cert.cert, &cert.key)?;
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let tcp_srv = axum::serve(tcp, app.into_make_service_with_connect_info::<PeerInfo>());
-        tokio::select! {
-            r = unix_srv => r?,
-            r = tcp_srv => r?,
-            _ = shutdown => {},
+        let tls = crate::api::listener::TlsListener::new(tcp, config)?;
+        tcp_servers.push(Box::pin(axum::serve(tls, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
+        listeners.push_str(&format!(" and https://{addr}"));
+        match &cert.ca {
+            Some(ca) => eprintln!(
+                "porin: TLS certificate {} for {}; clients trust the CA {} (porin --server https://{addr} --ca {} or PORIN_CA)",
+                cert.cert.display(),
+                cert.names.join(", "),
+                ca.display(),
+                ca.display()
+            ),
+            None => eprintln!("porin: TLS certificate {}", cert.cert.display()),
         }
-    } else {
-        tokio::select! {
-            r = unix_srv => r?,
-            _ = shutdown => {},
+    }
+    if let Some(addr) = a.insecure_listen {
+        if !addr.ip().is_loopback() {
+            bail!("--insecure-listen {addr}: plain HTTP is only allowed on a loopback address; use --listen (TLS)");
         }
+        let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        tcp_servers.push(Box::pin(axum::serve(tcp, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
+        listeners.push_str(&format!(" and http://{addr} (no TLS)"));
+    }
+    eprintln!("porin {}: node {node}, {kind} store, API on {listeners}", if engine { "agent" } else { "serve" });
+    let tcp_srv = async move {
+        if tcp_servers.is_empty() {
+            std::future::pending::<std::io::Result<()>>().await
+        } else {
+            futures::future::select_all(tcp_servers).await.0
+        }
+    };
+    tokio::select! {
+        r = unix_srv => r?,
+        r = tcp_srv => r?,
+        _ = shutdown => {},
     }
     let _ = std::fs::remove_file(&a.socket);
     Ok(ExitCode::SUCCESS)

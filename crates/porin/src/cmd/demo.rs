@@ -154,7 +154,7 @@ fn walkthrough(
     for p in policies {
         println!("   {}", p.display());
     }
-    let c = Client::new(&ClientArgs { server: meta.server.display().to_string(), token: None });
+    let c = Client::new(&ClientArgs::socket(meta.server.display().to_string()));
     let t0 = Instant::now();
     block_on(async {
         let Some(docs) = super::apply::load_valid(&c, policies).await? else { bail!("the policies do not validate") };

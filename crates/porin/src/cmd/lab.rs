@@ -488,7 +488,7 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
 }
 
 fn client(socket: &Path) -> Client {
-    Client::new(&ClientArgs { server: socket.display().to_string(), token: None })
+    Client::new(&ClientArgs::socket(socket.display().to_string()))
 }
 
 /// Start `argv` detached (own process group, stdio to `log`), outside any runtime.

@@ -115,7 +115,7 @@ pub fn observe(a: ObserveArgs, m: &ArgMatches) -> Result<ExitCode> {
     let mut printer = Printer::new(std::io::stdout().lock(), a.output, color);
     block_on(async {
         let clients: Vec<(String, Client)> =
-            servers.iter().map(|s| (s.clone(), Client::new(&ClientArgs { server: s.clone(), token: a.client.token.clone() }))).collect();
+            servers.iter().map(|s| (s.clone(), Client::new(&ClientArgs { server: s.clone(), ..a.client.clone() }))).collect();
         if !a.follow {
             let mut all = Vec::new();
             for (s, c) in &clients {

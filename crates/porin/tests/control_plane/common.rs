@@ -61,10 +61,19 @@ impl Agent {
     }
 
     pub fn porin_as(&self, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+        match token {
+            Some(t) => self.porin_env(&[("PORIN_TOKEN", t)], args),
+            None => self.porin_env(&[], args),
+        }
+    }
+
+    /// `porin ARGS` with these environment variables (PORIN_SERVER defaults to the agent's socket; PORIN_TOKEN
+    /// and PORIN_CA are unset unless given).
+    pub fn porin_env(&self, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let mut c = Command::new(bin());
-        c.args(args).env("PORIN_SERVER", &self.socket).env_remove("PORIN_TOKEN").current_dir(&self.dir);
-        if let Some(t) = token {
-            c.env("PORIN_TOKEN", t);
+        c.args(args).env("PORIN_SERVER", &self.socket).env_remove("PORIN_TOKEN").env_remove("PORIN_CA").current_dir(&self.dir);
+        for (k, v) in env {
+            c.env(k, v);
         }
         let out = c.output().unwrap();
         (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
@@ -105,6 +114,13 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What the agent wrote to stderr so far.
+impl Agent {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 }
 
