@@ -19,9 +19,11 @@ for t in iperf3 iptables-restore nft ip; do
   command -v "$t" >/dev/null || { echo "bench-dataplane: $t missing after setup" >&2; exit 1; }
 done
 cargo build --release -q -p porin-bench
+cargo build --release -q -p porin || echo "bench-dataplane: porin did not build; B4 through the agent uses whatever target/release/porin exists (or is skipped)" >&2
+BIN="${CARGO_TARGET_DIR:-target}/release/porin-bench"
 OUT=${OUT:-target/bench-dataplane}
 mkdir -p "$OUT"
 read -r l1 l5 l15 _ < /proc/loadavg
 echo "bench-dataplane: load average $l1 $l5 $l15 on $(nproc) CPUs (other work on this machine skews the numbers; < 1.5 is quiet)" >&2
-./target/release/porin-bench --json "$OUT/results.json" "$@" | tee "$OUT/summary.md"
+"$BIN" --json "$OUT/results.json" "$@" | tee "$OUT/summary.md"
 echo "bench-dataplane: wrote $OUT/summary.md and $OUT/results.json" >&2

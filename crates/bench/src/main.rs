@@ -111,6 +111,7 @@ struct Sample {
     rep: usize,
     gbps: f64,
     rr_per_s: f64,
+    rr_stalls: u32,
     crr_per_s: f64,
     crr_errors: u64,
     denied_port_reachable: bool,
@@ -295,9 +296,18 @@ fn bench_b1b2(args: &Args, ctx: &Ctx, failures: &mut Vec<String>) -> Result<Vec<
                 ensure!(allowed, "{}: the allowed port 7002 is not reachable", v.label());
                 let gbps = traffic::iperf3(&ctx.client.netns, &ctx.server.netns, ctx.server.ipv4, args.stream_secs)?;
                 let loop_d = Duration::from_secs_f64(args.loop_secs);
-                let rr = traffic::tcp_rr(&ctx.client_ns, srv(7001), loop_d)?;
+                // A stalled RR connection (no answer within 2 s) is counted and the measurement retried once.
+                let mut rr_stalls = 0;
+                let rr = match traffic::tcp_rr(&ctx.client_ns, srv(7001), loop_d) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        eprintln!("  RR stalled ({e:#}), retrying once");
+                        rr_stalls += 1;
+                        traffic::tcp_rr(&ctx.client_ns, srv(7001), loop_d)?
+                    }
+                };
                 let (crr, errs) = traffic::tcp_crr(&ctx.client_ns, srv(7002), args.crr_threads, loop_d)?;
-                Ok(Sample { rep, gbps, rr_per_s: rr, crr_per_s: crr, crr_errors: errs, denied_port_reachable: denied, setup_ms })
+                Ok(Sample { rep, gbps, rr_per_s: rr, rr_stalls, crr_per_s: crr, crr_errors: errs, denied_port_reachable: denied, setup_ms })
             })();
             // Tear down before judging, so a failure leaves nothing behind.
             match v {

@@ -134,13 +134,13 @@ pub fn render(b1: &[(Variant, Vec<Sample>)], b4: &[B4Row], b5: &[B5Row], m: &Mac
     let _ = writeln!(o, "load average before: {}  after: {}\n", m.load_before, m.load_after);
     if let Some((_, base)) = b1.iter().find(|(v, _)| *v == Variant::None) {
         let _ = writeln!(o, "### B1/B2: throughput, request/response, new connections (median of {} reps; ratio = median of per-rep ratios to (a))\n", base.len());
-        let _ = writeln!(o, "| variant | TCP stream Gbit/s | ratio | TCP RR trans/s | ratio | CRR conn/s | ratio | CRR errors | setup ms | denied port blocked |");
+        let _ = writeln!(o, "| variant | TCP stream Gbit/s | ratio | TCP RR trans/s | ratio | CRR conn/s | ratio | CRR errors / RR stalls | setup ms | denied port blocked |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
         for (v, s) in b1 {
             let blocked = if v.enforces() { s.iter().all(|x| !x.denied_port_reachable).to_string() } else { "n/a (open)".into() };
             let _ = writeln!(
                 o,
-                "| {} | {:.2} | {:.3} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {:.0} | {} |",
+                "| {} | {:.2} | {:.3} | {:.0} | {:.3} | {:.0} | {:.3} | {} / {} | {:.0} | {} |",
                 v.label(),
                 med(s, |x| x.gbps),
                 paired_ratio(s, base, |x| x.gbps),
@@ -149,6 +149,7 @@ pub fn render(b1: &[(Variant, Vec<Sample>)], b4: &[B4Row], b5: &[B5Row], m: &Mac
                 med(s, |x| x.crr_per_s),
                 paired_ratio(s, base, |x| x.crr_per_s),
                 s.iter().map(|x| x.crr_errors).sum::<u64>(),
+                s.iter().map(|x| x.rr_stalls).sum::<u32>(),
                 med(s, |x| x.setup_ms),
                 blocked
             );
