@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-# Leftovers of a crashed earlier run: only Porin-owned test namespaces, never anything else.
-for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^porin' || true); do ip netns delete "$ns" || true; done
+# Leftovers of a crashed earlier run of the dataplane tests (their namespaces are never live outside a test run).
+# Lab namespaces are not touched here: the lab removes its own stale ones (marked, owner dead) at every start,
+# so a demo lab that is up on this machine survives a test run.
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^porin-dpt-' || true); do ip netns delete "$ns" || true; done
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads="${PORIN_TEST_THREADS:-2}"
