@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use porin_model::PortMatch;
 use porin_policy::eval::{Direction, Packet, Peer, Variant};
-use porin_policy::ir::{Cluster, Endpoint, IrRule, K8sPeer, RuleMatch, all_cidrs};
+use porin_policy::ir::{Cluster, Endpoint, IrPolicy, IrRule, K8sPeer, PolicyId, RuleMatch, all_cidrs};
 use serde::Serialize;
 
 /// Identity of every IPv4 address no more specific prefix covers.
@@ -86,7 +86,35 @@ pub struct RuleMeta {
     pub trace: Vec<String>,
 }
 
-/// State the compiler keeps between runs so identities and rule ids stay stable (the agent owns it).
+/// What the entries of one (local endpoint, direction) depend on, exactly (no hashes: equal keys mean equal
+/// inputs to the walks and the encoding).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    /// The local endpoint's class: namespace, labels, service account, named ports and, per address family,
+    /// its CIDR signature (or no address) — everything a rule can look at on the local side.
+    local: String,
+    dir: Direction,
+    /// The applicable list: (tier index, versions of the policies in evaluation order). A version denotes one
+    /// exact policy content ([`IrPolicy`] equality), never reused.
+    applicable: Vec<(usize, Vec<u64>)>,
+    /// Generation of everything global: identity table (ids, CIDR set), protocols, default action, tiers
+    /// (name, default action), namespaces' labels, network sets.
+    global: u64,
+}
+
+/// Counters of the last [`compile`] (for tests and benchmarks).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompileStats {
+    /// Tier walks run (cumulative over the state's life).
+    pub walks: u64,
+    /// (endpoint, direction) pairs whose entries were computed (not reused) in the last compile.
+    pub computed: Vec<(String, Direction)>,
+    /// (endpoint, direction) pairs whose entries came from the cache in the last compile.
+    pub reused: usize,
+}
+
+/// State the compiler keeps between runs so identities and rule ids stay stable (the agent owns it), and the
+/// entries of the last run so an unchanged endpoint is not recompiled.
 #[derive(Debug, Clone, Default)]
 pub struct State {
     identity_ids: HashMap<String, u32>,
@@ -94,6 +122,15 @@ pub struct State {
     rule_ids: HashMap<RuleMeta, u32>,
     /// Index = rule id; id 0 is never used (the kernel treats action 0 as invalid).
     pub rules: Vec<RuleMeta>,
+    /// The last seen content of every policy, with its version.
+    policy_versions: HashMap<PolicyId, (IrPolicy, u64)>,
+    next_version: u64,
+    /// The last global fingerprint and its generation.
+    global_fp: String,
+    global_gen: u64,
+    /// Entries of the last compile (only keys used by it are kept).
+    cache: HashMap<CacheKey, Vec<Entry>>,
+    pub stats: CompileStats,
 }
 
 impl State {
@@ -103,6 +140,7 @@ impl State {
             next_identity: FIRST_DYNAMIC_IDENTITY,
             rule_ids: HashMap::new(),
             rules: vec![RuleMeta { allow: false, trace: vec!["<invalid>".into()] }],
+            ..State::default()
         }
     }
     fn identity(&mut self, key: String) -> u32 {
@@ -125,6 +163,24 @@ impl State {
     }
     pub fn rule_meta(&self, id: u32) -> Option<&RuleMeta> {
         if id == 0 { None } else { self.rules.get(id as usize) }
+    }
+    /// Forget the cached entries (identities and rule ids stay): the next compile starts cold.
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+        self.policy_versions.clear();
+        self.global_fp.clear();
+    }
+    /// The version of a policy's exact content.
+    fn policy_version(&mut self, p: &IrPolicy) -> u64 {
+        if let Some((old, v)) = self.policy_versions.get(&p.id)
+            && old == p
+        {
+            return *v;
+        }
+        self.next_version += 1;
+        let v = self.next_version;
+        self.policy_versions.insert(p.id.clone(), (p.clone(), v));
+        v
     }
 }
 
@@ -161,10 +217,14 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
     let mut identities: Vec<Identity> = Vec::new();
     let mut by_id: BTreeMap<u32, usize> = BTreeMap::new();
     let mut ipcache: Vec<(IpNet, u32)> = Vec::new();
+    // Per endpoint: its CIDR signature per family (None: no address of that family).
+    let mut sigs: Vec<[Option<Vec<String>>; 2]> = Vec::with_capacity(c.endpoints.len());
     for e in &c.endpoints {
+        let mut mine: [Option<Vec<String>>; 2] = [None, None];
         for v6 in [false, true] {
             let Some(ip) = e.ip_of_family(v6) else { continue };
             let sig: Vec<String> = cidrs.iter().filter(|n| n.contains(&ip)).map(|n| n.to_string()).collect();
+            mine[usize::from(v6)] = Some(sig.clone());
             let key = serde_json::to_string(&(
                 "pod",
                 &e.namespace,
@@ -183,6 +243,7 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
             identities[idx].members.push(e.id());
             ipcache.push((IpNet::from(ip), id));
         }
+        sigs.push(mine);
     }
     // CIDR identities: one per prefix that still has uncovered, non-pod addresses.
     for prefix in &cidrs {
@@ -215,12 +276,85 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
     }
     let other = (2u8..=255).find(|p| !protocols.contains(p)).expect("some protocol is unnamed");
 
-    let mut endpoints = Vec::new();
-    for e in c.endpoints.iter().filter(|e| local(e)) {
-        let ingress = compile_direction(c, state, e, Direction::Ingress, &identities, &protocols, other);
-        let egress = compile_direction(c, state, e, Direction::Egress, &identities, &protocols, other);
-        endpoints.push(EndpointProgram { endpoint: e.id(), ingress, egress });
+    // Everything outside the applicable policies that a walk or the encoding can depend on. Pod identity ids
+    // are one-to-one with their keys (class and CIDR signature), CIDR identities with their prefix; a CIDR
+    // identity's representative is matched by exactly the CIDRs containing its prefix.
+    let global_fp = serde_json::to_string(&(
+        identities.iter().map(|i| i.id).collect::<Vec<_>>(),
+        cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        &protocols,
+        other,
+        c.default_allow,
+        c.tiers.iter().map(|t| (&t.name, format!("{:?}", t.default_action))).collect::<Vec<_>>(),
+        &c.namespaces,
+        format!("{:?}", c.net_sets),
+    ))
+    .expect("serialisable");
+    if global_fp != state.global_fp {
+        state.global_gen += 1;
+        state.global_fp = global_fp;
     }
+    let global = state.global_gen;
+    let versions: Vec<u64> = c.policies.iter().map(|p| state.policy_version(p)).collect();
+    state.policy_versions.retain(|id, _| c.policies.iter().any(|p| &p.id == id));
+
+    let mut old = std::mem::take(&mut state.cache);
+    let mut used: HashMap<CacheKey, Vec<Entry>> = HashMap::new();
+    state.stats.computed.clear();
+    state.stats.reused = 0;
+    // The applicable lists depend only on the local class: computed once per class.
+    let mut applicable_of: HashMap<String, [Vec<(usize, Vec<usize>)>; 2]> = HashMap::new();
+    let mut endpoints = Vec::new();
+    for (ei, e) in c.endpoints.iter().enumerate() {
+        if !local(e) {
+            continue;
+        }
+        let class = serde_json::to_string(&(
+            &e.namespace,
+            &e.labels,
+            &e.service_account,
+            &e.named_ports.iter().map(|(n, p, port)| (n, p.number(), port)).collect::<Vec<_>>(),
+            &sigs[ei],
+        ))
+        .expect("serialisable");
+        let lists = applicable_of
+            .entry(class.clone())
+            .or_insert_with(|| {
+                [Direction::Ingress, Direction::Egress].map(|dir| c.applicable(Variant::Enforced, e, dir))
+            })
+            .clone();
+        let mut program = EndpointProgram { endpoint: e.id(), ingress: vec![], egress: vec![] };
+        for (dir, applicable) in [Direction::Ingress, Direction::Egress].into_iter().zip(lists) {
+            let key = CacheKey {
+                local: class.clone(),
+                dir,
+                applicable: applicable
+                    .iter()
+                    .map(|(ti, list)| (*ti, list.iter().map(|&pi| versions[pi]).collect()))
+                    .collect(),
+                global,
+            };
+            let entries = if let Some(v) = used.get(&key) {
+                state.stats.reused += 1;
+                v.clone()
+            } else if let Some(v) = old.remove(&key) {
+                state.stats.reused += 1;
+                used.insert(key, v.clone());
+                v
+            } else {
+                state.stats.computed.push((e.id(), dir));
+                let v = compile_direction(c, state, e, dir, &applicable, &identities, &protocols, other);
+                used.insert(key, v.clone());
+                v
+            };
+            match dir {
+                Direction::Ingress => program.ingress = entries,
+                Direction::Egress => program.egress = entries,
+            }
+        }
+        endpoints.push(program);
+    }
+    state.cache = used;
     Compiled { identities, ipcache, endpoints }
 }
 
@@ -346,19 +480,20 @@ fn compile_direction(
     state: &mut State,
     local: &Endpoint,
     dir: Direction,
+    applicable: &[(usize, Vec<usize>)],
     identities: &[Identity],
     protocols: &BTreeSet<u8>,
     other: u8,
 ) -> Vec<Entry> {
-    let applicable = c.applicable(Variant::Enforced, local, dir);
     let eval = |state: &mut State, peer: Peer<'_>, pkt: &Packet| -> Value {
-        let s = c.walk(Variant::Enforced, &applicable, local, dir, peer, pkt, true);
+        state.stats.walks += 1;
+        let s = c.walk(Variant::Enforced, applicable, local, dir, peer, pkt, true);
         let trace = s.hits.iter().map(|h| h.to_string()).collect();
         (s.allowed, state.rule(RuleMeta { allow: s.allowed, trace }))
     };
     // Boundaries that do not depend on the peer (ingress: named ports resolve on the local endpoint).
     let fixed: BTreeMap<u8, BTreeSet<u32>> = if dir == Direction::Ingress {
-        protocols.iter().filter(|p| has_ports(**p)).map(|p| (*p, boundaries(c, &applicable, *p, Some(local)))).collect()
+        protocols.iter().filter(|p| has_ports(**p)).map(|p| (*p, boundaries(c, applicable, *p, Some(local)))).collect()
     } else {
         BTreeMap::new()
     };
@@ -381,7 +516,7 @@ fn compile_direction(
                             Peer::Endpoint(e) => Some(e),
                             Peer::Ip(_) => None,
                         };
-                        boundaries(c, &applicable, p, dst)
+                        boundaries(c, applicable, p, dst)
                     }
                 };
                 let starts: Vec<u32> = b.into_iter().collect();
