@@ -28,6 +28,8 @@ pub struct KernelMaps {
     pub(crate) ipc4: LpmTrie<MapData, [u8; 4], IpcacheValue>,
     pub(crate) ipc6: LpmTrie<MapData, [u8; 16], IpcacheValue>,
     pub(crate) meta: Array<MapData, Meta>,
+    /// Background `membarrier` thread shared by every wait.
+    pub(crate) grace: crate::grace::GraceClock,
 }
 
 impl MapOps for KernelMaps {
@@ -115,7 +117,19 @@ impl MapOps for KernelMaps {
         Ok(out)
     }
 
-    fn wait_for_readers(&mut self) -> Result<(), MapOpError> {
-        crate::sys::synchronize_rcu().map_err(|e| MapOpError::new("(membarrier)", "synchronize_rcu", e))
+    fn gp_epoch(&self) -> u64 {
+        self.grace.epoch()
+    }
+
+    fn gp_elapsed(&self, epoch: u64) -> bool {
+        self.grace.elapsed(epoch)
+    }
+
+    fn gp_request(&mut self, epoch: u64) {
+        self.grace.request(epoch)
+    }
+
+    fn wait_for_readers(&mut self, epoch: u64) -> Result<(), MapOpError> {
+        self.grace.wait(epoch).map_err(|e| MapOpError::new("(membarrier)", "synchronize_rcu", e))
     }
 }

@@ -14,6 +14,7 @@ pub mod btf;
 pub mod entries;
 pub mod error;
 pub mod events;
+pub mod grace;
 mod kernel;
 pub mod netns;
 pub mod sync;
@@ -264,6 +265,11 @@ impl Dataplane {
             ipc4: aya::maps::LpmTrie::try_from(take(&mut bpf, names::IPCACHE_V4)?).map_err(map_err(names::IPCACHE_V4))?,
             ipc6: aya::maps::LpmTrie::try_from(take(&mut bpf, names::IPCACHE_V6)?).map_err(map_err(names::IPCACHE_V6))?,
             meta: aya::maps::Array::try_from(take(&mut bpf, names::META)?).map_err(map_err(names::META))?,
+            grace: grace::GraceClock::spawn(sys::synchronize_rcu).map_err(|source| Error::Io {
+                what: "starting the grace-period thread",
+                path: pin_dir.to_path_buf(),
+                source,
+            })?,
         };
         let conntrack = HashMap::try_from(take(&mut bpf, names::CONNTRACK)?).map_err(map_err(names::CONNTRACK))?;
         let frags = HashMap::try_from(take(&mut bpf, names::FRAGS)?).map_err(map_err(names::FRAGS))?;

@@ -8,9 +8,15 @@
 //! Policy updates are double-buffered: every endpoint has two generations of
 //! policy entries (the `gen` bit of `policy_id`). An update rewrites the
 //! INACTIVE generation (diff only), then flips `active_gen` and bumps
-//! `policy_rev` in ONE endpoints-map update. Before the inactive generation is
-//! touched, the engine waits for an RCU grace period if that generation was
-//! active since the last wait, so no packet that still reads it sees a mix.
+//! `policy_rev` in ONE endpoints-map update. Every flip records the
+//! grace-period epoch ([`MapOps::gp_epoch`]) read right after the write and
+//! asks for a grace period in the background. Before the inactive generation
+//! is touched, the engine checks that a grace period which started after that
+//! flip has completed; only if none has does it wait — for one covering every
+//! flip so far, so a batch of updates waits at most once. No packet that read
+//! the old `active_gen` can still be reading the generation being rewritten.
+//! An update whose [`EndpointPolicy`] equals the last one written (and whose
+//! flags are unchanged) returns before compiling anything.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,9 +39,17 @@ pub trait MapOps {
     fn dump_endpoints(&self) -> Result<Vec<(u32, EndpointValue)>, MapOpError>;
     fn dump_policy(&self) -> Result<Vec<(PolicyKey, PolicyValue)>, MapOpError>;
     fn dump_ipcache(&self) -> Result<Vec<(IpNet, u32)>, MapOpError>;
-    /// Returns once no BPF program that started before the call still runs
-    /// (an RCU grace period).
-    fn wait_for_readers(&mut self) -> Result<(), MapOpError>;
+    /// The grace-period epoch, read right after a write that unpublishes
+    /// something (a flip, an endpoint delete).
+    fn gp_epoch(&self) -> u64;
+    /// True once an RCU grace period that started after the write whose
+    /// caller read `epoch` has completed (no BPF program that could have seen
+    /// the state before that write still runs). Never blocks.
+    fn gp_elapsed(&self, epoch: u64) -> bool;
+    /// Asks for such a grace period in the background (never blocks).
+    fn gp_request(&mut self, epoch: u64);
+    /// Returns once `gp_elapsed(epoch)`.
+    fn wait_for_readers(&mut self, epoch: u64) -> Result<(), MapOpError>;
 }
 
 /// What a sync call changed.
@@ -67,11 +81,17 @@ struct EpState {
     value: EndpointValue,
     /// Actual entries of each generation (keys carry their gen bit).
     gens: [BTreeMap<PolicyKey, PolicyValue>; 2],
-    /// `Engine::epoch` at the last flip; equal to the current epoch means the
-    /// now-inactive generation may still be read by in-flight packets.
+    /// [`MapOps::gp_epoch`] right after the last flip: until
+    /// `gp_elapsed(flip_epoch)`, in-flight packets may still read the
+    /// now-inactive generation.
     flip_epoch: u64,
     /// Locked down because its policy did not fit.
     overflow: bool,
+    /// The policy whose entries the ACTIVE generation holds, with the
+    /// addresses in the endpoint value; `None` when unknown (read back,
+    /// locked down, or a failed update). Equal desired policy + same flags
+    /// = nothing to do, without compiling or diffing.
+    written: Option<EndpointPolicy>,
 }
 
 /// The desired-vs-actual state of the maps Porin owns.
@@ -83,7 +103,9 @@ pub struct Engine {
     ipcache: BTreeMap<IpNet, u32>,
     ipcache_degraded: bool,
     rev_high_water: u32,
-    epoch: u64,
+    /// The highest epoch recorded by any flip/delete: a wait for it covers
+    /// every generation deactivated so far.
+    last_flip_epoch: u64,
     seen_endpoints: BTreeSet<u32>,
 }
 
@@ -157,9 +179,24 @@ impl Engine {
         Ok(r)
     }
 
-    fn barrier(&mut self, m: &mut dyn MapOps, stats: &mut SyncStats) -> Result<(), MapOpError> {
-        m.wait_for_readers()?;
-        self.epoch += 1;
+    /// Records an unpublishing write that just completed; returns its epoch
+    /// and asks for a grace period in the background.
+    fn unpublished(&mut self, m: &mut dyn MapOps) -> u64 {
+        let e = m.gp_epoch();
+        self.last_flip_epoch = self.last_flip_epoch.max(e);
+        m.gp_request(e);
+        e
+    }
+
+    /// Returns once a grace period has completed since the write that read
+    /// `epoch`. If one already has, returns at once; else waits for one
+    /// covering every write so far (`last_flip_epoch`), so the next endpoints
+    /// of the same batch (all deactivated before this call) need no wait.
+    fn barrier(&mut self, m: &mut dyn MapOps, epoch: u64, stats: &mut SyncStats) -> Result<(), MapOpError> {
+        if m.gp_elapsed(epoch) {
+            return Ok(());
+        }
+        m.wait_for_readers(self.last_flip_epoch.max(epoch))?;
         stats.barriers += 1;
         Ok(())
     }
@@ -190,7 +227,8 @@ impl Engine {
         let gen_changed = ep.value.active_gen != generation || ep.value.policy_rev == 0;
         ep.value = value;
         if gen_changed {
-            ep.flip_epoch = self.epoch;
+            let e = self.unpublished(m);
+            self.endpoints.get_mut(&ifindex).expect("endpoint state exists").flip_epoch = e;
         }
         stats.flips += 1;
         Ok(())
@@ -219,6 +257,7 @@ impl Engine {
             tracing::error!(endpoint_id, ifindex, error = %e, "could not write deny-all defaults; relying on the lockdown flag");
         }
         ep.overflow = true;
+        ep.written = None;
         if let Err(e) = self.write_endpoint(m, ifindex, generation, abi::EP_F_LOCKDOWN, addrs, &mut stats) {
             tracing::error!(endpoint_id, ifindex, error = %e, "could not flip endpoint into lockdown");
         }
@@ -238,36 +277,52 @@ impl Engine {
             return Err(Error::EndpointIdInUse { endpoint_id: id, ifindex, other_ifindex: other });
         }
         let invalid = |source| Error::InvalidEntry { endpoint_id: id, ifindex, source };
-        // Validate before touching anything.
-        let desired0 = entries::compile(policy, 0).map_err(invalid)?;
-        let desired1 = entries::compile(policy, 1).map_err(invalid)?;
-        let addrs = EndpointAddrs::new(&policy.addrs)
-            .map_err(|source| Error::InvalidAddrs { endpoint_id: id, ifindex, source })?;
-        self.seen_endpoints.insert(ifindex);
         let mut stats = SyncStats::default();
         let flags = self.flags_for(false);
+        // Same policy as last written, same flags: nothing to compile or diff.
+        if let Some(ep) = self.endpoints.get(&ifindex)
+            && ep.value.endpoint_id == id
+            && !ep.overflow
+            && ep.value.flags & !abi::EP_F_ADDRS == flags
+            && ep.written.as_ref() == Some(policy)
+        {
+            self.seen_endpoints.insert(ifindex);
+            return Ok(stats);
+        }
+        // Validate before touching anything.
+        let addrs = EndpointAddrs::new(&policy.addrs)
+            .map_err(|source| Error::InvalidAddrs { endpoint_id: id, ifindex, source })?;
 
         if let Some(ep) = self.endpoints.get(&ifindex)
             && ep.value.endpoint_id == id
         {
             let active = ep.value.active_gen & 1;
             let inactive = active ^ 1;
-            let (desired_active, desired_inactive) =
-                if active == 0 { (&desired0, &desired1) } else { (&desired1, &desired0) };
+            // Only the generation to write is compiled; the no-op check
+            // compares it with the active one modulo the generation bit.
+            let desired_inactive = entries::compile(policy, inactive).map_err(invalid)?;
+            self.seen_endpoints.insert(ifindex);
+            let cur = &ep.gens[active as usize];
             // An address change alone is a change too: it is written with a
             // flip like any other (same single endpoint-map update).
-            if &ep.gens[active as usize] == desired_active
+            if cur.len() == desired_inactive.len()
+                && desired_inactive.iter().all(|(k, v)| {
+                    let mut ka = *k;
+                    ka.policy_id ^= 2;
+                    cur.get(&ka) == Some(v)
+                })
                 && ep.value.flags & !abi::EP_F_ADDRS == flags
                 && EndpointAddrs::of(&ep.value) == addrs
                 && !ep.overflow
             {
+                self.endpoints.get_mut(&ifindex).expect("checked above").written = Some(policy.clone());
                 return Ok(stats);
             }
-            if ep.flip_epoch >= self.epoch {
-                self.barrier(m, &mut stats)?;
-            }
+            let flip_epoch = ep.flip_epoch;
+            self.barrier(m, flip_epoch, &mut stats)?;
             let ep = self.endpoints.get_mut(&ifindex).expect("checked above");
-            if let Err(e) = apply_gen(m, &mut ep.gens[inactive as usize], desired_inactive, &mut stats) {
+            ep.written = None;
+            if let Err(e) = apply_gen(m, &mut ep.gens[inactive as usize], &desired_inactive, &mut stats) {
                 if e.is_full() {
                     return self.lockdown(m, ifindex, inactive, e, addrs, stats);
                 }
@@ -277,9 +332,13 @@ impl Engine {
             }
             self.write_endpoint(m, ifindex, inactive, flags, addrs, &mut stats)
                 .map_err(|source| Error::EndpointMap { endpoint_id: id, ifindex, source })?;
-            self.endpoints.get_mut(&ifindex).expect("exists").overflow = false;
+            let ep = self.endpoints.get_mut(&ifindex).expect("exists");
+            ep.overflow = false;
+            ep.written = Some(policy.clone());
             return Ok(stats);
         }
+        let desired0 = entries::compile(policy, 0).map_err(invalid)?;
+        self.seen_endpoints.insert(ifindex);
 
         // A new endpoint id on this interface. Entries of this id left from a
         // previous run are its actual state; nothing references them yet, so
@@ -297,6 +356,7 @@ impl Engine {
                 gens,
                 flip_epoch: 0,
                 overflow: false,
+                written: None,
             },
         );
         if let Some(old) = &old {
@@ -331,7 +391,10 @@ impl Engine {
             // The old endpoint id is no longer referenced; in-flight packets
             // may still read its entries until a grace period has passed.
             let mut st = result.as_ref().map(|s| *s).unwrap_or_default();
-            self.barrier(m, &mut st)?;
+            // Unreferenced since the flip to the new id just written (or
+            // the failed lockdown flip, which still replaced the entry).
+            let e = self.unpublished(m);
+            self.barrier(m, e, &mut st)?;
             for g in old.gens {
                 for (k, v) in g {
                     match m.policy_delete(&k) {
@@ -367,7 +430,8 @@ impl Engine {
         for g in ep.gens {
             self.orphans.extend(g);
         }
-        self.barrier(m, &mut stats)?;
+        let e = self.unpublished(m);
+        self.barrier(m, e, &mut stats)?;
         self.delete_orphans(m, |k| k.endpoint_id() == endpoint_id, &mut stats)?;
         Ok(stats)
     }
@@ -477,8 +541,9 @@ impl Engine {
         self.by_id.clear();
         self.orphans.clear();
         self.seen_endpoints.clear();
-        // Whatever was flipped last may still be read: wait before touching it.
-        self.epoch += 1;
+        // Whatever was flipped last (before this process started, so before
+        // this read) may still be read: wait before touching it.
+        let epoch = self.unpublished(m);
         let mut rb = ReadBack::default();
         let mut hw = meta.rev_high_water;
         for (ifindex, value) in eps {
@@ -491,8 +556,9 @@ impl Engine {
                 EpState {
                     value,
                     gens: Default::default(),
-                    flip_epoch: self.epoch,
+                    flip_epoch: epoch,
                     overflow: value.flags & abi::EP_F_LOCKDOWN != 0,
+                    written: None,
                 },
             );
         }
@@ -573,7 +639,13 @@ pub struct FakeMaps {
     pub meta: Meta,
     pub policy_capacity: Option<usize>,
     pub ipcache_capacity: Option<usize>,
+    /// Grace periods waited for synchronously (`wait_for_readers`).
     pub barriers: u32,
+    /// Grace periods started / the epoch `completed` (see [`crate::grace`]).
+    pub gp_epoch: u64,
+    pub gp_completed: u64,
+    /// Highest epoch a background grace period was requested for.
+    pub gp_requested: Option<u64>,
     /// Every operation in order, for asserting on ordering.
     pub log: Vec<String>,
 }
@@ -584,6 +656,12 @@ impl FakeMaps {
     }
     fn missing(map: &'static str, op: &'static str) -> MapOpError {
         MapOpError::new(map, op, std::io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// One whole grace period (what the background thread does).
+    pub fn complete_grace_period(&mut self) {
+        let start = self.gp_epoch;
+        self.gp_epoch = start + 1;
+        self.gp_completed = self.gp_completed.max(start + 1);
     }
 }
 
@@ -635,9 +713,21 @@ impl MapOps for FakeMaps {
     fn dump_ipcache(&self) -> Result<Vec<(IpNet, u32)>, MapOpError> {
         Ok(self.ipcache.iter().map(|(k, v)| (*k, *v)).collect())
     }
-    fn wait_for_readers(&mut self) -> Result<(), MapOpError> {
+    fn gp_epoch(&self) -> u64 {
+        self.gp_epoch
+    }
+    fn gp_elapsed(&self, epoch: u64) -> bool {
+        self.gp_completed > epoch
+    }
+    fn gp_request(&mut self, epoch: u64) {
+        self.gp_requested = self.gp_requested.max(Some(epoch));
+    }
+    fn wait_for_readers(&mut self, epoch: u64) -> Result<(), MapOpError> {
         self.barriers += 1;
         self.log.push("barrier".into());
+        while self.gp_completed <= epoch {
+            self.complete_grace_period();
+        }
         Ok(())
     }
 }

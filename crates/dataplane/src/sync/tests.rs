@@ -294,3 +294,96 @@ fn two_addresses_of_one_family_are_refused_naming_the_endpoint() {
     // one of each family is fine, and repeats of one address too
     e.set_endpoint(&mut m, 5, &with_addrs(pol(9, vec![]), &["10.0.0.1", "fd00::1", "10.0.0.1"])).unwrap();
 }
+
+#[test]
+fn rewrite_right_after_a_flip_waits_for_a_grace_period() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    e.set_endpoint(&mut m, 1, &pol(1, vec![allow(1, 6, 80, 1)])).unwrap();
+    e.set_endpoint(&mut m, 1, &pol(1, vec![allow(1, 6, 81, 1)])).unwrap(); // flip 0 -> 1
+    let flip = m.gp_epoch;
+    assert_eq!(m.gp_requested, Some(flip), "a background grace period is requested after the flip");
+    m.log.clear();
+    m.barriers = 0;
+    // Gen 0 was active until just now: no grace period since, so the rewrite waits first.
+    let s = e.set_endpoint(&mut m, 1, &pol(1, vec![allow(1, 6, 82, 1)])).unwrap();
+    assert_eq!((s.barriers, m.barriers), (1, 1));
+    assert_eq!(m.log.first().map(String::as_str), Some("barrier"), "{:?}", m.log);
+    assert!(m.gp_completed > flip, "the wait covered the flip");
+}
+
+#[test]
+fn rewrite_after_a_completed_grace_period_does_not_wait() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    e.set_endpoint(&mut m, 1, &pol(1, vec![allow(1, 6, 80, 1)])).unwrap();
+    e.set_endpoint(&mut m, 1, &pol(1, vec![allow(1, 6, 81, 1)])).unwrap();
+    m.barriers = 0;
+    // The background thread completes a grace period that started after the flip.
+    m.complete_grace_period();
+    let s = e.set_endpoint(&mut m, 1, &pol(1, vec![allow(1, 6, 82, 1)])).unwrap();
+    assert_eq!((s.barriers, m.barriers, s.flips), (0, 0, 1));
+    // A grace period that started BEFORE the flip does not count.
+    let mut m2 = FakeMaps::default();
+    let mut e2 = Engine::default();
+    e2.set_endpoint(&mut m2, 1, &pol(1, vec![allow(1, 6, 80, 1)])).unwrap();
+    let started_before = m2.gp_epoch;
+    m2.gp_epoch += 1; // a grace period starts (epoch advanced) ...
+    e2.set_endpoint(&mut m2, 1, &pol(1, vec![allow(1, 6, 81, 1)])).unwrap(); // ... the flip happens during it
+    m2.gp_completed = started_before + 1; // ... and it ends
+    m2.barriers = 0;
+    let s = e2.set_endpoint(&mut m2, 1, &pol(1, vec![allow(1, 6, 82, 1)])).unwrap();
+    assert_eq!(s.barriers, 1, "a grace period in flight at the flip does not cover it");
+}
+
+#[test]
+fn a_batch_of_changed_endpoints_waits_at_most_once() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    let n = 20u32;
+    for round in 0..4u16 {
+        m.barriers = 0;
+        let mut waited = 0;
+        for i in 1..=n {
+            let s = e.set_endpoint(&mut m, i, &pol(i, vec![allow(i, 6, 80 + round, 1)])).unwrap();
+            assert_eq!(s.flips, 1);
+            waited += s.barriers;
+            if round == 1 && i == n / 2 {
+                // A background grace period completes in the middle of a batch.
+                m.complete_grace_period();
+            }
+        }
+        assert!(m.barriers <= 1 && waited == m.barriers, "round {round}: {} waits", m.barriers);
+        if round == 0 {
+            assert_eq!(m.barriers, 0, "new endpoints need no grace period");
+        }
+    }
+}
+
+#[test]
+fn unchanged_endpoints_do_no_map_writes() {
+    let (mut m, mut e) = (FakeMaps::default(), Engine::default());
+    let big = pol(3, (0..500).map(|i| allow(i, 6, 80, i)).collect());
+    e.set_endpoint(&mut m, 3, &big).unwrap();
+    e.set_endpoint(&mut m, 3, &pol(3, vec![])).unwrap();
+    e.set_endpoint(&mut m, 3, &big).unwrap();
+    let before = (m.endpoints.clone(), m.policy.clone(), m.meta, m.barriers);
+    m.log.clear();
+    for _ in 0..3 {
+        assert_eq!(e.set_endpoint(&mut m, 3, &big).unwrap(), SyncStats::default());
+    }
+    assert!(m.log.is_empty(), "{:?}", m.log);
+    assert_eq!((m.endpoints.clone(), m.policy.clone(), m.meta, m.barriers), before);
+    // Same entries from a policy that is not byte-identical (order differs): still no writes.
+    let mut shuffled = big.clone();
+    shuffled.ingress.reverse();
+    assert_eq!(e.set_endpoint(&mut m, 3, &shuffled).unwrap(), SyncStats::default());
+    assert!(m.log.is_empty(), "{:?}", m.log);
+    // After a read-back (nothing known to be written) the diff finds nothing either.
+    let mut e2 = Engine::default();
+    e2.read_back(&mut m).unwrap();
+    assert_eq!(e2.set_endpoint(&mut m, 3, &big).unwrap(), SyncStats::default());
+    assert!(m.log.is_empty(), "{:?}", m.log);
+    // A lockdown flag change is not hidden by the fast path.
+    e2.ipcache_degraded = true;
+    let s = e2.set_endpoint(&mut m, 3, &big).unwrap();
+    assert_eq!(s.flips, 1);
+    assert_eq!(m.endpoints[&3].flags & crate::abi::EP_F_LOCKDOWN, crate::abi::EP_F_LOCKDOWN);
+}
