@@ -203,6 +203,8 @@ impl Compiled {
 }
 
 type Value = (bool, u32);
+/// [`Cluster::applicable`]: (tier index, policy indices) in evaluation order.
+type Applicable = Vec<(usize, Vec<usize>)>;
 /// A verdict function over ports: (first, last, verdict) segments.
 type Segments = Vec<(u16, u16, Value)>;
 
@@ -303,7 +305,7 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
     state.stats.computed.clear();
     state.stats.reused = 0;
     // The applicable lists depend only on the local class: computed once per class.
-    let mut applicable_of: HashMap<String, [Vec<(usize, Vec<usize>)>; 2]> = HashMap::new();
+    let mut applicable_of: HashMap<String, [Applicable; 2]> = HashMap::new();
     let mut endpoints = Vec::new();
     for (ei, e) in c.endpoints.iter().enumerate() {
         if !local(e) {

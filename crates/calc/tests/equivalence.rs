@@ -177,3 +177,167 @@ fn only_local_endpoints_are_compiled() {
     // ...but every pod has an identity, so remote peers resolve.
     assert!(compiled.identities.iter().any(|i| i.members.contains(&"shop/db".to_string())));
 }
+
+// ---- Incremental compilation: the cache must be invisible. ----
+
+use porin_model::PortMatch;
+use porin_model::porin::Action;
+use porin_policy::ir::RuleMatch;
+
+/// A from-scratch compile with the same identity and rule-id tables (ids are allocation history, not policy).
+fn from_scratch(c: &Cluster, state: &State) -> Compiled {
+    let mut fresh = state.clone();
+    fresh.clear_cache();
+    compile(c, &mut fresh, &|_| true)
+}
+
+/// One random edit of the IR that keeps every index valid: a rule's action, a rule removed, a rule's port
+/// range, a pod's labels, the default action.
+fn random_edit(c: &mut Cluster, rng: &mut impl Rng) -> String {
+    for _ in 0..20 {
+        match rng.random_range(0..5) {
+            0..=2 if !c.policies.is_empty() => {
+                let pi = rng.random_range(0..c.policies.len());
+                let p = &mut c.policies[pi];
+                let ingress = rng.random_bool(0.5);
+                let rules = if ingress { &mut p.ingress } else { &mut p.egress };
+                if rules.is_empty() {
+                    continue;
+                }
+                let ri = rng.random_range(0..rules.len());
+                let what = rng.random_range(0..3);
+                match what {
+                    0 => {
+                        let actions = [Action::Allow, Action::Deny, Action::Pass, Action::Log];
+                        rules[ri].action = actions[rng.random_range(0..4)];
+                    }
+                    1 => {
+                        rules.remove(ri);
+                    }
+                    _ => {
+                        let lo = rng.random_range(0..9100u16);
+                        let m = PortMatch::Range(lo, lo + rng.random_range(0..200u16));
+                        match &mut rules[ri].matcher {
+                            RuleMatch::K8s { ports, .. } => match ports.first_mut() {
+                                Some(pm) => pm.port = Some(m),
+                                None => continue,
+                            },
+                            RuleMatch::Calico { destination, .. } => destination.ports = vec![m],
+                        }
+                    }
+                }
+                return format!("policy {} {} rule {ri} edit {what}", p.id, if ingress { "ingress" } else { "egress" });
+            }
+            3 if !c.endpoints.is_empty() => {
+                let ei = rng.random_range(0..c.endpoints.len());
+                let e = &mut c.endpoints[ei];
+                let keys: Vec<String> = e.labels.keys().filter(|k| !k.contains('/')).cloned().collect();
+                if keys.is_empty() || rng.random_bool(0.3) {
+                    e.labels.insert("pod".into(), ["a", "b", "c", "x"][rng.random_range(0..4)].into());
+                } else {
+                    let k = &keys[rng.random_range(0..keys.len())];
+                    e.labels.remove(k);
+                }
+                return format!("labels of {}", e.id());
+            }
+            4 => {
+                c.default_allow = !c.default_allow;
+                return "default action".into();
+            }
+            _ => {}
+        }
+    }
+    "nothing".into()
+}
+
+#[test]
+fn an_unchanged_cluster_recompiles_without_walking() {
+    for (name, paths) in fixture_sets() {
+        let c = cluster(&paths);
+        let mut state = State::new();
+        let a = compile(&c, &mut state, &|_| true);
+        let walks = state.stats.walks;
+        assert!(walks > 0 || c.endpoints.is_empty(), "{name}");
+        let b = compile(&c, &mut state, &|_| true);
+        assert_eq!(state.stats.walks, walks, "{name}: the second compile walked");
+        assert!(state.stats.computed.is_empty(), "{name}");
+        assert_eq!(a, b, "{name}");
+    }
+}
+
+#[test]
+fn endpoints_of_one_class_are_compiled_once() {
+    // In the upstream cluster every pod label `pod` is distinct within a namespace, so build two equal pods.
+    let mut c = cluster(&[root().join("examples/shop")]);
+    let mut twin = c.endpoints[0].clone();
+    twin.name = format!("{}-twin", twin.name);
+    twin.ips = vec!["10.255.255.1".parse().unwrap()];
+    c.endpoints.push(twin.clone());
+    let mut state = State::new();
+    let compiled = compile(&c, &mut state, &|_| true);
+    assert!(!state.stats.computed.iter().any(|(e, _)| *e == twin.id()), "the twin was compiled, not reused");
+    let a = compiled.endpoint(&c.endpoints[0].id()).unwrap();
+    let b = compiled.endpoint(&twin.id()).unwrap();
+    assert_eq!((&a.ingress, &a.egress), (&b.ingress, &b.egress));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    check("shop+twin", &c, &compiled, &state, &mut rng);
+}
+
+#[test]
+fn changing_one_policy_recompiles_only_what_it_selects() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for (name, paths) in fixture_sets() {
+        let mut c = cluster(&paths);
+        if c.policies.is_empty() {
+            continue;
+        }
+        let mut state = State::new();
+        compile(&c, &mut state, &|_| true);
+        let pi = rng.random_range(0..c.policies.len());
+        let before = c.clone();
+        // Flip the first rule's action (or drop the policy's first rule) without touching protocols or CIDRs.
+        let p = &mut c.policies[pi];
+        if let Some(r) = p.ingress.first_mut().or(p.egress.first_mut()) {
+            r.action = if r.action == Action::Allow { Action::Deny } else { Action::Allow };
+        } else {
+            continue;
+        }
+        compile(&c, &mut state, &|_| true);
+        let selects = |cl: &Cluster, e: &str, dir: Direction| {
+            let ep = &cl.endpoints[cl.endpoint(e).unwrap()];
+            let p = &cl.policies[pi];
+            cl.policy_selects(p, ep)
+                && match dir {
+                    Direction::Ingress => p.ingress_type,
+                    Direction::Egress => p.egress_type,
+                }
+        };
+        for (e, dir) in &state.stats.computed {
+            assert!(
+                selects(&before, e, *dir) || selects(&c, e, *dir),
+                "{name}: {e} {dir} recompiled though {} does not select it",
+                c.policies[pi].id
+            );
+        }
+        assert!(state.stats.reused > 0 || state.stats.computed.len() == 2 * c.endpoints.len(), "{name}");
+        assert_eq!(compile(&c, &mut state.clone(), &|_| true), from_scratch(&c, &state), "{name}");
+    }
+}
+
+#[test]
+fn incremental_recompiles_equal_from_scratch_under_random_edits() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    for (name, paths) in fixture_sets() {
+        let mut c = cluster(&paths);
+        let mut state = State::new();
+        compile(&c, &mut state, &|_| true);
+        for round in 0..4 {
+            let what = random_edit(&mut c, &mut rng);
+            let incremental = compile(&c, &mut state, &|_| true);
+            let scratch = from_scratch(&c, &state);
+            assert_eq!(incremental, scratch, "{name} round {round} after {what}");
+            // And a fresh state (other ids) gives the same verdicts and traces: the oracle.
+            check(&format!("{name} round {round} after {what}"), &c, &incremental, &state, &mut rng);
+        }
+    }
+}
