@@ -19,6 +19,13 @@
 //!
 //! Every entry carries a rule id: the index of the deciding trace (`tier|policy|rule|action` hits) in
 //! [`State::rules`], so a flow record can say which rule decided.
+//!
+//! * **Reuse.** The entries of one (local endpoint, direction) are a function of the local endpoint's class
+//!   (namespace, labels, service account, named ports, CIDR signature per family), the exact content and order
+//!   of the applicable policies, and global inputs (identity table, CIDR set, protocols, default action, tiers,
+//!   namespaces, network sets). Endpoints of one class are compiled once per run, and [`State`] keeps the last
+//!   run's entries under that key, so a policy change recompiles only the endpoints it selects (or selected);
+//!   a change to a global input recompiles everything.
 
 #![forbid(unsafe_code)]
 
@@ -298,7 +305,8 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
     }
     let global = state.global_gen;
     let versions: Vec<u64> = c.policies.iter().map(|p| state.policy_version(p)).collect();
-    state.policy_versions.retain(|id, _| c.policies.iter().any(|p| &p.id == id));
+    let live: std::collections::HashSet<&PolicyId> = c.policies.iter().map(|p| &p.id).collect();
+    state.policy_versions.retain(|id, _| live.contains(id));
 
     let mut old = std::mem::take(&mut state.cache);
     let mut used: HashMap<CacheKey, Vec<Entry>> = HashMap::new();
@@ -464,6 +472,59 @@ fn rule_boundaries(
     }
 }
 
+/// `applicable` without the policies that cannot match `pkt` in `dir` (the last of each tier is kept).
+fn prune(c: &Cluster, applicable: &[(usize, Vec<usize>)], dir: Direction, pkt: &Packet) -> Applicable {
+    applicable
+        .iter()
+        .map(|(ti, list)| {
+            let last = list.len() - 1;
+            let kept = list
+                .iter()
+                .enumerate()
+                .filter(|(k, pi)| {
+                    let p = &c.policies[**pi];
+                    let rules = match dir {
+                        Direction::Ingress => &p.ingress,
+                        Direction::Egress => &p.egress,
+                    };
+                    *k == last || rules.iter().any(|r| may_match(r, pkt))
+                })
+                .map(|(_, pi)| *pi)
+                .collect();
+            (*ti, kept)
+        })
+        .collect()
+}
+
+/// False only when the rule's packet-only conditions (address family, protocol, numeric destination ports)
+/// rule out `pkt`; anything that depends on an endpoint (named ports, peers) counts as a possible match.
+fn may_match(r: &IrRule, pkt: &Packet) -> bool {
+    let in_range = |m: &PortMatch| match m {
+        PortMatch::Range(lo, hi) => Some(pkt.port.is_some_and(|p| (*lo..=*hi).contains(&p))),
+        PortMatch::Named(_) => None,
+    };
+    match &r.matcher {
+        RuleMatch::K8s { ports, .. } => {
+            ports.is_empty()
+                || ports.iter().any(|pm| {
+                    pm.protocol.number() == pkt.protocol && pm.port.as_ref().is_none_or(|m| in_range(m) != Some(false))
+                })
+        }
+        RuleMatch::Calico { ip_version, protocol, not_protocol, destination, .. } => {
+            if ip_version.is_some_and(|v| (v == 6) != pkt.v6)
+                || protocol.is_some_and(|p| p != pkt.protocol)
+                || not_protocol.is_some_and(|p| p == pkt.protocol)
+            {
+                return false;
+            }
+            if !destination.ports.is_empty() && destination.ports.iter().all(|m| in_range(m) == Some(false)) {
+                return false;
+            }
+            !destination.not_ports.iter().any(|m| in_range(m) == Some(true))
+        }
+    }
+}
+
 fn packet(proto: u8, value: u16, v6: bool) -> Packet {
     match proto {
         6 | 17 | 132 => Packet { protocol: proto, port: Some(value), icmp: None, v6 },
@@ -487,9 +548,13 @@ fn compile_direction(
     protocols: &BTreeSet<u8>,
     other: u8,
 ) -> Vec<Entry> {
-    let eval = |state: &mut State, peer: Peer<'_>, pkt: &Packet| -> Value {
+    // Per packet: the applicable list without policies none of whose rules can match it (the last policy of
+    // each tier stays, it names the end-of-tier hit), so each walk scans only what can decide.
+    let mut pruned: HashMap<Packet, Applicable> = HashMap::new();
+    let mut eval = |state: &mut State, peer: Peer<'_>, pkt: &Packet| -> Value {
         state.stats.walks += 1;
-        let s = c.walk(Variant::Enforced, applicable, local, dir, peer, pkt, true);
+        let list = pruned.entry(*pkt).or_insert_with(|| prune(c, applicable, dir, pkt));
+        let s = c.walk(Variant::Enforced, list, local, dir, peer, pkt, true);
         let trace = s.hits.iter().map(|h| h.to_string()).collect();
         (s.allowed, state.rule(RuleMeta { allow: s.allowed, trace }))
     };
