@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub revision: u64,
     pub synced: bool,
     pub connected: bool,
+    /// Epoch seconds when the datastore was lost (None while connected).
+    pub disconnected_since: Option<i64>,
     pub last_error: Option<String>,
     pub items: Arc<BTreeMap<String, KeyValue>>,
     pub policy: Arc<PolicySummary>,
@@ -95,6 +97,18 @@ pub async fn run_consumer(mut rx: watch::Receiver<Arc<PolicySnapshot>>, mut cons
     }
 }
 
+/// `a: b: c` for an error and its sources (the datastore's errors say where in their sources).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
 fn decode_all(items: &BTreeMap<String, KeyValue>) -> Vec<Resource> {
     items
         .values()
@@ -121,17 +135,25 @@ pub async fn run_engine(
         let mut dirty = false;
         let mut handle = |ev: SyncEvent, snap: &mut Snapshot| match ev {
             SyncEvent::Put { .. } | SyncEvent::Delete { .. } => {
-                snap.connected = true;
                 dirty = true;
             }
             SyncEvent::InSync { .. } => {
                 snap.connected = true;
+                snap.disconnected_since = None;
                 snap.last_error = None;
                 dirty = true;
             }
+            // The watch is back: writes are accepted again, changes made meanwhile follow as events (or, if
+            // that history is compacted, as a relist that synthesises the deletes).
+            SyncEvent::Reconnected { .. } => {
+                snap.connected = true;
+                snap.disconnected_since = None;
+                snap.last_error = None;
+            }
             SyncEvent::Disconnected { error, .. } => {
                 snap.connected = false;
-                snap.last_error = Some(error.to_string());
+                snap.disconnected_since.get_or_insert_with(crate::timefmt::now_secs);
+                snap.last_error = Some(error_chain(&error));
             }
         };
         handle(first, &mut snap);

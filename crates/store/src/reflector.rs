@@ -82,6 +82,13 @@ pub enum SyncEvent {
         /// The listing's revision.
         revision: u64,
     },
+    /// A watch is established again after a [`Disconnected`](Self::Disconnected): changes after
+    /// `revision` flow again (they follow as puts and deletes). Sent once per recovery, also when
+    /// nothing changed while the store was away — the only sign that it is back.
+    Reconnected {
+        /// The revision the watch continues after.
+        revision: u64,
+    },
     /// The store could not be reached or the watch broke. The cache is kept (read-only, stale);
     /// the reflector retries after `retry_in`.
     Disconnected {
@@ -98,6 +105,7 @@ enum Change {
     Upsert(KeyValue),
     Remove { key: String, revision: u64 },
     InSync(u64),
+    Reconnected(u64),
     Disconnected(StoreError, Duration),
 }
 
@@ -125,6 +133,8 @@ pub struct Reflector<S> {
     pending: VecDeque<Change>,
     backoff: Duration,
     retry_at: Option<Instant>,
+    /// A `Disconnected` was queued and no watch has been established since.
+    disconnected: bool,
 }
 
 impl<S> std::fmt::Debug for Reflector<S> {
@@ -154,6 +164,7 @@ impl<S: Store> Reflector<S> {
             phase: Phase::List,
             pending: VecDeque::new(),
             retry_at: None,
+            disconnected: false,
         }
     }
 
@@ -226,7 +237,12 @@ impl<S: Store> Reflector<S> {
                     Err(e) => self.failed(e),
                 },
                 Phase::Watch => match self.store.watch(&self.prefix, self.queued).await {
-                    Ok(stream) => self.phase = Phase::Watching(stream),
+                    Ok(stream) => {
+                        self.phase = Phase::Watching(stream);
+                        if std::mem::take(&mut self.disconnected) {
+                            self.pending.push_back(Change::Reconnected(self.queued));
+                        }
+                    }
                     Err(e) => self.failed(e),
                 },
                 Phase::Watching(stream) => match stream.next().await {
@@ -264,6 +280,7 @@ impl<S: Store> Reflector<S> {
             self.phase = Phase::Watch;
         }
         self.pending.push_back(Change::Disconnected(error, retry_in));
+        self.disconnected = true;
     }
 
     fn queue_relist(&mut self, items: Vec<KeyValue>, revision: u64) {
@@ -323,6 +340,7 @@ impl<S: Store> Reflector<S> {
                 self.relisting = false;
                 Some(SyncEvent::InSync { revision })
             }
+            Change::Reconnected(revision) => Some(SyncEvent::Reconnected { revision }),
             Change::Disconnected(error, retry_in) => Some(SyncEvent::Disconnected { error, retry_in }),
         }
     }

@@ -138,6 +138,35 @@ async fn survives_an_etcd_restart() {
     s.put("r/e", b"e".to_vec(), None).await.unwrap();
 }
 
+/// After an outage in which nothing changed, the reflector still says that it is back: it is the
+/// only sign a consumer gets (the agent leaves read-only mode on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnected_is_reported_when_nothing_changed() {
+    let Some(mut server) = EtcdServer::start() else { return };
+    let s = AnyStore::Etcd(EtcdStore::connect(server.config().with_request_timeout(Duration::from_secs(2))).await.unwrap());
+    let rev = s.put("q/a", b"a".to_vec(), None).await.unwrap();
+    let opts = ReflectorOptions { min_backoff: Duration::from_millis(50), max_backoff: Duration::from_millis(400) };
+    let mut r = Reflector::new(s.clone(), "q/", opts);
+    converge(&mut r, rev).await;
+    server.stop();
+    let ev = tokio::time::timeout(SOON, r.next()).await.expect("the reflector notices");
+    assert!(matches!(ev, SyncEvent::Disconnected { .. }), "{ev:?}");
+    server.restart();
+    let deadline = Instant::now() + SOON;
+    loop {
+        let ev = tokio::time::timeout_at(deadline.into(), r.next()).await.expect("Reconnected after the restart");
+        match ev {
+            SyncEvent::Reconnected { revision } => {
+                assert_eq!(revision, rev);
+                break;
+            }
+            SyncEvent::Disconnected { .. } => {}
+            other => panic!("nothing changed, yet {other:?}"),
+        }
+    }
+    assert_eq!(r.items().len(), 1);
+}
+
 #[tokio::test]
 async fn unreachable_etcd_is_unavailable_not_a_hang() {
     // A port nobody listens on: bind, note the port, close.

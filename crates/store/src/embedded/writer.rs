@@ -40,8 +40,17 @@ pub(super) struct Applied {
     pub(super) events: Vec<WatchEvent>,
 }
 
+/// The first commit that failed on I/O. redb then refuses every write with an opaque "previous I/O
+/// error" until the database is reopened; later requests are told this cause instead.
+struct Failure {
+    full: bool,
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
 /// The writer loop; returns when every command sender is gone.
 pub(super) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>, events: broadcast::Sender<Batch>) {
+    let mut failure = None;
     while let Ok(first) = rx.recv() {
         let mut cmds = vec![first];
         while cmds.len() < MAX_GROUP {
@@ -55,20 +64,39 @@ pub(super) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>, events: broadcas
             match cmd {
                 Cmd::Txn(req) => group.push(req),
                 Cmd::Compact { revision, reply } => {
-                    process_group(&shared, &events, std::mem::take(&mut group));
-                    let _ = reply.send(compact(&shared, revision));
+                    process_group(&shared, &events, &mut failure, std::mem::take(&mut group));
+                    let _ = reply.send(compact(&shared, revision).map_err(|e| explain(&mut failure, &shared.path, e)));
                 }
             }
         }
-        process_group(&shared, &events, group);
+        process_group(&shared, &events, &mut failure, group);
     }
 }
 
-fn process_group(shared: &Shared, events: &broadcast::Sender<Batch>, group: Vec<TxnRequest>) {
+/// Remember the first I/O failure, and explain redb's later "previous I/O error" with it.
+fn explain(failure: &mut Option<Failure>, path: &std::path::Path, e: StoreError) -> StoreError {
+    match (&e, &*failure) {
+        (StoreError::Full { source, .. } | StoreError::Io { source, .. }, None) => {
+            *failure = Some(Failure { full: matches!(e, StoreError::Full { .. }), kind: source.kind(), message: source.to_string() });
+            e
+        }
+        (StoreError::Embedded { source: redb::Error::PreviousIo, .. }, Some(f)) => {
+            let source = std::io::Error::new(
+                f.kind,
+                format!("{} (an earlier commit failed; the store accepts writes again once it is reopened)", f.message),
+            );
+            let path = path.to_owned();
+            if f.full { StoreError::Full { path, source } } else { StoreError::Io { path, source } }
+        }
+        _ => e,
+    }
+}
+
+fn process_group(shared: &Shared, events: &broadcast::Sender<Batch>, failure: &mut Option<Failure>, group: Vec<TxnRequest>) {
     if group.is_empty() {
         return;
     }
-    match commit_group(shared, &group) {
+    match commit_group(shared, &group).map_err(|e| explain(failure, &shared.path, e)) {
         Ok((applied, committed)) => {
             if let Some((revision, compact_revision, batch)) = committed {
                 shared.revision.store(revision, Ordering::SeqCst);
@@ -105,7 +133,7 @@ fn process_group(shared: &Shared, events: &broadcast::Sender<Batch>, group: Vec<
         Err(e) => {
             tracing::debug!(error = %e, requests = group.len(), "group commit failed; retrying requests one by one");
             for req in group {
-                process_group(shared, events, vec![req]);
+                process_group(shared, events, failure, vec![req]);
             }
         }
     }
