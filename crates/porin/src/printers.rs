@@ -274,9 +274,17 @@ pub fn audit_table(records: &[serde_json::Value]) -> String {
 /// `porin status` as `key: value` lines.
 pub fn status_table(v: &serde_json::Value) -> String {
     let mut out = String::new();
+    let _ = writeln!(out, "{:<16} {}", "Node", scalar(&v["node"]));
+    let _ = writeln!(out, "{:<16} {}", "Store", scalar(&v["store"]));
+    if let Some(d) = v["datastore"].as_str() {
+        let state = match (v["connected"].as_bool(), v["disconnectedSince"].as_str()) {
+            (Some(true), _) => "connected".to_string(),
+            (_, Some(t)) => format!("DISCONNECTED since {t}, serving the last known state read-only"),
+            _ => "not connected yet".to_string(),
+        };
+        let _ = writeln!(out, "{:<16} {d}: {state}", "Datastore");
+    }
     for (label, key) in [
-        ("Node", "node"),
-        ("Store", "store"),
         ("Store revision", "storeRevision"),
         ("Cache revision", "cacheRevision"),
         ("Objects", "objects"),

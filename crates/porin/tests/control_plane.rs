@@ -178,43 +178,11 @@ fn acknowledged_applies_survive_kill_9() {
     assert_eq!(a.porin_as(Some(admin.trim()), &["get", "tiers"]).0, 0);
 }
 
-struct Etcd(std::process::Child);
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_etcd(dir: &std::path::Path) -> Option<(Etcd, String)> {
-    if std::process::Command::new("etcd").arg("--version").output().is_err() {
-        if std::env::var_os("PORIN_SKIP_ETCD").is_some() {
-            return None;
-        }
-        panic!("etcd is not installed (apt-get install etcd-server); set PORIN_SKIP_ETCD=1 to skip");
-    }
-    let (c, p) = (free_port(), free_port());
-    let client = format!("http://127.0.0.1:{c}");
-    let child = std::process::Command::new("etcd")
-        .args(["--data-dir", dir.join("etcd").to_str().unwrap(), "--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}"), "--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{p}"), "--max-txn-ops", "1024"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", c)).is_err() {
-        assert!(t0.elapsed().as_secs() < 20, "etcd did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Some((Etcd(child), client))
-}
-
 #[test]
 fn two_agents_on_one_etcd_see_each_others_applies() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some((_etcd, url)) = start_etcd(tmp.path()) else { return };
+    let Some(etcd) = Etcd::start(tmp.path()) else { return };
+    let url = etcd.url.clone();
     let (d1, d2) = (tmp.path().join("n1"), tmp.path().join("n2"));
     std::fs::create_dir_all(&d1).unwrap();
     std::fs::create_dir_all(&d2).unwrap();

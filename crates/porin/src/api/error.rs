@@ -77,7 +77,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::not_found(msg),
             StoreError::TooManyOps { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", msg),
             StoreError::DuplicateKey { .. } | StoreError::InvalidKey { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msg),
-            StoreError::Full { .. } => Self::new(StatusCode::INSUFFICIENT_STORAGE, "InternalError", msg),
+            // Nothing was written; reads keep working. The message names the file and the OS error.
+            StoreError::Full { .. } => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage", format!("{msg}; nothing was written"))
+            }
+            StoreError::Io { .. } => ApiError::unavailable(format!("{msg}; nothing was written")),
             _ => ApiError::internal(msg),
         }
     }

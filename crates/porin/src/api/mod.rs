@@ -41,6 +41,8 @@ pub use error::ApiError;
 pub struct ApiState {
     pub store: AnyStore,
     pub store_kind: &'static str,
+    /// Which datastore, for messages: `etcd at http://...` or `embedded store at /var/lib/porin/store`.
+    pub store_desc: String,
     pub node: String,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Tokens seen while the store was reachable, so callers stay authenticated (read-only) during an outage.
@@ -77,6 +79,23 @@ impl ApiState {
         self.snapshot.borrow().connected
     }
 
+    /// Whether the engine's cache can answer for `prefix`: only resources are reflected. Tokens and the audit
+    /// trail are not, and an empty answer from the cache would be a lie.
+    fn cache_covers(&self, prefix: &str) -> bool {
+        prefix.starts_with(crate::keys::RESOURCES) && self.snapshot.borrow().synced
+    }
+
+    /// 503 for a read the cache cannot answer while the datastore is unreachable.
+    pub fn unreachable(&self, what: &str) -> ApiError {
+        let s = self.snapshot.borrow();
+        ApiError::unavailable(format!(
+            "datastore {} is unreachable{}: {what} is only served while it is connected (the resources are served \
+             read-only from the last known state)",
+            self.store_desc,
+            s.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        ))
+    }
+
     /// Cached items under `prefix` (used while the datastore is unreachable).
     pub fn cached(&self, prefix: &str) -> (Vec<KeyValue>, u64) {
         let s = self.snapshot.borrow().clone();
@@ -86,23 +105,27 @@ impl ApiState {
 
     /// List from the store, or from the engine's cache when the store is unreachable.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), ApiError> {
-        if !self.connected() && self.snapshot.borrow().synced {
+        let covered = self.cache_covers(prefix);
+        if !self.connected() && covered {
             return Ok(self.cached(prefix));
         }
         match self.store.list(prefix).await {
             Ok(v) => Ok(v),
-            Err(e) if e.is_unavailable() && self.snapshot.borrow().synced => Ok(self.cached(prefix)),
+            Err(e) if e.is_unavailable() && covered => Ok(self.cached(prefix)),
+            Err(e) if e.is_unavailable() => Err(self.unreachable(&describe(prefix))),
             Err(e) => Err(e.into()),
         }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, ApiError> {
-        if !self.connected() && self.snapshot.borrow().synced {
+        let covered = self.cache_covers(key);
+        if !self.connected() && covered {
             return Ok(self.snapshot.borrow().items.get(key).cloned());
         }
         match self.store.get(key).await {
             Ok(v) => Ok(v),
-            Err(e) if e.is_unavailable() && self.snapshot.borrow().synced => Ok(self.snapshot.borrow().items.get(key).cloned()),
+            Err(e) if e.is_unavailable() && covered => Ok(self.snapshot.borrow().items.get(key).cloned()),
+            Err(e) if e.is_unavailable() => Err(self.unreachable(&describe(key))),
             Err(e) => Err(e.into()),
         }
     }
@@ -134,6 +157,17 @@ impl ApiState {
             Some(uid) => Err(ApiError::unauthorized(format!("uid {uid} needs a bearer token (--token / PORIN_TOKEN)"))),
             None => Err(ApiError::unauthorized("a bearer token is required (--token / PORIN_TOKEN)")),
         }
+    }
+}
+
+/// What lives under a key, for messages.
+fn describe(key: &str) -> String {
+    if key.starts_with(crate::keys::AUDIT) {
+        "the audit trail".into()
+    } else if key.starts_with(crate::keys::TOKENS) {
+        "token data".into()
+    } else {
+        format!("{key:?}")
     }
 }
 

@@ -153,6 +153,8 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
     Json(json!({
         "node": st.node,
         "store": st.store_kind,
+        "datastore": st.store_desc,
+        "disconnectedSince": snap.disconnected_since.map(crate::timefmt::rfc3339),
         "storeRevision": store_rev,
         "cacheRevision": snap.revision,
         "connected": snap.connected,

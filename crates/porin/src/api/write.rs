@@ -120,7 +120,13 @@ async fn current(st: &ApiState, changes: &[Change]) -> Result<BTreeMap<String, K
 /// Commit `changes` atomically, or nothing. Returns the store revision and one outcome per change.
 pub async fn commit(st: &ApiState, id: &Identity, verb: &str, changes: Vec<Change>) -> Result<(u64, Vec<Outcome>), ApiError> {
     if !st.connected() && st.store_kind == "etcd" {
-        return Err(ApiError::unavailable("datastore unreachable: the API is read-only until it reconnects"));
+        let last = st.snapshot.borrow().last_error.clone();
+        return Err(ApiError::unavailable(format!(
+            "datastore {} is unreachable{}: nothing was written; the API serves the last known state read-only until \
+             it reconnects",
+            st.store_desc,
+            last.map(|e| format!(" ({e})")).unwrap_or_default()
+        )));
     }
     let mut seen = BTreeSet::new();
     for c in &changes {

@@ -201,19 +201,24 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
     std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700))?;
     let node = a.node.clone().unwrap_or_else(hostname);
-    let (config, kind) = match a.datastore {
+    let (config, kind, desc) = match a.datastore {
         Datastore::Embedded => (
             StoreConfig::Embedded {
                 dir: a.data_dir.join("store"),
                 options: EmbeddedOptions { max_txn_ops: 100_000, ..Default::default() },
             },
             "embedded",
+            format!("embedded store at {}", a.data_dir.join("store").display()),
         ),
         Datastore::Etcd => {
             if a.etcd_endpoints.is_empty() {
                 bail!("--datastore etcd needs --etcd-endpoints URL,...");
             }
-            (StoreConfig::Etcd(EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops)), "etcd")
+            (
+                StoreConfig::Etcd(EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops)),
+                "etcd",
+                format!("etcd at {}", a.etcd_endpoints.join(",")),
+            )
         }
     };
     let store = AnyStore::open(config).await.context("opening the datastore")?;
@@ -266,6 +271,7 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
     let state = Arc::new(ApiState {
         store,
         store_kind: kind,
+        store_desc: desc,
         node: node.clone(),
         snapshot: snap_rx,
         token_cache: Mutex::new(HashMap::new()),

@@ -124,6 +124,74 @@ impl Agent {
     }
 }
 
+/// A real etcd on 127.0.0.1 (free ports, data under `dir/etcd`) that can be killed and restarted on the same
+/// data dir and ports. Without etcd installed: panics, or `None` with PORIN_SKIP_ETCD=1.
+pub struct Etcd {
+    child: Option<Child>,
+    dir: PathBuf,
+    pub client_port: u16,
+    peer_port: u16,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Etcd {
+    pub fn start(dir: &Path) -> Option<Etcd> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            if std::env::var_os("PORIN_SKIP_ETCD").is_some() {
+                return None;
+            }
+            panic!("etcd is not installed (apt-get install etcd-server); set PORIN_SKIP_ETCD=1 to skip");
+        }
+        let (c, p) = (free_port(), free_port());
+        let mut e = Etcd { child: None, dir: dir.to_path_buf(), client_port: c, peer_port: p, url: format!("http://127.0.0.1:{c}") };
+        e.restart();
+        Some(e)
+    }
+
+    /// Start (again) on the same data dir and ports; returns once the client port accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "etcd is running");
+        let (c, p) = (self.client_port, self.peer_port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("etcd.log")).unwrap();
+        let child = Command::new("etcd")
+            .args(["--data-dir", self.dir.join("etcd").to_str().unwrap(), "--listen-client-urls", &self.url, "--advertise-client-urls", &self.url])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}"), "--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
+            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{p}"), "--max-txn-ops", "1024"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", c)).is_err() {
+            assert!(t0.elapsed().as_secs() < 20, "etcd did not start: {}", std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `etcdctl ARGS` against this etcd; must succeed; returns stdout.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new("etcdctl").env("ETCDCTL_API", "3").arg("--endpoints").arg(&self.url).args(args).output().unwrap();
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 pub fn read_line(r: &mut impl BufRead) -> String {
     let mut s = String::new();
     r.read_line(&mut s).unwrap();
