@@ -122,7 +122,40 @@ fn apply_gen(
     desired: &BTreeMap<PolicyKey, PolicyValue>,
     stats: &mut SyncStats,
 ) -> Result<(), MapOpError> {
-    let stale: Vec<PolicyKey> = actual.keys().filter(|k| !desired.contains_key(k)).copied().collect();
+    // One merge walk over both sorted maps (no per-key lookups).
+    let mut stale: Vec<PolicyKey> = Vec::new();
+    let mut puts: Vec<(PolicyKey, PolicyValue, bool)> = Vec::new();
+    let (mut a, mut d) = (actual.iter().peekable(), desired.iter().peekable());
+    loop {
+        match (a.peek(), d.peek()) {
+            (Some((ka, va)), Some((kd, vd))) => match ka.cmp(kd) {
+                std::cmp::Ordering::Less => {
+                    stale.push(**ka);
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    puts.push((**kd, **vd, false));
+                    d.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vd {
+                        puts.push((**kd, **vd, true));
+                    }
+                    a.next();
+                    d.next();
+                }
+            },
+            (Some((ka, _)), None) => {
+                stale.push(**ka);
+                a.next();
+            }
+            (None, Some((kd, vd))) => {
+                puts.push((**kd, **vd, false));
+                d.next();
+            }
+            (None, None) => break,
+        }
+    }
     for k in stale {
         match m.policy_delete(&k) {
             Ok(()) => stats.deleted += 1,
@@ -131,18 +164,14 @@ fn apply_gen(
         }
         actual.remove(&k);
     }
-    for (k, v) in desired {
-        let prev = actual.get(k);
-        if prev == Some(v) {
-            continue;
-        }
-        m.policy_put(k, v)?;
-        if prev.is_some() {
+    for (k, v, existed) in puts {
+        m.policy_put(&k, &v)?;
+        if existed {
             stats.updated += 1;
         } else {
             stats.inserted += 1;
         }
-        actual.insert(*k, *v);
+        actual.insert(k, v);
     }
     Ok(())
 }
@@ -305,11 +334,13 @@ impl Engine {
             let cur = &ep.gens[active as usize];
             // An address change alone is a change too: it is written with a
             // flip like any other (same single endpoint-map update).
+            // Keys of one endpoint differ from the other generation's only in
+            // the gen bit of `policy_id`, which preserves their order: zip.
             if cur.len() == desired_inactive.len()
-                && desired_inactive.iter().all(|(k, v)| {
-                    let mut ka = *k;
-                    ka.policy_id ^= 2;
-                    cur.get(&ka) == Some(v)
+                && cur.iter().zip(&desired_inactive).all(|((ka, va), (kd, vd))| {
+                    let mut k = *kd;
+                    k.policy_id ^= 2;
+                    k == *ka && va == vd
                 })
                 && ep.value.flags & !abi::EP_F_ADDRS == flags
                 && EndpointAddrs::of(&ep.value) == addrs
