@@ -74,6 +74,9 @@ fn main() -> ExitCode {
     // Through ArgMatches: `observe` needs the order of its filter flags (for `--not`).
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !matches!(cli.command, Command::Agent(_) | Command::Serve(_) | Command::LabServe { .. } | Command::Demo(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Validate(a) => cmd::offline::validate(a),
         Command::Trace(a) => cmd::offline::trace(a),
@@ -99,5 +102,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Short-lived commands print to a pipe (`porin status | head`): like other command-line tools they should end
+/// quietly when the reader goes away, not panic in `println!`. Rust ignores SIGPIPE by default, which the
+/// long-running agent, API server and lab processes keep (their sockets report EPIPE as an error instead).
+fn restore_default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called once at start-up from the main thread before any other thread exists; SIG_DFL installs no
+    // Rust code as a handler, so no async-signal-safety requirement arises.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        eprintln!("warning: cannot restore SIGPIPE: {e}");
     }
 }

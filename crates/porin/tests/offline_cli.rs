@@ -141,3 +141,39 @@ fn diff_lists_what_a_change_opens_and_closes() {
     let (code, out, _) = porin(&["diff", "-f", "examples/shop", "--against", "examples/shop"]);
     assert_eq!((code, out.as_str()), (0, "no change in reachability\n"));
 }
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    // Like `porin matrix ... | head -1`: the reader goes away after one line, long before the output (far
+    // more than a pipe buffer: 300 pods) is written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::new();
+    for i in 0..300 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: pod-{i}, namespace: ns, labels: {{app: a{i}}}}}\n\
+             spec: {{containers: [{{name: c, ports: [{{containerPort: 80}}]}}]}}\nstatus: {{podIP: 10.9.{}.{}}}\n",
+            i / 200,
+            i % 200 + 1
+        ));
+    }
+    let file = dir.path().join("pods.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_porin"))
+        .args(["matrix", "-f"])
+        .arg(&file)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(first.starts_with("TCP/"), "{first}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success() || out.status.signal() == Some(13), "{:?}", out.status);
+}
