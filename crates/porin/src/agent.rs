@@ -97,17 +97,6 @@ pub async fn run_consumer(mut rx: watch::Receiver<Arc<PolicySnapshot>>, mut cons
     }
 }
 
-/// `a: b: c` for an error and its sources (the datastore's errors say where in their sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
 
 fn decode_all(items: &BTreeMap<String, KeyValue>) -> Vec<Resource> {
     items
@@ -153,7 +142,7 @@ pub async fn run_engine(
             SyncEvent::Disconnected { error, .. } => {
                 snap.connected = false;
                 snap.disconnected_since.get_or_insert_with(crate::timefmt::now_secs);
-                snap.last_error = Some(error_chain(&error));
+                snap.last_error = Some(crate::api::error::error_chain(&error));
             }
         };
         handle(first, &mut snap);

@@ -87,7 +87,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `a: b: c` for an error and its sources (the datastore's errors say where in their sources).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(x) = src {
