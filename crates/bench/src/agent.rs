@@ -124,12 +124,7 @@ pub fn bench(bin: &Path, rules: usize, trials: usize, failures: &mut Vec<String>
     let mut rows = Vec::new();
     for (i, (enforce, at, acked, waited)) in changes.into_iter().enumerate() {
         let until = ats.get(i + 1).copied().unwrap_or(Duration::MAX);
-        let window = probes.iter().filter(|p| p.0 < until);
-        let lat = if enforce {
-            window.filter(|p| p.2 && p.1 > at).map(|p| p.1 - at).next()
-        } else {
-            window.filter(|p| !p.2 && p.0 >= at).map(|p| p.0 - at).next()
-        };
+        let lat = crate::traffic::change_latency(&probes, at, until, enforce);
         match lat {
             Some(l) => rows.push(B4Row {
                 mode: format!("agent ({rules} rules)"),

@@ -437,14 +437,7 @@ fn bench_b4(args: &Args, ctx: &Ctx, failures: &mut Vec<String>) -> Result<Vec<re
         let ats: Vec<Duration> = changes.iter().map(|c| c.1).collect();
         for (i, (enforce, at, t)) in changes.into_iter().enumerate() {
             let until = ats.get(i + 1).copied().unwrap_or(Duration::MAX);
-            let window = probes.iter().filter(|p| p.0 < until);
-            let lat = if enforce {
-                // First handshake that completed after the change started.
-                window.filter(|p| p.2 && p.1 > at).map(|p| p.1 - at).next()
-            } else {
-                // First SYN sent after the change started that got no answer.
-                window.filter(|p| !p.2 && p.0 >= at).map(|p| p.0 - at).next()
-            };
+            let lat = traffic::change_latency(&probes, at, until, enforce);
             match lat {
                 Some(l) => rows.push(report::B4Row {
                     mode: mode.into(),

@@ -255,6 +255,18 @@ fn iperf3_once(client_netns_name: &str, server_netns_name: &str, server_ip: Ipv4
 /// One probe: (sent, finished, handshake completed), relative to the prober's epoch.
 pub type Probe = (Duration, Duration, bool);
 
+/// How long after a change started (`at`) the kernel showed it, from the probes before the next change
+/// (`until`): enforcing an allow = the first handshake that completed after `at`; revoking = the first SYN sent
+/// after `at` that got no answer. None if the window shows no effect.
+pub fn change_latency(probes: &[Probe], at: Duration, until: Duration, enforce: bool) -> Option<Duration> {
+    let mut window = probes.iter().filter(|p| p.0 < until);
+    if enforce {
+        window.find(|p| p.2 && p.1 > at).map(|p| p.1 - at)
+    } else {
+        window.find(|p| !p.2 && p.0 >= at).map(|p| p.0 - at)
+    }
+}
+
 /// A prober: a connect attempt every `spacing` (each with a `spacing` deadline) until stopped.
 /// Records (start, end, ok) relative to `epoch`.
 pub struct Prober {
