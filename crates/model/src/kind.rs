@@ -18,6 +18,8 @@ pub enum Kind {
     NetworkSet,
     GlobalNetworkSet,
     ClusterSettings,
+    /// The binding workload ↔ host-side interface ↔ addresses (Calico's v3 WorkloadEndpoint); system-owned.
+    WorkloadEndpoint,
 }
 
 /// Static facts about a kind.
@@ -40,7 +42,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -53,6 +55,7 @@ impl Kind {
         Kind::NetworkSet,
         Kind::GlobalNetworkSet,
         Kind::ClusterSettings,
+        Kind::WorkloadEndpoint,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -120,6 +123,7 @@ impl Kind {
                 p("GlobalNetworkSet", "globalnetworksets", "globalnetworkset", &["gns", "gnetset"], false)
             }
             Kind::ClusterSettings => p("ClusterSettings", "clustersettings", "clustersettings", &["settings"], false),
+            Kind::WorkloadEndpoint => p("WorkloadEndpoint", "workloadendpoints", "workloadendpoint", &["wep"], true),
         }
     }
 
@@ -210,6 +214,8 @@ mod tests {
         assert_eq!(Kind::from_cli("networkpolicies.porin.io"), Some(Kind::NetworkPolicy));
         assert_eq!(Kind::from_cli("pnp"), Some(Kind::NetworkPolicy));
         assert_eq!(Kind::from_cli("bogus"), None);
+        assert_eq!(Kind::from_cli("wep"), Some(Kind::WorkloadEndpoint));
+        assert_eq!(Kind::from_manifest("projectcalico.org/v3", "WorkloadEndpoint"), Some(Kind::WorkloadEndpoint));
     }
 
     #[test]

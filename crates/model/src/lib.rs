@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod endpoint;
 pub mod k8s;
 pub mod kind;
 pub mod load;
@@ -132,6 +133,7 @@ pub enum Resource {
     NetworkSet(Object<porin::NetworkSetSpec>),
     GlobalNetworkSet(Object<porin::NetworkSetSpec>),
     ClusterSettings(Object<porin::ClusterSettingsSpec>),
+    WorkloadEndpoint(Object<porin::WorkloadEndpointSpec>),
 }
 
 macro_rules! each_resource {
@@ -149,6 +151,7 @@ macro_rules! each_resource {
             Resource::NetworkSet($o) => $e,
             Resource::GlobalNetworkSet($o) => $e,
             Resource::ClusterSettings($o) => $e,
+            Resource::WorkloadEndpoint($o) => $e,
         }
     };
 }
@@ -168,6 +171,7 @@ impl Resource {
             Resource::NetworkSet(_) => Kind::NetworkSet,
             Resource::GlobalNetworkSet(_) => Kind::GlobalNetworkSet,
             Resource::ClusterSettings(_) => Kind::ClusterSettings,
+            Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

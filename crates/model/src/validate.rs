@@ -61,7 +61,21 @@ pub fn validate_set(docs: &[Document], known_tiers: &BTreeSet<String>) -> Result
             seen.insert(key, d);
         }
     }
+    errors.extend(claim_conflicts(docs));
     if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// Two workloads claiming one address, one node interface bound twice, two WorkloadEndpoints for one pod.
+fn claim_conflicts(docs: &[Document]) -> Vec<ManifestError> {
+    let mut idx = crate::endpoint::ClaimIndex::default();
+    let mut errors = Vec::new();
+    for d in docs {
+        let Some(c) = crate::endpoint::claims(&d.resource) else { continue };
+        for x in idx.add(&c) {
+            errors.push(ManifestError::new(&d.source, Some(d.doc), join_path(&d.prefix, &x.path), x.message));
+        }
+    }
+    errors
 }
 
 /// Validate one document on its own (no set-level checks besides the tier list given).
@@ -165,7 +179,92 @@ fn validate_document(c: &mut Ctx<'_>, tiers: &BTreeSet<String>) {
                 c.err("metadata.name", "ClusterSettings is a singleton named \"default\"");
             }
         }
+        Resource::WorkloadEndpoint(o) => validate_wep(c, &o.spec),
     }
+}
+
+fn validate_wep(c: &mut Ctx<'_>, s: &crate::porin::WorkloadEndpointSpec) {
+    for (path, v) in [("spec.node", &s.node), ("spec.pod", &s.pod)] {
+        if v.is_empty() {
+            c.err(path, "missing");
+        } else if let Err(m) = check_dns_name(v, 253) {
+            c.err(path, format!("{v:?} {m}"));
+        }
+    }
+    if let Err(m) = check_ifname(&s.interface_name) {
+        c.err("spec.interfaceName", m);
+    }
+    if s.ip_networks.is_empty() {
+        c.err("spec.ipNetworks", "missing: a WorkloadEndpoint needs the pod's address (a /32 or /128)");
+    }
+    let (mut v4, mut v6) = (None, None);
+    for (i, n) in s.ip_networks.iter().enumerate() {
+        let path = format!("spec.ipNetworks[{i}]");
+        let Ok(net) = n.parse::<IpNet>() else {
+            c.err(&path, format!("{n:?} is not a CIDR (write the pod's address as a.b.c.d/32 or x::y/128)"));
+            continue;
+        };
+        if net.prefix_len() != net.max_prefix_len() {
+            c.err(&path, format!("{n:?} is not a single address: only /32 and /128 are supported"));
+            continue;
+        }
+        let a = net.addr();
+        if a.is_unspecified() || a.is_multicast() || a.is_loopback() || a == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+            c.err(&path, format!("{a} cannot be a workload's address (unspecified, loopback, multicast or broadcast)"));
+            continue;
+        }
+        let slot = if a.is_ipv4() { &mut v4 } else { &mut v6 };
+        match slot {
+            Some(first) if *first != a => {
+                c.err(&path, format!("a second address of one family ({first} and {a}); at most one IPv4 and one IPv6"))
+            }
+            _ => *slot = Some(a),
+        }
+    }
+    if let Some(m) = &s.mac {
+        let parts: Vec<&str> = m.split(':').collect();
+        if parts.len() != 6 || !parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit())) {
+            c.err("spec.mac", format!("{m:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+        }
+    }
+    for (i, p) in s.ports.iter().enumerate() {
+        let path = format!("spec.ports[{i}]");
+        if let Err(m) = check_port_name(&p.name) {
+            c.err(&format!("{path}.name"), format!("{:?} {m}", p.name));
+        }
+        if !(1..=65535).contains(&p.port) {
+            c.err(&format!("{path}.port"), format!("{} is not a port (1-65535)", p.port));
+        }
+        if let Some(pr) = &p.protocol
+            && pr.number().is_none()
+        {
+            c.err(&format!("{path}.protocol"), format!("{pr:?} is not a protocol"));
+        }
+    }
+    for (path, set) in [
+        ("spec.ipNATs", s.ip_nats.is_some()),
+        ("spec.allowSpoofedSourcePrefixes", s.allow_spoofed_source_prefixes.is_some()),
+        ("spec.qosControls", s.qos_controls.is_some()),
+    ] {
+        if set {
+            c.err(path, "is not supported by Porin yet");
+        }
+    }
+}
+
+/// A Linux interface name: 1-15 bytes, no '/', ':' or whitespace, not `.` or `..`. A name, never a path:
+/// the agent looks it up in its own network namespace only.
+pub fn check_ifname(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("missing: the pod's host-side interface".into());
+    }
+    if s.len() > 15 || s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} is not an interface name (1-15 characters, no '/', ':' or spaces; interfaces are looked up in the \
+             node's own network namespace, never by path)"
+        ));
+    }
+    Ok(())
 }
 
 fn validate_k8s_spec(c: &mut Ctx<'_>, base: &str, s: &K8sNetworkPolicySpec) {
