@@ -8,6 +8,9 @@
 //! * `read-only`: every read, no write;
 //! * `scoped`: reads, and writes of namespaced kinds in its namespaces; Porin NetworkPolicies (and
 //!   GlobalNetworkPolicies) only in its tiers. Never Tiers, ClusterSettings, Namespaces, GlobalNetworkSets.
+//!   Never WorkloadEndpoints, Pod `status` or `porin.io/*` annotations (system-owned; see [`Identity::binding_rule`]
+//!   and `api::binding`).
+//! * `cni`: reads, and the bindings only: WorkloadEndpoints, and the `status` of existing Pods. Nothing else.
 
 use porin_model::{Kind, Resource};
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,8 @@ pub enum Role {
     Admin,
     ReadOnly,
     Scoped { namespaces: Vec<String>, tiers: Vec<String> },
+    /// The CNI path: writes WorkloadEndpoints (and Pod status), nothing else.
+    Cni,
 }
 
 /// A stored token record (`tokens/<sha256 hex>`).
@@ -87,8 +92,11 @@ impl Identity {
     /// May this caller create, change or delete `r` (check both the old and the new object)?
     /// Err carries the reason for the 403 message.
     pub fn can_write(&self, r: &Resource) -> Result<(), String> {
+        if let Some(verdict) = self.binding_rule(r) {
+            return verdict;
+        }
         match &self.role {
-            Role::Admin => Ok(()),
+            Role::Admin | Role::Cni => Ok(()),
             Role::ReadOnly => Err(format!("{} has a read-only token", self.user)),
             Role::Scoped { namespaces, tiers } => {
                 let kind = r.kind();
@@ -120,6 +128,27 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The rules for system-owned bindings, decided before the general ones (None: not a binding
+    /// question). WorkloadEndpoints are written by admin and `cni` only; a `cni` token writes nothing but
+    /// WorkloadEndpoints and Pods (where `api::binding` lets it change only an existing Pod's `status`).
+    pub fn binding_rule(&self, r: &Resource) -> Option<Result<(), String>> {
+        let what = || format!("{} {:?}", r.kind(), r.qualified_name());
+        match (&self.role, r.kind()) {
+            (Role::Admin, _) => None,
+            (Role::Cni, Kind::WorkloadEndpoint | Kind::Pod) => Some(Ok(())),
+            (Role::Cni, _) => Some(Err(format!("{} (cni) may write only WorkloadEndpoints and Pod status, not {}", self.user, what()))),
+            (Role::ReadOnly, _) => None,
+            (Role::Scoped { .. }, Kind::WorkloadEndpoint) => Some(Err(format!(
+                "{} (scoped) may not write {}: WorkloadEndpoints are system-owned (admin or a cni token)",
+                self.user,
+                what()
+            ))),
+            (Role::Scoped { .. }, _) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +175,24 @@ mod tests {
         assert!(id.can_write(&gnp).is_err());
         let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly };
         assert!(ro.can_write(&ok).is_err());
+    }
+
+    #[test]
+    fn bindings_are_for_admin_and_cni_only() {
+        let wep = parse(
+            "apiVersion: porin.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: a, namespace: team-a}\n\
+             spec: {node: n0, pod: a, interfaceName: v0, ipNetworks: [10.0.0.1/32]}\n",
+        );
+        let scoped = Identity { user: "token:team-a".into(), role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec![] } };
+        assert!(scoped.can_write(&wep).unwrap_err().contains("system-owned"));
+        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly };
+        assert!(ro.can_write(&wep).is_err());
+        let cni = Identity { user: "token:cni".into(), role: Role::Cni };
+        assert!(cni.can_write(&wep).is_ok());
+        let np = parse("apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {}\n");
+        assert!(cni.can_write(&np).unwrap_err().contains("(cni)"));
+        let admin = Identity { user: "uid:0".into(), role: Role::Admin };
+        assert!(admin.can_write(&wep).is_ok());
     }
 
     #[test]

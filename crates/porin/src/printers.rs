@@ -192,6 +192,9 @@ fn scalar(v: &serde_json::Value) -> String {
         serde_json::Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 1e15) => {
             format!("{}", n.as_f64().unwrap_or_default() as i64)
         }
+        serde_json::Value::Array(a) if a.iter().all(|x| x.is_string()) => {
+            a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")
+        }
         other => other.to_string(),
     }
 }
@@ -213,6 +216,12 @@ pub fn resource_table(kind: porin_model::Kind, items: &[serde_json::Value], all_
         }
         Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
         Kind::Namespace | Kind::ClusterSettings => &[],
+        Kind::WorkloadEndpoint => &[
+            ("POD", "/spec/pod"),
+            ("NODE", "/spec/node"),
+            ("INTERFACE", "/spec/interfaceName"),
+            ("NETWORKS", "/spec/ipNetworks"),
+        ],
     };
     header.extend(extra.iter().map(|(h, _)| *h));
     let wide_cols: &[(&str, &str)] = match kind {

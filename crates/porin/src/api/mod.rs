@@ -11,6 +11,7 @@
 //! Every request is authenticated ([`crate::auth`]) and every accepted change is written together with its
 //! audit record in one transaction ([`write::commit`]).
 
+pub mod binding;
 pub mod error;
 pub mod flows;
 pub mod listener;

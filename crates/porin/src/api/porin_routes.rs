@@ -94,11 +94,12 @@ pub async fn create_token(
     let role = match req.role.as_str() {
         "admin" => Role::Admin,
         "read-only" => Role::ReadOnly,
+        "cni" => Role::Cni,
         "scoped" if req.namespaces.is_empty() && req.tiers.is_empty() => {
             return Err(ApiError::bad_request("a scoped token needs --namespace and/or --tier"));
         }
         "scoped" => Role::Scoped { namespaces: req.namespaces.clone(), tiers: req.tiers.clone() },
-        other => return Err(ApiError::bad_request(format!("role {other:?}: expected admin, read-only or scoped"))),
+        other => return Err(ApiError::bad_request(format!("role {other:?}: expected admin, read-only, scoped or cni"))),
     };
     let token = new_token().map_err(|e| ApiError::internal(format!("random: {e}")))?;
     let now = crate::timefmt::now_secs();

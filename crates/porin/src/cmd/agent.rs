@@ -68,11 +68,11 @@ pub struct AgentArgs {
     /// Must not exceed etcd's --max-txn-ops; bounds the objects in one apply.
     #[arg(long, default_value_t = 1024)]
     pub etcd_max_txn_ops: usize,
-    /// This node's name (default: the hostname). Pods whose spec.nodeName is another node are not programmed.
+    /// This node's name (default: the hostname). The agent enforces the WorkloadEndpoints whose spec.node is this name.
     #[arg(long)]
     pub node: Option<String>,
-    /// The dataplane to program (agent only). `ebpf` does nothing until a local pod carries the
-    /// `porin.io/interface` annotation, or pinned state exists under --bpf-dir.
+    /// The dataplane to program (agent only). `ebpf` does nothing until a WorkloadEndpoint binds a pod to
+    /// an interface on this node (pod annotations are not read), or pinned state exists under --bpf-dir.
     #[arg(long, value_enum, default_value = "ebpf")]
     pub dataplane: DataplaneKind,
     /// Where the eBPF maps and links are pinned (a bpffs; mounted there if needed). Default: <data-dir>/bpf.

@@ -1,4 +1,4 @@
-//! `porin token create NAME --role admin|read-only|scoped [--namespace N]... [--tier T]...` (admin only).
+//! `porin token create NAME --role admin|read-only|scoped|cni [--namespace N]... [--tier T]...` (admin only).
 
 use std::process::ExitCode;
 
@@ -13,6 +13,8 @@ pub enum RoleArg {
     Admin,
     ReadOnly,
     Scoped,
+    /// The CNI path: writes WorkloadEndpoints and Pod status only.
+    Cni,
 }
 
 #[derive(Subcommand, Debug)]
@@ -48,6 +50,7 @@ pub fn token(a: TokenArgs) -> Result<ExitCode> {
         RoleArg::Admin => "admin",
         RoleArg::ReadOnly => "read-only",
         RoleArg::Scoped => "scoped",
+        RoleArg::Cni => "cni",
     };
     let body = serde_json::json!({"name": a.name, "role": role, "namespaces": a.namespaces, "tiers": a.tiers});
     let c = Client::new(&a.client);
