@@ -5,9 +5,9 @@
 //! node's network namespace (`porin agent --netns porin-<lab>-n<i>`: the agent joins it before starting
 //! any thread; `ip netns exec` would also give it a private mount namespace, and the bpffs it mounts for
 //! its pins would vanish with it, taking enforcement down on an agent restart), applies the manifests
-//! through the normal API (Pods get `spec.nodeName: n<i>` and their lab address in `status`; each pod gets a
-//! WorkloadEndpoint binding it to its host-side veth, written as admin) and returns once every agent
-//! enforces the applied revision.
+//! through the normal API (Pods as written, plus their lab address in `status`; each pod gets a
+//! WorkloadEndpoint binding it to its host-side veth on node `n<i>`, written as admin) and returns once
+//! every agent enforces the applied revision.
 //!
 //! * One node: the agent uses its embedded store.
 //! * Several nodes: the lab starts a real etcd inside node 0's namespace, listening on node 0's
@@ -451,16 +451,16 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
         wait_agent_ready(a, Duration::from_secs(30))?;
     }
 
-    // Apply the manifests: pods as written, placed (spec.nodeName) with their lab address (status, the
-    // system-owned part), plus one WorkloadEndpoint per pod binding it to its host-side veth. Pods carry
-    // no binding of their own, so re-applying them as written changes nothing in the dataplane.
+    // Apply the manifests: pods as written plus their lab address (`status`, the system-owned part, kept
+    // when a pod is re-applied without it), and one WorkloadEndpoint per pod binding it to its host-side
+    // veth on its node. Pods carry no binding of their own, so re-applying them as written changes
+    // nothing (`unchanged`).
     let mut docs = docs.to_vec();
     let mut weps = Vec::new();
     for d in &mut docs {
         if let Resource::Pod(p) = &mut d.resource {
             let key = format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or("default"), p.metadata.name);
             let info = lab.pod(&key)?;
-            p.spec.node_name = Some(format!("n{}", info.node));
             p.status.pod_ip = Some(info.ipv4.to_string());
             p.status.pod_ips.clear();
             weps.push(workload_endpoint(info, &format!("n{}", info.node))?);
