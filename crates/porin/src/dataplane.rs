@@ -803,6 +803,58 @@ pub fn none_status() -> DataplaneStatus {
 mod tests {
     use super::*;
 
+    fn world(y: &str) -> (porin_policy::Cluster, Vec<Binding>) {
+        let docs = porin_model::parse_documents("t", y).unwrap();
+        let rs: Vec<Resource> = docs.into_iter().map(|d| d.resource).collect();
+        (porin_policy::Cluster::build(rs.iter()).unwrap(), bindings(&rs))
+    }
+
+    fn pod(name: &str, ip: &str) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: s}}\nstatus: {{podIP: {ip}}}\n---\n")
+    }
+
+    fn wep(name: &str, node: &str, pod: &str, ifname: &str, ip: &str) -> String {
+        format!(
+            "apiVersion: porin.io/v1\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: s}}\n\
+             spec: {{node: {node}, pod: {pod}, interfaceName: {ifname}, ipNetworks: ['{ip}/32']}}\n---\n"
+        )
+    }
+
+    fn decided(y: &str) -> BTreeMap<String, Want> {
+        let (c, b) = world(y);
+        decide("n0", &b, &c, &address_conflicts(&c))
+    }
+
+    fn denied_because(w: Option<&Want>, needle: &str) -> bool {
+        matches!(w, Some(Want::Deny { reason, .. }) if reason.contains(needle))
+    }
+
+    #[test]
+    fn a_binding_needs_its_pod_matching_addresses_and_exclusive_claims() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let d = decided(&format!("{}{}{}", pod("a", "10.0.0.1"), wep("a", "n0", "a", "v1", "10.0.0.1"), wep("x", "n1", "a", "v9", "10.0.0.1")));
+        assert_eq!(d.len(), 1, "only this node's bindings: {d:?}");
+        assert_eq!(d.get("v1"), Some(&Want::Bound { pod: "s/a".into(), addrs: vec![ip("10.0.0.1")] }));
+        // No pod (yet): denied.
+        assert!(denied_because(decided(&wep("a", "n0", "a", "v1", "10.0.0.1")).get("v1"), "does not exist"));
+        // Addresses disagree with the pod's status: denied.
+        assert!(denied_because(decided(&format!("{}{}", pod("a", "10.0.0.1"), wep("a", "n0", "a", "v1", "10.0.0.2"))).get("v1"), "until they agree"));
+        // One interface, two bindings: both denied.
+        let d = decided(&format!("{}{}{}{}", pod("a", "10.0.0.1"), pod("b", "10.0.0.2"), wep("a", "n0", "a", "v1", "10.0.0.1"), wep("b", "n0", "b", "v1", "10.0.0.2")));
+        assert!(denied_because(d.get("v1"), "several WorkloadEndpoints"));
+        // One pod, two bindings: every interface of it denied.
+        let d = decided(&format!("{}{}{}", pod("a", "10.0.0.1"), wep("a", "n0", "a", "v1", "10.0.0.1"), wep("a2", "n0", "a", "v2", "10.0.0.1")));
+        assert!(denied_because(d.get("v1"), "several") && denied_because(d.get("v2"), "several"));
+        // Another pod claims the address: denied, and the address leaves the enforced model.
+        let y = format!("{}{}{}", pod("a", "10.0.0.1"), pod("b", "10.0.0.1"), wep("a", "n0", "a", "v1", "10.0.0.1"));
+        assert!(denied_because(decided(&y).get("v1"), "duplicate address"));
+        let (c, _) = world(&y);
+        let conflicts = address_conflicts(&c);
+        assert_eq!(conflicts.get(&ip("10.0.0.1")).map(|s| s.len()), Some(2));
+        let enforced = without_conflicts(&Arc::new(c), &conflicts);
+        assert!(enforced.endpoints.iter().all(|e| e.ips.is_empty()), "{:?}", enforced.endpoints);
+    }
+
     #[test]
     fn ranges_become_prefix_covers_and_identities_translate() {
         let mut ids = IdentityMap::default();
