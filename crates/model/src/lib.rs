@@ -133,7 +133,8 @@ pub enum Resource {
     NetworkSet(Object<porin::NetworkSetSpec>),
     GlobalNetworkSet(Object<porin::NetworkSetSpec>),
     ClusterSettings(Object<porin::ClusterSettingsSpec>),
-    WorkloadEndpoint(Object<porin::WorkloadEndpointSpec>),
+    /// Boxed: its spec is much larger than the other kinds'.
+    WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
 }
 
 macro_rules! each_resource {

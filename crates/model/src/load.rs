@@ -215,7 +215,7 @@ pub fn to_resource(kind: Kind, v: Value) -> Result<Resource, (String, String)> {
         Kind::NetworkSet => Resource::NetworkSet(typed(v)?),
         Kind::GlobalNetworkSet => Resource::GlobalNetworkSet(typed(v)?),
         Kind::ClusterSettings => Resource::ClusterSettings(typed(v)?),
-        Kind::WorkloadEndpoint => Resource::WorkloadEndpoint(typed(v)?),
+        Kind::WorkloadEndpoint => Resource::WorkloadEndpoint(Box::new(typed(v)?)),
     })
 }
 
