@@ -823,6 +823,28 @@ fn a_lost_binding_drops_and_stays_attached_until_bound_again() {
     assert_eq!(state_of(&victim.host_ifname)["state"], "programmed");
     assert!(to("x/a", "y/a") && to("y/a", "x/a"), "re-bound endpoint is open again");
     assert_eq!(lab.status()["health"], "ok");
+
+    // An unbound interface that goes away takes its state and pinned links with it (refresh tick).
+    let other = l.pod("x/b").unwrap().clone();
+    lab.ok(&["delete", "wep", "n0-k8s-b-eth0", "-n", "x"]);
+    lab.lab_ok(&["wait"]);
+    assert_eq!(state_of(&other.host_ifname)["state"], "unbound");
+    let links = Path::new(lab.status()["dataplane"]["pinDir"].as_str().unwrap()).join("links");
+    let pins = || {
+        std::fs::read_dir(&links)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{}_", other.host_ifname)))
+            .count()
+    };
+    assert!(pins() > 0, "the unbound interface lost its links while it exists");
+    let out = Command::new("ip").args(["netns", "exec", &other.node_netns, "ip", "link", "del", &other.host_ifname]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t0 = Instant::now();
+    while !(state_of(&other.host_ifname).is_null() && pins() == 0) {
+        assert!(t0.elapsed() < Duration::from_secs(15), "state of a deleted interface kept: {} ({} pins)", state_of(&other.host_ifname), pins());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
