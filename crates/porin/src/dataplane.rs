@@ -103,7 +103,8 @@ pub struct EndpointStatus {
     pub endpoint_id: Option<u32>,
     pub ingress_entries: usize,
     pub egress_entries: usize,
-    /// `programmed`, `locked-down` (denies everything) or `error`.
+    /// `programmed`; `locked-down` (denies everything); `denied` (binding refused: attached, drops; see
+    /// `error`); `unbound` (its WorkloadEndpoint is gone: attached, drops until the interface is gone); `error`.
     pub state: String,
     pub error: Option<String>,
 }
