@@ -248,10 +248,17 @@ impl Cluster {
                 Resource::NetworkSet(s) | Resource::GlobalNetworkSet(s) => {
                     let nets = s.spec.nets.iter().map(|n| parse_cidr(n)).collect::<Result<Vec<_>, _>>()
                         .map_err(|m| EngineError::Invalid(format!("{} {}: {m}", r.kind(), r.qualified_name())))?;
+                    // A namespaced NetworkSet carries its namespace as a label, as endpoints do (libcalico-go
+                    // updateprocessors/networksetprocessor.go, convertNetworkSetV2ToV1Value); a global one only
+                    // its own labels (globalnetworksetprocessor.go).
+                    let mut labels = s.metadata.labels.clone();
+                    if let Some(ns) = r.namespace() {
+                        labels.insert(LABEL_NAMESPACE.into(), ns.to_string());
+                    }
                     c.net_sets.push(NetSet {
                         namespace: r.namespace().map(str::to_string),
                         name: s.metadata.name.clone(),
-                        labels: s.metadata.labels.clone(),
+                        labels,
                         nets,
                     });
                 }
