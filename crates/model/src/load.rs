@@ -724,3 +724,27 @@ impl DirWalk<'_> {
         self.ancestors.pop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_stream_stops_at_the_byte_budget() {
+        // Stdin goes through the same reader: `porin validate -f - < /dev/zero` ends with an error.
+        let e = read_limited(std::io::repeat(b' '), "-").unwrap_err();
+        assert_eq!(e.to_string(), "-: is larger than 64 MiB; refusing to read it");
+        let ok = read_limited(std::io::repeat(b' ').take(MAX_INPUT_BYTES), "-").unwrap();
+        assert_eq!(ok.len() as u64, MAX_INPUT_BYTES);
+    }
+
+    #[test]
+    fn paths_of_dropped_list_items_map_back() {
+        // [a, X, b, Y, c]: X dropped at 1, then Y (now at 2) dropped; c is at 2 afterwards, 4 originally.
+        let shifts = vec![("spec.types".to_string(), 1), ("spec.types".to_string(), 2)];
+        assert_eq!(remap_path("spec.types[2]", &shifts), "spec.types[4]");
+        assert_eq!(remap_path("spec.types[0]", &shifts), "spec.types[0]");
+        assert_eq!(remap_path("spec.types[1]", &shifts), "spec.types[2]");
+        assert_eq!(remap_path("spec.ingress[3]", &shifts), "spec.ingress[3]");
+    }
+}

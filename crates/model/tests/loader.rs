@@ -2,7 +2,6 @@
 //! user terms, no follow-on errors from a failed Tier, and inputs that must not hang or exhaust memory.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use porin_model::k8s::K8sNetworkPolicySpec;
 use porin_model::load::MAX_INPUT_BYTES;
@@ -171,7 +170,7 @@ fn a_fifo_is_refused_not_waited_on() {
     std::fs::write(d.path().join("ok.yaml"), NS).unwrap();
     // Named directly and found in a directory: both refused, quickly, naming the path. (No writer ever
     // opens the FIFO: a blocking read would hang this test.)
-    let e = load_paths(&[fifo.clone()]).unwrap_err();
+    let e = load_paths(std::slice::from_ref(&fifo)).unwrap_err();
     assert_eq!(render(&e), [format!("{}: is a FIFO (named pipe); only regular files are read (use - for stdin)", fifo.display())]);
     let (docs, e) = load_paths_partial(&[d.path()]);
     assert_eq!(docs.len(), 1, "the regular file still loads");
@@ -227,5 +226,4 @@ fn an_input_over_the_byte_budget_is_refused() {
     std::fs::File::create(&ok).unwrap().set_len(MAX_INPUT_BYTES).unwrap();
     let e = load_paths(&[ok.as_path()]).unwrap_err();
     assert!(!e[0].message.contains("larger"), "{e:#?}");
-    let _ = Path::new("-");
 }

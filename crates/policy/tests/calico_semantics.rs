@@ -6,8 +6,6 @@
 mod common;
 
 use common::*;
-use porin_model::Protocol;
-use porin_policy::Packet;
 
 /// Calico: a rule with only named ports and no protocol is valid (libcalico-go lib/validator/v3/validator.go,
 /// validateRule: `rule.Protocol == nil` only requires `numorstring.AllPortsAreNamed`). Felix renders such a
@@ -252,7 +250,6 @@ spec:
     assert!(tcp(&c, "db/pg", "app/api", 9090).allowed);
     assert!(!tcp(&c, "198.51.100.1", "app/api", 9090).allowed);
     assert!(!tcp(&c, "192.0.2.1", "app/api", 9090).allowed, "a global set has no team label");
-    let _ = Packet::l4(Protocol::Tcp, 1);
 }
 
 /// Calico rejects global() combined with anything else in a namespaceSelector (libcalico-go

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use porin_model::{Protocol, load_paths, validate_set};
+use porin_model::{load_paths, validate_set};
 use porin_policy::{Cluster, Packet};
 
 fn dir() -> PathBuf {
@@ -198,5 +198,4 @@ fn calico_docs_ping_namespace_selector_and_staged() {
     assert!(!pending_ingress(&v).allowed);
     let v = tcp(&c, "default/frontend", "default/api", 8080);
     assert!(pending_ingress(&v).allowed);
-    let _ = Protocol::Tcp;
 }
