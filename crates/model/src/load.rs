@@ -499,6 +499,9 @@ pub(crate) fn humanize(msg: &str, path: &str) -> String {
         };
         return format!("unknown value {value}, expected one of {allowed}");
     }
+    if field == "ipVersion" && msg.contains("expected u8") {
+        return format!("{}expected 4 or 6", &msg[..msg.find("expected").unwrap_or(0)]);
+    }
     let mut m = msg.to_string();
     if let Some(i) = m.find("expected ") {
         let (head, exp) = m.split_at(i + "expected ".len());

@@ -352,11 +352,11 @@ fn validate_rule(c: &mut Ctx<'_>, path: &str, r: &Rule) {
         }
     let proto = r.protocol.as_ref().map(|p| (p, p.number()));
     if let Some((p, None)) = &proto {
-        c.err(&format!("{path}.protocol"), format!("{p:?} is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)"));
+        c.err(&format!("{path}.protocol"), format!("{} is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)", protocol_text(p)));
     }
     if let Some(p) = &r.not_protocol
         && p.number().is_none() {
-            c.err(&format!("{path}.notProtocol"), format!("{p:?} is not a protocol"));
+            c.err(&format!("{path}.notProtocol"), format!("{} is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)", protocol_text(p)));
         }
     let proto_num = proto.and_then(|(_, n)| n);
     for (field, icmp) in [("icmp", &r.icmp), ("notICMP", &r.not_icmp)] {
@@ -477,6 +477,14 @@ fn validate_entity(
             (Some(6) | Some(17) | Some(132), _) | (_, false) => {}
             _ => c.err(&format!("{path}.{field}"), "ports require protocol TCP, UDP or SCTP"),
         }
+    }
+}
+
+/// A protocol as written: a number, or a quoted name.
+fn protocol_text(p: &crate::porin::ProtocolSpec) -> String {
+    match p {
+        crate::porin::ProtocolSpec::Number(n) => n.to_string(),
+        crate::porin::ProtocolSpec::Name(s) => format!("{s:?}"),
     }
 }
 

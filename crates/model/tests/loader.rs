@@ -125,6 +125,18 @@ fn messages_name_no_rust_types_and_enums_list_their_values() {
             "n.yaml doc 1: spec.defaultAction: unknown value `Allow`, expected one of Deny, Pass",
         ),
         (
+            "apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: n}\nspec:\n  ingress: [{action: Allow, protocol: TPC, notProtocol: 300}]\n",
+            "n.yaml doc 1: spec.ingress[0].protocol: \"TPC\" is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)",
+        ),
+        (
+            "apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: n}\nspec:\n  ingress: [{action: Allow, protocol: TPC, notProtocol: 300}]\n",
+            "n.yaml doc 1: spec.ingress[0].notProtocol: 300 is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)",
+        ),
+        (
+            "apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: n}\nspec:\n  ingress: [{action: Allow, ipVersion: 300}]\n",
+            "n.yaml doc 1: spec.ingress[0].ipVersion: invalid value: integer `300`, expected 4 or 6",
+        ),
+        (
             "apiVersion: v1\nkind: Namespace\nmetadata: shop\n",
             "n.yaml doc 1: metadata: invalid type: string \"shop\", expected object metadata (an object with name, namespace, labels, annotations)",
         ),
@@ -133,7 +145,7 @@ fn messages_name_no_rust_types_and_enums_list_their_values() {
         let e = all_errors("n.yaml", text);
         assert!(e.iter().any(|x| x == want), "want {want:?} in {e:#?}");
         for x in &e {
-            for rust in ["struct ", "enum ", "variant", "u16", "i64", "f64", "sequence", "a map"] {
+            for rust in ["struct ", "enum ", "variant", "u8", "u16", "i64", "f64", "sequence", "a map", "Name(", "Number("] {
                 assert!(!x.contains(rust), "{x:?} mentions {rust:?}");
             }
         }

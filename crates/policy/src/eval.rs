@@ -387,13 +387,19 @@ impl Cluster {
         // into it, `(positive) && !(notSelector)`, evaluated per endpoint or network set (felix
         // calc/rule_scanner.go, combineMatchesIfPossible); only without one is `notSelector` a separate IP-set
         // exclusion, which then also excludes IPs of non-matching objects that a matching network set holds.
+        // A named port is an IP set of the endpoints that match the positive selector and have the port (felix
+        // calc/rule_scanner.go, namedPortsToIPSets, for ports and notPorts alike): it resolves only on an
+        // endpoint that matches by itself, not on one whose IP a matching network set holds.
+        let mut named_ok = true;
         if let Some(scope) = &e.scope {
             let has_sa = !e.sa_names.is_empty() || e.sa_selector.is_some();
             let positive = e.selector.is_some() || has_sa || !matches!(scope, NsScope::Any);
             if positive {
-                if !self.positive_match(e, scope, has_sa, side, pkt.v6) {
+                let (any, endpoint_itself) = self.positive_match(e, scope, has_sa, side, pkt.v6);
+                if !any {
                     return false;
                 }
+                named_ok = endpoint_itself;
             } else if let Some(ns) = &e.not_selector
                 && self.ip_set_contains(ns, side, pkt.v6)
             {
@@ -401,10 +407,11 @@ impl Cluster {
             }
         }
         if let Some(dst) = port_side {
-            if !e.ports.is_empty() && !e.ports.iter().any(|m| port_matches(m, pkt, dst)) {
+            let hit = |m: &PortMatch| (named_ok || !matches!(m, PortMatch::Named(_))) && port_matches(m, pkt, dst);
+            if !e.ports.is_empty() && !e.ports.iter().any(hit) {
                 return false;
             }
-            if e.not_ports.iter().any(|m| port_matches(m, pkt, dst)) {
+            if e.not_ports.iter().any(hit) {
                 return false;
             }
         }
@@ -454,8 +461,9 @@ impl Cluster {
     }
 
     /// Calico's positive selector `(scope) && (serviceAccounts) && (selector) && !(notSelector)`, per object:
-    /// this side's endpoint, or a network set holding its IP.
-    fn positive_match(&self, e: &Entity, scope: &NsScope, has_sa: bool, side: Peer<'_>, v6: bool) -> bool {
+    /// this side's endpoint, or a network set holding its IP. Returns (some object matches, the endpoint itself
+    /// matches).
+    fn positive_match(&self, e: &Entity, scope: &NsScope, has_sa: bool, side: Peer<'_>, v6: bool) -> (bool, bool) {
         let labels_ok = |labels: &BTreeMap<String, String>| {
             e.selector.as_ref().is_none_or(|s| s.matches(labels))
                 && !e.not_selector.as_ref().is_some_and(|s| s.matches(labels))
@@ -464,19 +472,20 @@ impl Cluster {
             let sa_ok = (e.sa_names.is_empty() || e.sa_names.contains(&ep.service_account))
                 && e.sa_selector.as_ref().is_none_or(|s| s.matches(&sa_labels(&ep.service_account)));
             if sa_ok && self.object_in_scope(scope, Some(&ep.namespace)) && labels_ok(&ep.labels) {
-                return true;
+                return (true, true);
             }
         }
         // Network sets have no service account.
         if has_sa {
-            return false;
+            return (false, false);
         }
-        let Some(ip) = side.ip(v6) else { return false };
-        self.net_sets.iter().any(|set| {
+        let Some(ip) = side.ip(v6) else { return (false, false) };
+        let by_set = self.net_sets.iter().any(|set| {
             set.nets.iter().any(|n| n.contains(&ip))
                 && self.object_in_scope(scope, set.namespace.as_deref())
                 && labels_ok(&set.labels)
-        })
+        });
+        (by_set, false)
     }
 
     /// Is this side's IP in the IP set of `sel` over every endpoint and network set (no namespace scope)?

@@ -271,3 +271,50 @@ spec:
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].path, "spec.ingress[0].source.namespaceSelector");
 }
+
+/// Calico renders a named port as an IP set of the endpoints that match the rule's positive selector and
+/// carry the port (felix calc/rule_scanner.go, ruleToParsedRule / namedPortsToIPSets: "if there's a selector
+/// for the relevant direction, we filter the named port by the selector"). A network set that matches the
+/// selector and holds a pod's IP puts the IP in the selector's IP set, so a numeric port matches; but the pod
+/// itself does not match, so its named port is not in the named-port set.
+#[test]
+fn a_named_port_resolves_only_on_an_endpoint_that_matches_by_itself() {
+    let c = build(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata:
+  name: web-mirror
+  labels: {mirror: web}
+spec:
+  nets: [10.1.0.10/32]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: by-name}
+spec:
+  selector: app == 'tool'
+  types: [Egress]
+  egress:
+    - action: Allow
+      destination: {selector: mirror == 'web', ports: [http]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: by-number}
+spec:
+  selector: app == 'pg'
+  types: [Egress]
+  egress:
+    - action: Allow
+      protocol: TCP
+      destination: {selector: mirror == 'web', ports: [8080]}
+"#,
+    );
+    let v = tcp(&c, "dev/tool", "app/web", 8080);
+    assert!(!v.allowed);
+    assert_eq!(eh(&v), ["default|by-name|-1|deny"]);
+    let v = tcp(&c, "db/pg", "app/web", 8080);
+    assert!(v.allowed);
+    assert_eq!(eh(&v), ["default|by-number|0|allow"]);
+}
