@@ -318,3 +318,40 @@ spec:
     assert!(v.allowed);
     assert_eq!(eh(&v), ["default|by-number|0|allow"]);
 }
+
+/// Calico compares every selector field with "" and treats an empty one as not given (libcalico-go
+/// updateprocessors/rules.go, getEndpointSelector; NotSrcSelector/NotDstSelector are copied as they are and
+/// felix renders no IP set for ""); `serviceAccounts: {}` yields no selector (parseServiceAccounts). So
+/// `notSelector: ""` excludes nothing (a Deny rule with it still denies everything) and `selector: ""` does
+/// not limit a rule to known endpoints.
+#[test]
+fn empty_selector_strings_are_not_given() {
+    let c = build(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: deny-all-but, namespace: db}
+spec:
+  selector: app == 'pg'
+  ingress:
+    - action: Deny
+      source: {notSelector: "", serviceAccounts: {}}
+    - action: Allow
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: open}
+spec:
+  selector: app == 'api'
+  ingress:
+    - action: Allow
+      source: {selector: "", namespaceSelector: ""}
+"#,
+    );
+    for from in ["app/web", "db/pg", "203.0.113.5"] {
+        let v = tcp(&c, from, "db/pg", 5432);
+        assert!(!v.allowed, "{from}");
+        assert_eq!(ih(&v), ["default|db/deny-all-but|0|deny"], "{from}");
+    }
+    assert!(tcp(&c, "203.0.113.5", "app/api", 9090).allowed, "an external IP matches a rule with no selector");
+}
