@@ -464,7 +464,7 @@ impl Cluster {
     /// this side's endpoint, or a network set holding its IP. Returns (some object matches, the endpoint itself
     /// matches).
     fn positive_match(&self, e: &Entity, scope: &NsScope, has_sa: bool, side: Peer<'_>, v6: bool) -> (bool, bool) {
-        let labels_ok = |labels: &BTreeMap<String, String>| {
+        let labels_ok = |labels: &dyn porin_selector::Labels| {
             e.selector.as_ref().is_none_or(|s| s.matches(labels))
                 && !e.not_selector.as_ref().is_some_and(|s| s.matches(labels))
         };
@@ -483,7 +483,7 @@ impl Cluster {
         let by_set = self.net_sets.iter().any(|set| {
             set.nets.iter().any(|n| n.contains(&ip))
                 && self.object_in_scope(scope, set.namespace.as_deref())
-                && labels_ok(&set.labels)
+                && labels_ok(&set.selector_labels())
         });
         (by_set, false)
     }
@@ -494,7 +494,7 @@ impl Cluster {
             return true;
         }
         let Some(ip) = side.ip(v6) else { return false };
-        self.net_sets.iter().any(|set| set.nets.iter().any(|n| n.contains(&ip)) && sel.matches(&set.labels))
+        self.net_sets.iter().any(|set| set.nets.iter().any(|n| n.contains(&ip)) && sel.matches(&set.selector_labels()))
     }
 }
 

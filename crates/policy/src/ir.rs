@@ -63,8 +63,30 @@ pub struct NetSet {
     /// None for a GlobalNetworkSet.
     pub namespace: Option<String>,
     pub name: String,
+    /// The set's own labels; selectors see [`NetSet::selector_labels`].
     pub labels: BTreeMap<String, String>,
     pub nets: Vec<IpNet>,
+}
+
+impl NetSet {
+    /// The labels rule selectors see: a namespaced NetworkSet also carries its namespace as
+    /// `projectcalico.org/namespace`, which wins over an own label of that name, as on endpoints (libcalico-go
+    /// updateprocessors/networksetprocessor.go, convertNetworkSetV2ToV1Value); a GlobalNetworkSet only its own
+    /// labels (globalnetworksetprocessor.go).
+    pub fn selector_labels(&self) -> NetSetLabels<'_> {
+        NetSetLabels(self)
+    }
+}
+
+/// See [`NetSet::selector_labels`].
+pub struct NetSetLabels<'a>(&'a NetSet);
+impl Labels for NetSetLabels<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match (&self.0.namespace, key) {
+            (Some(ns), LABEL_NAMESPACE) => Some(ns),
+            _ => self.0.labels.get(key).map(String::as_str),
+        }
+    }
 }
 
 /// Which family of policy a policy came from; part of its identity and of how it is printed.
@@ -248,17 +270,10 @@ impl Cluster {
                 Resource::NetworkSet(s) | Resource::GlobalNetworkSet(s) => {
                     let nets = s.spec.nets.iter().map(|n| parse_cidr(n)).collect::<Result<Vec<_>, _>>()
                         .map_err(|m| EngineError::Invalid(format!("{} {}: {m}", r.kind(), r.qualified_name())))?;
-                    // A namespaced NetworkSet carries its namespace as a label, as endpoints do (libcalico-go
-                    // updateprocessors/networksetprocessor.go, convertNetworkSetV2ToV1Value); a global one only
-                    // its own labels (globalnetworksetprocessor.go).
-                    let mut labels = s.metadata.labels.clone();
-                    if let Some(ns) = r.namespace() {
-                        labels.insert(LABEL_NAMESPACE.into(), ns.to_string());
-                    }
                     c.net_sets.push(NetSet {
                         namespace: r.namespace().map(str::to_string),
                         name: s.metadata.name.clone(),
-                        labels,
+                        labels: s.metadata.labels.clone(),
                         nets,
                     });
                 }
