@@ -301,7 +301,7 @@ fn decode_all(kind: Kind, mut v: Value) -> Decoded {
     // (parent path, key) of object fields dropped so far, to recognise the "missing field" they cause.
     let mut dropped_keys: Vec<(String, String)> = Vec::new();
     for _ in 0..MAX_DECODE_ERRORS {
-        let (segments, msg) = match try_resource(kind, v.clone()) {
+        let (segments, msg) = match try_resource(kind, &v) {
             Ok(r) => {
                 out.resource = Some(r);
                 return out;
@@ -349,7 +349,7 @@ fn typed<T: DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
 
 type Segments = Vec<serde_path_to_error::Segment>;
 
-fn typed_segments<T: DeserializeOwned>(v: Value) -> Result<T, (Segments, String)> {
+fn typed_segments<T: DeserializeOwned>(v: &Value) -> Result<T, (Segments, String)> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let segments = e.path().iter().cloned().collect();
         (segments, e.into_inner().to_string())
@@ -381,7 +381,7 @@ pub fn to_resource(kind: Kind, v: Value) -> Result<Resource, (String, String)> {
     Ok(by_kind!(kind, v, typed))
 }
 
-fn try_resource(kind: Kind, v: Value) -> Result<Resource, (Segments, String)> {
+fn try_resource(kind: Kind, v: &Value) -> Result<Resource, (Segments, String)> {
     Ok(by_kind!(kind, v, typed_segments))
 }
 
