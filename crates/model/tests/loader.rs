@@ -48,6 +48,11 @@ fn null_is_accepted_where_kubernetes_accepts_it() {
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: n, namespace: default}\nspec:\n  podSelector: {}\n  ingress:\n  egress: null\n",
     );
     assert_eq!((spec.ingress, spec.egress), (None, None));
+    // `values: null` on an Exists requirement, as `kubectl get -o yaml` can print it.
+    let spec = k8s_spec(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: n, namespace: default}\nspec:\n  podSelector:\n    matchExpressions: [{key: app, operator: Exists, values: null}]\n",
+    );
+    assert_eq!(spec.pod_selector.to_selector().unwrap().to_string(), "has(app)");
     // A label *value* of null is not "not set": Kubernetes cannot read it either, and dropping it would widen a
     // selector. It is an error naming the key.
     let e = all_errors(
