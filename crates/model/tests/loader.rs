@@ -244,3 +244,18 @@ fn an_input_over_the_byte_budget_is_refused() {
     let e = load_paths(&[ok.as_path()]).unwrap_err();
     assert!(!e[0].message.contains("larger"), "{e:#?}");
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for depth in [1_000, 100_000] {
+        let yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\nspec: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let (_, e) = porin_model::parse_documents_partial("deep.yaml", &yaml);
+        assert!(!e.is_empty(), "depth {depth}");
+        let json = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let (_, e) = porin_model::parse_documents_partial("deep.json", &json);
+        assert!(!e.is_empty(), "depth {depth}");
+        let block = (0..depth.min(5_000)).map(|i| format!("{}- ", "  ".repeat(i))).collect::<Vec<_>>().join("\n");
+        let (_, e) = porin_model::parse_documents_partial("deep.yaml", &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\nspec:\n{block}x\n"));
+        assert!(!e.is_empty(), "block depth {depth}");
+    }
+}
