@@ -233,6 +233,9 @@ fn parse_value(
     } else if meta.namespace.as_deref().is_some_and(|n| !n.is_empty()) {
         errors.extend(decoded.errors.into_iter().map(|(p, m)| err(&p, m)));
         errors.push(err("metadata.namespace", format!("{} is cluster-scoped and takes no namespace", info.kind)));
+        if let Resource::Tier(t) = &r {
+            docs.extend(tier_stand_in(source, doc, prefix, &t.metadata.name));
+        }
         return;
     } else {
         meta.namespace = None;
@@ -260,14 +263,24 @@ fn parse_value(
     // A Tier whose spec failed still exists as far as its policies are concerned: its own errors are reported,
     // "tier does not exist" on each policy would only mislead.
     if let Resource::Tier(t) = &d.resource
-        && !t.metadata.name.is_empty()
         && !removed.iter().any(|r| r.starts_with("metadata"))
     {
-        let mut stand_in = t.clone();
-        stand_in.spec = Default::default();
-        stand_in.metadata = crate::ObjectMeta { name: t.metadata.name.clone(), ..Default::default() };
-        docs.push(Document { resource: Resource::Tier(stand_in), ..d });
+        docs.extend(tier_stand_in(source, doc, prefix, &t.metadata.name));
     }
+}
+
+/// A name-only Tier standing in for one whose document failed (see [`parse_documents_partial`]); none when the
+/// name itself is wrong (that error is the document's own, reported once).
+fn tier_stand_in(source: &str, doc: usize, prefix: &str, name: &str) -> Option<Document> {
+    let tier = crate::Object {
+        api_version: Kind::Tier.api_version(),
+        kind: Kind::Tier.info().kind.to_string(),
+        metadata: crate::ObjectMeta { name: name.to_string(), ..Default::default() },
+        spec: Default::default(),
+        status: None,
+    };
+    let d = Document { source: source.to_string(), doc, prefix: prefix.to_string(), resource: Resource::Tier(tier) };
+    crate::validate::validate_document_untiered(&d).is_empty().then_some(d)
 }
 
 /// Is `path` equal to `removed`, inside it, or one of its ancestors (a whole-object complaint caused by a

@@ -170,6 +170,9 @@ fn a_failed_tier_does_not_add_tier_does_not_exist_to_its_policies() {
     );
     // The stand-in never makes the set valid.
     assert!(parse_documents("t.yaml", text).is_err());
+    // A Tier that fails because it is given a namespace: the same.
+    let text = "apiVersion: porin.io/v1\nkind: Tier\nmetadata: {name: platform, namespace: x}\n---\napiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: a}\nspec: {tier: platform}\n";
+    assert_eq!(all_errors("t.yaml", text), ["t.yaml doc 1: metadata.namespace: Tier is cluster-scoped and takes no namespace"]);
 }
 
 fn tmp() -> tempfile::TempDir {

@@ -1,7 +1,7 @@
 //! The manifest loader's fuzz check, shared by the cargo-fuzz target `manifest_load` (nightly) and the stable
 //! `fuzz_manifests` test: for any bytes, loading and validating never panics, terminates, and every error is
 //! located (the input's name; a document number unless the whole input failed to parse) and worded in user
-//! terms. A set with any error yields nothing (the strict entry point returns only errors).
+//! terms, and none twice. A set with any error yields nothing (the strict entry point returns only errors).
 
 use std::collections::BTreeSet;
 
@@ -30,6 +30,12 @@ pub fn check_text(text: &str) {
         for rust in ["struct ", "untagged enum", "unknown variant", "variant identifier"] {
             assert!(!e.message.contains(rust), "Rust terms in {e}");
         }
+    }
+    // No error is reported twice (a decoding error and a validation error of the same field, a failed Tier
+    // and its stand-in).
+    let mut seen = std::collections::BTreeSet::new();
+    for e in errors.iter().chain(validation.iter()) {
+        assert!(seen.insert(e.to_string()), "reported twice: {e}");
     }
     for d in &docs {
         assert_eq!(d.source, SOURCE);
