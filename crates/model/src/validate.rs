@@ -178,7 +178,7 @@ fn validate_document(c: &mut Ctx<'_>, tiers: Option<&BTreeSet<String>>) {
 
 fn validate_k8s_spec(c: &mut Ctx<'_>, base: &str, s: &K8sNetworkPolicySpec) {
     if let Err(e) = s.pod_selector.to_selector() {
-        c.err(&format!("{base}.podSelector"), e.to_string());
+        label_selector_err(c, &format!("{base}.podSelector"), &e);
     }
     if let Some(t) = &s.policy_types {
         let mut seen = BTreeSet::new();
@@ -206,6 +206,17 @@ fn validate_k8s_spec(c: &mut Ctx<'_>, base: &str, s: &K8sNetworkPolicySpec) {
     }
 }
 
+/// A label selector's error, its field (`matchExpressions[0].operator: ...`) moved into the path.
+fn label_selector_err(c: &mut Ctx<'_>, path: &str, e: &porin_selector::SelectorError) {
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((field, msg)) if field.starts_with("matchLabels") || field.starts_with("matchExpressions") => {
+            c.err(&format!("{path}.{field}"), msg)
+        }
+        _ => c.err(path, text),
+    }
+}
+
 fn validate_k8s_peer(c: &mut Ctx<'_>, path: &str, p: &K8sPeer) {
     if p.ip_block.is_some() && (p.pod_selector.is_some() || p.namespace_selector.is_some()) {
         c.err(path, "ipBlock cannot be combined with podSelector or namespaceSelector");
@@ -215,11 +226,11 @@ fn validate_k8s_peer(c: &mut Ctx<'_>, path: &str, p: &K8sPeer) {
     }
     if let Some(s) = &p.pod_selector
         && let Err(e) = s.to_selector() {
-            c.err(&format!("{path}.podSelector"), e.to_string());
+            label_selector_err(c, &format!("{path}.podSelector"), &e);
         }
     if let Some(s) = &p.namespace_selector
         && let Err(e) = s.to_selector() {
-            c.err(&format!("{path}.namespaceSelector"), e.to_string());
+            label_selector_err(c, &format!("{path}.namespaceSelector"), &e);
         }
     if let Some(b) = &p.ip_block {
         match parse_cidr(&b.cidr) {

@@ -95,7 +95,7 @@ fn every_error_of_a_document_is_reported_in_user_terms() {
         e,
         [
             "m.yaml doc 1: spec.ingress[0].ports[0].port: 70000 is not a port (1-65535)",
-            "m.yaml doc 1: spec.podSelector: matchExpressions[0].operator: \"Inn\" is not a valid operator (expected In, NotIn, Exists or DoesNotExist)",
+            "m.yaml doc 1: spec.podSelector.matchExpressions[0].operator: \"Inn\" is not a valid operator (expected In, NotIn, Exists or DoesNotExist)",
             "m.yaml doc 1: spec.policyTypes[0]: unknown value `Ingres`, expected one of Ingress, Egress",
             "m.yaml doc 1: spec.policyTypes[2]: unknown value `Egres`, expected one of Ingress, Egress",
         ]
