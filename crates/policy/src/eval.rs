@@ -435,6 +435,11 @@ impl Cluster {
     /// A rule's namespaceSelector on the namespace labels of an object in `ns` (None: no namespace).
     fn ns_selector_matches(&self, s: &porin_selector::Selector, ns: Option<&str>) -> bool {
         use porin_selector::Expr;
+        match s.expr() {
+            Expr::All => return ns.is_some(),
+            Expr::Global => return ns.is_none(),
+            _ => {}
+        }
         let mut special = false;
         s.expr().visit(&mut |x| special |= matches!(x, Expr::All | Expr::Global));
         if !special {

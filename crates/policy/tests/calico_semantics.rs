@@ -355,3 +355,40 @@ spec:
     }
     assert!(tcp(&c, "203.0.113.5", "app/api", 9090).allowed, "an external IP matches a rule with no selector");
 }
+
+/// `all()` is replaced inside any namespaceSelector expression, not only alone (libcalico-go
+/// updateprocessors/rules.go, getEndpointSelector: `strings.Replace(nsSelector, "all()", ...)`): `!all()`
+/// selects what has no namespace (global sets), `all() && team == 'b'` namespaced objects of team b only.
+#[test]
+fn all_inside_a_namespace_selector_expression() {
+    let c = build(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: not-all}
+spec:
+  selector: app == 'pg'
+  ingress:
+    - action: Allow
+      source: {namespaceSelector: "!all()"}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: all-and-team}
+spec:
+  selector: app == 'api'
+  ingress:
+    - action: Allow
+      source: {namespaceSelector: "all() && team != 'a'"}
+"#,
+    );
+    assert!(tcp(&c, "192.0.2.1", "db/pg", 5432).allowed);
+    assert!(!tcp(&c, "100.64.0.1", "db/pg", 5432).allowed);
+    assert!(!tcp(&c, "app/web", "db/pg", 5432).allowed);
+    // team != 'a': db (team b) and dev (no team) and their sets, not app, and not the global set.
+    assert!(tcp(&c, "db/pg", "app/api", 9090).allowed);
+    assert!(tcp(&c, "dev/tool", "app/api", 9090).allowed);
+    assert!(tcp(&c, "100.64.0.1", "app/api", 9090).allowed);
+    assert!(!tcp(&c, "app/web", "app/api", 9090).allowed);
+    assert!(!tcp(&c, "192.0.2.1", "app/api", 9090).allowed, "all() is false for a global set");
+}
