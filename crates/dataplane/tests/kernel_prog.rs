@@ -465,7 +465,7 @@ fn maps_are_pinned_and_read_back_by_a_new_instance() {
     let occ = dp.occupancy().unwrap();
     let pol = occ.iter().find(|o| o.name == "porin_pol_v1").unwrap();
     assert_eq!((pol.entries, pol.max_entries), (1, 262144));
-    assert!(occ.iter().find(|o| o.name == "porin_ct_v1").unwrap().entries >= 2);
+    assert!(occ.iter().find(|o| o.name == "porin_ct_v2").unwrap().entries >= 2);
 }
 
 #[test]
