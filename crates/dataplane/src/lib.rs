@@ -412,7 +412,13 @@ impl Dataplane {
     /// Deletes expired conntrack entries now (the background sweep does the
     /// same every [`DataplaneOptions::ct_sweep_every`]).
     pub fn sweep_conntrack(&mut self) -> Result<ct::CtSweep> {
-        self.ct().sweep_expired(ct::ktime_now_ns())
+        self.sweep_conntrack_at(ct::ktime_now_ns())
+    }
+
+    /// [`Dataplane::sweep_conntrack`] as if the monotonic clock read `now_ns`
+    /// (tests and diagnostics: entries idle at `now_ns` are deleted).
+    pub fn sweep_conntrack_at(&mut self, now_ns: u64) -> Result<ct::CtSweep> {
+        self.ct().sweep_expired(now_ns)
     }
 
     /// Conntrack entries the program counts against `endpoint_id`'s budget.
@@ -421,8 +427,16 @@ impl Dataplane {
     }
 
     /// Enforces `policy` on the endpoint behind host-veth `ifindex` (node netns).
+    /// An endpoint id replaced on the interface loses its conntrack entries.
     pub fn set_endpoint(&mut self, ifindex: u32, policy: EndpointPolicy) -> Result<SyncStats> {
-        self.engine.set_endpoint(&mut self.maps, ifindex, &policy)
+        let old = self.engine.endpoint(ifindex).map(|v| v.endpoint_id).filter(|id| *id != policy.endpoint_id);
+        let r = self.engine.set_endpoint(&mut self.maps, ifindex, &policy);
+        if let Some(old) = old
+            && self.engine.endpoint(ifindex).is_some_and(|v| v.endpoint_id != old)
+        {
+            self.purge_conntrack(old)?;
+        }
+        r
     }
 
     /// Removes the endpoint entry (its traffic then drops) and its policy.
