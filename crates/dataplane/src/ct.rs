@@ -116,9 +116,7 @@ impl CtMaps {
                 Err(aya::maps::MapError::KeyNotFound) => 0,
                 Err(e) => return Err(map_err(names::CT_RELEASED, "lookup")(e)),
             };
-            self.released
-                .insert(id, CtCount { entries: cur + n }, 0)
-                .map_err(map_err(names::CT_RELEASED, "update"))?;
+            self.released.insert(id, CtCount { entries: cur + n }, 0).map_err(map_err(names::CT_RELEASED, "update"))?;
         }
         Ok(())
     }
@@ -167,7 +165,9 @@ impl Sweeper {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
                 let r = maps.lock().unwrap_or_else(|p| p.into_inner()).sweep_expired(ktime_now_ns());
                 match r {
-                    Ok(s) if s.deleted > 0 => tracing::debug!(deleted = s.deleted, scanned = s.scanned, "conntrack sweep"),
+                    Ok(s) if s.deleted > 0 => {
+                        tracing::debug!(deleted = s.deleted, scanned = s.scanned, "conntrack sweep")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "conntrack sweep failed"),
                 }

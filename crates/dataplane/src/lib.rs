@@ -50,6 +50,8 @@ pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 pub struct DataplaneOptions {
     /// Event ring buffer size in bytes (power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
+    /// Also sizes the per-endpoint maps (`porin_own_v1`, `porin_ctn_v1`,
+    /// `porin_ctr_v1`: twice this).
     pub max_endpoints: Option<u32>,
     pub max_ipcache_v4: Option<u32>,
     pub max_ipcache_v6: Option<u32>,
@@ -261,6 +263,13 @@ impl Dataplane {
         ] {
             if let Some(v) = v {
                 loader.map_max_entries(name, v);
+            }
+        }
+        // Per-endpoint maps: two addresses per endpoint; budget counters may
+        // outlive an endpoint id until its purge.
+        if let Some(n) = opts.max_endpoints {
+            for name in [names::OWN, names::CT_COUNT, names::CT_RELEASED] {
+                loader.map_max_entries(name, n.saturating_mul(2));
             }
         }
         let mut bpf = loader.load(BPF_OBJECT).map_err(|e| Error::Load(Box::new(e)))?;

@@ -33,6 +33,7 @@ const OTHER: &str = "10.0.0.9";
 const POD6: &str = "fd00::1";
 const PEER6: &str = "fd00::2";
 const WORLD6: &str = "2001:db8::8";
+const DEFAULT_SEED: u64 = 0x0005_eed0_fb0f;
 const POD_ID: u32 = 50;
 const PEER_ID: u32 = 100;
 const WORLD_ID: u32 = 2;
@@ -221,9 +222,11 @@ fn parse(f: &[u8]) -> Parsed {
             p.icmp = Icmp::Plain;
         } else if err {
             p.icmp = Icmp::Error;
-        } else if !p.v4 && (133..=137).contains(&t) {
-            p.icmp = Icmp::Nd;
-        } else if !p.v4 && matches!(t, 130 | 131 | 132 | 143) && p.dst[0] == 0xff && p.dst[1] == 0x02 {
+        } else if !p.v4
+            && ((133..=137).contains(&t)
+                || (matches!(t, 130 | 131 | 132 | 143) && p.dst[0] == 0xff && p.dst[1] == 0x02))
+        {
+            // neighbour discovery, or MLD to a link-scope group
             p.icmp = Icmp::Nd;
         } else {
             p.dport = p.pol_port;
@@ -283,7 +286,9 @@ impl Model {
     fn policy(&self, dir: Direction, identity: u32, proto: u8, port: u16) -> Reason {
         let mut best: Option<(u32, &Entry)> = None;
         for e in &self.policy[dir as usize] {
-            let m = e.identity.is_none_or(|i| i == identity) && e.proto.is_none_or(|p| p == proto) && e.port.is_none_or(|p| p == port);
+            let m = e.identity.is_none_or(|i| i == identity)
+                && e.proto.is_none_or(|p| p == proto)
+                && e.port.is_none_or(|p| p == port);
             let len = if e.port.is_some() {
                 96
             } else if e.proto.is_some() {
@@ -461,15 +466,23 @@ fn rig() -> Option<Rig> {
     dp.set_ipcache(ipc).unwrap();
     let ((ing, _), (eg, _)) = rig_policy();
     let addrs = |a: &str, b: &str| vec![a.parse().unwrap(), b.parse().unwrap()];
-    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: ing, egress: eg, addrs: addrs(POD, POD6) }).unwrap();
-    dp.set_endpoint(PEER_IFX, EndpointPolicy { endpoint_id: 8, ingress: vec![], egress: vec![], addrs: addrs(PEER, PEER6) }).unwrap();
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: ing, egress: eg, addrs: addrs(POD, POD6) })
+        .unwrap();
+    dp.set_endpoint(
+        PEER_IFX,
+        EndpointPolicy { endpoint_id: 8, ingress: vec![], egress: vec![], addrs: addrs(PEER, PEER6) },
+    )
+    .unwrap();
     let ev = dp.events().unwrap();
     let model = rig_model();
     Some(Rig { dp, ev, model, _fs: fs })
 }
 
 /// The rig's policy, as kernel entries and as model entries.
-fn rig_policy() -> ((Vec<PolicyEntry>, Vec<Entry>), (Vec<PolicyEntry>, Vec<Entry>)) {
+/// One direction's policy: kernel entries and the model's.
+type DirPolicy = (Vec<PolicyEntry>, Vec<Entry>);
+
+fn rig_policy() -> (DirPolicy, DirPolicy) {
     let ing = [
         entry(Some(PEER_ID), Some(TCP), Some(22), Action::Allow),
         entry(Some(PEER_ID), Some(UDP), None, Action::Allow),
@@ -496,7 +509,13 @@ fn rig_policy() -> ((Vec<PolicyEntry>, Vec<Entry>), (Vec<PolicyEntry>, Vec<Entry
 /// The model of the rig's maps (fresh conntrack and fragment state).
 fn rig_model() -> Model {
     let ((_, ing_m), (_, eg_m)) = rig_policy();
-    let mut model = Model { ct: BTreeMap::new(), frags: BTreeMap::new(), policy: [ing_m, eg_m], own: BTreeMap::new(), ipcache: BTreeMap::new() };
+    let mut model = Model {
+        ct: BTreeMap::new(),
+        frags: BTreeMap::new(),
+        policy: [ing_m, eg_m],
+        own: BTreeMap::new(),
+        ipcache: BTreeMap::new(),
+    };
     for (a, i) in [(POD, IFX), (POD6, IFX), (PEER, PEER_IFX), (PEER6, PEER_IFX)] {
         model.own.insert(a16(a), i);
     }
@@ -528,11 +547,21 @@ impl Rig {
             .filter(|r| *r != Reason::RingbufFull && after.get(*r) != before.get(*r))
             .collect();
         let want = self.model.run(dir, f, ingress_ifindex);
-        let line = format!("{} {} {}", if dir == Direction::Egress { "egress" } else { "ingress" }, ingress_ifindex, hex(f));
-        assert_eq!(moved, vec![want], "packet #{n}: program counted {moved:?}, model says {want:?}\ncorpus line: {line}");
-        assert_eq!(out.dropped(), want.is_drop(), "packet #{n}: retval {} vs model {want:?}\ncorpus line: {line}", out.retval);
+        let line =
+            format!("{} {} {}", if dir == Direction::Egress { "egress" } else { "ingress" }, ingress_ifindex, hex(f));
+        assert_eq!(
+            moved,
+            vec![want],
+            "packet #{n}: program counted {moved:?}, model says {want:?}\ncorpus line: {line}"
+        );
+        assert_eq!(
+            out.dropped(),
+            want.is_drop(),
+            "packet #{n}: retval {} vs model {want:?}\ncorpus line: {line}",
+            out.retval
+        );
         assert!(out.passed() || out.dropped(), "packet #{n}: unexpected retval {}", out.retval);
-        if n % 256 == 0 {
+        if n.is_multiple_of(256) {
             let _ = self.ev.drain();
         }
         Some(want)
@@ -628,7 +657,8 @@ impl Gen {
             17 => udp(sp, dp, b"payload"),
             132 => sctp(sp, dp),
             1 | 58 => {
-                let types: &[u8] = if v4 { &[0, 8, 3, 11, 12, 13, 5] } else { &[128, 129, 1, 2, 3, 4, 133, 135, 136, 143, 130, 140] };
+                let types: &[u8] =
+                    if v4 { &[0, 8, 3, 11, 12, 13, 5] } else { &[128, 129, 1, 2, 3, 4, 133, 135, 136, 143, 130, 140] };
                 let t = r.pick(types);
                 let is_err = if v4 { matches!(t, 3 | 11 | 12) } else { matches!(t, 1..=4) };
                 if is_err && !self.history.is_empty() && self.rng.chance(80) {
@@ -673,7 +703,8 @@ impl Gen {
             (Direction::Egress, _) => (mine, theirs),
             (Direction::Ingress, _) => (theirs, mine),
         };
-        let protos: &[u8] = if v4 { &[TCP, UDP, SCTP, ICMP, 47, ICMPV6] } else { &[TCP, UDP, SCTP, ICMPV6, 47, ICMP, 59] };
+        let protos: &[u8] =
+            if v4 { &[TCP, UDP, SCTP, ICMP, 47, ICMPV6] } else { &[TCP, UDP, SCTP, ICMPV6, 47, ICMP, 59] };
         let proto = self.rng.pick(protos);
         self.quoted = None;
         let l4 = self.l4(proto, v4);
@@ -703,10 +734,10 @@ impl Gen {
                 _ => &[],
             };
             let fragf = match self.rng.below(10) {
-                0 => 0x2000,               // first fragment
+                0 => 0x2000,                         // first fragment
                 1 => self.rng.pick(&[1u16, 3, 185]), // later, last
-                2 => 0x2000 | 2,           // later, more
-                3 => 0x4000,               // DF
+                2 => 0x2000 | 2,                     // later, more
+                3 => 0x4000,                         // DF
                 _ => 0,
             };
             let id = self.rng.pick(&[1u16, 2, 3]);
@@ -749,7 +780,7 @@ impl Gen {
                 f[i] = self.rng.next() as u8;
             }
             2 if f.len() > 15 && be16(&f, 12) == 0x0800 => f[14] = 0x40 | self.rng.pick(&[0u8, 4, 5, 6, 15]), // IHL
-            3 if f.len() > 15 => f[14] = (self.rng.pick(&[4u8, 6, 0, 15]) << 4) | (f[14] & 15), // version
+            3 if f.len() > 15 => f[14] = (self.rng.pick(&[4u8, 6, 0, 15]) << 4) | (f[14] & 15),               // version
             4 if f.len() > 19 => {
                 // an IP length that does not match the frame
                 let at = if be16(&f, 12) == 0x0800 { 16 } else { 18 };
@@ -767,7 +798,9 @@ impl Gen {
             // a reply (or a repeat) of an earlier passed packet
             let (d, f) = self.history[self.rng.below(self.history.len())].clone();
             match reverse(&f) {
-                Some(r) if self.rng.chance(80) => (if d == Direction::Egress { Direction::Ingress } else { Direction::Egress }, r),
+                Some(r) if self.rng.chance(80) => {
+                    (if d == Direction::Egress { Direction::Ingress } else { Direction::Egress }, r)
+                }
                 _ => (d, f),
             }
         } else {
@@ -804,11 +837,14 @@ fn corpus() -> Vec<(Direction, u32, Vec<u8>)> {
             Some("ingress") => Direction::Ingress,
             other => panic!("bpf_corpus.txt line {}: direction {other:?}", i + 1),
         };
-        let ifx: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bpf_corpus.txt line {}: ifindex", i + 1));
+        let ifx: u32 =
+            it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bpf_corpus.txt line {}: ifindex", i + 1));
         let h = it.next().unwrap_or_else(|| panic!("bpf_corpus.txt line {}: hex", i + 1));
         let bytes = (0..h.len())
             .step_by(2)
-            .map(|j| u8::from_str_radix(&h[j..j + 2], 16).unwrap_or_else(|_| panic!("bpf_corpus.txt line {}: hex", i + 1)))
+            .map(|j| {
+                u8::from_str_radix(&h[j..j + 2], 16).unwrap_or_else(|_| panic!("bpf_corpus.txt line {}: hex", i + 1))
+            })
             .collect();
         out.push((dir, ifx, bytes));
     }
@@ -821,7 +857,10 @@ fn committed_corpus_matches_the_model() {
     let c = corpus();
     // the file starts with the regression packets (guards against a stale file)
     let reg = regression_packets();
-    assert!(c.len() >= reg.len() && c.iter().zip(&reg).all(|(a, b)| a == b), "bpf_corpus.txt does not start with regression_packets(); run write_corpus");
+    assert!(
+        c.len() >= reg.len() && c.iter().zip(&reg).all(|(a, b)| a == b),
+        "bpf_corpus.txt does not start with regression_packets(); run write_corpus"
+    );
     assert!(c.len() >= 20, "corpus too small: {}", c.len());
     for (n, (dir, ifx, f)) in c.iter().enumerate() {
         assert!(rig.check(*dir, f, *ifx, n).is_some() || f.len() < 54, "corpus packet #{n} refused");
@@ -841,7 +880,11 @@ fn regression_packets() -> Vec<(Direction, u32, Vec<u8>)> {
         // covert channel: errors quoting the flow, to a stranger / too big / fragmented
         (Egress, 0, frame(POD, WORLD, ICMP, &icmp(3, 3, [0; 4], &q))),
         (Egress, 0, frame(POD, PEER, ICMP, &icmp(3, 3, [0; 4], &[q.clone(), vec![0x55; 1000]].concat()))),
-        (Egress, 0, eth(0x0800, &ipv4_raw([10, 0, 0, 1], [10, 0, 0, 2], ICMP, 9, 0x2000, &[], &icmp(3, 3, [0; 4], &q)))),
+        (
+            Egress,
+            0,
+            eth(0x0800, &ipv4_raw([10, 0, 0, 1], [10, 0, 0, 2], ICMP, 9, 0x2000, &[], &icmp(3, 3, [0; 4], &q))),
+        ),
         (Egress, 0, frame(POD, PEER, ICMP, &icmp(3, 3, [0; 4], &q))),
         // a workload is not a router: its error must come from the quoted dst
         (Ingress, PEER_IFX, frame(PEER, OTHER, UDP, &udp(5555, 53, b"q"))),
@@ -849,8 +892,16 @@ fn regression_packets() -> Vec<(Direction, u32, Vec<u8>)> {
         // errors towards the pod: from a router, to the right/wrong address, at the cap
         (Ingress, 5, frame(WORLD, POD, ICMP, &icmp(3, 4, [0, 0, 5, 0xdc], &out))),
         (Ingress, 5, frame(WORLD, OTHER, ICMP, &icmp(3, 4, [0; 4], &out))),
-        (Ingress, 5, frame(WORLD, POD, ICMP, &icmp(11, 0, [0; 4], &[out.clone(), vec![0; 576 - 28 - out.len()]].concat()))),
-        (Ingress, 5, frame(WORLD, POD, ICMP, &icmp(11, 0, [0; 4], &[out.clone(), vec![0; 577 - 28 - out.len()]].concat()))),
+        (
+            Ingress,
+            5,
+            frame(WORLD, POD, ICMP, &icmp(11, 0, [0; 4], &[out.clone(), vec![0; 576 - 28 - out.len()]].concat())),
+        ),
+        (
+            Ingress,
+            5,
+            frame(WORLD, POD, ICMP, &icmp(11, 0, [0; 4], &[out.clone(), vec![0; 577 - 28 - out.len()]].concat())),
+        ),
         // spoofed local addresses towards the pod
         (Ingress, 0, frame(PEER, POD, TCP, &tcp(1000, 22, SYN))),
         (Ingress, 5, frame(PEER6, POD6, UDP, &udp(1000, 53, b"x"))),
@@ -859,15 +910,58 @@ fn regression_packets() -> Vec<(Direction, u32, Vec<u8>)> {
         (Ingress, IFX, frame(POD, POD, UDP, &udp(1, 53, b"self"))),
         // IPv6 packet too big at and over the minimum MTU
         (Egress, 0, frame(POD6, PEER6, TCP, &tcp(4444, 80, SYN))),
-        (Ingress, 5, frame(WORLD6, POD6, ICMPV6, &icmp(2, 0, [0, 0, 5, 0], &[inner6.clone(), vec![0; 1280 - 48 - inner6.len()]].concat()))),
-        (Ingress, 5, frame(WORLD6, POD6, ICMPV6, &icmp(2, 0, [0, 0, 5, 0], &[inner6.clone(), vec![0; 1281 - 48 - inner6.len()]].concat()))),
+        (
+            Ingress,
+            5,
+            frame(
+                WORLD6,
+                POD6,
+                ICMPV6,
+                &icmp(2, 0, [0, 0, 5, 0], &[inner6.clone(), vec![0; 1280 - 48 - inner6.len()]].concat()),
+            ),
+        ),
+        (
+            Ingress,
+            5,
+            frame(
+                WORLD6,
+                POD6,
+                ICMPV6,
+                &icmp(2, 0, [0, 0, 5, 0], &[inner6.clone(), vec![0; 1281 - 48 - inner6.len()]].concat()),
+            ),
+        ),
         // parser edges
         (Egress, 0, eth(0x8100, &frame(POD, PEER, UDP, &udp(1, 53, b"v"))[12..])),
         (Egress, 0, eth(0x0806, &[0u8; 28])),
         (Egress, 0, frame(POD, PEER, UDP, &udp(1, 53, b"v"))[..40].to_vec()),
         (Egress, 0, eth(0x0800, &ipv4_raw([10, 0, 0, 1], [10, 0, 0, 2], UDP, 1, 0, &[1, 1, 1, 1], &udp(7, 53, b"o")))),
-        (Egress, 0, v6frame(POD6, PEER6, 0, &[v6_opt_hdr(60), v6_opt_hdr(43), v6_opt_hdr(TCP), tcp(5, 80, SYN)].concat())),
-        (Egress, 0, v6frame(POD6, PEER6, 0, &[v6_opt_hdr(0), v6_opt_hdr(0), v6_opt_hdr(0), v6_opt_hdr(0), v6_opt_hdr(0), v6_opt_hdr(0), v6_opt_hdr(0), v6_opt_hdr(0), v6_opt_hdr(TCP), tcp(5, 80, SYN)].concat())),
+        (
+            Egress,
+            0,
+            v6frame(POD6, PEER6, 0, &[v6_opt_hdr(60), v6_opt_hdr(43), v6_opt_hdr(TCP), tcp(5, 80, SYN)].concat()),
+        ),
+        (
+            Egress,
+            0,
+            v6frame(
+                POD6,
+                PEER6,
+                0,
+                &[
+                    v6_opt_hdr(0),
+                    v6_opt_hdr(0),
+                    v6_opt_hdr(0),
+                    v6_opt_hdr(0),
+                    v6_opt_hdr(0),
+                    v6_opt_hdr(0),
+                    v6_opt_hdr(0),
+                    v6_opt_hdr(0),
+                    v6_opt_hdr(TCP),
+                    tcp(5, 80, SYN),
+                ]
+                .concat(),
+            ),
+        ),
         (Egress, 0, v6frame(POD6, PEER6, 44, &[v6_frag_hdr(UDP, 0, true, 9), udp(6, 53, b"first")].concat())),
         (Egress, 0, v6frame(POD6, PEER6, 44, &[v6_frag_hdr(UDP, 5, false, 9), b"rest".to_vec()].concat())),
         (Egress, 0, v6frame(POD6, PEER6, 44, &[v6_frag_hdr(UDP, 5, false, 10), b"orphan".to_vec()].concat())),
@@ -884,11 +978,12 @@ fn regression_packets() -> Vec<(Direction, u32, Vec<u8>)> {
 #[test]
 #[ignore]
 fn write_corpus() {
-    let mut text = String::from("# dir ingress_ifindex frame-hex; replayed in order by committed_corpus_matches_the_model\n");
+    let mut text =
+        String::from("# dir ingress_ifindex frame-hex; replayed in order by committed_corpus_matches_the_model\n");
     for (d, i, f) in regression_packets() {
         text.push_str(&format!("{} {i} {}\n", if d == Direction::Egress { "egress" } else { "ingress" }, hex(&f)));
     }
-    let mut g = Gen { rng: Rng(0x5eed_0f_b0f | 1), history: Vec::new(), quoted: None };
+    let mut g = Gen { rng: Rng(DEFAULT_SEED | 1), history: Vec::new(), quoted: None };
     let mut m = rig_model();
     for _ in 0..120 {
         let (d, f, i) = g.next();
@@ -904,7 +999,7 @@ fn write_corpus() {
 #[test]
 fn random_packets_match_the_model() {
     let Some(mut rig) = rig() else { return };
-    let seed: u64 = std::env::var("PORIN_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_0f_b0f);
+    let seed: u64 = std::env::var("PORIN_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SEED);
     let iters: usize = std::env::var("PORIN_FUZZ_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
     let mut g = Gen { rng: Rng(seed | 1), history: Vec::new(), quoted: None };
     let mut seen: BTreeSet<Reason> = BTreeSet::new();
