@@ -505,7 +505,9 @@ static __always_inline int addr_eq(__u8 family, const __u8 *a, const __u8 *b)
  *    packet, anything bigger is a payload channel;
  *  - the embedded packet parses and its tuple is a live (not expired)
  *    conntrack entry of this endpoint in the OPPOSITE hook direction (the
- *    quoted packet travelled the other way);
+ *    quoted packet travelled the other way), validated against the current
+ *    policy revision (the quoted packet hit that very entry on its way and
+ *    revalidated it; an entry still on an older revision may be revoked);
  *  - the error goes back to the quoted packet's sender: outer dst == inner
  *    src (netfilter's check);
  *  - sent BY the workload (egress): the workload is a host, not a router, so
@@ -515,7 +517,7 @@ static __always_inline int addr_eq(__u8 family, const __u8 *a, const __u8 *b)
  * Without these, any allowed flow let a pod send ~1 KB "errors" to any
  * address (outer dst unchecked). Returns 1 if related. */
 static __always_inline int icmp_error_related(struct __sk_buff *skb, const struct pkt *p,
-					      __u32 endpoint_id, __u8 dir)
+					      __u32 endpoint_id, __u32 rev, __u8 dir)
 {
 	struct porin_ct_key k = {};
 	__u32 inner = p->l4_off + 8;
@@ -593,7 +595,7 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 		break;
 	}
 	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v2, &k);
-	if (!cv)
+	if (!cv || cv->policy_rev != rev)
 		return 0;
 	/* An expired entry is absent (as for every other packet). */
 	return bpf_ktime_get_ns() - cv->last_seen_ns < ct_lifetime(cv, k.proto);
@@ -947,7 +949,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		v.reason = PORIN_R_ALLOW_INFRA;
 		pass = 1;
 	} else if (p.icmp == ICMP_ERROR) {
-		pass = icmp_error_related(skb, &p, ep.endpoint_id, dir);
+		pass = icmp_error_related(skb, &p, ep.endpoint_id, ep.rev, dir);
 		if (pass) {
 			v.reason = PORIN_R_ALLOW_RELATED;
 		} else {

@@ -91,6 +91,12 @@ impl CtMaps {
         }
         let mut freed: BTreeMap<u32, i64> = BTreeMap::new();
         for k in victims {
+            // Re-check right before the delete: the program may have
+            // replaced an expired entry by a fresh one meanwhile.
+            match self.ct.get(&k, 0) {
+                Ok(v) if doomed(&k, &v) => {}
+                _ => continue,
+            }
             match self.ct.remove(&k) {
                 Ok(()) => {
                     *freed.entry(k.endpoint_id).or_default() += 1;

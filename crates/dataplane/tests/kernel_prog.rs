@@ -813,3 +813,82 @@ fn one_endpoints_flood_uses_only_its_own_conntrack_budget() {
     assert_eq!(dp.conntrack_usage(EP).unwrap(), 0);
     assert!(dp.conntrack_entries().unwrap().iter().all(|(k, _)| k.endpoint_id != EP));
 }
+
+/// An error about a flow whose entry was not revalidated since the last policy
+/// change is not RELATED (the flow may be revoked); the next packet of the flow
+/// revalidates it and errors about it pass again.
+#[test]
+fn icmp_errors_about_a_flow_need_its_current_policy() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 53), allow(PEER_ID, UDP, 54)]);
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(3333, 53, b"q")));
+    let err = frame(PEER, POD, ICMP, &icmp(3, 3, [0; 4], &ip_packet(POD, PEER, UDP, &udp(3333, 53, b"q"))));
+    h.pass(Ingress, &err);
+    // revoked: the flow's entry still exists (no packet since), the error drops
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 54)]);
+    h.drop_(Ingress, &err);
+    // allowed again (a new revision): the next packet revalidates, then errors pass
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 53)]);
+    h.drop_(Ingress, &err);
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(3333, 53, b"q")));
+    h.pass(Ingress, &err);
+    assert_eq!((h.ctr(Reason::AllowRelated), h.ctr(Reason::DropIcmpUnrelated)), (2, 2));
+    let _ = h.events();
+}
+
+/// The LRU conntrack map of an older build is copied into `porin_ct_v2`
+/// (established flows survive the upgrade, counted against their endpoints)
+/// and its pin removed.
+#[test]
+fn an_old_lru_conntrack_pin_is_migrated_and_removed() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    use porin_dataplane::abi::{CT_F_REPLY, CtKey, CtValue, FAMILY_V4, map_names};
+    let fs = Bpffs::new();
+    let pin = fs.pin_dir();
+    std::fs::create_dir_all(&pin).unwrap();
+    let old = pin.join(map_names::CONNTRACK_V1);
+    let old_s = old.to_str().unwrap().to_string();
+    let bpftool = |args: &[String]| {
+        let out = std::process::Command::new("bpftool").args(args).output().expect("run bpftool");
+        assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (ks, vs) = (std::mem::size_of::<CtKey>().to_string(), std::mem::size_of::<CtValue>().to_string());
+    bpftool(&s(&["map", "create", &old_s, "type", "lru_hash", "key", &ks, "value", &vs, "entries", "64", "name", "porin_ct_v1"]));
+    // an egress TCP flow POD:1234 -> PEER:80 of endpoint EP, as the old build kept it
+    let a = |x: &str| {
+        let mut o = [0u8; 16];
+        o[..4].copy_from_slice(&x.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        o
+    };
+    let fwd = CtKey { endpoint_id: EP, family: FAMILY_V4, proto: TCP, dir: 1, pad: 0, src: a(POD), dst: a(PEER), sport: 1234u16.to_be(), dport: 80u16.to_be() };
+    let rev = CtKey { dir: 0, src: fwd.dst, dst: fwd.src, sport: fwd.dport, dport: fwd.sport, ..fwd };
+    let now = porin_dataplane::ct::ktime_now_ns();
+    let val = CtValue { last_seen_ns: now, policy_rev: 0, dir_of_origin: 1, pol_port: 80u16.to_be(), ..Default::default() };
+    for (k, v) in [(fwd, val), (rev, CtValue { flags: CT_F_REPLY, ..val })] {
+        let mut args = s(&["map", "update", "pinned", &old_s, "key", "hex"]);
+        args.extend(k.as_bytes().iter().map(|b| format!("{b:02x}")));
+        args.push("value".into());
+        args.push("hex".into());
+        args.extend(v.as_bytes().iter().map(|b| format!("{b:02x}")));
+        bpftool(&args);
+    }
+
+    let opts = DataplaneOptions { ct_sweep_every: None, ..Default::default() };
+    let mut dp = Dataplane::open(&pin, &opts).expect("open next to an old conntrack map");
+    assert!(std::fs::symlink_metadata(&old).is_err(), "old pin removed");
+    assert_eq!(dp.conntrack_entries().unwrap().len(), 2);
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 2, "migrated entries count against the endpoint");
+    dp.set_ipcache(ipcache()).unwrap();
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)], addrs: pod_addrs() }).unwrap();
+    // the peer's reply is established (revalidated against the policy), not a new inbound flow
+    assert!(dp.test_run(Ingress, &frame(PEER, POD, TCP, &tcp(80, 1234, ACK)), IFX, 1).unwrap().passed());
+    let c = dp.counters().unwrap();
+    assert_eq!((c.get(Reason::AllowEstablished), c.get(Reason::Revalidated)), (1, 1));
+    // removing the endpoint purges them, and the count
+    dp.remove_endpoint(IFX).unwrap();
+    assert_eq!(dp.conntrack_entries().unwrap().len(), 0);
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 0);
+}
