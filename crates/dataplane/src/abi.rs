@@ -175,7 +175,7 @@ abi_struct! {
 }
 
 abi_struct! {
-    /// `porin_ct_v1` key: the tuple as seen at `dir`'s hook of the endpoint.
+    /// `porin_ct_v2` (and v1) key: the tuple as seen at `dir`'s hook of the endpoint.
     "porin_ct_key" => pub struct CtKey {
         pub endpoint_id: u32,
         pub family: u8,
