@@ -654,3 +654,48 @@ fn a_pods_address_from_the_node_side_does_not_reach_another_pod() {
     assert!(!rx.join().unwrap().is_empty(), "the forged datagrams are deliverable without Porin");
     let _ = s.ifa;
 }
+
+/// Red-team finding "capacity shared fairly", on real packets: pod A floods
+/// the node with UDP from hundreds of source ports (each a new allowed flow);
+/// afterwards pod B must still open a new TCP connection. Control: with a
+/// budget larger than the conntrack map, the same flood fills it and B's
+/// connection fails.
+#[test]
+fn a_pods_conntrack_flood_does_not_stop_another_pods_new_connections() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let run = |tag: &str, budget: u32| -> (bool, usize, porin_dataplane::Counters) {
+        let lab = Lab::new(tag);
+        let fs = Bpffs::new();
+        let opts = DataplaneOptions { max_conntrack: Some(256), ct_budget: budget, ..Default::default() };
+        let mut dp = Dataplane::open(&fs.pin_dir(), &opts).expect("open");
+        let node = lab.node_ns();
+        let ifa = dp.attach(Some(&node), "porinha").expect("attach a");
+        let ifb = dp.attach(Some(&node), "porinhb").expect("attach b");
+        dp.set_ipcache(ipcache()).unwrap();
+        let host_udp = PolicyEntry { identity: Some(HOST_ID), proto: Some(UDP), port_prefix: None, action: Action::Allow, rule_id: 1 };
+        dp.set_endpoint(ifa, EndpointPolicy { endpoint_id: 1, ingress: vec![], egress: vec![host_udp], addrs: addr(A_IP) }).unwrap();
+        dp.set_endpoint(ifb, EndpointPolicy { endpoint_id: 2, ingress: vec![], egress: vec![allow(HOST_ID, TCP, 7070)], addrs: addr(B_IP) })
+            .unwrap();
+        let _srv = Servers::start(&lab.node, &[7070], &[]);
+        // the flood: 300 new flows from pod A
+        run_in(&lab.a, || {
+            for _ in 0..300 {
+                let s = UdpSocket::bind((A_IP, 0)).unwrap();
+                let _ = s.send_to(b"x", ("10.77.1.1", 9999));
+            }
+        });
+        let ok = tcp_echo_once(&lab.b, "10.77.2.1", 7070);
+        let a_entries = dp.conntrack_entries().unwrap().iter().filter(|(k, _)| k.endpoint_id == 1).count();
+        (ok, a_entries, dp.counters().unwrap())
+    };
+    let (ok, a_entries, c) = run("cf", 1000);
+    assert!(!ok, "control: without a budget the flood fills the map and B cannot connect");
+    assert!(a_entries >= 250 && c.get(Reason::DropCtFull) > 0, "{a_entries} {c:?}");
+
+    let (ok, a_entries, c) = run("cb", 64);
+    assert!(ok, "with a per-endpoint budget B still connects");
+    assert_eq!(a_entries, 64, "A holds exactly its budget");
+    assert!(c.get(Reason::DropCtBudget) >= 200 && c.get(Reason::DropCtFull) == 0, "{c:?}");
+}
