@@ -218,6 +218,10 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 			p->dport = p->sport;
 			p->icmp = ICMP_PLAIN;
 		} else if (err) {
+			/* Tuple as for other non-echo ICMP (used when it is not
+			 * RELATED and policy decides it as a flow of its own). */
+			p->sport = 0;
+			p->dport = p->pol_port;
 			p->icmp = ICMP_ERROR;
 		} else if (p->family == PORIN_FAMILY_V6 && type >= 133 && type <= 137) {
 			p->icmp = ICMP_ND;
@@ -953,8 +957,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (pass) {
 			v.reason = PORIN_R_ALLOW_RELATED;
 		} else {
-			v.reason = PORIN_R_DROP_ICMP_UNRELATED;
-			v.ev_type = PORIN_EV_DENIED;
+			/* Not related: a new flow like any other ICMP message,
+			 * subject to policy (type << 8 | code as the port). Denied
+			 * by policy, it is counted as what it is. */
+			pass = decide_flow(skb, &ep, dir, &p, &v);
+			if (!pass && (v.reason == PORIN_R_DROP_NO_POLICY ||
+				      v.reason == PORIN_R_DROP_POLICY_DENY))
+				v.reason = PORIN_R_DROP_ICMP_UNRELATED;
 		}
 	} else {
 		pass = decide_flow(skb, &ep, dir, &p, &v);

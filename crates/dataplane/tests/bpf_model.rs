@@ -221,6 +221,7 @@ fn parse(f: &[u8]) -> Parsed {
             p.dport = p.sport;
             p.icmp = Icmp::Plain;
         } else if err {
+            p.dport = p.pol_port;
             p.icmp = Icmp::Error;
         } else if !p.v4
             && ((133..=137).contains(&t)
@@ -388,7 +389,11 @@ impl Model {
                 if self.related(f, &p, dir) {
                     Reason::AllowRelated
                 } else {
-                    Reason::DropIcmpUnrelated
+                    // not related: a flow of its own, subject to policy
+                    match self.flow(dir, &p) {
+                        Reason::DropNoPolicy | Reason::DropPolicyDeny => Reason::DropIcmpUnrelated,
+                        r => r,
+                    }
                 }
             }
             _ => self.flow(dir, &p),
@@ -498,7 +503,10 @@ fn rig_policy() -> (DirPolicy, DirPolicy) {
         entry(Some(PEER_ID), Some(ICMP), Some(8 << 8), Action::Allow),
         entry(Some(PEER_ID), Some(ICMPV6), Some(128 << 8), Action::Allow),
         entry(Some(PEER_ID), Some(SCTP), None, Action::Allow),
-        entry(Some(WORLD_ID), None, None, Action::Allow),
+        entry(Some(WORLD_ID), Some(UDP), None, Action::Allow),
+        entry(Some(WORLD_ID), Some(TCP), None, Action::Allow),
+        entry(Some(PEER_ID), Some(ICMP), Some(3 << 8 | 3), Action::Allow),
+        entry(Some(PEER_ID), Some(ICMPV6), Some(1 << 8 | 4), Action::Deny),
         entry(Some(WORLD_ID), Some(47), None, Action::Deny),
     ]
     .into_iter()

@@ -694,6 +694,29 @@ fn icmp_errors_are_related_only_back_to_the_quoted_sender_and_small() {
     let _ = h.events();
 }
 
+/// An ICMP error that is not RELATED is a flow of its own, subject to policy
+/// (type << 8 | code as the port): denied unless policy allows that ICMP.
+#[test]
+fn unrelated_icmp_errors_follow_policy() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![allow(WORLD_ID, ICMP, 3 << 8 | 4)], vec![allow(WORLD_ID, ICMP, 3 << 8 | 3)]);
+    let junk = ip_packet(PEER, WORLD, UDP, &udp(1, 2, b"not tracked"));
+    // allowed by policy: passes as a new flow (whatever its size), then established
+    let big = [junk.clone(), vec![0; 1000]].concat();
+    h.pass(Egress, &frame(POD, WORLD, ICMP, &icmp(3, 3, [0; 4], &big)));
+    h.pass(Egress, &frame(POD, WORLD, ICMP, &icmp(3, 3, [0; 4], &junk)));
+    assert_eq!((h.ctr(Reason::AllowNew), h.ctr(Reason::AllowEstablished)), (1, 1));
+    // another type/code is another flow: no policy, dropped as unrelated
+    h.drop_(Egress, &frame(POD, WORLD, ICMP, &icmp(3, 1, [0; 4], &junk)));
+    h.drop_(Egress, &frame(POD, WORLD, ICMP, &icmp(11, 0, [0; 4], &junk)));
+    // towards the pod: frag needed from the world allowed by policy, other errors not
+    h.pass(Ingress, &frame(WORLD, POD, ICMP, &icmp(3, 4, [0; 4], &junk)));
+    h.drop_(Ingress, &frame(WORLD, POD, ICMP, &icmp(3, 3, [0; 4], &junk)));
+    assert_eq!(h.ctr(Reason::DropIcmpUnrelated), 3);
+    let ev = h.events();
+    assert!(ev.iter().any(|e| e.kind == porin_dataplane::EventType::NewAllowed && e.proto == ICMP && e.dport == (3 << 8 | 3)), "{ev:?}");
+}
+
 /// Red-team finding "spoofed pod addresses from the node's network": a
 /// packet carrying a local pod's source address was admitted towards another
 /// pod whatever interface it came from.
