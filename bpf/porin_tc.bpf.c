@@ -6,9 +6,11 @@
  *   porin_from_wl  host-veth ingress = packets leaving the workload  (EGRESS policy)
  *   porin_to_wl    host-veth egress  = packets entering the workload (INGRESS policy)
  *
- * Per packet: endpoint lookup -> parse -> source check (from the workload
- * only) -> (fragment | ICMP error | ND) special cases -> conntrack lookup ->
- * on miss: ipcache + ONE policy LPM lookup.
+ * Per packet: endpoint lookup -> parse -> source check (from the workload:
+ * its own address; to the workload: a local endpoint's address only from that
+ * endpoint's veth) -> (fragment | ICMP error | ND) special cases -> conntrack
+ * lookup -> on miss: ipcache + ONE policy LPM lookup + the endpoint's
+ * conntrack budget.
  * Every path that cannot decide returns TC_ACT_SHOT. See
  * docs/design/dataplane.md for the full design.
  */
