@@ -56,7 +56,10 @@ fn every_argument_of_every_subcommand_has_help_text() {
 fn the_walk_finds_an_argument_without_text() {
     // The check itself must be able to fail.
     let cmd = clap::Command::new("porin").subcommand(
-        clap::Command::new("x").about("x").arg(clap::Arg::new("flag").long("flag")).arg(clap::Arg::new("ok").long("ok").help("ok")),
+        clap::Command::new("x")
+            .about("x")
+            .arg(clap::Arg::new("flag").long("flag"))
+            .arg(clap::Arg::new("ok").long("ok").help("ok")),
     );
     let mut missing = Vec::new();
     walk(&cmd, "porin", &mut missing);

@@ -101,7 +101,9 @@ impl Path {
                 let inner = r[..end].trim();
                 steps.push(match inner {
                     "*" => Step::All,
-                    n => Step::Index(n.parse().map_err(|_| format!("{s:?}: [{n}] is not [*] or a non-negative index"))?),
+                    n => {
+                        Step::Index(n.parse().map_err(|_| format!("{s:?}: [{n}] is not [*] or a non-negative index"))?)
+                    }
                 });
                 rest = &r[end + 1..];
             } else {
@@ -162,8 +164,14 @@ impl Template {
                     let inner = rest[1..end].trim();
                     if let Some(q) = inner.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
                         pieces.push(Piece::Literal(q.replace("\\n", "\n").replace("\\t", "\t")));
-                    } else if inner.starts_with("range") || inner == "end" || inner.contains('?') || inner.contains("..") {
-                        return Err(err(format!("{{{inner}}}: only plain paths like {{.metadata.name}} and {{.items[*].metadata.name}} are supported")));
+                    } else if inner.starts_with("range")
+                        || inner == "end"
+                        || inner.contains('?')
+                        || inner.contains("..")
+                    {
+                        return Err(err(format!(
+                            "{{{inner}}}: only plain paths like {{.metadata.name}} and {{.items[*].metadata.name}} are supported"
+                        )));
                     } else {
                         pieces.push(Piece::Path(Path::parse(inner).map_err(err)?));
                     }
@@ -342,10 +350,15 @@ mod tests {
     fn output_formats_parse() {
         assert_eq!(parse_output("name").unwrap(), GetOutput::Name);
         assert!(matches!(parse_output("jsonpath={.metadata.name}").unwrap(), GetOutput::JsonPath(_)));
-        let GetOutput::CustomColumns(c) = parse_output("custom-columns=NAME:.metadata.name,APP:{.metadata.labels.app}").unwrap() else {
+        let GetOutput::CustomColumns(c) =
+            parse_output("custom-columns=NAME:.metadata.name,APP:{.metadata.labels.app}").unwrap()
+        else {
             panic!()
         };
-        let rows = custom_rows(&c, &[json!({"metadata": {"name": "web", "labels": {"app": "w"}}}), json!({"metadata": {"name": "db"}})]);
+        let rows = custom_rows(
+            &c,
+            &[json!({"metadata": {"name": "web", "labels": {"app": "w"}}}), json!({"metadata": {"name": "db"}})],
+        );
         assert_eq!(rows, vec![vec!["NAME", "APP"], vec!["web", "w"], vec!["db", "<none>"]]);
         let e = parse_output("custom-columns=NAME").unwrap_err().to_string();
         assert!(e.contains("HEADER:PATH"), "{e}");

@@ -375,3 +375,30 @@ pub fn status_table(v: &serde_json::Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn age_column_only_when_objects_carry_a_creation_time() {
+        let now = crate::timefmt::parse_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        let o = TableOptions { now, ..Default::default() };
+        let plain = [json!({"metadata": {"name": "a", "resourceVersion": "7"}})];
+        assert_eq!(render_table(&resource_rows(porin_model::Kind::Namespace, &plain, &[], &o), false), "NAME   RESOURCE-VERSION\na      7\n");
+        let dated = [
+            json!({"metadata": {"name": "old", "resourceVersion": "3", "creationTimestamp": "2025-12-31T03:04:05Z"}}),
+            json!({"metadata": {"name": "new", "resourceVersion": "9", "creationTimestamp": "2026-01-02T03:03:00Z"}}),
+            json!({"metadata": {"name": "odd", "resourceVersion": "9", "creationTimestamp": "yesterday"}}),
+        ];
+        let o = TableOptions { show_labels: true, ..o };
+        assert_eq!(
+            render_table(&resource_rows(porin_model::Kind::Namespace, &dated, &[], &o), false),
+            "NAME   AGE         RESOURCE-VERSION   LABELS\n\
+             old    2d          3                  <none>\n\
+             new    65s         9                  <none>\n\
+             odd    <unknown>   9                  <none>\n"
+        );
+    }
+}

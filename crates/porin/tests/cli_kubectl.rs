@@ -32,13 +32,19 @@ fn server_errors_carry_one_prefix_and_client_errors_another() {
     assert_eq!(err, "Error from server (NotFound): pod \"nope\" not found\n");
     let (code, _, err) = a.porin(&["delete", "pod", "nope", "-n", "team-a"]);
     assert_eq!(code, 1);
-    assert!(err.starts_with("Error from server (NotFound): ") && err.matches("Error from server").count() == 1, "{err}");
+    assert!(
+        err.starts_with("Error from server (NotFound): ") && err.matches("Error from server").count() == 1,
+        "{err}"
+    );
     assert!(!err.contains("error:"), "{err}");
     // Client side: `error: ...`, once.
     let (code, _, err) = a.porin(&["get", "po", "-l", "app in db"]);
     assert!(code == 1 && err.starts_with("error: invalid selector") && err.matches("error:").count() == 1, "{err}");
     let (code, _, err) = offline(&["get", "pods"]);
-    assert!(code == 1 && err.starts_with("error: connecting to ") && err.contains("is `porin agent` running?"), "{err}");
+    assert!(
+        code == 1 && err.starts_with("error: connecting to ") && err.contains("is `porin agent` running?"),
+        "{err}"
+    );
     let (code, _, err) = offline(&["get", "gadgets"]);
     assert!(code == 1 && err.starts_with("error: the server doesn't have a resource type \"gadgets\""), "{err}");
 }
@@ -49,7 +55,10 @@ fn get_output_formats_and_argument_forms() {
     let a = Agent::start(tmp.path(), &[]);
     a.ok(&["apply", "-f", &a.write("base.yaml", BASE)]);
     assert_eq!(a.ok(&["get", "pods", "-n", "team-a", "-o", "name"]), "pod/db\npod/web\n");
-    assert_eq!(a.ok(&["get", "pnp,netpol", "-n", "team-a", "-o", "name"]), "networkpolicy.porin.io/platform-guard\nnetworkpolicy.networking.k8s.io/web-in\n");
+    assert_eq!(
+        a.ok(&["get", "pnp,netpol", "-n", "team-a", "-o", "name"]),
+        "networkpolicy.porin.io/platform-guard\nnetworkpolicy.networking.k8s.io/web-in\n"
+    );
     golden("get-pods-show-labels.txt", &a.ok(&["get", "pods", "-n", "team-a", "--show-labels"]));
     golden("get-pods-no-headers.txt", &a.ok(&["get", "pods", "-n", "team-a", "--no-headers"]));
     // KIND/NAME of several kinds: one table per kind, names as type/name.
@@ -60,13 +69,24 @@ fn get_output_formats_and_argument_forms() {
     // jsonpath on a list and on one object; custom columns.
     assert_eq!(a.ok(&["get", "pods", "-n", "team-a", "-o", "jsonpath={.items[*].metadata.name}"]), "db web\n");
     assert_eq!(a.ok(&["get", "pod", "web", "-n", "team-a", "-o", "jsonpath={.status.podIP}"]), "10.0.0.1\n");
-    assert_eq!(a.ok(&["get", "pod/web", "pod/db", "-n", "team-a", "-o", "jsonpath={.items[*].metadata.labels.app}"]), "web db\n");
+    assert_eq!(
+        a.ok(&["get", "pod/web", "pod/db", "-n", "team-a", "-o", "jsonpath={.items[*].metadata.labels.app}"]),
+        "web db\n"
+    );
     golden(
         "get-custom-columns.txt",
-        &a.ok(&["get", "pods", "-n", "team-a", "-o", "custom-columns=NAME:.metadata.name,APP:.metadata.labels.app,NODE:.spec.nodeName"]),
+        &a.ok(&[
+            "get",
+            "pods",
+            "-n",
+            "team-a",
+            "-o",
+            "custom-columns=NAME:.metadata.name,APP:.metadata.labels.app,NODE:.spec.nodeName",
+        ]),
     );
     // Several answers in JSON are one List.
-    let v: serde_json::Value = serde_json::from_str(&a.ok(&["get", "pod/web", "tier/app", "-n", "team-a", "-o", "json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&a.ok(&["get", "pod/web", "tier/app", "-n", "team-a", "-o", "json"])).unwrap();
     assert_eq!(v["kind"], "List");
     assert_eq!(v["items"].as_array().unwrap().len(), 2);
     // Nothing found: stdout empty, a note on stderr.
@@ -151,12 +171,18 @@ fn delete_by_selector_or_all_is_one_transaction() {
     a.ok(&["apply", "-f", &a.write("base.yaml", BASE)]);
     let web2 = "apiVersion: v1\nkind: Pod\nmetadata: {name: web2, namespace: team-a, labels: {app: web}}\nstatus: {podIP: 10.0.0.3}\n";
     a.ok(&["apply", "-f", &a.write("web2.yaml", web2)]);
-    assert_eq!(a.ok(&["delete", "pods", "-n", "team-a", "-l", "app=web"]), "pod \"web\" deleted\npod \"web2\" deleted\n");
+    assert_eq!(
+        a.ok(&["delete", "pods", "-n", "team-a", "-l", "app=web"]),
+        "pod \"web\" deleted\npod \"web2\" deleted\n"
+    );
     assert_eq!(a.ok(&["get", "pods", "-n", "team-a", "-o", "name"]), "pod/db\n");
     let (code, out, err) = a.porin(&["delete", "pods", "-n", "team-a", "-l", "app=web"]);
     assert_eq!((code, out.as_str(), err.as_str()), (0, "", "No resources found in team-a namespace.\n"));
     // A scoped token may not delete the platform tier's policy: `--all` then deletes nothing at all.
-    let scoped = a.ok(&["token", "create", "team-a", "--role", "scoped", "--namespace", "team-a", "--tier", "app"]).trim().to_string();
+    let scoped = a
+        .ok(&["token", "create", "team-a", "--role", "scoped", "--namespace", "team-a", "--tier", "app"])
+        .trim()
+        .to_string();
     a.ok(&["apply", "-f", &a.write("mine.yaml", &app_policy("mine", "team-a", "app"))]);
     let (code, _, err) = a.porin_as(Some(&scoped), &["delete", "pnp", "--all", "-n", "team-a"]);
     assert!(code == 1 && err.starts_with("Error from server (Forbidden): "), "{err}");
@@ -188,7 +214,9 @@ fn version_names_client_and_server() {
     let v = env!("CARGO_PKG_VERSION");
     assert_eq!(
         a.ok(&["version"]),
-        format!("Client Version: v{v}\nServer Version: unknown (the agent on node test-node does not report its version)\n")
+        format!(
+            "Client Version: v{v}\nServer Version: unknown (the agent on node test-node does not report its version)\n"
+        )
     );
     assert_eq!(offline(&["version", "--client"]), (0, format!("Client Version: v{v}\n"), String::new()));
     // No server: the client line, then the error.
@@ -201,7 +229,10 @@ fn version_names_client_and_server() {
 fn completion_scripts_for_each_shell() {
     let (code, bash, _) = offline(&["completion", "bash"]);
     assert_eq!(code, 0);
-    assert!(bash.contains("_porin()") && bash.contains("complete -F _porin") && bash.contains("--show-labels"), "{bash}");
+    assert!(
+        bash.contains("_porin()") && bash.contains("complete -F _porin") && bash.contains("--show-labels"),
+        "{bash}"
+    );
     let (code, zsh, _) = offline(&["completion", "zsh"]);
     assert!(code == 0 && zsh.starts_with("#compdef porin"), "{zsh}");
     let (code, fish, _) = offline(&["completion", "fish"]);

@@ -60,7 +60,9 @@ fn kind_of(name: &str) -> Result<Kind> {
 
 /// `KIND`, `KIND NAME...`, `KIND1,KIND2 [NAME...]` or `KIND/NAME...` as (kind, name) pairs, in order.
 pub fn targets(args: &[String]) -> Result<Vec<(Kind, Option<String>)>> {
-    let Some(first) = args.first() else { bail!("you must specify the type of resource to get (like `porin get pods`)") };
+    let Some(first) = args.first() else {
+        bail!("you must specify the type of resource to get (like `porin get pods`)")
+    };
     if first.contains('/') {
         return args
             .iter()
@@ -126,7 +128,9 @@ pub fn get(a: GetArgs) -> Result<ExitCode> {
         // What JSON, YAML and jsonpath see: the server's answer, or a List of everything when several were asked.
         let whole = || match answers.as_slice() {
             [(_, _, v)] => v.clone(),
-            _ => json!({"apiVersion": "v1", "kind": "List", "items": items.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()}),
+            _ => {
+                json!({"apiVersion": "v1", "kind": "List", "items": items.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()})
+            }
         };
         match &a.output {
             GetOutput::Json => println!("{}", serde_json::to_string_pretty(&whole())?),
@@ -178,7 +182,9 @@ fn table_options(a: &GetArgs, name_prefix: Option<String>) -> TableOptions {
 
 fn no_resources(targets: &[(Kind, Option<String>)], ns: Option<&str>) {
     match ns {
-        Some(ns) if targets.iter().any(|(k, _)| k.info().namespaced) => eprintln!("No resources found in {ns} namespace."),
+        Some(ns) if targets.iter().any(|(k, _)| k.info().namespaced) => {
+            eprintln!("No resources found in {ns} namespace.")
+        }
         _ => eprintln!("No resources found"),
     }
 }
@@ -263,7 +269,9 @@ async fn watch(
             }
             let obj = &ev["object"];
             let rows = match &a.output {
-                GetOutput::Table | GetOutput::Wide => printers::resource_rows(kind, std::slice::from_ref(obj), &[ty], &o),
+                GetOutput::Table | GetOutput::Wide => {
+                    printers::resource_rows(kind, std::slice::from_ref(obj), &[ty], &o)
+                }
                 GetOutput::CustomColumns(cols) => crate::getfmt::custom_rows(cols, std::slice::from_ref(obj)),
                 _ => {
                     let prefix = if a.output_watch_events { format!("{ty}   ") } else { String::new() };
