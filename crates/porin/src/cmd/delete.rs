@@ -15,7 +15,7 @@ use crate::client::{Client, ClientArgs, block_on, collection_path, enc, type_nam
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
     /// `KIND NAME...`, or `KIND` with -l or --all. A kind is a plural, singular or short name (`pods`, `netpol`).
-    #[arg(value_name = "KIND NAME")]
+    #[arg(value_name = "KIND|NAME")]
     pub args: Vec<String>,
     /// Namespace of the objects (namespaced kinds) [default: default].
     #[arg(short = 'n', long)]

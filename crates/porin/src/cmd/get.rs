@@ -17,7 +17,7 @@ use crate::printers::{self, TableOptions};
 pub struct GetArgs {
     /// What to get: `KIND [NAME...]`, `KIND1,KIND2` or `KIND/NAME...`. A kind is a plural, singular or short name
     /// (`pods`, `netpol`, `gnp`, `networkpolicies.porin.io`).
-    #[arg(required = true, value_name = "KIND[/NAME]|NAME")]
+    #[arg(required = true, value_name = "KIND[/NAME]")]
     pub targets: Vec<String>,
     /// Namespace of namespaced kinds [default: default].
     #[arg(short = 'n', long)]
