@@ -67,11 +67,11 @@ fn get_output_formats_and_argument_forms() {
     // KIND NAME NAME.
     assert_eq!(a.ok(&["get", "pods", "web", "db", "-n", "team-a", "-o", "name"]), "pod/web\npod/db\n");
     // jsonpath on a list and on one object; custom columns.
-    assert_eq!(a.ok(&["get", "pods", "-n", "team-a", "-o", "jsonpath={.items[*].metadata.name}"]), "db web\n");
-    assert_eq!(a.ok(&["get", "pod", "web", "-n", "team-a", "-o", "jsonpath={.status.podIP}"]), "10.0.0.1\n");
+    assert_eq!(a.ok(&["get", "pods", "-n", "team-a", "-o", "jsonpath={.items[*].metadata.name}"]), "db web");
+    assert_eq!(a.ok(&["get", "pod", "web", "-n", "team-a", "-o", "jsonpath={.status.podIP}{\"\\n\"}"]), "10.0.0.1\n");
     assert_eq!(
         a.ok(&["get", "pod/web", "pod/db", "-n", "team-a", "-o", "jsonpath={.items[*].metadata.labels.app}"]),
-        "web db\n"
+        "web db"
     );
     golden(
         "get-custom-columns.txt",

@@ -135,7 +135,8 @@ pub fn get(a: GetArgs) -> Result<ExitCode> {
         match &a.output {
             GetOutput::Json => println!("{}", serde_json::to_string_pretty(&whole())?),
             GetOutput::Yaml => print!("{}", serde_saphyr::to_string(&whole())?),
-            GetOutput::JsonPath(t) => println!("{}", t.render(&whole())),
+            // As kubectl: exactly the template, no newline added (`{"\n"}` adds one).
+            GetOutput::JsonPath(t) => print!("{}", t.render(&whole())),
             _ if items.is_empty() => no_resources(&targets, ns.as_deref()),
             GetOutput::Name => {
                 for (k, v) in &items {
@@ -297,7 +298,7 @@ async fn watch(
     Ok(ExitCode::SUCCESS)
 }
 
-/// One object in a line format (`-o name`, `-o jsonpath=`), newline included.
+/// One object in a line format (`-o name`, `-o jsonpath=`), newline included (a watch prints one a line).
 fn line_of(a: &GetArgs, kind: Kind, obj: &Value) -> String {
     match &a.output {
         GetOutput::JsonPath(t) => format!("{}\n", t.render(obj)),
