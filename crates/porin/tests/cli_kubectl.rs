@@ -138,6 +138,8 @@ fn watch_prints_the_state_then_a_row_per_change() {
     let (mut rows, mut rl) = spawn(&[]);
     let (mut evs, mut el) = spawn(&["--output-watch-events"]);
     let (mut names, mut nl) = spawn(&["-o", "name"]);
+    let (mut cols, mut cl) = spawn(&["-o", "custom-columns=POD:.metadata.name,ENV:.metadata.labels.env", "--no-headers"]);
+    let (mut paths, mut pl) = spawn(&["-o", "jsonpath={.metadata.name}:{.metadata.labels.env}"]);
     // The current state first: a table with its header.
     assert!(read_line(&mut rl).starts_with("NAME "));
     assert!(read_line(&mut rl).starts_with("db "));
@@ -147,6 +149,10 @@ fn watch_prints_the_state_then_a_row_per_change() {
     assert!(read_line(&mut el).starts_with("ADDED   web "));
     assert_eq!(read_line(&mut nl), "pod/db\n");
     assert_eq!(read_line(&mut nl), "pod/web\n");
+    assert_eq!(read_line(&mut cl), "db    <none>\n");
+    assert_eq!(read_line(&mut cl), "web   <none>\n");
+    assert_eq!(read_line(&mut pl), "db:\n");
+    assert_eq!(read_line(&mut pl), "web:\n");
     a.ok(&["label", "pod", "web", "-n", "team-a", "env=prod"]);
     a.ok(&["delete", "pod", "db", "-n", "team-a"]);
     // Rows, not JSON; aligned under the header of the first table.
@@ -158,7 +164,11 @@ fn watch_prints_the_state_then_a_row_per_change() {
     assert!(line_with(&mut el, "db").starts_with("DELETED    db "));
     assert_eq!(read_line(&mut nl), "pod/web\n");
     assert_eq!(read_line(&mut nl), "pod/db\n");
-    for c in [&mut rows, &mut evs, &mut names] {
+    assert_eq!(read_line(&mut cl), "web   prod\n");
+    assert_eq!(read_line(&mut cl), "db    <none>\n");
+    assert_eq!(read_line(&mut pl), "web:prod\n");
+    assert_eq!(read_line(&mut pl), "db:\n");
+    for c in [&mut rows, &mut evs, &mut names, &mut cols, &mut paths] {
         c.kill().unwrap();
         c.wait().unwrap();
     }
