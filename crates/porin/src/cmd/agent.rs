@@ -60,6 +60,8 @@ pub struct AgentArgs {
     /// Also serve the API on TCP as plain HTTP (no TLS; bearer tokens required). Loopback addresses only.
     #[arg(long, value_name = "ADDR", help_heading = "API")]
     pub insecure_listen: Option<std::net::SocketAddr>,
+    /// Where objects are stored: `embedded` (a local file under --data-dir) or `etcd` (shared by every agent;
+    /// needs --etcd-endpoints).
     #[arg(long, value_enum, default_value = "embedded")]
     pub datastore: Datastore,
     /// etcd client URLs, comma-separated.

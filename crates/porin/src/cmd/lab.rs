@@ -73,6 +73,7 @@ pub enum LabCommand {
     Down,
     /// Wait until every agent enforces the store's current revision (after `porin apply`).
     Wait {
+        /// Give up (exit 1) after this many seconds.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
     },
@@ -105,6 +106,7 @@ pub struct ProbeArgs {
     /// Per-probe timeout.
     #[arg(long, default_value_t = 500)]
     pub timeout_ms: u64,
+    /// Output format: a grid for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
 }
@@ -120,6 +122,7 @@ pub struct ExecArgs {
 
 #[derive(Args, Debug)]
 pub struct LabStatusArgs {
+    /// Output format: a table for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
 }
@@ -128,6 +131,7 @@ pub struct LabStatusArgs {
 pub struct AgentCtlArgs {
     /// `stop` (SIGKILL) or `start`.
     pub action: String,
+    /// Which node's agent (0 is the first).
     #[arg(long, default_value_t = 0)]
     pub node: u32,
 }

@@ -11,3 +11,4 @@ pub mod lab;
 pub mod observe;
 pub mod status;
 pub mod token;
+pub mod version;
