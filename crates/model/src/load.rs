@@ -216,6 +216,7 @@ pub fn to_resource(kind: Kind, v: Value) -> Result<Resource, (String, String)> {
         Kind::GlobalNetworkSet => Resource::GlobalNetworkSet(typed(v)?),
         Kind::ClusterSettings => Resource::ClusterSettings(typed(v)?),
         Kind::WorkloadEndpoint => Resource::WorkloadEndpoint(Box::new(typed(v)?)),
+        Kind::ConnectivityTest => Resource::ConnectivityTest(typed(v)?),
     })
 }
 

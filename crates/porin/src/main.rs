@@ -62,6 +62,10 @@ enum Command {
     Lab(cmd::lab::LabArgs),
     /// The shop example in a kernel lab: open, then zero-trust, observed on real packets.
     Demo(cmd::demo::DemoArgs),
+    /// Check connectivity assertions (ConnectivityTest) against manifests or the live agent; exit 1 on failure.
+    Test(cmd::test::TestArgs),
+    /// Make staged policies enforced (and delete the staged objects) in one transaction.
+    Promote(cmd::promote::PromoteArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -95,6 +99,8 @@ fn main() -> ExitCode {
         Command::Lab(a) => cmd::lab::lab(a),
         Command::Demo(a) => cmd::demo::demo(a),
         Command::LabServe { args } => cmd::lab::serve(args),
+        Command::Test(a) => cmd::test::test(a),
+        Command::Promote(a) => cmd::promote::promote(a),
     };
     match result {
         Ok(code) => code,

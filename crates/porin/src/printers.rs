@@ -155,7 +155,7 @@ pub fn diff_table(d: &Diff) -> String {
 
 // ---- control plane: `porin get`, `porin audit`, `porin status` ----
 
-fn render_columns(rows: &[Vec<String>]) -> String {
+pub fn render_columns(rows: &[Vec<String>]) -> String {
     let mut widths = vec![0; rows.first().map_or(0, Vec::len)];
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -216,6 +216,7 @@ pub fn resource_table(kind: porin_model::Kind, items: &[serde_json::Value], all_
         }
         Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
         Kind::Namespace | Kind::ClusterSettings => &[],
+        Kind::ConnectivityTest => &[],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),

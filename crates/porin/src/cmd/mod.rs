@@ -11,3 +11,5 @@ pub mod lab;
 pub mod observe;
 pub mod status;
 pub mod token;
+pub mod test;
+pub mod promote;
