@@ -150,15 +150,17 @@ fn promote_makes_staged_policies_enforced_in_one_audited_transaction() {
 }
 
 #[test]
-fn promote_refuses_what_has_no_enforced_counterpart() {
+fn promote_refuses_what_is_not_a_staged_policy() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Agent::start(tmp.path(), &[]);
-    a.ok(&["apply", "-f", &a.write("learn.yaml", "apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: l}\nspec: {stagedAction: Learn, selector: all()}\n")]);
-    let (code, _, err) = a.porin(&["promote", "sgnp", "l"]);
-    assert!(code != 0 && err.contains("Learn"), "{err}");
+    // (stagedAction Learn/Ignore never get this far: validation refuses them at apply; see api::promote's unit test.)
+    a.ok(&["apply", "-f", &a.write("l.yaml", "apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: l}\nspec: {selector: all()}\n")]);
     let (code, _, err) = a.porin(&["promote", "gnp", "l"]);
     assert!(code != 0 && err.contains("not a staged policy kind"), "{err}");
     let (code, _, err) = a.porin(&["promote", "sgnp", "missing"]);
     assert!(code != 0 && err.contains("NotFound"), "{err}");
-    assert!(a.ok(&["get", "sgnp"]).contains("l"));
+    let (code, _, err) = a.porin(&["promote", "sgnp"]);
+    assert!(code != 0 && err.contains("usage"), "{err}");
+    assert!(a.ok(&["get", "sgnp"]).contains("l "));
+    assert!(a.porin(&["get", "gnp", "l"]).0 != 0);
 }
