@@ -115,12 +115,21 @@ pub struct PeerObject {
 /// A peer, resolved from its written form (names are not looked up here).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerRef {
-    Pod { namespace: String, name: String },
+    Pod {
+        namespace: String,
+        name: String,
+    },
     /// An address (a host prefix) or a CIDR.
     Net(IpNet),
     /// Every pod the selector matches, in `namespace` or in all namespaces.
-    Selector { namespace: Option<String>, selector: String },
-    NetworkSet { namespace: String, name: String },
+    Selector {
+        namespace: Option<String>,
+        selector: String,
+    },
+    NetworkSet {
+        namespace: String,
+        name: String,
+    },
     GlobalNetworkSet(String),
 }
 

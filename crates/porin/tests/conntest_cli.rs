@@ -76,13 +76,21 @@ fn a_flipped_expectation_fails_with_the_trace_of_the_actual_verdict() {
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let f = &v["cases"][1]["failures"][0];
-    assert_eq!((f["actual"].as_str(), f["trace"]["enforced_trace"][1].as_str()), (Some("Deny"), Some("platform|pci-isolation|1|deny")));
+    assert_eq!(
+        (f["actual"].as_str(), f["trace"]["enforced_trace"][1].as_str()),
+        (Some("Deny"), Some("platform|pci-isolation|1|deny"))
+    );
 }
 
 #[test]
 fn expect_pending_checks_the_staged_verdict() {
-    let (code, out, _) =
-        porin(&["test", "-f", "examples/shop", "tests/fixtures/cli/staged.yaml", "tests/fixtures/cli/staged-test.yaml"]);
+    let (code, out, _) = porin(&[
+        "test",
+        "-f",
+        "examples/shop",
+        "tests/fixtures/cli/staged.yaml",
+        "tests/fixtures/cli/staged-test.yaml",
+    ]);
     assert_eq!(code, 0, "{out}");
     // Without the staged policy, the pending verdict equals the enforced one and the case fails.
     let (code, out, _) = porin(&["test", "-f", "examples/shop", "tests/fixtures/cli/staged-test.yaml"]);
@@ -104,7 +112,11 @@ struct Element {
 
 impl Element {
     fn attr(&self, k: &str) -> &str {
-        self.attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("<{}> has no {k}", self.name))
+        self.attrs
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("<{}> has no {k}", self.name))
     }
     fn all<'a>(&'a self, name: &str, out: &mut Vec<&'a Element>) {
         for c in &self.children {
@@ -144,7 +156,8 @@ fn unescape(s: &str) -> String {
 
 fn parse_xml(s: &str) -> Element {
     let s = s.strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>").expect("XML declaration");
-    let mut stack: Vec<Element> = vec![Element { name: String::new(), attrs: vec![], children: vec![], text: String::new() }];
+    let mut stack: Vec<Element> =
+        vec![Element { name: String::new(), attrs: vec![], children: vec![], text: String::new() }];
     let mut rest = s;
     while !rest.is_empty() {
         let lt = rest.find('<').unwrap_or(rest.len());
@@ -197,14 +210,20 @@ fn parse_xml(s: &str) -> Element {
 fn junit_output_is_well_formed_and_its_counts_add_up() {
     let dir = tempfile::tempdir().unwrap();
     // A name with markup characters: it must come back unchanged through escaping.
-    let tricky = FLIPPED.replace(
-        "name: frontend calls cart,",
-        "name: \"a <b> & 'c' \\\"d\\\"\",",
-    );
+    let tricky = FLIPPED.replace("name: frontend calls cart,", "name: \"a <b> & 'c' \\\"d\\\"\",");
     let t = write(dir.path(), "flipped.yaml", &tricky);
     let xml_path = dir.path().join("report.xml");
     let (code, _, _) = porin(&[
-        "test", "-f", "examples/shop", "-f", &t, "-f", "examples/shop-tests", "--junit", xml_path.to_str().unwrap(), "-o",
+        "test",
+        "-f",
+        "examples/shop",
+        "-f",
+        &t,
+        "-f",
+        "examples/shop-tests",
+        "--junit",
+        xml_path.to_str().unwrap(),
+        "-o",
         "json",
     ]);
     assert_eq!(code, 1);
@@ -284,7 +303,12 @@ spec:
     let err = err.replace(&only1, "bad1.yaml");
     assert_eq!((code, out.as_str()), (2, ""), "{err}");
     assert!(err.contains("bad1.yaml doc 1: spec.cases[0].from: no pod shop/nope in the model"), "{err}");
-    assert!(err.contains("bad1.yaml doc 1: spec.cases[1].from: selector \"app == \\\"ghost\\\"\" matches no pod in namespace shop"), "{err}");
+    assert!(
+        err.contains(
+            "bad1.yaml doc 1: spec.cases[1].from: selector \"app == \\\"ghost\\\"\" matches no pod in namespace shop"
+        ),
+        "{err}"
+    );
     assert!(err.contains("bad1.yaml doc 1: spec.cases[2].from: no NetworkSet ops/none in the model"), "{err}");
     assert!(err.contains("bad1.yaml doc 1: spec.cases[3].to: every destination is the source itself"), "{err}");
     assert!(err.ends_with("4 input error(s); no case was evaluated\n"), "{err}");
@@ -327,7 +351,9 @@ fn one_case(dir: &Path, from: &str, expect: &str) -> i32 {
     let t = write(
         dir,
         "t.yaml",
-        &format!("apiVersion: porin.io/v1\nkind: ConnectivityTest\nmetadata: {{name: t}}\nspec:\n  cases:\n    - {{from: {from}, to: app/web, port: 80, expect: {expect}}}\n"),
+        &format!(
+            "apiVersion: porin.io/v1\nkind: ConnectivityTest\nmetadata: {{name: t}}\nspec:\n  cases:\n    - {{from: {from}, to: app/web, port: 80, expect: {expect}}}\n"
+        ),
     );
     let m = write(dir, "m.yaml", NETS);
     porin(&["test", "-f", &m, &t]).0
@@ -379,13 +405,19 @@ fn tests_from_matrix(name: &str, matrix: &serde_json::Value) -> (String, usize) 
                 let expect = if allowed.contains(&(from.to_string(), to.to_string())) { "Allow" } else { "Deny" };
                 cases.push_str(&format!(
                     "    - {{from: {from}, to: {to}, port: {}, protocol: {}, expect: {expect}}}\n",
-                    m["port"], m["protocol"].as_str().unwrap()
+                    m["port"],
+                    m["protocol"].as_str().unwrap()
                 ));
                 n += 1;
             }
         }
     }
-    (format!("apiVersion: porin.io/v1\nkind: ConnectivityTest\nmetadata: {{name: {name}}}\nspec:\n  cases:\n{cases}"), n)
+    (
+        format!(
+            "apiVersion: porin.io/v1\nkind: ConnectivityTest\nmetadata: {{name: {name}}}\nspec:\n  cases:\n{cases}"
+        ),
+        n,
+    )
 }
 
 #[test]
@@ -426,7 +458,8 @@ fn differential_tests_generated_from_the_e2e_matrices_pass_and_a_flip_fails() {
         let (code, out, _) = porin(&["test", "-f", cl, sc, &t, "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!((code, v["failed"].as_u64()), (1, Some(1)), "{file}: flipped {}", flipped[which]);
-        let failed: Vec<&serde_json::Value> = v["cases"].as_array().unwrap().iter().filter(|c| c["passed"] == false).collect();
+        let failed: Vec<&serde_json::Value> =
+            v["cases"].as_array().unwrap().iter().filter(|c| c["passed"] == false).collect();
         assert_eq!(failed[0]["index"].as_u64(), Some((case_lines.iter().position(|l| *l == which).unwrap()) as u64));
         let want_actual = if flipped[which].contains("expect: Allow") { "Deny" } else { "Allow" };
         assert_eq!(failed[0]["failures"][0]["actual"].as_str(), Some(want_actual), "{file}");

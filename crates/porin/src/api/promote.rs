@@ -39,8 +39,13 @@ pub struct StagedRef {
 /// What promoting one staged object does to the enforced set.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Promotion {
-    Set(Resource),
-    Delete { kind: Kind, namespace: Option<String>, name: String },
+    /// Boxed: a Resource is much larger than the Delete variant.
+    Set(Box<Resource>),
+    Delete {
+        kind: Kind,
+        namespace: Option<String>,
+        name: String,
+    },
 }
 
 fn meta(m: &ObjectMeta) -> ObjectMeta {
@@ -83,10 +88,12 @@ pub fn promoted(r: &Resource) -> Result<Promotion, String> {
             }),
             o.spec.staged_action,
         ),
-        other => return Err(format!("{} {:?} is not a staged policy", other.kind(), other.qualified_name())),
+        other => {
+            return Err(format!("{} {:?} is not a staged policy", other.kind(), other.qualified_name()));
+        }
     };
     match action.unwrap_or(StagedAction::Set) {
-        StagedAction::Set => Ok(Promotion::Set(target)),
+        StagedAction::Set => Ok(Promotion::Set(Box::new(target))),
         StagedAction::Delete => Ok(Promotion::Delete {
             kind: target.kind(),
             namespace: target.namespace().map(str::to_string),
@@ -123,7 +130,8 @@ pub async fn promote(
     let mut targets = Vec::new();
     for (i, r) in req.items.iter().enumerate() {
         let kind = staged_kind(&r.kind)?;
-        let ns = if kind.info().namespaced { Some(r.namespace.clone().unwrap_or_else(|| "default".into())) } else { None };
+        let ns =
+            if kind.info().namespaced { Some(r.namespace.clone().unwrap_or_else(|| "default".into())) } else { None };
         let key = keys::object_key(kind, ns.as_deref(), &r.name);
         let qualified = ns.as_ref().map_or(r.name.clone(), |ns| format!("{ns}/{}", r.name));
         let kv = st.get(&key).await?.ok_or_else(|| ApiError::not_found(format!("{kind} {qualified:?} not found")))?;
@@ -145,24 +153,38 @@ pub async fn promote(
                     kind: target.kind(),
                     namespace: target.namespace().map(str::to_string),
                     name: target.name().to_string(),
-                    resource: Some(target.clone()),
+                    resource: Some((*target).clone()),
                     expected: None,
                     intent: Intent::Upsert,
                 });
-                targets.push(Document { source: format!("promoted {kind} {qualified}"), doc: i + 1, prefix: String::new(), resource: target });
+                targets.push(Document {
+                    source: format!("promoted {kind} {qualified}"),
+                    doc: i + 1,
+                    prefix: String::new(),
+                    resource: *target,
+                });
             }
             Promotion::Delete { kind: k, namespace, name } => {
                 results.push(json!({"action": "delete", "object": {
                     "apiVersion": k.api_version(), "kind": k.info().kind, "metadata": {"name": name, "namespace": namespace}
                 }}));
-                changes.push(Change { kind: k, namespace, name, resource: None, expected: None, intent: Intent::Delete });
+                changes.push(Change {
+                    kind: k,
+                    namespace,
+                    name,
+                    resource: None,
+                    expected: None,
+                    intent: Intent::Delete,
+                });
             }
         }
     }
     let tiers = known_tiers(&st).await?;
     porin_model::validate_set(&targets, &tiers).map_err(|e| ApiError::invalid(&e))?;
     if req.dry_run {
-        return Ok(Json(json!({"kind": "PromoteResult", "apiVersion": "porin.io/v1", "dryRun": true, "items": results})));
+        return Ok(Json(
+            json!({"kind": "PromoteResult", "apiVersion": "porin.io/v1", "dryRun": true, "items": results}),
+        ));
     }
     let (revision, items) = commit(&st, &id, "promote", changes).await?;
     Ok(Json(json!({"kind": "ApplyResult", "apiVersion": "porin.io/v1", "revision": revision, "items": items})))
@@ -178,16 +200,31 @@ mod tests {
 
     #[test]
     fn staged_kinds_map_to_their_enforced_kinds() {
-        let r = one("apiVersion: porin.io/v1\nkind: StagedNetworkPolicy\nmetadata: {name: a, namespace: shop, resourceVersion: \"7\"}\nspec: {selector: all(), stagedAction: Set, ingress: [{action: Deny}]}\n");
-        let Promotion::Set(Resource::NetworkPolicy(p)) = promoted(&r).unwrap() else { panic!() };
-        assert_eq!((p.kind.as_str(), p.metadata.namespace.as_deref(), p.spec.staged_action), ("NetworkPolicy", Some("shop"), None));
+        let r = one(
+            "apiVersion: porin.io/v1\nkind: StagedNetworkPolicy\nmetadata: {name: a, namespace: shop, resourceVersion: \"7\"}\nspec: {selector: all(), stagedAction: Set, ingress: [{action: Deny}]}\n",
+        );
+        let Promotion::Set(t) = promoted(&r).unwrap() else { panic!() };
+        let Resource::NetworkPolicy(p) = *t else { panic!() };
+        assert_eq!(
+            (p.kind.as_str(), p.metadata.namespace.as_deref(), p.spec.staged_action),
+            ("NetworkPolicy", Some("shop"), None)
+        );
         assert_eq!(p.metadata.resource_version, None);
-        let r = one("apiVersion: porin.io/v1\nkind: StagedKubernetesNetworkPolicy\nmetadata: {name: k, namespace: shop}\nspec: {podSelector: {}}\n");
+        let r = one(
+            "apiVersion: porin.io/v1\nkind: StagedKubernetesNetworkPolicy\nmetadata: {name: k, namespace: shop}\nspec: {podSelector: {}}\n",
+        );
         let Promotion::Set(t) = promoted(&r).unwrap() else { panic!() };
         assert_eq!((t.kind(), t.api_version()), (Kind::K8sNetworkPolicy, "networking.k8s.io/v1"));
-        let r = one("apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: g}\nspec: {stagedAction: Delete}\n");
-        assert_eq!(promoted(&r).unwrap(), Promotion::Delete { kind: Kind::GlobalNetworkPolicy, namespace: None, name: "g".into() });
-        let r = one("apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: g}\nspec: {stagedAction: Learn}\n");
+        let r = one(
+            "apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: g}\nspec: {stagedAction: Delete}\n",
+        );
+        assert_eq!(
+            promoted(&r).unwrap(),
+            Promotion::Delete { kind: Kind::GlobalNetworkPolicy, namespace: None, name: "g".into() }
+        );
+        let r = one(
+            "apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: g}\nspec: {stagedAction: Learn}\n",
+        );
         assert!(promoted(&r).is_err());
         let r = one("apiVersion: porin.io/v1\nkind: Tier\nmetadata: {name: t}\n");
         assert!(promoted(&r).is_err());

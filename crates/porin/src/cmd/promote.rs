@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs, block_on, collection_path};
 
-const STAGED: [Kind; 3] = [Kind::StagedNetworkPolicy, Kind::StagedGlobalNetworkPolicy, Kind::StagedKubernetesNetworkPolicy];
+const STAGED: [Kind; 3] =
+    [Kind::StagedNetworkPolicy, Kind::StagedGlobalNetworkPolicy, Kind::StagedKubernetesNetworkPolicy];
 
 #[derive(Args, Debug)]
 pub struct PromoteArgs {
@@ -51,15 +52,23 @@ pub fn promote(a: PromoteArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
         } else {
-            let [kind, names @ ..] = a.args.as_slice() else { bail!("usage: porin promote KIND NAME... [-n NS] | --all") };
+            let [kind, names @ ..] = a.args.as_slice() else {
+                bail!("usage: porin promote KIND NAME... [-n NS] | --all")
+            };
             if names.is_empty() {
                 bail!("usage: porin promote KIND NAME... [-n NS] | --all");
             }
             let kind = Kind::from_cli(kind).ok_or_else(|| anyhow!("unknown kind {kind:?}"))?;
             if !STAGED.contains(&kind) {
-                bail!("{kind} is not a staged policy kind (StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy)");
+                bail!(
+                    "{kind} is not a staged policy kind (StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy)"
+                );
             }
-            let ns = if kind.info().namespaced { Some(a.namespace.clone().unwrap_or_else(|| "default".into())) } else { None };
+            let ns = if kind.info().namespaced {
+                Some(a.namespace.clone().unwrap_or_else(|| "default".into()))
+            } else {
+                None
+            };
             for name in names {
                 items.push(json!({"kind": kind.info().kind, "namespace": ns, "name": name}));
             }

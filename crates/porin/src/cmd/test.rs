@@ -108,7 +108,11 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
                         &d.source,
                         Some(d.doc),
                         join_path(&d.prefix, "kind"),
-                        format!("{} {:?}: with --live the cluster comes from the agent; pass only ConnectivityTests", d.resource.kind(), d.resource.qualified_name()),
+                        format!(
+                            "{} {:?}: with --live the cluster comes from the agent; pass only ConnectivityTests",
+                            d.resource.kind(),
+                            d.resource.qualified_name()
+                        ),
                     )
                 })
                 .collect();
@@ -184,7 +188,12 @@ fn plan<'c>(c: &'c Cluster, tests: &[Document]) -> Result<Vec<Plan<'c>>, Failure
         };
         for (i, case) in spec.cases.iter().enumerate() {
             let err = |field: &str, msg: String| {
-                ManifestError::new(&d.source, Some(d.doc), join_path(&d.prefix, &format!("spec.cases[{i}].{field}")), msg)
+                ManifestError::new(
+                    &d.source,
+                    Some(d.doc),
+                    join_path(&d.prefix, &format!("spec.cases[{i}].{field}")),
+                    msg,
+                )
             };
             let from = expand(c, &bounds, &case.from).map_err(|m| err("from", m));
             let to = expand(c, &bounds, &case.to).map_err(|m| err("to", m));
@@ -195,7 +204,13 @@ fn plan<'c>(c: &'c Cluster, tests: &[Document]) -> Result<Vec<Plan<'c>>, Failure
                         errors.push(err("to", "every destination is the source itself: nothing to check".into()));
                         continue;
                     }
-                    plans.push(Plan { test: metadata.name.clone(), index: i, case: case.clone(), sources, destinations });
+                    plans.push(Plan {
+                        test: metadata.name.clone(),
+                        index: i,
+                        case: case.clone(),
+                        sources,
+                        destinations,
+                    });
                 }
                 (f, t) => {
                     errors.extend(f.err());
@@ -250,11 +265,7 @@ fn range(n: &IpNet) -> (bool, u128, u128) {
 }
 
 fn addr(v6: bool, x: u128) -> IpAddr {
-    if v6 {
-        IpAddr::V6(x.into())
-    } else {
-        IpAddr::V4(u32::try_from(x).expect("an IPv4 address").into())
-    }
+    if v6 { IpAddr::V6(x.into()) } else { IpAddr::V4(u32::try_from(x).expect("an IPv4 address").into()) }
 }
 
 /// One representative address per interval of constant verdict inside `n`.
@@ -386,7 +397,9 @@ fn evaluate(c: &Cluster, p: &Plan<'_>) -> CaseResult {
     let packet_of = |s: &Peer<'_>, d: &Peer<'_>| {
         let v6 = match (s, d) {
             (Peer::Ip(ip), _) | (_, Peer::Ip(ip)) => ip.is_ipv6(),
-            (Peer::Endpoint(s), Peer::Endpoint(d)) => s.ip_of_family(false).is_none() || d.ip_of_family(false).is_none(),
+            (Peer::Endpoint(s), Peer::Endpoint(d)) => {
+                s.ip_of_family(false).is_none() || d.ip_of_family(false).is_none()
+            }
         };
         Packet { protocol, port, icmp: None, v6 }
     };
@@ -439,7 +452,8 @@ fn peer_text(p: &PeerSpec) -> String {
 }
 
 fn table(results: &[CaseResult]) -> String {
-    let mut rows = vec![["RESULT", "TEST", "CASE", "FROM", "TO", "PACKET", "EXPECT", "ACTUAL"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["RESULT", "TEST", "CASE", "FROM", "TO", "PACKET", "EXPECT", "ACTUAL"].map(String::from).to_vec()];
     for r in results {
         rows.push(vec![
             if r.passed() { "PASS" } else { "FAIL" }.to_string(),
@@ -461,7 +475,11 @@ fn table(results: &[CaseResult]) -> String {
             out.push_str(&f.trace_text);
         }
         if r.failures.len() > MAX_TRACES {
-            let _ = writeln!(out, "\n... and {} more failing pairs (-o json lists them all)", r.failures.len() - MAX_TRACES);
+            let _ = writeln!(
+                out,
+                "\n... and {} more failing pairs (-o json lists them all)",
+                r.failures.len() - MAX_TRACES
+            );
         }
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
@@ -529,7 +547,11 @@ fn junit(results: &[CaseResult]) -> String {
     }
     let failed = results.iter().filter(|r| !r.passed()).count();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(out, "<testsuites name=\"porin test\" tests=\"{}\" failures=\"{failed}\" errors=\"0\">", results.len());
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"porin test\" tests=\"{}\" failures=\"{failed}\" errors=\"0\">",
+        results.len()
+    );
     for (name, cases) in suites {
         let f = cases.iter().filter(|r| !r.passed()).count();
         let _ = writeln!(
@@ -588,8 +610,7 @@ mod tests {
         }
         let mut out = Vec::new();
         points(&bounds, &"10.0.0.0/16".parse().unwrap(), &mut out);
-        let want: Vec<IpAddr> =
-            ["10.0.0.0", "10.0.1.0", "10.0.1.128"].iter().map(|s| s.parse().unwrap()).collect();
+        let want: Vec<IpAddr> = ["10.0.0.0", "10.0.1.0", "10.0.1.128"].iter().map(|s| s.parse().unwrap()).collect();
         assert_eq!(out, want);
         let mut out = Vec::new();
         points(&bounds, &"10.0.1.64/26".parse().unwrap(), &mut out);
