@@ -37,6 +37,16 @@ pub struct TestArgs {
     /// ConnectivityTests stored in the agent are run.
     #[arg(long)]
     pub live: bool,
+    /// Check the cases on real packets in this kernel lab (`porin lab up`): the model comes from the lab's
+    /// agent, and every pod-to-pod pair is also sent for real; a case passes only when the packets agree.
+    #[arg(long, value_name = "NAME", conflicts_with = "live")]
+    pub lab: Option<String>,
+    /// Directory of lab state (with --lab).
+    #[arg(long, env = super::lab::STATE_DIR_ENV, default_value = porin_lab::DEFAULT_STATE_DIR)]
+    pub lab_state_dir: PathBuf,
+    /// Per-probe timeout in milliseconds (with --lab).
+    #[arg(long, default_value_t = 500)]
+    pub probe_timeout_ms: u64,
     /// Also write the results as JUnit XML to FILE (for CI systems).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -87,8 +97,9 @@ fn input(e: Vec<ManifestError>) -> Failure {
 }
 
 fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
-    if a.files.is_empty() && !a.live {
-        return Err(anyhow::anyhow!("give -f PATH (tests and manifests) or --live").into());
+    let remote = a.live || a.lab.is_some();
+    if a.files.is_empty() && !remote {
+        return Err(anyhow::anyhow!("give -f PATH (tests and manifests), --live or --lab NAME").into());
     }
     let (docs, mut errors) = if a.files.is_empty() { (vec![], vec![]) } else { load_paths_partial(&a.files) };
     if let Err(e) = validate_set(&docs, &Default::default()) {
@@ -99,7 +110,19 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
     }
     let (mut tests, mut model): (Vec<Document>, Vec<Document>) =
         docs.into_iter().partition(|d| matches!(d.resource, Resource::ConnectivityTest(_)));
-    if a.live {
+    let lab = match &a.lab {
+        None => None,
+        Some(name) => {
+            // As `porin lab` opens its labs.
+            let opts = porin_lab::LabOptions {
+                state_dir: std::path::absolute(&a.lab_state_dir).context("--lab-state-dir")?,
+                servers: porin_lab::ServerMode::current_exe(&["lab-serve"]).map_err(anyhow::Error::from)?,
+                ready_timeout: std::time::Duration::from_secs(15),
+            };
+            Some(porin_lab::Lab::open(name, &opts).with_context(|| format!("opening lab {name} (is it up?)"))?)
+        }
+    };
+    if remote {
         if !model.is_empty() {
             let errors = model
                 .iter()
@@ -118,7 +141,15 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
                 .collect();
             return Err(input(errors));
         }
-        let live = fetch_live(&Client::new(&a.client))?;
+        let client = match &a.lab {
+            Some(name) => {
+                let meta = super::lab::load_meta(&a.lab_state_dir, name)?
+                    .ok_or_else(|| anyhow::anyhow!("lab {name} is not up"))?;
+                Client::new(&ClientArgs::socket(meta.server.display().to_string()))
+            }
+            None => Client::new(&a.client),
+        };
+        let live = fetch_live(&client)?;
         for d in live {
             if matches!(d.resource, Resource::ConnectivityTest(_)) {
                 if a.files.is_empty() {
@@ -134,7 +165,14 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
     }
     let cluster = Cluster::build(model.iter().map(|d| &d.resource)).context("building the policy model")?;
     let plans = plan(&cluster, &tests)?;
-    let results: Vec<CaseResult> = plans.iter().map(|p| evaluate(&cluster, p)).collect();
+    let probe = match &lab {
+        Some(l) => {
+            check_probeable(l, &tests, &plans)?;
+            Some((l, std::time::Duration::from_millis(a.probe_timeout_ms)))
+        }
+        None => None,
+    };
+    let results: Vec<CaseResult> = plans.iter().map(|p| evaluate(&cluster, p, probe)).collect::<Result<_>>()?;
     if let Some(path) = &a.junit {
         std::fs::write(path, junit(&results)).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -391,7 +429,51 @@ impl CaseResult {
     }
 }
 
-fn evaluate(c: &Cluster, p: &Plan<'_>) -> CaseResult {
+/// Real packets can only be sent between lab pods, on TCP, UDP and SCTP.
+fn check_probeable(lab: &porin_lab::Lab, tests: &[Document], plans: &[Plan<'_>]) -> Result<(), Failure> {
+    let mut errors = Vec::new();
+    for p in plans {
+        let d = tests.iter().find(|d| d.resource.name() == p.test).expect("a plan comes from a test");
+        let err = |field: &str, msg: String| {
+            ManifestError::new(
+                &d.source,
+                Some(d.doc),
+                join_path(&d.prefix, &format!("spec.cases[{}].{field}", p.index)),
+                msg,
+            )
+        };
+        if lab_proto(p.case.protocol_number().expect("validated")).is_none() {
+            errors.push(err("protocol", "--lab sends TCP, UDP or SCTP only".into()));
+        }
+        for (field, peers) in [("from", &p.sources), ("to", &p.destinations)] {
+            for peer in peers.iter() {
+                match peer {
+                    Peer::Endpoint(e) if lab.pods().iter().any(|x| x.key == e.id()) => {}
+                    Peer::Endpoint(e) => {
+                        errors.push(err(field, format!("pod {} is not in lab {}", e.id(), lab.name())))
+                    }
+                    Peer::Ip(ip) => {
+                        errors
+                            .push(err(field, format!("{ip} is not a pod: --lab sends real packets between pods only")));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(input(errors)) }
+}
+
+fn lab_proto(n: u8) -> Option<porin_lab::Proto> {
+    match n {
+        6 => Some(porin_lab::Proto::Tcp),
+        17 => Some(porin_lab::Proto::Udp),
+        132 => Some(porin_lab::Proto::Sctp),
+        _ => None,
+    }
+}
+
+fn evaluate(c: &Cluster, p: &Plan<'_>, probe: Option<(&porin_lab::Lab, std::time::Duration)>) -> Result<CaseResult> {
     let protocol = p.case.protocol_number().expect("validated");
     let port = p.case.port.map(|x| u16::try_from(x).expect("validated"));
     let packet_of = |s: &Peer<'_>, d: &Peer<'_>| {
@@ -413,22 +495,41 @@ fn evaluate(c: &Cluster, p: &Plan<'_>) -> CaseResult {
             pairs += 1;
             let pkt = packet_of(s, d);
             let v = c.verdict(*s, *d, &pkt);
-            let ok = v.enforced.allowed == p.case.expect.allowed()
+            let observed = match probe {
+                None => None,
+                Some((lab, timeout)) => {
+                    let proto = lab_proto(protocol).expect("checked");
+                    let port = port.expect("checked: TCP, UDP and SCTP carry a port");
+                    Some(
+                        lab.probe_one(&s.describe(), &d.describe(), port, proto, timeout)
+                            .with_context(|| format!("probing {} -> {}", s.describe(), d.describe()))?,
+                    )
+                }
+            };
+            // With real packets, what the packets did is the actual verdict; the model's trace explains it.
+            let actual = observed.unwrap_or(v.enforced.allowed);
+            let ok = actual == p.case.expect.allowed()
                 && p.case.expect_pending.is_none_or(|e| v.pending.allowed == e.allowed());
             if !ok {
+                let mut trace_text = printers::trace_table(s, d, &pkt, &v);
+                let mut trace_json = printers::trace_json(s, d, &pkt, &v);
+                if let Some(o) = observed {
+                    let _ = writeln!(trace_text, "OBSERVED (real packets): {}", if o { "ALLOWED" } else { "DENIED" });
+                    trace_json["observed"] = json!(o);
+                }
                 failures.push(PairFailure {
                     from: s.describe(),
                     to: d.describe(),
-                    actual: Expect::of(v.enforced.allowed),
+                    actual: Expect::of(actual),
                     actual_pending: Expect::of(v.pending.allowed),
-                    trace_text: printers::trace_table(s, d, &pkt, &v),
-                    trace_json: printers::trace_json(s, d, &pkt, &v),
+                    trace_text,
+                    trace_json,
                 });
             }
         }
     }
     let packet = printers::packet_label(&Packet { protocol, port, icmp: None, v6: false });
-    CaseResult { test: p.test.clone(), index: p.index, case: p.case.clone(), packet, pairs, failures }
+    Ok(CaseResult { test: p.test.clone(), index: p.index, case: p.case.clone(), packet, pairs, failures })
 }
 
 /// A peer as written, on one line.
