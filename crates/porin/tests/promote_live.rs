@@ -94,6 +94,7 @@ fn promote_makes_staged_policies_enforced_in_one_audited_transaction() {
     assert!(out.contains("kind: GlobalNetworkPolicy") && out.contains("name: block-loadgen"), "{out}");
     assert!(out.contains("apiVersion: networking.k8s.io/v1") && out.contains("name: cart-only-db"), "{out}");
     assert!(out.contains("# delete porin.io/v1 NetworkPolicy ops/ops-ingress"), "{out}");
+    assert!(out.contains("# from porin.io/v1 StagedGlobalNetworkPolicy block-loadgen (deleted)"), "{out}");
     assert!(!out.contains("stagedAction"), "{out}");
     assert_eq!(a.ok(&["audit", "-o", "json"]), audit_before);
     assert!(a.ok(&["get", "sgnp"]).contains("block-loadgen"));

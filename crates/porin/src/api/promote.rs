@@ -148,7 +148,8 @@ pub async fn promote(
         });
         match promotion {
             Promotion::Set(target) => {
-                results.push(json!({"action": "apply", "object": stored_json(&target)}));
+                results
+                    .push(json!({"action": "apply", "object": stored_json(&target), "staged": stored_json(&staged)}));
                 changes.push(Change {
                     kind: target.kind(),
                     namespace: target.namespace().map(str::to_string),
@@ -165,7 +166,7 @@ pub async fn promote(
                 });
             }
             Promotion::Delete { kind: k, namespace, name } => {
-                results.push(json!({"action": "delete", "object": {
+                results.push(json!({"action": "delete", "staged": stored_json(&staged), "object": {
                     "apiVersion": k.api_version(), "kind": k.info().kind, "metadata": {"name": name, "namespace": namespace}
                 }}));
                 changes.push(Change {
