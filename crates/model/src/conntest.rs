@@ -91,11 +91,28 @@ impl TestCase {
 }
 
 /// A peer as written: a string (`NS/POD`, IP, CIDR) or an object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum PeerSpec {
     Text(String),
     Object(PeerObject),
+}
+
+/// By hand rather than `untagged`, so a misspelt field is reported as such ("unknown field `selectr`, expected
+/// one of ...") instead of "did not match any variant".
+impl<'de> Deserialize<'de> for PeerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PeerSpec, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(PeerSpec::Text(s)),
+            v @ serde_json::Value::Object(_) => {
+                serde_json::from_value(v).map(PeerSpec::Object).map_err(D::Error::custom)
+            }
+            _ => Err(D::Error::custom(
+                "expected NAMESPACE/POD, an IP address or CIDR, {namespace, selector}, {networkSet} or {globalNetworkSet}",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -312,6 +312,17 @@ spec:
     assert!(err.contains("bad1.yaml doc 1: spec.cases[2].from: no NetworkSet ops/none in the model"), "{err}");
     assert!(err.contains("bad1.yaml doc 1: spec.cases[3].to: every destination is the source itself"), "{err}");
     assert!(err.ends_with("4 input error(s); no case was evaluated\n"), "{err}");
+    // Type errors name the field too.
+    let typo = write(
+        dir.path(),
+        "typo.yaml",
+        "apiVersion: porin.io/v1\nkind: ConnectivityTest\nmetadata: {name: t}\nspec:\n  cases:\n    - {from: {namespace: shop, selectr: all()}, to: shop/cart, port: 9000, expect: Allow}\n---\napiVersion: porin.io/v1\nkind: ConnectivityTest\nmetadata: {name: u}\nspec:\n  cases:\n    - {from: shop/cart, to: shop/db, port: 5432, expect: allow}\n",
+    );
+    let (code, _, err) = porin(&["test", "-f", "examples/shop", "-f", &typo]);
+    let err = err.replace(&typo, "typo.yaml");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("typo.yaml doc 1: spec.cases[0].from: unknown field `selectr`"), "{err}");
+    assert!(err.contains("typo.yaml doc 2: spec.cases[0].expect: unknown variant `allow`"), "{err}");
     // No test at all is an input error too.
     let (code, _, err) = porin(&["test", "-f", "examples/shop"]);
     assert_eq!(code, 2);
