@@ -20,6 +20,8 @@ pub enum Kind {
     ClusterSettings,
     /// The binding workload ↔ host-side interface ↔ addresses (Calico's v3 WorkloadEndpoint); system-owned.
     WorkloadEndpoint,
+    /// Connectivity assertions (`porin test`); never changes enforcement.
+    ConnectivityTest,
 }
 
 /// Static facts about a kind.
@@ -42,7 +44,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -56,6 +58,7 @@ impl Kind {
         Kind::GlobalNetworkSet,
         Kind::ClusterSettings,
         Kind::WorkloadEndpoint,
+        Kind::ConnectivityTest,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -124,6 +127,9 @@ impl Kind {
             }
             Kind::ClusterSettings => p("ClusterSettings", "clustersettings", "clustersettings", &["settings"], false),
             Kind::WorkloadEndpoint => p("WorkloadEndpoint", "workloadendpoints", "workloadendpoint", &["wep"], true),
+            Kind::ConnectivityTest => {
+                p("ConnectivityTest", "connectivitytests", "connectivitytest", &["ctest"], false)
+            }
         }
     }
 

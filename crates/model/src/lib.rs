@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conntest;
 pub mod endpoint;
 pub mod k8s;
 pub mod kind;
@@ -135,6 +136,7 @@ pub enum Resource {
     ClusterSettings(Object<porin::ClusterSettingsSpec>),
     /// Boxed: its spec is much larger than the other kinds'.
     WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
+    ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
 }
 
 macro_rules! each_resource {
@@ -153,6 +155,7 @@ macro_rules! each_resource {
             Resource::GlobalNetworkSet($o) => $e,
             Resource::ClusterSettings($o) => $e,
             Resource::WorkloadEndpoint($o) => $e,
+            Resource::ConnectivityTest($o) => $e,
         }
     };
 }
@@ -173,6 +176,7 @@ impl Resource {
             Resource::GlobalNetworkSet(_) => Kind::GlobalNetworkSet,
             Resource::ClusterSettings(_) => Kind::ClusterSettings,
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
+            Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

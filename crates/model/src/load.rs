@@ -385,6 +385,7 @@ macro_rules! by_kind {
             Kind::GlobalNetworkSet => Resource::GlobalNetworkSet($f($v)?),
             Kind::ClusterSettings => Resource::ClusterSettings($f($v)?),
             Kind::WorkloadEndpoint => Resource::WorkloadEndpoint(Box::new($f($v)?)),
+            Kind::ConnectivityTest => Resource::ConnectivityTest($f($v)?),
         }
     };
 }

@@ -69,6 +69,10 @@ enum Command {
     Version(cmd::version::VersionArgs),
     /// Print a shell completion script: `source <(porin completion bash)`.
     Completion(cmd::version::CompletionArgs),
+    /// Check connectivity assertions (ConnectivityTest) against manifests or the live agent; exit 1 on failure.
+    Test(cmd::test::TestArgs),
+    /// Make staged policies enforced (and delete the staged objects) in one transaction.
+    Promote(cmd::promote::PromoteArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -105,6 +109,8 @@ fn main() -> ExitCode {
         Command::Version(a) => cmd::version::version(a),
         Command::Completion(a) => cmd::version::completion(a, &mut Cli::command()),
         Command::LabServe { args } => cmd::lab::serve(args),
+        Command::Test(a) => cmd::test::test(a),
+        Command::Promote(a) => cmd::promote::promote(a),
     };
     match result {
         Ok(code) => code,

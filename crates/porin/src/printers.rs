@@ -155,7 +155,7 @@ pub fn diff_table(d: &Diff) -> String {
 
 // ---- control plane: `porin get`, `porin audit`, `porin status` ----
 
-fn render_columns(rows: &[Vec<String>]) -> String {
+pub fn render_columns(rows: &[Vec<String>]) -> String {
     let widths = column_widths(rows);
     rows.iter().map(|r| render_row(r, &widths)).collect()
 }
@@ -254,6 +254,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         }
         Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
         Kind::Namespace | Kind::ClusterSettings => &[],
+        Kind::ConnectivityTest => &[],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),

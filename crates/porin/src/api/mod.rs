@@ -16,6 +16,7 @@ pub mod error;
 pub mod flows;
 pub mod listener;
 pub mod porin_routes;
+pub mod promote;
 pub mod resources;
 pub mod write;
 
@@ -194,6 +195,7 @@ pub fn router(state: Shared) -> Router {
         .route("/apis/{*rest}", any(resources::handle))
         .route("/porin/v1/apply", post(porin_routes::apply))
         .route("/porin/v1/delete", post(porin_routes::delete))
+        .route("/porin/v1/promote", post(promote::promote))
         .route("/porin/v1/audit", get(porin_routes::audit))
         .route("/porin/v1/tokens", post(porin_routes::create_token))
         .route("/porin/v1/status", get(porin_routes::status))

@@ -12,3 +12,5 @@ pub mod observe;
 pub mod status;
 pub mod token;
 pub mod version;
+pub mod test;
+pub mod promote;
