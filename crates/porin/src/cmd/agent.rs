@@ -91,6 +91,18 @@ pub struct AgentArgs {
     /// ring shows loss accounting).
     #[arg(long, hide = true)]
     pub dp_ringbuf_bytes: Option<u32>,
+    /// Most conntrack entries one workload may hold (two per flow, opened or accepted). Over it, that workload's
+    /// new flows drop (reason ct_budget); no other workload is affected. 0 admits no new flow.
+    #[arg(long, default_value_t = porin_dataplane::DEFAULT_CT_BUDGET, help_heading = "Dataplane capacity")]
+    pub ct_budget: u32,
+    /// Most policy-map entries one workload's policy may take (per generation). A larger policy locks that
+    /// workload down (it denies everything) and is reported in `porin status`. 0: only the map size limits.
+    #[arg(long, default_value_t = porin_dataplane::DEFAULT_POLICY_QUOTA, help_heading = "Dataplane capacity")]
+    pub policy_quota: u32,
+    /// Size of the node's conntrack map when first created (entries). For full isolation between workloads
+    /// size it as --ct-budget x workloads per node.
+    #[arg(long, help_heading = "Dataplane capacity")]
+    pub max_conntrack: Option<u32>,
     /// Flow records: one per 5-tuple, or per (workload, peer workload, port) like Calico's level 2.
     #[arg(long, value_enum, default_value = "five-tuple", help_heading = "Flows")]
     pub flow_aggregation: FlowAggregation,
@@ -255,6 +267,9 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
                     pin_dir: a.bpf_dir.clone().unwrap_or_else(|| a.data_dir.join("bpf")),
                     options: DataplaneOptions {
                         max_policy: a.dp_max_policy,
+                        max_conntrack: a.max_conntrack,
+                        ct_budget: a.ct_budget,
+                        policy_quota: (a.policy_quota > 0).then_some(a.policy_quota),
                         ringbuf_bytes: a.dp_ringbuf_bytes.unwrap_or(DataplaneOptions::default().ringbuf_bytes),
                         ..Default::default()
                     },
