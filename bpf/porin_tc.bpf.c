@@ -115,6 +115,25 @@ static __always_inline void copy16(__u8 *dst, const __u8 *src)
 	__builtin_memcpy(dst, src, 16);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Flow events: wake-up batching                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Submitting a ring-buffer record normally wakes the consumer whenever it had
+ * caught up, i.e. for nearly every event at a low rate: a cross-CPU wake-up per
+ * new connection or denied packet, far more expensive than the packet itself.
+ * Records are submitted without a wake-up instead; the agent polls the ring on
+ * an interval (PORIN_EV_POLL_MS) and is woken early only once the unread data
+ * passes 1/PORIN_EV_WAKE_FRACTION of the ring, so a burst cannot overflow it
+ * before the next poll. Nothing is lost by this: a reserve that fails is still
+ * counted (PORIN_R_RINGBUF_FULL). */
+static __always_inline __u64 ev_submit_flags(void)
+{
+	__u64 avail = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_RING_SIZE);
+	return avail >= size / PORIN_EV_WAKE_FRACTION ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void emit(struct __sk_buff *skb, const struct ep_snapshot *ep, __u8 dir,
 				 const struct pkt *p, const struct verdict *v)
 {
@@ -144,7 +163,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct ep_snapshot
 	e->dport = p->ev_dport;
 	e->pad2[0] = 0;
 	e->pad2[1] = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ev_submit_flags());
 }
 
 /* ------------------------------------------------------------------------ */

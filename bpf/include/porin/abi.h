@@ -378,4 +378,15 @@ struct {
 
 #endif /* __bpf__ */
 
+/* ------------------------------------------------------------------------ */
+/* Flow events: delivery (appended; owned by the flow pipeline)              */
+/* ------------------------------------------------------------------------ */
+
+/* Flow-event wake-ups (see ev_submit_flags in porin_tc.bpf.c): records are
+ * submitted without waking the consumer, which polls the ring at least every
+ * PORIN_EV_POLL_MS; the producer wakes it early once the unread data reaches
+ * 1/PORIN_EV_WAKE_FRACTION of the ring. */
+#define PORIN_EV_WAKE_FRACTION 4
+#define PORIN_EV_POLL_MS 100
+
 #endif /* PORIN_ABI_H */

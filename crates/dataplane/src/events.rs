@@ -13,6 +13,16 @@ use tokio::io::unix::AsyncFd;
 use crate::abi::{self, Direction, EventType, RawEvent, Reason};
 use crate::error::{Error, Result};
 
+/// How often a consumer must look at the ring buffer. The BPF program submits
+/// records without waking the consumer (a cross-CPU wake-up per event costs far
+/// more than the packet), and wakes it early only when the unread data reaches
+/// 1/[`EVENT_WAKE_FRACTION`] of the ring; a reader therefore polls with at most
+/// this timeout ([`EventReader::next_timeout`] callers, [`AsyncEventReader`]).
+/// `PORIN_EV_POLL_MS` in `abi.h`.
+pub const EVENT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// `PORIN_EV_WAKE_FRACTION` in `abi.h`.
+pub const EVENT_WAKE_FRACTION: u32 = 4;
+
 /// A decoded event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -161,14 +171,24 @@ pub struct AsyncEventReader {
 }
 
 impl AsyncEventReader {
-    /// The next event (waits as long as needed).
+    /// The next event (waits as long as needed). Records are submitted without
+    /// a wake-up, so this waits for readiness (an early wake-up of a filling
+    /// ring) or [`EVENT_POLL_INTERVAL`], whichever comes first, and looks again.
     pub async fn next(&mut self) -> std::io::Result<Result<Event, DecodeError>> {
         loop {
-            let mut guard = self.fd.readable_mut().await?;
-            if let Some(item) = guard.get_inner_mut().next() {
+            if let Some(item) = self.fd.get_mut().next() {
                 return Ok(Event::decode(&item));
             }
-            guard.clear_ready();
+            match tokio::time::timeout(EVENT_POLL_INTERVAL, self.fd.readable_mut()).await {
+                Ok(guard) => {
+                    let mut guard = guard?;
+                    if let Some(item) = guard.get_inner_mut().next() {
+                        return Ok(Event::decode(&item));
+                    }
+                    guard.clear_ready();
+                }
+                Err(_elapsed) => {}
+            }
         }
     }
 }
@@ -209,6 +229,17 @@ mod tests {
         r.r#type = 1;
         r.family = 5;
         assert_eq!(Event::decode(r.as_bytes()), Err(DecodeError::Family(5)));
+    }
+
+    #[test]
+    fn poll_constants_match_abi_h() {
+        let h = include_str!("../../../bpf/include/porin/abi.h");
+        let def = |name: &str| -> u64 {
+            let l = h.lines().find_map(|l| l.strip_prefix("#define ").and_then(|l| l.strip_prefix(name))).unwrap_or_else(|| panic!("{name} in abi.h"));
+            l.trim().parse().unwrap()
+        };
+        assert_eq!(def("PORIN_EV_POLL_MS"), EVENT_POLL_INTERVAL.as_millis() as u64);
+        assert_eq!(def("PORIN_EV_WAKE_FRACTION"), u64::from(EVENT_WAKE_FRACTION));
     }
 
     proptest::proptest! {

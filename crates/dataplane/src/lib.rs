@@ -33,7 +33,7 @@ use aya::{Ebpf, EbpfLoader};
 pub use abi::{Action, Direction, EventType, Reason};
 pub use entries::{AddrError, EndpointAddrs, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
 pub use error::{Error, MapOpError, Result};
-pub use events::{AsyncEventReader, Event, EventReader};
+pub use events::{AsyncEventReader, EVENT_POLL_INTERVAL, EVENT_WAKE_FRACTION, Event, EventReader};
 pub use sync::{ReadBack, SyncStats};
 
 use abi::{CtKey, CtValue, FragKey, FragValue, map_names as names, prog_names};

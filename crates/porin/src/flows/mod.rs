@@ -128,7 +128,7 @@ impl FlowService {
             let Ok(mut reader) = rx.recv() else { return };
             tracing::info!("flow pipeline: reading the dataplane's event ring buffer");
             loop {
-                match reader.next_timeout(Duration::from_millis(250)) {
+                match reader.next_timeout(porin_dataplane::EVENT_POLL_INTERVAL) {
                     Ok(None) => continue,
                     Ok(Some(first)) => {
                         let mut next = Some(first);
