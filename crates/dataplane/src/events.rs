@@ -100,6 +100,52 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The ring-buffer record this event decodes from, with every padding byte and
+    /// every unused address byte zero (the canonical form). `decode(encode(e)) == e`
+    /// for every decoded `e`; `src`/`dst` of different families (or one of them
+    /// `None` while the other is not) cannot come from a record and encode as the
+    /// family of `src`.
+    pub fn encode(&self) -> RawEvent {
+        let family_of = |a: &Option<IpAddr>| match a {
+            None => 0,
+            Some(IpAddr::V4(_)) => abi::FAMILY_V4,
+            Some(IpAddr::V6(_)) => abi::FAMILY_V6,
+        };
+        let bytes = |a: &Option<IpAddr>| {
+            let mut b = [0u8; 16];
+            match a {
+                Some(IpAddr::V4(v)) => b[..4].copy_from_slice(&v.octets()),
+                Some(IpAddr::V6(v)) => b = v.octets(),
+                None => {}
+            }
+            b
+        };
+        RawEvent {
+            ts_ns: self.ts_ns,
+            packets: self.packets,
+            bytes: self.bytes,
+            endpoint_id: self.endpoint_id,
+            peer_identity: self.peer_identity,
+            rule_id: self.rule_id,
+            ifindex: self.ifindex,
+            policy_rev: self.policy_rev,
+            r#type: self.kind as u8,
+            dir: self.dir as u8,
+            family: family_of(&self.src),
+            proto: self.proto,
+            reason: self.reason as u8,
+            tcp_flags: self.tcp_flags,
+            pad: 0,
+            src: bytes(&self.src),
+            dst: bytes(&self.dst),
+            sport: self.sport,
+            dport: self.dport,
+            pad2: [0; 2],
+        }
+    }
+}
+
 /// Reads events; blocking calls take a timeout.
 pub struct EventReader {
     rb: RingBuf<MapData>,
