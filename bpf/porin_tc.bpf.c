@@ -120,18 +120,24 @@ static __always_inline void copy16(__u8 *dst, const __u8 *src)
 /* ------------------------------------------------------------------------ */
 
 /* Submitting a ring-buffer record normally wakes the consumer whenever it had
- * caught up, i.e. for nearly every event at a low rate: a cross-CPU wake-up per
- * new connection or denied packet, far more expensive than the packet itself.
- * Records are submitted without a wake-up instead; the agent polls the ring on
- * an interval (PORIN_EV_POLL_MS) and is woken early only once the unread data
- * passes 1/PORIN_EV_WAKE_FRACTION of the ring, so a burst cannot overflow it
- * before the next poll. Nothing is lost by this: a reserve that fails is still
- * counted (PORIN_R_RINGBUF_FULL). */
+ * caught up, i.e. for nearly every event at a low rate: a wake-up (irq_work, a
+ * self-IPI, then a cross-CPU wake-up) per new connection or denied packet, far
+ * more expensive than the packet itself. Records are submitted without a
+ * wake-up instead; the agent polls the ring on an interval (PORIN_EV_POLL_MS)
+ * and is woken early only by the record that takes the unread data across
+ * 1/PORIN_EV_WAKE_FRACTION of the ring (once per crossing, not by every record
+ * above it), so a burst cannot fill the ring before the next poll. Nothing is
+ * lost uncounted by this: a reserve that fails is counted
+ * (PORIN_R_RINGBUF_FULL). `avail` includes this record (reserved, not yet
+ * submitted); PORIN_EV_RECORD_SPAN is its footprint (header + record). */
+#define PORIN_EV_RECORD_SPAN (8 + sizeof(struct porin_event))
 static __always_inline __u64 ev_submit_flags(void)
 {
 	__u64 avail = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_AVAIL_DATA);
-	__u64 size = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_RING_SIZE);
-	return avail >= size / PORIN_EV_WAKE_FRACTION ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u64 mark = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_RING_SIZE) / PORIN_EV_WAKE_FRACTION;
+	if (avail >= mark && avail < mark + PORIN_EV_RECORD_SPAN)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void emit(struct __sk_buff *skb, const struct ep_snapshot *ep, __u8 dir,
