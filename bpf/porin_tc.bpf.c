@@ -172,6 +172,55 @@ static __always_inline void emit(struct __sk_buff *skb, const struct ep_snapshot
 	bpf_ringbuf_submit(e, ev_submit_flags());
 }
 
+/* Denied-packet aggregation (see porin_dagg_v1 in abi.h). Returns 1 if the
+ * packet was added to an aggregate (no event needed), 0 if it must be sent as
+ * an event (aggregation off, or no entry could be created). */
+static __always_inline int deny_aggregate(struct __sk_buff *skb, const struct ep_snapshot *ep, __u8 dir,
+					  const struct pkt *p, const struct verdict *v)
+{
+	__u32 zero = 0;
+	struct porin_evctl *ctl = bpf_map_lookup_elem(&porin_evctl_v1, &zero);
+	if (!ctl || !(ctl->flags & PORIN_EVCTL_F_AGGREGATE_DENIED))
+		return 0;
+	struct porin_dagg_key k = {};
+	k.endpoint_id = ep->endpoint_id;
+	k.generation = ctl->generation;
+	k.dir = dir;
+	k.family = p->family;
+	k.proto = p->proto;
+	k.reason = v->reason;
+	copy16(k.src, p->src);
+	copy16(k.dst, p->dst);
+	k.sport = p->ev_sport;
+	k.dport = p->ev_dport;
+	__u64 now = bpf_ktime_get_ns();
+	/* Per-CPU value: only this CPU writes it, and tc programs do not nest on
+	 * a CPU, so plain adds are exact. */
+	struct porin_dagg_value *a = bpf_map_lookup_elem(&porin_dagg_v1, &k);
+	if (a) {
+		a->last_ns = now;
+		a->packets += 1;
+		a->bytes += skb->len;
+		a->tcp_flags |= p->tcp_flags;
+		a->rule_id = v->rule_id;
+		a->peer_identity = v->identity;
+		a->policy_rev = ep->rev;
+		return 1;
+	}
+	struct porin_dagg_value n = {
+		.first_ns = now,
+		.last_ns = now,
+		.packets = 1,
+		.bytes = skb->len,
+		.rule_id = v->rule_id,
+		.peer_identity = v->identity,
+		.ifindex = skb->ifindex,
+		.policy_rev = ep->rev,
+		.tcp_flags = p->tcp_flags,
+	};
+	return bpf_map_update_elem(&porin_dagg_v1, &k, &n, BPF_NOEXIST) == 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Parsing                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -746,7 +795,7 @@ static __always_inline int finish(struct __sk_buff *skb, const struct ep_snapsho
 				  const struct pkt *p, const struct verdict *v, int pass)
 {
 	count(v->reason);
-	if (v->ev_type)
+	if (v->ev_type && !(v->ev_type == PORIN_EV_DENIED && deny_aggregate(skb, ep, dir, p, v)))
 		emit(skb, ep, dir, p, v);
 	return pass ? PORIN_PASS : PORIN_DROP;
 }
