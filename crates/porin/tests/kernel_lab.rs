@@ -691,4 +691,5 @@ fn flow_loss_is_counted_when_the_ring_buffer_overflows() {
     assert!(f["counters"]["denied_aggregated_packets"].as_u64().unwrap() > 0, "the kernel aggregated denied packets: {f}");
     let table = lab.ok(&["status"]);
     assert!(table.contains(&format!("ringbuf={ringbuf}")), "{table}");
+    assert!(table.contains("Denied, summed"), "{table}");
 }
