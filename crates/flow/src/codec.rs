@@ -5,8 +5,8 @@
 //! * `{` — the record's JSON (store format 1; still read, never written);
 //! * [`TAG_V1`] — this encoding, version 1.
 //!
-//! Version 1, all integers little-endian, `varint` = unsigned LEB128 (at most 10 bytes, no
-//! overlong final byte), `str` = varint length + UTF-8 bytes, `opt<T>` = present in a flag bit:
+//! Version 1, all integers little-endian, `varint` = unsigned LEB128 (minimal: at most 10 bytes,
+//! no zero final byte after the first), `str` = varint length + UTF-8 bytes, `opt<T>` = present in a flag bit:
 //!
 //! ```text
 //! tag u8 | flags u16 | start_time u64 | end_time - start_time varint | node str
@@ -234,8 +234,9 @@ impl<'a> Rd<'a> {
         let mut v = 0u64;
         for i in 0..10 {
             let b = self.u8()?;
-            // the 10th byte may only carry the top bit of a u64
-            if i == 9 && b > 1 {
+            // the 10th byte may only carry the top bit of a u64; a zero final byte after the
+            // first is an overlong (non-canonical) encoding
+            if (i == 9 && b > 1) || (i > 0 && b == 0) {
                 return Err(CodecError::Varint(start));
             }
             v |= u64::from(b & 0x7f) << (7 * i);
@@ -488,11 +489,42 @@ mod tests {
         assert!(matches!(decode(&bad), Err(CodecError::Value { what: "flags", .. })));
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes, and a valid record with bytes changed: never a panic; whatever decodes
+        /// re-encodes to the same bytes (the encoding is canonical, so nothing was misread).
+        #[test]
+        fn corrupt_values_never_panic_or_misread(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..4),
+        ) {
+            let mut tagged = b.clone();
+            if let Some(x) = tagged.first_mut() {
+                *x = TAG_V1;
+            }
+            let mut mutated = to_vec(&sample());
+            for (at, v) in flips {
+                let n = mutated.len();
+                mutated[at % n] = v;
+            }
+            for input in [b, tagged, mutated] {
+                if input.first() == Some(&TAG_V1)
+                    && let Ok(r) = decode(&input)
+                {
+                    proptest::prop_assert_eq!(to_vec(&r), input);
+                }
+            }
+        }
+    }
+
     #[test]
     fn overlong_varints_are_refused() {
         let mut r = Rd { b: &[0xff; 11], at: 0 };
         assert_eq!(r.varint(), Err(CodecError::Varint(0)));
         let mut r = Rd { b: &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], at: 0 };
         assert_eq!(r.varint(), Ok(u64::MAX));
+        let mut r = Rd { b: &[0x80, 0x00], at: 0 };
+        assert_eq!(r.varint(), Err(CodecError::Varint(0)), "0 written in two bytes");
+        let mut r = Rd { b: &[0x00], at: 0 };
+        assert_eq!(r.varint(), Ok(0));
     }
 }
