@@ -118,7 +118,7 @@ down() {
         pid=$(cat "$PIDF")
         if kill -0 "$pid" 2>/dev/null; then
             # what the flow pipeline saw and lost during the bundle, and the agent's memory
-            status_json | jq -c '.flows | {counters: .counters | {events_in, records_out, records_stored}, lostByStage}' 2>/dev/null |
+            status_json | jq -c '.flows | {counters: .counters | {events_in, records_out, records_stored, denied_aggregates, denied_aggregated_packets}, lostByStage}' 2>/dev/null |
                 sed 's/^/porin-anchors-hook[down]: flows /'
             log down "agent pid $pid rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
             kill "$pid" 2>/dev/null
