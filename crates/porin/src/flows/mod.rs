@@ -176,6 +176,8 @@ impl FlowService {
                     Ok(None) => continue,
                     Ok(Some(first)) => {
                         let mut next = Some(first);
+                        // Bounded, so that a ring that never empties still lets the aggregates drain.
+                        let mut n = 0;
                         while let Some(r) = next {
                             match r {
                                 Ok(ev) => {
@@ -185,7 +187,8 @@ impl FlowService {
                                 }
                                 Err(_) => PipelineCounters::add(&c2.decode_errors, 1),
                             }
-                            next = reader.try_next();
+                            n += 1;
+                            next = if n < 65_536 { reader.try_next() } else { None };
                         }
                     }
                     Err(e) => {
