@@ -185,6 +185,8 @@ static __always_inline int deny_aggregate(struct __sk_buff *skb, const struct ep
 	struct porin_dagg_key k = {};
 	k.endpoint_id = ep->endpoint_id;
 	k.generation = ctl->generation;
+	k.rule_id = v->rule_id;
+	k.peer_identity = v->identity;
 	k.dir = dir;
 	k.family = p->family;
 	k.proto = p->proto;
@@ -202,8 +204,6 @@ static __always_inline int deny_aggregate(struct __sk_buff *skb, const struct ep
 		a->packets += 1;
 		a->bytes += skb->len;
 		a->tcp_flags |= p->tcp_flags;
-		a->rule_id = v->rule_id;
-		a->peer_identity = v->identity;
 		a->policy_rev = ep->rev;
 		return 1;
 	}
@@ -212,8 +212,6 @@ static __always_inline int deny_aggregate(struct __sk_buff *skb, const struct ep
 		.last_ns = now,
 		.packets = 1,
 		.bytes = skb->len,
-		.rule_id = v->rule_id,
-		.peer_identity = v->identity,
 		.ifindex = skb->ifindex,
 		.policy_rev = ep->rev,
 		.tcp_flags = p->tcp_flags,

@@ -409,10 +409,14 @@ struct porin_evctl {
 	__u32 flags; /* enum porin_evctl_flags */
 };
 
-/* porin_dagg_v1 key: the fields of the event a denied packet would have sent. */
+/* porin_dagg_v1 key: the fields of the event a denied packet would have sent
+ * (so an aggregate never mixes packets a per-packet event would have told
+ * apart: another rule or peer identity after a policy change is another key). */
 struct porin_dagg_key {
 	__u32 endpoint_id;
 	__u32 generation;
+	__u32 rule_id;
+	__u32 peer_identity;
 	__u8 dir;       /* enum porin_dir */
 	__u8 family;    /* enum porin_family, 0 for non-IP */
 	__u8 proto;
@@ -429,10 +433,8 @@ struct porin_dagg_value {
 	__u64 last_ns;
 	__u64 packets;
 	__u64 bytes;
-	__u32 rule_id;       /* of the last packet */
-	__u32 peer_identity;
 	__u32 ifindex;
-	__u32 policy_rev;
+	__u32 policy_rev;    /* of the last packet */
 	__u8 tcp_flags;      /* OR over the packets */
 	__u8 pad[7];
 };

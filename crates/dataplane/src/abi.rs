@@ -538,6 +538,8 @@ abi_struct! {
     "porin_dagg_key" => pub struct DaggKey {
         pub endpoint_id: u32,
         pub generation: u32,
+        pub rule_id: u32,
+        pub peer_identity: u32,
         pub dir: u8,
         pub family: u8,
         pub proto: u8,
@@ -556,8 +558,6 @@ abi_struct! {
         pub last_ns: u64,
         pub packets: u64,
         pub bytes: u64,
-        pub rule_id: u32,
-        pub peer_identity: u32,
         pub ifindex: u32,
         pub policy_rev: u32,
         pub tcp_flags: u8,

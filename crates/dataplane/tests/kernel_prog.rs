@@ -676,6 +676,19 @@ fn denied_packets_aggregate_per_flow_and_drain_exactly() {
     let mut out = Vec::new();
     assert_eq!(h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap().packets, 1);
 
+    // a policy change within one generation (another deny rule for the same flow) is another aggregate
+    h.drop_(Egress, &f81);
+    h.drop_(Egress, &f81);
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80), PolicyEntry { rule_id: 99, ..deny(PEER_ID, TCP, 81) }]);
+    for _ in 0..3 {
+        h.drop_(Egress, &f81);
+    }
+    let mut out = Vec::new();
+    h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap();
+    let mut by_rule: Vec<(u32, u64)> = out.into_iter().map(|e| e.map(|e| (e.rule_id, e.packets)).unwrap()).collect();
+    by_rule.sort();
+    assert_eq!(by_rule, [(81, 2), (99, 3)]);
+
     // off: events per packet again
     h.ev.denied_aggregates().unwrap().set_enabled(false).unwrap();
     h.drop_(Egress, &f81);
