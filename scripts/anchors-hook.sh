@@ -120,7 +120,11 @@ down() {
             # what the flow pipeline saw and lost during the bundle, and the agent's memory
             status_json | jq -c '.flows | {counters: .counters | {events_in, records_out, records_stored, denied_aggregates, denied_aggregated_packets}, lostByStage}' 2>/dev/null |
                 sed 's/^/porin-anchors-hook[down]: flows /'
-            log down "agent pid $pid rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+            # the agent's own CPU time (it runs on BENCH_HOOK_CPU, so the harness does not count it) and how often
+            # the ring-buffer reader thread was woken (voluntary context switches)
+            log down "agent pid $pid rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)" \
+                "cpu_ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null)" \
+                "reader_wakeups=$(for t in /proc/"$pid"/task/*; do [ "$(cat "$t/comm" 2>/dev/null)" = porin-flow-rb ] && awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status"; done)"
             kill "$pid" 2>/dev/null
             for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
             kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
