@@ -54,6 +54,8 @@ pub struct DataplaneOptions {
     pub max_policy: Option<u32>,
     pub max_conntrack: Option<u32>,
     pub max_frags: Option<u32>,
+    /// Flows the denied-packet aggregates (`porin_dagg_v1`) hold between two drains.
+    pub max_denied_aggregates: Option<u32>,
 }
 
 impl Default for DataplaneOptions {
@@ -66,6 +68,7 @@ impl Default for DataplaneOptions {
             max_policy: None,
             max_conntrack: None,
             max_frags: None,
+            max_denied_aggregates: None,
         }
     }
 }
@@ -235,6 +238,7 @@ impl Dataplane {
             (names::POLICY, opts.max_policy),
             (names::CONNTRACK, opts.max_conntrack),
             (names::FRAGS, opts.max_frags),
+            (abi::flow_map_names::DENIED_AGG, opts.max_denied_aggregates),
         ] {
             if let Some(v) = v {
                 loader.map_max_entries(name, v);

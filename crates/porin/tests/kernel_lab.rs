@@ -649,9 +649,14 @@ fn flow_loss_is_counted_when_the_ring_buffer_overflows() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = fixture("tests/fixtures/netpol-e2e/cluster.yaml");
     // A one-page ring buffer (~39 events) and a flood of denied datagrams. Denied packets are summed per
-    // flow in the kernel (16 384 flows at most, then they go to the ring one by one): every datagram comes
-    // from its own source port, so the aggregates fill up and the ring overflows.
-    let lab = TestLab::up("ktfr", 1, std::slice::from_ref(&cluster), Some("--dp-ringbuf-bytes 4096 --flow-flush-interval 200ms"));
+    // flow in the kernel (here: 64 flows between two drains, then they go to the ring one by one); every
+    // datagram comes from its own source port, so the aggregates fill up and the ring overflows.
+    let lab = TestLab::up(
+        "ktfr",
+        1,
+        std::slice::from_ref(&cluster),
+        Some("--dp-ringbuf-bytes 4096 --dp-denied-aggregates 64 --flow-flush-interval 200ms"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("deny-y.yaml");
     std::fs::write(&p, DENY_Y_INGRESS).unwrap();

@@ -89,6 +89,10 @@ pub struct AgentArgs {
     /// ring shows loss accounting).
     #[arg(long, hide = true)]
     pub dp_ringbuf_bytes: Option<u32>,
+    /// Flows the kernel's denied-packet aggregates hold between two drains, when first created (tests: a
+    /// tiny map sends the overflow through the ring buffer).
+    #[arg(long, hide = true)]
+    pub dp_denied_aggregates: Option<u32>,
     /// Flow records: one per 5-tuple, or per (workload, peer workload, port) like Calico's level 2.
     #[arg(long, value_enum, default_value = "five-tuple", help_heading = "Flows")]
     pub flow_aggregation: FlowAggregation,
@@ -254,6 +258,7 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
                     options: DataplaneOptions {
                         max_policy: a.dp_max_policy,
                         ringbuf_bytes: a.dp_ringbuf_bytes.unwrap_or(DataplaneOptions::default().ringbuf_bytes),
+                        max_denied_aggregates: a.dp_denied_aggregates,
                         ..Default::default()
                     },
                 };
