@@ -117,6 +117,31 @@ static __always_inline void copy16(__u8 *dst, const __u8 *src)
 	__builtin_memcpy(dst, src, 16);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Flow events: wake-up batching                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Submitting a ring-buffer record normally wakes the consumer whenever it had
+ * caught up, i.e. for nearly every event at a low rate: a wake-up (irq_work, a
+ * self-IPI, then a cross-CPU wake-up) per new connection or denied packet, far
+ * more expensive than the packet itself. Records are submitted without a
+ * wake-up instead; the agent polls the ring on an interval (PORIN_EV_POLL_MS)
+ * and is woken early only by the record that takes the unread data across
+ * 1/PORIN_EV_WAKE_FRACTION of the ring (once per crossing, not by every record
+ * above it), so a burst cannot fill the ring before the next poll. Nothing is
+ * lost uncounted by this: a reserve that fails is counted
+ * (PORIN_R_RINGBUF_FULL). `avail` includes this record (reserved, not yet
+ * submitted); PORIN_EV_RECORD_SPAN is its footprint (header + record). */
+#define PORIN_EV_RECORD_SPAN (8 + sizeof(struct porin_event))
+static __always_inline __u64 ev_submit_flags(void)
+{
+	__u64 avail = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_AVAIL_DATA);
+	__u64 mark = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_RING_SIZE) / PORIN_EV_WAKE_FRACTION;
+	if (avail >= mark && avail < mark + PORIN_EV_RECORD_SPAN)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void emit(struct __sk_buff *skb, const struct ep_snapshot *ep, __u8 dir,
 				 const struct pkt *p, const struct verdict *v)
 {
@@ -146,7 +171,54 @@ static __always_inline void emit(struct __sk_buff *skb, const struct ep_snapshot
 	e->dport = p->ev_dport;
 	e->pad2[0] = 0;
 	e->pad2[1] = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ev_submit_flags());
+}
+
+/* Denied-packet aggregation (see porin_dagg_v1 in abi.h). Returns 1 if the
+ * packet was added to an aggregate (no event needed), 0 if it must be sent as
+ * an event (aggregation off, or no entry could be created). */
+static __always_inline int deny_aggregate(struct __sk_buff *skb, const struct ep_snapshot *ep, __u8 dir,
+					  const struct pkt *p, const struct verdict *v)
+{
+	__u32 zero = 0;
+	struct porin_evctl *ctl = bpf_map_lookup_elem(&porin_evctl_v1, &zero);
+	if (!ctl || !(ctl->flags & PORIN_EVCTL_F_AGGREGATE_DENIED))
+		return 0;
+	struct porin_dagg_key k = {};
+	k.endpoint_id = ep->endpoint_id;
+	k.generation = ctl->generation;
+	k.rule_id = v->rule_id;
+	k.peer_identity = v->identity;
+	k.dir = dir;
+	k.family = p->family;
+	k.proto = p->proto;
+	k.reason = v->reason;
+	copy16(k.src, p->src);
+	copy16(k.dst, p->dst);
+	k.sport = p->ev_sport;
+	k.dport = p->ev_dport;
+	__u64 now = bpf_ktime_get_ns();
+	/* Per-CPU value: only this CPU writes it, and tc programs do not nest on
+	 * a CPU, so plain adds are exact. */
+	struct porin_dagg_value *a = bpf_map_lookup_elem(&porin_dagg_v1, &k);
+	if (a) {
+		a->last_ns = now;
+		a->packets += 1;
+		a->bytes += skb->len;
+		a->tcp_flags |= p->tcp_flags;
+		a->policy_rev = ep->rev;
+		return 1;
+	}
+	struct porin_dagg_value n = {
+		.first_ns = now,
+		.last_ns = now,
+		.packets = 1,
+		.bytes = skb->len,
+		.ifindex = skb->ifindex,
+		.policy_rev = ep->rev,
+		.tcp_flags = p->tcp_flags,
+	};
+	return bpf_map_update_elem(&porin_dagg_v1, &k, &n, BPF_NOEXIST) == 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -874,7 +946,7 @@ static __always_inline int finish(struct __sk_buff *skb, const struct ep_snapsho
 				  const struct pkt *p, const struct verdict *v, int pass)
 {
 	count(v->reason);
-	if (v->ev_type)
+	if (v->ev_type && !(v->ev_type == PORIN_EV_DENIED && deny_aggregate(skb, ep, dir, p, v)))
 		emit(skb, ep, dir, p, v);
 	return pass ? PORIN_PASS : PORIN_DROP;
 }

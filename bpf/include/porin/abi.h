@@ -471,4 +471,101 @@ struct {
 
 #endif /* __bpf__ */
 
+/* ------------------------------------------------------------------------ */
+/* Flow events: delivery (appended; owned by the flow pipeline)              */
+/* ------------------------------------------------------------------------ */
+
+/* Flow-event wake-ups (see ev_submit_flags in porin_tc.bpf.c): records are
+ * submitted without waking the consumer, which polls the ring at least every
+ * PORIN_EV_POLL_MS; the producer wakes it early once the unread data reaches
+ * 1/PORIN_EV_WAKE_FRACTION of the ring. */
+#define PORIN_EV_WAKE_FRACTION 4
+#define PORIN_EV_POLL_MS 100
+
+/* Denied-packet aggregation. With PORIN_EVCTL_F_AGGREGATE_DENIED set, a denied
+ * packet is not sent as an event: it is added to its flow's entry in the
+ * per-CPU porin_dagg_v1 (key: the event's tuple, reason and the current
+ * generation), and the agent drains whole generations: it flips `generation`, waits
+ * for an RCU grace period (no program still uses the old one), reads and
+ * deletes every entry of other generations and turns each into one DENIED
+ * event with the summed packets and bytes. If an entry cannot be created (map
+ * full, or another CPU created it first) the packet is sent as an event as
+ * before, so every denied packet is in an entry, an event or the
+ * PORIN_R_RINGBUF_FULL counter. */
+enum porin_evctl_flags {
+	PORIN_EVCTL_F_AGGREGATE_DENIED = 1,
+};
+
+/* porin_evctl_v1[0]: written by the event consumer, read by BPF per denied packet. */
+struct porin_evctl {
+	__u32 generation; /* current aggregation generation */
+	__u32 flags; /* enum porin_evctl_flags */
+};
+
+/* porin_dagg_v1 key: the fields of the event a denied packet would have sent
+ * (so an aggregate never mixes packets a per-packet event would have told
+ * apart: another rule or peer identity after a policy change is another key). */
+struct porin_dagg_key {
+	__u32 endpoint_id;
+	__u32 generation;
+	__u32 rule_id;
+	__u32 peer_identity;
+	__u8 dir;       /* enum porin_dir */
+	__u8 family;    /* enum porin_family, 0 for non-IP */
+	__u8 proto;
+	__u8 reason;    /* enum porin_reason */
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;    /* host order, as in events */
+	__u16 dport;
+};
+
+/* porin_dagg_v1 value (per CPU). */
+struct porin_dagg_value {
+	__u64 first_ns;
+	__u64 last_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 ifindex;
+	__u32 policy_rev;    /* of the last packet */
+	__u8 tcp_flags;      /* OR over the packets */
+	__u8 pad[7];
+};
+
+/* Never read or written: puts the flow-delivery types into BTF (layout test). */
+struct porin_abi_anchor_ev {
+	struct porin_evctl ctl;
+	struct porin_dagg_key dk;
+	struct porin_dagg_value dv;
+	enum porin_evctl_flags evctl_flags;
+};
+
+#ifdef __bpf__
+/* Writer: the event consumer (userspace). Reader: BPF, per denied packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct porin_evctl);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_evctl_v1 SEC(".maps");
+
+/* Writer: BPF (add), the event consumer (drain + delete). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct porin_dagg_key);
+	__type(value, struct porin_dagg_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_dagg_v1 SEC(".maps");
+
+/* Not pinned, never used at run time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct porin_abi_anchor_ev);
+} porin_abi_ev_v1 SEC(".maps");
+#endif /* __bpf__ */
+
 #endif /* PORIN_ABI_H */

@@ -313,6 +313,9 @@ pub fn all_layouts() -> Vec<Layout> {
         CtCount::layout(),
         Config::layout(),
         RawEvent::layout(),
+        EvCtl::layout(),
+        DaggKey::layout(),
+        DaggValue::layout(),
     ]
 }
 
@@ -503,6 +506,7 @@ pub fn enum_values() -> Vec<(&'static str, &'static str, u64)> {
     for r in Reason::ALL {
         v.push(("porin_reason", r.c_name(), *r as u64));
     }
+    v.push(("porin_evctl_flags", "PORIN_EVCTL_F_AGGREGATE_DENIED", u64::from(EVCTL_F_AGGREGATE_DENIED)));
     v
 }
 
@@ -578,4 +582,59 @@ impl EndpointValue {
 /// `policy_id = endpoint_id << 2 | gen << 1 | dir`.
 pub fn policy_id(endpoint_id: u32, generation: u32, dir: Direction) -> u32 {
     (endpoint_id << 2) | ((generation & 1) << 1) | dir as u32
+}
+
+// ---------------------------------------------------------------------------
+// Flow-event delivery: denied-packet aggregation (appended; see abi.h).
+
+/// Maps of the flow-event delivery (pinned like the others).
+pub mod flow_map_names {
+    /// `porin_evctl_v1[0]`: [`super::EvCtl`], written by the event consumer.
+    pub const EVCTL: &str = "porin_evctl_v1";
+    /// Per-CPU hash [`super::DaggKey`] → [`super::DaggValue`]: denied packets per flow.
+    pub const DENIED_AGG: &str = "porin_dagg_v1";
+    pub const PINNED: [&str; 2] = [EVCTL, DENIED_AGG];
+}
+
+/// `enum porin_evctl_flags`: denied packets go to `porin_dagg_v1`, not the ring.
+pub const EVCTL_F_AGGREGATE_DENIED: u32 = 1;
+
+abi_struct! {
+    /// `porin_evctl_v1` value.
+    "porin_evctl" => pub struct EvCtl {
+        pub generation: u32,
+        pub flags: u32,
+    }
+}
+
+abi_struct! {
+    /// `porin_dagg_v1` key: the tuple of the event a denied packet would have sent.
+    "porin_dagg_key" => pub struct DaggKey {
+        pub endpoint_id: u32,
+        pub generation: u32,
+        pub rule_id: u32,
+        pub peer_identity: u32,
+        pub dir: u8,
+        pub family: u8,
+        pub proto: u8,
+        pub reason: u8,
+        pub src: [u8; 16],
+        pub dst: [u8; 16],
+        pub sport: u16,
+        pub dport: u16,
+    }
+}
+
+abi_struct! {
+    /// `porin_dagg_v1` value (one per CPU).
+    "porin_dagg_value" => pub struct DaggValue {
+        pub first_ns: u64,
+        pub last_ns: u64,
+        pub packets: u64,
+        pub bytes: u64,
+        pub ifindex: u32,
+        pub policy_rev: u32,
+        pub tcp_flags: u8,
+        pub pad: [u8; 7],
+    }
 }

@@ -35,7 +35,7 @@ use aya::{Ebpf, EbpfLoader};
 pub use abi::{Action, Direction, EventType, Reason};
 pub use entries::{AddrError, EndpointAddrs, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
 pub use error::{Error, MapOpError, Result};
-pub use events::{AsyncEventReader, Event, EventReader};
+pub use events::{AsyncEventReader, DeniedAggregates, DrainStats, EVENT_POLL_INTERVAL, EVENT_WAKE_FRACTION, Event, EventReader};
 pub use sync::{ReadBack, SyncStats};
 
 use abi::{CtKey, CtValue, FragKey, FragValue, map_names as names, prog_names};
@@ -72,6 +72,8 @@ pub struct DataplaneOptions {
     /// gives their slots back to their endpoints' budgets). `None`: never
     /// (call [`Dataplane::sweep_conntrack`] yourself).
     pub ct_sweep_every: Option<Duration>,
+    /// Flows the denied-packet aggregates (`porin_dagg_v1`) hold between two drains.
+    pub max_denied_aggregates: Option<u32>,
 }
 
 /// Default [`DataplaneOptions::ct_budget`]: 1/16 of the default conntrack map
@@ -94,6 +96,7 @@ impl Default for DataplaneOptions {
             ct_budget: DEFAULT_CT_BUDGET,
             policy_quota: Some(DEFAULT_POLICY_QUOTA),
             ct_sweep_every: Some(Duration::from_secs(10)),
+            max_denied_aggregates: None,
         }
     }
 }
@@ -165,6 +168,7 @@ fn map_data(m: &Map) -> Option<&MapData> {
         | Map::LpmTrie(d)
         | Map::LruHashMap(d)
         | Map::PerCpuArray(d)
+        | Map::PerCpuHashMap(d)
         | Map::RingBuf(d) => Some(d),
         _ => None,
     }
@@ -188,6 +192,16 @@ fn expected_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 13] {
         (names::CT_RELEASED, T::Hash, 4, s::<abi::CtCount>() as u32),
         (names::OWN, T::Hash, s::<abi::OwnKey>() as u32, s::<abi::OwnValue>() as u32),
         (names::CONFIG, T::Array, 4, s::<abi::Config>() as u32),
+    ]
+}
+
+/// The same for the flow-event delivery maps (`abi::flow_map_names`).
+fn expected_flow_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 2] {
+    use aya::maps::MapType as T;
+    use std::mem::size_of as s;
+    [
+        (abi::flow_map_names::EVCTL, T::Array, 4, s::<abi::EvCtl>() as u32),
+        (abi::flow_map_names::DENIED_AGG, T::PerCpuHash, s::<abi::DaggKey>() as u32, s::<abi::DaggValue>() as u32),
     ]
 }
 
@@ -260,6 +274,7 @@ impl Dataplane {
             (names::POLICY, opts.max_policy),
             (names::CONNTRACK, opts.max_conntrack),
             (names::FRAGS, opts.max_frags),
+            (abi::flow_map_names::DENIED_AGG, opts.max_denied_aggregates),
         ] {
             if let Some(v) = v {
                 loader.map_max_entries(name, v);
@@ -288,6 +303,19 @@ impl Dataplane {
                         info.key_size(),
                         info.value_size()
                     ),
+                });
+            }
+            max_entries.insert(name, info.max_entries());
+        }
+
+        for (name, ty, ks, vs) in expected_flow_maps() {
+            let md = bpf.map(name).and_then(map_data).ok_or(Error::MissingMap { name })?;
+            let info = md.info().map_err(map_err(name))?;
+            let actual_ty = info.map_type().map_err(map_err(name))?;
+            if actual_ty != ty || info.key_size() != ks || info.value_size() != vs {
+                return Err(Error::IncompatiblePin {
+                    name,
+                    detail: format!("type {actual_ty:?} key {} value {}, expected {ty:?} key {ks} value {vs}", info.key_size(), info.value_size()),
                 });
             }
             max_entries.insert(name, info.max_entries());
@@ -564,7 +592,12 @@ impl Dataplane {
 
     /// Takes the event reader (a ring buffer has one consumer).
     pub fn events(&mut self) -> Result<EventReader> {
-        self.events.take().map(EventReader::new).ok_or(Error::EventsTaken)
+        let rb = self.events.take().ok_or(Error::EventsTaken)?;
+        let denied = match (self.bpf.take_map(abi::flow_map_names::EVCTL), self.bpf.take_map(abi::flow_map_names::DENIED_AGG)) {
+            (Some(ctl), Some(agg)) => Some(events::DeniedAggregates::from_maps(ctl, agg)?),
+            _ => None,
+        };
+        Ok(EventReader::new(rb, denied))
     }
 
     /// Runs one program on `frame` (an Ethernet frame) with `BPF_PROG_TEST_RUN`,

@@ -915,3 +915,88 @@ fn an_old_v1_endpoints_pin_is_removed_not_reused() {
     let dp = Dataplane::open(&pin, &DataplaneOptions::default()).unwrap();
     assert_eq!(dp.last_read_back().endpoints, 1);
 }
+
+/// Denied-packet aggregation: with it on, denied packets make no events but exact per-flow sums that a
+/// drain turns into one DENIED event per flow; allowed flows still send events; with it off again, every
+/// denied packet is an event. When no aggregate entry can be made (map full), the packet goes to the ring:
+/// sent = aggregated + ring events, always.
+#[test]
+fn denied_packets_aggregate_per_flow_and_drain_exactly() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80), deny(PEER_ID, TCP, 81)]);
+    let agg = h.ev.denied_aggregates().expect("the dataplane has aggregates");
+    assert!(!agg.enabled(), "off by default");
+    agg.set_enabled(true).unwrap();
+    let f81 = syn(POD, PEER, 40000, 81);
+    let u9 = frame(POD, PEER, UDP, &udp(5000, 9, b"x"));
+    for _ in 0..5 {
+        h.drop_(Egress, &f81);
+    }
+    let r = h.dp.test_run(Egress, &u9, IFX, 1000).unwrap(); // 1000 runs in one call
+    assert!(r.dropped());
+    h.pass(Egress, &syn(POD, PEER, 40001, 80));
+    let ring = h.events();
+    assert_eq!(ring.len(), 1, "only the allowed flow's event is in the ring: {ring:?}");
+    assert_eq!(ring[0].kind, EventType::NewAllowed);
+
+    let mut out = Vec::new();
+    let st = h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap();
+    let evs: Vec<Event> = out.into_iter().map(Result::unwrap).collect();
+    assert_eq!((st.entries, st.packets), (2, 1005), "{evs:?}");
+    let tcp81 = evs.iter().find(|e| e.dport == 81).expect("the TCP flow");
+    assert_eq!((tcp81.kind, tcp81.reason, tcp81.packets, tcp81.sport, tcp81.rule_id), (EventType::Denied, Reason::DropPolicyDeny, 5, 40000, 81));
+    assert_eq!(tcp81.bytes, 5 * f81.len() as u64);
+    assert!(tcp81.first_ts_ns <= tcp81.ts_ns && tcp81.first_ts_ns > 0);
+    assert_eq!(tcp81.src, Some(POD.parse().unwrap()));
+    let udp9: u64 = evs.iter().filter(|e| e.dport == 9).map(|e| e.packets).sum();
+    assert_eq!(udp9, 1000);
+    assert!(evs.iter().filter(|e| e.dport == 9).all(|e| e.reason == Reason::DropNoPolicy && e.proto == UDP));
+    // drained means gone: the next drain is empty, the drop counters saw every packet
+    let mut again = Vec::new();
+    assert_eq!(h.ev.denied_aggregates().unwrap().drain(&mut again).unwrap(), Default::default());
+    assert_eq!(h.ctr(Reason::DropPolicyDeny) + h.ctr(Reason::DropNoPolicy), 1005);
+
+    // the next generation counts on from zero
+    h.drop_(Egress, &f81);
+    let mut out = Vec::new();
+    assert_eq!(h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap().packets, 1);
+
+    // a policy change within one generation (another deny rule for the same flow) is another aggregate
+    h.drop_(Egress, &f81);
+    h.drop_(Egress, &f81);
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80), PolicyEntry { rule_id: 99, ..deny(PEER_ID, TCP, 81) }]);
+    for _ in 0..3 {
+        h.drop_(Egress, &f81);
+    }
+    let mut out = Vec::new();
+    h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap();
+    let mut by_rule: Vec<(u32, u64)> = out.into_iter().map(|e| e.map(|e| (e.rule_id, e.packets)).unwrap()).collect();
+    by_rule.sort();
+    assert_eq!(by_rule, [(81, 2), (99, 3)]);
+
+    // off: events per packet again
+    h.ev.denied_aggregates().unwrap().set_enabled(false).unwrap();
+    h.drop_(Egress, &f81);
+    h.drop_(Egress, &f81);
+    assert_eq!(h.events().iter().filter(|e| e.kind == EventType::Denied).count(), 2);
+}
+
+#[test]
+fn denied_aggregation_falls_back_to_events_when_its_map_is_full() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![]);
+    h.ev.denied_aggregates().unwrap().set_enabled(true).unwrap();
+    const CAP: u32 = 16384; // porin_dagg_v1 max_entries
+    const SENT: u32 = CAP + 300;
+    for i in 0..SENT {
+        let sport = 1024 + (i % 60000) as u16;
+        let dport = 1000 + (i / 60000) as u16;
+        h.drop_(Egress, &frame(POD, PEER, UDP, &udp(sport, dport, b"x")));
+    }
+    let ring = h.events().into_iter().filter(|e| e.kind == EventType::Denied).count() as u64;
+    let mut out = Vec::new();
+    let st = h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap();
+    assert_eq!(st.entries, u64::from(CAP));
+    assert_eq!(ring, u64::from(SENT - CAP), "the overflow went to the ring");
+    assert_eq!(st.packets + ring + h.ctr(Reason::RingbufFull), u64::from(SENT));
+}

@@ -648,8 +648,15 @@ fn flow_loss_is_counted_when_the_ring_buffer_overflows() {
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = fixture("tests/fixtures/netpol-e2e/cluster.yaml");
-    // A one-page ring buffer (~39 events) and a flood of denied datagrams.
-    let lab = TestLab::up("ktfr", 1, std::slice::from_ref(&cluster), Some("--dp-ringbuf-bytes 4096 --flow-flush-interval 200ms"));
+    // A one-page ring buffer (~39 events) and a flood of denied datagrams. Denied packets are summed per
+    // flow in the kernel (here: 64 flows between two drains, then they go to the ring one by one); every
+    // datagram comes from its own source port, so the aggregates fill up and the ring overflows.
+    let lab = TestLab::up(
+        "ktfr",
+        1,
+        std::slice::from_ref(&cluster),
+        Some("--dp-ringbuf-bytes 4096 --dp-denied-aggregates 64 --flow-flush-interval 200ms"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("deny-y.yaml");
     std::fs::write(&p, DENY_Y_INGRESS).unwrap();
@@ -657,8 +664,8 @@ fn flow_loss_is_counted_when_the_ring_buffer_overflows() {
     let to = SocketAddr::from((lab.ip("y/b"), 81));
     const N: u64 = 20_000;
     porin_lab::netns::in_netns(&lab.netns("x/a"), || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        for _ in 0..N {
+        for i in 0..N {
+            let s = UdpSocket::bind(("0.0.0.0", 20_000 + i as u16)).unwrap();
             s.send_to(b"flood", to).unwrap();
         }
         Ok(())
@@ -686,8 +693,10 @@ fn flow_loss_is_counted_when_the_ring_buffer_overflows() {
     assert_eq!(st["dataplane"]["counters"]["ringbuf_full"].as_u64().unwrap(), ringbuf, "{st}");
     assert!(recorded + f["lostTotal"].as_u64().unwrap() >= N, "silent loss: {recorded} recorded + {} lost < {N} sent", f["lostTotal"]);
     assert!(recorded > 0 && recorded < N, "{recorded}");
+    assert!(f["counters"]["denied_aggregated_packets"].as_u64().unwrap() > 0, "the kernel aggregated denied packets: {f}");
     let table = lab.ok(&["status"]);
     assert!(table.contains(&format!("ringbuf={ringbuf}")), "{table}");
+    assert!(table.contains("Denied, summed"), "{table}");
 }
 
 // ---- Bindings: WorkloadEndpoints, not pod annotations, decide what the kernel enforces where. ----

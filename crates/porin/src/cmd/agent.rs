@@ -103,6 +103,10 @@ pub struct AgentArgs {
     /// size it as --ct-budget x workloads per node.
     #[arg(long, help_heading = "Dataplane capacity")]
     pub max_conntrack: Option<u32>,
+    /// Flows the kernel's denied-packet aggregates hold between two drains, when first created (tests: a
+    /// tiny map sends the overflow through the ring buffer).
+    #[arg(long, hide = true)]
+    pub dp_denied_aggregates: Option<u32>,
     /// Flow records: one per 5-tuple, or per (workload, peer workload, port) like Calico's level 2.
     #[arg(long, value_enum, default_value = "five-tuple", help_heading = "Flows")]
     pub flow_aggregation: FlowAggregation,
@@ -271,6 +275,7 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
                         ct_budget: a.ct_budget,
                         policy_quota: (a.policy_quota > 0).then_some(a.policy_quota),
                         ringbuf_bytes: a.dp_ringbuf_bytes.unwrap_or(DataplaneOptions::default().ringbuf_bytes),
+                        max_denied_aggregates: a.dp_denied_aggregates,
                         ..Default::default()
                     },
                 };

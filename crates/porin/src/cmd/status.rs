@@ -81,6 +81,7 @@ pub fn flows_table(f: &serde_json::Value) -> String {
         if f["readingEvents"].as_bool() == Some(true) { "" } else { " (not reading events yet)" });
     let _ = writeln!(out, "{:<16} {} in, {} records out, {} stored", "Flow events", n(&c["events_in"]), n(&c["records_out"]), n(&c["records_stored"]));
     let _ = writeln!(out, "{:<16} {} ({})", "Flow events lost", n(&f["lostTotal"]), lost.join(" "));
+    let _ = writeln!(out, "{:<16} {} packets in {} kernel aggregates", "Denied, summed", n(&c["denied_aggregated_packets"]), n(&c["denied_aggregates"]));
     let _ = writeln!(
         out,
         "{:<16} {} records, {} of {} (file {})",
