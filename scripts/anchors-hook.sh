@@ -32,14 +32,15 @@ ms() { date +%s%3N; }
 status_json() { "$PORIN" status -o json --server "$SOCK" 2>/dev/null; }
 agent_alive() { [ -f "$PIDF" ] && kill -0 "$(cat "$PIDF")" 2>/dev/null; }
 
-# The ONE place that tells Porin which host interface is which pod's. Today: the `porin.io/interface` (and
-# `porin.io/netns`) pod annotations. Writes $MANIFEST from $BENCH_RULES_YAML; prints the number of bound pods.
+# The ONE place that tells Porin which host interface is which pod's: one system-owned WorkloadEndpoint per
+# pod (node, pod, host-side veth, addresses = the pod's status.podIP), applied as admin (root on the socket)
+# together with the manifests. Writes $MANIFEST from $BENCH_RULES_YAML; prints the number of bound pods.
 bind_endpoints() {
     python3 - "$BENCH_RULES_YAML" "$MANIFEST" "${BENCH_NODE_IF_CLIENT:?}" "${BENCH_NODE_IF_SERVER:?}" "$NODE" "$BIND" <<'EOF'
 import sys, yaml
-src, dst, if_client, if_server, netns, mode = sys.argv[1:7]
+src, dst, if_client, if_server, node, mode = sys.argv[1:7]
 docs = [d for d in yaml.safe_load_all(open(src)) if d]
-bound = 0
+weps = []
 for d in docs:
     if d.get("kind") != "Pod":
         continue
@@ -47,12 +48,16 @@ for d in docs:
     ifname = {"client": if_client, "server": if_server}.get(name)
     if ifname is None or (mode == "server" and name != "server"):
         continue
-    ann = d["metadata"].setdefault("annotations", {})
-    ann["porin.io/interface"] = ifname
-    ann["porin.io/netns"] = netns
-    bound += 1
-yaml.safe_dump_all(docs, open(dst, "w"), sort_keys=False)
-print(bound)
+    ip = d["status"]["podIP"]
+    weps.append({
+        "apiVersion": "porin.io/v1",
+        "kind": "WorkloadEndpoint",
+        "metadata": {"name": f"{node}-k8s-{name}-eth0", "namespace": d["metadata"].get("namespace", "default")},
+        "spec": {"node": node, "pod": name, "interfaceName": ifname,
+                 "ipNetworks": [ip + ("/128" if ":" in ip else "/32")], "orchestrator": "k8s", "endpoint": "eth0"},
+    })
+yaml.safe_dump_all(docs + weps, open(dst, "w"), sort_keys=False)
+print(len(weps))
 EOF
 }
 
