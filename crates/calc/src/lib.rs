@@ -292,6 +292,15 @@ impl State {
                 self.rule_seen[entry.rule_id as usize] = now;
             }
         }
+        // Kept functions use their ids too (every identity's function is in the entries; the shared function of
+        // identities no rule matches may not be).
+        for m in self.memos.values() {
+            for f in m.empty.iter() {
+                for id in f.rule_ids() {
+                    self.rule_seen[id as usize] = now;
+                }
+            }
+        }
         let stale = |seen: u64| seen.saturating_add(1) < now;
         let mut freed = Vec::new();
         for (id, seen) in self.rule_seen.iter().enumerate().skip(1) {

@@ -31,6 +31,9 @@ pub(crate) struct Func {
 }
 
 impl Func {
+    pub(crate) fn rule_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.other.1).chain(self.protos.iter().flat_map(|(_, s)| s.iter().map(|x| x.2.1)))
+    }
     pub(crate) fn constant(&self) -> bool {
         self.protos.iter().all(|(_, s)| s.len() == 1 && s[0].2 == self.other)
     }
@@ -44,6 +47,8 @@ pub(crate) struct DirMemo {
     pub global: u64,
     /// Identity serial → (versions of its candidate rules in order, function).
     pub funcs: HashMap<u64, (Vec<u64>, Rc<Func>)>,
+    /// The function of identities no rule can match.
+    pub empty: Option<Rc<Func>>,
 }
 
 /// One applicable rule, flattened.
@@ -185,12 +190,16 @@ pub(crate) fn compile_direction(
     }
     pairs.sort_unstable();
     let old = old.filter(|m| m.skeleton == skeleton && m.global == global).unwrap_or_default();
-    let mut memo = DirMemo { skeleton: skeleton.to_string(), global, funcs: HashMap::new() };
+    let mut memo = DirMemo { skeleton: skeleton.to_string(), global, funcs: HashMap::new(), empty: None };
     let table = ctx.table;
     let n = table.identities.len();
     let mut out = DirFuncs { funcs: Vec::with_capacity(n), computed: 0, walks: 0 };
     let mut walker = Walker { ctx, state, local, dir, applicable, flat: &flat, walks: 0 };
-    let empty = Rc::new(walker.function(&[], Peer::Ip("0.0.0.0".parse().expect("valid")), false));
+    let empty = match &old.empty {
+        Some(f) => f.clone(),
+        None => Rc::new(walker.function(&[], Peer::Ip("0.0.0.0".parse().expect("valid")), false)),
+    };
+    memo.empty = Some(empty.clone());
     let mut next = 0usize;
     let mut list: Vec<u32> = Vec::new();
     for k in 0..n as u32 {
