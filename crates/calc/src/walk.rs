@@ -145,6 +145,64 @@ fn rule_boundaries(r: &IrRule, proto: u8, dst: Option<&Endpoint>, b: &mut BTreeS
     }
 }
 
+/// Where a rule can match, for one protocol: a superset (the engine's match decides).
+enum Foot {
+    Never,
+    Any,
+    /// Only inside these inclusive ranges of the kernel's value (port, or ICMP `type << 8 | code`).
+    Ranges(Vec<(u32, u32)>),
+}
+
+fn footprint(r: &IrRule, proto: u8, dst: Option<&Endpoint>) -> Foot {
+    let l4 = porin_model::Protocol::from_number(proto);
+    let range = |m: &PortMatch| -> Option<(u32, u32)> {
+        match m {
+            PortMatch::Range(lo, hi) => Some((u32::from(*lo), u32::from(*hi))),
+            PortMatch::Named(n) => {
+                let p = dst?.resolve_named_port(n, l4?)?;
+                Some((u32::from(p), u32::from(p)))
+            }
+        }
+    };
+    let ranges = |v: Vec<(u32, u32)>| if v.is_empty() { Foot::Never } else { Foot::Ranges(v) };
+    match &r.matcher {
+        RuleMatch::K8s { ports, .. } => {
+            if ports.is_empty() {
+                return Foot::Any;
+            }
+            let mine: Vec<_> = ports.iter().filter(|pm| pm.protocol.number() == proto).collect();
+            if mine.is_empty() {
+                return Foot::Never;
+            }
+            let mut out = Vec::new();
+            for pm in mine {
+                match &pm.port {
+                    None => return Foot::Any,
+                    Some(m) => out.extend(range(m)),
+                }
+            }
+            ranges(out)
+        }
+        RuleMatch::Calico { protocol, not_protocol, icmp, destination, .. } => {
+            if protocol.is_some_and(|p| p != proto) || *not_protocol == Some(proto) {
+                return Foot::Never;
+            }
+            match proto {
+                1 | 58 => match icmp {
+                    Some((Some(t), None)) => Foot::Ranges(vec![(u32::from(*t) << 8, u32::from(*t) << 8 | 255)]),
+                    Some((Some(t), Some(c))) => {
+                        let v = u32::from(*t) << 8 | u32::from(*c);
+                        Foot::Ranges(vec![(v, v)])
+                    }
+                    _ => Foot::Any,
+                },
+                6 | 17 | 132 if !destination.ports.is_empty() => ranges(destination.ports.iter().filter_map(range).collect()),
+                _ => Foot::Any,
+            }
+        }
+    }
+}
+
 /// The functions of one (class, direction): one per identity (index into the table), shared where equal.
 pub(crate) struct DirFuncs {
     pub funcs: Vec<Rc<Func>>,
@@ -252,27 +310,61 @@ struct Walker<'w, 'a> {
 
 impl Walker<'_, '_> {
     /// The verdict function of one identity whose candidate rules are `list` (positions in `flat`).
+    ///
+    /// Per protocol, each candidate rule's footprint (the port or ICMP ranges it can match) selects the
+    /// segments whose walks consider it, so a segment's walk looks only at the rules that can match there.
     fn function(&mut self, list: &[u32], peer: Peer<'_>, v6: bool) -> Func {
-        let other = self.eval(list, peer, &packet(self.ctx.other, 0, v6));
         let dst = match (self.dir, peer) {
             (Direction::Ingress, _) => Some(self.local),
             (Direction::Egress, Peer::Endpoint(e)) => Some(e),
             (Direction::Egress, Peer::Ip(_)) => None,
         };
+        let flat = self.flat;
+        let only = |p: u8| -> Vec<u32> {
+            list.iter().copied().filter(|&pos| !matches!(footprint(flat[pos as usize].rule, p, dst), Foot::Never)).collect()
+        };
+        let other = self.ctx.other;
+        let other = self.eval(&only(other), peer, &packet(other, 0, v6));
         let protocols: Vec<u8> = self.ctx.protocols.iter().copied().collect();
         let mut protos = Vec::with_capacity(protocols.len());
+        let mut sub: Vec<u32> = Vec::new();
         for p in protocols {
             let segs: Segments = if has_ports(p) {
                 let mut b = BTreeSet::from([0u32]);
+                let mut wide: Vec<u32> = Vec::new();
+                let mut ranges: Vec<(u32, u32, u32)> = Vec::new();
                 for &pos in list {
-                    rule_boundaries(self.flat[pos as usize].rule, p, dst, &mut b);
+                    let rule = flat[pos as usize].rule;
+                    rule_boundaries(rule, p, dst, &mut b);
+                    match footprint(rule, p, dst) {
+                        Foot::Never => {}
+                        Foot::Any => wide.push(pos),
+                        Foot::Ranges(rs) => ranges.extend(rs.into_iter().map(|(lo, hi)| (lo, hi, pos))),
+                    }
                 }
                 b.retain(|v| *v <= 65535);
                 let starts: Vec<u32> = b.into_iter().collect();
+                // (segment, rule position) for every segment a ranged rule covers.
+                let mut narrow: Vec<(u32, u32)> = Vec::new();
+                for (lo, hi, pos) in ranges {
+                    let first = starts.partition_point(|s| *s <= lo) - 1;
+                    let last = starts.partition_point(|s| *s <= hi.min(65535)) - 1;
+                    narrow.extend((first..=last).map(|k| (k as u32, pos)));
+                }
+                narrow.sort_unstable();
+                narrow.dedup();
+                let mut next = 0;
                 let mut segs: Segments = Vec::new();
                 for (k, &lo) in starts.iter().enumerate() {
                     let hi = starts.get(k + 1).map(|n| n - 1).unwrap_or(65535);
-                    let v = self.eval(list, peer, &packet(p, lo as u16, v6));
+                    sub.clear();
+                    sub.extend(wide.iter().copied());
+                    while next < narrow.len() && narrow[next].0 == k as u32 {
+                        sub.push(narrow[next].1);
+                        next += 1;
+                    }
+                    sub.sort_unstable();
+                    let v = self.eval(&sub, peer, &packet(p, lo as u16, v6));
                     match segs.last_mut() {
                         Some(last) if last.2 == v && u32::from(last.1) + 1 == lo => last.1 = hi as u16,
                         _ => segs.push((lo as u16, hi as u16, v)),
@@ -280,7 +372,7 @@ impl Walker<'_, '_> {
                 }
                 segs
             } else {
-                vec![(0, 65535, self.eval(list, peer, &packet(p, 0, v6)))]
+                vec![(0, 65535, self.eval(&only(p), peer, &packet(p, 0, v6)))]
             };
             protos.push((p, segs));
         }

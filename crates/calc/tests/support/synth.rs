@@ -1,7 +1,7 @@
 //! Synthetic clusters for the compiler's scale tests and benchmarks (shared by `tests/` and `benches/`).
 //!
 //! * **Distinct peers** (`Peers::Distinct`): every rule names its own peer and its own port, as many real
-//!   policies do: rule `i` allows `10.99.x.y/32` (the i-th address) on TCP port `20000 + i % 40000`; every
+//!   policies do: rule `i` allows `10.99.x.y/32` (the i-th address; `10.100.x.y` past 64,000) on TCP port `20000 + i % 40000`; every
 //!   tenth rule names a pod-selector peer (`app == 'g<k>'`) instead. Half of the policies are Calico
 //!   NetworkPolicies, half Kubernetes NetworkPolicies (`ipBlock` / `podSelector`).
 //! * **Shared peers** (`Peers::Shared`): the shape of the project's earlier benchmark: 100 peers shared by all
@@ -32,7 +32,7 @@ fn pod(name: &str, labels: Value, ip: String) -> Value {
 
 /// The address of rule `i`'s peer (distinct peers).
 pub fn distinct_peer(i: usize) -> String {
-    format!("10.99.{}.{}/32", (i / 250) % 256, i % 250 + 1)
+    format!("10.{}.{}.{}/32", 99 + i / 64_000, (i / 250) % 256, i % 250 + 1)
 }
 
 /// The documents of a synthetic cluster; `variant` changes rule 0's port (the "one rule changed" knob).
