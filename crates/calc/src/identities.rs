@@ -29,7 +29,10 @@ pub(crate) struct Info {
 }
 
 /// The identity table of one compile.
+#[derive(Debug)]
 pub(crate) struct Table {
+    /// The keys of the dynamic identities in it (to mark them used when the table is reused).
+    pub keys: Vec<String>,
     /// Sorted by id.
     pub identities: Vec<Identity>,
     /// Parallel to `identities`.
@@ -129,6 +132,16 @@ fn representative(p: IpNet, items: &[Item]) -> Option<IpAddr> {
     (cursor <= me.end).then(|| addr(me.v6, cursor))
 }
 
+/// Mark the identities of a reused table as used by this compile.
+pub(crate) fn reuse(t: &Table, state: &mut State) {
+    let now = state.compiles;
+    for k in &t.keys {
+        if let Some(slot) = state.identity_ids.get_mut(k) {
+            slot.seen = now;
+        }
+    }
+}
+
 pub(crate) fn build(c: &Cluster, state: &mut State) -> Table {
     let mut cidrs: BTreeSet<IpNet> = all_cidrs(c);
     cidrs.insert("0.0.0.0/0".parse().expect("valid"));
@@ -141,6 +154,7 @@ pub(crate) fn build(c: &Cluster, state: &mut State) -> Table {
         containing: Vec<IpNet>,
     }
     let mut built: Vec<Building> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
     let mut by_id: HashMap<u32, usize> = HashMap::new();
     let mut ipcache: Vec<(IpNet, u32)> = Vec::new();
     let mut sigs: Vec<[Option<Vec<IpNet>>; 2]> = Vec::with_capacity(c.endpoints.len());
@@ -153,7 +167,8 @@ pub(crate) fn build(c: &Cluster, state: &mut State) -> Table {
             let sig = index.containing(IpNet::from(ip));
             let key = serde_json::to_string(&("pod", &e.namespace, &e.labels, &e.service_account, &named, v6, &sig))
                 .expect("serialisable");
-            let (id, serial) = state.identity(key);
+            let (id, serial) = state.identity(key.clone());
+            keys.push(key);
             let k = *by_id.entry(id).or_insert_with(|| {
                 built.push(Building {
                     identity: Identity { id, kind: IdentityKind::Pods { rep: e.id(), v6 }, members: vec![] },
@@ -177,7 +192,11 @@ pub(crate) fn build(c: &Cluster, state: &mut State) -> Table {
         let v6 = rep.is_ipv6();
         let (id, serial) = match prefix.prefix_len() {
             0 => (if v6 { IDENTITY_WORLD_V6 } else { IDENTITY_WORLD_V4 }, if v6 { 1 } else { 0 }),
-            _ => state.identity(format!("cidr:{prefix}")),
+            _ => {
+                let key = format!("cidr:{prefix}");
+                keys.push(key.clone());
+                state.identity(key)
+            }
         };
         built.push(Building {
             identity: Identity { id, kind: IdentityKind::Cidr { prefix: *prefix, rep }, members: vec![] },
@@ -202,5 +221,5 @@ pub(crate) fn build(c: &Cluster, state: &mut State) -> Table {
         identities.push(b.identity);
         info.push(b.info);
     }
-    Table { identities, info, ipcache, sigs, by_cidr, pods }
+    Table { keys, identities, info, ipcache, sigs, by_cidr, pods }
 }

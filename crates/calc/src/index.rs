@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use porin_policy::eval::Direction;
 use porin_policy::ir::{Cluster, Entity, IrPolicy, IrRule, K8sPeer, NsScope, RuleMatch};
@@ -33,7 +34,10 @@ pub(crate) struct Index<'a> {
     t: &'a Table,
     labels: HashMap<(&'a str, &'a str), Vec<u32>>,
     selectors: HashMap<Selector, Rc<Vec<u32>>>,
-    rules: HashMap<(usize, Direction, usize), Rc<Cands>>,
+    /// Rule version → candidates: carried over from the previous compile while the identity table and the
+    /// global inputs are unchanged (a version names one rule's exact content and place).
+    rules: HashMap<u64, Arc<Cands>>,
+    used: HashMap<u64, Arc<Cands>>,
 }
 
 /// Label pairs one of which every match must carry, if the selector requires any.
@@ -47,7 +51,7 @@ fn required(e: &Expr) -> Option<Vec<(&str, &str)>> {
 }
 
 impl<'a> Index<'a> {
-    pub(crate) fn new(c: &'a Cluster, t: &'a Table) -> Index<'a> {
+    pub(crate) fn new(c: &'a Cluster, t: &'a Table, carried: HashMap<u64, Arc<Cands>>) -> Index<'a> {
         let mut labels: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
         for &k in &t.pods {
             if let Rep::Endpoint(ei) = t.info[k as usize].rep {
@@ -56,7 +60,7 @@ impl<'a> Index<'a> {
                 }
             }
         }
-        Index { c, t, labels, selectors: HashMap::new(), rules: HashMap::new() }
+        Index { c, t, labels, selectors: HashMap::new(), rules: carried, used: HashMap::new() }
     }
 
     fn endpoint(&self, k: u32) -> Option<&'a porin_policy::ir::Endpoint> {
@@ -164,19 +168,29 @@ impl<'a> Index<'a> {
         Cands::Some(out)
     }
 
-    /// The identities rule `ri` of policy `pi` (in `dir`) can match; memoised for the compile.
-    pub(crate) fn rule(&mut self, pi: usize, dir: Direction, ri: usize) -> Rc<Cands> {
-        if let Some(v) = self.rules.get(&(pi, dir, ri)) {
+    /// The identities rule `ri` of policy `pi` (in `dir`), of content version `version`, can match.
+    pub(crate) fn rule(&mut self, pi: usize, dir: Direction, ri: usize, version: u64) -> Arc<Cands> {
+        if let Some(v) = self.used.get(&version) {
             return v.clone();
         }
-        let c = self.c;
-        let p = &c.policies[pi];
-        let rule = match dir {
-            Direction::Ingress => &p.ingress[ri],
-            Direction::Egress => &p.egress[ri],
+        let v = match self.rules.remove(&version) {
+            Some(v) => v,
+            None => {
+                let c = self.c;
+                let p = &c.policies[pi];
+                let rule = match dir {
+                    Direction::Ingress => &p.ingress[ri],
+                    Direction::Egress => &p.egress[ri],
+                };
+                Arc::new(self.compute(p, rule, dir))
+            }
         };
-        let v = Rc::new(self.compute(p, rule, dir));
-        self.rules.insert((pi, dir, ri), v.clone());
+        self.used.insert(version, v.clone());
         v
+    }
+
+    /// The candidates this compile used, to carry over.
+    pub(crate) fn into_used(self) -> HashMap<u64, Arc<Cands>> {
+        self.used
     }
 }

@@ -41,11 +41,11 @@ mod walk;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use porin_policy::eval::{Direction, Variant};
-use porin_policy::ir::{Cluster, Endpoint, IrPolicy, PolicyId, RuleMatch};
+use porin_policy::ir::{Cluster, Endpoint, IrPolicy, NetSet, PolicyId, RuleMatch, all_cidrs};
 use serde::Serialize;
 
 use walk::{Ctx, DirMemo, Func, Value};
@@ -153,6 +153,21 @@ struct PolicyRec {
     version: u64,
     /// Ingress, egress: one version per rule (content, index, policy id, tier, namespace).
     rules: [Vec<u64>; 2],
+    /// The CIDRs it mentions.
+    cidrs: Vec<IpNet>,
+}
+
+/// The CIDRs one policy mentions (the engine's own list, for one policy).
+fn policy_cidrs(policies: Vec<IrPolicy>) -> Vec<IpNet> {
+    all_cidrs(&Cluster { policies, ..Cluster::default() }).into_iter().collect()
+}
+
+/// What the identity table was built from, besides the policies' CIDRs.
+#[derive(Debug, Clone, Default)]
+struct TableInputs {
+    endpoints: Vec<Endpoint>,
+    net_sets: Vec<NetSet>,
+    staged_cidrs: Vec<IpNet>,
 }
 
 /// State the compiler keeps between runs so identities and rule ids stay stable (the agent owns it), and the
@@ -183,6 +198,11 @@ pub struct State {
     cache: HashMap<CacheKey, Vec<Entry>>,
     /// Per (class, direction): the functions of the last compile.
     memos: HashMap<(String, Direction), DirMemo>,
+    /// The last identity table and its inputs: reused while no CIDR, endpoint or network set changed.
+    table: Option<Arc<identities::Table>>,
+    table_inputs: TableInputs,
+    /// Rule version → candidate identities (indices into `table`), for the last compile's rules.
+    cands: HashMap<u64, Arc<index::Cands>>,
     compiles: u64,
     pub stats: CompileStats,
 }
@@ -253,13 +273,16 @@ impl State {
         self.policies.clear();
         self.global_fp.clear();
         self.idents_fp.clear();
+        self.table = None;
+        self.cands.clear();
     }
     /// The versions of a policy's exact content and of each of its rules.
-    fn policy_versions(&mut self, p: &IrPolicy) -> (u64, [Vec<u64>; 2]) {
+    /// Also says whether the policy's CIDRs changed.
+    fn policy_versions(&mut self, p: &IrPolicy) -> (u64, [Vec<u64>; 2], bool) {
         if let Some(rec) = self.policies.get(&p.id)
             && rec.policy == *p
         {
-            return (rec.version, rec.rules.clone());
+            return (rec.version, rec.rules.clone(), false);
         }
         let old = self.policies.remove(&p.id);
         let same_header = old.as_ref().is_some_and(|o| o.policy.tier == p.tier && o.policy.namespace == p.namespace);
@@ -281,8 +304,10 @@ impl State {
                 rules[d].push(kept.unwrap_or_else(&mut next));
             }
         }
-        self.policies.insert(p.id.clone(), PolicyRec { policy: p.clone(), version, rules: rules.clone() });
-        (version, rules)
+        let cidrs = policy_cidrs(vec![p.clone()]);
+        let dirty = old.as_ref().map_or(!cidrs.is_empty(), |o| o.cidrs != cidrs);
+        self.policies.insert(p.id.clone(), PolicyRec { policy: p.clone(), version, rules: rules.clone(), cidrs });
+        (version, rules, dirty)
     }
     /// Release what the last two compiles did not use.
     fn release(&mut self, endpoints: &[EndpointProgram]) {
@@ -356,7 +381,45 @@ type Applicable = Vec<(usize, Vec<usize>)>;
 /// Compile the enforced policy of every endpoint `local` accepts.
 pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool) -> Compiled {
     state.compiles += 1;
-    let table = identities::build(c, state);
+    // Versions first: they tell whether any policy's CIDRs changed.
+    let mut cidrs_dirty = false;
+    let mut versions: Vec<u64> = Vec::with_capacity(c.policies.len());
+    let mut rule_versions: Vec<[Vec<u64>; 2]> = Vec::with_capacity(c.policies.len());
+    for p in &c.policies {
+        let (v, r, dirty) = state.policy_versions(p);
+        cidrs_dirty |= dirty;
+        versions.push(v);
+        rule_versions.push(r);
+    }
+    let live: std::collections::HashSet<&PolicyId> = c.policies.iter().map(|p| &p.id).collect();
+    state.policies.retain(|id, rec| {
+        let keep = live.contains(id);
+        cidrs_dirty |= !keep && !rec.cidrs.is_empty();
+        keep
+    });
+
+    // The identity table: rebuilt only when its inputs changed.
+    let staged: Vec<IrPolicy> = c.pending_policies.iter().filter(|p| p.id.staged).cloned().collect();
+    let staged_cidrs = if staged.is_empty() { vec![] } else { policy_cidrs(staged) };
+    let reuse = !cidrs_dirty
+        && state.table.is_some()
+        && state.table_inputs.staged_cidrs == staged_cidrs
+        && state.table_inputs.net_sets == c.net_sets
+        && state.table_inputs.endpoints == c.endpoints;
+    let table: Arc<identities::Table> = match (&state.table, reuse) {
+        (Some(t), true) => {
+            let t = t.clone();
+            identities::reuse(&t, state);
+            t
+        }
+        _ => {
+            let t = Arc::new(identities::build(c, state));
+            state.table = Some(t.clone());
+            state.table_inputs =
+                TableInputs { endpoints: c.endpoints.clone(), net_sets: c.net_sets.clone(), staged_cidrs };
+            t
+        }
+    };
 
     // Protocols with their own entries, and a stand-in for every other protocol.
     let mut protocols: BTreeSet<u8> = BASE_PROTOCOLS.into_iter().collect();
@@ -373,30 +436,28 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
     // can depend on.
     let global_fp = serde_json::to_string(&(&protocols, other, &c.namespaces, format!("{:?}", c.net_sets)))
         .expect("serialisable");
+    let mut carried = std::mem::take(&mut state.cands);
     if global_fp != state.global_fp {
         state.global_gen += 1;
         state.global_fp = global_fp;
+        carried.clear();
     }
-    let idents_fp: Vec<(u32, u64)> = table.identities.iter().zip(&table.info).map(|(i, n)| (i.id, n.serial)).collect();
-    if idents_fp != state.idents_fp {
-        state.idents_gen += 1;
-        state.idents_fp = idents_fp;
+    if !reuse {
+        let idents_fp: Vec<(u32, u64)> =
+            table.identities.iter().zip(&table.info).map(|(i, n)| (i.id, n.serial)).collect();
+        if idents_fp != state.idents_fp {
+            state.idents_gen += 1;
+            state.idents_fp = idents_fp;
+        }
+        // Candidates are identity indices: a rebuilt table renumbers them.
+        carried.clear();
     }
     let (global, idents) = (state.global_gen, state.idents_gen);
-    let mut versions: Vec<u64> = Vec::with_capacity(c.policies.len());
-    let mut rule_versions: Vec<[Vec<u64>; 2]> = Vec::with_capacity(c.policies.len());
-    for p in &c.policies {
-        let (v, r) = state.policy_versions(p);
-        versions.push(v);
-        rule_versions.push(r);
-    }
-    let live: std::collections::HashSet<&PolicyId> = c.policies.iter().map(|p| &p.id).collect();
-    state.policies.retain(|id, _| live.contains(id));
 
     let mut ctx = Ctx {
         c,
         table: &table,
-        index: index::Index::new(c, &table),
+        index: index::Index::new(c, &table, carried),
         protocols: &protocols,
         other,
         rule_versions: &rule_versions,
@@ -469,11 +530,11 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
         }
         endpoints.push(program);
     }
-    drop(ctx);
+    state.cands = ctx.index.into_used();
     state.cache = used;
     state.memos = memos;
     state.release(&endpoints);
-    Compiled { identities: table.identities, ipcache: table.ipcache, endpoints }
+    Compiled { identities: table.identities.clone(), ipcache: table.ipcache.clone(), endpoints }
 }
 
 /// What the walk of a (class, direction) depends on besides its rules: each applicable tier's name, default
@@ -494,14 +555,11 @@ fn by_content<'s>(state: &'s State) -> impl Fn(&Value) -> (bool, &'s [String]) +
 }
 
 /// The entries of one (class, direction) from its per-identity functions.
-fn encode(state: &mut State, identities: &[Identity], funcs: &[Rc<Func>]) -> Vec<Entry> {
+fn encode(state: &mut State, identities: &[Identity], funcs: &[Arc<Func>]) -> Vec<Entry> {
     // The endpoint default: the most common verdict of identities whose function is constant; deny if none.
     let mut counts: HashMap<Value, usize> = HashMap::new();
-    let mut constant: HashMap<*const Func, bool> = HashMap::new();
-    for f in funcs {
-        if *constant.entry(Rc::as_ptr(f)).or_insert_with(|| f.constant()) {
-            *counts.entry(f.other).or_default() += 1;
-        }
+    for f in funcs.iter().filter(|f| f.constant) {
+        *counts.entry(f.other).or_default() += 1;
     }
     let default = {
         let content = by_content(state);
@@ -519,7 +577,7 @@ fn encode(state: &mut State, identities: &[Identity], funcs: &[Rc<Func>]) -> Vec
     let content = by_content(state);
     let mut out = vec![Entry { identity: None, proto: None, ports: None, allow: default.0, rule_id: default.1 }];
     for (ident, f) in identities.iter().zip(funcs) {
-        if constant[&Rc::as_ptr(f)] && f.other == default {
+        if f.constant && f.other == default {
             continue;
         }
         let id = ident.id;

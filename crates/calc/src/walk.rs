@@ -8,7 +8,7 @@
 //! identity (same key), its candidate rules (same versions, same order) and the tier skeleton are unchanged.
 
 use std::collections::{BTreeSet, HashMap};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use porin_model::PortMatch;
 use porin_model::porin::{Action, TierDefaultAction};
@@ -28,14 +28,13 @@ pub(crate) struct Func {
     /// The verdict of every protocol without its own entries.
     pub other: Value,
     pub protos: Vec<(u8, Segments)>,
+    /// Every protocol and port has the verdict `other`.
+    pub constant: bool,
 }
 
 impl Func {
     pub(crate) fn rule_ids(&self) -> impl Iterator<Item = u32> + '_ {
         std::iter::once(self.other.1).chain(self.protos.iter().flat_map(|(_, s)| s.iter().map(|x| x.2.1)))
-    }
-    pub(crate) fn constant(&self) -> bool {
-        self.protos.iter().all(|(_, s)| s.len() == 1 && s[0].2 == self.other)
     }
 }
 
@@ -46,9 +45,9 @@ pub(crate) struct DirMemo {
     pub skeleton: String,
     pub global: u64,
     /// Identity serial → (versions of its candidate rules in order, function).
-    pub funcs: HashMap<u64, (Vec<u64>, Rc<Func>)>,
+    pub funcs: HashMap<u64, (Vec<u64>, Arc<Func>)>,
     /// The function of identities no rule can match.
-    pub empty: Option<Rc<Func>>,
+    pub empty: Option<Arc<Func>>,
 }
 
 /// One applicable rule, flattened.
@@ -205,7 +204,7 @@ fn footprint(r: &IrRule, proto: u8, dst: Option<&Endpoint>) -> Foot {
 
 /// The functions of one (class, direction): one per identity (index into the table), shared where equal.
 pub(crate) struct DirFuncs {
-    pub funcs: Vec<Rc<Func>>,
+    pub funcs: Vec<Arc<Func>>,
     /// Functions computed (not reused) here.
     pub computed: usize,
     pub walks: u64,
@@ -241,7 +240,7 @@ pub(crate) fn compile_direction(
     let mut pairs: Vec<(u32, u32)> = Vec::new();
     let mut anyone: Vec<u32> = Vec::new();
     for (pos, f) in flat.iter().enumerate() {
-        match &*ctx.index.rule(f.pi, dir, f.ri) {
+        match &*ctx.index.rule(f.pi, dir, f.ri, f.version) {
             Cands::All => anyone.push(pos as u32),
             Cands::Some(ids) => pairs.extend(ids.iter().map(|&k| (k, pos as u32))),
         }
@@ -255,7 +254,7 @@ pub(crate) fn compile_direction(
     let mut walker = Walker { ctx, state, local, dir, applicable, flat: &flat, walks: 0 };
     let empty = match &old.empty {
         Some(f) => f.clone(),
-        None => Rc::new(walker.function(&[], Peer::Ip("0.0.0.0".parse().expect("valid")), false)),
+        None => Arc::new(walker.function(&[], Peer::Ip("0.0.0.0".parse().expect("valid")), false)),
     };
     memo.empty = Some(empty.clone());
     let mut next = 0usize;
@@ -289,7 +288,7 @@ pub(crate) fn compile_direction(
             Rep::Ip(ip) => Peer::Ip(ip),
         };
         let (serial, v6) = (info.serial, info.v6);
-        let f = Rc::new(walker.function(&list, peer, v6));
+        let f = Arc::new(walker.function(&list, peer, v6));
         out.computed += 1;
         memo.funcs.insert(serial, (versions, f.clone()));
         out.funcs.push(f);
@@ -376,7 +375,8 @@ impl Walker<'_, '_> {
             };
             protos.push((p, segs));
         }
-        Func { other, protos }
+        let constant = protos.iter().all(|(_, s)| s.len() == 1 && s[0].2 == other);
+        Func { other, protos, constant }
     }
 
     /// The tier walk of [`Cluster::walk`], over the candidate rules only (every other rule cannot match).

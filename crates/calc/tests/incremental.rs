@@ -269,3 +269,10 @@ fn ids_of_unchanged_rules_and_identities_stay_put_across_unrelated_changes() {
     let changed = after.iter().filter(|e| !before.contains(e)).count();
     assert!(changed <= 3, "{changed} server entries changed for one removed rule");
 }
+
+#[test]
+fn the_state_can_move_between_threads() {
+    // The agent keeps the state in a task that may run on any thread.
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<State>();
+}
