@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
-use porin_policy::ir::{Cluster, all_cidrs};
+use porin_policy::ir::Cluster;
 
 use crate::{IDENTITY_WORLD_V4, IDENTITY_WORLD_V6, Identity, IdentityKind, State};
 
@@ -75,7 +75,7 @@ impl Cidrs {
         }
         Cidrs { by_net, lens: lens.map(|l| l.into_iter().collect()) }
     }
-    /// Every CIDR containing `net` (prefix lengths up to `net`'s own).
+    /// Every CIDR containing `net` (prefix lengths up to `net`'s own), shortest first.
     fn containing(&self, net: IpNet) -> Vec<IpNet> {
         let v6 = matches!(net, IpNet::V6(_));
         let mut out = Vec::new();
@@ -88,7 +88,6 @@ impl Cidrs {
                 out.extend(v.iter().copied());
             }
         }
-        out.sort();
         out
     }
 }
@@ -142,8 +141,9 @@ pub(crate) fn reuse(t: &Table, state: &mut State) {
     }
 }
 
-pub(crate) fn build(c: &Cluster, state: &mut State) -> Table {
-    let mut cidrs: BTreeSet<IpNet> = all_cidrs(c);
+/// `cidrs`: every CIDR any rule or network set mentions ([`porin_policy::ir::all_cidrs`]).
+pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> Table {
+    let mut cidrs = cidrs;
     cidrs.insert("0.0.0.0/0".parse().expect("valid"));
     cidrs.insert("::/0".parse().expect("valid"));
     let index = Cidrs::new(&cidrs);

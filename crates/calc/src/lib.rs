@@ -413,7 +413,13 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
             t
         }
         _ => {
-            let t = Arc::new(identities::build(c, state));
+            // all_cidrs(c), from the per-policy lists already at hand.
+            let mut cidrs: Vec<IpNet> = state.policies.values().flat_map(|r| r.cidrs.iter().copied()).collect();
+            cidrs.extend(staged_cidrs.iter().copied());
+            cidrs.extend(c.net_sets.iter().flat_map(|s| s.nets.iter().copied()));
+            cidrs.sort_unstable();
+            cidrs.dedup();
+            let t = Arc::new(identities::build(c, state, cidrs.into_iter().collect()));
             state.table = Some(t.clone());
             state.table_inputs =
                 TableInputs { endpoints: c.endpoints.clone(), net_sets: c.net_sets.clone(), staged_cidrs };
