@@ -36,8 +36,8 @@ pub(crate) struct Index<'a> {
     selectors: HashMap<Selector, Rc<Vec<u32>>>,
     /// Rule version → candidates: carried over from the previous compile while the identity table and the
     /// global inputs are unchanged (a version names one rule's exact content and place).
-    rules: HashMap<u64, Arc<Cands>>,
-    used: HashMap<u64, Arc<Cands>>,
+    rules: crate::IdMap<Arc<Cands>>,
+    used: crate::IdMap<Arc<Cands>>,
 }
 
 /// Label pairs one of which every match must carry, if the selector requires any.
@@ -51,7 +51,7 @@ fn required(e: &Expr) -> Option<Vec<(&str, &str)>> {
 }
 
 impl<'a> Index<'a> {
-    pub(crate) fn new(c: &'a Cluster, t: &'a Table, carried: HashMap<u64, Arc<Cands>>) -> Index<'a> {
+    pub(crate) fn new(c: &'a Cluster, t: &'a Table, carried: crate::IdMap<Arc<Cands>>) -> Index<'a> {
         let mut labels: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
         for &k in &t.pods {
             if let Rep::Endpoint(ei) = t.info[k as usize].rep {
@@ -60,7 +60,7 @@ impl<'a> Index<'a> {
                 }
             }
         }
-        Index { c, t, labels, selectors: HashMap::new(), rules: carried, used: HashMap::new() }
+        Index { c, t, labels, selectors: HashMap::new(), rules: carried, used: crate::IdMap::default() }
     }
 
     fn endpoint(&self, k: u32) -> Option<&'a porin_policy::ir::Endpoint> {
@@ -190,7 +190,7 @@ impl<'a> Index<'a> {
     }
 
     /// The candidates this compile used, to carry over.
-    pub(crate) fn into_used(self) -> HashMap<u64, Arc<Cands>> {
+    pub(crate) fn into_used(self) -> crate::IdMap<Arc<Cands>> {
         self.used
     }
 }

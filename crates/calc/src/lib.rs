@@ -202,7 +202,7 @@ pub struct State {
     table: Option<Arc<identities::Table>>,
     table_inputs: TableInputs,
     /// Rule version → candidate identities (indices into `table`), for the last compile's rules.
-    cands: HashMap<u64, Arc<index::Cands>>,
+    cands: IdMap<Arc<index::Cands>>,
     compiles: u64,
     pub stats: CompileStats,
 }
@@ -374,6 +374,27 @@ impl Compiled {
         self.identities.iter().find(|i| i.id == id)
     }
 }
+
+/// A fast hasher for the compiler's own counters (versions, serials): not exposed to outside input.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CounterHasher(u64);
+
+impl std::hash::Hasher for CounterHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A map keyed by one of the compiler's counters.
+pub(crate) type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<CounterHasher>>;
 
 /// [`Cluster::applicable`]: (tier index, policy indices) in evaluation order.
 type Applicable = Vec<(usize, Vec<usize>)>;

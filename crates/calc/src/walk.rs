@@ -45,7 +45,7 @@ pub(crate) struct DirMemo {
     pub skeleton: String,
     pub global: u64,
     /// Identity serial → (versions of its candidate rules in order, function).
-    pub funcs: HashMap<u64, (Vec<u64>, Arc<Func>)>,
+    pub funcs: crate::IdMap<(Vec<u64>, Arc<Func>)>,
     /// The function of identities no rule can match.
     pub empty: Option<Arc<Func>>,
 }
@@ -247,7 +247,13 @@ pub(crate) fn compile_direction(
     }
     pairs.sort_unstable();
     let old = old.filter(|m| m.skeleton == skeleton && m.global == global).unwrap_or_default();
-    let mut memo = DirMemo { skeleton: skeleton.to_string(), global, funcs: HashMap::new(), empty: None };
+    let mut old = old;
+    let mut memo = DirMemo {
+        skeleton: skeleton.to_string(),
+        global,
+        funcs: crate::IdMap::with_capacity_and_hasher(old.funcs.len(), Default::default()),
+        empty: None,
+    };
     let table = ctx.table;
     let n = table.identities.len();
     let mut out = DirFuncs { funcs: Vec::with_capacity(n), computed: 0, walks: 0 };
@@ -275,14 +281,15 @@ pub(crate) fn compile_direction(
         list.sort_unstable();
         list.dedup();
         let info = &table.info[k as usize];
-        let versions: Vec<u64> = list.iter().map(|&pos| flat[pos as usize].version).collect();
-        if let Some((v, f)) = old.funcs.get(&info.serial)
-            && *v == versions
-        {
-            memo.funcs.insert(info.serial, (versions, f.clone()));
-            out.funcs.push(f.clone());
-            continue;
+        let same = |v: &[u64]| v.len() == list.len() && v.iter().zip(&list).all(|(a, &pos)| *a == flat[pos as usize].version);
+        if let Some((v, f)) = old.funcs.remove(&info.serial) {
+            if same(&v) {
+                out.funcs.push(f.clone());
+                memo.funcs.insert(info.serial, (v, f));
+                continue;
+            }
         }
+        let versions: Vec<u64> = list.iter().map(|&pos| flat[pos as usize].version).collect();
         let peer = match info.rep {
             Rep::Endpoint(ei) => Peer::Endpoint(&c.endpoints[ei]),
             Rep::Ip(ip) => Peer::Ip(ip),
