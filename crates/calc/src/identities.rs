@@ -38,8 +38,10 @@ pub(crate) struct Table {
     /// Parallel to `identities`.
     pub info: Vec<Info>,
     pub ipcache: Vec<(IpNet, u32)>,
-    /// Per endpoint, per family: the CIDRs containing its address (None: no address of that family).
-    pub sigs: Vec<[Option<Vec<IpNet>>; 2]>,
+    /// Per endpoint: its class (namespace, labels, service account, named ports, and per family the CIDRs
+    /// containing its address, or none),
+    /// everything a rule can look at on the local side.
+    pub classes: Vec<String>,
     /// Every CIDR any rule or set mentions → the identities (indices) whose addresses it contains.
     pub by_cidr: HashMap<IpNet, Vec<u32>>,
     /// Indices of pod identities.
@@ -157,7 +159,7 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
     let mut keys: Vec<String> = Vec::new();
     let mut by_id: HashMap<u32, usize> = HashMap::new();
     let mut ipcache: Vec<(IpNet, u32)> = Vec::new();
-    let mut sigs: Vec<[Option<Vec<IpNet>>; 2]> = Vec::with_capacity(c.endpoints.len());
+    let mut classes: Vec<String> = Vec::with_capacity(c.endpoints.len());
     let mut items: Vec<Item> = cidrs.iter().map(|n| item(*n, false)).collect();
     for (ei, e) in c.endpoints.iter().enumerate() {
         let mut mine: [Option<Vec<IpNet>>; 2] = [None, None];
@@ -181,7 +183,9 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
             ipcache.push((IpNet::from(ip), id));
             mine[usize::from(v6)] = Some(sig);
         }
-        sigs.push(mine);
+        classes.push(
+            serde_json::to_string(&(&e.namespace, &e.labels, &e.service_account, &named, &mine)).expect("serialisable"),
+        );
         for ip in &e.ips {
             items.push(item(IpNet::from(*ip), true));
         }
@@ -221,5 +225,5 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
         identities.push(b.identity);
         info.push(b.info);
     }
-    Table { keys, identities, info, ipcache, sigs, by_cidr, pods }
+    Table { keys, identities, info, ipcache, classes, by_cidr, pods }
 }

@@ -499,19 +499,19 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
     state.stats.functions = 0;
     // The applicable lists depend only on the local class: computed once per class.
     let mut applicable_of: HashMap<String, [Applicable; 2]> = HashMap::new();
+    let mut by_class: HashMap<&str, (Vec<Entry>, Vec<Entry>)> = HashMap::new();
     let mut endpoints = Vec::new();
     for (ei, e) in c.endpoints.iter().enumerate() {
         if !local(e) {
             continue;
         }
-        let class = serde_json::to_string(&(
-            &e.namespace,
-            &e.labels,
-            &e.service_account,
-            &e.named_ports.iter().map(|(n, p, port)| (n, p.number(), port)).collect::<Vec<_>>(),
-            &table.sigs[ei],
-        ))
-        .expect("serialisable");
+        let class = &table.classes[ei];
+        // Endpoints of one class get the same entries: compiled once per run.
+        if let Some((ingress, egress)) = by_class.get(class.as_str()) {
+            state.stats.reused += 2;
+            endpoints.push(EndpointProgram { endpoint: e.id(), ingress: ingress.clone(), egress: egress.clone() });
+            continue;
+        }
         let lists = applicable_of
             .entry(class.clone())
             .or_insert_with(|| [Direction::Ingress, Direction::Egress].map(|dir| c.applicable(Variant::Enforced, e, dir)))
@@ -555,6 +555,7 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
                 Direction::Egress => program.egress = entries,
             }
         }
+        by_class.insert(class, (program.ingress.clone(), program.egress.clone()));
         endpoints.push(program);
     }
     state.cands = ctx.index.into_used();
