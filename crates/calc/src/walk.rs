@@ -282,12 +282,12 @@ pub(crate) fn compile_direction(
         list.dedup();
         let info = &table.info[k as usize];
         let same = |v: &[u64]| v.len() == list.len() && v.iter().zip(&list).all(|(a, &pos)| *a == flat[pos as usize].version);
-        if let Some((v, f)) = old.funcs.remove(&info.serial) {
-            if same(&v) {
-                out.funcs.push(f.clone());
-                memo.funcs.insert(info.serial, (v, f));
-                continue;
-            }
+        if let Some((v, f)) = old.funcs.remove(&info.serial)
+            && same(&v)
+        {
+            out.funcs.push(f.clone());
+            memo.funcs.insert(info.serial, (v, f));
+            continue;
         }
         let versions: Vec<u64> = list.iter().map(|&pos| flat[pos as usize].version).collect();
         let peer = match info.rep {

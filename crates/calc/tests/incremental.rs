@@ -156,7 +156,7 @@ fn sets() -> Vec<(String, Cluster)> {
     out.push(("examples/shop".into(), cluster(&[root().join("examples/shop")])));
     for dir in ["tests/fixtures/tiers", "tests/fixtures/calico-v3"] {
         let d = root().join(dir);
-        if let Ok(docs) = load_paths(&[d.clone()])
+        if let Ok(docs) = load_paths(std::slice::from_ref(&d))
             && validate_set(&docs, &Default::default()).is_ok()
         {
             out.push((dir.into(), cluster(&[d])));
