@@ -585,9 +585,15 @@ fn by_content<'s>(state: &'s State) -> impl Fn(&Value) -> (bool, &'s [String]) +
 /// The entries of one (class, direction) from its per-identity functions.
 fn encode(state: &mut State, identities: &[Identity], funcs: &[Arc<Func>]) -> Vec<Entry> {
     // The endpoint default: the most common verdict of identities whose function is constant; deny if none.
+    // (Runs of one shared function, such as that of identities no rule matches, are counted at once.)
     let mut counts: HashMap<Value, usize> = HashMap::new();
-    for f in funcs.iter().filter(|f| f.constant) {
-        *counts.entry(f.other).or_default() += 1;
+    let mut k = 0;
+    while k < funcs.len() {
+        let run = funcs[k..].iter().take_while(|f| Arc::ptr_eq(f, &funcs[k])).count();
+        if funcs[k].constant {
+            *counts.entry(funcs[k].other).or_default() += run;
+        }
+        k += run;
     }
     let default = {
         let content = by_content(state);
