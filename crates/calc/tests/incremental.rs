@@ -276,3 +276,72 @@ fn the_state_can_move_between_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<State>();
 }
+
+/// The synthetic clusters at scale, looked up like the kernel, give the engine's verdict and trace (sampled:
+/// every rule's own peer and port, pods, random addresses and ports), before and after random edits.
+#[test]
+fn synthetic_clusters_equal_the_engine_when_looked_up_like_the_kernel() {
+    use porin_calc::{lookup, lookup_identity};
+    use porin_policy::eval::{Packet, Peer, Variant};
+    use std::net::IpAddr;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for peers in [synth::Peers::Distinct, synth::Peers::Shared] {
+        let mut c = synth::cluster(400, 20, peers, 0);
+        let mut state = State::new();
+        for round in 0..3 {
+            if round > 0 {
+                for _ in 0..5 {
+                    random_edit(&mut c, &mut rng);
+                }
+            }
+            let out = compile(&c, &mut state, &|_| true);
+            let mut addrs: Vec<IpAddr> = (0..400).map(|i| synth::distinct_peer(i).parse::<ipnet::IpNet>().unwrap().addr()).collect();
+            addrs.extend((0..100).map(|i| format!("10.250.0.{i}").parse::<IpAddr>().unwrap()));
+            addrs.extend((0..20).map(|_| IpAddr::from(rng.random::<[u8; 4]>())));
+            addrs.push("10.98.0.1".parse().unwrap());
+            let mut checked = 0;
+            for prog in &out.endpoints {
+                let local = &c.endpoints[c.endpoint(&prog.endpoint).unwrap()];
+                let mut peers: Vec<(Peer<'_>, IpAddr)> = addrs
+                    .iter()
+                    .filter(|ip| c.endpoint_by_ip(**ip).is_none())
+                    .map(|ip| (Peer::Ip(*ip), *ip))
+                    .collect();
+                peers.extend(c.endpoints.iter().step_by(3).map(|e| (Peer::Endpoint(e), e.ips[0])));
+                let heavy = prog.endpoint == "bench/server";
+                for (dir, entries) in [(Direction::Ingress, &prog.ingress), (Direction::Egress, &prog.egress)] {
+                    for (k, (peer, ip)) in peers.iter().enumerate() {
+                        if !heavy && k % 7 != 0 {
+                            continue;
+                        }
+                        let identity = lookup_identity(&out.ipcache, *ip).unwrap();
+                        let mut pkts: Vec<Packet> = vec![
+                            Packet { protocol: 6, port: Some(20000 + (k % 400) as u16), icmp: None, v6: false },
+                            Packet { protocol: 6, port: Some(8080), icmp: None, v6: false },
+                            Packet { protocol: 6, port: Some(rng.random()), icmp: None, v6: false },
+                            Packet { protocol: 17, port: Some(20000 + (k % 400) as u16), icmp: None, v6: false },
+                            Packet { protocol: 1, port: None, icmp: Some((8, Some(0))), v6: false },
+                            Packet { protocol: 47, port: None, icmp: None, v6: false },
+                            // Shared peers: ports 20000 + i / 100.
+                            Packet { protocol: 6, port: Some(20000 + rng.random_range(0..5u16)), icmp: None, v6: false },
+                        ];
+                        for pkt in pkts.drain(..) {
+                            let want = c.side(Variant::Enforced, local, dir, *peer, &pkt);
+                            let value = pkt.port.unwrap_or_else(|| pkt.icmp.map_or(0, |(t, c)| u16::from(t) << 8 | u16::from(c.unwrap_or(0))));
+                            let got = lookup(entries, identity, pkt.protocol, value).unwrap();
+                            let trace: Vec<String> = want.hits.iter().map(|h| h.to_string()).collect();
+                            assert_eq!(
+                                (got.allow, &state.rule_meta(got.rule_id).unwrap().trace),
+                                (want.allowed, &trace),
+                                "{peers:?} round {round}: {} {dir} from {ip} {pkt:?}",
+                                prog.endpoint
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+            assert!(checked > 5_000, "only {checked} packets checked");
+        }
+    }
+}
