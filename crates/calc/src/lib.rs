@@ -181,7 +181,10 @@ pub struct State {
     next_serial: u64,
     rule_ids: HashMap<RuleMeta, u32>,
     /// Index = rule id; id 0 is never used (the kernel treats action 0 as invalid). A released id's slot holds
-    /// an empty trace until the id is handed out again; [`State::rule_meta`] says None for it.
+    /// an empty trace until the id is handed out again; [`State::rule_meta`] says None for it. Ids are
+    /// recycled: an id unused by the last two compiles may come back with another meaning, so a consumer that
+    /// caches metadata by id must refresh it from here after every compile (every id the previous compile
+    /// used still means the same here).
     pub rules: Vec<RuleMeta>,
     /// Parallel to `rules`: the last compile whose entries used the id.
     rule_seen: Vec<u64>,
