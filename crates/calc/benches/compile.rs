@@ -10,7 +10,7 @@
 //!   (a counting global allocator), RSS, rule ids and identities held, after change 10 and after change 1,000.
 //!
 //! `PORIN_CALC_BENCH_MAX=N` caps the cold scan (default 100000); `PORIN_CALC_BENCH_ONLY=cold|change|memory`
-//! runs one part. Timings are medians on whatever machine runs them: compare ratios, not absolute values.
+//! runs one part; `PORIN_CALC_BENCH_CHANGE=port|peer|label` one kind of change. Timings are medians on whatever machine runs them: compare ratios, not absolute values.
 
 #[path = "../tests/support/synth.rs"]
 mod synth;
@@ -132,7 +132,11 @@ fn one_change() {
     println!("## one change at {n} distinct-peer rules, {FILLERS} filler pods (warm state)");
     println!("| change | median ms | max ms | changes | per-identity functions computed (median) | (endpoint, direction) recompiled (median) |");
     println!("|---|---|---|---|---|---|");
+    let pick = std::env::var("PORIN_CALC_BENCH_CHANGE").unwrap_or_default().to_lowercase();
     for kind in [Change::Port, Change::Peer, Change::Label] {
+        if !pick.is_empty() && format!("{kind:?}").to_lowercase() != pick {
+            continue;
+        }
         let mut c = synth::cluster(n, FILLERS, Peers::Distinct, 0);
         let mut state = State::new();
         compile(&c, &mut state, &|_| true);

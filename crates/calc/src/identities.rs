@@ -31,8 +31,6 @@ pub(crate) struct Info {
 /// The identity table of one compile.
 #[derive(Debug)]
 pub(crate) struct Table {
-    /// The keys of the dynamic identities in it (to mark them used when the table is reused).
-    pub keys: Vec<String>,
     /// Sorted by id.
     pub identities: Vec<Identity>,
     /// Parallel to `identities`.
@@ -133,16 +131,6 @@ fn representative(p: IpNet, items: &[Item]) -> Option<IpAddr> {
     (cursor <= me.end).then(|| addr(me.v6, cursor))
 }
 
-/// Mark the identities of a reused table as used by this compile.
-pub(crate) fn reuse(t: &Table, state: &mut State) {
-    let now = state.compiles;
-    for k in &t.keys {
-        if let Some(slot) = state.identity_ids.get_mut(k) {
-            slot.seen = now;
-        }
-    }
-}
-
 /// `cidrs`: every CIDR any rule or network set mentions ([`porin_policy::ir::all_cidrs`]).
 pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> Table {
     let mut cidrs = cidrs;
@@ -156,7 +144,6 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
         containing: Vec<IpNet>,
     }
     let mut built: Vec<Building> = Vec::new();
-    let mut keys: Vec<String> = Vec::new();
     let mut by_id: HashMap<u32, usize> = HashMap::new();
     let mut ipcache: Vec<(IpNet, u32)> = Vec::new();
     let mut classes: Vec<String> = Vec::with_capacity(c.endpoints.len());
@@ -169,8 +156,7 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
             let sig = index.containing(IpNet::from(ip));
             let key = serde_json::to_string(&("pod", &e.namespace, &e.labels, &e.service_account, &named, v6, &sig))
                 .expect("serialisable");
-            let (id, serial) = state.identity(key.clone());
-            keys.push(key);
+            let (id, serial) = state.identity(key);
             let k = *by_id.entry(id).or_insert_with(|| {
                 built.push(Building {
                     identity: Identity { id, kind: IdentityKind::Pods { rep: e.id(), v6 }, members: vec![] },
@@ -196,11 +182,7 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
         let v6 = rep.is_ipv6();
         let (id, serial) = match prefix.prefix_len() {
             0 => (if v6 { IDENTITY_WORLD_V6 } else { IDENTITY_WORLD_V4 }, if v6 { 1 } else { 0 }),
-            _ => {
-                let key = format!("cidr:{prefix}");
-                keys.push(key.clone());
-                state.identity(key)
-            }
+            _ => state.identity(format!("cidr:{prefix}")),
         };
         built.push(Building {
             identity: Identity { id, kind: IdentityKind::Cidr { prefix: *prefix, rep }, members: vec![] },
@@ -225,5 +207,5 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
         identities.push(b.identity);
         info.push(b.info);
     }
-    Table { keys, identities, info, ipcache, classes, by_cidr, pods }
+    Table { identities, info, ipcache, classes, by_cidr, pods }
 }

@@ -36,8 +36,9 @@ pub(crate) struct Index<'a> {
     selectors: HashMap<Selector, Rc<Vec<u32>>>,
     /// Rule version → candidates: carried over from the previous compile while the identity table and the
     /// global inputs are unchanged (a version names one rule's exact content and place).
-    rules: crate::IdMap<Arc<Cands>>,
-    used: crate::IdMap<Arc<Cands>>,
+    rules: crate::IdMap<(Arc<Cands>, u64)>,
+    /// This compile's mark: entries not marked with it are dropped at the end.
+    now: u64,
 }
 
 /// Label pairs one of which every match must carry, if the selector requires any.
@@ -51,7 +52,7 @@ fn required(e: &Expr) -> Option<Vec<(&str, &str)>> {
 }
 
 impl<'a> Index<'a> {
-    pub(crate) fn new(c: &'a Cluster, t: &'a Table, carried: crate::IdMap<Arc<Cands>>) -> Index<'a> {
+    pub(crate) fn new(c: &'a Cluster, t: &'a Table, carried: crate::IdMap<(Arc<Cands>, u64)>, now: u64) -> Index<'a> {
         let mut labels: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
         for &k in &t.pods {
             if let Rep::Endpoint(ei) = t.info[k as usize].rep {
@@ -60,7 +61,7 @@ impl<'a> Index<'a> {
                 }
             }
         }
-        Index { c, t, labels, selectors: HashMap::new(), rules: carried, used: crate::IdMap::default() }
+        Index { c, t, labels, selectors: HashMap::new(), rules: carried, now }
     }
 
     fn endpoint(&self, k: u32) -> Option<&'a porin_policy::ir::Endpoint> {
@@ -170,27 +171,26 @@ impl<'a> Index<'a> {
 
     /// The identities rule `ri` of policy `pi` (in `dir`), of content version `version`, can match.
     pub(crate) fn rule(&mut self, pi: usize, dir: Direction, ri: usize, version: u64) -> Arc<Cands> {
-        if let Some(v) = self.used.get(&version) {
-            return v.clone();
+        if let Some(e) = self.rules.get_mut(&version) {
+            e.1 = self.now;
+            return e.0.clone();
         }
-        let v = match self.rules.remove(&version) {
-            Some(v) => v,
-            None => {
-                let c = self.c;
-                let p = &c.policies[pi];
-                let rule = match dir {
-                    Direction::Ingress => &p.ingress[ri],
-                    Direction::Egress => &p.egress[ri],
-                };
-                Arc::new(self.compute(p, rule, dir))
-            }
+        let c = self.c;
+        let p = &c.policies[pi];
+        let rule = match dir {
+            Direction::Ingress => &p.ingress[ri],
+            Direction::Egress => &p.egress[ri],
         };
-        self.used.insert(version, v.clone());
+        let v = Arc::new(self.compute(p, rule, dir));
+        self.rules.insert(version, (v.clone(), self.now));
         v
     }
 
     /// The candidates this compile used, to carry over.
-    pub(crate) fn into_used(self) -> crate::IdMap<Arc<Cands>> {
-        self.used
+    pub(crate) fn into_used(self) -> crate::IdMap<(Arc<Cands>, u64)> {
+        let now = self.now;
+        let mut rules = self.rules;
+        rules.retain(|_, e| e.1 == now);
+        rules
     }
 }

@@ -142,8 +142,10 @@ pub struct CompileStats {
 struct IdSlot {
     id: u32,
     serial: u64,
-    /// The last compile that used it.
+    /// The last compile that used it (kept current only while it is not in the current table).
     seen: u64,
+    /// The identity-table generation it was last part of: the current table's are in use.
+    table: u64,
 }
 
 /// The last seen content of a policy, with its version and the versions of its rules.
@@ -203,9 +205,10 @@ pub struct State {
     memos: HashMap<(String, Direction), DirMemo>,
     /// The last identity table and its inputs: reused while no CIDR, endpoint or network set changed.
     table: Option<Arc<identities::Table>>,
+    table_gen: u64,
     table_inputs: TableInputs,
     /// Rule version → candidate identities (indices into `table`), for the last compile's rules.
-    cands: IdMap<Arc<index::Cands>>,
+    cands: IdMap<(Arc<index::Cands>, u64)>,
     compiles: u64,
     pub stats: CompileStats,
 }
@@ -225,6 +228,7 @@ impl State {
         let now = self.compiles;
         if let Some(slot) = self.identity_ids.get_mut(&key) {
             slot.seen = now;
+            slot.table = self.table_gen;
             return (slot.id, slot.serial);
         }
         let id = match self.free_identities.pop_first() {
@@ -236,7 +240,7 @@ impl State {
         };
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.identity_ids.insert(key, IdSlot { id, serial, seen: now });
+        self.identity_ids.insert(key, IdSlot { id, serial, seen: now, table: self.table_gen });
         (id, serial)
     }
     fn rule(&mut self, meta: RuleMeta) -> u32 {
@@ -346,8 +350,9 @@ impl State {
             self.rule_seen.pop();
         }
         let mut freed = Vec::new();
+        let current = self.table_gen;
         self.identity_ids.retain(|_, slot| {
-            let keep = !stale(slot.seen);
+            let keep = slot.table == current || !stale(slot.seen);
             if !keep {
                 freed.push(slot.id);
             }
@@ -431,12 +436,16 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
         && state.table_inputs.net_sets == c.net_sets
         && state.table_inputs.endpoints == c.endpoints;
     let table: Arc<identities::Table> = match (&state.table, reuse) {
-        (Some(t), true) => {
-            let t = t.clone();
-            identities::reuse(&t, state);
-            t
-        }
+        (Some(t), true) => t.clone(),
         _ => {
+            // The old table's identities were in use up to the previous compile.
+            let (old_gen, now) = (state.table_gen, state.compiles);
+            for slot in state.identity_ids.values_mut() {
+                if slot.table == old_gen {
+                    slot.seen = slot.seen.max(now - 1);
+                }
+            }
+            state.table_gen += 1;
             // all_cidrs(c), from the per-policy lists already at hand.
             let mut cidrs: Vec<IpNet> = state.policies.values().flat_map(|r| r.cidrs.iter().copied()).collect();
             cidrs.extend(staged_cidrs.iter().copied());
@@ -487,7 +496,8 @@ pub fn compile(c: &Cluster, state: &mut State, local: &dyn Fn(&Endpoint) -> bool
     let mut ctx = Ctx {
         c,
         table: &table,
-        index: index::Index::new(c, &table, carried),
+        index: index::Index::new(c, &table, carried, state.compiles),
+        now: state.compiles,
         protocols: &protocols,
         other,
         rule_versions: &rule_versions,
@@ -624,9 +634,13 @@ fn encode(state: &mut State, identities: &[Identity], funcs: &[Arc<Func>]) -> Ve
                 continue;
             }
             // The protocol entry takes the verdict that covers most ports; the rest become port ranges.
-            let mut cover: HashMap<Value, u32> = HashMap::new();
+            let mut cover: Vec<(Value, u32)> = Vec::new();
             for (lo, hi, v) in segs {
-                *cover.entry(*v).or_default() += u32::from(*hi) - u32::from(*lo) + 1;
+                let n = u32::from(*hi) - u32::from(*lo) + 1;
+                match cover.iter_mut().find(|c| c.0 == *v) {
+                    Some(c) => c.1 += n,
+                    None => cover.push((*v, n)),
+                }
             }
             let base = cover
                 .into_iter()

@@ -44,8 +44,8 @@ pub(crate) struct DirMemo {
     /// Tier skeleton and global generation the functions were computed under.
     pub skeleton: String,
     pub global: u64,
-    /// Identity serial → (versions of its candidate rules in order, function).
-    pub funcs: crate::IdMap<(Vec<u64>, Arc<Func>)>,
+    /// Identity serial → (versions of its candidate rules in order, function, the compile that last used it).
+    pub funcs: crate::IdMap<(Vec<u64>, Arc<Func>, u64)>,
     /// The function of identities no rule can match.
     pub empty: Option<Arc<Func>>,
 }
@@ -76,6 +76,8 @@ pub(crate) struct Ctx<'a> {
     pub other: u8,
     /// Per policy index, per direction: the versions of its rules.
     pub rule_versions: &'a [[Vec<u64>; 2]],
+    /// This compile's number.
+    pub now: u64,
     /// Hits → rule id, for this compile.
     pub rule_ids: HashMap<(bool, Vec<HitRef>), u32>,
 }
@@ -247,18 +249,16 @@ pub(crate) fn compile_direction(
     }
     pairs.sort_unstable();
     let old = old.filter(|m| m.skeleton == skeleton && m.global == global).unwrap_or_default();
-    let mut old = old;
-    let mut memo = DirMemo {
-        skeleton: skeleton.to_string(),
-        global,
-        funcs: crate::IdMap::with_capacity_and_hasher(old.funcs.len(), Default::default()),
-        empty: None,
-    };
+    // The previous functions are updated in place; those no identity used this time are dropped at the end.
+    let mut memo = old;
+    memo.skeleton = skeleton.to_string();
+    memo.global = global;
+    let now = ctx.now;
     let table = ctx.table;
     let n = table.identities.len();
     let mut out = DirFuncs { funcs: Vec::with_capacity(n), computed: 0, walks: 0 };
     let mut walker = Walker { ctx, state, local, dir, applicable, flat: &flat, walks: 0 };
-    let empty = match &old.empty {
+    let empty = match &memo.empty {
         Some(f) => f.clone(),
         None => Arc::new(walker.function(&[], Peer::Ip("0.0.0.0".parse().expect("valid")), false)),
     };
@@ -282,11 +282,11 @@ pub(crate) fn compile_direction(
         list.dedup();
         let info = &table.info[k as usize];
         let same = |v: &[u64]| v.len() == list.len() && v.iter().zip(&list).all(|(a, &pos)| *a == flat[pos as usize].version);
-        if let Some((v, f)) = old.funcs.remove(&info.serial)
-            && same(&v)
+        if let Some((v, f, used)) = memo.funcs.get_mut(&info.serial)
+            && same(v)
         {
+            *used = now;
             out.funcs.push(f.clone());
-            memo.funcs.insert(info.serial, (v, f));
             continue;
         }
         let versions: Vec<u64> = list.iter().map(|&pos| flat[pos as usize].version).collect();
@@ -297,9 +297,10 @@ pub(crate) fn compile_direction(
         let (serial, v6) = (info.serial, info.v6);
         let f = Arc::new(walker.function(&list, peer, v6));
         out.computed += 1;
-        memo.funcs.insert(serial, (versions, f.clone()));
+        memo.funcs.insert(serial, (versions, f.clone(), now));
         out.funcs.push(f);
     }
+    memo.funcs.retain(|_, e| e.2 == now);
     out.walks = walker.walks;
     (out, memo)
 }
