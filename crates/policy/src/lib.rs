@@ -12,6 +12,7 @@ pub mod diff;
 pub mod eval;
 pub mod ir;
 pub mod matrix;
+pub mod rulematch;
 
 pub use eval::{Direction, Evaluation, Hit, HitAction, Packet, Peer, SideVerdict, Variant, Verdict};
 pub use ir::{Cluster, Endpoint, PolicyId, PolicyKind};
