@@ -154,10 +154,14 @@ impl FlowContext {
         for w in [porin_calc::IDENTITY_WORLD_V4, porin_calc::IDENTITY_WORLD_V6] {
             identities.entry(w).or_insert_with(|| IdentityInfo { meta: Arc::new(EndpointMeta::world()), rep: Rep::PeerAddress, shared: false });
         }
-        let mut rules: Vec<Option<Arc<RuleMeta>>> = prev.map(|p| p.rules.as_ref().clone()).unwrap_or_default();
-        for (i, r) in inp.rules.iter().enumerate().skip(rules.len()) {
-            rules.push((i != 0).then(|| Arc::new(RuleMeta { trace: r.trace.clone() })));
-        }
+        // Rebuilt at every revision: the compiler recycles the ids of rules no longer used, so an id may name
+        // another rule than it did in an older revision. Every id the last compile used keeps its meaning here.
+        let rules: Vec<Option<Arc<RuleMeta>>> = inp
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i != 0).then(|| Arc::new(RuleMeta { trace: r.trace.clone() })))
+            .collect();
         FlowContext {
             revision: inp.revision,
             cluster: inp.cluster.clone(),
