@@ -6,8 +6,10 @@
 //!
 //! * `admin`: everything, including creating tokens;
 //! * `read-only`: every read, no write;
-//! * `scoped`: reads, and writes of namespaced kinds in its namespaces; Porin NetworkPolicies (and
-//!   GlobalNetworkPolicies) only in its tiers. Never Tiers, ClusterSettings, Namespaces, GlobalNetworkSets.
+//! * `scoped`: reads, and writes of namespaced kinds in its namespaces; policies (Kubernetes ones count as
+//!   tier `default`) only in its tiers. Never a cluster-scoped kind (GlobalNetworkPolicy and its staged form,
+//!   GlobalNetworkSet, Tier, ClusterSettings, Namespace), and never a label change that alters what a policy
+//!   outside its scope selects ([`crate::scope`]).
 
 use porin_model::{Kind, Resource};
 use serde::{Deserialize, Serialize};
@@ -86,38 +88,44 @@ impl Identity {
 
     /// May this caller create, change or delete `r` (check both the old and the new object)?
     /// Err carries the reason for the 403 message.
+    ///
+    /// A scoped token writes only namespaced kinds, only in its namespaces, and policies only in its tiers
+    /// (Kubernetes NetworkPolicies and StagedKubernetesNetworkPolicies sit in tier `default`). Cluster-scoped
+    /// kinds (GlobalNetworkPolicy, StagedGlobalNetworkPolicy, GlobalNetworkSet, Tier, ClusterSettings,
+    /// Namespace, and any kind added later) can change what happens in every namespace, whatever their tier:
+    /// admin only. What labels a scoped token may set is checked separately ([`crate::scope`]).
     pub fn can_write(&self, r: &Resource) -> Result<(), String> {
         match &self.role {
             Role::Admin => Ok(()),
             Role::ReadOnly => Err(format!("{} has a read-only token", self.user)),
-            Role::Scoped { namespaces, tiers } => {
-                let kind = r.kind();
-                let what = format!("{} {:?}", kind, r.qualified_name());
-                let tier_ok = |t: &str| tiers.iter().any(|x| x == t);
-                match kind {
-                    Kind::Tier | Kind::ClusterSettings | Kind::Namespace | Kind::GlobalNetworkSet => {
-                        return Err(format!("{} (scoped) may not write {what}", self.user));
-                    }
-                    Kind::GlobalNetworkPolicy | Kind::StagedGlobalNetworkPolicy => {}
-                    _ => {
-                        let ns = r.namespace().unwrap_or("default");
-                        if !namespaces.iter().any(|n| n == ns) {
-                            return Err(format!("{} (scoped) may not write in namespace {ns:?}: {what}", self.user));
-                        }
-                    }
-                }
-                if matches!(
-                    kind,
-                    Kind::NetworkPolicy | Kind::StagedNetworkPolicy | Kind::GlobalNetworkPolicy | Kind::StagedGlobalNetworkPolicy
-                ) && let Some(t) = tier_of(r)
-                    && !tier_ok(&t)
-                {
-                    return Err(format!("{} (scoped) may not write tier {t:?}: {what}", self.user));
-                }
-                Ok(())
-            }
+            Role::Scoped { namespaces, tiers } => scoped_can_write(&self.user, namespaces, tiers, r),
         }
     }
+}
+
+fn scoped_can_write(user: &str, namespaces: &[String], tiers: &[String], r: &Resource) -> Result<(), String> {
+    let kind = r.kind();
+    let what = format!("{} {:?}", kind, r.qualified_name());
+    if !kind.info().namespaced {
+        return Err(format!(
+            "{user} (scoped) may not write {what}: a cluster-scoped object can affect every namespace (admin only)"
+        ));
+    }
+    let ns = r.namespace().unwrap_or("default");
+    if !namespaces.iter().any(|n| n == ns) {
+        return Err(format!("{user} (scoped) may not write in namespace {ns:?}: {what}"));
+    }
+    if let Some(t) = tier_of(r)
+        && !tiers.contains(&t)
+    {
+        let k8s = if matches!(kind, Kind::K8sNetworkPolicy | Kind::StagedKubernetesNetworkPolicy) {
+            " (Kubernetes NetworkPolicies sit in tier \"default\")"
+        } else {
+            ""
+        };
+        return Err(format!("{user} (scoped) may not write tier {t:?}{k8s}: {what}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -144,6 +152,27 @@ mod tests {
         assert!(id.can_write(&tier).is_err());
         let gnp = parse("apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: platform}\n");
         assert!(id.can_write(&gnp).is_err());
+        // Whatever their tier, cluster-scoped objects are out of reach.
+        let gnp_app = parse("apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: app}\n");
+        assert!(id.can_write(&gnp_app).unwrap_err().contains("cluster-scoped"));
+        let sgnp = parse("apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: app}\n");
+        assert!(id.can_write(&sgnp).is_err());
+        let gns = parse("apiVersion: porin.io/v1\nkind: GlobalNetworkSet\nmetadata: {name: s}\nspec: {nets: [10.0.0.0/8]}\n");
+        assert!(id.can_write(&gns).is_err());
+        let ns = parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n");
+        assert!(id.can_write(&ns).is_err());
+        // Kubernetes policies (and their staged form) are tier default: not this token's.
+        let knp = parse("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: k, namespace: team-a}\nspec: {podSelector: {}}\n");
+        assert!(id.can_write(&knp).unwrap_err().contains("default"));
+        let sknp = parse("apiVersion: porin.io/v1\nkind: StagedKubernetesNetworkPolicy\nmetadata: {name: k, namespace: team-a}\nspec: {podSelector: {}}\n");
+        assert!(id.can_write(&sknp).is_err());
+        let snp = parse("apiVersion: porin.io/v1\nkind: StagedNetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {tier: platform}\n");
+        assert!(id.can_write(&snp).is_err());
+        let with_default = Identity {
+            user: "token:team-a".into(),
+            role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec!["default".into()] },
+        };
+        assert!(with_default.can_write(&knp).is_ok());
         let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly };
         assert!(ro.can_write(&ok).is_err());
     }

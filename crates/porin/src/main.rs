@@ -16,6 +16,7 @@ mod flows;
 mod keys;
 mod labelsel;
 mod printers;
+mod scope;
 mod sha256;
 mod timefmt;
 mod tls;
