@@ -156,3 +156,118 @@ fn a_tenant_token_cannot_change_another_tenants_traffic() {
     let pods = a.ok(&["get", "pods", "-n", "shop", "-o", "json"]);
     assert!(pods.contains("\"pci\": \"true\"") && pods.contains("\"team\": \"web\""), "{pods}");
 }
+
+/// Send a request head (and then `body`, ignoring a server that stops reading) on the agent's socket; return
+/// the response's status code and text. A server that waits for a body it was not sent times out: a failure.
+fn raw(a: &Agent, head: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    for chunk in body.chunks(64 << 10) {
+        if s.write_all(chunk).is_err() {
+            break; // the server answered and closed: what we want
+        }
+    }
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        match s.read(&mut tmp) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&tmp[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some(i) = text.find("\r\n\r\n")
+                    && text[i..].contains('}')
+                {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("no response to {head:?}: {e} (got {:?})", String::from_utf8_lossy(&buf)),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
+}
+
+fn head(method: &str, path: &str, token: &str, len: Option<usize>) -> String {
+    let len = match len {
+        Some(n) => format!("Content-Length: {n}\r\n"),
+        None => "Transfer-Encoding: chunked\r\n".into(),
+    };
+    format!("{method} {path} HTTP/1.1\r\nHost: porin\r\nAuthorization: Bearer {token}\r\nContent-Type: application/yaml\r\n{len}\r\n")
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 18 MB of a plausible manifest stream.
+fn big_body(n: usize) -> Vec<u8> {
+    let doc = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop, labels: {a: b}}\n---\n";
+    doc.repeat(n / doc.len() + 1).into_bytes()
+}
+
+#[test]
+fn permissions_and_budgets_come_before_the_body() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &["--dataplane", "none"]);
+    a.ok(&["apply", "-f", &a.write("world.yaml", WORLD)]);
+    let ro = a.ok(&["token", "create", "viewer", "--role", "read-only"]).trim().to_string();
+    let shop = a.ok(&["token", "create", "shop", "--role", "scoped", "--namespace", "shop", "--tier", "app"]).trim().to_string();
+    let before = state(&a);
+
+    // Announced but never sent: the answer cannot depend on the body.
+    let (code, text) = raw(&a, &head("POST", "/porin/v1/apply", &ro, Some(18_000_000)), b"");
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("read-only"), "{text}");
+    let (code, text) = raw(&a, &head("PUT", "/api/v1/namespaces/shop/pods/payment", &ro, Some(18_000_000)), b"");
+    assert_eq!(code, 403, "{text}");
+    let (code, text) = raw(&a, &head("POST", "/porin/v1/tokens", &shop, Some(1_000_000)), b"");
+    assert_eq!(code, 403, "{text}");
+    let (code, text) = raw(&a, &head("POST", "/porin/v1/apply", &shop, Some(9 << 20)), b"");
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("RequestEntityTooLarge") && text.contains("8388608"), "{text}");
+    // A GET carries no body.
+    let (code, text) = raw(&a, &head("GET", "/api/v1/pods", &ro, Some(1000)), b"");
+    assert_eq!(code, 413, "{text}");
+
+    // Really sent: the read-only token's bodies are never buffered, so the agent's memory does not move
+    // (buffering even one of them would add 18 MB; parsing it, far more).
+    let pid = a.child.id();
+    let body = big_body(18_000_000);
+    let rss0 = rss_kib(pid);
+    for _ in 0..3 {
+        let (code, text) = raw(&a, &head("POST", "/porin/v1/apply", &ro, Some(body.len())), &body);
+        assert_eq!(code, 403, "{text}");
+    }
+    let grown = rss_kib(pid).saturating_sub(rss0);
+    assert!(grown < 12 << 10, "the agent's RSS grew by {grown} KiB on refused bodies");
+
+    // A scoped token streaming (chunked, no length) past its budget: 413 once the budget is exceeded.
+    let mut chunked = Vec::new();
+    for c in big_body(9 << 20).chunks(1 << 20) {
+        chunked.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        chunked.extend_from_slice(c);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (code, text) = raw(&a, &head("POST", "/porin/v1/apply", &shop, None), &chunked);
+    assert_eq!(code, 413, "{text}");
+
+    // Within the byte budget but over the document budget: 413 before validation or commit.
+    let docs: String = (0..2001).map(|i| app_policy(&format!("p{i}"), "shop", "app") + "---\n").collect();
+    let (code, text) = raw(&a, &head("POST", "/porin/v1/apply", &shop, Some(docs.len())), docs.as_bytes());
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("2001 documents"), "{text}");
+
+    assert_eq!(state(&a), before, "a refused request changed the store");
+    // The budgets do not get in the way of ordinary work.
+    let (code, _, err) = a.porin_as(Some(&shop), &["apply", "-f", &a.write("mine.yaml", &app_policy("mine", "shop", "app"))]);
+    assert_eq!(code, 0, "{err}");
+}

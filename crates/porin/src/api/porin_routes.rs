@@ -25,6 +25,7 @@ fn parse_body(body: &Bytes) -> Result<Vec<porin_model::Document>, ApiError> {
 /// updated in one transaction, or nothing is.
 pub async fn apply(State(st): State<Shared>, Extension(id): Extension<Identity>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let docs = parse_body(&body)?;
+    super::check_documents(&id, docs.len())?;
     let tiers = known_tiers(&st).await?;
     porin_model::validate_set(&docs, &tiers).map_err(|e| ApiError::invalid(&e))?;
     let changes = docs.iter().map(|d| Change::from_doc(d, Intent::Upsert)).collect::<Result<Vec<_>, _>>()?;
@@ -35,6 +36,7 @@ pub async fn apply(State(st): State<Shared>, Extension(id): Extension<Identity>,
 /// `POST /porin/v1/delete`: delete every object named in the body, atomically.
 pub async fn delete(State(st): State<Shared>, Extension(id): Extension<Identity>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let docs = parse_body(&body)?;
+    super::check_documents(&id, docs.len())?;
     let changes = docs.iter().map(|d| Change::from_doc(d, Intent::Delete)).collect::<Result<Vec<_>, _>>()?;
     let (revision, items) = commit(&st, &id, "delete", changes).await?;
     Ok(Json(json!({"kind": "ApplyResult", "apiVersion": "porin.io/v1", "revision": revision, "items": items})))
