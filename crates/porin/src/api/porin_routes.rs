@@ -141,8 +141,11 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
     };
     let p = &snap.policy;
     let dp = st.dataplane.borrow().clone();
+    let undecodable = undecodable_health(&p.undecodable);
     let health = if store_rev.is_none() || !snap.connected {
         "degraded: datastore unreachable, serving last known state read-only"
+    } else if let Some(h) = &undecodable {
+        h.as_str()
     } else if p.error.is_some() {
         "degraded: policy recompute failed, previous policy kept"
     } else if !snap.synced {
@@ -169,8 +172,27 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         "lastRecompute": p.built_at.map(|t| crate::timefmt::rfc3339(t as i64)),
         "recomputeMillis": p.build_millis,
         "policyError": p.error,
+        "undecodable": p.undecodable,
         "health": health,
         "dataplane": serde_json::to_value(&*dp).unwrap_or_default(),
         "flows": st.flows.as_ref().map(|f| f.status()),
     }))
+}
+
+/// The health line for stored objects that do not decode: each key, its error and what it locks down.
+fn undecodable_health(u: &[crate::agent::Undecodable]) -> Option<String> {
+    if u.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = u
+        .iter()
+        .map(|x| {
+            let scope = match &x.namespace {
+                Some(ns) => format!("every endpoint in namespace {ns} denies"),
+                None => "every endpoint denies".to_string(),
+            };
+            format!("{} ({}; {scope})", x.key, x.error)
+        })
+        .collect();
+    Some(format!("degraded: {} stored object(s) do not decode: {}", u.len(), each.join("; ")))
 }
