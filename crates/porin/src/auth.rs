@@ -32,6 +32,9 @@ pub struct TokenRecord {
     #[serde(flatten)]
     pub role: Role,
     pub created: String,
+    /// Epoch seconds after which the token is refused (None: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 /// Who is calling.
@@ -40,6 +43,8 @@ pub struct Identity {
     /// `token:<name>` or `uid:<n>`.
     pub user: String,
     pub role: Role,
+    /// The token's id ([`token_id`]) when the caller used one.
+    pub token_id: Option<String>,
 }
 
 /// A fresh random token: `porin_` + 43 base64url characters (256 bits).
@@ -66,6 +71,12 @@ pub fn new_token() -> std::io::Result<String> {
 
 pub fn token_key(token: &str) -> String {
     format!("{}{}", crate::keys::TOKENS, sha256::hex_digest(token.as_bytes()))
+}
+
+/// A token's public id: the first 12 hex digits of its SHA-256 (from its store key). Names who used which
+/// token in the audit trail and `porin token list` without revealing anything that authenticates.
+pub fn token_id(key: &str) -> String {
+    key.strip_prefix(crate::keys::TOKENS).unwrap_or(key).chars().take(12).collect()
 }
 
 /// The tier a policy object belongs to (`default` when unset); None for kinds without tiers.
@@ -141,6 +152,7 @@ mod tests {
         let id = Identity {
             user: "token:team-a".into(),
             role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec!["app".into()] },
+            token_id: None,
         };
         let ok = parse("apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {tier: app}\n");
         assert!(id.can_write(&ok).is_ok());
@@ -171,9 +183,10 @@ mod tests {
         let with_default = Identity {
             user: "token:team-a".into(),
             role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec!["default".into()] },
+            token_id: None,
         };
         assert!(with_default.can_write(&knp).is_ok());
-        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly };
+        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly, token_id: None };
         assert!(ro.can_write(&ok).is_err());
     }
 

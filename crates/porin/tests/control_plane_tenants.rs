@@ -75,7 +75,7 @@ const KINDS: [&str; 11] = ["tiers", "ns", "pods", "gnp", "sgnp", "gns", "netpol"
 fn state(a: &Agent) -> (Vec<String>, usize) {
     let objs = KINDS.iter().map(|k| a.ok(&["get", k, "-A", "-o", "json"])).collect();
     let audit: serde_json::Value = serde_json::from_str(&a.ok(&["audit", "-o", "json"])).unwrap();
-    (objs, audit["items"].as_array().map_or(0, |v| v.len()))
+    (objs, audit.as_array().expect("porin audit -o json is an array").len())
 }
 
 fn refused(a: &Agent, token: &str, args: &[&str], needles: &[&str]) {
@@ -270,4 +270,52 @@ fn permissions_and_budgets_come_before_the_body() {
     // The budgets do not get in the way of ordinary work.
     let (code, _, err) = a.porin_as(Some(&shop), &["apply", "-f", &a.write("mine.yaml", &app_policy("mine", "shop", "app"))]);
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn tokens_expire_rotate_and_revoke_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &["--dataplane", "none"]);
+    a.ok(&["apply", "-f", &a.write("world.yaml", WORLD)]);
+    let t1 = a.ok(&["token", "create", "shop", "--role", "scoped", "--namespace", "shop", "--tier", "app"]).trim().to_string();
+    assert_eq!(a.porin_as(Some(&t1), &["get", "pods", "-n", "shop"]).0, 0);
+    // Names are unique unless rotated.
+    let (code, _, err) = a.porin(&["token", "create", "shop", "--role", "admin"]);
+    assert!(code != 0 && err.contains("AlreadyExists") && err.contains("--rotate"), "{err}");
+    assert_eq!(a.porin_as(Some(&t1), &["get", "pods", "-n", "shop"]).0, 0, "a refused create must not touch the existing token");
+    let t2 = a.ok(&["token", "create", "shop", "--role", "scoped", "--namespace", "shop", "--tier", "app", "--rotate"]).trim().to_string();
+    let (code, _, err) = a.porin_as(Some(&t1), &["get", "pods", "-n", "shop"]);
+    assert!(code != 0 && err.contains("Unauthorized"), "the rotated-out token still works: {err}");
+    let (code, _, err) = a.porin_as(Some(&t2), &["label", "pod", "-n", "shop", "frontend", "team=web"]);
+    assert_eq!(code, 0, "{err}");
+    // list: names and ids, never the tokens; admin only.
+    let list = a.ok(&["token", "list", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let shop: Vec<&serde_json::Value> = v["items"].as_array().unwrap().iter().filter(|t| t["name"] == "shop").collect();
+    assert_eq!(shop.len(), 1, "{list}");
+    let id = shop[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 12);
+    assert!(!list.contains(&t2) && !list.contains(&t1), "{list}");
+    assert!(a.ok(&["token", "list"]).lines().any(|l| l.starts_with("shop ") && l.contains(&id) && l.contains("never")));
+    let (code, _, err) = a.porin_as(Some(&t2), &["token", "list"]);
+    assert!(code != 0 && err.contains("Forbidden"), "{err}");
+    // The audit trail names the token's id with its name.
+    let audit: serde_json::Value = serde_json::from_str(&a.ok(&["audit", "-o", "json"])).unwrap();
+    assert!(
+        audit.as_array().unwrap().iter().any(|r| r["user"] == "token:shop" && r["tokenId"] == id.as_str() && r["verb"] == "update"),
+        "{audit:#}"
+    );
+    // Revoked: refused on the very next request.
+    let out = a.ok(&["token", "revoke", "shop"]);
+    assert!(out.contains(&id), "{out}");
+    let (code, _, err) = a.porin_as(Some(&t2), &["get", "pods", "-n", "shop"]);
+    assert!(code != 0 && err.contains("Unauthorized"), "{err}");
+    let (code, _, err) = a.porin(&["token", "revoke", "shop"]);
+    assert!(code != 0 && err.contains("NotFound"), "{err}");
+    // The name is free again; a token with a lifetime is refused once it is over.
+    let t3 = a.ok(&["token", "create", "shop", "--role", "read-only", "--ttl", "2s"]).trim().to_string();
+    assert_eq!(a.porin_as(Some(&t3), &["get", "pods", "-n", "shop"]).0, 0);
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    let (code, _, err) = a.porin_as(Some(&t3), &["get", "pods", "-n", "shop"]);
+    assert!(code != 0 && err.contains("Unauthorized") && err.contains("expired"), "{err}");
 }

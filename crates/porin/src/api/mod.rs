@@ -139,7 +139,7 @@ impl ApiState {
                 Ok(Some(kv)) => {
                     let rec: TokenRecord = serde_json::from_slice(&kv.value)
                         .map_err(|e| ApiError::internal(format!("token record {key}: {e}")))?;
-                    self.token_cache.lock().unwrap().insert(key, rec.clone());
+                    self.token_cache.lock().unwrap().insert(key.clone(), rec.clone());
                     Some(rec)
                 }
                 Ok(None) => None,
@@ -150,12 +150,17 @@ impl ApiState {
                 Err(e) => return Err(e.into()),
             };
             return match rec {
-                Some(r) => Ok(Identity { user: format!("token:{}", r.name), role: r.role }),
+                Some(r) if r.expires.is_some_and(|t| t <= crate::timefmt::now_secs()) => Err(ApiError::unauthorized(format!(
+                    "token {:?} expired at {}",
+                    r.name,
+                    crate::timefmt::rfc3339(r.expires.unwrap_or_default())
+                ))),
+                Some(r) => Ok(Identity { user: format!("token:{}", r.name), role: r.role, token_id: Some(crate::auth::token_id(&key)) }),
                 None => Err(ApiError::unauthorized("invalid bearer token")),
             };
         }
         match peer.uid {
-            Some(0) => Ok(Identity { user: "uid:0".into(), role: Role::Admin }),
+            Some(0) => Ok(Identity { user: "uid:0".into(), role: Role::Admin, token_id: None }),
             Some(uid) => Err(ApiError::unauthorized(format!("uid {uid} needs a bearer token (--token / PORIN_TOKEN)"))),
             None => Err(ApiError::unauthorized("a bearer token is required (--token / PORIN_TOKEN)")),
         }
@@ -244,7 +249,7 @@ async fn admit(id: &Identity, req: Request) -> Result<Request, ApiError> {
     if write && id.role == Role::ReadOnly {
         return Err(ApiError::forbidden(format!("{} has a read-only token: {method} is a write", id.user)));
     }
-    if write && req.uri().path() == "/porin/v1/tokens" && !id.is_admin() {
+    if req.uri().path().starts_with("/porin/v1/tokens") && !id.is_admin() {
         return Err(ApiError::forbidden(format!("{} may not create tokens (admin only)", id.user)));
     }
     let limit = body_limit(&id.role, &method);
@@ -283,7 +288,8 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/apply", post(porin_routes::apply))
         .route("/porin/v1/delete", post(porin_routes::delete))
         .route("/porin/v1/audit", get(porin_routes::audit))
-        .route("/porin/v1/tokens", post(porin_routes::create_token))
+        .route("/porin/v1/tokens", post(porin_routes::create_token).get(porin_routes::list_tokens))
+        .route("/porin/v1/tokens/{name}", axum::routing::delete(porin_routes::revoke_token))
         .route("/porin/v1/status", get(porin_routes::status))
         .route("/porin/v1/flows", get(flows::flows))
         .route("/metrics", get(flows::metrics))

@@ -233,6 +233,7 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, changes: Vec<Chang
         time: crate::timefmt::rfc3339(now),
         timestamp: now,
         user: id.user.clone(),
+        token_id: id.token_id.clone(),
         verb: verb.to_string(),
         node: st.node.clone(),
         entries,
