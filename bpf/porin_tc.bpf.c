@@ -6,9 +6,11 @@
  *   porin_from_wl  host-veth ingress = packets leaving the workload  (EGRESS policy)
  *   porin_to_wl    host-veth egress  = packets entering the workload (INGRESS policy)
  *
- * Per packet: endpoint lookup -> parse -> source check (from the workload
- * only) -> (fragment | ICMP error | ND) special cases -> conntrack lookup ->
- * on miss: ipcache + ONE policy LPM lookup.
+ * Per packet: endpoint lookup -> parse -> source check (from the workload:
+ * its own address; to the workload: a local endpoint's address only from that
+ * endpoint's veth) -> (fragment | ICMP error | ND) special cases -> conntrack
+ * lookup -> on miss: ipcache + ONE policy LPM lookup + the endpoint's
+ * conntrack budget.
  * Every path that cannot decide returns TC_ACT_SHOT. See
  * docs/design/dataplane.md for the full design.
  */
@@ -115,6 +117,31 @@ static __always_inline void copy16(__u8 *dst, const __u8 *src)
 	__builtin_memcpy(dst, src, 16);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Flow events: wake-up batching                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Submitting a ring-buffer record normally wakes the consumer whenever it had
+ * caught up, i.e. for nearly every event at a low rate: a wake-up (irq_work, a
+ * self-IPI, then a cross-CPU wake-up) per new connection or denied packet, far
+ * more expensive than the packet itself. Records are submitted without a
+ * wake-up instead; the agent polls the ring on an interval (PORIN_EV_POLL_MS)
+ * and is woken early only by the record that takes the unread data across
+ * 1/PORIN_EV_WAKE_FRACTION of the ring (once per crossing, not by every record
+ * above it), so a burst cannot fill the ring before the next poll. Nothing is
+ * lost uncounted by this: a reserve that fails is counted
+ * (PORIN_R_RINGBUF_FULL). `avail` includes this record (reserved, not yet
+ * submitted); PORIN_EV_RECORD_SPAN is its footprint (header + record). */
+#define PORIN_EV_RECORD_SPAN (8 + sizeof(struct porin_event))
+static __always_inline __u64 ev_submit_flags(void)
+{
+	__u64 avail = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_AVAIL_DATA);
+	__u64 mark = bpf_ringbuf_query(&porin_ev_v1, BPF_RB_RING_SIZE) / PORIN_EV_WAKE_FRACTION;
+	if (avail >= mark && avail < mark + PORIN_EV_RECORD_SPAN)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void emit(struct __sk_buff *skb, const struct ep_snapshot *ep, __u8 dir,
 				 const struct pkt *p, const struct verdict *v)
 {
@@ -144,7 +171,54 @@ static __always_inline void emit(struct __sk_buff *skb, const struct ep_snapshot
 	e->dport = p->ev_dport;
 	e->pad2[0] = 0;
 	e->pad2[1] = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ev_submit_flags());
+}
+
+/* Denied-packet aggregation (see porin_dagg_v1 in abi.h). Returns 1 if the
+ * packet was added to an aggregate (no event needed), 0 if it must be sent as
+ * an event (aggregation off, or no entry could be created). */
+static __always_inline int deny_aggregate(struct __sk_buff *skb, const struct ep_snapshot *ep, __u8 dir,
+					  const struct pkt *p, const struct verdict *v)
+{
+	__u32 zero = 0;
+	struct porin_evctl *ctl = bpf_map_lookup_elem(&porin_evctl_v1, &zero);
+	if (!ctl || !(ctl->flags & PORIN_EVCTL_F_AGGREGATE_DENIED))
+		return 0;
+	struct porin_dagg_key k = {};
+	k.endpoint_id = ep->endpoint_id;
+	k.generation = ctl->generation;
+	k.rule_id = v->rule_id;
+	k.peer_identity = v->identity;
+	k.dir = dir;
+	k.family = p->family;
+	k.proto = p->proto;
+	k.reason = v->reason;
+	copy16(k.src, p->src);
+	copy16(k.dst, p->dst);
+	k.sport = p->ev_sport;
+	k.dport = p->ev_dport;
+	__u64 now = bpf_ktime_get_ns();
+	/* Per-CPU value: only this CPU writes it, and tc programs do not nest on
+	 * a CPU, so plain adds are exact. */
+	struct porin_dagg_value *a = bpf_map_lookup_elem(&porin_dagg_v1, &k);
+	if (a) {
+		a->last_ns = now;
+		a->packets += 1;
+		a->bytes += skb->len;
+		a->tcp_flags |= p->tcp_flags;
+		a->policy_rev = ep->rev;
+		return 1;
+	}
+	struct porin_dagg_value n = {
+		.first_ns = now,
+		.last_ns = now,
+		.packets = 1,
+		.bytes = skb->len,
+		.ifindex = skb->ifindex,
+		.policy_rev = ep->rev,
+		.tcp_flags = p->tcp_flags,
+	};
+	return bpf_map_update_elem(&porin_dagg_v1, &k, &n, BPF_NOEXIST) == 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -218,6 +292,10 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 			p->dport = p->sport;
 			p->icmp = ICMP_PLAIN;
 		} else if (err) {
+			/* Tuple as for other non-echo ICMP (used when it is not
+			 * RELATED and policy decides it as a flow of its own). */
+			p->sport = 0;
+			p->dport = p->pol_port;
 			p->icmp = ICMP_ERROR;
 		} else if (p->family == PORIN_FAMILY_V6 && type >= 133 && type <= 137) {
 			p->icmp = ICMP_ND;
@@ -478,15 +556,58 @@ static __always_inline __u64 ct_lifetime(const struct porin_ct_value *cv, __u8 p
 	return PORIN_CT_LIFETIME_OTHER_NS;
 }
 
-/* ICMP error: pass only if the embedded packet's tuple is tracked at this
- * endpoint in the opposite hook direction (the embedded packet travelled the
- * other way). Returns 1 if related. */
+/* ------------------------------------------------------------------------ */
+/* ICMP errors (RELATED)                                                     */
+/* ------------------------------------------------------------------------ */
+
+static __always_inline int addr_eq(__u8 family, const __u8 *a, const __u8 *b)
+{
+	__u64 a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+	if (family == PORIN_FAMILY_V4) {
+		__u32 x, y;
+		__builtin_memcpy(&x, a, 4);
+		__builtin_memcpy(&y, b, 4);
+		return x == y;
+	}
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
+/* An ICMP/ICMPv6 error is RELATED (passes without policy) only if ALL hold,
+ * as in netfilter's nf_conntrack_icmp(v6) (and stricter):
+ *  - it is not fragmented and not larger than an error may be
+ *    (PORIN_ICMP{4,6}_ERR_MAX_LEN): a real error quotes the start of one
+ *    packet, anything bigger is a payload channel;
+ *  - the embedded packet parses and its tuple is a live (not expired)
+ *    conntrack entry of this endpoint in the OPPOSITE hook direction (the
+ *    quoted packet travelled the other way), validated against the current
+ *    policy revision (the quoted packet hit that very entry on its way and
+ *    revalidated it; an entry still on an older revision may be revoked);
+ *  - the error goes back to the quoted packet's sender: outer dst == inner
+ *    src (netfilter's check);
+ *  - sent BY the workload (egress): the workload is a host, not a router, so
+ *    the error must come from the quoted packet's destination: outer src ==
+ *    inner dst. Towards the workload (ingress) the outer source may be any
+ *    router on the path (time exceeded, fragmentation needed).
+ * Without these, any allowed flow let a pod send ~1 KB "errors" to any
+ * address (outer dst unchecked). Returns 1 if related. */
 static __always_inline int icmp_error_related(struct __sk_buff *skb, const struct pkt *p,
-					      __u32 endpoint_id, __u8 dir)
+					      __u32 endpoint_id, __u32 rev, __u8 dir)
 {
 	struct porin_ct_key k = {};
 	__u32 inner = p->l4_off + 8;
 	__u32 inner_l4;
+
+	if (p->frag != FRAG_NONE)
+		return 0;
+	if (skb->len < 14)
+		return 0;
+	if (skb->len - 14 > (p->family == PORIN_FAMILY_V4 ? PORIN_ICMP4_ERR_MAX_LEN
+							: PORIN_ICMP6_ERR_MAX_LEN))
+		return 0;
 
 	k.endpoint_id = endpoint_id;
 	k.family = p->family;
@@ -514,6 +635,13 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 		inner_l4 = inner + 40;
 	}
 
+	/* Back to the quoted packet's sender. */
+	if (!addr_eq(p->family, p->dst, k.src))
+		return 0;
+	/* A workload is not a router: its errors come from the quoted dst. */
+	if (dir == PORIN_DIR_EGRESS && !addr_eq(p->family, p->src, k.dst))
+		return 0;
+
 	__u8 h[8];
 	switch (k.proto) {
 	case IPPROTO_TCP:
@@ -527,6 +655,8 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
+		if ((k.proto == IPPROTO_ICMP) != (p->family == PORIN_FAMILY_V4))
+			return 0;
 		if (bpf_skb_load_bytes(skb, inner_l4, h, 8) < 0)
 			return 0;
 		__u8 t = h[0];
@@ -542,7 +672,11 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 		k.dport = 0;
 		break;
 	}
-	return bpf_map_lookup_elem(&porin_ct_v1, &k) != NULL;
+	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v2, &k);
+	if (!cv || cv->policy_rev != rev)
+		return 0;
+	/* An expired entry is absent (as for every other packet). */
+	return bpf_ktime_get_ns() - cv->last_seen_ns < ct_lifetime(cv, k.proto);
 }
 
 /* Anti-spoofing, for packets LEAVING the workload: the source must be the
@@ -579,6 +713,89 @@ static __always_inline int source_is_own(const struct ep_snapshot *ep, const str
 	return a0 == b0 && a1 == b1;
 }
 
+/* Anti-spoofing, for packets ENTERING the workload: a packet whose source is
+ * a LOCAL endpoint's address (porin_own_v1) must have entered the node through
+ * that endpoint's own host veth (skb->ingress_ifindex, set when the packet was
+ * received in the node netns: that veth for a pod's packet, the uplink for a
+ * packet from the network, 0 for one the node itself sent). Otherwise anybody
+ * on the node's network (or the node) could forge a local pod's address and
+ * be admitted by a policy that trusts that pod. Addresses of other nodes'
+ * pods are not covered (see docs). Returns 1 if acceptable. */
+static __always_inline int source_arrived_right(struct __sk_buff *skb, const struct pkt *p)
+{
+	struct porin_own_key k = {};
+	k.family = p->family;
+	copy16(k.addr, p->src);
+	struct porin_own_value *o = bpf_map_lookup_elem(&porin_own_v1, &k);
+	if (!o)
+		return 1; /* not a local endpoint's address */
+	return skb->ingress_ifindex == o->ifindex;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Conntrack budget per endpoint                                             */
+/* ------------------------------------------------------------------------ */
+
+#define PORIN_EEXIST 17
+
+static __always_inline void ct_count_add(__u32 endpoint_id, __s64 d)
+{
+	struct porin_ct_count *c = bpf_map_lookup_elem(&porin_ctn_v1, &endpoint_id);
+	if (c)
+		__sync_fetch_and_add(&c->entries, d);
+}
+
+/* Deletes a conntrack entry; only the delete that actually removed it
+ * (BPF or userspace) gives its slot back to the endpoint. */
+static __always_inline void ct_delete(const struct porin_ct_key *k)
+{
+	if (bpf_map_delete_elem(&porin_ct_v2, k) == 0)
+		ct_count_add(k->endpoint_id, -1);
+}
+
+/* Takes n entries of the endpoint's conntrack budget. Returns 0, or -1 when
+ * the budget is used up or cannot be accounted (fail closed). Check, then
+ * add: concurrent CPUs may overshoot by at most 2 entries each. */
+static __always_inline int ct_reserve(__u32 endpoint_id, __s64 n)
+{
+	__u32 zero = 0;
+	struct porin_config *cfg = bpf_map_lookup_elem(&porin_cfg_v1, &zero);
+	if (!cfg)
+		return -1;
+	__s64 budget = cfg->ct_budget;
+	struct porin_ct_count *c = bpf_map_lookup_elem(&porin_ctn_v1, &endpoint_id);
+	if (!c) {
+		struct porin_ct_count z = {};
+		bpf_map_update_elem(&porin_ctn_v1, &endpoint_id, &z, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&porin_ctn_v1, &endpoint_id);
+		if (!c)
+			return -1;
+	}
+	__s64 released = 0;
+	struct porin_ct_count *rel = bpf_map_lookup_elem(&porin_ctr_v1, &endpoint_id);
+	if (rel)
+		released = rel->entries;
+	if (c->entries - released + n > budget)
+		return -1;
+	__sync_fetch_and_add(&c->entries, n);
+	return 0;
+}
+
+/* Inserts a new entry whose slot was reserved. Returns 0 or -1 (not inserted,
+ * slot given back). An entry another CPU created meanwhile is overwritten and
+ * the extra slot given back. */
+static __always_inline int ct_insert_reserved(const struct porin_ct_key *k,
+					      const struct porin_ct_value *v)
+{
+	long rc = bpf_map_update_elem(&porin_ct_v2, k, v, BPF_NOEXIST);
+	if (rc == 0)
+		return 0;
+	ct_count_add(k->endpoint_id, -1);
+	if (rc == -PORIN_EEXIST && bpf_map_update_elem(&porin_ct_v2, k, v, BPF_EXIST) == 0)
+		return 0;
+	return -1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Conntrack + policy                                                        */
 /* ------------------------------------------------------------------------ */
@@ -592,7 +809,7 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 	__u64 now = bpf_ktime_get_ns();
 
 	ct_key_of(&k, ep->endpoint_id, dir, p);
-	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v1, &k);
+	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v2, &k);
 	if (cv) {
 		int fresh = now - cv->last_seen_ns < ct_lifetime(cv, p->proto);
 		/* A new SYN on a closing tuple starts a new connection. */
@@ -600,8 +817,8 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 			     (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
 		if (!fresh || reopen) {
 			ct_reverse(&r, &k);
-			bpf_map_delete_elem(&porin_ct_v1, &k);
-			bpf_map_delete_elem(&porin_ct_v1, &r);
+			ct_delete(&k);
+			ct_delete(&r);
 			cv = NULL;
 		}
 	}
@@ -628,8 +845,8 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 				v->ev_type = PORIN_EV_REVOKED;
 				v->rule_id = rv.rule_id;
 				ct_reverse(&r, &k);
-				bpf_map_delete_elem(&porin_ct_v1, &k);
-				bpf_map_delete_elem(&porin_ct_v1, &r);
+				ct_delete(&k);
+				ct_delete(&r);
 				return 0;
 			}
 			count(PORIN_R_REVALIDATED);
@@ -648,7 +865,7 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 			if ((p->tcp_flags & (TCP_FIN | TCP_RST)) && !(cv->flags & PORIN_CT_F_CLOSING)) {
 				cv->flags |= PORIN_CT_F_CLOSING;
 				ct_reverse(&r, &k);
-				struct porin_ct_value *rv = bpf_map_lookup_elem(&porin_ct_v1, &r);
+				struct porin_ct_value *rv = bpf_map_lookup_elem(&porin_ct_v2, &r);
 				if (rv)
 					rv->flags |= PORIN_CT_F_CLOSING;
 				v->ev_type = PORIN_EV_CLOSE;
@@ -680,7 +897,15 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 		.tcp_flags = p->tcp_flags,
 		.pol_port = p->pol_port,
 	};
-	if (bpf_map_update_elem(&porin_ct_v1, &k, &fwd, BPF_ANY) < 0) {
+	/* Two entries of THIS endpoint's budget: a flood fills only its own
+	 * share of the node-wide map. */
+	if (ct_reserve(ep->endpoint_id, 2) < 0) {
+		v->reason = PORIN_R_DROP_CT_BUDGET;
+		v->ev_type = PORIN_EV_DENIED;
+		return 0;
+	}
+	if (ct_insert_reserved(&k, &fwd) < 0) {
+		ct_count_add(ep->endpoint_id, -1);
 		v->reason = PORIN_R_DROP_CT_FULL;
 		v->ev_type = PORIN_EV_DENIED;
 		return 0;
@@ -690,8 +915,8 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 	fwd.tcp_flags = 0;
 	fwd.flags = PORIN_CT_F_REPLY;
 	ct_reverse(&r, &k);
-	if (bpf_map_update_elem(&porin_ct_v1, &r, &fwd, BPF_ANY) < 0) {
-		bpf_map_delete_elem(&porin_ct_v1, &k);
+	if (ct_insert_reserved(&r, &fwd) < 0) {
+		ct_delete(&k);
 		v->reason = PORIN_R_DROP_CT_FULL;
 		v->ev_type = PORIN_EV_DENIED;
 		return 0;
@@ -721,7 +946,7 @@ static __always_inline int finish(struct __sk_buff *skb, const struct ep_snapsho
 				  const struct pkt *p, const struct verdict *v, int pass)
 {
 	count(v->reason);
-	if (v->ev_type)
+	if (v->ev_type && !(v->ev_type == PORIN_EV_DENIED && deny_aggregate(skb, ep, dir, p, v)))
 		emit(skb, ep, dir, p, v);
 	return pass ? PORIN_PASS : PORIN_DROP;
 }
@@ -776,6 +1001,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		return finish(skb, &ep, dir, &p, &v, 0);
 	}
 
+	/* To the workload: a local endpoint's address only from its own veth. */
+	if (dir == PORIN_DIR_INGRESS && !source_arrived_right(skb, &p)) {
+		v.reason = PORIN_R_DROP_SPOOFED_INGRESS;
+		v.ev_type = PORIN_EV_DENIED;
+		return finish(skb, &ep, dir, &p, &v, 0);
+	}
+
 	struct porin_frag_key fk = {};
 	if (p.frag == FRAG_LATER) {
 		frag_key_of(&fk, ep.endpoint_id, dir, &p);
@@ -795,12 +1027,17 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		v.reason = PORIN_R_ALLOW_INFRA;
 		pass = 1;
 	} else if (p.icmp == ICMP_ERROR) {
-		pass = icmp_error_related(skb, &p, ep.endpoint_id, dir);
+		pass = icmp_error_related(skb, &p, ep.endpoint_id, ep.rev, dir);
 		if (pass) {
 			v.reason = PORIN_R_ALLOW_RELATED;
 		} else {
-			v.reason = PORIN_R_DROP_ICMP_UNRELATED;
-			v.ev_type = PORIN_EV_DENIED;
+			/* Not related: a new flow like any other ICMP message,
+			 * subject to policy (type << 8 | code as the port). Denied
+			 * by policy, it is counted as what it is. */
+			pass = decide_flow(skb, &ep, dir, &p, &v);
+			if (!pass && (v.reason == PORIN_R_DROP_NO_POLICY ||
+				      v.reason == PORIN_R_DROP_POLICY_DENY))
+				v.reason = PORIN_R_DROP_ICMP_UNRELATED;
 		}
 	} else {
 		pass = decide_flow(skb, &ep, dir, &p, &v);

@@ -80,6 +80,9 @@ enum porin_reason {
 	PORIN_R_DROP_CT_FULL = 26,     /* could not insert the conntrack entries */
 	PORIN_R_DROP_BAD_ACTION = 27,  /* policy value with an invalid action */
 	PORIN_R_DROP_SPOOFED = 28,     /* from the workload: source is not its own address */
+	PORIN_R_DROP_SPOOFED_INGRESS = 29, /* to the workload: a local endpoint's address that
+					    * did not enter through that endpoint's interface */
+	PORIN_R_DROP_CT_BUDGET = 30,   /* the endpoint's conntrack budget is used up */
 	PORIN_R_MAX = 32,
 };
 
@@ -121,6 +124,14 @@ enum porin_policy_prefix {
 enum porin_limits {
 	PORIN_MAX_IPV6_EXT_HDRS = 8,
 	PORIN_MAX_ENDPOINT_ID = 0x3fffffff, /* policy_id = endpoint_id << 2 | gen << 1 | dir */
+};
+
+/* Largest ICMP/ICMPv6 error (whole IP packet) accepted as RELATED: what
+ * RFC 1812 4.3.2.3 (576) and RFC 4443 2.4(c) (1280, the IPv6 minimum MTU)
+ * let a router or host send. Larger "errors" are not errors but payload. */
+enum porin_icmp_caps {
+	PORIN_ICMP4_ERR_MAX_LEN = 576,
+	PORIN_ICMP6_ERR_MAX_LEN = 1280,
 };
 
 /* Conntrack lifetimes (idle time after which an entry is treated as absent). */
@@ -175,7 +186,7 @@ struct porin_ipcache_value {
 	__u32 identity;
 };
 
-/* porin_ct_v1: the tuple as seen at `dir`'s hook of endpoint `endpoint_id`.
+/* porin_ct_v2 (and v1): the tuple as seen at `dir`'s hook of endpoint `endpoint_id`.
  * For ICMP echo, sport = dport = echo id; for other ICMP, sport = 0 and
  * dport = htons(type << 8 | code). */
 struct porin_ct_key {
@@ -231,6 +242,37 @@ struct porin_meta {
 	__u32 pad;
 };
 
+/* porin_own_v1: which local endpoint owns an address (anti-spoofing towards
+ * workloads). Key: family + address (IPv4 in the first 4 bytes). Written by
+ * userspace with the endpoint's addresses. */
+struct porin_own_key {
+	__u8 family; /* enum porin_family */
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+struct porin_own_value {
+	__u32 ifindex;     /* the owner's host-veth ifindex (node netns) */
+	__u32 endpoint_id;
+};
+
+/* porin_ctn_v1 / porin_ctr_v1 (key: endpoint_id): conntrack accounting.
+ * ctn: written by BPF only (atomic adds): +2 per new flow, -1 per entry BPF
+ * deleted. ctr: written by userspace only: +1 per entry userspace deleted
+ * (expiry sweep, removed endpoint). entries(ctn) - entries(ctr) is exactly
+ * the endpoint's number of entries in porin_ct_v2 (a plain hash: nothing is
+ * evicted behind our back). Two maps because userspace cannot add to a value
+ * atomically while BPF does. */
+struct porin_ct_count {
+	__s64 entries;
+};
+
+/* porin_cfg_v1[0]: settings written by userspace at open, read by BPF. */
+struct porin_config {
+	__u32 ct_budget; /* max conntrack entries per endpoint; 0 = no new flow */
+	__u32 pad[3];
+};
+
 /* porin_ev_v1 ring buffer record. */
 struct porin_event {
 	__u64 ts_ns;   /* bpf_ktime_get_ns() */
@@ -259,6 +301,10 @@ struct porin_event {
  * userspace layout test can check against the compiled object. */
 struct porin_abi_anchor {
 	struct porin_event ev;
+	struct porin_own_key own_key;
+	struct porin_own_value own_value;
+	struct porin_ct_count ct_count;
+	struct porin_config config;
 	enum porin_dir dir;
 	enum porin_action action;
 	enum porin_event_type ev_type;
@@ -269,6 +315,7 @@ struct porin_abi_anchor {
 	enum porin_ct_flags ct_flags;
 	enum porin_policy_prefix prefix;
 	enum porin_limits limits;
+	enum porin_icmp_caps icmp_caps;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -325,14 +372,60 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } porin_pol_v1 SEC(".maps");
 
-/* Writer: BPF. Reader: BPF (every packet), userspace (occupancy). */
+/* Writer: BPF (inserts, lazy expiry, revocation), userspace (expiry sweep,
+ * removed endpoints). Reader: BPF (every packet), userspace.
+ * A plain hash, not LRU (v1 was LRU): an LRU map evicts any endpoint's
+ * entries when full, so one endpoint could break everyone's flows, and
+ * silent eviction would make the per-endpoint counts (porin_ctn_v1) drift.
+ * Every delete is explicit and accounted. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072);
 	__type(key, struct porin_ct_key);
 	__type(value, struct porin_ct_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} porin_ct_v1 SEC(".maps");
+} porin_ct_v2 SEC(".maps");
+
+/* Writer: BPF (+/- on insert/delete); userspace deletes the counter of a
+ * removed endpoint. Reader: BPF (new flows), userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct porin_ct_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_ctn_v1 SEC(".maps");
+
+/* Writer: userspace (expiry sweep, removed endpoints). Reader: BPF (new flows). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct porin_ct_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_ctr_v1 SEC(".maps");
+
+/* Writer: userspace (with the endpoint's addresses). Reader: BPF (every
+ * packet towards a workload). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct porin_own_key);
+	__type(value, struct porin_own_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_own_v1 SEC(".maps");
+
+/* Writer: userspace (open). Reader: BPF (new flows). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct porin_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_cfg_v1 SEC(".maps");
 
 /* Writer: BPF (first fragments). Reader: BPF (later fragments). */
 struct {
@@ -376,6 +469,103 @@ struct {
 	__type(value, struct porin_abi_anchor);
 } porin_abi_v1 SEC(".maps");
 
+#endif /* __bpf__ */
+
+/* ------------------------------------------------------------------------ */
+/* Flow events: delivery (appended; owned by the flow pipeline)              */
+/* ------------------------------------------------------------------------ */
+
+/* Flow-event wake-ups (see ev_submit_flags in porin_tc.bpf.c): records are
+ * submitted without waking the consumer, which polls the ring at least every
+ * PORIN_EV_POLL_MS; the producer wakes it early once the unread data reaches
+ * 1/PORIN_EV_WAKE_FRACTION of the ring. */
+#define PORIN_EV_WAKE_FRACTION 4
+#define PORIN_EV_POLL_MS 100
+
+/* Denied-packet aggregation. With PORIN_EVCTL_F_AGGREGATE_DENIED set, a denied
+ * packet is not sent as an event: it is added to its flow's entry in the
+ * per-CPU porin_dagg_v1 (key: the event's tuple, reason and the current
+ * generation), and the agent drains whole generations: it flips `generation`, waits
+ * for an RCU grace period (no program still uses the old one), reads and
+ * deletes every entry of other generations and turns each into one DENIED
+ * event with the summed packets and bytes. If an entry cannot be created (map
+ * full, or another CPU created it first) the packet is sent as an event as
+ * before, so every denied packet is in an entry, an event or the
+ * PORIN_R_RINGBUF_FULL counter. */
+enum porin_evctl_flags {
+	PORIN_EVCTL_F_AGGREGATE_DENIED = 1,
+};
+
+/* porin_evctl_v1[0]: written by the event consumer, read by BPF per denied packet. */
+struct porin_evctl {
+	__u32 generation; /* current aggregation generation */
+	__u32 flags; /* enum porin_evctl_flags */
+};
+
+/* porin_dagg_v1 key: the fields of the event a denied packet would have sent
+ * (so an aggregate never mixes packets a per-packet event would have told
+ * apart: another rule or peer identity after a policy change is another key). */
+struct porin_dagg_key {
+	__u32 endpoint_id;
+	__u32 generation;
+	__u32 rule_id;
+	__u32 peer_identity;
+	__u8 dir;       /* enum porin_dir */
+	__u8 family;    /* enum porin_family, 0 for non-IP */
+	__u8 proto;
+	__u8 reason;    /* enum porin_reason */
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;    /* host order, as in events */
+	__u16 dport;
+};
+
+/* porin_dagg_v1 value (per CPU). */
+struct porin_dagg_value {
+	__u64 first_ns;
+	__u64 last_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 ifindex;
+	__u32 policy_rev;    /* of the last packet */
+	__u8 tcp_flags;      /* OR over the packets */
+	__u8 pad[7];
+};
+
+/* Never read or written: puts the flow-delivery types into BTF (layout test). */
+struct porin_abi_anchor_ev {
+	struct porin_evctl ctl;
+	struct porin_dagg_key dk;
+	struct porin_dagg_value dv;
+	enum porin_evctl_flags evctl_flags;
+};
+
+#ifdef __bpf__
+/* Writer: the event consumer (userspace). Reader: BPF, per denied packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct porin_evctl);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_evctl_v1 SEC(".maps");
+
+/* Writer: BPF (add), the event consumer (drain + delete). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct porin_dagg_key);
+	__type(value, struct porin_dagg_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_dagg_v1 SEC(".maps");
+
+/* Not pinned, never used at run time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct porin_abi_anchor_ev);
+} porin_abi_ev_v1 SEC(".maps");
 #endif /* __bpf__ */
 
 #endif /* PORIN_ABI_H */

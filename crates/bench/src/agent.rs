@@ -47,7 +47,7 @@ impl Drop for CliLab {
     }
 }
 
-/// The base manifests (pods with the lab annotations written by `porin lab up`, the filler rules) and the
+/// The base manifests (pods as written; `porin lab up` binds them with WorkloadEndpoints; the filler rules) and the
 /// client's allow as its own policy, last in evaluation order.
 fn manifests(rules: usize) -> (Value, Value) {
     let s = Synth {

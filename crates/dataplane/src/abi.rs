@@ -20,7 +20,19 @@ pub mod map_names {
     pub const IPCACHE_V4: &str = "porin_ipc4_v1";
     pub const IPCACHE_V6: &str = "porin_ipc6_v1";
     pub const POLICY: &str = "porin_pol_v1";
-    pub const CONNTRACK: &str = "porin_ct_v1";
+    /// Plain hash (v1 was LRU; see `abi.h`), same key/value layout as v1.
+    pub const CONNTRACK: &str = "porin_ct_v2";
+    /// The LRU conntrack map of older builds: its entries are copied into
+    /// `porin_ct_v2` (with per-endpoint accounting) and its pin removed.
+    pub const CONNTRACK_V1: &str = "porin_ct_v1";
+    /// Conntrack entries per endpoint (budget accounting).
+    pub const CT_COUNT: &str = "porin_ctn_v1";
+    /// Conntrack entries per endpoint deleted by userspace.
+    pub const CT_RELEASED: &str = "porin_ctr_v1";
+    /// Address -> local endpoint owning it (anti-spoofing towards workloads).
+    pub const OWN: &str = "porin_own_v1";
+    /// Settings for the programs (conntrack budget).
+    pub const CONFIG: &str = "porin_cfg_v1";
     pub const FRAGS: &str = "porin_frag_v1";
     pub const COUNTERS: &str = "porin_cnt_v1";
     pub const EVENTS: &str = "porin_ev_v1";
@@ -28,8 +40,9 @@ pub mod map_names {
     /// Never used at run time; exists so that BTF carries every ABI type.
     pub const ABI_ANCHOR: &str = "porin_abi_v1";
     /// Every map that is pinned (all but the anchor).
-    pub const PINNED: [&str; 9] = [
-        ENDPOINTS, IPCACHE_V4, IPCACHE_V6, POLICY, CONNTRACK, FRAGS, COUNTERS, EVENTS, META,
+    pub const PINNED: [&str; 13] = [
+        ENDPOINTS, IPCACHE_V4, IPCACHE_V6, POLICY, CONNTRACK, FRAGS, COUNTERS, EVENTS, META, CT_COUNT, CT_RELEASED, OWN,
+        CONFIG,
     ];
 }
 
@@ -162,7 +175,7 @@ abi_struct! {
 }
 
 abi_struct! {
-    /// `porin_ct_v1` key: the tuple as seen at `dir`'s hook of the endpoint.
+    /// `porin_ct_v2` (and v1) key: the tuple as seen at `dir`'s hook of the endpoint.
     "porin_ct_key" => pub struct CtKey {
         pub endpoint_id: u32,
         pub family: u8,
@@ -224,6 +237,38 @@ abi_struct! {
 }
 
 abi_struct! {
+    /// `porin_own_v1` key: an endpoint's own address (IPv4 in the first 4 bytes).
+    "porin_own_key" => pub struct OwnKey {
+        pub family: u8,
+        pub pad: [u8; 3],
+        pub addr: [u8; 16],
+    }
+}
+
+abi_struct! {
+    /// `porin_own_v1` value: the owner's host-veth ifindex and endpoint id.
+    "porin_own_value" => pub struct OwnValue {
+        pub ifindex: u32,
+        pub endpoint_id: u32,
+    }
+}
+
+abi_struct! {
+    /// `porin_ctn_v1` value (key: endpoint id).
+    "porin_ct_count" => pub struct CtCount {
+        pub entries: i64,
+    }
+}
+
+abi_struct! {
+    /// `porin_cfg_v1[0]`.
+    "porin_config" => pub struct Config {
+        pub ct_budget: u32,
+        pub pad: [u32; 3],
+    }
+}
+
+abi_struct! {
     /// One ring-buffer record of `porin_ev_v1`.
     "porin_event" => pub struct RawEvent {
         pub ts_ns: u64,
@@ -263,7 +308,14 @@ pub fn all_layouts() -> Vec<Layout> {
         FragKey::layout(),
         FragValue::layout(),
         Meta::layout(),
+        OwnKey::layout(),
+        OwnValue::layout(),
+        CtCount::layout(),
+        Config::layout(),
         RawEvent::layout(),
+        EvCtl::layout(),
+        DaggKey::layout(),
+        DaggValue::layout(),
     ]
 }
 
@@ -290,6 +342,9 @@ pub const FAMILY_V6: u8 = 6;
 /// `enum porin_limits`.
 pub const MAX_IPV6_EXT_HDRS: u32 = 8;
 pub const MAX_ENDPOINT_ID: u32 = 0x3fff_ffff;
+/// `enum porin_icmp_caps`: largest ICMP/ICMPv6 error (IP packet) that is RELATED.
+pub const ICMP4_ERR_MAX_LEN: u32 = 576;
+pub const ICMP6_ERR_MAX_LEN: u32 = 1280;
 /// Size of the counters array (`PORIN_R_MAX`).
 pub const REASON_MAX: u32 = 32;
 
@@ -406,6 +461,8 @@ reasons! {
     DropCtFull = 26 => "PORIN_R_DROP_CT_FULL", "drop_ct_full";
     DropBadAction = 27 => "PORIN_R_DROP_BAD_ACTION", "drop_bad_action";
     DropSpoofed = 28 => "PORIN_R_DROP_SPOOFED", "drop_spoofed";
+    DropSpoofedIngress = 29 => "PORIN_R_DROP_SPOOFED_INGRESS", "drop_spoofed_ingress";
+    DropCtBudget = 30 => "PORIN_R_DROP_CT_BUDGET", "drop_ct_budget";
 }
 
 impl Reason {
@@ -443,10 +500,13 @@ pub fn enum_values() -> Vec<(&'static str, &'static str, u64)> {
         ("porin_policy_prefix", "PORIN_POL_PREFIX_FULL", u64::from(POL_PREFIX_FULL)),
         ("porin_limits", "PORIN_MAX_IPV6_EXT_HDRS", u64::from(MAX_IPV6_EXT_HDRS)),
         ("porin_limits", "PORIN_MAX_ENDPOINT_ID", u64::from(MAX_ENDPOINT_ID)),
+        ("porin_icmp_caps", "PORIN_ICMP4_ERR_MAX_LEN", u64::from(ICMP4_ERR_MAX_LEN)),
+        ("porin_icmp_caps", "PORIN_ICMP6_ERR_MAX_LEN", u64::from(ICMP6_ERR_MAX_LEN)),
     ];
     for r in Reason::ALL {
         v.push(("porin_reason", r.c_name(), *r as u64));
     }
+    v.push(("porin_evctl_flags", "PORIN_EVCTL_F_AGGREGATE_DENIED", u64::from(EVCTL_F_AGGREGATE_DENIED)));
     v
 }
 
@@ -487,6 +547,24 @@ impl PolicyKey {
     }
 }
 
+impl OwnKey {
+    /// The key of one address.
+    pub fn of(addr: std::net::IpAddr) -> Self {
+        let mut k = Self::default();
+        match addr {
+            std::net::IpAddr::V4(a) => {
+                k.family = FAMILY_V4;
+                k.addr[..4].copy_from_slice(&a.octets());
+            }
+            std::net::IpAddr::V6(a) => {
+                k.family = FAMILY_V6;
+                k.addr = a.octets();
+            }
+        }
+        k
+    }
+}
+
 impl EndpointValue {
     /// The endpoint's own addresses (v4 first), as flagged.
     pub fn addrs(&self) -> Vec<std::net::IpAddr> {
@@ -504,4 +582,59 @@ impl EndpointValue {
 /// `policy_id = endpoint_id << 2 | gen << 1 | dir`.
 pub fn policy_id(endpoint_id: u32, generation: u32, dir: Direction) -> u32 {
     (endpoint_id << 2) | ((generation & 1) << 1) | dir as u32
+}
+
+// ---------------------------------------------------------------------------
+// Flow-event delivery: denied-packet aggregation (appended; see abi.h).
+
+/// Maps of the flow-event delivery (pinned like the others).
+pub mod flow_map_names {
+    /// `porin_evctl_v1[0]`: [`super::EvCtl`], written by the event consumer.
+    pub const EVCTL: &str = "porin_evctl_v1";
+    /// Per-CPU hash [`super::DaggKey`] → [`super::DaggValue`]: denied packets per flow.
+    pub const DENIED_AGG: &str = "porin_dagg_v1";
+    pub const PINNED: [&str; 2] = [EVCTL, DENIED_AGG];
+}
+
+/// `enum porin_evctl_flags`: denied packets go to `porin_dagg_v1`, not the ring.
+pub const EVCTL_F_AGGREGATE_DENIED: u32 = 1;
+
+abi_struct! {
+    /// `porin_evctl_v1` value.
+    "porin_evctl" => pub struct EvCtl {
+        pub generation: u32,
+        pub flags: u32,
+    }
+}
+
+abi_struct! {
+    /// `porin_dagg_v1` key: the tuple of the event a denied packet would have sent.
+    "porin_dagg_key" => pub struct DaggKey {
+        pub endpoint_id: u32,
+        pub generation: u32,
+        pub rule_id: u32,
+        pub peer_identity: u32,
+        pub dir: u8,
+        pub family: u8,
+        pub proto: u8,
+        pub reason: u8,
+        pub src: [u8; 16],
+        pub dst: [u8; 16],
+        pub sport: u16,
+        pub dport: u16,
+    }
+}
+
+abi_struct! {
+    /// `porin_dagg_v1` value (one per CPU).
+    "porin_dagg_value" => pub struct DaggValue {
+        pub first_ns: u64,
+        pub last_ns: u64,
+        pub packets: u64,
+        pub bytes: u64,
+        pub ifindex: u32,
+        pub policy_rev: u32,
+        pub tcp_flags: u8,
+        pub pad: [u8; 7],
+    }
 }

@@ -45,6 +45,19 @@ pub enum Error {
         #[source]
         source: MapOpError,
     },
+    #[error("conntrack accounting: {0}")]
+    CtMap(#[source] MapOpError),
+    #[error(
+        "the policy of endpoint {endpoint_id} (ifindex {ifindex}) needs {entries} entries of map {map}, more than \
+         its quota of {quota}; the endpoint is locked down and denies all traffic until a policy fits"
+    )]
+    PolicyOverQuota {
+        map: &'static str,
+        endpoint_id: u32,
+        ifindex: u32,
+        entries: usize,
+        quota: usize,
+    },
     #[error(
         "map {map} is full while inserting {prefix}; every endpoint is locked down (denies all) \
          until the ipcache fits"

@@ -6,12 +6,22 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
-use aya::maps::{Map, MapData, RingBuf};
+use aya::maps::{Array, Map, MapData, PerCpuHashMap, RingBuf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::abi::{self, Direction, EventType, RawEvent, Reason};
+use crate::abi::{self, DaggKey, DaggValue, Direction, EvCtl, EventType, RawEvent, Reason};
 use crate::error::{Error, Result};
+
+/// How often a consumer must look at the ring buffer. The BPF program submits
+/// records without waking the consumer (a cross-CPU wake-up per event costs far
+/// more than the packet), and wakes it early only when the unread data reaches
+/// 1/[`EVENT_WAKE_FRACTION`] of the ring; a reader therefore polls with at most
+/// this timeout ([`EventReader::next_timeout`] callers, [`AsyncEventReader`]).
+/// `PORIN_EV_POLL_MS` in `abi.h`.
+pub const EVENT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// `PORIN_EV_WAKE_FRACTION` in `abi.h`.
+pub const EVENT_WAKE_FRACTION: u32 = 4;
 
 /// A decoded event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,9 +45,14 @@ pub struct Event {
     /// Host order. ICMP: `sport` 0 and `dport` = type << 8 | code.
     pub sport: u16,
     pub dport: u16,
-    /// Close/revoke: totals of the conntrack entry; otherwise this packet.
+    /// Close/revoke: totals of the conntrack entry; an aggregate of denied
+    /// packets ([`DeniedAggregates`]): their sum; otherwise this packet.
     pub packets: u64,
     pub bytes: u64,
+    /// The first packet this event stands for: `ts_ns` for a ring-buffer
+    /// record, the first denied packet of an aggregate (whose `ts_ns` is the
+    /// last one's).
+    pub first_ts_ns: u64,
 }
 
 /// Why a ring-buffer record could not be decoded.
@@ -86,18 +101,72 @@ impl Event {
             dport: r.dport,
             packets: r.packets,
             bytes: r.bytes,
+            first_ts_ns: r.ts_ns,
         })
+    }
+}
+
+impl Event {
+    /// The ring-buffer record this event decodes from, with every padding byte and
+    /// every unused address byte zero (the canonical form). `decode(encode(e)) == e`
+    /// for every decoded `e`; `src`/`dst` of different families (or one of them
+    /// `None` while the other is not) cannot come from a record and encode as the
+    /// family of `src`.
+    pub fn encode(&self) -> RawEvent {
+        let family_of = |a: &Option<IpAddr>| match a {
+            None => 0,
+            Some(IpAddr::V4(_)) => abi::FAMILY_V4,
+            Some(IpAddr::V6(_)) => abi::FAMILY_V6,
+        };
+        let bytes = |a: &Option<IpAddr>| {
+            let mut b = [0u8; 16];
+            match a {
+                Some(IpAddr::V4(v)) => b[..4].copy_from_slice(&v.octets()),
+                Some(IpAddr::V6(v)) => b = v.octets(),
+                None => {}
+            }
+            b
+        };
+        RawEvent {
+            ts_ns: self.ts_ns,
+            packets: self.packets,
+            bytes: self.bytes,
+            endpoint_id: self.endpoint_id,
+            peer_identity: self.peer_identity,
+            rule_id: self.rule_id,
+            ifindex: self.ifindex,
+            policy_rev: self.policy_rev,
+            r#type: self.kind as u8,
+            dir: self.dir as u8,
+            family: family_of(&self.src),
+            proto: self.proto,
+            reason: self.reason as u8,
+            tcp_flags: self.tcp_flags,
+            pad: 0,
+            src: bytes(&self.src),
+            dst: bytes(&self.dst),
+            sport: self.sport,
+            dport: self.dport,
+            pad2: [0; 2],
+        }
     }
 }
 
 /// Reads events; blocking calls take a timeout.
 pub struct EventReader {
     rb: RingBuf<MapData>,
+    denied: Option<DeniedAggregates>,
 }
 
 impl EventReader {
-    pub(crate) fn new(rb: RingBuf<MapData>) -> Self {
-        Self { rb }
+    pub(crate) fn new(rb: RingBuf<MapData>, denied: Option<DeniedAggregates>) -> Self {
+        Self { rb, denied }
+    }
+
+    /// The denied-packet aggregates that come with this ring buffer (one
+    /// consumer for both), when the dataplane has them.
+    pub fn denied_aggregates(&mut self) -> Option<&mut DeniedAggregates> {
+        self.denied.as_mut()
     }
 
     /// Opens the pinned ring buffer of a pin directory (another process may
@@ -107,7 +176,7 @@ impl EventReader {
         let md = MapData::from_pin(pin_dir.join(name)).map_err(|e| Error::Map { name, source: Box::new(e) })?;
         let map = Map::from_map_data(md).map_err(|e| Error::Map { name, source: Box::new(e) })?;
         let rb = RingBuf::try_from(map).map_err(|e| Error::Map { name, source: Box::new(e) })?;
-        Ok(Self { rb })
+        Ok(Self { rb, denied: Some(DeniedAggregates::open_pinned(pin_dir)?) })
     }
 
     /// The next record, if one is ready.
@@ -155,20 +224,151 @@ impl EventReader {
     }
 }
 
+/// Denied packets aggregated per flow in the kernel (`porin_dagg_v1`), and the
+/// switch that turns the aggregation on (`porin_evctl_v1`). Owned by the one
+/// event consumer.
+///
+/// While enabled, a denied packet adds to its flow's per-CPU entry of the
+/// current generation instead of sending an event; [`drain`](Self::drain)
+/// moves to the next generation, waits for an RCU grace period (after which no
+/// program can still add to an older generation: tc programs run inside an RCU
+/// read-side section), then reads and deletes every entry of the older
+/// generations. Nothing is read while it can still change, so the sums are
+/// exact; a packet whose entry could not be created went to the ring buffer.
+pub struct DeniedAggregates {
+    ctl: Array<MapData, EvCtl>,
+    agg: PerCpuHashMap<MapData, DaggKey, DaggValue>,
+    generation: u32,
+    flags: u32,
+}
+
+/// What one [`DeniedAggregates::drain`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Entries read and deleted.
+    pub entries: u64,
+    /// Denied packets they held.
+    pub packets: u64,
+}
+
+fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
+    move |e| Error::Map { name, source: Box::new(e) }
+}
+
+impl DeniedAggregates {
+    pub(crate) fn from_maps(ctl: Map, agg: Map) -> Result<Self> {
+        use abi::flow_map_names::{DENIED_AGG, EVCTL};
+        let ctl: Array<MapData, EvCtl> = Array::try_from(ctl).map_err(map_error(EVCTL))?;
+        let agg = PerCpuHashMap::try_from(agg).map_err(map_error(DENIED_AGG))?;
+        let cur = ctl.get(&0, 0).map_err(map_error(EVCTL))?;
+        Ok(Self { ctl, agg, generation: cur.generation, flags: cur.flags })
+    }
+
+    /// Opens the pinned maps of a pin directory.
+    pub fn open_pinned(pin_dir: &Path) -> Result<Self> {
+        use abi::flow_map_names::{DENIED_AGG, EVCTL};
+        let open = |name: &'static str| -> Result<Map> {
+            let md = MapData::from_pin(pin_dir.join(name)).map_err(|e| Error::Map { name, source: Box::new(e) })?;
+            Map::from_map_data(md).map_err(|e| Error::Map { name, source: Box::new(e) })
+        };
+        Self::from_maps(open(EVCTL)?, open(DENIED_AGG)?)
+    }
+
+    /// Whether denied packets are being aggregated.
+    pub fn enabled(&self) -> bool {
+        self.flags & abi::EVCTL_F_AGGREGATE_DENIED != 0
+    }
+
+    /// Turns the aggregation on or off (off: every denied packet is an event
+    /// again; entries made meanwhile stay until the next drain).
+    pub fn set_enabled(&mut self, on: bool) -> Result<()> {
+        let flags = if on { self.flags | abi::EVCTL_F_AGGREGATE_DENIED } else { self.flags & !abi::EVCTL_F_AGGREGATE_DENIED };
+        self.ctl
+            .set(0, EvCtl { generation: self.generation, flags }, 0)
+            .map_err(map_error(abi::flow_map_names::EVCTL))?;
+        self.flags = flags;
+        Ok(())
+    }
+
+    /// Moves every aggregate made so far out of the kernel, as one DENIED event
+    /// per (flow, CPU) with the summed packets and bytes, into `out`. Entries
+    /// whose key does not decode are returned as errors (and deleted).
+    pub fn drain(&mut self, out: &mut Vec<Result<Event, DecodeError>>) -> Result<DrainStats> {
+        use abi::flow_map_names::{DENIED_AGG, EVCTL};
+        let mut stats = DrainStats::default();
+        // Anything to do? (An empty map costs one syscall, no grace period.)
+        if self.agg.keys().next().is_none() {
+            return Ok(stats);
+        }
+        let old = self.generation;
+        self.generation = old.wrapping_add(1);
+        self.ctl.set(0, EvCtl { generation: self.generation, flags: self.flags }, 0).map_err(map_error(EVCTL))?;
+        crate::sys::synchronize_rcu()
+            .map_err(|source| Error::Io { what: "waiting for an RCU grace period", path: DENIED_AGG.into(), source })?;
+        // Every generation but the new one is final now (older ones: left by a
+        // previous consumer).
+        let keys: Vec<DaggKey> =
+            self.agg.keys().filter_map(|k| k.ok()).filter(|k| k.generation != self.generation).collect();
+        for k in keys {
+            let values = self.agg.get(&k, 0).map_err(map_error(DENIED_AGG))?;
+            self.agg.remove(&k).map_err(map_error(DENIED_AGG))?;
+            stats.entries += 1;
+            for v in values.iter().filter(|v| v.packets > 0) {
+                stats.packets += v.packets;
+                out.push(aggregate_event(&k, v));
+            }
+        }
+        Ok(stats)
+    }
+}
+
+fn aggregate_event(k: &DaggKey, v: &DaggValue) -> Result<Event, DecodeError> {
+    Ok(Event {
+        ts_ns: v.last_ns,
+        kind: EventType::Denied,
+        dir: Direction::from_u8(k.dir).ok_or(DecodeError::Dir(k.dir))?,
+        reason: Reason::from_u8(k.reason).ok_or(DecodeError::Reason(k.reason))?,
+        proto: k.proto,
+        tcp_flags: v.tcp_flags,
+        endpoint_id: k.endpoint_id,
+        peer_identity: k.peer_identity,
+        rule_id: k.rule_id,
+        policy_rev: v.policy_rev,
+        ifindex: v.ifindex,
+        src: addr(k.family, &k.src)?,
+        dst: addr(k.family, &k.dst)?,
+        sport: k.sport,
+        dport: k.dport,
+        packets: v.packets,
+        bytes: v.bytes,
+        first_ts_ns: v.first_ns,
+    })
+}
+
 /// Async event reader on tokio's reactor.
 pub struct AsyncEventReader {
     fd: AsyncFd<RingBuf<MapData>>,
 }
 
 impl AsyncEventReader {
-    /// The next event (waits as long as needed).
+    /// The next event (waits as long as needed). Records are submitted without
+    /// a wake-up, so this waits for readiness (an early wake-up of a filling
+    /// ring) or [`EVENT_POLL_INTERVAL`], whichever comes first, and looks again.
     pub async fn next(&mut self) -> std::io::Result<Result<Event, DecodeError>> {
         loop {
-            let mut guard = self.fd.readable_mut().await?;
-            if let Some(item) = guard.get_inner_mut().next() {
+            if let Some(item) = self.fd.get_mut().next() {
                 return Ok(Event::decode(&item));
             }
-            guard.clear_ready();
+            match tokio::time::timeout(EVENT_POLL_INTERVAL, self.fd.readable_mut()).await {
+                Ok(guard) => {
+                    let mut guard = guard?;
+                    if let Some(item) = guard.get_inner_mut().next() {
+                        return Ok(Event::decode(&item));
+                    }
+                    guard.clear_ready();
+                }
+                Err(_elapsed) => {}
+            }
         }
     }
 }
@@ -209,6 +409,17 @@ mod tests {
         r.r#type = 1;
         r.family = 5;
         assert_eq!(Event::decode(r.as_bytes()), Err(DecodeError::Family(5)));
+    }
+
+    #[test]
+    fn poll_constants_match_abi_h() {
+        let h = include_str!("../../../bpf/include/porin/abi.h");
+        let def = |name: &str| -> u64 {
+            let l = h.lines().find_map(|l| l.strip_prefix("#define ").and_then(|l| l.strip_prefix(name))).unwrap_or_else(|| panic!("{name} in abi.h"));
+            l.trim().parse().unwrap()
+        };
+        assert_eq!(def("PORIN_EV_POLL_MS"), EVENT_POLL_INTERVAL.as_millis() as u64);
+        assert_eq!(def("PORIN_EV_WAKE_FRACTION"), u64::from(EVENT_WAKE_FRACTION));
     }
 
     proptest::proptest! {

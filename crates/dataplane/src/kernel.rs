@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
 use ipnet::IpNet;
 
-use crate::abi::{EndpointValue, IpcacheValue, Meta, PolicyKey, PolicyValue, map_names as names};
+use crate::abi::{EndpointValue, IpcacheValue, Meta, OwnKey, OwnValue, PolicyKey, PolicyValue, map_names as names};
 use crate::error::MapOpError;
 use crate::sync::MapOps;
 
@@ -28,6 +28,7 @@ pub struct KernelMaps {
     pub(crate) ipc4: LpmTrie<MapData, [u8; 4], IpcacheValue>,
     pub(crate) ipc6: LpmTrie<MapData, [u8; 16], IpcacheValue>,
     pub(crate) meta: Array<MapData, Meta>,
+    pub(crate) own: HashMap<MapData, OwnKey, OwnValue>,
     /// Background `membarrier` thread shared by every wait.
     pub(crate) grace: crate::grace::GraceClock,
 }
@@ -76,6 +77,18 @@ impl MapOps for KernelMaps {
                 .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
                 .map_err(err(names::IPCACHE_V6, "delete")),
         }
+    }
+
+    fn own_put(&mut self, key: &OwnKey, value: &OwnValue) -> Result<(), MapOpError> {
+        self.own.insert(*key, *value, 0).map_err(err(names::OWN, "update"))
+    }
+
+    fn own_delete(&mut self, key: &OwnKey) -> Result<(), MapOpError> {
+        self.own.remove(key).map_err(err(names::OWN, "delete"))
+    }
+
+    fn dump_own(&self) -> Result<Vec<(OwnKey, OwnValue)>, MapOpError> {
+        self.own.iter().map(|r| r.map_err(err(names::OWN, "dump"))).collect()
     }
 
     fn meta_get(&self) -> Result<Meta, MapOpError> {

@@ -11,6 +11,7 @@
 
 pub mod abi;
 pub mod btf;
+pub mod ct;
 pub mod entries;
 pub mod error;
 pub mod events;
@@ -22,7 +23,8 @@ pub mod sys;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
@@ -33,7 +35,7 @@ use aya::{Ebpf, EbpfLoader};
 pub use abi::{Action, Direction, EventType, Reason};
 pub use entries::{AddrError, EndpointAddrs, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
 pub use error::{Error, MapOpError, Result};
-pub use events::{AsyncEventReader, Event, EventReader};
+pub use events::{AsyncEventReader, DeniedAggregates, DrainStats, EVENT_POLL_INTERVAL, EVENT_WAKE_FRACTION, Event, EventReader};
 pub use sync::{ReadBack, SyncStats};
 
 use abi::{CtKey, CtValue, FragKey, FragValue, map_names as names, prog_names};
@@ -48,13 +50,38 @@ pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 pub struct DataplaneOptions {
     /// Event ring buffer size in bytes (power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
+    /// Also sizes the per-endpoint maps (`porin_own_v1`, `porin_ctn_v1`,
+    /// `porin_ctr_v1`: twice this).
     pub max_endpoints: Option<u32>,
     pub max_ipcache_v4: Option<u32>,
     pub max_ipcache_v6: Option<u32>,
     pub max_policy: Option<u32>,
     pub max_conntrack: Option<u32>,
     pub max_frags: Option<u32>,
+    /// Most conntrack entries one endpoint may hold (2 per flow; flows it
+    /// opens and flows it accepts). A new flow over it drops
+    /// (`DROP_CT_BUDGET`), other endpoints are unaffected. Written at every
+    /// `open` (also to pinned maps). 0 admits no new flow.
+    pub ct_budget: u32,
+    /// Most policy entries one endpoint may have per generation (ingress +
+    /// egress; an endpoint holds up to two generations). Over it,
+    /// `set_endpoint` locks the endpoint down and returns
+    /// [`Error::PolicyOverQuota`]. `None`: only the map's size limits.
+    pub policy_quota: Option<u32>,
+    /// How often a background thread deletes expired conntrack entries (and
+    /// gives their slots back to their endpoints' budgets). `None`: never
+    /// (call [`Dataplane::sweep_conntrack`] yourself).
+    pub ct_sweep_every: Option<Duration>,
+    /// Flows the denied-packet aggregates (`porin_dagg_v1`) hold between two drains.
+    pub max_denied_aggregates: Option<u32>,
 }
+
+/// Default [`DataplaneOptions::ct_budget`]: 1/16 of the default conntrack map
+/// (131072), i.e. 4096 concurrent flows per endpoint.
+pub const DEFAULT_CT_BUDGET: u32 = 8192;
+/// Default [`DataplaneOptions::policy_quota`]: 1/16 of the default policy map
+/// (262144) per generation, 1/8 with both generations.
+pub const DEFAULT_POLICY_QUOTA: u32 = 16384;
 
 impl Default for DataplaneOptions {
     fn default() -> Self {
@@ -66,6 +93,10 @@ impl Default for DataplaneOptions {
             max_policy: None,
             max_conntrack: None,
             max_frags: None,
+            ct_budget: DEFAULT_CT_BUDGET,
+            policy_quota: Some(DEFAULT_POLICY_QUOTA),
+            ct_sweep_every: Some(Duration::from_secs(10)),
+            max_denied_aggregates: None,
         }
     }
 }
@@ -137,13 +168,14 @@ fn map_data(m: &Map) -> Option<&MapData> {
         | Map::LpmTrie(d)
         | Map::LruHashMap(d)
         | Map::PerCpuArray(d)
+        | Map::PerCpuHashMap(d)
         | Map::RingBuf(d) => Some(d),
         _ => None,
     }
 }
 
 /// (name, map type, key size, value size) the code expects for each pinned map.
-fn expected_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 9] {
+fn expected_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 13] {
     use aya::maps::MapType as T;
     use std::mem::size_of as s;
     [
@@ -151,11 +183,25 @@ fn expected_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 9] {
         (names::IPCACHE_V4, T::LpmTrie, s::<abi::IpcacheV4Key>() as u32, s::<abi::IpcacheValue>() as u32),
         (names::IPCACHE_V6, T::LpmTrie, s::<abi::IpcacheV6Key>() as u32, s::<abi::IpcacheValue>() as u32),
         (names::POLICY, T::LpmTrie, s::<abi::PolicyKey>() as u32, s::<abi::PolicyValue>() as u32),
-        (names::CONNTRACK, T::LruHash, s::<CtKey>() as u32, s::<CtValue>() as u32),
+        (names::CONNTRACK, T::Hash, s::<CtKey>() as u32, s::<CtValue>() as u32),
         (names::FRAGS, T::LruHash, s::<FragKey>() as u32, s::<FragValue>() as u32),
         (names::COUNTERS, T::PerCpuArray, 4, 8),
         (names::EVENTS, T::RingBuf, 0, 0),
         (names::META, T::Array, 4, s::<abi::Meta>() as u32),
+        (names::CT_COUNT, T::Hash, 4, s::<abi::CtCount>() as u32),
+        (names::CT_RELEASED, T::Hash, 4, s::<abi::CtCount>() as u32),
+        (names::OWN, T::Hash, s::<abi::OwnKey>() as u32, s::<abi::OwnValue>() as u32),
+        (names::CONFIG, T::Array, 4, s::<abi::Config>() as u32),
+    ]
+}
+
+/// The same for the flow-event delivery maps (`abi::flow_map_names`).
+fn expected_flow_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 2] {
+    use aya::maps::MapType as T;
+    use std::mem::size_of as s;
+    [
+        (abi::flow_map_names::EVCTL, T::Array, 4, s::<abi::EvCtl>() as u32),
+        (abi::flow_map_names::DENIED_AGG, T::PerCpuHash, s::<abi::DaggKey>() as u32, s::<abi::DaggValue>() as u32),
     ]
 }
 
@@ -169,16 +215,18 @@ fn take(bpf: &mut Ebpf, name: &'static str) -> Result<Map> {
 
 /// `__sk_buff` context for `BPF_PROG_TEST_RUN` with `ifindex` set; the layout
 /// comes from the object's BTF (the program's argument type).
-fn skb_ctx(ifindex: u32) -> Vec<u8> {
-    static LAYOUT: OnceLock<(usize, usize)> = OnceLock::new();
-    let (size, off) = *LAYOUT.get_or_init(|| {
+fn skb_ctx(ifindex: u32, ingress_ifindex: u32) -> Vec<u8> {
+    static LAYOUT: OnceLock<(usize, usize, usize)> = OnceLock::new();
+    let (size, off, in_off) = *LAYOUT.get_or_init(|| {
         let l = btf::layouts_from_object(BPF_OBJECT).expect("object BTF");
         let (size, members) = l.structs.get("__sk_buff").expect("__sk_buff in BTF");
         let m = members.iter().find(|m| m.name == "ifindex").expect("__sk_buff.ifindex");
-        (*size, m.offset)
+        let i = members.iter().find(|m| m.name == "ingress_ifindex").expect("__sk_buff.ingress_ifindex");
+        (*size, m.offset, i.offset)
     });
     let mut ctx = vec![0u8; size];
     ctx[off..off + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx[in_off..in_off + 4].copy_from_slice(&ingress_ifindex.to_ne_bytes());
     ctx
 }
 
@@ -187,7 +235,8 @@ pub struct Dataplane {
     pin_dir: PathBuf,
     bpf: Ebpf,
     maps: KernelMaps,
-    conntrack: HashMap<MapData, CtKey, CtValue>,
+    conntrack: Arc<Mutex<ct::CtMaps>>,
+    _ct_sweeper: Option<ct::Sweeper>,
     frags: HashMap<MapData, FragKey, FragValue>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
@@ -214,6 +263,7 @@ impl Dataplane {
             return Err(Error::NotBpffs { path: pin_dir.to_path_buf() });
         }
         retire_endpoints_v1(pin_dir)?;
+        let old_ct = take_conntrack_v1(pin_dir)?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);
         loader.map_max_entries(names::EVENTS, opts.ringbuf_bytes);
@@ -224,9 +274,17 @@ impl Dataplane {
             (names::POLICY, opts.max_policy),
             (names::CONNTRACK, opts.max_conntrack),
             (names::FRAGS, opts.max_frags),
+            (abi::flow_map_names::DENIED_AGG, opts.max_denied_aggregates),
         ] {
             if let Some(v) = v {
                 loader.map_max_entries(name, v);
+            }
+        }
+        // Per-endpoint maps: two addresses per endpoint; budget counters may
+        // outlive an endpoint id until its purge.
+        if let Some(n) = opts.max_endpoints {
+            for name in [names::OWN, names::CT_COUNT, names::CT_RELEASED] {
+                loader.map_max_entries(name, n.saturating_mul(2));
             }
         }
         let mut bpf = loader.load(BPF_OBJECT).map_err(|e| Error::Load(Box::new(e)))?;
@@ -250,6 +308,19 @@ impl Dataplane {
             max_entries.insert(name, info.max_entries());
         }
 
+        for (name, ty, ks, vs) in expected_flow_maps() {
+            let md = bpf.map(name).and_then(map_data).ok_or(Error::MissingMap { name })?;
+            let info = md.info().map_err(map_err(name))?;
+            let actual_ty = info.map_type().map_err(map_err(name))?;
+            if actual_ty != ty || info.key_size() != ks || info.value_size() != vs {
+                return Err(Error::IncompatiblePin {
+                    name,
+                    detail: format!("type {actual_ty:?} key {} value {}, expected {ty:?} key {ks} value {vs}", info.key_size(), info.value_size()),
+                });
+            }
+            max_entries.insert(name, info.max_entries());
+        }
+
         for (prog, _, _) in HOOKS {
             let p: &mut SchedClassifier = bpf
                 .program_mut(prog)
@@ -265,13 +336,35 @@ impl Dataplane {
             ipc4: aya::maps::LpmTrie::try_from(take(&mut bpf, names::IPCACHE_V4)?).map_err(map_err(names::IPCACHE_V4))?,
             ipc6: aya::maps::LpmTrie::try_from(take(&mut bpf, names::IPCACHE_V6)?).map_err(map_err(names::IPCACHE_V6))?,
             meta: aya::maps::Array::try_from(take(&mut bpf, names::META)?).map_err(map_err(names::META))?,
+            own: HashMap::try_from(take(&mut bpf, names::OWN)?).map_err(map_err(names::OWN))?,
             grace: grace::GraceClock::spawn(sys::synchronize_rcu).map_err(|source| Error::Io {
                 what: "starting the grace-period thread",
                 path: pin_dir.to_path_buf(),
                 source,
             })?,
         };
-        let conntrack = HashMap::try_from(take(&mut bpf, names::CONNTRACK)?).map_err(map_err(names::CONNTRACK))?;
+        let mut config: aya::maps::Array<MapData, abi::Config> =
+            aya::maps::Array::try_from(take(&mut bpf, names::CONFIG)?).map_err(map_err(names::CONFIG))?;
+        config
+            .set(0, abi::Config { ct_budget: opts.ct_budget, pad: [0; 3] }, 0)
+            .map_err(map_err(names::CONFIG))?;
+        let mut ct_maps = ct::CtMaps {
+            ct: HashMap::try_from(take(&mut bpf, names::CONNTRACK)?).map_err(map_err(names::CONNTRACK))?,
+            count: HashMap::try_from(take(&mut bpf, names::CT_COUNT)?).map_err(map_err(names::CT_COUNT))?,
+            released: HashMap::try_from(take(&mut bpf, names::CT_RELEASED)?).map_err(map_err(names::CT_RELEASED))?,
+        };
+        if let Some((path, entries)) = old_ct {
+            migrate_conntrack_v1(&mut ct_maps, &path, entries)?;
+        }
+        let conntrack = Arc::new(Mutex::new(ct_maps));
+        let ct_sweeper = match opts.ct_sweep_every {
+            Some(every) => Some(ct::Sweeper::spawn(conntrack.clone(), every).map_err(|source| Error::Io {
+                what: "starting the conntrack sweep thread",
+                path: pin_dir.to_path_buf(),
+                source,
+            })?),
+            None => None,
+        };
         let frags = HashMap::try_from(take(&mut bpf, names::FRAGS)?).map_err(map_err(names::FRAGS))?;
         let counters = PerCpuArray::try_from(take(&mut bpf, names::COUNTERS)?).map_err(map_err(names::COUNTERS))?;
         let events = Some(RingBuf::try_from(take(&mut bpf, names::EVENTS)?).map_err(map_err(names::EVENTS))?);
@@ -281,11 +374,16 @@ impl Dataplane {
             bpf,
             maps,
             conntrack,
+            _ct_sweeper: ct_sweeper,
             frags,
             counters,
             events,
             max_entries,
-            engine: sync::Engine::default(),
+            engine: {
+                let mut e = sync::Engine::default();
+                e.set_policy_quota(opts.policy_quota.map(|q| q as usize));
+                e
+            },
             last_read_back: ReadBack::default(),
         };
         let meta = sync::MapOps::meta_get(&dp.maps)?;
@@ -325,17 +423,69 @@ impl Dataplane {
     /// Removes what Porin owns but no longer wants: endpoints not set since the
     /// last read-back and policy entries of no endpoint.
     pub fn sweep(&mut self) -> Result<SyncStats> {
-        self.engine.sweep(&mut self.maps)
+        let before: Vec<u32> = self.engine.endpoint_ifindexes().iter().filter_map(|i| self.engine.endpoint(*i)).map(|v| v.endpoint_id).collect();
+        let r = self.engine.sweep(&mut self.maps)?;
+        let after: std::collections::BTreeSet<u32> =
+            self.engine.endpoint_ifindexes().iter().filter_map(|i| self.engine.endpoint(*i)).map(|v| v.endpoint_id).collect();
+        for id in before.into_iter().filter(|id| !after.contains(id)) {
+            self.purge_conntrack(id)?;
+        }
+        Ok(r)
+    }
+
+    fn ct(&self) -> std::sync::MutexGuard<'_, ct::CtMaps> {
+        self.conntrack.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes the conntrack entries and budget counters of an endpoint id
+    /// no endpoint uses (after its removal and a grace period).
+    fn purge_conntrack(&mut self, endpoint_id: u32) -> Result<ct::CtSweep> {
+        if self.engine.endpoint_ifindexes().iter().any(|i| self.engine.endpoint(*i).is_some_and(|v| v.endpoint_id == endpoint_id)) {
+            return Ok(ct::CtSweep::default());
+        }
+        self.ct().purge_endpoint(endpoint_id)
+    }
+
+    /// Deletes expired conntrack entries now (the background sweep does the
+    /// same every [`DataplaneOptions::ct_sweep_every`]).
+    pub fn sweep_conntrack(&mut self) -> Result<ct::CtSweep> {
+        self.sweep_conntrack_at(ct::ktime_now_ns())
+    }
+
+    /// [`Dataplane::sweep_conntrack`] as if the monotonic clock read `now_ns`
+    /// (tests and diagnostics: entries idle at `now_ns` are deleted).
+    pub fn sweep_conntrack_at(&mut self, now_ns: u64) -> Result<ct::CtSweep> {
+        self.ct().sweep_expired(now_ns)
+    }
+
+    /// Conntrack entries the program counts against `endpoint_id`'s budget.
+    pub fn conntrack_usage(&self, endpoint_id: u32) -> Result<i64> {
+        self.ct().usage(endpoint_id)
     }
 
     /// Enforces `policy` on the endpoint behind host-veth `ifindex` (node netns).
+    /// An endpoint id replaced on the interface loses its conntrack entries.
     pub fn set_endpoint(&mut self, ifindex: u32, policy: EndpointPolicy) -> Result<SyncStats> {
-        self.engine.set_endpoint(&mut self.maps, ifindex, &policy)
+        let old = self.engine.endpoint(ifindex).map(|v| v.endpoint_id).filter(|id| *id != policy.endpoint_id);
+        let r = self.engine.set_endpoint(&mut self.maps, ifindex, &policy);
+        if let Some(old) = old
+            && self.engine.endpoint(ifindex).is_some_and(|v| v.endpoint_id != old)
+        {
+            self.purge_conntrack(old)?;
+        }
+        r
     }
 
     /// Removes the endpoint entry (its traffic then drops) and its policy.
+    /// Its conntrack entries and budget counters go too (after the grace
+    /// period `remove_endpoint` already waits for).
     pub fn remove_endpoint(&mut self, ifindex: u32) -> Result<SyncStats> {
-        self.engine.remove_endpoint(&mut self.maps, ifindex)
+        let id = self.engine.endpoint(ifindex).map(|v| v.endpoint_id);
+        let r = self.engine.remove_endpoint(&mut self.maps, ifindex)?;
+        if let Some(id) = id {
+            self.purge_conntrack(id)?;
+        }
+        Ok(r)
     }
 
     /// Makes the ipcache equal `entries` (diff).
@@ -430,25 +580,43 @@ impl Dataplane {
             MapOccupancy { name: names::POLICY, entries: count(&mut self.maps.policy.keys().map(|r| r.is_ok())), max_entries: mx(names::POLICY) },
             MapOccupancy { name: names::IPCACHE_V4, entries: count(&mut self.maps.ipc4.keys().map(|r| r.is_ok())), max_entries: mx(names::IPCACHE_V4) },
             MapOccupancy { name: names::IPCACHE_V6, entries: count(&mut self.maps.ipc6.keys().map(|r| r.is_ok())), max_entries: mx(names::IPCACHE_V6) },
-            MapOccupancy { name: names::CONNTRACK, entries: count(&mut self.conntrack.keys().map(|r| r.is_ok())), max_entries: mx(names::CONNTRACK) },
+            MapOccupancy { name: names::CONNTRACK, entries: count(&mut self.ct().ct.keys().map(|r| r.is_ok())), max_entries: mx(names::CONNTRACK) },
             MapOccupancy { name: names::FRAGS, entries: count(&mut self.frags.keys().map(|r| r.is_ok())), max_entries: mx(names::FRAGS) },
         ])
     }
 
     /// All conntrack entries (diagnostics; O(entries)).
     pub fn conntrack_entries(&self) -> Result<Vec<(CtKey, CtValue)>> {
-        self.conntrack.iter().map(|r| r.map_err(map_err(names::CONNTRACK))).collect()
+        self.ct().ct.iter().map(|r| r.map_err(map_err(names::CONNTRACK))).collect()
     }
 
     /// Takes the event reader (a ring buffer has one consumer).
     pub fn events(&mut self) -> Result<EventReader> {
-        self.events.take().map(EventReader::new).ok_or(Error::EventsTaken)
+        let rb = self.events.take().ok_or(Error::EventsTaken)?;
+        let denied = match (self.bpf.take_map(abi::flow_map_names::EVCTL), self.bpf.take_map(abi::flow_map_names::DENIED_AGG)) {
+            (Some(ctl), Some(agg)) => Some(events::DeniedAggregates::from_maps(ctl, agg)?),
+            _ => None,
+        };
+        Ok(EventReader::new(rb, denied))
     }
 
     /// Runs one program on `frame` (an Ethernet frame) with `BPF_PROG_TEST_RUN`,
     /// as if it arrived on `ifindex` (must exist in the caller's netns; 1 = lo).
     /// For tests, diagnostics and micro-benchmarks.
     pub fn test_run(&self, dir: Direction, frame: &[u8], ifindex: u32, repeat: u32) -> Result<TestRunOutcome> {
+        self.test_run_from(dir, frame, ifindex, 0, repeat)
+    }
+
+    /// [`Dataplane::test_run`] with `__sk_buff.ingress_ifindex` set: the
+    /// interface the packet entered the node through (0: sent by the node).
+    pub fn test_run_from(
+        &self,
+        dir: Direction,
+        frame: &[u8],
+        ifindex: u32,
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> Result<TestRunOutcome> {
         let prog = match dir {
             Direction::Egress => prog_names::FROM_WORKLOAD,
             Direction::Ingress => prog_names::TO_WORKLOAD,
@@ -459,7 +627,7 @@ impl Dataplane {
             .ok_or_else(|| Error::Program { name: prog, source: Box::new(aya::programs::ProgramError::NotLoaded) })?
             .try_into()
             .map_err(|e| Error::Program { name: prog, source: Box::new(e) })?;
-        let ctx = skb_ctx(ifindex);
+        let ctx = skb_ctx(ifindex, ingress_ifindex);
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions {
             data_in: Some(frame),
@@ -500,6 +668,47 @@ fn retire_endpoints_v1(pin_dir: &Path) -> Result<()> {
         names::ENDPOINTS_V1
     );
     std::fs::remove_file(&path).map_err(|source| Error::Io { what: "removing the old endpoints map pin", path, source })
+}
+
+/// The LRU conntrack map of an older build (`porin_ct_v1`), if pinned: its
+/// entries (read before the new maps exist, so nothing is lost to the pin
+/// removal), and its pin path.
+#[allow(clippy::type_complexity)]
+fn take_conntrack_v1(pin_dir: &Path) -> Result<Option<(PathBuf, Vec<(CtKey, CtValue)>)>> {
+    let path = pin_dir.join(names::CONNTRACK_V1);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let entries = MapData::from_pin(&path)
+        .ok()
+        .and_then(|md| HashMap::<MapData, CtKey, CtValue>::try_from(Map::LruHashMap(md)).ok())
+        .map(|h| h.iter().filter_map(|r| r.ok()).collect())
+        .unwrap_or_default();
+    Ok(Some((path, entries)))
+}
+
+/// Copies the flows of the old LRU conntrack map into `porin_ct_v2` (so that
+/// established connections survive the upgrade), counting each inserted entry
+/// against its endpoint like the program would, then removes the old pin. The
+/// old programs keep using the old map until `attach` switches their links;
+/// flows they open in between are not copied (their replies are then new
+/// flows, policy-checked).
+fn migrate_conntrack_v1(m: &mut ct::CtMaps, path: &Path, entries: Vec<(CtKey, CtValue)>) -> Result<()> {
+    let mut per_ep: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut copied = 0usize;
+    for (k, v) in &entries {
+        // BPF_NOEXIST: never overwrite (or double-count) what the new programs hold.
+        if m.ct.insert(k, v, 1).is_ok() {
+            *per_ep.entry(k.endpoint_id).or_default() += 1;
+            copied += 1;
+        }
+    }
+    // Counted on the userspace side (porin_ctr_v1 only has one writer,
+    // userspace): a negative "released" count is a slot taken.
+    m.add_released(&per_ep.into_iter().map(|(id, n)| (id, -n)).collect())?;
+    tracing::warn!(path = %path.display(), entries = entries.len(), copied, new_map = names::CONNTRACK,
+        "copied the conntrack entries of an older build's LRU map ({}) and removed its pin", names::CONNTRACK_V1);
+    std::fs::remove_file(path).map_err(|source| Error::Io { what: "removing the old conntrack map pin", path: path.to_path_buf(), source })
 }
 
 /// Detaches the link pinned at `pin` synchronously, then removes the pin.

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
-use crate::abi::{self, Action, Direction, EndpointValue, Meta, PolicyKey, PolicyValue};
+use crate::abi::{self, Action, Direction, EndpointValue, Meta, OwnKey, OwnValue, PolicyKey, PolicyValue};
 use crate::entries::{self, EndpointAddrs, EndpointPolicy};
 use crate::error::{Error, MapOpError, Result};
 
@@ -39,6 +39,10 @@ pub trait MapOps {
     fn dump_endpoints(&self) -> Result<Vec<(u32, EndpointValue)>, MapOpError>;
     fn dump_policy(&self) -> Result<Vec<(PolicyKey, PolicyValue)>, MapOpError>;
     fn dump_ipcache(&self) -> Result<Vec<(IpNet, u32)>, MapOpError>;
+    /// `porin_own_v1`: which local endpoint owns an address.
+    fn own_put(&mut self, key: &OwnKey, value: &OwnValue) -> Result<(), MapOpError>;
+    fn own_delete(&mut self, key: &OwnKey) -> Result<(), MapOpError>;
+    fn dump_own(&self) -> Result<Vec<(OwnKey, OwnValue)>, MapOpError>;
     /// The grace-period epoch, read right after a write that unpublishes
     /// something (a flip, an endpoint delete).
     fn gp_epoch(&self) -> u64;
@@ -107,6 +111,31 @@ pub struct Engine {
     /// every generation deactivated so far.
     last_flip_epoch: u64,
     seen_endpoints: BTreeSet<u32>,
+    /// Actual content of `porin_own_v1` (address -> owning endpoint).
+    own: BTreeMap<OwnKey, OwnValue>,
+    /// Most policy entries one endpoint may have per generation (both
+    /// directions); `None` = no quota. Over it, the endpoint is locked down.
+    policy_quota: Option<usize>,
+}
+
+/// Why an endpoint is locked down.
+enum LockdownCause {
+    /// The policy map refused an insert.
+    Full(MapOpError),
+    /// The endpoint's policy has more entries than its quota.
+    Quota { entries: usize, quota: usize },
+}
+
+/// The addresses of an [`EndpointAddrs`], as [`OwnKey`]s.
+fn own_keys(a: &EndpointAddrs) -> Vec<OwnKey> {
+    let mut out = Vec::new();
+    if a.flags & abi::EP_F_HAS_V4 != 0 {
+        out.push(OwnKey::of(std::net::IpAddr::from(a.addr4)));
+    }
+    if a.flags & abi::EP_F_HAS_V6 != 0 {
+        out.push(OwnKey::of(std::net::IpAddr::from(a.addr6)));
+    }
+    out
 }
 
 fn deny_default(endpoint_id: u32, generation: u32, dir: Direction) -> (PolicyKey, PolicyValue) {
@@ -253,6 +282,7 @@ impl Engine {
             addr6: addrs.addr6,
         };
         m.endpoint_put(ifindex, &value)?;
+        let old_addrs = EndpointAddrs::of(&ep.value);
         let gen_changed = ep.value.active_gen != generation || ep.value.policy_rev == 0;
         ep.value = value;
         if gen_changed {
@@ -260,7 +290,66 @@ impl Engine {
             self.endpoints.get_mut(&ifindex).expect("endpoint state exists").flip_epoch = e;
         }
         stats.flips += 1;
+        // After the endpoint entry (enforcement first; a failure here is
+        // reported and retried by the next set_endpoint, see `own_in_sync`).
+        self.own_sync(m, ifindex, value.endpoint_id, &old_addrs, &addrs)
+    }
+
+    /// Makes `porin_own_v1` map `new` to this endpoint and drops the
+    /// addresses of `old` that it no longer has (only while this endpoint
+    /// still owns them: an address that moved to another endpoint is kept).
+    fn own_sync(
+        &mut self,
+        m: &mut dyn MapOps,
+        ifindex: u32,
+        endpoint_id: u32,
+        old: &EndpointAddrs,
+        new: &EndpointAddrs,
+    ) -> Result<(), MapOpError> {
+        let want = OwnValue { ifindex, endpoint_id };
+        let new_keys = own_keys(new);
+        for k in &new_keys {
+            if self.own.get(k) != Some(&want) {
+                m.own_put(k, &want)?;
+                self.own.insert(*k, want);
+            }
+        }
+        for k in own_keys(old) {
+            if !new_keys.contains(&k) {
+                self.own_release(m, &k, ifindex)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Deletes the `porin_own_v1` entry of `k` if `ifindex` owns it.
+    fn own_release(&mut self, m: &mut dyn MapOps, k: &OwnKey, ifindex: u32) -> Result<(), MapOpError> {
+        if self.own.get(k).is_some_and(|v| v.ifindex == ifindex) {
+            match m.own_delete(k) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+            self.own.remove(k);
+        }
+        Ok(())
+    }
+
+    /// True if every address of `addrs` is mapped to this endpoint.
+    fn own_in_sync(&self, ifindex: u32, endpoint_id: u32, addrs: &EndpointAddrs) -> bool {
+        let want = OwnValue { ifindex, endpoint_id };
+        own_keys(addrs).iter().all(|k| self.own.get(k) == Some(&want))
+    }
+
+    /// Sets the per-endpoint policy quota (entries per generation, both
+    /// directions); `None` = none.
+    pub fn set_policy_quota(&mut self, quota: Option<usize>) {
+        self.policy_quota = quota;
+    }
+
+    /// The content of `porin_own_v1` as last written (or read back).
+    pub fn own_addresses(&self) -> &BTreeMap<OwnKey, OwnValue> {
+        &self.own
     }
 
     /// The policy did not fit: make generation `gen` deny-all, flip to it with
@@ -271,7 +360,7 @@ impl Engine {
         m: &mut dyn MapOps,
         ifindex: u32,
         generation: u32,
-        cause: MapOpError,
+        cause: LockdownCause,
         addrs: EndpointAddrs,
         mut stats: SyncStats,
     ) -> Result<SyncStats> {
@@ -290,8 +379,16 @@ impl Engine {
         if let Err(e) = self.write_endpoint(m, ifindex, generation, abi::EP_F_LOCKDOWN, addrs, &mut stats) {
             tracing::error!(endpoint_id, ifindex, error = %e, "could not flip endpoint into lockdown");
         }
-        tracing::error!(endpoint_id, ifindex, map = cause.map, "policy map full: endpoint locked down");
-        Err(Error::PolicyMapFull { map: cause.map, endpoint_id, ifindex, source: cause })
+        match cause {
+            LockdownCause::Full(cause) => {
+                tracing::error!(endpoint_id, ifindex, map = cause.map, "policy map full: endpoint locked down");
+                Err(Error::PolicyMapFull { map: cause.map, endpoint_id, ifindex, source: cause })
+            }
+            LockdownCause::Quota { entries, quota } => {
+                tracing::error!(endpoint_id, ifindex, entries, quota, "policy over the endpoint's quota: endpoint locked down");
+                Err(Error::PolicyOverQuota { map: abi::map_names::POLICY, endpoint_id, ifindex, entries, quota })
+            }
+        }
     }
 
     /// Makes the endpoint on `ifindex` enforce `policy` (see module docs).
@@ -345,17 +442,24 @@ impl Engine {
                 && ep.value.flags & !abi::EP_F_ADDRS == flags
                 && EndpointAddrs::of(&ep.value) == addrs
                 && !ep.overflow
+                && self.own_in_sync(ifindex, id, &addrs)
             {
                 self.endpoints.get_mut(&ifindex).expect("checked above").written = Some(policy.clone());
                 return Ok(stats);
             }
             let flip_epoch = ep.flip_epoch;
             self.barrier(m, flip_epoch, &mut stats)?;
+            if let Some(quota) = self.policy_quota
+                && desired_inactive.len() > quota
+            {
+                let cause = LockdownCause::Quota { entries: desired_inactive.len(), quota };
+                return self.lockdown(m, ifindex, inactive, cause, addrs, stats);
+            }
             let ep = self.endpoints.get_mut(&ifindex).expect("checked above");
             ep.written = None;
             if let Err(e) = apply_gen(m, &mut ep.gens[inactive as usize], &desired_inactive, &mut stats) {
                 if e.is_full() {
-                    return self.lockdown(m, ifindex, inactive, e, addrs, stats);
+                    return self.lockdown(m, ifindex, inactive, LockdownCause::Full(e), addrs, stats);
                 }
                 // The inactive generation is half written but not in use: the
                 // endpoint still enforces the whole previous policy.
@@ -394,14 +498,18 @@ impl Engine {
             self.by_id.remove(&old.value.endpoint_id);
         }
         self.by_id.insert(id, ifindex);
+        let over_quota = self.policy_quota.filter(|q| desired0.len() > *q);
         let ep = self.endpoints.get_mut(&ifindex).expect("just inserted");
-        let result = match apply_gen(m, &mut ep.gens[0], &desired0, &mut stats) {
-            Err(e) if e.is_full() => self.lockdown(m, ifindex, 0, e, addrs, stats),
+        let result = match over_quota {
+            Some(quota) => self.lockdown(m, ifindex, 0, LockdownCause::Quota { entries: desired0.len(), quota }, addrs, stats),
+            None => match apply_gen(m, &mut ep.gens[0], &desired0, &mut stats) {
+            Err(e) if e.is_full() => self.lockdown(m, ifindex, 0, LockdownCause::Full(e), addrs, stats),
             Err(e) => Err(Error::EndpointMap { endpoint_id: id, ifindex, source: e }),
             Ok(()) => self
                 .write_endpoint(m, ifindex, 0, flags, addrs, &mut stats)
                 .map(|()| stats)
                 .map_err(|source| Error::EndpointMap { endpoint_id: id, ifindex, source }),
+            },
         };
         if result.is_err() && self.endpoints.get(&ifindex).is_some_and(|e| e.value.policy_rev == 0) {
             // Never written to the endpoints map: the interface has no entry
@@ -458,6 +566,9 @@ impl Engine {
         }
         let ep = self.endpoints.remove(&ifindex).expect("present");
         self.by_id.remove(&endpoint_id);
+        for k in own_keys(&EndpointAddrs::of(&ep.value)) {
+            self.own_release(m, &k, ifindex).map_err(|source| Error::EndpointMap { endpoint_id, ifindex, source })?;
+        }
         for g in ep.gens {
             self.orphans.extend(g);
         }
@@ -567,6 +678,7 @@ impl Engine {
         let eps = m.dump_endpoints()?;
         let pol = m.dump_policy()?;
         let ipc = m.dump_ipcache()?;
+        let own = m.dump_own()?;
         let meta = m.meta_get()?;
         self.endpoints.clear();
         self.by_id.clear();
@@ -608,6 +720,7 @@ impl Engine {
         rb.orphan_policy_entries = self.orphans.len();
         self.ipcache = ipc.into_iter().collect();
         rb.ipcache_entries = self.ipcache.len();
+        self.own = own.into_iter().collect();
         self.ipcache_degraded = meta.flags & abi::META_F_IPCACHE_DEGRADED != 0;
         self.rev_high_water = hw;
         rb.rev_high_water = hw;
@@ -629,6 +742,21 @@ impl Engine {
         // beyond the one remove_endpoint already waited for. Orphans found at
         // read-back were unreferenced before this process started.
         self.delete_orphans(m, |_| true, &mut stats)?;
+        // Address ownerships no endpoint claims (e.g. left by a crash).
+        let stale: Vec<(OwnKey, u32)> = self
+            .own
+            .iter()
+            .filter(|(k, v)| {
+                !self.endpoints.get(&v.ifindex).is_some_and(|ep| {
+                    ep.value.endpoint_id == v.endpoint_id && own_keys(&EndpointAddrs::of(&ep.value)).contains(k)
+                })
+            })
+            .map(|(k, v)| (*k, v.ifindex))
+            .collect();
+        for (k, ifindex) in stale {
+            self.own_release(m, &k, ifindex)?;
+            stats.deleted += 1;
+        }
         Ok(stats)
     }
 
@@ -667,6 +795,7 @@ pub struct FakeMaps {
     pub endpoints: BTreeMap<u32, EndpointValue>,
     pub policy: BTreeMap<PolicyKey, PolicyValue>,
     pub ipcache: BTreeMap<IpNet, u32>,
+    pub own: BTreeMap<OwnKey, OwnValue>,
     pub meta: Meta,
     pub policy_capacity: Option<usize>,
     pub ipcache_capacity: Option<usize>,
@@ -727,6 +856,18 @@ impl MapOps for FakeMaps {
     }
     fn ipcache_delete(&mut self, net: &IpNet) -> Result<(), MapOpError> {
         self.ipcache.remove(net).map(|_| ()).ok_or_else(|| Self::missing(abi::map_names::IPCACHE_V4, "delete"))
+    }
+    fn own_put(&mut self, key: &OwnKey, value: &OwnValue) -> Result<(), MapOpError> {
+        self.log.push(format!("own+ {}", value.ifindex));
+        self.own.insert(*key, *value);
+        Ok(())
+    }
+    fn own_delete(&mut self, key: &OwnKey) -> Result<(), MapOpError> {
+        self.log.push("own-".to_string());
+        self.own.remove(key).map(|_| ()).ok_or_else(|| Self::missing(abi::map_names::OWN, "delete"))
+    }
+    fn dump_own(&self) -> Result<Vec<(OwnKey, OwnValue)>, MapOpError> {
+        Ok(self.own.iter().map(|(k, v)| (*k, *v)).collect())
     }
     fn meta_get(&self) -> Result<Meta, MapOpError> {
         Ok(self.meta)

@@ -243,6 +243,291 @@ fn icmp_errors_need_a_tracked_inner_tuple() {
     let _ = h.events();
 }
 
+/// Red-team finding "ICMP errors as a covert egress channel": with one
+/// allowed flow open, a pod sent ~1 KB ICMP "errors" quoting that flow to an
+/// address its egress policy denies, and they passed as RELATED.
+#[test]
+fn icmp_errors_are_related_only_back_to_the_quoted_sender_and_small() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![allow(PEER_ID, UDP, 53)], vec![allow(PEER_ID, UDP, 53), allow(PEER_ID, TCP, 80)]);
+    // one allowed egress flow: POD:3333 -> PEER:53 (reply tracked at the ingress hook)
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(3333, 53, b"q")));
+    let quoted_reply = ip_packet(PEER, POD, UDP, &udp(53, 3333, b"a"));
+    let big = [quoted_reply.clone(), vec![0x55; 1000]].concat();
+
+    // the attack: errors quoting the allowed flow, sent to a denied address
+    h.drop_(Egress, &frame(POD, WORLD, ICMP, &icmp(3, 3, [0; 4], &big)));
+    h.drop_(Egress, &frame(POD, WORLD, ICMP, &icmp(3, 3, [0; 4], &quoted_reply)));
+    h.drop_(Egress, &frame(POD, WORLD, ICMP, &icmp(11, 0, [0; 4], &quoted_reply)));
+    // ... and even to the quoted sender, 1 KB of "error" is a payload channel
+    h.drop_(Egress, &frame(POD, PEER, ICMP, &icmp(3, 3, [0; 4], &big)));
+    // ... and a fragmented error
+    let frag_err = eth(0x0800, &ipv4_raw([10, 0, 0, 1], [10, 0, 0, 2], ICMP, 9, 0x2000, &[], &icmp(3, 3, [0; 4], &quoted_reply)));
+    h.drop_(Egress, &frag_err);
+    assert_eq!(h.ctr(Reason::DropIcmpUnrelated), 5);
+    // control: a real-sized port unreachable back to the sender passes
+    h.pass(Egress, &frame(POD, PEER, ICMP, &icmp(3, 3, [0; 4], &quoted_reply)));
+    assert_eq!(h.ctr(Reason::AllowRelated), 1);
+
+    // A workload is a host, not a router: its error must come from the quoted
+    // packet's destination. A flow to another address at the pod's hook:
+    h.pass(Ingress, &frame(PEER, "10.0.0.9", UDP, &udp(5555, 53, b"q")));
+    let quoted_other = ip_packet(PEER, "10.0.0.9", UDP, &udp(5555, 53, b"q"));
+    h.drop_(Egress, &frame(POD, PEER, ICMP, &icmp(3, 3, [0; 4], &quoted_other)));
+    // the workload's own inbound flow: its port unreachable passes
+    h.pass(Ingress, &frame(PEER, POD, UDP, &udp(5556, 53, b"q")));
+    h.pass(Egress, &frame(POD, PEER, ICMP, &icmp(3, 3, [0; 4], &ip_packet(PEER, POD, UDP, &udp(5556, 53, b"q")))));
+
+    // Towards the workload: any router may report (time exceeded, frag
+    // needed), but only to the quoted packet's sender and only error-sized.
+    let quoted = ip_packet(POD, PEER, UDP, &udp(3333, 53, b"q"));
+    h.pass(Ingress, &frame(WORLD, POD, ICMP, &icmp(3, 4, [0, 0, 5, 0xdc], &quoted))); // frag needed
+    h.pass(Ingress, &frame(WORLD, POD, ICMP, &icmp(11, 0, [0; 4], &quoted)));
+    h.drop_(Ingress, &frame(WORLD, "10.0.0.9", ICMP, &icmp(3, 4, [0; 4], &quoted)));
+    let padded = |n: usize| [quoted.clone(), vec![0; n]].concat();
+    // 20 (outer IP) + 8 (ICMP) + quoted + pad: exactly 576 passes, 577 drops
+    let fit = 576 - 28 - quoted.len();
+    h.pass(Ingress, &frame(PEER, POD, ICMP, &icmp(3, 3, [0; 4], &padded(fit))));
+    h.drop_(Ingress, &frame(PEER, POD, ICMP, &icmp(3, 3, [0; 4], &padded(fit + 1))));
+
+    // IPv6: packet too big is capped at the minimum MTU (1280)
+    h.pass(Egress, &syn(POD6, PEER6, 4444, 80));
+    let inner6 = ip_packet(POD6, PEER6, TCP, &tcp(4444, 80, ACK));
+    let fit6 = 1280 - 48 - inner6.len();
+    let ptb = |n: usize| icmp(2, 0, [0, 0, 5, 0], &[inner6.clone(), vec![0; n]].concat());
+    h.pass(Ingress, &frame("fd00::99", POD6, ICMPV6, &ptb(fit6)));
+    h.drop_(Ingress, &frame("fd00::99", POD6, ICMPV6, &ptb(fit6 + 1)));
+    h.drop_(Ingress, &frame("fd00::99", "fd00::9", ICMPV6, &ptb(0)));
+    // the v6 covert channel: a pod's error quoting its reply, to a stranger
+    let reply6 = ip_packet(PEER6, POD6, TCP, &tcp(80, 4444, SYN | ACK));
+    h.drop_(Egress, &frame(POD6, "fd00::99", ICMPV6, &icmp(1, 4, [0; 4], &reply6)));
+    h.pass(Egress, &frame(POD6, PEER6, ICMPV6, &icmp(1, 4, [0; 4], &reply6)));
+    assert_eq!(h.ctr(Reason::DropIcmpUnrelated), 5 + 1 + 2 + 2 + 1);
+    let _ = h.events();
+}
+
+/// An ICMP error that is not RELATED is a flow of its own, subject to policy
+/// (type << 8 | code as the port): denied unless policy allows that ICMP.
+#[test]
+fn unrelated_icmp_errors_follow_policy() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![allow(WORLD_ID, ICMP, 3 << 8 | 4)], vec![allow(WORLD_ID, ICMP, 3 << 8 | 3)]);
+    let junk = ip_packet(PEER, WORLD, UDP, &udp(1, 2, b"not tracked"));
+    // allowed by policy: passes as a new flow (whatever its size), then established
+    let big = [junk.clone(), vec![0; 1000]].concat();
+    h.pass(Egress, &frame(POD, WORLD, ICMP, &icmp(3, 3, [0; 4], &big)));
+    h.pass(Egress, &frame(POD, WORLD, ICMP, &icmp(3, 3, [0; 4], &junk)));
+    assert_eq!((h.ctr(Reason::AllowNew), h.ctr(Reason::AllowEstablished)), (1, 1));
+    // another type/code is another flow: no policy, dropped as unrelated
+    h.drop_(Egress, &frame(POD, WORLD, ICMP, &icmp(3, 1, [0; 4], &junk)));
+    h.drop_(Egress, &frame(POD, WORLD, ICMP, &icmp(11, 0, [0; 4], &junk)));
+    // towards the pod: frag needed from the world allowed by policy, other errors not
+    h.pass(Ingress, &frame(WORLD, POD, ICMP, &icmp(3, 4, [0; 4], &junk)));
+    h.drop_(Ingress, &frame(WORLD, POD, ICMP, &icmp(3, 3, [0; 4], &junk)));
+    assert_eq!(h.ctr(Reason::DropIcmpUnrelated), 3);
+    let ev = h.events();
+    assert!(ev.iter().any(|e| e.kind == porin_dataplane::EventType::NewAllowed && e.proto == ICMP && e.dport == (3 << 8 | 3)), "{ev:?}");
+}
+
+/// Red-team finding "spoofed pod addresses from the node's network": a
+/// packet carrying a local pod's source address was admitted towards another
+/// pod whatever interface it came from.
+#[test]
+fn a_local_endpoints_address_must_come_through_its_own_interface() {
+    let Some(mut h) = H::std() else { return };
+    const PEER_IFX: u32 = 77; // the peer's host veth (only a key here)
+    h.policy(vec![allow(PEER_ID, TCP, 22), allow(PEER_ID, UDP, 53)], vec![]);
+    h.dp.set_endpoint(PEER_IFX, EndpointPolicy { endpoint_id: 8, ingress: vec![], egress: vec![], addrs: vec![PEER.parse().unwrap(), PEER6.parse().unwrap()] })
+        .unwrap();
+    let run = |h: &H, f: &[u8], from: u32| h.dp.test_run_from(Ingress, f, IFX, from, 1).unwrap();
+    // from the node itself (0) or another interface (the uplink, 5): dropped
+    assert!(run(&h, &syn(PEER, POD, 1000, 22), 0).dropped());
+    assert!(run(&h, &syn(PEER, POD, 1000, 22), 5).dropped());
+    assert!(run(&h, &frame(PEER6, POD6, UDP, &udp(1000, 53, b"x")), 0).dropped());
+    assert_eq!(h.ctr(Reason::DropSpoofedIngress), 3);
+    // through the peer's own veth: policy decides as before
+    assert!(run(&h, &syn(PEER, POD, 1000, 22), PEER_IFX).passed());
+    assert!(run(&h, &frame(PEER6, POD6, UDP, &udp(1000, 53, b"x")), PEER_IFX).passed());
+    // an established flow cannot be injected into from elsewhere either
+    assert!(run(&h, &frame(PEER, POD, TCP, &tcp(1000, 22, ACK)), PEER_IFX).passed());
+    assert!(run(&h, &frame(PEER, POD, TCP, &tcp(1000, 22, ACK | RST)), 0).dropped());
+    assert_eq!(h.ctr(Reason::DropSpoofedIngress), 4);
+    // addresses of no local endpoint are not affected (policy decides)
+    assert!(run(&h, &syn(WORLD, POD, 1000, 22), 0).dropped());
+    assert_eq!(h.ctr(Reason::DropNoPolicy), 1);
+    // once the peer endpoint is gone, its address is an ordinary remote one
+    h.dp.remove_endpoint(PEER_IFX).unwrap();
+    assert!(run(&h, &syn(PEER, POD, 1001, 22), 0).passed());
+    assert_eq!(h.ctr(Reason::DropSpoofedIngress), 4);
+    let _ = h.events();
+}
+
+/// Runs `f` on a thread in a fresh network namespace holding a veth pair
+/// `porind1`/`porind2`, so test runs can use several endpoints (interfaces).
+/// Nothing outside that namespace is touched; it goes with the thread.
+fn in_private_netns<T: Send + 'static>(f: impl FnOnce(u32, u32) -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
+        let st = std::process::Command::new("ip")
+            .args(["link", "add", "porind1", "type", "veth", "peer", "name", "porind2"])
+            .status()
+            .expect("ip");
+        assert!(st.success(), "ip link add porind1");
+        let idx: Vec<u32> = ["porind1", "porind2"].iter().map(|n| porin_dataplane::sys::ifindex(n).expect("ifindex")).collect();
+        f(idx[0], idx[1])
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Red-team finding "capacity shared fairly": one namespace filled the
+/// node-wide conntrack map, after which other namespaces' new flows dropped.
+#[test]
+fn one_endpoints_flood_uses_only_its_own_conntrack_budget() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const SECOND: &str = "10.0.0.3";
+    let flood = |budget: u32| {
+        in_private_netns(move |ifa, ifb| {
+            let fs = Bpffs::new();
+            let opts = DataplaneOptions { max_conntrack: Some(64), ct_budget: budget, ct_sweep_every: None, ..Default::default() };
+            let mut dp = Dataplane::open(&fs.pin_dir(), &opts).unwrap();
+            let mut ipc = ipcache();
+            ipc.push(("10.0.0.3/32".parse().unwrap(), 51));
+            dp.set_ipcache(ipc).unwrap();
+            let world = PolicyEntry { identity: Some(WORLD_ID), proto: None, port_prefix: None, action: Action::Allow, rule_id: 1 };
+            dp.set_endpoint(ifa, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![world], addrs: pod_addrs() }).unwrap();
+            dp.set_endpoint(ifb, EndpointPolicy { endpoint_id: 9, ingress: vec![], egress: vec![world], addrs: vec![SECOND.parse().unwrap()] }).unwrap();
+            let run = |dp: &Dataplane, ifx, src: &str, sport: u16| {
+                dp.test_run(Egress, &frame(src, WORLD, UDP, &udp(sport, 53, b"q")), ifx, 1).unwrap().passed()
+            };
+            // endpoint A floods: 100 new flows
+            let a_passed = (0..100).filter(|i| run(&dp, ifa, POD, 10_000 + i)).count();
+            // then endpoint B opens new flows
+            let b_passed = (0..5).filter(|i| run(&dp, ifb, SECOND, 20_000 + i)).count();
+            (dp, ifa, ifb, a_passed, b_passed, fs)
+        })
+    };
+
+    // Control: with a budget larger than the map, A's flood fills the map and
+    // B's new flows drop: the attack as found.
+    let (dp, _, _, a, b, _fs) = flood(1000);
+    assert_eq!((a, b), (32, 0), "without a budget the flood starves B");
+    assert_eq!(dp.counters().unwrap().get(Reason::DropCtFull), 68 + 5);
+    drop(dp);
+
+    // With a budget of 20 entries (10 flows) per endpoint, A gets 10 flows,
+    // B all of its 5.
+    let (mut dp, ifa, _ifb, a, b, _fs) = flood(20);
+    assert_eq!((a, b), (10, 5));
+    let c = dp.counters().unwrap();
+    assert_eq!((c.get(Reason::DropCtBudget), c.get(Reason::DropCtFull)), (90, 0));
+    assert_eq!((dp.conntrack_usage(EP).unwrap(), dp.conntrack_usage(9).unwrap()), (20, 10));
+    assert_eq!(dp.conntrack_entries().unwrap().iter().filter(|(k, _)| k.endpoint_id == EP).count(), 20);
+
+    // Exact accounting on the delete paths. Userspace expiry sweep: nothing
+    // is idle now; 200 s later every UDP entry is, and the slots come back.
+    let now = porin_dataplane::ct::ktime_now_ns();
+    assert_eq!(dp.sweep_conntrack_at(now).unwrap().deleted, 0);
+    assert_eq!(dp.sweep_conntrack_at(now + 200_000_000_000).unwrap().deleted, 30);
+    assert_eq!((dp.conntrack_usage(EP).unwrap(), dp.conntrack_usage(9).unwrap()), (0, 0));
+    // BPF deletes (revocation) give slots back too
+    let f = frame(POD, WORLD, UDP, &udp(30_000, 53, b"q"));
+    assert!(dp.test_run(Egress, &f, ifa, 1).unwrap().passed());
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 2);
+    dp.set_endpoint(ifa, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![], addrs: pod_addrs() }).unwrap();
+    assert!(dp.test_run(Egress, &f, ifa, 1).unwrap().dropped());
+    assert_eq!(dp.counters().unwrap().get(Reason::DropRevoked), 1);
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 0);
+    // removing an endpoint purges its entries and counters
+    let world = PolicyEntry { identity: Some(WORLD_ID), proto: None, port_prefix: None, action: Action::Allow, rule_id: 1 };
+    dp.set_endpoint(ifa, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![world], addrs: pod_addrs() }).unwrap();
+    assert!(dp.test_run(Egress, &f, ifa, 1).unwrap().passed());
+    dp.remove_endpoint(ifa).unwrap();
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 0);
+    assert!(dp.conntrack_entries().unwrap().iter().all(|(k, _)| k.endpoint_id != EP));
+}
+
+/// An error about a flow whose entry was not revalidated since the last policy
+/// change is not RELATED (the flow may be revoked); the next packet of the flow
+/// revalidates it and errors about it pass again.
+#[test]
+fn icmp_errors_about_a_flow_need_its_current_policy() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 53), allow(PEER_ID, UDP, 54)]);
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(3333, 53, b"q")));
+    let err = frame(PEER, POD, ICMP, &icmp(3, 3, [0; 4], &ip_packet(POD, PEER, UDP, &udp(3333, 53, b"q"))));
+    h.pass(Ingress, &err);
+    // revoked: the flow's entry still exists (no packet since), the error drops
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 54)]);
+    h.drop_(Ingress, &err);
+    // allowed again (a new revision): the next packet revalidates, then errors pass
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 53)]);
+    h.drop_(Ingress, &err);
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(3333, 53, b"q")));
+    h.pass(Ingress, &err);
+    assert_eq!((h.ctr(Reason::AllowRelated), h.ctr(Reason::DropIcmpUnrelated)), (2, 2));
+    let _ = h.events();
+}
+
+/// The LRU conntrack map of an older build is copied into `porin_ct_v2`
+/// (established flows survive the upgrade, counted against their endpoints)
+/// and its pin removed.
+#[test]
+fn an_old_lru_conntrack_pin_is_migrated_and_removed() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    use porin_dataplane::abi::{CT_F_REPLY, CtKey, CtValue, FAMILY_V4, map_names};
+    let fs = Bpffs::new();
+    let pin = fs.pin_dir();
+    std::fs::create_dir_all(&pin).unwrap();
+    let old = pin.join(map_names::CONNTRACK_V1);
+    let old_s = old.to_str().unwrap().to_string();
+    let bpftool = |args: &[String]| {
+        let out = std::process::Command::new("bpftool").args(args).output().expect("run bpftool");
+        assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (ks, vs) = (std::mem::size_of::<CtKey>().to_string(), std::mem::size_of::<CtValue>().to_string());
+    bpftool(&s(&["map", "create", &old_s, "type", "lru_hash", "key", &ks, "value", &vs, "entries", "64", "name", "porin_ct_v1"]));
+    // an egress TCP flow POD:1234 -> PEER:80 of endpoint EP, as the old build kept it
+    let a = |x: &str| {
+        let mut o = [0u8; 16];
+        o[..4].copy_from_slice(&x.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        o
+    };
+    let fwd = CtKey { endpoint_id: EP, family: FAMILY_V4, proto: TCP, dir: 1, pad: 0, src: a(POD), dst: a(PEER), sport: 1234u16.to_be(), dport: 80u16.to_be() };
+    let rev = CtKey { dir: 0, src: fwd.dst, dst: fwd.src, sport: fwd.dport, dport: fwd.sport, ..fwd };
+    let now = porin_dataplane::ct::ktime_now_ns();
+    let val = CtValue { last_seen_ns: now, policy_rev: 0, dir_of_origin: 1, pol_port: 80u16.to_be(), ..Default::default() };
+    for (k, v) in [(fwd, val), (rev, CtValue { flags: CT_F_REPLY, ..val })] {
+        let mut args = s(&["map", "update", "pinned", &old_s, "key", "hex"]);
+        args.extend(k.as_bytes().iter().map(|b| format!("{b:02x}")));
+        args.push("value".into());
+        args.push("hex".into());
+        args.extend(v.as_bytes().iter().map(|b| format!("{b:02x}")));
+        bpftool(&args);
+    }
+
+    let opts = DataplaneOptions { ct_sweep_every: None, ..Default::default() };
+    let mut dp = Dataplane::open(&pin, &opts).expect("open next to an old conntrack map");
+    assert!(std::fs::symlink_metadata(&old).is_err(), "old pin removed");
+    assert_eq!(dp.conntrack_entries().unwrap().len(), 2);
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 2, "migrated entries count against the endpoint");
+    dp.set_ipcache(ipcache()).unwrap();
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)], addrs: pod_addrs() }).unwrap();
+    // the peer's reply is established (revalidated against the policy), not a new inbound flow
+    assert!(dp.test_run(Ingress, &frame(PEER, POD, TCP, &tcp(80, 1234, ACK)), IFX, 1).unwrap().passed());
+    let c = dp.counters().unwrap();
+    assert_eq!((c.get(Reason::AllowEstablished), c.get(Reason::Revalidated)), (1, 1));
+    // removing the endpoint purges them, and the count
+    dp.remove_endpoint(IFX).unwrap();
+    assert_eq!(dp.conntrack_entries().unwrap().len(), 0);
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 0);
+}
+
 #[test]
 fn ipv6_extension_headers() {
     let Some(mut h) = H::std() else { return };
@@ -465,7 +750,7 @@ fn maps_are_pinned_and_read_back_by_a_new_instance() {
     let occ = dp.occupancy().unwrap();
     let pol = occ.iter().find(|o| o.name == "porin_pol_v1").unwrap();
     assert_eq!((pol.entries, pol.max_entries), (1, 262144));
-    assert!(occ.iter().find(|o| o.name == "porin_ct_v1").unwrap().entries >= 2);
+    assert!(occ.iter().find(|o| o.name == "porin_ct_v2").unwrap().entries >= 2);
 }
 
 #[test]
@@ -629,4 +914,89 @@ fn an_old_v1_endpoints_pin_is_removed_not_reused() {
     // a second open finds no old map and reads the new one back
     let dp = Dataplane::open(&pin, &DataplaneOptions::default()).unwrap();
     assert_eq!(dp.last_read_back().endpoints, 1);
+}
+
+/// Denied-packet aggregation: with it on, denied packets make no events but exact per-flow sums that a
+/// drain turns into one DENIED event per flow; allowed flows still send events; with it off again, every
+/// denied packet is an event. When no aggregate entry can be made (map full), the packet goes to the ring:
+/// sent = aggregated + ring events, always.
+#[test]
+fn denied_packets_aggregate_per_flow_and_drain_exactly() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80), deny(PEER_ID, TCP, 81)]);
+    let agg = h.ev.denied_aggregates().expect("the dataplane has aggregates");
+    assert!(!agg.enabled(), "off by default");
+    agg.set_enabled(true).unwrap();
+    let f81 = syn(POD, PEER, 40000, 81);
+    let u9 = frame(POD, PEER, UDP, &udp(5000, 9, b"x"));
+    for _ in 0..5 {
+        h.drop_(Egress, &f81);
+    }
+    let r = h.dp.test_run(Egress, &u9, IFX, 1000).unwrap(); // 1000 runs in one call
+    assert!(r.dropped());
+    h.pass(Egress, &syn(POD, PEER, 40001, 80));
+    let ring = h.events();
+    assert_eq!(ring.len(), 1, "only the allowed flow's event is in the ring: {ring:?}");
+    assert_eq!(ring[0].kind, EventType::NewAllowed);
+
+    let mut out = Vec::new();
+    let st = h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap();
+    let evs: Vec<Event> = out.into_iter().map(Result::unwrap).collect();
+    assert_eq!((st.entries, st.packets), (2, 1005), "{evs:?}");
+    let tcp81 = evs.iter().find(|e| e.dport == 81).expect("the TCP flow");
+    assert_eq!((tcp81.kind, tcp81.reason, tcp81.packets, tcp81.sport, tcp81.rule_id), (EventType::Denied, Reason::DropPolicyDeny, 5, 40000, 81));
+    assert_eq!(tcp81.bytes, 5 * f81.len() as u64);
+    assert!(tcp81.first_ts_ns <= tcp81.ts_ns && tcp81.first_ts_ns > 0);
+    assert_eq!(tcp81.src, Some(POD.parse().unwrap()));
+    let udp9: u64 = evs.iter().filter(|e| e.dport == 9).map(|e| e.packets).sum();
+    assert_eq!(udp9, 1000);
+    assert!(evs.iter().filter(|e| e.dport == 9).all(|e| e.reason == Reason::DropNoPolicy && e.proto == UDP));
+    // drained means gone: the next drain is empty, the drop counters saw every packet
+    let mut again = Vec::new();
+    assert_eq!(h.ev.denied_aggregates().unwrap().drain(&mut again).unwrap(), Default::default());
+    assert_eq!(h.ctr(Reason::DropPolicyDeny) + h.ctr(Reason::DropNoPolicy), 1005);
+
+    // the next generation counts on from zero
+    h.drop_(Egress, &f81);
+    let mut out = Vec::new();
+    assert_eq!(h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap().packets, 1);
+
+    // a policy change within one generation (another deny rule for the same flow) is another aggregate
+    h.drop_(Egress, &f81);
+    h.drop_(Egress, &f81);
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80), PolicyEntry { rule_id: 99, ..deny(PEER_ID, TCP, 81) }]);
+    for _ in 0..3 {
+        h.drop_(Egress, &f81);
+    }
+    let mut out = Vec::new();
+    h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap();
+    let mut by_rule: Vec<(u32, u64)> = out.into_iter().map(|e| e.map(|e| (e.rule_id, e.packets)).unwrap()).collect();
+    by_rule.sort();
+    assert_eq!(by_rule, [(81, 2), (99, 3)]);
+
+    // off: events per packet again
+    h.ev.denied_aggregates().unwrap().set_enabled(false).unwrap();
+    h.drop_(Egress, &f81);
+    h.drop_(Egress, &f81);
+    assert_eq!(h.events().iter().filter(|e| e.kind == EventType::Denied).count(), 2);
+}
+
+#[test]
+fn denied_aggregation_falls_back_to_events_when_its_map_is_full() {
+    let Some(mut h) = H::std() else { return };
+    h.policy(vec![], vec![]);
+    h.ev.denied_aggregates().unwrap().set_enabled(true).unwrap();
+    const CAP: u32 = 16384; // porin_dagg_v1 max_entries
+    const SENT: u32 = CAP + 300;
+    for i in 0..SENT {
+        let sport = 1024 + (i % 60000) as u16;
+        let dport = 1000 + (i / 60000) as u16;
+        h.drop_(Egress, &frame(POD, PEER, UDP, &udp(sport, dport, b"x")));
+    }
+    let ring = h.events().into_iter().filter(|e| e.kind == EventType::Denied).count() as u64;
+    let mut out = Vec::new();
+    let st = h.ev.denied_aggregates().unwrap().drain(&mut out).unwrap();
+    assert_eq!(st.entries, u64::from(CAP));
+    assert_eq!(ring, u64::from(SENT - CAP), "the overflow went to the ring");
+    assert_eq!(st.packets + ring + h.ctr(Reason::RingbufFull), u64::from(SENT));
 }

@@ -455,3 +455,247 @@ fn a_pod_cannot_send_with_a_forged_source() {
     let got = rx.join().unwrap();
     assert!(!got.is_empty() && got.iter().all(|f| f.ip().to_string() == TRUSTED_IP), "{got:?}");
 }
+
+/// Internet checksum.
+fn csum(b: &[u8]) -> u16 {
+    let mut s: u32 = b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn v4(a: &str) -> [u8; 4] {
+    a.parse::<std::net::Ipv4Addr>().unwrap().octets()
+}
+
+/// An IPv4 packet (header checksum filled) carrying `l4` as `proto`.
+fn ipv4_packet(src: &str, dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = ipv4_raw(v4(src), v4(dst), proto, 7, 0, &[], l4);
+    let c = csum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// An ICMP message with its checksum filled.
+fn icmp_msg(typ: u8, code: u8, rest: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut m = icmp(typ, code, rest, payload);
+    let c = csum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// Sends a whole IPv4 packet (header included) from namespace `ns` with a raw socket.
+fn raw_send(ns: &str, packet: Vec<u8>, count: usize) {
+    run_in(ns, move || {
+        // SAFETY: plain socket syscalls on a descriptor owned by this closure.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_addr.s_addr = u32::from_ne_bytes([packet[16], packet[17], packet[18], packet[19]]);
+            for _ in 0..count {
+                let n = libc::sendto(
+                    fd,
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                );
+                assert_eq!(n, packet.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            libc::close(fd);
+        }
+    });
+}
+
+/// ICMP messages (source, type, IP length) that arrive in `ns` within `dur`.
+fn icmp_arrivals(ns: &str, dur: Duration) -> std::thread::JoinHandle<Vec<(std::net::Ipv4Addr, u8, usize)>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = spawn_in(ns, move || {
+        // SAFETY: plain socket syscalls on a descriptor owned by this closure.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+            assert!(fd >= 0, "raw icmp socket: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&tv as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32);
+            tx.send(()).unwrap();
+            let (mut out, t0) = (Vec::new(), std::time::Instant::now());
+            let mut buf = [0u8; 4096];
+            while t0.elapsed() < dur {
+                let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                if n >= 28 {
+                    let ihl = usize::from(buf[0] & 0xf) * 4;
+                    out.push((std::net::Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]), buf[ihl], n as usize));
+                }
+            }
+            libc::close(fd);
+            out
+        }
+    });
+    rx.recv().unwrap();
+    h
+}
+
+/// Red-team finding "ICMP errors as a covert egress channel", on real packets:
+/// pod A has one allowed UDP flow to B, then sends 1 KB ICMP "port
+/// unreachable" messages quoting that flow to the node (10.77.1.1), which its
+/// egress policy does not allow.
+#[test]
+fn icmp_errors_are_not_a_covert_channel_but_real_errors_still_arrive() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new("ic");
+    let fs = Bpffs::new();
+    let mut s = setup(&lab, &fs, vec![allow(A_ID, UDP, 5353), allow(A_ID, UDP, 5354)]);
+    let _srv = Servers::start(&lab.b, &[], &[5353]);
+    // the allowed flow, from a known port
+    let ok = run_in(&lab.a, || {
+        let u = UdpSocket::bind((A_IP, 40123)).unwrap();
+        u.set_read_timeout(Some(TIMEOUT)).unwrap();
+        u.send_to(b"hello", (B_IP, 5353)).unwrap();
+        let mut b = [0u8; 16];
+        u.recv_from(&mut b).is_ok()
+    });
+    assert!(ok, "the allowed flow works");
+    // the quoted packet: B's reply to A (tracked at A's ingress hook)
+    let quoted = ipv4_packet(B_IP, A_IP, UDP, &udp(5353, 40123, b"hello"));
+    let covert = |payload: usize| {
+        let body = [quoted.clone(), vec![0x42; payload]].concat();
+        ipv4_packet(A_IP, "10.77.1.1", ICMP, &icmp_msg(3, 3, [0; 4], &body))
+    };
+    let before = s.dp.counters().unwrap().get(Reason::DropIcmpUnrelated);
+    let rx = icmp_arrivals(&lab.node, Duration::from_millis(600));
+    raw_send(&lab.a, covert(1000), 10);
+    raw_send(&lab.a, covert(0), 10);
+    let got: Vec<_> = rx.join().unwrap().into_iter().filter(|(src, t, _)| src.to_string() == A_IP && *t == 3).collect();
+    assert_eq!(got, vec![], "no covert ICMP error may leave pod A");
+    assert_eq!(s.dp.counters().unwrap().get(Reason::DropIcmpUnrelated) - before, 20);
+
+    // Positive control: a REAL port unreachable (B has no socket on 5354,
+    // which both policies allow) reaches A: its connected socket is refused.
+    let refused = run_in(&lab.a, || {
+        let u = UdpSocket::bind((A_IP, 0)).unwrap();
+        u.connect((B_IP, 5354)).unwrap();
+        u.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = u.send(b"anyone?");
+        let mut b = [0u8; 16];
+        matches!(u.recv(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    assert!(refused, "a real ICMP port unreachable for an allowed flow reaches the workload");
+    assert!(s.dp.counters().unwrap().get(Reason::AllowRelated) >= 2, "passed at B's egress and A's ingress hooks");
+
+    // Positive control: a real "fragmentation needed" from the node (a router
+    // on the path, MTU 1000 towards B) for A's DF datagram reaches A: the
+    // second datagram of that size is refused locally with EMSGSIZE.
+    ip(&["-n", &lab.node, "link", "set", "porinhb", "mtu", "1000"]);
+    let pmtu_learned = run_in(&lab.a, || {
+        let u = UdpSocket::bind((A_IP, 0)).unwrap();
+        let on: libc::c_int = libc::IP_PMTUDISC_DO;
+        // SAFETY: setsockopt on a socket we own, with a valid int option.
+        let rc = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(u.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, (&on as *const libc::c_int).cast(), 4)
+        };
+        assert_eq!(rc, 0);
+        u.connect((B_IP, 5353)).unwrap();
+        let big = vec![0u8; 1400];
+        let _ = u.send(&big);
+        std::thread::sleep(Duration::from_millis(200));
+        matches!(u.send(&big), Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE))
+    });
+    assert!(pmtu_learned, "a real fragmentation-needed error from a router reaches the workload");
+
+    // Control: without Porin on A's interface the same covert messages do
+    // arrive at the node, so the check above is what stops them.
+    assert_eq!(s.dp.detach(Some(&lab.node_ns()), "porinha").unwrap(), 2);
+    let rx = icmp_arrivals(&lab.node, Duration::from_millis(400));
+    raw_send(&lab.a, covert(1000), 3);
+    let got = rx.join().unwrap().into_iter().filter(|(src, t, len)| src.to_string() == A_IP && *t == 3 && *len > 1000).count();
+    assert!(got >= 1, "the raw covert packets are deliverable without Porin");
+    let _ = (s.ifa, s.ifb);
+}
+
+/// Red-team finding "spoofed pod addresses from the node's network", on real
+/// packets: the node (anything not pod A's veth) sends datagrams with pod A's
+/// source address to pod B, whose ingress policy trusts A.
+#[test]
+fn a_pods_address_from_the_node_side_does_not_reach_another_pod() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new("is");
+    let fs = Bpffs::new();
+    let mut s = setup(&lab, &fs, vec![allow(A_ID, UDP, 5353)]);
+    let forged = ipv4_packet(A_IP, B_IP, UDP, &udp(40000, 5353, b"forged?"));
+
+    let rx = udp_sources(&lab.b, 5353, Duration::from_millis(500));
+    raw_send(&lab.node, forged.clone(), 3);
+    assert_eq!(rx.join().unwrap(), vec![], "A's address from the node side must not reach B");
+    assert!(s.dp.counters().unwrap().get(Reason::DropSpoofedIngress) >= 3);
+    let mut ev = s.dp.events().unwrap();
+    let evs: Vec<_> = ev.drain().into_iter().map(Result::unwrap).collect();
+    assert!(evs.iter().any(|e| e.kind == EventType::Denied && e.reason == Reason::DropSpoofedIngress && e.ifindex == s.ifb && e.dport == 5353));
+
+    // A itself still reaches B (same address, its own veth)
+    let rx = udp_sources(&lab.b, 5353, Duration::from_millis(500));
+    udp_send_from(&lab.a, A_IP, B_IP, 5353);
+    let got = rx.join().unwrap();
+    assert!(!got.is_empty() && got.iter().all(|f| f.ip().to_string() == A_IP), "{got:?}");
+
+    // Control: with Porin detached from B the forged datagrams do arrive.
+    assert_eq!(s.dp.detach(Some(&lab.node_ns()), "porinhb").unwrap(), 2);
+    let rx = udp_sources(&lab.b, 5353, Duration::from_millis(500));
+    raw_send(&lab.node, forged, 3);
+    assert!(!rx.join().unwrap().is_empty(), "the forged datagrams are deliverable without Porin");
+    let _ = s.ifa;
+}
+
+/// Red-team finding "capacity shared fairly", on real packets: pod A floods
+/// the node with UDP from hundreds of source ports (each a new allowed flow);
+/// afterwards pod B must still open a new TCP connection. Control: with a
+/// budget larger than the conntrack map, the same flood fills it and B's
+/// connection fails.
+#[test]
+fn a_pods_conntrack_flood_does_not_stop_another_pods_new_connections() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let run = |tag: &str, budget: u32| -> (bool, usize, porin_dataplane::Counters) {
+        let lab = Lab::new(tag);
+        let fs = Bpffs::new();
+        let opts = DataplaneOptions { max_conntrack: Some(256), ct_budget: budget, ..Default::default() };
+        let mut dp = Dataplane::open(&fs.pin_dir(), &opts).expect("open");
+        let node = lab.node_ns();
+        let ifa = dp.attach(Some(&node), "porinha").expect("attach a");
+        let ifb = dp.attach(Some(&node), "porinhb").expect("attach b");
+        dp.set_ipcache(ipcache()).unwrap();
+        let host_udp = PolicyEntry { identity: Some(HOST_ID), proto: Some(UDP), port_prefix: None, action: Action::Allow, rule_id: 1 };
+        dp.set_endpoint(ifa, EndpointPolicy { endpoint_id: 1, ingress: vec![], egress: vec![host_udp], addrs: addr(A_IP) }).unwrap();
+        dp.set_endpoint(ifb, EndpointPolicy { endpoint_id: 2, ingress: vec![], egress: vec![allow(HOST_ID, TCP, 7070)], addrs: addr(B_IP) })
+            .unwrap();
+        let _srv = Servers::start(&lab.node, &[7070], &[]);
+        // the flood: 300 new flows from pod A
+        run_in(&lab.a, || {
+            for _ in 0..300 {
+                let s = UdpSocket::bind((A_IP, 0)).unwrap();
+                let _ = s.send_to(b"x", ("10.77.1.1", 9999));
+            }
+        });
+        let ok = tcp_echo_once(&lab.b, "10.77.2.1", 7070);
+        let a_entries = dp.conntrack_entries().unwrap().iter().filter(|(k, _)| k.endpoint_id == 1).count();
+        (ok, a_entries, dp.counters().unwrap())
+    };
+    let (ok, a_entries, c) = run("cf", 1000);
+    assert!(!ok, "control: without a budget the flood fills the map and B cannot connect");
+    assert!(a_entries >= 250 && c.get(Reason::DropCtFull) > 0, "{a_entries} {c:?}");
+
+    let (ok, a_entries, c) = run("cb", 64);
+    assert!(ok, "with a per-endpoint budget B still connects");
+    assert_eq!(a_entries, 64, "A holds exactly its budget");
+    assert!(c.get(Reason::DropCtBudget) >= 200 && c.get(Reason::DropCtFull) == 0, "{c:?}");
+}

@@ -358,8 +358,10 @@ impl Aggregator {
         match ev.kind {
             EventType::NewAllowed => self.on_new(ev, t, enr),
             EventType::Denied => {
+                // One packet, or an aggregate of the kernel's (first_ts_ns..ts_ns, summed counts).
+                let span = (ev.first_ts_ns.min(ev.ts_ns), ev.ts_ns);
                 let reason = ev.reason as u8;
-                self.on_denied(ev.ts_ns, t, ev.peer_identity, ev.rule_id, reason, ev.bytes, ev.tcp_flags, enr);
+                self.on_denied(span, t, ev.peer_identity, ev.rule_id, reason, (ev.packets, ev.bytes), ev.tcp_flags, enr);
             }
             EventType::Close | EventType::Revoked => self.on_close(ev, t, enr),
         }
@@ -368,7 +370,7 @@ impl Aggregator {
 
     fn on_new<E: Enricher + ?Sized>(&mut self, ev: &Event, t: Tuple, enr: &E) {
         let key = self.key(&t, ev.peer_identity, ev.rule_id, VERDICT_ALLOWED, NO_REASON, enr);
-        let e = self.entry(key, &t, ev.peer_identity, ev.ts_ns, enr);
+        let e = self.entry(key, &t, ev.peer_identity, (ev.ts_ns, ev.ts_ns), enr);
         e.packets_fwd += ev.packets;
         e.bytes_fwd += ev.bytes;
         e.tcp_flags |= ev.tcp_flags;
@@ -392,19 +394,19 @@ impl Aggregator {
     #[allow(clippy::too_many_arguments)]
     fn on_denied<E: Enricher + ?Sized>(
         &mut self,
-        ts: u64,
+        span: (u64, u64),
         t: Tuple,
         peer_identity: u32,
         rule_id: u32,
         reason: u8,
-        bytes: u64,
+        (packets, bytes): (u64, u64),
         tcp_flags: u8,
         enr: &E,
     ) {
         let key = self.key(&t, peer_identity, rule_id, VERDICT_DENIED, reason, enr);
         let first = self.denied_seen.insert(t);
-        let e = self.entry(key, &t, peer_identity, ts, enr);
-        e.packets_fwd += 1;
+        let e = self.entry(key, &t, peer_identity, span, enr);
+        e.packets_fwd += packets;
         e.bytes_fwd += bytes;
         e.tcp_flags |= tcp_flags;
         e.started += u64::from(first);
@@ -427,7 +429,7 @@ impl Aggregator {
                 (key, t, ev.peer_identity, 0, (ev.packets, ev.bytes))
             }
         };
-        let e = self.entry(key, &orig, peer_identity, ev.ts_ns, enr);
+        let e = self.entry(key, &orig, peer_identity, (ev.ts_ns, ev.ts_ns), enr);
         if side == 0 {
             e.packets_fwd += delta.0;
             e.bytes_fwd += delta.1;
@@ -440,7 +442,7 @@ impl Aggregator {
         if ev.kind == EventType::Revoked {
             // The packet that found the flow revoked was dropped: a denied record under the
             // revoking rule, in the connection's original orientation.
-            self.on_denied(ev.ts_ns, orig, peer_identity, ev.rule_id, Reason::DropRevoked as u8, 0, ev.tcp_flags, enr);
+            self.on_denied((ev.ts_ns, ev.ts_ns), orig, peer_identity, ev.rule_id, Reason::DropRevoked as u8, (1, 0), ev.tcp_flags, enr);
         }
     }
 
@@ -556,15 +558,17 @@ impl Aggregator {
         }
     }
 
-    fn entry<E: Enricher + ?Sized>(&mut self, key: AggKey, t: &Tuple, peer_identity: u32, ts: u64, enr: &E) -> &mut Entry {
+    /// The record of `key` in this interval, created if needed; `(first, last)` is the time span
+    /// of what is being added.
+    fn entry<E: Enricher + ?Sized>(&mut self, key: AggKey, t: &Tuple, peer_identity: u32, (first, last): (u64, u64), enr: &E) -> &mut Entry {
         let workload = self.cfg.level == AggregationLevel::Workload;
         if self.interval.contains_key(&key) {
             // (Two lookups: returning the `get_mut` borrow from the hit branch would keep
             // `self.interval` borrowed for the insert below.)
             let cache = &self.cache;
             let e = self.interval.get_mut(&key).expect("present");
-            e.end_ns = e.end_ns.max(ts);
-            e.start_ns = e.start_ns.min(ts);
+            e.end_ns = e.end_ns.max(last);
+            e.start_ns = e.start_ns.min(first);
             if workload {
                 e.local.join(t.endpoint_id, || cache.endpoints.get(&t.endpoint_id).and_then(|(m, _)| m.clone()));
                 e.peer.join(peer_identity, || cache.identities.get(&peer_identity).and_then(|(m, _)| m.clone()));
@@ -593,8 +597,8 @@ impl Aggregator {
         let pending =
             enr.pending(&PendingQuery { endpoint_id: t.endpoint_id, direction: dir, peer_identity, peer_ip, protocol: t.proto, port: t.dport });
         self.interval.entry(key).or_insert(Entry {
-            start_ns: ts,
-            end_ns: ts,
+            start_ns: first,
+            end_ns: last,
             first: *t,
             peer_identity,
             packets_fwd: 0,

@@ -66,6 +66,10 @@ counters! {
     records_out,
     /// Records written by the store.
     records_stored,
+    /// Kernel aggregates of denied packets read (one event per flow and CPU, each many packets).
+    denied_aggregates,
+    /// Denied packets those aggregates held (not sent one by one through the ring buffer).
+    denied_aggregated_packets,
 }
 
 impl PipelineCounters {

@@ -61,6 +61,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod codec;
 pub mod counters;
 pub mod enrich;
 pub mod export;

@@ -2,7 +2,10 @@
 //!
 //! * Key: `end_time` (Unix ns) and a sequence number, both big-endian in a 16-byte array, so a
 //!   time range is one B-tree range scan and the oldest record is the first key.
-//! * Value: the record's JSON (the documented schema; readable by any later version).
+//! * Value: the record in the binary encoding of [`crate::codec`] (store format 2), whose first
+//!   byte names the encoding; values of format 1 (the record's JSON) are still read, so a store
+//!   written by an older build opens and is upgraded in place (new records binary, old ones JSON
+//!   until evicted). A store of a newer format is refused, never misread.
 //! * `meta` table: `bytes` (sum of key + value sizes of the stored records), `next_seq`,
 //!   `format`. The byte budget counts these logical bytes; the file itself is somewhat larger
 //!   (B-tree pages) and does not shrink, but freed pages are reused, so it stays near the budget.
@@ -30,7 +33,10 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const META_BYTES: &str = "bytes";
 const META_SEQ: &str = "next_seq";
 const META_FORMAT: &str = "format";
-const FORMAT: u64 = 1;
+/// 2: binary values ([`crate::codec`]), JSON values of format 1 still readable.
+const FORMAT: u64 = 2;
+/// Formats this build reads (and upgrades to [`FORMAT`] on open).
+const READS_FORMATS: [u64; 2] = [1, 2];
 const KEY_LEN: u64 = 16;
 
 type Row<'a> = (redb::AccessGuard<'a, [u8; 16]>, redb::AccessGuard<'a, &'static [u8]>);
@@ -38,7 +44,7 @@ type Row<'a> = (redb::AccessGuard<'a, [u8; 16]>, redb::AccessGuard<'a, &'static 
 /// Store limits.
 #[derive(Clone, Debug)]
 pub struct FlowStoreOptions {
-    /// Budget for stored records (keys + JSON values). Default 1 GiB.
+    /// Budget for stored records (keys + encoded values). Default 1 GiB.
     pub max_bytes: u64,
     /// Records whose end time is older than this are evicted. Default 24 h.
     pub max_age: Duration,
@@ -122,10 +128,14 @@ impl FlowStore {
             let mut meta = wtx.open_table(META).map_err(|x| e(x.into()))?;
             let get = |m: &redb::Table<'_, &str, u64>, k| m.get(k).map(|v| v.map(|g| g.value()));
             match get(&meta, META_FORMAT).map_err(|x| e(x.into()))? {
+                Some(FORMAT) => {}
                 None => {
                     meta.insert(META_FORMAT, FORMAT).map_err(|x| e(x.into()))?;
                 }
-                Some(FORMAT) => {}
+                // an older format: its values still decode, new ones are written in this format
+                Some(old) if READS_FORMATS.contains(&old) => {
+                    meta.insert(META_FORMAT, FORMAT).map_err(|x| e(x.into()))?;
+                }
                 Some(other) => {
                     return Err(Error::Corrupt {
                         path: path.clone(),
@@ -166,7 +176,7 @@ impl FlowStore {
             let mut buf = Vec::with_capacity(1024);
             for r in records {
                 buf.clear();
-                serde_json::to_writer(&mut buf, r)?;
+                crate::codec::encode(r, &mut buf);
                 let k = key(r.end_time, seq);
                 seq += 1;
                 if let Some(old) = t.insert(k, buf.as_slice()).map_err(|x| self.err(x.into()))? {
@@ -261,7 +271,7 @@ fn query_db(db: &Database, path: &Path, q: &Query) -> Result<Vec<FlowRecord>, Er
     let mut out = Vec::new();
     let decode = |item: Result<Row<'_>, redb::StorageError>| {
         let (k, v) = item.map_err(|x| err(x.into()))?;
-        let rec: FlowRecord = serde_json::from_slice(v.value()).map_err(|e| Error::Corrupt {
+        let rec: FlowRecord = crate::codec::decode(v.value()).map_err(|e| Error::Corrupt {
             path: path.to_path_buf(),
             key: format!("{:032x}", u128::from_be_bytes(k.value())),
             detail: e.to_string(),

@@ -150,6 +150,34 @@ fn denied_packets_merge_and_count_attempts_not_packets() {
     assert_eq!((wl[0].dst.kind, wl[0].dst.ip), (EndpointKind::World, None));
 }
 
+/// A kernel aggregate of denied packets (one event: summed packets and bytes, first..last time) counts
+/// like the packets it stands for, merged with single-packet events of the same flow.
+#[test]
+fn kernel_aggregates_of_denied_packets_count_every_packet_and_keep_the_time_span() {
+    use Direction::*;
+    use EventType::*;
+    let mut agg = ev(Denied, Egress, 4.0, WEB1, ID_WORLD, RULE_DENY_WORLD, "10.0.0.11", 50000, "8.8.8.8", 443);
+    agg.first_ts_ns = SEC;
+    agg.packets = 1000;
+    agg.bytes = 60_000;
+    let single = ev(Denied, Egress, 5.0, WEB1, ID_WORLD, RULE_DENY_WORLD, "10.0.0.11", 50000, "8.8.8.8", 443);
+    // (decoded events: an aggregate never comes through the ring buffer)
+    let run = |level, evs: &[Event]| {
+        let mut p = Pipeline::new(cfg(level), enricher());
+        for e in evs {
+            p.push(e);
+        }
+        (p.flush(10 * SEC), ())
+    };
+    let (five, _) = run(AggregationLevel::FiveTuple, &[agg.clone(), single]);
+    assert_eq!(five.len(), 1, "{five:#?}");
+    let r = &five[0];
+    assert_eq!((r.packets_src_to_dst, r.bytes_src_to_dst, r.flows_started), (1001, 60_060, 1));
+    assert_eq!(r.end_time - r.start_time, 4 * SEC, "from the aggregate's first packet to the last event");
+    let (wl, _) = run(AggregationLevel::Workload, &[agg]);
+    assert_eq!((wl[0].packets_src_to_dst, wl[0].flows_started), (1000, 1));
+}
+
 #[test]
 fn allowed_and_denied_never_share_a_record() {
     use Direction::*;

@@ -62,7 +62,7 @@ fn evicts_by_age() {
 #[test]
 fn evicts_oldest_by_size_and_accounts_bytes_exactly() {
     let recs = records(20);
-    let size = |r: &FlowRecord| 16 + serde_json::to_vec(r).unwrap().len() as u64;
+    let size = |r: &FlowRecord| 16 + porin_flow::codec::to_vec(r).len() as u64;
     let budget: u64 = recs[15..].iter().map(size).sum();
     let mut s = FlowStore::in_memory(FlowStoreOptions { max_bytes: budget, ..Default::default() }).unwrap();
     for chunk in recs.chunks(3) {
@@ -106,4 +106,57 @@ fn reader_sees_committed_appends() {
     s.append_at(&records(5), 0).unwrap();
     let n = std::thread::spawn(move || r.query(&all).unwrap().len()).join().unwrap();
     assert_eq!(n, 5);
+}
+
+/// A store written by a build of format 1 (JSON values) opens, reads, takes new (binary) records and is
+/// upgraded; a store of an unknown newer format is refused, not misread.
+#[test]
+fn reads_and_upgrades_format_1_and_refuses_newer_formats() {
+    use redb::{Database, TableDefinition};
+    const FLOWS: TableDefinition<'_, [u8; 16], &[u8]> = TableDefinition::new("flows");
+    const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    let recs = records(4);
+    let write_old = |path: &std::path::Path, format: u64| {
+        let db = Database::create(path).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(FLOWS).unwrap();
+            let mut bytes = 0;
+            for (seq, r) in recs[..2].iter().enumerate() {
+                let mut k = [0u8; 16];
+                k[..8].copy_from_slice(&r.end_time.to_be_bytes());
+                k[8..].copy_from_slice(&(seq as u64).to_be_bytes());
+                let v = serde_json::to_vec(r).unwrap();
+                bytes += 16 + v.len() as u64;
+                t.insert(k, v.as_slice()).unwrap();
+            }
+            let mut m = w.open_table(META).unwrap();
+            m.insert("format", format).unwrap();
+            m.insert("bytes", bytes).unwrap();
+            m.insert("next_seq", 2).unwrap();
+        }
+        w.commit().unwrap();
+    };
+    let old = dir.path().join("old.redb");
+    write_old(&old, 1);
+    {
+        let mut s = FlowStore::open(&old, FlowStoreOptions::default()).unwrap();
+        assert_eq!(s.query(&Query::default()).unwrap(), recs[..2]);
+        s.append_at(&recs[2..], EPOCH).unwrap();
+        assert_eq!(s.query(&Query::default()).unwrap(), recs, "JSON and binary values side by side");
+    }
+    let db = Database::open(&old).unwrap();
+    let r = db.begin_read().unwrap();
+    use redb::{ReadableDatabase, ReadableTable};
+    assert_eq!(r.open_table(META).unwrap().get("format").unwrap().unwrap().value(), 2, "upgraded on open");
+    let t = r.open_table(FLOWS).unwrap();
+    let tags: Vec<u8> = t.iter().unwrap().map(|x| x.unwrap().1.value()[0]).collect();
+    assert_eq!(tags, [b'{', b'{', porin_flow::codec::TAG_V1, porin_flow::codec::TAG_V1]);
+    drop((t, r, db));
+
+    let newer = dir.path().join("newer.redb");
+    write_old(&newer, 3);
+    let err = FlowStore::open(&newer, FlowStoreOptions::default()).unwrap_err();
+    assert!(matches!(err, porin_flow::Error::Corrupt { .. }) && err.to_string().contains("format 3"), "{err}");
 }

@@ -18,6 +18,10 @@ pub enum Kind {
     NetworkSet,
     GlobalNetworkSet,
     ClusterSettings,
+    /// The binding workload ↔ host-side interface ↔ addresses (Calico's v3 WorkloadEndpoint); system-owned.
+    WorkloadEndpoint,
+    /// Connectivity assertions (`porin test`); never changes enforcement.
+    ConnectivityTest,
 }
 
 /// Static facts about a kind.
@@ -40,7 +44,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -53,6 +57,8 @@ impl Kind {
         Kind::NetworkSet,
         Kind::GlobalNetworkSet,
         Kind::ClusterSettings,
+        Kind::WorkloadEndpoint,
+        Kind::ConnectivityTest,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -120,6 +126,10 @@ impl Kind {
                 p("GlobalNetworkSet", "globalnetworksets", "globalnetworkset", &["gns", "gnetset"], false)
             }
             Kind::ClusterSettings => p("ClusterSettings", "clustersettings", "clustersettings", &["settings"], false),
+            Kind::WorkloadEndpoint => p("WorkloadEndpoint", "workloadendpoints", "workloadendpoint", &["wep"], true),
+            Kind::ConnectivityTest => {
+                p("ConnectivityTest", "connectivitytests", "connectivitytest", &["ctest"], false)
+            }
         }
     }
 
@@ -210,6 +220,8 @@ mod tests {
         assert_eq!(Kind::from_cli("networkpolicies.porin.io"), Some(Kind::NetworkPolicy));
         assert_eq!(Kind::from_cli("pnp"), Some(Kind::NetworkPolicy));
         assert_eq!(Kind::from_cli("bogus"), None);
+        assert_eq!(Kind::from_cli("wep"), Some(Kind::WorkloadEndpoint));
+        assert_eq!(Kind::from_manifest("projectcalico.org/v3", "WorkloadEndpoint"), Some(Kind::WorkloadEndpoint));
     }
 
     #[test]

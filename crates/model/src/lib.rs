@@ -7,6 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conntest;
+pub mod endpoint;
 pub mod k8s;
 pub mod kind;
 pub mod load;
@@ -132,6 +134,9 @@ pub enum Resource {
     NetworkSet(Object<porin::NetworkSetSpec>),
     GlobalNetworkSet(Object<porin::NetworkSetSpec>),
     ClusterSettings(Object<porin::ClusterSettingsSpec>),
+    /// Boxed: its spec is much larger than the other kinds'.
+    WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
+    ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
 }
 
 macro_rules! each_resource {
@@ -149,6 +154,8 @@ macro_rules! each_resource {
             Resource::NetworkSet($o) => $e,
             Resource::GlobalNetworkSet($o) => $e,
             Resource::ClusterSettings($o) => $e,
+            Resource::WorkloadEndpoint($o) => $e,
+            Resource::ConnectivityTest($o) => $e,
         }
     };
 }
@@ -168,6 +175,8 @@ impl Resource {
             Resource::NetworkSet(_) => Kind::NetworkSet,
             Resource::GlobalNetworkSet(_) => Kind::GlobalNetworkSet,
             Resource::ClusterSettings(_) => Kind::ClusterSettings,
+            Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
+            Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

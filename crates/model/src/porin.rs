@@ -271,3 +271,86 @@ impl StagedK8sSpec {
         }
     }
 }
+
+/// WorkloadEndpoint (`porin.io/v1`, or Calico's `projectcalico.org/v3` shape): binds a pod to its host-side
+/// interface and its addresses. System-owned: written by the CNI path (a `cni` token) or an admin, never by
+/// tenants. The agent of `node` attaches to `interfaceName` **in its own network namespace** (there is no
+/// way to name another one) and enforces the policy of pod `metadata.namespace`/`pod` there.
+///
+/// Accepted and not used yet (documented, never changes enforcement): `containerID`, `endpoint`,
+/// `orchestrator`, `workload`, `mac`, `ports`, `serviceAccountName`, `profiles`, `ipv4Gateway`,
+/// `ipv6Gateway`. Calico fields that would change enforcement and are not implemented (`ipNATs`,
+/// `allowSpoofedSourcePrefixes`, `qosControls`) are rejected by validation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadEndpointSpec {
+    /// The node whose agent enforces this endpoint (`porin agent --node`).
+    #[serde(default)]
+    pub node: String,
+    /// The pod's name, in the WorkloadEndpoint's namespace.
+    #[serde(default)]
+    pub pod: String,
+    /// The host-side interface (veth) in the node's network namespace.
+    #[serde(default)]
+    pub interface_name: String,
+    /// The pod's addresses, one host prefix each (`/32`, `/128`); at most one IPv4 and one IPv6.
+    #[serde(default, rename = "ipNetworks", skip_serializing_if = "Vec::is_empty")]
+    pub ip_networks: Vec<String>,
+    #[serde(default, rename = "containerID", skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<WorkloadEndpointPort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_gateway: Option<String>,
+    /// Not implemented; rejected by validation.
+    #[serde(default, rename = "ipNATs", skip_serializing_if = "Option::is_none")]
+    pub ip_nats: Option<serde_json::Value>,
+    /// Not implemented; rejected by validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_spoofed_source_prefixes: Option<serde_json::Value>,
+    /// Not implemented; rejected by validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos_controls: Option<serde_json::Value>,
+}
+
+/// A named port of a WorkloadEndpoint (Calico's `WorkloadEndpointPort`); accepted, not used yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadEndpointPort {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<ProtocolSpec>,
+    #[serde(default)]
+    pub port: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i64>,
+    #[serde(default, rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+}
+
+impl WorkloadEndpointSpec {
+    /// The addresses of `ipNetworks` that parse as host prefixes (validation rejects the others).
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        self.ip_networks
+            .iter()
+            .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+            .filter(|n| n.prefix_len() == n.max_prefix_len())
+            .map(|n| n.addr())
+            .collect()
+    }
+}

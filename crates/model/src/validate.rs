@@ -47,7 +47,7 @@ pub fn validate_set(docs: &[Document], known_tiers: &BTreeSet<String>) -> Result
     let mut seen: BTreeMap<(Kind, Option<String>, String), &Document> = BTreeMap::new();
     for d in docs {
         let mut c = Ctx { doc: d, errors: Vec::new() };
-        validate_document(&mut c, &tiers);
+        validate_document(&mut c, Some(&tiers));
         errors.extend(c.errors);
         let key = (d.resource.kind(), d.resource.namespace().map(str::to_string), d.resource.name().to_string());
         if let Some(first) = seen.get(&key) {
@@ -61,17 +61,39 @@ pub fn validate_set(docs: &[Document], known_tiers: &BTreeSet<String>) -> Result
             seen.insert(key, d);
         }
     }
+    errors.extend(claim_conflicts(docs));
     if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// Two workloads claiming one address, one node interface bound twice, two WorkloadEndpoints for one pod.
+fn claim_conflicts(docs: &[Document]) -> Vec<ManifestError> {
+    let mut idx = crate::endpoint::ClaimIndex::default();
+    let mut errors = Vec::new();
+    for d in docs {
+        let Some(c) = crate::endpoint::claims(&d.resource) else { continue };
+        for x in idx.add(&c) {
+            errors.push(ManifestError::new(&d.source, Some(d.doc), join_path(&d.prefix, &x.path), x.message));
+        }
+    }
+    errors
 }
 
 /// Validate one document on its own (no set-level checks besides the tier list given).
 pub fn validate_document_alone(d: &Document, tiers: &BTreeSet<String>) -> Vec<ManifestError> {
     let mut c = Ctx { doc: d, errors: Vec::new() };
-    validate_document(&mut c, tiers);
+    validate_document(&mut c, Some(tiers));
     c.errors
 }
 
-fn validate_document(c: &mut Ctx<'_>, tiers: &BTreeSet<String>) {
+/// Validate one document without checking that its tier exists (the loader's check of a document that only
+/// partly decoded).
+pub(crate) fn validate_document_untiered(d: &Document) -> Vec<ManifestError> {
+    let mut c = Ctx { doc: d, errors: Vec::new() };
+    validate_document(&mut c, None);
+    c.errors
+}
+
+fn validate_document(c: &mut Ctx<'_>, tiers: Option<&BTreeSet<String>>) {
     let r = &c.doc.resource;
     let meta = r.metadata().clone();
     if meta.name.is_empty() {
@@ -165,12 +187,98 @@ fn validate_document(c: &mut Ctx<'_>, tiers: &BTreeSet<String>) {
                 c.err("metadata.name", "ClusterSettings is a singleton named \"default\"");
             }
         }
+        Resource::WorkloadEndpoint(o) => validate_wep(c, &o.spec),
+        Resource::ConnectivityTest(o) => crate::conntest::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
     }
+}
+
+fn validate_wep(c: &mut Ctx<'_>, s: &crate::porin::WorkloadEndpointSpec) {
+    for (path, v) in [("spec.node", &s.node), ("spec.pod", &s.pod)] {
+        if v.is_empty() {
+            c.err(path, "missing");
+        } else if let Err(m) = check_dns_name(v, 253) {
+            c.err(path, format!("{v:?} {m}"));
+        }
+    }
+    if let Err(m) = check_ifname(&s.interface_name) {
+        c.err("spec.interfaceName", m);
+    }
+    if s.ip_networks.is_empty() {
+        c.err("spec.ipNetworks", "missing: a WorkloadEndpoint needs the pod's address (a /32 or /128)");
+    }
+    let (mut v4, mut v6) = (None, None);
+    for (i, n) in s.ip_networks.iter().enumerate() {
+        let path = format!("spec.ipNetworks[{i}]");
+        let Ok(net) = n.parse::<IpNet>() else {
+            c.err(&path, format!("{n:?} is not a CIDR (write the pod's address as a.b.c.d/32 or x::y/128)"));
+            continue;
+        };
+        if net.prefix_len() != net.max_prefix_len() {
+            c.err(&path, format!("{n:?} is not a single address: only /32 and /128 are supported"));
+            continue;
+        }
+        let a = net.addr();
+        if a.is_unspecified() || a.is_multicast() || a.is_loopback() || a == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+            c.err(&path, format!("{a} cannot be a workload's address (unspecified, loopback, multicast or broadcast)"));
+            continue;
+        }
+        let slot = if a.is_ipv4() { &mut v4 } else { &mut v6 };
+        match slot {
+            Some(first) if *first != a => {
+                c.err(&path, format!("a second address of one family ({first} and {a}); at most one IPv4 and one IPv6"))
+            }
+            _ => *slot = Some(a),
+        }
+    }
+    if let Some(m) = &s.mac {
+        let parts: Vec<&str> = m.split(':').collect();
+        if parts.len() != 6 || !parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit())) {
+            c.err("spec.mac", format!("{m:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+        }
+    }
+    for (i, p) in s.ports.iter().enumerate() {
+        let path = format!("spec.ports[{i}]");
+        if let Err(m) = check_port_name(&p.name) {
+            c.err(&format!("{path}.name"), format!("{:?} {m}", p.name));
+        }
+        if !(1..=65535).contains(&p.port) {
+            c.err(&format!("{path}.port"), format!("{} is not a port (1-65535)", p.port));
+        }
+        if let Some(pr) = &p.protocol
+            && pr.number().is_none()
+        {
+            c.err(&format!("{path}.protocol"), format!("{pr:?} is not a protocol"));
+        }
+    }
+    for (path, set) in [
+        ("spec.ipNATs", s.ip_nats.is_some()),
+        ("spec.allowSpoofedSourcePrefixes", s.allow_spoofed_source_prefixes.is_some()),
+        ("spec.qosControls", s.qos_controls.is_some()),
+    ] {
+        if set {
+            c.err(path, "is not supported by Porin yet");
+        }
+    }
+}
+
+/// A Linux interface name: 1-15 bytes, no '/', ':' or whitespace, not `.` or `..`. A name, never a path:
+/// the agent looks it up in its own network namespace only.
+pub fn check_ifname(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("missing: the pod's host-side interface".into());
+    }
+    if s.len() > 15 || s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} is not an interface name (1-15 characters, no '/', ':' or spaces; interfaces are looked up in the \
+             node's own network namespace, never by path)"
+        ));
+    }
+    Ok(())
 }
 
 fn validate_k8s_spec(c: &mut Ctx<'_>, base: &str, s: &K8sNetworkPolicySpec) {
     if let Err(e) = s.pod_selector.to_selector() {
-        c.err(&format!("{base}.podSelector"), e.to_string());
+        label_selector_err(c, &format!("{base}.podSelector"), &e);
     }
     if let Some(t) = &s.policy_types {
         let mut seen = BTreeSet::new();
@@ -198,6 +306,17 @@ fn validate_k8s_spec(c: &mut Ctx<'_>, base: &str, s: &K8sNetworkPolicySpec) {
     }
 }
 
+/// A label selector's error, its field (`matchExpressions[0].operator: ...`) moved into the path.
+fn label_selector_err(c: &mut Ctx<'_>, path: &str, e: &porin_selector::SelectorError) {
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((field, msg)) if field.starts_with("matchLabels") || field.starts_with("matchExpressions") => {
+            c.err(&format!("{path}.{field}"), msg)
+        }
+        _ => c.err(path, text),
+    }
+}
+
 fn validate_k8s_peer(c: &mut Ctx<'_>, path: &str, p: &K8sPeer) {
     if p.ip_block.is_some() && (p.pod_selector.is_some() || p.namespace_selector.is_some()) {
         c.err(path, "ipBlock cannot be combined with podSelector or namespaceSelector");
@@ -207,11 +326,11 @@ fn validate_k8s_peer(c: &mut Ctx<'_>, path: &str, p: &K8sPeer) {
     }
     if let Some(s) = &p.pod_selector
         && let Err(e) = s.to_selector() {
-            c.err(&format!("{path}.podSelector"), e.to_string());
+            label_selector_err(c, &format!("{path}.podSelector"), &e);
         }
     if let Some(s) = &p.namespace_selector
         && let Err(e) = s.to_selector() {
-            c.err(&format!("{path}.namespaceSelector"), e.to_string());
+            label_selector_err(c, &format!("{path}.namespaceSelector"), &e);
         }
     if let Some(b) = &p.ip_block {
         match parse_cidr(&b.cidr) {
@@ -265,9 +384,9 @@ fn validate_k8s_port(c: &mut Ctx<'_>, path: &str, p: &K8sPort) {
     }
 }
 
-fn validate_policy(c: &mut Ctx<'_>, s: &PolicySpec, global: bool, staged: bool, tiers: &BTreeSet<String>) {
+fn validate_policy(c: &mut Ctx<'_>, s: &PolicySpec, global: bool, staged: bool, tiers: Option<&BTreeSet<String>>) {
     let tier = s.tier.clone().unwrap_or_else(|| DEFAULT_TIER.to_string());
-    if !tiers.contains(&tier) {
+    if tiers.is_some_and(|t| !t.contains(&tier)) {
         c.err("spec.tier", format!("tier {tier:?} does not exist (define it with a Tier object)"));
     }
     if let Some(o) = s.order
@@ -344,11 +463,11 @@ fn validate_rule(c: &mut Ctx<'_>, path: &str, r: &Rule) {
         }
     let proto = r.protocol.as_ref().map(|p| (p, p.number()));
     if let Some((p, None)) = &proto {
-        c.err(&format!("{path}.protocol"), format!("{p:?} is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)"));
+        c.err(&format!("{path}.protocol"), format!("{} is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)", protocol_text(p)));
     }
     if let Some(p) = &r.not_protocol
         && p.number().is_none() {
-            c.err(&format!("{path}.notProtocol"), format!("{p:?} is not a protocol"));
+            c.err(&format!("{path}.notProtocol"), format!("{} is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, UDPLite or 1-255)", protocol_text(p)));
         }
     let proto_num = proto.and_then(|(_, n)| n);
     for (field, icmp) in [("icmp", &r.icmp), ("notICMP", &r.not_icmp)] {
@@ -379,7 +498,7 @@ fn validate_rule(c: &mut Ctx<'_>, path: &str, r: &Rule) {
     }
     let mut families = BTreeSet::new();
     for (side, e) in [("source", &r.source), ("destination", &r.destination)] {
-        validate_entity(c, &format!("{path}.{side}"), e, proto_num, &mut families);
+        validate_entity(c, &format!("{path}.{side}"), e, (proto_num, r.protocol.is_some()), &mut families);
     }
     // The engine and the dataplane match destination ports only; a source-port match would be ignored, which
     // would widen an Allow and narrow a Deny. Reject it until it is implemented.
@@ -402,7 +521,13 @@ fn validate_rule(c: &mut Ctx<'_>, path: &str, r: &Rule) {
     }
 }
 
-fn validate_entity(c: &mut Ctx<'_>, path: &str, e: &EntityRule, proto: Option<u8>, families: &mut BTreeSet<u8>) {
+fn validate_entity(
+    c: &mut Ctx<'_>,
+    path: &str,
+    e: &EntityRule,
+    (proto, proto_given): (Option<u8>, bool),
+    families: &mut BTreeSet<u8>,
+) {
     for (field, nets) in [("nets", &e.nets), ("notNets", &e.not_nets)] {
         for (i, n) in nets.iter().enumerate() {
             match parse_cidr(n) {
@@ -416,6 +541,14 @@ fn validate_entity(c: &mut Ctx<'_>, path: &str, e: &EntityRule, proto: Option<u8
     check_selector(c, &format!("{path}.selector"), e.selector.as_deref(), false);
     check_selector(c, &format!("{path}.notSelector"), e.not_selector.as_deref(), false);
     check_selector(c, &format!("{path}.namespaceSelector"), e.namespace_selector.as_deref(), true);
+    // Calico (validator.go, validateEntityRule): global() must be the whole namespaceSelector.
+    if let Some(s) = e.namespace_selector.as_deref()
+        && let Ok(sel) = Selector::parse(s)
+        && sel.uses_global()
+        && sel.expr() != &porin_selector::Expr::Global
+    {
+        c.err(&format!("{path}.namespaceSelector"), "global() cannot be combined with other expressions");
+    }
     if let Some(sa) = &e.service_accounts {
         check_selector(c, &format!("{path}.serviceAccounts.selector"), sa.selector.as_deref(), false);
         for (i, n) in sa.names.iter().enumerate() {
@@ -430,18 +563,39 @@ fn validate_entity(c: &mut Ctx<'_>, path: &str, e: &EntityRule, proto: Option<u8
     if e.domains.is_some() {
         c.err(&format!("{path}.domains"), "domain (FQDN) matches are not supported by Porin yet");
     }
+    // Calico (libcalico-go validator.go, validateRule): without a protocol only named ports are allowed (a named
+    // port takes the protocol of the container port it names); with a protocol, it must carry ports.
     for (field, ports) in [("ports", &e.ports), ("notPorts", &e.not_ports)] {
-        if !ports.is_empty() && !matches!(proto, Some(6) | Some(17) | Some(132)) {
-            c.err(&format!("{path}.{field}"), "ports require protocol TCP, UDP or SCTP");
-        }
         if ports.len() > 50 {
             c.err(&format!("{path}.{field}"), "at most 50 entries");
         }
+        let mut all_named = true;
         for (i, p) in ports.iter().enumerate() {
-            if let Err(m) = parse_port_spec(p) {
-                c.err(&format!("{path}.{field}[{i}]"), m);
+            match parse_port_spec(p) {
+                Err(m) => c.err(&format!("{path}.{field}[{i}]"), m),
+                Ok(PortMatch::Named(_)) => {}
+                Ok(PortMatch::Range(..)) => all_named = false,
             }
         }
+        if ports.is_empty() {
+            continue;
+        }
+        match (proto, proto_given) {
+            (_, false) if !all_named => c.err(
+                &format!("{path}.{field}"),
+                "numeric ports and port ranges require protocol TCP, UDP or SCTP (named ports alone need none)",
+            ),
+            (Some(6) | Some(17) | Some(132), _) | (_, false) => {}
+            _ => c.err(&format!("{path}.{field}"), "ports require protocol TCP, UDP or SCTP"),
+        }
+    }
+}
+
+/// A protocol as written: a number, or a quoted name.
+fn protocol_text(p: &crate::porin::ProtocolSpec) -> String {
+    match p {
+        crate::porin::ProtocolSpec::Number(n) => n.to_string(),
+        crate::porin::ProtocolSpec::Name(s) => format!("{s:?}"),
     }
 }
 
@@ -455,20 +609,22 @@ pub enum PortMatch {
 /// Parse a Calico port entry: a number, `"lo:hi"`, or a named port.
 pub fn parse_port_spec(p: &PortSpec) -> Result<PortMatch, String> {
     match p {
+        // Calico (validator.go, validatePort): port numbers are 1-65535.
         PortSpec::Number(n) => {
-            let n = u16::try_from(*n).map_err(|_| format!("{n} is not a port (0-65535)"))?;
+            let n = u16::try_from(*n).ok().filter(|n| *n >= 1).ok_or_else(|| format!("{n} is not a port (1-65535)"))?;
             Ok(PortMatch::Range(n, n))
         }
         PortSpec::Text(s) => {
             if let Some((a, b)) = s.split_once(':') {
-                let lo: u16 = a.trim().parse().map_err(|_| format!("{s:?}: {a:?} is not a port (0-65535)"))?;
-                let hi: u16 = b.trim().parse().map_err(|_| format!("{s:?}: {b:?} is not a port (0-65535)"))?;
+                let port = |x: &str| x.trim().parse::<u16>().ok().filter(|n| *n >= 1);
+                let lo = port(a).ok_or_else(|| format!("{s:?}: {a:?} is not a port (1-65535)"))?;
+                let hi = port(b).ok_or_else(|| format!("{s:?}: {b:?} is not a port (1-65535)"))?;
                 if hi < lo {
                     return Err(format!("{s:?}: range end {hi} is below its start {lo}"));
                 }
                 Ok(PortMatch::Range(lo, hi))
-            } else if let Ok(n) = s.parse::<u16>() {
-                Ok(PortMatch::Range(n, n))
+            } else if let Ok(n) = s.parse::<i64>() {
+                parse_port_spec(&PortSpec::Number(n))
             } else {
                 check_port_name(s).map_err(|m| format!("{s:?} {m}"))?;
                 Ok(PortMatch::Named(s.clone()))

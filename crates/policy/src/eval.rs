@@ -380,75 +380,126 @@ impl Cluster {
         if ip.is_some_and(|ip| e.not_nets.iter().any(|n| n.contains(&ip))) {
             return false;
         }
-        let has_sa = !e.sa_names.is_empty() || e.sa_selector.is_some();
-        if has_sa {
-            // Calico ANDs the service-account match into the positive selector, which is scoped to the
-            // namespaces in `scope`: only an endpoint in scope, running as a matching account, with matching
-            // labels, matches (network sets have no service account).
-            let Some(ep) = side.endpoint() else { return false };
-            if !e.sa_names.is_empty() && !e.sa_names.contains(&ep.service_account) {
-                return false;
-            }
-            if e.sa_selector.as_ref().is_some_and(|s| !s.matches(&sa_labels(&ep.service_account))) {
-                return false;
-            }
-            if e.scope.as_ref().is_some_and(|scope| !self.ns_in_scope(scope, &ep.namespace)) {
-                return false;
-            }
-            if e.selector.as_ref().is_some_and(|s| !s.matches(&ep.labels)) {
-                return false;
-            }
-        }
+        // Calico builds one positive selector per entity rule from the namespace scope, the service-account
+        // match and `selector` (libcalico-go updateprocessors/rules.go, getEndpointSelector: a namespaced policy
+        // scopes it to its namespace as soon as selector, notSelector or serviceAccounts is used; a
+        // namespaceSelector always scopes it). When there is a positive selector, felix folds `notSelector`
+        // into it, `(positive) && !(notSelector)`, evaluated per endpoint or network set (felix
+        // calc/rule_scanner.go, combineMatchesIfPossible); only without one is `notSelector` a separate IP-set
+        // exclusion, which then also excludes IPs of non-matching objects that a matching network set holds.
+        // A named port is an IP set of the endpoints that match the positive selector and have the port (felix
+        // calc/rule_scanner.go, namedPortsToIPSets, for ports and notPorts alike): it resolves only on an
+        // endpoint that matches by itself, not on one whose IP a matching network set holds.
+        let mut named_ok = true;
         if let Some(scope) = &e.scope {
-            let all = porin_selector::Selector::all();
-            let s = e.selector.as_ref().unwrap_or(&all);
-            if !has_sa && (e.selector.is_some() || e.not_selector.is_none()) && !self.selected(s, scope, side, pkt.v6) {
-                return false;
-            }
-            if let Some(ns) = &e.not_selector
-                && self.selected(ns, scope, side, pkt.v6) {
+            let has_sa = !e.sa_names.is_empty() || e.sa_selector.is_some();
+            let positive = e.selector.is_some() || has_sa || !matches!(scope, NsScope::Any);
+            if positive {
+                let (any, endpoint_itself) = self.positive_match(e, scope, has_sa, side, pkt.v6);
+                if !any {
                     return false;
                 }
-        }
-        if let Some(dst) = port_side {
-            if !e.ports.is_empty() && !e.ports.iter().any(|m| port_matches(m, pkt, dst)) {
+                named_ok = endpoint_itself;
+            } else if let Some(ns) = &e.not_selector
+                && self.ip_set_contains(ns, side, pkt.v6)
+            {
                 return false;
             }
-            if e.not_ports.iter().any(|m| port_matches(m, pkt, dst)) {
+        }
+        if let Some(dst) = port_side {
+            let hit = |m: &PortMatch| (named_ok || !matches!(m, PortMatch::Named(_))) && port_matches(m, pkt, dst);
+            if !e.ports.is_empty() && !e.ports.iter().any(hit) {
+                return false;
+            }
+            if e.not_ports.iter().any(hit) {
                 return false;
             }
         }
         true
     }
 
-    /// Is an endpoint of namespace `ns` inside `scope`?
-    fn ns_in_scope(&self, scope: &NsScope, ns: &str) -> bool {
+    /// Is an object (endpoint or network set) of namespace `ns` (None: a global network set) inside `scope`?
+    /// Calico's scope terms (libcalico-go updateprocessors/rules.go, getEndpointSelector): the policy's own
+    /// namespace is `projectcalico.org/namespace == 'ns'`; a namespaceSelector is evaluated on the object's
+    /// namespace labels (`pcns.` prefixed, which a global network set does not carry), with `all()` read as
+    /// `has(projectcalico.org/namespace)` and `global()` as `!has(projectcalico.org/namespace)`.
+    fn object_in_scope(&self, scope: &NsScope, ns: Option<&str>) -> bool {
         match scope {
-            NsScope::Same(own) => ns == own,
-            NsScope::Selected(s) => self.namespace_matches(s, ns),
+            NsScope::Same(own) => ns == Some(own.as_str()),
+            NsScope::Selected(s) => self.ns_selector_matches(s, ns),
             NsScope::Any => true,
-            NsScope::Global => false,
+            NsScope::Global => ns.is_none(),
         }
     }
 
-    /// Does `sel` within `scope` select this side, as an endpoint or through a network set containing its IP?
-    fn selected(&self, sel: &porin_selector::Selector, scope: &NsScope, side: Peer<'_>, v6: bool) -> bool {
-        if let Some(ep) = side.endpoint()
-            && self.ns_in_scope(scope, &ep.namespace) && sel.matches(&ep.labels) {
-                return true;
-            }
-        let Some(ip) = side.ip(v6) else { return false };
-        self.net_sets.iter().any(|set| {
-            let ns_ok = match (scope, &set.namespace) {
-                (NsScope::Same(ns), Some(sns)) => ns == sns,
-                (NsScope::Same(_), None) => false,
-                (NsScope::Selected(s), Some(sns)) => self.namespace_matches(s, sns),
-                (NsScope::Selected(_), None) => false,
-                (NsScope::Any, _) => true,
-                (NsScope::Global, ns) => ns.is_none(),
+    /// A rule's namespaceSelector on the namespace labels of an object in `ns` (None: no namespace).
+    fn ns_selector_matches(&self, s: &porin_selector::Selector, ns: Option<&str>) -> bool {
+        use porin_selector::Expr;
+        match s.expr() {
+            Expr::All => return ns.is_some(),
+            Expr::Global => return ns.is_none(),
+            _ => {}
+        }
+        let mut special = false;
+        s.expr().visit(&mut |x| special |= matches!(x, Expr::All | Expr::Global));
+        if !special {
+            return match ns {
+                Some(ns) => self.namespace_matches(s, ns),
+                None => s.matches(&BTreeMap::<String, String>::new()),
             };
-            ns_ok && set.nets.iter().any(|n| n.contains(&ip)) && sel.matches(&set.labels)
-        })
+        }
+        let labels = match ns {
+            Some(ns) => self.namespace_labels(ns),
+            None => BTreeMap::new(),
+        };
+        fn eval(e: &Expr, labels: &BTreeMap<String, String>, namespaced: bool) -> bool {
+            match e {
+                Expr::All => namespaced,
+                Expr::Global => !namespaced,
+                Expr::Not(x) => !eval(x, labels, namespaced),
+                Expr::And(xs) => xs.iter().all(|x| eval(x, labels, namespaced)),
+                Expr::Or(xs) => xs.iter().any(|x| eval(x, labels, namespaced)),
+                leaf => leaf.matches(labels),
+            }
+        }
+        eval(s.expr(), &labels, ns.is_some())
+    }
+
+    /// Calico's positive selector `(scope) && (serviceAccounts) && (selector) && !(notSelector)`, per object:
+    /// this side's endpoint, or a network set holding its IP. Returns (some object matches, the endpoint itself
+    /// matches).
+    fn positive_match(&self, e: &Entity, scope: &NsScope, has_sa: bool, side: Peer<'_>, v6: bool) -> (bool, bool) {
+        let labels_ok = |labels: &dyn porin_selector::Labels| {
+            e.selector.as_ref().is_none_or(|s| s.matches(labels))
+                && !e.not_selector.as_ref().is_some_and(|s| s.matches(labels))
+        };
+        if let Some(ep) = side.endpoint() {
+            let sa_ok = (e.sa_names.is_empty() || e.sa_names.contains(&ep.service_account))
+                && e.sa_selector.as_ref().is_none_or(|s| s.matches(&sa_labels(&ep.service_account)));
+            if sa_ok && self.object_in_scope(scope, Some(&ep.namespace)) && labels_ok(&ep.labels) {
+                return (true, true);
+            }
+        }
+        // Network sets have no service account.
+        if has_sa {
+            return (false, false);
+        }
+        let Some(ip) = side.ip(v6) else { return (false, false) };
+        let by_set = self.net_sets.iter().any(|set| {
+            set.nets.iter().any(|n| n.contains(&ip))
+                && self.object_in_scope(scope, set.namespace.as_deref())
+                && labels_ok(&set.selector_labels())
+        });
+        (by_set, false)
+    }
+
+    /// Is this side's IP in the IP set of `sel` over every endpoint and network set (no namespace scope)?
+    fn ip_set_contains(&self, sel: &porin_selector::Selector, side: Peer<'_>, v6: bool) -> bool {
+        if side.endpoint().is_some_and(|ep| sel.matches(&ep.labels)) {
+            return true;
+        }
+        let Some(ip) = side.ip(v6) else { return false };
+        self.net_sets.iter().any(|set| set.nets.iter().any(|n| n.contains(&ip)) && sel.matches(&set.selector_labels()))
     }
 }
 

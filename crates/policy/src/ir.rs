@@ -63,8 +63,30 @@ pub struct NetSet {
     /// None for a GlobalNetworkSet.
     pub namespace: Option<String>,
     pub name: String,
+    /// The set's own labels; selectors see [`NetSet::selector_labels`].
     pub labels: BTreeMap<String, String>,
     pub nets: Vec<IpNet>,
+}
+
+impl NetSet {
+    /// The labels rule selectors see: a namespaced NetworkSet also carries its namespace as
+    /// `projectcalico.org/namespace`, which wins over an own label of that name, as on endpoints (libcalico-go
+    /// updateprocessors/networksetprocessor.go, convertNetworkSetV2ToV1Value); a GlobalNetworkSet only its own
+    /// labels (globalnetworksetprocessor.go).
+    pub fn selector_labels(&self) -> NetSetLabels<'_> {
+        NetSetLabels(self)
+    }
+}
+
+/// See [`NetSet::selector_labels`].
+pub struct NetSetLabels<'a>(&'a NetSet);
+impl Labels for NetSetLabels<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match (&self.0.namespace, key) {
+            (Some(ns), LABEL_NAMESPACE) => Some(ns),
+            _ => self.0.labels.get(key).map(String::as_str),
+        }
+    }
 }
 
 /// Which family of policy a policy came from; part of its identity and of how it is printed.
@@ -516,12 +538,23 @@ fn entity(r: &Resource, e: &EntityRule, ns: Option<&str>) -> Result<Entity, Engi
     let ports = |v: &[porin_model::porin::PortSpec]| {
         v.iter().map(|p| parse_port_spec(p).map_err(|m| invalid(r, m))).collect::<Result<Vec<_>, _>>()
     };
-    let selector = sel(r, e.selector.as_deref())?;
-    let not_selector = sel(r, e.not_selector.as_deref())?;
-    let ns_sel = sel(r, e.namespace_selector.as_deref())?;
+    // Calico treats an empty selector string as "not given" (libcalico-go updateprocessors/rules.go compares
+    // each with ""), and `serviceAccounts` without names or selector as no service-account match
+    // (parseServiceAccounts returns ""): none of them then scopes the rule or excludes anything.
+    fn given(s: &Option<String>) -> Option<&str> {
+        s.as_deref().filter(|s| !s.is_empty())
+    }
+    let selector = sel(r, given(&e.selector))?;
+    let not_selector = sel(r, given(&e.not_selector))?;
+    let ns_sel = sel(r, given(&e.namespace_selector))?;
+    let (sa_names, sa_selector) = match &e.service_accounts {
+        Some(sa) => (sa.names.clone(), sel(r, given(&sa.selector))?),
+        None => (vec![], None),
+    };
+    let has_sa = !sa_names.is_empty() || sa_selector.is_some();
     // A serviceAccounts match is part of the positive selector in Calico, so it is scoped like one: to the
     // policy's namespace in a NetworkPolicy, to the selected namespaces with a namespaceSelector.
-    let scope = if selector.is_none() && not_selector.is_none() && ns_sel.is_none() && e.service_accounts.is_none() {
+    let scope = if selector.is_none() && not_selector.is_none() && ns_sel.is_none() && !has_sa {
         None
     } else {
         Some(match ns_sel {
@@ -532,10 +565,6 @@ fn entity(r: &Resource, e: &EntityRule, ns: Option<&str>) -> Result<Entity, Engi
                 None => NsScope::Any,
             },
         })
-    };
-    let (sa_names, sa_selector) = match &e.service_accounts {
-        Some(sa) => (sa.names.clone(), sel(r, sa.selector.as_deref())?),
-        None => (vec![], None),
     };
     Ok(Entity {
         nets: nets(&e.nets)?,

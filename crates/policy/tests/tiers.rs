@@ -715,12 +715,16 @@ spec:
       source: {selector: has(app), notSelector: app == 'web'}
 "#,
     );
-    // notSelector alone (namespaced policy): excludes web of the policy's namespace; everything else,
-    // including pods of other namespaces and plain IPs, matches.
+    // notSelector alone (namespaced policy): Calico scopes the rule to the policy's namespace as soon as
+    // notSelector is used (libcalico-go updateprocessors/rules.go, getEndpointSelector), and folds notSelector
+    // into that positive selector (felix calc/rule_scanner.go, combineMatchesIfPossible): objects of `app`
+    // other than web match, a NetworkSet of `app` included; other namespaces and plain IPs do not.
     assert!(!tcp(&c, "app/web", "app/api", 9090).allowed);
-    assert!(tcp(&c, "db/pg", "app/api", 9090).allowed);
-    assert!(tcp(&c, "dev/tool", "app/api", 9090).allowed);
-    assert!(tcp(&c, "203.0.113.5", "app/api", 9090).allowed);
+    assert!(!tcp(&c, "db/pg", "app/api", 9090).allowed);
+    assert!(!tcp(&c, "dev/tool", "app/api", 9090).allowed);
+    assert!(!tcp(&c, "203.0.113.5", "app/api", 9090).allowed);
+    assert!(tcp(&c, "198.51.100.1", "app/api", 9090).allowed, "app/monitoring is in app and not app=web");
+    assert!(!tcp(&c, "192.0.2.1", "app/api", 9090).allowed, "a global set is in no namespace");
     // selector + notSelector: endpoints with `app`, except web; an IP has no labels.
     assert!(tcp(&c, "app/api", "db/pg", 5432).allowed);
     assert!(tcp(&c, "dev/tool", "db/pg", 5432).allowed);

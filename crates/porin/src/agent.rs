@@ -92,32 +92,12 @@ impl Lockdown {
 pub struct PolicySnapshot {
     pub revision: u64,
     pub cluster: Arc<Cluster>,
-    /// Placement of every pod (`namespace/name`): what the dataplane needs that the policy model drops.
-    pub pods: Arc<BTreeMap<String, PodPlacement>>,
+    /// Every WorkloadEndpoint: what binds pods to interfaces (the dataplane keeps its node's).
+    pub bindings: Arc<Vec<crate::dataplane::Binding>>,
     /// When the agent saw the change this revision carries (programming latency starts here).
     pub changed_at: Option<Instant>,
     /// Endpoints the dataplane must make deny everything (stored objects that do not decode).
     pub lockdown: Arc<Lockdown>,
-}
-
-/// Where a pod runs and how to reach its interface (from `spec.nodeName` and `metadata.annotations`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodPlacement {
-    pub node_name: Option<String>,
-    pub annotations: BTreeMap<String, String>,
-}
-
-fn placements(resources: &[Resource]) -> BTreeMap<String, PodPlacement> {
-    resources
-        .iter()
-        .filter_map(|r| match r {
-            Resource::Pod(p) => Some((
-                format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or("default"), p.metadata.name),
-                PodPlacement { node_name: p.spec.node_name.clone(), annotations: p.metadata.annotations.clone() },
-            )),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The dataplane seam: receives every policy revision the engine publishes.
@@ -256,7 +236,7 @@ pub async fn run_engine(
                     policy_tx.send_replace(Arc::new(PolicySnapshot {
                         revision: snap.revision,
                         cluster: Arc::new(cluster),
-                        pods: Arc::new(placements(&resources)),
+                        bindings: Arc::new(crate::dataplane::bindings(&resources)),
                         changed_at: Some(changed_at),
                         lockdown: Arc::new(Lockdown::from_undecodable(&undecodable)),
                     }));

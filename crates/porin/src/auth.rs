@@ -10,6 +10,9 @@
 //!   tier `default`) only in its tiers. Never a cluster-scoped kind (GlobalNetworkPolicy and its staged form,
 //!   GlobalNetworkSet, Tier, ClusterSettings, Namespace), and never a label change that alters what a policy
 //!   outside its scope selects ([`crate::scope`]).
+//!   Never WorkloadEndpoints, Pod `status` or `porin.io/*` annotations (system-owned; see [`Identity::binding_rule`]
+//!   and `api::binding`).
+//! * `cni`: reads, and the bindings only: WorkloadEndpoints, and the `status` of existing Pods. Nothing else.
 
 use porin_model::{Kind, Resource};
 use serde::{Deserialize, Serialize};
@@ -22,6 +25,8 @@ pub enum Role {
     Admin,
     ReadOnly,
     Scoped { namespaces: Vec<String>, tiers: Vec<String> },
+    /// The CNI path: writes WorkloadEndpoints (and Pod status), nothing else.
+    Cni,
 }
 
 /// A stored token record (`tokens/<sha256 hex>`).
@@ -106,8 +111,11 @@ impl Identity {
     /// Namespace, and any kind added later) can change what happens in every namespace, whatever their tier:
     /// admin only. What labels a scoped token may set is checked separately ([`crate::scope`]).
     pub fn can_write(&self, r: &Resource) -> Result<(), String> {
+        if let Some(verdict) = self.binding_rule(r) {
+            return verdict;
+        }
         match &self.role {
-            Role::Admin => Ok(()),
+            Role::Admin | Role::Cni => Ok(()),
             Role::ReadOnly => Err(format!("{} has a read-only token", self.user)),
             Role::Scoped { namespaces, tiers } => scoped_can_write(&self.user, namespaces, tiers, r),
         }
@@ -137,6 +145,27 @@ fn scoped_can_write(user: &str, namespaces: &[String], tiers: &[String], r: &Res
         return Err(format!("{user} (scoped) may not write tier {t:?}{k8s}: {what}"));
     }
     Ok(())
+}
+
+impl Identity {
+    /// The rules for system-owned bindings, decided before the general ones (None: not a binding
+    /// question). WorkloadEndpoints are written by admin and `cni` only; a `cni` token writes nothing but
+    /// WorkloadEndpoints and Pods (where `api::binding` lets it change only an existing Pod's `status`).
+    pub fn binding_rule(&self, r: &Resource) -> Option<Result<(), String>> {
+        let what = || format!("{} {:?}", r.kind(), r.qualified_name());
+        match (&self.role, r.kind()) {
+            (Role::Admin, _) => None,
+            (Role::Cni, Kind::WorkloadEndpoint | Kind::Pod) => Some(Ok(())),
+            (Role::Cni, _) => Some(Err(format!("{} (cni) may write only WorkloadEndpoints and Pod status, not {}", self.user, what()))),
+            (Role::ReadOnly, _) => None,
+            (Role::Scoped { .. }, Kind::WorkloadEndpoint) => Some(Err(format!(
+                "{} (scoped) may not write {}: WorkloadEndpoints are system-owned (admin or a cni token)",
+                self.user,
+                what()
+            ))),
+            (Role::Scoped { .. }, _) => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +217,24 @@ mod tests {
         assert!(with_default.can_write(&knp).is_ok());
         let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly, token_id: None };
         assert!(ro.can_write(&ok).is_err());
+    }
+
+    #[test]
+    fn bindings_are_for_admin_and_cni_only() {
+        let wep = parse(
+            "apiVersion: porin.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: a, namespace: team-a}\n\
+             spec: {node: n0, pod: a, interfaceName: v0, ipNetworks: [10.0.0.1/32]}\n",
+        );
+        let scoped = Identity { user: "token:team-a".into(), role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec![] }, token_id: None };
+        assert!(scoped.can_write(&wep).unwrap_err().contains("system-owned"));
+        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly, token_id: None };
+        assert!(ro.can_write(&wep).is_err());
+        let cni = Identity { user: "token:cni".into(), role: Role::Cni, token_id: None };
+        assert!(cni.can_write(&wep).is_ok());
+        let np = parse("apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {}\n");
+        assert!(cni.can_write(&np).unwrap_err().contains("(cni)"));
+        let admin = Identity { user: "uid:0".into(), role: Role::Admin, token_id: None };
+        assert!(admin.can_write(&wep).is_ok());
     }
 
     #[test]

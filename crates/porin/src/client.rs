@@ -56,6 +56,25 @@ impl std::fmt::Display for ServerError {
 }
 impl std::error::Error for ServerError {}
 
+impl ServerError {
+    /// From a non-2xx answer's JSON body (`reason`, `message`; the HTTP status when they are missing).
+    pub fn from_body(status: hyper::StatusCode, v: &Value) -> ServerError {
+        let mut message = v["message"].as_str().unwrap_or("").to_string();
+        if message.is_empty() {
+            message = status.to_string();
+        }
+        ServerError { reason: v["reason"].as_str().unwrap_or("Unknown").into(), message }
+    }
+}
+
+/// The one line a failed command prints on stderr, as kubectl does: an answer of the server reads
+/// `Error from server (Reason): message` (once, no further prefix); anything that went wrong on this side reads
+/// `error: ...`.
+pub fn error_line(e: &anyhow::Error) -> String {
+    // The top-level message decides: a ServerError, or an error that already carries the kubectl prefix.
+    if e.to_string().starts_with("Error from server (") { format!("{e:#}") } else { format!("error: {e:#}") }
+}
+
 impl Client {
     pub fn new(a: &ClientArgs) -> Client {
         Client { server: a.server.clone(), token: a.token.clone().filter(|t| !t.is_empty()), ca: a.ca.clone() }
@@ -122,11 +141,7 @@ impl Client {
         let bytes = resp.into_body().collect().await?.to_bytes();
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| anyhow!("bad answer from server ({status}): {e}"))?;
         if !status.is_success() {
-            let mut message = v["message"].as_str().unwrap_or("").to_string();
-            if message.is_empty() {
-                message = status.to_string();
-            }
-            return Err(ServerError { reason: v["reason"].as_str().unwrap_or("Unknown").into(), message }.into());
+            return Err(ServerError::from_body(status, &v).into());
         }
         Ok(v)
     }

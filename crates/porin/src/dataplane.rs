@@ -2,10 +2,23 @@
 //! workloads on this node ([`porin_calc::compile`]) and makes the eBPF dataplane enforce it
 //! ([`porin_dataplane::Dataplane`]), applying only the difference.
 //!
-//! * **Which workloads.** A pod is local when its `spec.nodeName` is this node (or unset); it is
-//!   programmed when it carries the annotation `porin.io/interface: <host-side ifname>` (optionally
-//!   `porin.io/netns: <netns name or path>` when the interface is not in the agent's namespace).
-//!   `porin lab` writes both; a CNI plugin would.
+//! * **Which workloads.** The agent binds its node's WorkloadEndpoints (`spec.node` == `--node`): the
+//!   pod `spec.pod` is enforced on the host-side interface `spec.interfaceName`, looked up **in the
+//!   agent's own network namespace** (the node's) and nowhere else; interfaces are keyed by (network
+//!   namespace, ifindex). WorkloadEndpoints are system-owned (admin or a `cni` token; `porin lab` writes
+//!   them); pod annotations are not read (the former `porin.io/interface` / `porin.io/netns` annotations
+//!   have no effect). A pod without a WorkloadEndpoint is not local.
+//! * **Fail closed on bad bindings.** A WorkloadEndpoint binds only when it is the one binding of its
+//!   interface and of its pod, the pod exists, its `ipNetworks` equal the pod's status addresses and no
+//!   other endpoint claims them. Otherwise its interface is attached with no endpoint entry (drops
+//!   everything) and the reason is in `porin status` (health degraded). An address claimed by two
+//!   endpoints (state written before the API refused it, or straight into etcd) is removed from the
+//!   model the kernel enforces, so it resolves like an address of no workload and never gets either
+//!   claimant's identity; everything else keeps being programmed. (Before, such a prefix made every
+//!   ipcache sync fail — the whole update was refused — so later label changes never reached the kernel.)
+//! * **A lost binding never opens.** When a WorkloadEndpoint (or its pod) goes away while the interface
+//!   exists, the interface stays attached and loses its entry: it drops everything. It is never detached
+//!   while it exists; its pinned links are removed once the interface is gone (refresh tick).
 //! * **Order, so no window opens.** New interfaces are attached first (an attached interface without an
 //!   endpoint entry drops everything); then every changed endpoint policy is written (they may name
 //!   identities the ipcache does not map yet: harmless); then the ipcache is made equal to the desired
@@ -25,23 +38,20 @@
 //!   drop) and is reported in `porin status` and retried on the next revision or tick.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use porin_calc::{Compiled, Entry, FIRST_DYNAMIC_IDENTITY};
 use porin_dataplane::{Action, Dataplane, DataplaneOptions, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
+use porin_model::Resource;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::agent::{PolicyConsumer, PolicySnapshot};
 use crate::flows::{ContextInputs, FlowContext, FlowService};
-
-/// Annotation naming a pod's host-side interface.
-pub const ANNOT_INTERFACE: &str = "porin.io/interface";
-/// Annotation naming the network namespace of that interface (name under /var/run/netns, or a path).
-pub const ANNOT_NETNS: &str = "porin.io/netns";
 
 /// How the agent's dataplane is set up.
 #[derive(Debug, Clone)]
@@ -93,7 +103,8 @@ pub struct EndpointStatus {
     pub endpoint_id: Option<u32>,
     pub ingress_entries: usize,
     pub egress_entries: usize,
-    /// `programmed`, `locked-down` (denies everything) or `error`.
+    /// `programmed`; `locked-down` (denies everything); `denied` (binding refused: attached, drops; see
+    /// `error`); `unbound` (its WorkloadEndpoint is gone: attached, drops until the interface is gone); `error`.
     pub state: String,
     pub error: Option<String>,
 }
@@ -179,16 +190,150 @@ pub fn to_policy_entries(entries: &[Entry], ids: &IdentityMap) -> Vec<PolicyEntr
     out
 }
 
-#[derive(Debug, Clone)]
-struct Iface {
-    ifname: String,
-    netns: Option<PathBuf>,
-    ifindex: u32,
-    endpoint_id: u32,
+/// One WorkloadEndpoint as the agent needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// `namespace/name` of the WorkloadEndpoint.
+    pub wep: String,
+    /// `namespace/pod`: the workload it binds.
+    pub pod: String,
+    pub node: String,
+    /// Host-side interface, in the node's (the agent's own) network namespace.
+    pub ifname: String,
+    pub addrs: Vec<IpAddr>,
 }
 
-fn netns_path(s: &str) -> PathBuf {
-    if s.contains('/') { PathBuf::from(s) } else { Path::new("/var/run/netns").join(s) }
+/// Every WorkloadEndpoint in `resources` (the agent keeps those of its node).
+pub fn bindings(resources: &[Resource]) -> Vec<Binding> {
+    resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::WorkloadEndpoint(w) => {
+                let ns = w.metadata.namespace.as_deref().unwrap_or("default");
+                Some(Binding {
+                    wep: format!("{ns}/{}", w.metadata.name),
+                    pod: format!("{ns}/{}", w.spec.pod),
+                    node: w.spec.node.clone(),
+                    ifname: w.spec.interface_name.clone(),
+                    addrs: w.spec.addresses(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Identity of a network namespace: (device, inode) of its nsfs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetnsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl NetnsId {
+    /// The calling thread's network namespace.
+    pub fn current() -> std::io::Result<NetnsId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata("/proc/thread-self/ns/net")?;
+        Ok(NetnsId { dev: m.dev(), ino: m.ino() })
+    }
+}
+
+/// An interface is known by its namespace and index, never by index alone.
+type IfKey = (NetnsId, u32);
+
+#[derive(Debug, Clone)]
+struct Iface {
+    key: IfKey,
+    endpoint_id: u32,
+    /// The pod whose policy it enforces; None: its binding is lost or refused (it drops everything).
+    pod: Option<String>,
+}
+
+/// What one local interface should do this revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Want {
+    /// Enforce this pod's policy, with these own addresses.
+    Bound { pod: String, addrs: Vec<IpAddr> },
+    /// Attached, no endpoint entry: every packet drops. The reason is reported.
+    Deny { pod: String, reason: String },
+}
+
+/// Addresses claimed by more than one endpoint of `cluster` → the endpoints (`ns/name`) claiming them.
+fn address_conflicts(cluster: &porin_policy::Cluster) -> BTreeMap<IpAddr, BTreeSet<String>> {
+    let mut by_addr: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+    for e in &cluster.endpoints {
+        for ip in &e.ips {
+            by_addr.entry(*ip).or_default().insert(e.id());
+        }
+    }
+    by_addr.retain(|_, pods| pods.len() > 1);
+    by_addr
+}
+
+/// Decide every local interface: bound to its pod, or denied with a reason. A WorkloadEndpoint binds only
+/// when it is the one binding of its interface and of its pod, the pod exists, the addresses agree with the
+/// pod's status, and no other endpoint claims them.
+fn decide(node: &str, bindings: &[Binding], cluster: &porin_policy::Cluster, conflicts: &BTreeMap<IpAddr, BTreeSet<String>>) -> BTreeMap<String, Want> {
+    let local: Vec<&Binding> = bindings.iter().filter(|b| b.node == node).collect();
+    let mut per_if: BTreeMap<&str, Vec<&Binding>> = BTreeMap::new();
+    let mut per_pod: BTreeMap<&str, Vec<&Binding>> = BTreeMap::new();
+    for b in &local {
+        per_if.entry(b.ifname.as_str()).or_default().push(b);
+        per_pod.entry(b.pod.as_str()).or_default().push(b);
+    }
+    let mut out = BTreeMap::new();
+    for (ifname, bs) in per_if {
+        let b = bs[0];
+        let deny = |reason: String| Want::Deny { pod: b.pod.clone(), reason };
+        let want = if porin_model::validate::check_ifname(ifname).is_err() {
+            deny(format!("WorkloadEndpoint {}: interface name {ifname:?} is not a name in this node's network namespace", b.wep))
+        } else if bs.len() > 1 {
+            let weps: Vec<&str> = bs.iter().map(|b| b.wep.as_str()).collect();
+            deny(format!("interface {ifname} is bound by several WorkloadEndpoints ({}); it denies until one remains", weps.join(", ")))
+        } else if per_pod.get(b.pod.as_str()).is_some_and(|v| v.len() > 1) {
+            let weps: Vec<&str> = per_pod[b.pod.as_str()].iter().map(|b| b.wep.as_str()).collect();
+            deny(format!("pod {} has several WorkloadEndpoints ({}); it denies until one remains", b.pod, weps.join(", ")))
+        } else if let Some(e) = cluster.endpoints.iter().find(|e| e.id() == b.pod) {
+            let mut have: Vec<IpAddr> = e.ips.clone();
+            let mut want: Vec<IpAddr> = b.addrs.clone();
+            have.sort();
+            have.dedup();
+            want.sort();
+            want.dedup();
+            let clash: Vec<String> = want
+                .iter()
+                .filter_map(|ip| conflicts.get(ip).map(|pods| format!("{ip} is claimed by {}", pods.iter().cloned().collect::<Vec<_>>().join(" and "))))
+                .collect();
+            if !clash.is_empty() {
+                deny(format!("duplicate address: {}; the endpoints claiming it deny", clash.join("; ")))
+            } else if have != want || want.is_empty() {
+                deny(format!(
+                    "WorkloadEndpoint {} names addresses {want:?} but pod {} has {have:?}; it denies until they agree",
+                    b.wep, b.pod
+                ))
+            } else {
+                Want::Bound { pod: b.pod.clone(), addrs: want }
+            }
+        } else {
+            deny(format!("WorkloadEndpoint {} binds pod {}, which does not exist; it denies until the pod exists", b.wep, b.pod))
+        };
+        out.insert(ifname.to_string(), want);
+    }
+    out
+}
+
+/// The model the kernel enforces: `cluster` with every address claimed twice removed from its endpoints, so
+/// such an address resolves like any address of no workload (and never to either claimant's identity).
+fn without_conflicts(cluster: &Arc<porin_policy::Cluster>, conflicts: &BTreeMap<IpAddr, BTreeSet<String>>) -> Arc<porin_policy::Cluster> {
+    if conflicts.is_empty() {
+        return cluster.clone();
+    }
+    let mut c = (**cluster).clone();
+    for e in &mut c.endpoints {
+        e.ips.retain(|ip| !conflicts.contains_key(ip));
+    }
+    Arc::new(c)
 }
 
 /// The consumer: owns the [`Dataplane`] (opened lazily, on the first local workload, or at once when
@@ -198,8 +343,12 @@ pub struct DataplaneConsumer {
     dp: Option<Dataplane>,
     calc: porin_calc::State,
     ids: IdentityMap,
+    /// The agent's own network namespace: the only one it attaches in.
+    netns: Option<NetnsId>,
+    /// Attached interfaces by name (all in `netns`).
     ifaces: BTreeMap<String, Iface>,
-    last: BTreeMap<u32, EndpointPolicy>,
+    last: BTreeMap<IfKey, EndpointPolicy>,
+    /// Problems by interface name.
     errors: BTreeMap<String, String>,
     global_error: Option<String>,
     swept: bool,
@@ -218,6 +367,7 @@ impl DataplaneConsumer {
             dp: None,
             calc: porin_calc::State::new(),
             ids: IdentityMap::default(),
+            netns: None,
             ifaces: BTreeMap::new(),
             last: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -275,14 +425,14 @@ impl DataplaneConsumer {
     }
 
     /// Publishes what flow records need to know about this revision (see [`crate::flows::context`]).
-    fn publish_flow_context(&self, s: &PolicySnapshot, compiled: &Compiled) {
+    fn publish_flow_context(&self, s: &PolicySnapshot, cluster: &Arc<porin_policy::Cluster>, compiled: &Compiled) {
         let Some(f) = &self.flows else { return };
         let prev = f.context();
         let ctx = FlowContext::build(
             ContextInputs {
                 revision: s.revision,
-                cluster: s.cluster.clone(),
-                endpoints: self.ifaces.iter().map(|(pod, i)| (i.endpoint_id, pod.clone())).collect(),
+                cluster: cluster.clone(),
+                endpoints: self.ifaces.values().filter_map(|i| i.pod.clone().map(|p| (i.endpoint_id, p))).collect(),
                 identities: compiled.identities.iter().map(|i| (self.ids.get(i.id), i)).collect(),
                 rules: &self.calc.rules,
             },
@@ -292,36 +442,51 @@ impl DataplaneConsumer {
     }
 
     fn program(&mut self, s: &PolicySnapshot) -> Result<u64, String> {
-        let node = self.cfg.node.clone();
-        // Local pods with an interface.
-        let mut wanted: BTreeMap<String, (String, Option<PathBuf>)> = BTreeMap::new();
-        for e in &s.cluster.endpoints {
-            let id = e.id();
-            let Some(p) = s.pods.get(&id) else { continue };
-            if p.node_name.as_deref().is_some_and(|n| n != node) {
-                continue;
-            }
-            let Some(ifname) = p.annotations.get(ANNOT_INTERFACE).filter(|s| !s.is_empty()) else { continue };
-            wanted.insert(id, (ifname.clone(), p.annotations.get(ANNOT_NETNS).map(|n| netns_path(n))));
-        }
+        let conflicts = address_conflicts(&s.cluster);
+        let wanted = decide(&self.cfg.node, &s.bindings, &s.cluster, &conflicts);
+        let cluster = without_conflicts(&s.cluster, &conflicts);
         if wanted.is_empty() && self.dp.is_none() {
             self.status.mode = "ebpf (idle: no local workload interface)".into();
             return Ok(0);
         }
         self.open()?;
         self.status.mode = "ebpf".into();
+        let netns = match self.netns {
+            Some(n) => n,
+            None => {
+                let n = NetnsId::current().map_err(|e| format!("reading the agent's network namespace: {e}"))?;
+                self.netns = Some(n);
+                n
+            }
+        };
         let dp = self.dp.as_mut().expect("opened");
+        let mut writes = 0u64;
+        let mut count = |st: porin_dataplane::SyncStats| {
+            writes += u64::from(st.inserted + st.updated + st.deleted + st.flips);
+        };
 
-        // 1. Attach new interfaces (they drop everything until their endpoint entry exists).
-        for (pod, (ifname, netns)) in &wanted {
-            if let Some(i) = self.ifaces.get(pod)
-                && &i.ifname == ifname
-                && &i.netns == netns
+        // 1. Attach every wanted interface that is new or was re-created (new index): it drops everything
+        //    until its endpoint entry exists. Only in the agent's own network namespace.
+        for ifname in wanted.keys() {
+            let now = porin_dataplane::sys::ifindex(ifname).ok();
+            if let Some(i) = self.ifaces.get(ifname)
+                && now == Some(i.key.1)
             {
                 continue;
             }
-            match dp.attach(netns.as_deref(), ifname) {
+            match dp.attach(None, ifname) {
                 Ok(ifindex) => {
+                    let key = (netns, ifindex);
+                    // Another name on this index (renamed, or replaced): forget it first.
+                    let stale: Vec<String> = self.ifaces.iter().filter(|(n, i)| i.key == key || *n == ifname).map(|(n, _)| n.clone()).collect();
+                    for n in stale {
+                        if let Some(old) = self.ifaces.remove(&n)
+                            && old.key != key
+                        {
+                            let _ = dp.remove_endpoint(old.key.1);
+                            self.last.remove(&old.key);
+                        }
+                    }
                     let endpoint_id = match dp.engine().endpoint(ifindex) {
                         Some(v) => v.endpoint_id,
                         None => {
@@ -335,63 +500,103 @@ impl DataplaneConsumer {
                             (1..).find(|i| !used.contains(i)).expect("free id")
                         }
                     };
-                    if let Some(old) = self.ifaces.insert(pod.clone(), Iface { ifname: ifname.clone(), netns: netns.clone(), ifindex, endpoint_id })
-                        && old.ifindex != ifindex
-                    {
-                        let _ = dp.remove_endpoint(old.ifindex);
-                        self.last.remove(&old.ifindex);
-                    }
+                    self.ifaces.insert(ifname.clone(), Iface { key, endpoint_id, pod: None });
+                    self.errors.remove(ifname);
                 }
                 Err(e) => {
-                    self.errors.insert(pod.clone(), format!("attaching to {ifname}: {e}"));
+                    self.errors.insert(ifname.clone(), format!("attaching to {ifname} (in the node's network namespace): {e}"));
                 }
             }
         }
 
-        // 2. Compile for the attached local endpoints.
+        // 2. Compile for the attached, bound local endpoints.
         let t0 = Instant::now();
-        let local: BTreeSet<String> = wanted.keys().filter(|p| self.ifaces.contains_key(*p)).cloned().collect();
-        let mut compiled = porin_calc::compile(&s.cluster, &mut self.calc, &|e| local.contains(&e.id()));
+        let local: BTreeSet<String> = wanted
+            .iter()
+            .filter(|(ifname, _)| self.ifaces.contains_key(*ifname))
+            .filter_map(|(_, w)| match w {
+                Want::Bound { pod, .. } => Some(pod.clone()),
+                Want::Deny { .. } => None,
+            })
+            .collect();
+        let mut compiled = porin_calc::compile(&cluster, &mut self.calc, &|e| local.contains(&e.id()));
         lock_down(&mut compiled, &s.lockdown, &mut self.calc);
         self.ids.update(&compiled, dp.engine().ipcache());
         self.status.last_compile_millis = t0.elapsed().as_secs_f64() * 1e3;
-        let mut writes = 0u64;
-        let mut count = |st: porin_dataplane::SyncStats| {
-            writes += u64::from(st.inserted + st.updated + st.deleted + st.flips);
-        };
+        let programs: BTreeMap<&str, &porin_calc::EndpointProgram> = compiled.endpoints.iter().map(|p| (p.endpoint.as_str(), p)).collect();
 
-        // 3. Endpoint policies (before the ipcache installs the identities they name).
-        for prog in &compiled.endpoints {
-            let Some(i) = self.ifaces.get(&prog.endpoint) else { continue };
-            let policy = EndpointPolicy {
-                endpoint_id: i.endpoint_id,
-                ingress: to_policy_entries(&prog.ingress, &self.ids),
-                egress: to_policy_entries(&prog.egress, &self.ids),
-                addrs: s.cluster.endpoints.iter().find(|e| prog.endpoint.split_once('/') == Some((e.namespace.as_str(), e.name.as_str()))).map(|e| e.ips.clone()).unwrap_or_default(),
-            };
-            if self.last.get(&i.ifindex) == Some(&policy) {
-                continue;
-            }
-            match dp.set_endpoint(i.ifindex, policy.clone()) {
-                Ok(st) => {
-                    count(st);
-                    self.errors.remove(&prog.endpoint);
-                    self.last.insert(i.ifindex, policy);
+        // 3. Endpoint policies (before the ipcache installs the identities they name). Denied interfaces
+        //    lose their entry: no entry, every packet drops.
+        for (ifname, want) in &wanted {
+            let Some(i) = self.ifaces.get_mut(ifname) else { continue };
+            match want {
+                Want::Deny { pod, reason } => {
+                    i.pod = Some(pod.clone());
+                    self.errors.insert(ifname.clone(), reason.clone());
+                    if self.last.remove(&i.key).is_some() || dp.engine().endpoint(i.key.1).is_some() {
+                        match dp.remove_endpoint(i.key.1) {
+                            Ok(st) => count(st),
+                            Err(e) => {
+                                self.errors.insert(ifname.clone(), format!("{reason}; removing its entry failed: {e}"));
+                            }
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(pod = %prog.endpoint, error = %e, "programming endpoint failed");
-                    self.errors.insert(prog.endpoint.clone(), e.to_string());
-                    self.last.remove(&i.ifindex);
+                Want::Bound { pod, addrs } => {
+                    i.pod = Some(pod.clone());
+                    let Some(prog) = programs.get(pod.as_str()) else {
+                        self.errors.insert(ifname.clone(), format!("no compiled policy for {pod}"));
+                        continue;
+                    };
+                    let policy = EndpointPolicy {
+                        endpoint_id: i.endpoint_id,
+                        ingress: to_policy_entries(&prog.ingress, &self.ids),
+                        egress: to_policy_entries(&prog.egress, &self.ids),
+                        addrs: addrs.clone(),
+                    };
+                    if self.last.get(&i.key) == Some(&policy) && dp.engine().endpoint(i.key.1).is_some() {
+                        self.errors.remove(ifname);
+                        continue;
+                    }
+                    match dp.set_endpoint(i.key.1, policy.clone()) {
+                        Ok(st) => {
+                            count(st);
+                            self.errors.remove(ifname);
+                            self.last.insert(i.key, policy);
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %pod, error = %e, "programming endpoint failed");
+                            self.errors.insert(ifname.clone(), e.to_string());
+                            self.last.remove(&i.key);
+                        }
+                    }
                 }
             }
         }
 
         // 4. The ipcache: new identities after the policies naming them, stale ones after no policy does.
-        let ipcache: Vec<(IpNet, u32)> = compiled.ipcache.iter().map(|(p, id)| (*p, self.ids.get(*id))).collect();
+        //    A prefix with two identities (never expected once duplicate addresses are removed above) is
+        //    left out and reported instead of failing the whole sync: every other change still lands.
+        let mut by_prefix: BTreeMap<IpNet, BTreeSet<u32>> = BTreeMap::new();
+        for (p, id) in &compiled.ipcache {
+            by_prefix.entry(p.trunc()).or_default().insert(self.ids.get(*id));
+        }
+        let mut ipcache_problems = Vec::new();
+        let ipcache: Vec<(IpNet, u32)> = by_prefix
+            .into_iter()
+            .filter_map(|(p, ids)| {
+                if ids.len() == 1 {
+                    ids.first().map(|id| (p, *id))
+                } else {
+                    ipcache_problems.push(format!("{p} maps to identities {ids:?}; left out"));
+                    None
+                }
+            })
+            .collect();
         match dp.set_ipcache(ipcache) {
             Ok(st) => {
                 count(st);
-                self.global_error = None;
+                self.global_error = if ipcache_problems.is_empty() { None } else { Some(format!("ipcache: {}", ipcache_problems.join("; "))) };
             }
             Err(e) => {
                 tracing::warn!(error = %e, "programming the ipcache failed");
@@ -399,21 +604,23 @@ impl DataplaneConsumer {
             }
         }
 
-        // 5. Endpoints of pods that left this node (or lost their interface).
-        let gone: Vec<String> = self.ifaces.keys().filter(|p| !wanted.contains_key(*p)).cloned().collect();
-        for pod in gone {
-            let i = self.ifaces.remove(&pod).expect("present");
-            self.last.remove(&i.ifindex);
-            self.errors.remove(&pod);
-            match dp.remove_endpoint(i.ifindex) {
-                Ok(st) => count(st),
-                Err(e) => tracing::warn!(pod, error = %e, "removing endpoint failed"),
+        // 5. Interfaces whose binding is gone (WorkloadEndpoint or pod deleted, moved to another node):
+        //    they stay attached and lose their entry, so they drop everything while they exist. They are
+        //    forgotten (and their pinned links removed) once the interface is gone: see `gc_links`.
+        for (ifname, i) in self.ifaces.iter_mut() {
+            if wanted.contains_key(ifname) {
+                continue;
             }
-            if let Err(e) = dp.detach(i.netns.as_deref(), &i.ifname) {
-                tracing::warn!(pod, error = %e, "detaching failed");
+            if i.pod.take().is_some() || self.last.contains_key(&i.key) || dp.engine().endpoint(i.key.1).is_some() {
+                self.last.remove(&i.key);
+                match dp.remove_endpoint(i.key.1) {
+                    Ok(st) => count(st),
+                    Err(e) => tracing::warn!(ifname, error = %e, "removing endpoint failed"),
+                }
             }
+            self.errors.remove(ifname);
         }
-        self.errors.retain(|p, _| wanted.contains_key(p));
+        self.errors.retain(|n, _| wanted.contains_key(n));
 
         // 6. After the first full push since open: sweep what a previous run left and nobody wants.
         if !self.swept {
@@ -426,23 +633,24 @@ impl DataplaneConsumer {
         }
 
         self.status.identities = compiled.identities.len();
-        self.publish_flow_context(s, &compiled);
+        self.publish_flow_context(s, &cluster, &compiled);
         let mut eps = Vec::new();
-        for (pod, (ifname, _)) in &wanted {
-            let i = self.ifaces.get(pod);
-            let pol = i.and_then(|i| self.last.get(&i.ifindex));
-            let err = self.errors.get(pod).cloned();
-            let state = match (&err, pol) {
-                (Some(e), _) if e.contains("full") || e.contains("lock") => "locked-down",
-                (Some(_), _) => "error",
-                (None, Some(_)) if s.lockdown.covers(pod) => "locked-down",
-                (None, Some(_)) => "programmed",
-                (None, None) => "error",
+        for (ifname, want) in &wanted {
+            let i = self.ifaces.get(ifname);
+            let pol = i.and_then(|i| self.last.get(&i.key));
+            let err = self.errors.get(ifname).cloned();
+            let (pod, state) = match (want, &err, pol) {
+                (Want::Deny { pod, .. }, _, _) => (pod, "denied"),
+                (Want::Bound { pod, .. }, Some(e), _) if e.contains("full") || e.contains("lock") => (pod, "locked-down"),
+                (Want::Bound { pod, .. }, Some(_), _) => (pod, "error"),
+                (Want::Bound { pod, .. }, None, Some(_)) if s.lockdown.covers(pod) => (pod, "locked-down"),
+                (Want::Bound { pod, .. }, None, Some(_)) => (pod, "programmed"),
+                (Want::Bound { pod, .. }, None, None) => (pod, "error"),
             };
             eps.push(EndpointStatus {
                 pod: pod.clone(),
                 interface: ifname.clone(),
-                ifindex: i.map(|i| i.ifindex),
+                ifindex: i.map(|i| i.key.1),
                 endpoint_id: i.map(|i| i.endpoint_id),
                 ingress_entries: pol.map_or(0, |p| p.ingress.len()),
                 egress_entries: pol.map_or(0, |p| p.egress.len()),
@@ -450,8 +658,48 @@ impl DataplaneConsumer {
                 error: err,
             });
         }
+        for (ifname, i) in &self.ifaces {
+            if !wanted.contains_key(ifname) {
+                eps.push(EndpointStatus {
+                    pod: String::new(),
+                    interface: ifname.clone(),
+                    ifindex: Some(i.key.1),
+                    endpoint_id: Some(i.endpoint_id),
+                    ingress_entries: 0,
+                    egress_entries: 0,
+                    state: "unbound".into(),
+                    error: Some("no WorkloadEndpoint binds it: attached, drops everything until the interface is gone".into()),
+                });
+            }
+        }
         self.status.endpoints = eps;
         Ok(writes)
+    }
+
+    /// Forgets interfaces that are gone and removes pinned links of interfaces that no longer exist. An
+    /// interface that still exists is never detached (called on the refresh tick).
+    pub fn gc_links(&mut self) {
+        let Some(dp) = self.dp.as_mut() else { return };
+        let gone: Vec<String> = self
+            .ifaces
+            .iter()
+            .filter(|(n, i)| i.pod.is_none() && porin_dataplane::sys::ifindex(n).ok() != Some(i.key.1))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &gone {
+            if let Some(i) = self.ifaces.remove(n) {
+                self.last.remove(&i.key);
+                let _ = dp.remove_endpoint(i.key.1);
+            }
+        }
+        match dp.sweep_links(None) {
+            Ok(k) if k > 0 => tracing::info!(links = k, "removed pinned links of interfaces that are gone"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeping links failed"),
+        }
+        if !gone.is_empty() {
+            self.status.endpoints.retain(|e| e.state != "unbound" || !gone.contains(&e.interface));
+        }
     }
 
     /// Re-read counters and occupancy (cheap enough every few seconds).
@@ -564,6 +812,7 @@ pub fn spawn(mut consumer: DataplaneConsumer, mut rx: watch::Receiver<Arc<Policy
                 Ok(Err(_)) => return,
                 Err(_) => {
                     consumer.retry();
+                    consumer.gc_links();
                     consumer.refresh();
                 }
             }
@@ -580,6 +829,58 @@ pub fn none_status() -> DataplaneStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn world(y: &str) -> (porin_policy::Cluster, Vec<Binding>) {
+        let docs = porin_model::parse_documents("t", y).unwrap();
+        let rs: Vec<Resource> = docs.into_iter().map(|d| d.resource).collect();
+        (porin_policy::Cluster::build(rs.iter()).unwrap(), bindings(&rs))
+    }
+
+    fn pod(name: &str, ip: &str) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: s}}\nstatus: {{podIP: {ip}}}\n---\n")
+    }
+
+    fn wep(name: &str, node: &str, pod: &str, ifname: &str, ip: &str) -> String {
+        format!(
+            "apiVersion: porin.io/v1\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, namespace: s}}\n\
+             spec: {{node: {node}, pod: {pod}, interfaceName: {ifname}, ipNetworks: ['{ip}/32']}}\n---\n"
+        )
+    }
+
+    fn decided(y: &str) -> BTreeMap<String, Want> {
+        let (c, b) = world(y);
+        decide("n0", &b, &c, &address_conflicts(&c))
+    }
+
+    fn denied_because(w: Option<&Want>, needle: &str) -> bool {
+        matches!(w, Some(Want::Deny { reason, .. }) if reason.contains(needle))
+    }
+
+    #[test]
+    fn a_binding_needs_its_pod_matching_addresses_and_exclusive_claims() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let d = decided(&format!("{}{}{}", pod("a", "10.0.0.1"), wep("a", "n0", "a", "v1", "10.0.0.1"), wep("x", "n1", "a", "v9", "10.0.0.1")));
+        assert_eq!(d.len(), 1, "only this node's bindings: {d:?}");
+        assert_eq!(d.get("v1"), Some(&Want::Bound { pod: "s/a".into(), addrs: vec![ip("10.0.0.1")] }));
+        // No pod (yet): denied.
+        assert!(denied_because(decided(&wep("a", "n0", "a", "v1", "10.0.0.1")).get("v1"), "does not exist"));
+        // Addresses disagree with the pod's status: denied.
+        assert!(denied_because(decided(&format!("{}{}", pod("a", "10.0.0.1"), wep("a", "n0", "a", "v1", "10.0.0.2"))).get("v1"), "until they agree"));
+        // One interface, two bindings: both denied.
+        let d = decided(&format!("{}{}{}{}", pod("a", "10.0.0.1"), pod("b", "10.0.0.2"), wep("a", "n0", "a", "v1", "10.0.0.1"), wep("b", "n0", "b", "v1", "10.0.0.2")));
+        assert!(denied_because(d.get("v1"), "several WorkloadEndpoints"));
+        // One pod, two bindings: every interface of it denied.
+        let d = decided(&format!("{}{}{}", pod("a", "10.0.0.1"), wep("a", "n0", "a", "v1", "10.0.0.1"), wep("a2", "n0", "a", "v2", "10.0.0.1")));
+        assert!(denied_because(d.get("v1"), "several") && denied_because(d.get("v2"), "several"));
+        // Another pod claims the address: denied, and the address leaves the enforced model.
+        let y = format!("{}{}{}", pod("a", "10.0.0.1"), pod("b", "10.0.0.1"), wep("a", "n0", "a", "v1", "10.0.0.1"));
+        assert!(denied_because(decided(&y).get("v1"), "duplicate address"));
+        let (c, _) = world(&y);
+        let conflicts = address_conflicts(&c);
+        assert_eq!(conflicts.get(&ip("10.0.0.1")).map(|s| s.len()), Some(2));
+        let enforced = without_conflicts(&Arc::new(c), &conflicts);
+        assert!(enforced.endpoints.iter().all(|e| e.ips.is_empty()), "{:?}", enforced.endpoints);
+    }
 
     #[test]
     fn ranges_become_prefix_covers_and_identities_translate() {

@@ -9,10 +9,13 @@ mod agent;
 mod api;
 mod audit;
 mod auth;
+#[cfg(test)]
+mod cli_help;
 mod client;
 mod cmd;
 mod dataplane;
 mod flows;
+mod getfmt;
 mod keys;
 mod labelsel;
 mod printers;
@@ -63,9 +66,18 @@ enum Command {
     Lab(cmd::lab::LabArgs),
     /// The shop example in a kernel lab: open, then zero-trust, observed on real packets.
     Demo(cmd::demo::DemoArgs),
+    /// Print the client version and, when the API is reachable, what the server reports.
+    Version(cmd::version::VersionArgs),
+    /// Print a shell completion script: `source <(porin completion bash)`.
+    Completion(cmd::version::CompletionArgs),
+    /// Check connectivity assertions (ConnectivityTest) against manifests or the live agent; exit 1 on failure.
+    Test(cmd::test::TestArgs),
+    /// Make staged policies enforced (and delete the staged objects) in one transaction.
+    Promote(cmd::promote::PromoteArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
+        /// Arguments passed on by `porin lab` (internal).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -95,12 +107,16 @@ fn main() -> ExitCode {
         Command::Observe(a) => cmd::observe::observe(*a, matches.subcommand_matches("observe").expect("observe matches")),
         Command::Lab(a) => cmd::lab::lab(a),
         Command::Demo(a) => cmd::demo::demo(a),
+        Command::Version(a) => cmd::version::version(a),
+        Command::Completion(a) => cmd::version::completion(a, &mut Cli::command()),
         Command::LabServe { args } => cmd::lab::serve(args),
+        Command::Test(a) => cmd::test::test(a),
+        Command::Promote(a) => cmd::promote::promote(a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("{}", client::error_line(&e));
             ExitCode::from(1)
         }
     }

@@ -155,27 +155,42 @@ pub fn diff_table(d: &Diff) -> String {
 
 // ---- control plane: `porin get`, `porin audit`, `porin status` ----
 
-fn render_columns(rows: &[Vec<String>]) -> String {
-    let mut widths = vec![0; rows.first().map_or(0, Vec::len)];
+pub fn render_columns(rows: &[Vec<String>]) -> String {
+    let widths = column_widths(rows);
+    rows.iter().map(|r| render_row(r, &widths)).collect()
+}
+
+/// The width of each column over `rows` (characters, not bytes).
+pub fn column_widths(rows: &[Vec<String>]) -> Vec<usize> {
+    let mut widths = vec![0; rows.iter().map(Vec::len).max().unwrap_or(0)];
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                let _ = write!(line, "{c:<w$}   ", w = widths[i]);
-            }
+    widths
+}
+
+/// One table line: columns padded to `widths` (a longer cell pushes the rest right), three spaces apart.
+pub fn render_row(r: &[String], widths: &[usize]) -> String {
+    let mut line = String::new();
+    for (i, c) in r.iter().enumerate() {
+        if i + 1 == r.len() {
+            line.push_str(c);
+        } else {
+            let _ = write!(line, "{c:<w$}   ", w = widths.get(i).copied().unwrap_or(0));
         }
-        out.push_str(line.trim_end());
-        out.push('\n');
     }
+    let mut out = line.trim_end().to_string();
+    out.push('\n');
     out
+}
+
+/// A table from rows whose first is the header; `no_headers` leaves the header out (widths still count it,
+/// so a watch's later rows line up with the first ones).
+pub fn render_table(rows: &[Vec<String>], no_headers: bool) -> String {
+    let widths = column_widths(rows);
+    rows.iter().skip(usize::from(no_headers)).map(|r| render_row(r, &widths)).collect()
 }
 
 fn labels_text(v: &serde_json::Value) -> String {
@@ -192,15 +207,41 @@ fn scalar(v: &serde_json::Value) -> String {
         serde_json::Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 1e15) => {
             format!("{}", n.as_f64().unwrap_or_default() as i64)
         }
+        serde_json::Value::Array(a) if a.iter().all(|x| x.is_string()) => {
+            a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")
+        }
         other => other.to_string(),
     }
 }
 
-/// `porin get` table: NAMESPACE (with -A), NAME, kind-specific columns; `wide` adds selectors and labels.
-pub fn resource_table(kind: porin_model::Kind, items: &[serde_json::Value], all_namespaces: bool, wide: bool) -> String {
+/// How `porin get` draws its table.
+#[derive(Debug, Clone, Default)]
+pub struct TableOptions {
+    /// A NAMESPACE column (with -A, for namespaced kinds).
+    pub all_namespaces: bool,
+    /// `-o wide`: selectors and labels.
+    pub wide: bool,
+    /// `--show-labels`: a LABELS column at the end.
+    pub show_labels: bool,
+    /// `--output-watch-events`: an EVENT column first (rows then start with the event type).
+    pub events: bool,
+    /// Names as `type/name` (several kinds in one table).
+    pub name_prefix: Option<String>,
+    /// Now (epoch seconds), for AGE when objects carry `metadata.creationTimestamp`.
+    pub now: i64,
+}
+
+/// The rows of a `porin get` table, the header first: NAMESPACE (with -A), NAME, kind-specific columns, AGE
+/// (when objects carry a creation time); `wide` adds selectors and labels. `events[i]`, when given, is item i's watch event type.
+pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], events: &[&str], o: &TableOptions) -> Vec<Vec<String>> {
     use porin_model::Kind;
+    let namespace_col = o.all_namespaces && kind.info().namespaced;
+    let age = items.iter().any(|it| it["metadata"]["creationTimestamp"].as_str().is_some());
     let mut header: Vec<&str> = Vec::new();
-    if all_namespaces && kind.info().namespaced {
+    if o.events {
+        header.push("EVENT");
+    }
+    if namespace_col {
         header.push("NAMESPACE");
     }
     header.push("NAME");
@@ -213,8 +254,18 @@ pub fn resource_table(kind: porin_model::Kind, items: &[serde_json::Value], all_
         }
         Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
         Kind::Namespace | Kind::ClusterSettings => &[],
+        Kind::ConnectivityTest => &[],
+        Kind::WorkloadEndpoint => &[
+            ("POD", "/spec/pod"),
+            ("NODE", "/spec/node"),
+            ("INTERFACE", "/spec/interfaceName"),
+            ("NETWORKS", "/spec/ipNetworks"),
+        ],
     };
     header.extend(extra.iter().map(|(h, _)| *h));
+    if age {
+        header.push("AGE");
+    }
     let wide_cols: &[(&str, &str)] = match kind {
         Kind::K8sNetworkPolicy | Kind::StagedKubernetesNetworkPolicy => &[("POD-SELECTOR", "/spec/podSelector")],
         Kind::NetworkPolicy | Kind::GlobalNetworkPolicy | Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy => {
@@ -222,23 +273,40 @@ pub fn resource_table(kind: porin_model::Kind, items: &[serde_json::Value], all_
         }
         _ => &[],
     };
-    if wide {
+    if o.wide {
         header.extend(wide_cols.iter().map(|(h, _)| *h));
         header.push("LABELS");
     }
     header.push("RESOURCE-VERSION");
+    let labels_last = o.show_labels && !o.wide;
+    if labels_last {
+        header.push("LABELS");
+    }
     let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
-    for it in items {
+    for (i, it) in items.iter().enumerate() {
         let mut r = Vec::new();
-        if all_namespaces && kind.info().namespaced {
+        if o.events {
+            r.push(events.get(i).copied().unwrap_or("").to_string());
+        }
+        if namespace_col {
             r.push(scalar(&it["metadata"]["namespace"]));
         }
-        r.push(scalar(&it["metadata"]["name"]));
+        let name = scalar(&it["metadata"]["name"]);
+        r.push(match &o.name_prefix {
+            Some(p) => format!("{p}/{name}"),
+            None => name,
+        });
         for (h, p) in extra {
             let v = it.pointer(p).cloned().unwrap_or(serde_json::Value::Null);
             r.push(if *h == "TIER" && v.is_null() { "default".into() } else { scalar(&v) });
         }
-        if wide {
+        if age {
+            r.push(match it["metadata"]["creationTimestamp"].as_str().and_then(crate::timefmt::parse_rfc3339) {
+                Some(t) => crate::getfmt::human_age(o.now - t),
+                None => "<unknown>".into(),
+            });
+        }
+        if o.wide {
             for (_, p) in wide_cols {
                 let v = it.pointer(p).cloned().unwrap_or(serde_json::Value::Null);
                 r.push(if v.is_object() { v.to_string() } else { scalar(&v) });
@@ -246,9 +314,12 @@ pub fn resource_table(kind: porin_model::Kind, items: &[serde_json::Value], all_
             r.push(labels_text(it));
         }
         r.push(scalar(&it["metadata"]["resourceVersion"]));
+        if labels_last {
+            r.push(labels_text(it));
+        }
         rows.push(r);
     }
-    render_columns(&rows)
+    rows
 }
 
 /// `porin audit` table: one row per object changed.
@@ -311,4 +382,31 @@ pub fn status_table(v: &serde_json::Value) -> String {
         let _ = writeln!(out, "{:<16} {} ({scope}): {}", "Undecodable", scalar(&u["key"]), scalar(&u["error"]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn age_column_only_when_objects_carry_a_creation_time() {
+        let now = crate::timefmt::parse_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        let o = TableOptions { now, ..Default::default() };
+        let plain = [json!({"metadata": {"name": "a", "resourceVersion": "7"}})];
+        assert_eq!(render_table(&resource_rows(porin_model::Kind::Namespace, &plain, &[], &o), false), "NAME   RESOURCE-VERSION\na      7\n");
+        let dated = [
+            json!({"metadata": {"name": "old", "resourceVersion": "3", "creationTimestamp": "2025-12-31T03:04:05Z"}}),
+            json!({"metadata": {"name": "new", "resourceVersion": "9", "creationTimestamp": "2026-01-02T03:03:00Z"}}),
+            json!({"metadata": {"name": "odd", "resourceVersion": "9", "creationTimestamp": "yesterday"}}),
+        ];
+        let o = TableOptions { show_labels: true, ..o };
+        assert_eq!(
+            render_table(&resource_rows(porin_model::Kind::Namespace, &dated, &[], &o), false),
+            "NAME   AGE         RESOURCE-VERSION   LABELS\n\
+             old    2d          3                  <none>\n\
+             new    65s         9                  <none>\n\
+             odd    <unknown>   9                  <none>\n"
+        );
+    }
 }

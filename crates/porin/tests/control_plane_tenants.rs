@@ -120,7 +120,7 @@ fn a_tenant_token_cannot_change_another_tenants_traffic() {
     refused(&a, &shop, &["label", "pod", "-n", "shop", "payment", "pci-"], &["pci-isolation", "platform", "no longer"]);
     refused(&a, &shop, &["label", "pod", "-n", "shop", "frontend", "app=checkout", "--overwrite"], &["pci-isolation", "newly"]);
     refused(&a, &shop, &["label", "pod", "-n", "shop", "frontend", "role=backup"], &["ops/db-trusts-backup"]);
-    let new_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: sneaky, namespace: shop, labels: {role: backup}}\nstatus: {podIP: 10.0.0.99}\n";
+    let new_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: sneaky, namespace: shop, labels: {role: backup}}\n";
     refused(&a, &shop, &["apply", "-f", &a.write("pod.yaml", new_pod)], &["db-trusts-backup"]);
     refused(&a, &shop, &["delete", "pod", "-n", "shop", "payment"], &["pci-isolation", "delete"]);
     let set = "apiVersion: porin.io/v1\nkind: NetworkSet\nmetadata: {name: backups, namespace: shop, labels: {role: backup}}\nspec: {nets: [0.0.0.0/0]}\n";

@@ -387,3 +387,75 @@ fn unchanged_endpoints_do_no_map_writes() {
     assert_eq!(s.flips, 1);
     assert_eq!(m.endpoints[&3].flags & crate::abi::EP_F_LOCKDOWN, crate::abi::EP_F_LOCKDOWN);
 }
+
+#[test]
+fn policy_over_the_endpoint_quota_locks_only_that_endpoint_down() {
+    let mut m = FakeMaps::default();
+    let mut e = Engine::default();
+    e.set_policy_quota(Some(4));
+    // endpoint 3 has a small policy, endpoint 2 a fitting one first
+    e.set_endpoint(&mut m, 5, &pol(3, vec![allow(1, 6, 80, 1)])).unwrap();
+    e.set_endpoint(&mut m, 4, &pol(2, vec![allow(1, 6, 80, 1)])).unwrap(); // 2 entries + default egress
+    let big = pol(2, (0..10).map(|i| allow(i, 6, 80, i)).collect());
+    let err = e.set_endpoint(&mut m, 4, &big).unwrap_err();
+    match &err {
+        Error::PolicyOverQuota { map, endpoint_id, ifindex, entries, quota } => {
+            assert_eq!((*map, *endpoint_id, *ifindex, *quota), ("porin_pol_v1", 2, 4, 4));
+            assert!(*entries > 4);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("endpoint 2") && err.to_string().contains("quota of 4"), "{err}");
+    // locked down on deny-all defaults; nothing of the big policy was written
+    let v = m.endpoints[&4];
+    assert_eq!(v.flags, crate::abi::EP_F_LOCKDOWN);
+    let active = gen_entries(&m, 2, v.active_gen);
+    assert!(active.iter().all(|(k, v)| k.prefixlen == 32 && v.action == Action::Deny as u8), "{active:?}");
+    assert!(m.policy.len() <= 2 * 4 + 2 * 2, "{}", m.policy.len());
+    // the other endpoint is untouched
+    assert_eq!(m.endpoints[&5].flags, 0);
+    // a new endpoint over quota is locked down from the start
+    let err = e.set_endpoint(&mut m, 6, &pol(9, (0..10).map(|i| allow(i, 6, 80, i)).collect())).unwrap_err();
+    assert!(matches!(err, Error::PolicyOverQuota { endpoint_id: 9, .. }), "{err}");
+    assert_eq!(m.endpoints[&6].flags, crate::abi::EP_F_LOCKDOWN);
+    // a policy within the quota lifts it
+    e.set_endpoint(&mut m, 4, &pol(2, vec![allow(3, 6, 80, 1)])).unwrap();
+    assert_eq!(m.endpoints[&4].flags, 0);
+}
+
+#[test]
+fn own_addresses_follow_endpoints_and_are_released_only_by_their_owner() {
+    let a: std::net::IpAddr = "10.1.0.1".parse().unwrap();
+    let b: std::net::IpAddr = "10.1.0.2".parse().unwrap();
+    let mut m = FakeMaps::default();
+    let mut e = Engine::default();
+    let with = |id, addrs: Vec<std::net::IpAddr>| EndpointPolicy { addrs, ..pol(id, vec![]) };
+    e.set_endpoint(&mut m, 4, &with(2, vec![a])).unwrap();
+    assert_eq!(m.own.get(&OwnKey::of(a)), Some(&OwnValue { ifindex: 4, endpoint_id: 2 }));
+    // address change: new one owned, old one released
+    e.set_endpoint(&mut m, 4, &with(2, vec![b])).unwrap();
+    assert_eq!(m.own.get(&OwnKey::of(b)), Some(&OwnValue { ifindex: 4, endpoint_id: 2 }));
+    assert!(!m.own.contains_key(&OwnKey::of(a)));
+    // the address moves to a new endpoint before the old one is removed:
+    // removing the old one must not release the new owner's entry
+    e.set_endpoint(&mut m, 7, &with(3, vec![b])).unwrap();
+    assert_eq!(m.own.get(&OwnKey::of(b)), Some(&OwnValue { ifindex: 7, endpoint_id: 3 }));
+    e.remove_endpoint(&mut m, 4).unwrap();
+    assert_eq!(m.own.get(&OwnKey::of(b)), Some(&OwnValue { ifindex: 7, endpoint_id: 3 }));
+    e.remove_endpoint(&mut m, 7).unwrap();
+    assert!(m.own.is_empty());
+    // a failed own write is retried by the next identical set_endpoint
+    e.set_endpoint(&mut m, 4, &with(2, vec![a])).unwrap();
+    m.own.clear();
+    e.own.clear();
+    e.set_endpoint(&mut m, 4, &with(2, vec![a])).unwrap();
+    assert_eq!(m.own.get(&OwnKey::of(a)), Some(&OwnValue { ifindex: 4, endpoint_id: 2 }));
+    // read-back + sweep removes ownerships no endpoint claims
+    m.own.insert(OwnKey::of(b), OwnValue { ifindex: 99, endpoint_id: 99 });
+    let mut e2 = Engine::default();
+    e2.read_back(&mut m).unwrap();
+    e2.set_endpoint(&mut m, 4, &with(2, vec![a])).unwrap();
+    e2.sweep(&mut m).unwrap();
+    assert_eq!(m.own.len(), 1);
+    assert!(m.own.contains_key(&OwnKey::of(a)));
+}

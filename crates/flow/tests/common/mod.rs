@@ -79,6 +79,7 @@ pub fn ev(kind: EventType, dir: Direction, ts_s: f64, ep: u32, peer: u32, rule: 
         dport,
         packets: 1,
         bytes: 60,
+        first_ts_ns: (ts_s * SEC as f64) as u64,
     }
 }
 

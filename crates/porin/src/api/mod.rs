@@ -11,10 +11,12 @@
 //! Every request is authenticated ([`crate::auth`]) and every accepted change is written together with its
 //! audit record in one transaction ([`write::commit`]).
 
+pub mod binding;
 pub mod error;
 pub mod flows;
 pub mod listener;
 pub mod porin_routes;
+pub mod promote;
 pub mod resources;
 pub mod write;
 
@@ -202,9 +204,12 @@ async fn authn(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<PeerInfo
 pub const MAX_BODY_ADMIN: usize = 64 << 20;
 /// Request body budget of a scoped token (bytes).
 pub const MAX_BODY_SCOPED: usize = 8 << 20;
-/// Documents (after `kind: List` expansion) one request may carry: admin, scoped.
+/// Request body budget of a cni token (bytes): a WorkloadEndpoint or a Pod status at a time.
+pub const MAX_BODY_CNI: usize = 1 << 20;
+/// Documents (after `kind: List` expansion) one request may carry: admin, scoped, cni.
 pub const MAX_DOCS_ADMIN: usize = 200_000;
 pub const MAX_DOCS_SCOPED: usize = 2_000;
+pub const MAX_DOCS_CNI: usize = 64;
 
 /// The body budget of a request: nothing for reads and for read-only tokens.
 pub fn body_limit(role: &Role, method: &Method) -> usize {
@@ -214,6 +219,7 @@ pub fn body_limit(role: &Role, method: &Method) -> usize {
     match role {
         Role::Admin => MAX_BODY_ADMIN,
         Role::Scoped { .. } => MAX_BODY_SCOPED,
+        Role::Cni => MAX_BODY_CNI,
         Role::ReadOnly => 0,
     }
 }
@@ -223,6 +229,7 @@ pub fn max_documents(role: &Role) -> usize {
     match role {
         Role::Admin => MAX_DOCS_ADMIN,
         Role::Scoped { .. } => MAX_DOCS_SCOPED,
+        Role::Cni => MAX_DOCS_CNI,
         Role::ReadOnly => 0,
     }
 }
@@ -287,6 +294,7 @@ pub fn router(state: Shared) -> Router {
         .route("/apis/{*rest}", any(resources::handle))
         .route("/porin/v1/apply", post(porin_routes::apply))
         .route("/porin/v1/delete", post(porin_routes::delete))
+        .route("/porin/v1/promote", post(promote::promote))
         .route("/porin/v1/audit", get(porin_routes::audit))
         .route("/porin/v1/tokens", post(porin_routes::create_token).get(porin_routes::list_tokens))
         .route("/porin/v1/tokens/{name}", axum::routing::delete(porin_routes::revoke_token))

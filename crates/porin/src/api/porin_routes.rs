@@ -194,11 +194,12 @@ pub async fn create_token(
     let role = match req.role.as_str() {
         "admin" => Role::Admin,
         "read-only" => Role::ReadOnly,
+        "cni" => Role::Cni,
         "scoped" if req.namespaces.is_empty() && req.tiers.is_empty() => {
             return Err(ApiError::bad_request("a scoped token needs --namespace and/or --tier"));
         }
         "scoped" => Role::Scoped { namespaces: req.namespaces.clone(), tiers: req.tiers.clone() },
-        other => return Err(ApiError::bad_request(format!("role {other:?}: expected admin, read-only or scoped"))),
+        other => return Err(ApiError::bad_request(format!("role {other:?}: expected admin, read-only, scoped or cni"))),
     };
     if req.ttl_seconds == Some(0) {
         return Err(ApiError::bad_request("--ttl must be positive"));

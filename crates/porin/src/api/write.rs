@@ -118,7 +118,7 @@ async fn current(st: &ApiState, changes: &[Change]) -> Result<BTreeMap<String, K
 }
 
 /// Commit `changes` atomically, or nothing. Returns the store revision and one outcome per change.
-pub async fn commit(st: &ApiState, id: &Identity, verb: &str, changes: Vec<Change>) -> Result<(u64, Vec<Outcome>), ApiError> {
+pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<Change>) -> Result<(u64, Vec<Outcome>), ApiError> {
     if !st.connected() && st.store_kind == "etcd" {
         let last = st.snapshot.borrow().last_error.clone();
         return Err(ApiError::unavailable(format!(
@@ -139,6 +139,7 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, changes: Vec<Chang
         }
     }
     let cur = current(st, &changes).await?;
+    super::binding::check(st, id, &mut changes, &cur).await?;
     let mut conditions = Vec::with_capacity(changes.len());
     let mut ops = Vec::with_capacity(changes.len() + 1);
     let mut outcomes = Vec::with_capacity(changes.len());
@@ -228,6 +229,7 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, changes: Vec<Chang
     if ops.is_empty() {
         return Ok((st.store.revision().await.unwrap_or(0), outcomes));
     }
+    super::binding::unique_claims(st, &changes).await?;
     let now = crate::timefmt::now_secs();
     let record = AuditRecord {
         time: crate::timefmt::rfc3339(now),

@@ -60,6 +60,8 @@ pub struct AgentArgs {
     /// Also serve the API on TCP as plain HTTP (no TLS; bearer tokens required). Loopback addresses only.
     #[arg(long, value_name = "ADDR", help_heading = "API")]
     pub insecure_listen: Option<std::net::SocketAddr>,
+    /// Where objects are stored: `embedded` (a local file under --data-dir) or `etcd` (shared by every agent;
+    /// needs --etcd-endpoints).
     #[arg(long, value_enum, default_value = "embedded")]
     pub datastore: Datastore,
     /// etcd client URLs, comma-separated.
@@ -68,11 +70,11 @@ pub struct AgentArgs {
     /// Must not exceed etcd's --max-txn-ops; bounds the objects in one apply.
     #[arg(long, default_value_t = 1024)]
     pub etcd_max_txn_ops: usize,
-    /// This node's name (default: the hostname). Pods whose spec.nodeName is another node are not programmed.
+    /// This node's name (default: the hostname). The agent enforces the WorkloadEndpoints whose spec.node is this name.
     #[arg(long)]
     pub node: Option<String>,
-    /// The dataplane to program (agent only). `ebpf` does nothing until a local pod carries the
-    /// `porin.io/interface` annotation, or pinned state exists under --bpf-dir.
+    /// The dataplane to program (agent only). `ebpf` does nothing until a WorkloadEndpoint binds a pod to
+    /// an interface on this node (pod annotations are not read), or pinned state exists under --bpf-dir.
     #[arg(long, value_enum, default_value = "ebpf")]
     pub dataplane: DataplaneKind,
     /// Where the eBPF maps and links are pinned (a bpffs; mounted there if needed). Default: <data-dir>/bpf.
@@ -89,6 +91,22 @@ pub struct AgentArgs {
     /// ring shows loss accounting).
     #[arg(long, hide = true)]
     pub dp_ringbuf_bytes: Option<u32>,
+    /// Most conntrack entries one workload may hold (two per flow, opened or accepted). Over it, that workload's
+    /// new flows drop (reason ct_budget); no other workload is affected. 0 admits no new flow.
+    #[arg(long, default_value_t = porin_dataplane::DEFAULT_CT_BUDGET, help_heading = "Dataplane capacity")]
+    pub ct_budget: u32,
+    /// Most policy-map entries one workload's policy may take (per generation). A larger policy locks that
+    /// workload down (it denies everything) and is reported in `porin status`. 0: only the map size limits.
+    #[arg(long, default_value_t = porin_dataplane::DEFAULT_POLICY_QUOTA, help_heading = "Dataplane capacity")]
+    pub policy_quota: u32,
+    /// Size of the node's conntrack map when first created (entries). For full isolation between workloads
+    /// size it as --ct-budget x workloads per node.
+    #[arg(long, help_heading = "Dataplane capacity")]
+    pub max_conntrack: Option<u32>,
+    /// Flows the kernel's denied-packet aggregates hold between two drains, when first created (tests: a
+    /// tiny map sends the overflow through the ring buffer).
+    #[arg(long, hide = true)]
+    pub dp_denied_aggregates: Option<u32>,
     /// Flow records: one per 5-tuple, or per (workload, peer workload, port) like Calico's level 2.
     #[arg(long, value_enum, default_value = "five-tuple", help_heading = "Flows")]
     pub flow_aggregation: FlowAggregation,
@@ -258,7 +276,11 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
                     pin_dir: a.bpf_dir.clone().unwrap_or_else(|| a.data_dir.join("bpf")),
                     options: DataplaneOptions {
                         max_policy: a.dp_max_policy,
+                        max_conntrack: a.max_conntrack,
+                        ct_budget: a.ct_budget,
+                        policy_quota: (a.policy_quota > 0).then_some(a.policy_quota),
                         ringbuf_bytes: a.dp_ringbuf_bytes.unwrap_or(DataplaneOptions::default().ringbuf_bytes),
+                        max_denied_aggregates: a.dp_denied_aggregates,
                         ..Default::default()
                     },
                 };

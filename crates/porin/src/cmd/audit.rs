@@ -19,6 +19,7 @@ pub struct AuditArgs {
     /// Only changes to this kind.
     #[arg(long)]
     pub kind: Option<String>,
+    /// Output format: a table for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]

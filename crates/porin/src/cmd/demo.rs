@@ -28,6 +28,7 @@ pub struct DemoArgs {
     /// Tear the lab down and exit after the walkthrough (CI).
     #[arg(long)]
     pub exit: bool,
+    /// How many lab nodes (agents) to spread the pods over.
     #[arg(long, default_value_t = 1)]
     pub nodes: u32,
     #[command(flatten)]

@@ -5,8 +5,9 @@
 //! node's network namespace (`porin agent --netns porin-<lab>-n<i>`: the agent joins it before starting
 //! any thread; `ip netns exec` would also give it a private mount namespace, and the bpffs it mounts for
 //! its pins would vanish with it, taking enforcement down on an agent restart), applies the manifests
-//! through the normal API (Pods get `spec.nodeName: n<i>` and the `porin.io/interface` annotation) and
-//! returns once every agent enforces the applied revision.
+//! through the normal API (Pods as written, plus their lab address in `status`; each pod gets a
+//! WorkloadEndpoint binding it to its host-side veth on node `n<i>`, written as admin) and returns once
+//! every agent enforces the applied revision.
 //!
 //! * One node: the agent uses its embedded store.
 //! * Several nodes: the lab starts a real etcd inside node 0's namespace, listening on node 0's
@@ -72,6 +73,7 @@ pub enum LabCommand {
     Down,
     /// Wait until every agent enforces the store's current revision (after `porin apply`).
     Wait {
+        /// Give up (exit 1) after this many seconds.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
     },
@@ -104,6 +106,7 @@ pub struct ProbeArgs {
     /// Per-probe timeout.
     #[arg(long, default_value_t = 500)]
     pub timeout_ms: u64,
+    /// Output format: a grid for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
 }
@@ -119,6 +122,7 @@ pub struct ExecArgs {
 
 #[derive(Args, Debug)]
 pub struct LabStatusArgs {
+    /// Output format: a table for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
 }
@@ -127,6 +131,7 @@ pub struct LabStatusArgs {
 pub struct AgentCtlArgs {
     /// `stop` (SIGKILL) or `start`.
     pub action: String,
+    /// Which node's agent (0 is the first).
     #[arg(long, default_value_t = 0)]
     pub node: u32,
 }
@@ -450,19 +455,22 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
         wait_agent_ready(a, Duration::from_secs(30))?;
     }
 
-    // Apply the manifests, pods placed and annotated with their interface.
+    // Apply the manifests: pods as written plus their lab address (`status`, the system-owned part, kept
+    // when a pod is re-applied without it), and one WorkloadEndpoint per pod binding it to its host-side
+    // veth on its node. Pods carry no binding of their own, so re-applying them as written changes
+    // nothing (`unchanged`).
     let mut docs = docs.to_vec();
+    let mut weps = Vec::new();
     for d in &mut docs {
         if let Resource::Pod(p) = &mut d.resource {
             let key = format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or("default"), p.metadata.name);
             let info = lab.pod(&key)?;
-            p.spec.node_name = Some(format!("n{}", info.node));
-            p.metadata.annotations.insert(crate::dataplane::ANNOT_INTERFACE.into(), info.host_ifname.clone());
-            p.metadata.annotations.insert(crate::dataplane::ANNOT_NETNS.into(), info.node_netns.clone());
             p.status.pod_ip = Some(info.ipv4.to_string());
             p.status.pod_ips.clear();
+            weps.push(workload_endpoint(info, &format!("n{}", info.node))?);
         }
     }
+    docs.extend(weps);
     let c = client(&meta.server);
     let rev = block_on(async {
         c.call(Method::POST, "/porin/v1/apply", Some(super::apply::list_body(&docs))).await?;
@@ -485,6 +493,27 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
     }
     save_meta(&o.state_dir, &meta)?;
     Ok(meta)
+}
+
+/// The WorkloadEndpoint of a lab pod: `<node>-k8s-<pod>-eth0` in the pod's namespace (Calico's naming).
+pub fn workload_endpoint(info: &porin_lab::PodInfo, node: &str) -> Result<porin_model::Document> {
+    let (ns, pod) = (&info.namespace, &info.name);
+    let v = serde_json::json!({
+        "apiVersion": "porin.io/v1",
+        "kind": "WorkloadEndpoint",
+        "metadata": {"name": format!("{node}-k8s-{pod}-eth0"), "namespace": ns},
+        "spec": {
+            "node": node,
+            "orchestrator": "k8s",
+            "pod": pod,
+            "endpoint": "eth0",
+            "interfaceName": info.host_ifname,
+            "mac": info.pod_mac,
+            "ipNetworks": [format!("{}/32", info.ipv4)],
+        },
+    });
+    let resource = porin_model::load::to_resource(porin_model::Kind::WorkloadEndpoint, v).map_err(|(p, m)| anyhow!("WorkloadEndpoint {p}: {m}"))?;
+    Ok(porin_model::Document { source: "porin lab".into(), doc: 0, prefix: String::new(), resource })
 }
 
 fn client(socket: &Path) -> Client {

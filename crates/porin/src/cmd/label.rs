@@ -13,11 +13,14 @@ use crate::client::{Client, ClientArgs, block_on, collection_path, type_name};
 
 #[derive(Args, Debug)]
 pub struct LabelArgs {
+    /// Kind: plural, singular or short name (`pods`, `netpol`, `gnp`).
     pub kind: String,
+    /// The object's name.
     pub name: String,
     /// `key=value` to set, `key-` to remove.
     #[arg(required = true)]
     pub labels: Vec<String>,
+    /// Namespace of the object (namespaced kinds) [default: default].
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Allow replacing an existing value.

@@ -11,3 +11,6 @@ pub mod lab;
 pub mod observe;
 pub mod status;
 pub mod token;
+pub mod version;
+pub mod test;
+pub mod promote;

@@ -49,12 +49,14 @@ pub struct TraceArgs {
     /// ICMP code (with --icmp-type).
     #[arg(long, requires = "icmp_type")]
     pub icmp_code: Option<u8>,
+    /// Output format: a table for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
 }
 
 #[derive(Args, Debug)]
 pub struct MatrixArgs {
+    /// Manifests: pods, namespaces, policies (files or directories, `-` for stdin). Repeatable.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Only this port (default: every containerPort declared by any pod).
@@ -66,6 +68,7 @@ pub struct MatrixArgs {
     /// Evaluate the pending policy set (staged policies applied) instead of the enforced one.
     #[arg(long)]
     pub staged: bool,
+    /// Output format: a grid for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
 }
@@ -78,10 +81,13 @@ pub struct DiffArgs {
     /// The proposed manifests.
     #[arg(long = "against", required = true, num_args = 1..)]
     pub new: Vec<PathBuf>,
+    /// Only this port (default: every containerPort declared by any pod, before or after).
     #[arg(long)]
     pub port: Option<u16>,
+    /// Only this protocol (TCP, UDP, SCTP).
     #[arg(long)]
     pub protocol: Option<String>,
+    /// Output format: a list for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
 }

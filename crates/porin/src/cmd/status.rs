@@ -7,10 +7,12 @@ use clap::Args;
 use hyper::Method;
 
 use super::offline::Output;
+use crate::getfmt::Bytes;
 use crate::client::{Client, ClientArgs, block_on};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// Output format: `key value` lines for people, the raw JSON status for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]
@@ -65,7 +67,7 @@ fn dataplane_table(d: &serde_json::Value) -> String {
 }
 
 /// The flow-pipeline part of `porin status`: events read, loss by stage, records stored, store size.
-fn flows_table(f: &serde_json::Value) -> String {
+pub fn flows_table(f: &serde_json::Value) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     if f.is_null() {
@@ -79,14 +81,31 @@ fn flows_table(f: &serde_json::Value) -> String {
         if f["readingEvents"].as_bool() == Some(true) { "" } else { " (not reading events yet)" });
     let _ = writeln!(out, "{:<16} {} in, {} records out, {} stored", "Flow events", n(&c["events_in"]), n(&c["records_out"]), n(&c["records_stored"]));
     let _ = writeln!(out, "{:<16} {} ({})", "Flow events lost", n(&f["lostTotal"]), lost.join(" "));
+    let _ = writeln!(out, "{:<16} {} packets in {} kernel aggregates", "Denied, summed", n(&c["denied_aggregated_packets"]), n(&c["denied_aggregates"]));
     let _ = writeln!(
         out,
-        "{:<16} {} records, {} of {} bytes (file {} bytes)",
+        "{:<16} {} records, {} of {} (file {})",
         "Flow store",
         n(&st["records"]),
-        n(&st["bytes"]),
-        n(&f["storeMaxBytes"]),
-        n(&st["file_bytes"])
+        Bytes(n(&st["bytes"])),
+        Bytes(n(&f["storeMaxBytes"])),
+        Bytes(n(&st["file_bytes"]))
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flow_store_sizes_are_human_sized() {
+        let f = serde_json::json!({
+            "aggregation": "per-connection", "flushIntervalMillis": 1000, "readingEvents": true,
+            "counters": {"events_in": 10, "records_out": 4, "records_stored": 4},
+            "lostTotal": 0, "lostByStage": {},
+            "storeStats": {"records": 4, "bytes": 97075, "file_bytes": 1_310_720},
+            "storeMaxBytes": 1_073_741_824u64,
+        });
+        let out = super::flows_table(&f);
+        assert!(out.contains("Flow store       4 records, 94.8 KiB of 1.0 GiB (file 1.2 MiB)\n"), "{out}");
+    }
 }

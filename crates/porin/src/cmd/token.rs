@@ -1,4 +1,4 @@
-//! `porin token create NAME --role admin|read-only|scoped [--namespace N]... [--tier T]... [--ttl 24h] [--rotate]`,
+//! `porin token create NAME --role admin|read-only|scoped|cni [--namespace N]... [--tier T]... [--ttl 24h] [--rotate]`,
 //! `porin token list [-o json]`, `porin token revoke NAME` (admin only).
 
 use std::process::ExitCode;
@@ -14,6 +14,8 @@ pub enum RoleArg {
     Admin,
     ReadOnly,
     Scoped,
+    /// The CNI path: writes WorkloadEndpoints and Pod status only.
+    Cni,
 }
 
 #[derive(Subcommand, Debug)]
@@ -37,6 +39,7 @@ pub struct TokenListArgs {
 
 #[derive(Args, Debug)]
 pub struct TokenRevokeArgs {
+    /// The token's name (every token of that name is revoked).
     pub name: String,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -88,6 +91,7 @@ fn create(a: TokenCreateArgs) -> Result<ExitCode> {
         RoleArg::Admin => "admin",
         RoleArg::ReadOnly => "read-only",
         RoleArg::Scoped => "scoped",
+        RoleArg::Cni => "cni",
     };
     let ttl = match &a.ttl {
         Some(t) => Some(

@@ -61,6 +61,36 @@ const LIVE_BACKLOG: usize = 256;
 /// Age eviction runs at least this often, even without new records.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 
+/// How often the kernel's denied-packet aggregates are drained (each drain waits for one RCU grace
+/// period when there is something to drain).
+const DENIED_DRAIN_EVERY: Duration = Duration::from_millis(200);
+
+/// Moves the kernel's denied-packet aggregates into the queue. They are sent with back-pressure (one
+/// event stands for many packets: dropping it would lose more than one event's worth); the ring keeps
+/// filling meanwhile, where loss is counted by the kernel. Returns `false` when the pipeline is gone.
+fn drain_denied(reader: &mut EventReader, buf: &mut Vec<Result<porin_dataplane::Event, porin_dataplane::events::DecodeError>>, tx: &porin_flow::EventSender, c: &PipelineCounters) -> bool {
+    let Some(agg) = reader.denied_aggregates() else { return true };
+    buf.clear();
+    match agg.drain(buf) {
+        Ok(st) => {
+            PipelineCounters::add(&c.denied_aggregates, buf.len() as u64);
+            PipelineCounters::add(&c.denied_aggregated_packets, st.packets);
+        }
+        Err(e) => tracing::warn!(error = %e, "draining the denied-packet aggregates failed (retried)"),
+    }
+    for r in buf.drain(..) {
+        match r {
+            Ok(ev) => {
+                if tx.send_blocking(ev) == porin_flow::SendOutcome::Closed {
+                    return false;
+                }
+            }
+            Err(_) => PipelineCounters::add(&c.decode_errors, 1),
+        }
+    }
+    true
+}
+
 /// The pipeline's shared face: counters, metrics, store reader, live feed, enricher snapshot.
 pub struct FlowService {
     pub counters: Arc<PipelineCounters>,
@@ -127,11 +157,27 @@ impl FlowService {
         std::thread::Builder::new().name("porin-flow-rb".into()).spawn(move || {
             let Ok(mut reader) = rx.recv() else { return };
             tracing::info!("flow pipeline: reading the dataplane's event ring buffer");
+            // Denied packets are summed per flow in the kernel and drained here, not sent one by one.
+            if let Some(agg) = reader.denied_aggregates()
+                && let Err(e) = agg.set_enabled(true)
+            {
+                tracing::warn!(error = %e, "denied-packet aggregation stays off: every denied packet is an event");
+            }
+            let mut last_drain = Instant::now();
+            let mut drained = Vec::new();
             loop {
-                match reader.next_timeout(Duration::from_millis(250)) {
+                if last_drain.elapsed() >= DENIED_DRAIN_EVERY {
+                    last_drain = Instant::now();
+                    if !drain_denied(&mut reader, &mut drained, &ev_tx, &c2) {
+                        return;
+                    }
+                }
+                match reader.next_timeout(porin_dataplane::EVENT_POLL_INTERVAL) {
                     Ok(None) => continue,
                     Ok(Some(first)) => {
                         let mut next = Some(first);
+                        // Bounded, so that a ring that never empties still lets the aggregates drain.
+                        let mut n = 0;
                         while let Some(r) = next {
                             match r {
                                 Ok(ev) => {
@@ -141,7 +187,8 @@ impl FlowService {
                                 }
                                 Err(_) => PipelineCounters::add(&c2.decode_errors, 1),
                             }
-                            next = reader.try_next();
+                            n += 1;
+                            next = if n < 65_536 { reader.try_next() } else { None };
                         }
                     }
                     Err(e) => {

@@ -92,10 +92,10 @@ impl Agent {
         p.to_str().unwrap().to_string()
     }
 
-    /// Start `porin get KIND -A --watch` and return a reader of its lines.
+    /// Start `porin get KIND -A --watch -o json` (raw events, one a line) and return a reader of its lines.
     pub fn watch(&self, kind: &str) -> (Child, BufReader<std::process::ChildStdout>) {
         let mut child = Command::new(bin())
-            .args(["get", kind, "-A", "--watch"])
+            .args(["get", kind, "-A", "--watch", "-o", "json"])
             .env("PORIN_SERVER", &self.socket)
             .stdout(Stdio::piped())
             .spawn()
