@@ -42,6 +42,49 @@ pub struct PolicySummary {
     pub built_at: Option<u64>,
     pub build_millis: f64,
     pub error: Option<String>,
+    /// Stored objects that do not decode (their endpoints are locked down: see [`Lockdown`]).
+    pub undecodable: Vec<Undecodable>,
+}
+
+/// A stored object the engine cannot read, and what it locks down.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Undecodable {
+    pub key: String,
+    pub error: String,
+    /// The namespace whose endpoints deny; None: every endpoint.
+    pub namespace: Option<String>,
+}
+
+/// Endpoints that must deny everything because a stored object that may apply to them does not decode: had
+/// it been an isolating policy, leaving it out would fail open. A namespaced object locks down its
+/// namespace; a cluster-scoped one (or a key whose kind or namespace is unknown) every endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lockdown {
+    pub all: bool,
+    pub namespaces: std::collections::BTreeSet<String>,
+}
+
+impl Lockdown {
+    pub fn from_undecodable(u: &[Undecodable]) -> Lockdown {
+        let mut l = Lockdown::default();
+        for x in u {
+            match &x.namespace {
+                Some(ns) => {
+                    l.namespaces.insert(ns.clone());
+                }
+                None => l.all = true,
+            }
+        }
+        l
+    }
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.namespaces.is_empty()
+    }
+    /// Does the lockdown cover endpoint `namespace/name`?
+    pub fn covers(&self, endpoint: &str) -> bool {
+        self.all || endpoint.split_once('/').is_some_and(|(ns, _)| self.namespaces.contains(ns))
+    }
 }
 
 /// One computed policy model, as of store revision `revision`.
@@ -53,6 +96,8 @@ pub struct PolicySnapshot {
     pub bindings: Arc<Vec<crate::dataplane::Binding>>,
     /// When the agent saw the change this revision carries (programming latency starts here).
     pub changed_at: Option<Instant>,
+    /// Endpoints the dataplane must make deny everything (stored objects that do not decode).
+    pub lockdown: Arc<Lockdown>,
 }
 
 /// The dataplane seam: receives every policy revision the engine publishes.
@@ -78,14 +123,50 @@ pub async fn run_consumer(mut rx: watch::Receiver<Arc<PolicySnapshot>>, mut cons
 }
 
 
-fn decode_all(items: &BTreeMap<String, KeyValue>) -> Vec<Resource> {
-    items
-        .values()
-        .filter_map(|kv| {
-            let (kind, _, _) = keys::parse_key(&kv.key)?;
-            crate::api::write::decode(kind, kv)
-        })
-        .collect()
+/// Why a stored value is not a resource.
+#[derive(Debug)]
+enum DecodeError {
+    UnknownKey,
+    Json(serde_json::Error),
+    Invalid { path: String, message: String },
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::UnknownKey => f.write_str("the key names no known kind"),
+            DecodeError::Json(e) => write!(f, "invalid JSON: {e}"),
+            DecodeError::Invalid { path, message } if path.is_empty() => f.write_str(message),
+            DecodeError::Invalid { path, message } => write!(f, "{path}: {message}"),
+        }
+    }
+}
+
+fn decode_one(kind: porin_model::Kind, kv: &KeyValue) -> Result<Resource, DecodeError> {
+    let v: serde_json::Value = serde_json::from_slice(&kv.value).map_err(DecodeError::Json)?;
+    porin_model::load::to_resource(kind, v).map_err(|(path, message)| DecodeError::Invalid { path, message })
+}
+
+/// Every stored resource that decodes, and every one that does not (never silently dropped).
+fn decode_all(items: &BTreeMap<String, KeyValue>) -> (Vec<Resource>, Vec<Undecodable>) {
+    let mut ok = Vec::with_capacity(items.len());
+    let mut bad = Vec::new();
+    for kv in items.values() {
+        let parsed = keys::parse_key(&kv.key);
+        let res = match &parsed {
+            Some((kind, _, _)) => decode_one(*kind, kv),
+            None => Err(DecodeError::UnknownKey),
+        };
+        match res {
+            Ok(r) => ok.push(r),
+            Err(e) => bad.push(Undecodable {
+                key: kv.key.clone(),
+                error: e.to_string(),
+                namespace: parsed.and_then(|(_, ns, _)| ns),
+            }),
+        }
+    }
+    (ok, bad)
 }
 
 /// The engine task. `build` = false runs only the cache (for `porin serve`).
@@ -137,7 +218,10 @@ pub async fn run_engine(
         }
         if dirty && build && snap.synced {
             let t0 = Instant::now();
-            let resources = decode_all(refl.items());
+            let (resources, undecodable) = decode_all(refl.items());
+            for u in &undecodable {
+                tracing::error!(key = %u.key, error = %u.error, namespace = ?u.namespace, "stored object does not decode: its endpoints are locked down");
+            }
             match Cluster::build(resources.iter()) {
                 Ok(cluster) => {
                     summary = PolicySummary {
@@ -147,21 +231,57 @@ pub async fn run_engine(
                         built_at: Some(crate::timefmt::now_secs() as u64),
                         build_millis: t0.elapsed().as_secs_f64() * 1e3,
                         error: None,
+                        undecodable: undecodable.clone(),
                     };
                     policy_tx.send_replace(Arc::new(PolicySnapshot {
                         revision: snap.revision,
                         cluster: Arc::new(cluster),
                         bindings: Arc::new(crate::dataplane::bindings(&resources)),
                         changed_at: Some(changed_at),
+                        lockdown: Arc::new(Lockdown::from_undecodable(&undecodable)),
                     }));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, revision = snap.revision, "policy recompute failed; keeping the previous policy");
                     summary.error = Some(e.to_string());
+                    summary.undecodable = undecodable;
                 }
             }
         }
         snap.policy = Arc::new(summary.clone());
         snap_tx.send_replace(Arc::new(snap.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> (String, KeyValue) {
+        (key.to_string(), KeyValue { key: key.into(), value: value.as_bytes().to_vec(), create_revision: 1, mod_revision: 1 })
+    }
+
+    #[test]
+    fn undecodable_objects_lock_down_their_scope() {
+        let items: BTreeMap<String, KeyValue> = [
+            kv("resources/porin.io/networkpolicies/shop/iso", "{\"apiVersion\": \"porin.io/v1\", \"kind\": \"NetworkPolicy\", \"metadata\": {\"name\": \"iso\", \"namespace\": \"shop\"}, \"spec\": {\"tier\": 7}}"),
+            kv("resources/core/pods/shop/ok", "{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"ok\", \"namespace\": \"shop\"}}"),
+        ]
+        .into_iter()
+        .collect();
+        let (ok, bad) = decode_all(&items);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].error.contains("tier"), "{bad:?}");
+        let l = Lockdown::from_undecodable(&bad);
+        assert!(l.covers("shop/ok") && !l.covers("ops/db") && !l.all);
+        // Cluster-scoped, or a key of an unknown kind: every endpoint.
+        let mut items = items;
+        items.extend([kv("resources/porin.io/globalnetworkpolicies/_/g", "not json")]);
+        let (_, bad) = decode_all(&items);
+        assert!(Lockdown::from_undecodable(&bad).covers("ops/db"));
+        let items: BTreeMap<String, KeyValue> = [kv("resources/example.com/gadgets/shop/g", "{}")].into_iter().collect();
+        let (_, bad) = decode_all(&items);
+        assert!(Lockdown::from_undecodable(&bad).all, "{bad:?}");
     }
 }

@@ -32,6 +32,9 @@ pub struct AuditRecord {
     pub timestamp: i64,
     /// `token:<name>` or `uid:<n>`.
     pub user: String,
+    /// The id of the token used ([`crate::auth::token_id`]), when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
     /// `apply`, `create`, `update`, `delete`, `token-create`.
     pub verb: String,
     /// The node whose API server accepted the request.

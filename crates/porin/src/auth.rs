@@ -6,8 +6,10 @@
 //!
 //! * `admin`: everything, including creating tokens;
 //! * `read-only`: every read, no write;
-//! * `scoped`: reads, and writes of namespaced kinds in its namespaces; Porin NetworkPolicies (and
-//!   GlobalNetworkPolicies) only in its tiers. Never Tiers, ClusterSettings, Namespaces, GlobalNetworkSets.
+//! * `scoped`: reads, and writes of namespaced kinds in its namespaces; policies (Kubernetes ones count as
+//!   tier `default`) only in its tiers. Never a cluster-scoped kind (GlobalNetworkPolicy and its staged form,
+//!   GlobalNetworkSet, Tier, ClusterSettings, Namespace), and never a label change that alters what a policy
+//!   outside its scope selects ([`crate::scope`]).
 //!   Never WorkloadEndpoints, Pod `status` or `porin.io/*` annotations (system-owned; see [`Identity::binding_rule`]
 //!   and `api::binding`).
 //! * `cni`: reads, and the bindings only: WorkloadEndpoints, and the `status` of existing Pods. Nothing else.
@@ -35,6 +37,9 @@ pub struct TokenRecord {
     #[serde(flatten)]
     pub role: Role,
     pub created: String,
+    /// Epoch seconds after which the token is refused (None: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 /// Who is calling.
@@ -43,6 +48,8 @@ pub struct Identity {
     /// `token:<name>` or `uid:<n>`.
     pub user: String,
     pub role: Role,
+    /// The token's id ([`token_id`]) when the caller used one.
+    pub token_id: Option<String>,
 }
 
 /// A fresh random token: `porin_` + 43 base64url characters (256 bits).
@@ -71,6 +78,12 @@ pub fn token_key(token: &str) -> String {
     format!("{}{}", crate::keys::TOKENS, sha256::hex_digest(token.as_bytes()))
 }
 
+/// A token's public id: the first 12 hex digits of its SHA-256 (from its store key). Names who used which
+/// token in the audit trail and `porin token list` without revealing anything that authenticates.
+pub fn token_id(key: &str) -> String {
+    key.strip_prefix(crate::keys::TOKENS).unwrap_or(key).chars().take(12).collect()
+}
+
 /// The tier a policy object belongs to (`default` when unset); None for kinds without tiers.
 pub fn tier_of(r: &Resource) -> Option<String> {
     let tier = match r {
@@ -91,6 +104,12 @@ impl Identity {
 
     /// May this caller create, change or delete `r` (check both the old and the new object)?
     /// Err carries the reason for the 403 message.
+    ///
+    /// A scoped token writes only namespaced kinds, only in its namespaces, and policies only in its tiers
+    /// (Kubernetes NetworkPolicies and StagedKubernetesNetworkPolicies sit in tier `default`). Cluster-scoped
+    /// kinds (GlobalNetworkPolicy, StagedGlobalNetworkPolicy, GlobalNetworkSet, Tier, ClusterSettings,
+    /// Namespace, and any kind added later) can change what happens in every namespace, whatever their tier:
+    /// admin only. What labels a scoped token may set is checked separately ([`crate::scope`]).
     pub fn can_write(&self, r: &Resource) -> Result<(), String> {
         if let Some(verdict) = self.binding_rule(r) {
             return verdict;
@@ -98,34 +117,34 @@ impl Identity {
         match &self.role {
             Role::Admin | Role::Cni => Ok(()),
             Role::ReadOnly => Err(format!("{} has a read-only token", self.user)),
-            Role::Scoped { namespaces, tiers } => {
-                let kind = r.kind();
-                let what = format!("{} {:?}", kind, r.qualified_name());
-                let tier_ok = |t: &str| tiers.iter().any(|x| x == t);
-                match kind {
-                    Kind::Tier | Kind::ClusterSettings | Kind::Namespace | Kind::GlobalNetworkSet => {
-                        return Err(format!("{} (scoped) may not write {what}", self.user));
-                    }
-                    Kind::GlobalNetworkPolicy | Kind::StagedGlobalNetworkPolicy => {}
-                    _ => {
-                        let ns = r.namespace().unwrap_or("default");
-                        if !namespaces.iter().any(|n| n == ns) {
-                            return Err(format!("{} (scoped) may not write in namespace {ns:?}: {what}", self.user));
-                        }
-                    }
-                }
-                if matches!(
-                    kind,
-                    Kind::NetworkPolicy | Kind::StagedNetworkPolicy | Kind::GlobalNetworkPolicy | Kind::StagedGlobalNetworkPolicy
-                ) && let Some(t) = tier_of(r)
-                    && !tier_ok(&t)
-                {
-                    return Err(format!("{} (scoped) may not write tier {t:?}: {what}", self.user));
-                }
-                Ok(())
-            }
+            Role::Scoped { namespaces, tiers } => scoped_can_write(&self.user, namespaces, tiers, r),
         }
     }
+}
+
+fn scoped_can_write(user: &str, namespaces: &[String], tiers: &[String], r: &Resource) -> Result<(), String> {
+    let kind = r.kind();
+    let what = format!("{} {:?}", kind, r.qualified_name());
+    if !kind.info().namespaced {
+        return Err(format!(
+            "{user} (scoped) may not write {what}: a cluster-scoped object can affect every namespace (admin only)"
+        ));
+    }
+    let ns = r.namespace().unwrap_or("default");
+    if !namespaces.iter().any(|n| n == ns) {
+        return Err(format!("{user} (scoped) may not write in namespace {ns:?}: {what}"));
+    }
+    if let Some(t) = tier_of(r)
+        && !tiers.contains(&t)
+    {
+        let k8s = if matches!(kind, Kind::K8sNetworkPolicy | Kind::StagedKubernetesNetworkPolicy) {
+            " (Kubernetes NetworkPolicies sit in tier \"default\")"
+        } else {
+            ""
+        };
+        return Err(format!("{user} (scoped) may not write tier {t:?}{k8s}: {what}"));
+    }
+    Ok(())
 }
 
 impl Identity {
@@ -162,6 +181,7 @@ mod tests {
         let id = Identity {
             user: "token:team-a".into(),
             role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec!["app".into()] },
+            token_id: None,
         };
         let ok = parse("apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {tier: app}\n");
         assert!(id.can_write(&ok).is_ok());
@@ -173,7 +193,29 @@ mod tests {
         assert!(id.can_write(&tier).is_err());
         let gnp = parse("apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: platform}\n");
         assert!(id.can_write(&gnp).is_err());
-        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly };
+        // Whatever their tier, cluster-scoped objects are out of reach.
+        let gnp_app = parse("apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: app}\n");
+        assert!(id.can_write(&gnp_app).unwrap_err().contains("cluster-scoped"));
+        let sgnp = parse("apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: g}\nspec: {tier: app}\n");
+        assert!(id.can_write(&sgnp).is_err());
+        let gns = parse("apiVersion: porin.io/v1\nkind: GlobalNetworkSet\nmetadata: {name: s}\nspec: {nets: [10.0.0.0/8]}\n");
+        assert!(id.can_write(&gns).is_err());
+        let ns = parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n");
+        assert!(id.can_write(&ns).is_err());
+        // Kubernetes policies (and their staged form) are tier default: not this token's.
+        let knp = parse("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: k, namespace: team-a}\nspec: {podSelector: {}}\n");
+        assert!(id.can_write(&knp).unwrap_err().contains("default"));
+        let sknp = parse("apiVersion: porin.io/v1\nkind: StagedKubernetesNetworkPolicy\nmetadata: {name: k, namespace: team-a}\nspec: {podSelector: {}}\n");
+        assert!(id.can_write(&sknp).is_err());
+        let snp = parse("apiVersion: porin.io/v1\nkind: StagedNetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {tier: platform}\n");
+        assert!(id.can_write(&snp).is_err());
+        let with_default = Identity {
+            user: "token:team-a".into(),
+            role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec!["default".into()] },
+            token_id: None,
+        };
+        assert!(with_default.can_write(&knp).is_ok());
+        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly, token_id: None };
         assert!(ro.can_write(&ok).is_err());
     }
 
@@ -183,15 +225,15 @@ mod tests {
             "apiVersion: porin.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: a, namespace: team-a}\n\
              spec: {node: n0, pod: a, interfaceName: v0, ipNetworks: [10.0.0.1/32]}\n",
         );
-        let scoped = Identity { user: "token:team-a".into(), role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec![] } };
+        let scoped = Identity { user: "token:team-a".into(), role: Role::Scoped { namespaces: vec!["team-a".into()], tiers: vec![] }, token_id: None };
         assert!(scoped.can_write(&wep).unwrap_err().contains("system-owned"));
-        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly };
+        let ro = Identity { user: "token:ro".into(), role: Role::ReadOnly, token_id: None };
         assert!(ro.can_write(&wep).is_err());
-        let cni = Identity { user: "token:cni".into(), role: Role::Cni };
+        let cni = Identity { user: "token:cni".into(), role: Role::Cni, token_id: None };
         assert!(cni.can_write(&wep).is_ok());
         let np = parse("apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: team-a}\nspec: {}\n");
         assert!(cni.can_write(&np).unwrap_err().contains("(cni)"));
-        let admin = Identity { user: "uid:0".into(), role: Role::Admin };
+        let admin = Identity { user: "uid:0".into(), role: Role::Admin, token_id: None };
         assert!(admin.can_write(&wep).is_ok());
     }
 

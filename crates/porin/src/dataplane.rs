@@ -519,7 +519,8 @@ impl DataplaneConsumer {
                 Want::Deny { .. } => None,
             })
             .collect();
-        let compiled = porin_calc::compile(&cluster, &mut self.calc, &|e| local.contains(&e.id()));
+        let mut compiled = porin_calc::compile(&cluster, &mut self.calc, &|e| local.contains(&e.id()));
+        lock_down(&mut compiled, &s.lockdown, &mut self.calc);
         self.ids.update(&compiled, dp.engine().ipcache());
         self.status.last_compile_millis = t0.elapsed().as_secs_f64() * 1e3;
         let programs: BTreeMap<&str, &porin_calc::EndpointProgram> = compiled.endpoints.iter().map(|p| (p.endpoint.as_str(), p)).collect();
@@ -642,6 +643,7 @@ impl DataplaneConsumer {
                 (Want::Deny { pod, .. }, _, _) => (pod, "denied"),
                 (Want::Bound { pod, .. }, Some(e), _) if e.contains("full") || e.contains("lock") => (pod, "locked-down"),
                 (Want::Bound { pod, .. }, Some(_), _) => (pod, "error"),
+                (Want::Bound { pod, .. }, None, Some(_)) if s.lockdown.covers(pod) => (pod, "locked-down"),
                 (Want::Bound { pod, .. }, None, Some(_)) => (pod, "programmed"),
                 (Want::Bound { pod, .. }, None, None) => (pod, "error"),
             };
@@ -769,6 +771,30 @@ impl PolicyConsumer for DataplaneConsumer {
         self.status.last_programmed_at = Some(crate::timefmt::rfc3339(crate::timefmt::now_secs()));
         tracing::info!(revision = s.revision, millis = self.status.last_programming_millis, writes = self.status.last_writes, "dataplane programmed");
         self.refresh();
+    }
+}
+
+/// The trace of the lockdown's deny-all entries (flow records show it).
+pub const LOCKDOWN_TRACE: &str = "porin|lockdown: a stored object that may apply does not decode|-1|deny";
+
+/// Endpoints the snapshot locks down ([`crate::agent::Lockdown`]) deny everything both ways: their entries
+/// become one deny-all default per direction (a new policy revision, so established flows are revoked too).
+fn lock_down(compiled: &mut Compiled, lockdown: &crate::agent::Lockdown, calc: &mut porin_calc::State) {
+    if lockdown.is_empty() {
+        return;
+    }
+    let meta = porin_calc::RuleMeta { allow: false, trace: vec![LOCKDOWN_TRACE.to_string()] };
+    let rule_id = match calc.rules.iter().position(|m| *m == meta) {
+        Some(i) => i as u32,
+        None => {
+            calc.rules.push(meta);
+            (calc.rules.len() - 1) as u32
+        }
+    };
+    let deny = Entry { identity: None, proto: None, ports: None, allow: false, rule_id };
+    for p in compiled.endpoints.iter_mut().filter(|p| lockdown.covers(&p.endpoint)) {
+        p.ingress = vec![deny];
+        p.egress = vec![deny];
     }
 }
 

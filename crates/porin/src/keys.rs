@@ -7,6 +7,8 @@ use porin_model::Kind;
 pub const RESOURCES: &str = "resources/";
 pub const TOKENS: &str = "tokens/";
 pub const AUDIT: &str = "audit/";
+/// `token-names/<name>` → the id of the token that holds the name (names are unique).
+pub const TOKEN_NAMES: &str = "token-names/";
 
 fn group_segment(kind: Kind) -> &'static str {
     let g = kind.info().group;

@@ -19,6 +19,7 @@ mod getfmt;
 mod keys;
 mod labelsel;
 mod printers;
+mod scope;
 mod sha256;
 mod timefmt;
 mod tls;

@@ -374,6 +374,13 @@ pub fn status_table(v: &serde_json::Value) -> String {
     if let Some(e) = v["policyError"].as_str() {
         let _ = writeln!(out, "{:<16} {e}", "Policy error");
     }
+    for u in v["undecodable"].as_array().into_iter().flatten() {
+        let scope = match u["namespace"].as_str() {
+            Some(ns) => format!("namespace {ns} locked down"),
+            None => "every endpoint locked down".to_string(),
+        };
+        let _ = writeln!(out, "{:<16} {} ({scope}): {}", "Undecodable", scalar(&u["key"]), scalar(&u["error"]));
+    }
     out
 }
 

@@ -279,3 +279,42 @@ fn a_full_store_refuses_writes_clearly_and_keeps_serving_reads() {
     drop(a);
     drop(mnt);
 }
+
+/// A stored object that does not decode is never dropped silently: the agent reports it (key and error) and
+/// locks down what it may apply to — its namespace, or every endpoint for a cluster-scoped kind — until it is
+/// fixed or deleted.
+#[test]
+fn an_undecodable_stored_object_locks_down_its_scope_until_fixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(etcd) = Etcd::start(tmp.path()) else { return };
+    let a = Agent::start(tmp.path(), &["--datastore", "etcd", "--etcd-endpoints", &etcd.url, "--dataplane", "none"]);
+    a.ok(&["apply", "-f", &a.write("base.yaml", BASE)]);
+    wait_status(&a, 10, "healthy", |v| v["health"] == "ok" && v["endpoints"] == 2);
+
+    // A namespaced policy whose stored JSON no longer fits its kind (as a bad migration or a stray writer
+    // would leave it): team-a locks down, named in status and health.
+    let key = "/porin/resources/porin.io/networkpolicies/team-a/platform-guard";
+    etcd.ctl(&["put", key, r#"{"apiVersion":"porin.io/v1","kind":"NetworkPolicy","metadata":{"name":"platform-guard","namespace":"team-a"},"spec":{"tier":7}}"#]);
+    let v = wait_status(&a, 10, "degraded by the bad object", |v| v["undecodable"].as_array().is_some_and(|u| !u.is_empty()));
+    let h = v["health"].as_str().unwrap();
+    assert!(h.starts_with("degraded") && h.contains("networkpolicies/team-a/platform-guard") && h.contains("namespace team-a"), "{h}");
+    assert_eq!(v["undecodable"][0]["namespace"], "team-a", "{v:#}");
+    assert!(v["undecodable"][0]["error"].as_str().unwrap().contains("tier"), "{v:#}");
+    let table = a.ok(&["status"]);
+    assert!(table.contains("Undecodable") && table.contains("platform-guard") && table.contains("namespace team-a locked down"), "{table}");
+    // A scoped token may not overwrite what it cannot read.
+    let scoped = a.ok(&["token", "create", "team-a", "--role", "scoped", "--namespace", "team-a", "--tier", "platform"]).trim().to_string();
+    let fixed = "apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {name: platform-guard, namespace: team-a}\nspec: {tier: platform, order: 10, selector: all(), ingress: [{action: Pass}]}\n";
+    let (code, _, err) = a.porin_as(Some(&scoped), &["apply", "-f", &a.write("fixed.yaml", fixed)]);
+    assert!(code != 0 && err.contains("Forbidden") && err.contains("does not decode"), "{err}");
+    // An admin's fix clears it.
+    a.ok(&["apply", "-f", &a.write("fixed.yaml", fixed)]);
+    wait_status(&a, 10, "healthy again after the fix", |v| v["health"] == "ok" && v["undecodable"].as_array().is_some_and(|u| u.is_empty()));
+
+    // Cluster-scoped garbage: every endpoint; deleting it clears it.
+    etcd.ctl(&["put", "/porin/resources/porin.io/globalnetworkpolicies/_/g", "\u{1}not json"]);
+    let v = wait_status(&a, 10, "degraded by the bad global object", |v| v["undecodable"].as_array().is_some_and(|u| !u.is_empty()));
+    assert!(v["undecodable"][0]["namespace"].is_null() && v["health"].as_str().unwrap().contains("every endpoint denies"), "{v:#}");
+    a.ok(&["delete", "gnp", "g"]);
+    wait_status(&a, 10, "healthy again after the delete", |v| v["health"] == "ok");
+}

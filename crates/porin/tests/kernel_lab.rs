@@ -919,3 +919,58 @@ fn duplicate_address_forced_into_etcd_denies_its_claimants_and_label_changes_sti
     assert!(to(&victim.key, "y/a") && to("y/a", &victim.key), "the victim stays denied after the conflict is gone");
     assert_eq!(lab.status()["health"], "ok");
 }
+
+/// Pairs allowed on TCP/80 as observed on real packets.
+fn allowed_pairs(lab: &TestLab) -> Vec<(String, String)> {
+    let observed = lab.probe(&["--port", "80", "--protocol", "TCP"]);
+    observed["matrices"][0]["allowed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn an_undecodable_stored_policy_locks_its_namespace_down_on_real_packets() {
+    if !kernel_ok() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = fixture("tests/fixtures/netpol-e2e/cluster.yaml");
+    // Two nodes: the agents share a real etcd (in node 0's namespace), where a stray writer can leave bytes
+    // no agent can decode.
+    let lab = TestLab::up("ktu", 2, std::slice::from_ref(&cluster), None);
+    let open = allowed_pairs(&lab);
+    assert!(open.iter().any(|(a, b)| a == "x/a" && b == "y/b"), "no policy: x/a -> y/b should be open: {open:?}");
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(lab.state_dir.path().join("ktu.d/porin.json")).unwrap()).unwrap();
+    let (url, netns) = (meta["etcd"]["url"].as_str().unwrap().to_string(), meta["agents"][0]["netns"].as_str().unwrap().to_string());
+    let etcdctl = |args: &[&str]| {
+        let out = Command::new("ip").args(["netns", "exec", &netns, "etcdctl", "--endpoints", &url]).args(args).output().unwrap();
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = "/porin/resources/porin.io/networkpolicies/y/isolate-y";
+    etcdctl(&["put", key, "{\"apiVersion\": \"porin.io/v1\", \"kind\": \"NetworkPolicy\", \"spec\": ["]);
+    let t0 = Instant::now();
+    while !lab.status()["health"].as_str().unwrap_or("").contains("do not decode") {
+        assert!(t0.elapsed() < Duration::from_secs(15), "the agent did not report the undecodable object: {}", lab.status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.lab_ok(&["wait"]);
+    let locked = allowed_pairs(&lab);
+    for (a, b) in &locked {
+        assert!(!a.starts_with("y/") && !b.starts_with("y/"), "{a} -> {b} allowed though namespace y is locked down");
+    }
+    assert!(locked.iter().any(|(a, b)| a == "x/a" && b == "z/c"), "endpoints outside y lost their traffic: {locked:?}");
+    let eps = lab.status()["dataplane"]["endpoints"].clone();
+    assert!(eps.as_array().unwrap().iter().any(|e| e["pod"].as_str().unwrap().starts_with("y/") && e["state"] == "locked-down"), "{eps}");
+    // Deleting the bad object lifts the lockdown.
+    etcdctl(&["del", key]);
+    let t0 = Instant::now();
+    while lab.status()["health"] != "ok" {
+        assert!(t0.elapsed() < Duration::from_secs(15), "still degraded: {}", lab.status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.lab_ok(&["wait"]);
+    assert_eq!(allowed_pairs(&lab), open, "the lockdown did not clear");
+}

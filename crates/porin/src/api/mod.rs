@@ -26,6 +26,8 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -139,7 +141,7 @@ impl ApiState {
                 Ok(Some(kv)) => {
                     let rec: TokenRecord = serde_json::from_slice(&kv.value)
                         .map_err(|e| ApiError::internal(format!("token record {key}: {e}")))?;
-                    self.token_cache.lock().unwrap().insert(key, rec.clone());
+                    self.token_cache.lock().unwrap().insert(key.clone(), rec.clone());
                     Some(rec)
                 }
                 Ok(None) => None,
@@ -150,12 +152,17 @@ impl ApiState {
                 Err(e) => return Err(e.into()),
             };
             return match rec {
-                Some(r) => Ok(Identity { user: format!("token:{}", r.name), role: r.role }),
+                Some(r) if r.expires.is_some_and(|t| t <= crate::timefmt::now_secs()) => Err(ApiError::unauthorized(format!(
+                    "token {:?} expired at {}",
+                    r.name,
+                    crate::timefmt::rfc3339(r.expires.unwrap_or_default())
+                ))),
+                Some(r) => Ok(Identity { user: format!("token:{}", r.name), role: r.role, token_id: Some(crate::auth::token_id(&key)) }),
                 None => Err(ApiError::unauthorized("invalid bearer token")),
             };
         }
         match peer.uid {
-            Some(0) => Ok(Identity { user: "uid:0".into(), role: Role::Admin }),
+            Some(0) => Ok(Identity { user: "uid:0".into(), role: Role::Admin, token_id: None }),
             Some(uid) => Err(ApiError::unauthorized(format!("uid {uid} needs a bearer token (--token / PORIN_TOKEN)"))),
             None => Err(ApiError::unauthorized("a bearer token is required (--token / PORIN_TOKEN)")),
         }
@@ -173,7 +180,7 @@ fn describe(key: &str) -> String {
     }
 }
 
-async fn authn(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<PeerInfo>, mut req: Request, next: Next) -> Response {
+async fn authn(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<PeerInfo>, req: Request, next: Next) -> Response {
     let bearer = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -182,11 +189,103 @@ async fn authn(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<PeerInfo
         .map(|s| s.trim().to_string());
     match st.authenticate(bearer.as_deref(), &peer).await {
         Ok(id) => {
+            let mut req = match admit(&id, req).await {
+                Ok(r) => r,
+                Err(e) => return e.into_response(),
+            };
             req.extensions_mut().insert(id);
             next.run(req).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => e.into_response()
     }
+}
+
+/// Request body budget of an admin (bytes). A 10k-object apply is about 5 MiB.
+pub const MAX_BODY_ADMIN: usize = 64 << 20;
+/// Request body budget of a scoped token (bytes).
+pub const MAX_BODY_SCOPED: usize = 8 << 20;
+/// Request body budget of a cni token (bytes): a WorkloadEndpoint or a Pod status at a time.
+pub const MAX_BODY_CNI: usize = 1 << 20;
+/// Documents (after `kind: List` expansion) one request may carry: admin, scoped, cni.
+pub const MAX_DOCS_ADMIN: usize = 200_000;
+pub const MAX_DOCS_SCOPED: usize = 2_000;
+pub const MAX_DOCS_CNI: usize = 64;
+
+/// The body budget of a request: nothing for reads and for read-only tokens.
+pub fn body_limit(role: &Role, method: &Method) -> usize {
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return 0;
+    }
+    match role {
+        Role::Admin => MAX_BODY_ADMIN,
+        Role::Scoped { .. } => MAX_BODY_SCOPED,
+        Role::Cni => MAX_BODY_CNI,
+        Role::ReadOnly => 0,
+    }
+}
+
+/// How many documents one request of this caller may carry.
+pub fn max_documents(role: &Role) -> usize {
+    match role {
+        Role::Admin => MAX_DOCS_ADMIN,
+        Role::Scoped { .. } => MAX_DOCS_SCOPED,
+        Role::Cni => MAX_DOCS_CNI,
+        Role::ReadOnly => 0,
+    }
+}
+
+/// 413 for a request with more documents than the caller's budget (checked before validation and commit).
+pub fn check_documents(id: &Identity, n: usize) -> Result<(), ApiError> {
+    let max = max_documents(&id.role);
+    if n > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("the request carries {n} documents; {} may send at most {max} per request: split it", id.user),
+        ));
+    }
+    Ok(())
+}
+
+/// Before any byte of the body is read: refuse what the caller may never do (a read-only token's write, a
+/// non-admin's token request: 403), and a declared length over the caller's budget (413). Then buffer the
+/// body within that budget (413 as soon as it is exceeded), so handlers only ever see bounded bodies.
+async fn admit(id: &Identity, req: Request) -> Result<Request, ApiError> {
+    let method = req.method().clone();
+    let write = !matches!(method, Method::GET | Method::HEAD);
+    if write && id.role == Role::ReadOnly {
+        return Err(ApiError::forbidden(format!("{} has a read-only token: {method} is a write", id.user)));
+    }
+    if req.uri().path().starts_with("/porin/v1/tokens") && !id.is_admin() {
+        return Err(ApiError::forbidden(format!("{} may not create tokens (admin only)", id.user)));
+    }
+    let limit = body_limit(&id.role, &method);
+    let too_large = |what: String| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("{what}; {} may send at most {limit} bytes in a {method} request body", id.user),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        return Err(too_large(format!("the request body is {n} bytes")));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(too_large(format!("the request body exceeds {limit} bytes")));
+        }
+        Err(e) => return Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+    };
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 pub fn router(state: Shared) -> Router {
@@ -197,12 +296,13 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/delete", post(porin_routes::delete))
         .route("/porin/v1/promote", post(promote::promote))
         .route("/porin/v1/audit", get(porin_routes::audit))
-        .route("/porin/v1/tokens", post(porin_routes::create_token))
+        .route("/porin/v1/tokens", post(porin_routes::create_token).get(porin_routes::list_tokens))
+        .route("/porin/v1/tokens/{name}", axum::routing::delete(porin_routes::revoke_token))
         .route("/porin/v1/status", get(porin_routes::status))
         .route("/porin/v1/flows", get(flows::flows))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))
-        .layer(DefaultBodyLimit::max(512 << 20))
+        .layer(DefaultBodyLimit::max(MAX_BODY_ADMIN))
         .with_state(state)
 }

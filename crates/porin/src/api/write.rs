@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::{ApiError, ApiState};
 use crate::audit::{AuditEntry, AuditRecord};
-use crate::auth::Identity;
-use crate::keys;
+use crate::auth::{Identity, Role};
+use crate::{keys, scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {
@@ -148,6 +148,15 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<C
         let key = c.key();
         let old = cur.get(&key);
         let old_res = old.and_then(|kv| decode(c.kind, kv));
+        if old.is_some() && old_res.is_none() && !id.is_admin() {
+            // Its tier, labels and scope are unknown: only an admin may replace or delete it.
+            return Err(ApiError::forbidden(format!(
+                "{} may not change {} {:?}: the stored object does not decode (admin only)",
+                id.user,
+                c.kind,
+                qualified(c)
+            )));
+        }
         if let Some(r) = &old_res {
             id.can_write(r).map_err(ApiError::forbidden)?;
         }
@@ -155,10 +164,9 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<C
             id.can_write(r).map_err(ApiError::forbidden)?;
         }
         if c.resource.is_none() && !id.is_admin() && old_res.is_none() {
-            // A non-admin may only delete what it could write; check the would-be object by kind and scope.
-            if let Some(ns) = &c.namespace
-                && let Err(e) = id.can_write(&placeholder(c.kind, Some(ns), &c.name))
-            {
+            // A non-admin may only delete what it could write; check the would-be object by kind and scope
+            // (a 403, not a 404, for what it could not delete anyway).
+            if let Err(e) = id.can_write(&placeholder(c.kind, c.namespace.as_deref(), &c.name)) {
                 return Err(ApiError::forbidden(e));
             }
         }
@@ -217,6 +225,7 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<C
             action,
         });
     }
+    check_scope(st, id, &changes, &cur).await?;
     if ops.is_empty() {
         return Ok((st.store.revision().await.unwrap_or(0), outcomes));
     }
@@ -226,6 +235,7 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<C
         time: crate::timefmt::rfc3339(now),
         timestamp: now,
         user: id.user.clone(),
+        token_id: id.token_id.clone(),
         verb: verb.to_string(),
         node: st.node.clone(),
         entries,
@@ -241,6 +251,42 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<C
             )))
         }
     }
+}
+
+/// Scoped tokens: a Pod or NetworkSet change must not alter how policies outside the token's scope see the
+/// object ([`crate::scope`]). The policy model is built from the store at request time.
+async fn check_scope(st: &ApiState, id: &Identity, changes: &[Change], cur: &BTreeMap<String, KeyValue>) -> Result<(), ApiError> {
+    let Role::Scoped { namespaces, tiers } = &id.role else { return Ok(()) };
+    if !changes.iter().any(|c| scope::guarded(c.kind)) {
+        return Ok(());
+    }
+    let mut model = Vec::new();
+    for kind in scope::MODEL_KINDS {
+        let (items, _) = st.store.list(&keys::kind_prefix(kind)).await?;
+        for kv in items {
+            let r = decode(kind, &kv).ok_or_else(|| {
+                ApiError::forbidden(format!(
+                    "{}: stored object {} does not decode, so what a label change would alter cannot be verified; \
+                     scoped tokens may not change pods or network sets until an admin fixes it",
+                    id.user, kv.key
+                ))
+            })?;
+            model.push(r);
+        }
+    }
+    let cluster = scope::guard_cluster(&model).map_err(|e| {
+        ApiError::forbidden(format!(
+            "{}: the stored policies do not build ({e}), so what a label change would alter cannot be verified",
+            id.user
+        ))
+    })?;
+    let s = scope::Scope { user: &id.user, namespaces, tiers };
+    for c in changes.iter().filter(|c| scope::guarded(c.kind)) {
+        // Undecodable old objects were refused above, before any of this.
+        let old = cur.get(&c.key()).and_then(|kv| decode(c.kind, kv));
+        s.check(&cluster, old.as_ref(), c.resource.as_ref()).map_err(|e| ApiError::forbidden(e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn qualified(c: &Change) -> String {

@@ -186,7 +186,12 @@ async fn ensure_admin_token(store: &AnyStore, dir: &Path, node: &str) -> Result<
     };
     let key = token_key(&token);
     if store.get(&key).await?.is_none() {
-        let rec = TokenRecord { name: format!("admin@{node}"), role: Role::Admin, created: crate::timefmt::rfc3339(crate::timefmt::now_secs()) };
+        let rec = TokenRecord {
+            name: format!("admin@{node}"),
+            role: Role::Admin,
+            created: crate::timefmt::rfc3339(crate::timefmt::now_secs()),
+            expires: None,
+        };
         store.txn(vec![Condition::absent(key.clone())], vec![Op::put(key, serde_json::to_vec(&rec)?)]).await?;
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! `porin token create NAME --role admin|read-only|scoped|cni [--namespace N]... [--tier T]...` (admin only).
+//! `porin token create NAME --role admin|read-only|scoped|cni [--namespace N]... [--tier T]... [--ttl 24h] [--rotate]`,
+//! `porin token list [-o json]`, `porin token revoke NAME` (admin only).
 
 use std::process::ExitCode;
 
@@ -21,6 +22,27 @@ pub enum RoleArg {
 pub enum TokenCommand {
     /// Create a token and print it (it is stored only hashed and cannot be shown again).
     Create(TokenCreateArgs),
+    /// List tokens: name, id, role, scope, created, expires (never the token itself).
+    List(TokenListArgs),
+    /// Revoke every token of a name; the next request with it is refused.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenListArgs {
+    /// `table` or `json`.
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenRevokeArgs {
+    /// The token's name (every token of that name is revoked).
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Args, Debug)]
@@ -40,21 +62,77 @@ pub struct TokenCreateArgs {
     /// Tiers a scoped token may write policies in. Repeatable.
     #[arg(long = "tier")]
     pub tiers: Vec<String>,
+    /// Lifetime (e.g. 30m, 24h, 7d); refused once expired. Default: no expiry.
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Replace an existing token of this name (it is revoked in the same transaction).
+    #[arg(long)]
+    pub rotate: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
 pub fn token(a: TokenArgs) -> Result<ExitCode> {
-    let TokenCommand::Create(a) = a.command;
+    match a.command {
+        TokenCommand::Create(a) => create(a),
+        TokenCommand::List(a) => list(a),
+        TokenCommand::Revoke(a) => {
+            let c = Client::new(&a.client);
+            let v = block_on(c.call(Method::DELETE, &format!("/porin/v1/tokens/{}", a.name), None))??;
+            let ids: Vec<&str> = v["revoked"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+            println!("token {:?} revoked (id {})", a.name, ids.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn create(a: TokenCreateArgs) -> Result<ExitCode> {
     let role = match a.role {
         RoleArg::Admin => "admin",
         RoleArg::ReadOnly => "read-only",
         RoleArg::Scoped => "scoped",
         RoleArg::Cni => "cni",
     };
-    let body = serde_json::json!({"name": a.name, "role": role, "namespaces": a.namespaces, "tiers": a.tiers});
+    let ttl = match &a.ttl {
+        Some(t) => Some(
+            crate::timefmt::parse_duration(t)
+                .ok_or_else(|| anyhow::anyhow!("--ttl {t:?}: expected a duration like 30m, 24h or 7d"))?
+                .as_secs(),
+        ),
+        None => None,
+    };
+    let body = serde_json::json!({"name": a.name, "role": role, "namespaces": a.namespaces, "tiers": a.tiers,
+        "ttlSeconds": ttl, "rotate": a.rotate});
     let c = Client::new(&a.client);
     let v = block_on(c.call(Method::POST, "/porin/v1/tokens", Some(serde_json::to_vec(&body)?)))??;
     println!("{}", v["token"].as_str().unwrap_or(""));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(a: TokenListArgs) -> Result<ExitCode> {
+    let c = Client::new(&a.client);
+    let v = block_on(c.call(Method::GET, "/porin/v1/tokens", None))??;
+    if a.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |x: &serde_json::Value| x.as_str().unwrap_or("-").to_string();
+    let j = |x: &serde_json::Value| {
+        let v: Vec<String> = x.as_array().into_iter().flatten().filter_map(|y| y.as_str().map(str::to_string)).collect();
+        if v.is_empty() { "-".to_string() } else { v.join(",") }
+    };
+    println!("{:<24} {:<13} {:<10} {:<16} {:<16} {:<21} EXPIRES", "NAME", "ID", "ROLE", "NAMESPACES", "TIERS", "CREATED");
+    for t in v["items"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} {:<13} {:<10} {:<16} {:<16} {:<21} {}",
+            s(&t["name"]),
+            s(&t["id"]),
+            s(&t["role"]),
+            j(&t["namespaces"]),
+            j(&t["tiers"]),
+            s(&t["created"]),
+            if t["expires"].is_null() { "never".to_string() } else { s(&t["expires"]) }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
