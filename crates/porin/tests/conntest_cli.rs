@@ -322,7 +322,7 @@ spec:
     let err = err.replace(&typo, "typo.yaml");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("typo.yaml doc 1: spec.cases[0].from: unknown field `selectr`"), "{err}");
-    assert!(err.contains("typo.yaml doc 2: spec.cases[0].expect: unknown variant `allow`"), "{err}");
+    assert!(err.contains("typo.yaml doc 2: spec.cases[0].expect: unknown value `allow`, expected one of Allow, Deny"), "{err}");
     // No test at all is an input error too.
     let (code, _, err) = porin(&["test", "-f", "examples/shop"]);
     assert_eq!(code, 2);
