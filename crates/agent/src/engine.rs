@@ -18,7 +18,7 @@ use porin_policy::Cluster;
 use porin_store::{AnyStore, KeyValue, Reflector, ReflectorOptions, SyncEvent};
 use tokio::sync::watch;
 
-use crate::keys;
+use crate::registry::keys;
 
 /// What the API reads: the reflected cache and the current policy summary.
 #[derive(Debug, Clone, Default)]
@@ -93,7 +93,7 @@ pub struct PolicySnapshot {
     pub revision: u64,
     pub cluster: Arc<Cluster>,
     /// Every WorkloadEndpoint: what binds pods to interfaces (the dataplane keeps its node's).
-    pub bindings: Arc<Vec<crate::dataplane::Binding>>,
+    pub bindings: Arc<Vec<crate::reconciler::Binding>>,
     /// When the agent saw the change this revision carries (programming latency starts here).
     pub changed_at: Option<Instant>,
     /// Endpoints the dataplane must make deny everything (stored objects that do not decode).
@@ -236,7 +236,7 @@ pub async fn run_engine(
                     policy_tx.send_replace(Arc::new(PolicySnapshot {
                         revision: snap.revision,
                         cluster: Arc::new(cluster),
-                        bindings: Arc::new(crate::dataplane::bindings(&resources)),
+                        bindings: Arc::new(crate::reconciler::bindings(&resources)),
                         changed_at: Some(changed_at),
                         lockdown: Arc::new(Lockdown::from_undecodable(&undecodable)),
                     }));

@@ -1,10 +1,10 @@
-//! `porin agent` and `porin serve`: open the store, make sure an admin token exists, start the engine task
-//! and serve the API on the Unix socket (and optionally TCP).
+//! [`Agent::run`]: open the store, make sure an admin token exists, start the engine task, the node
+//! reconciler and the flow service, and serve the API on the Unix socket (and optionally TCP). The
+//! configuration is [`AgentConfig`]; `porin agent` and `porin serve` only parse their flags into it.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
@@ -12,10 +12,10 @@ use clap::{Args, ValueEnum};
 use porin_store::{AnyStore, Condition, EmbeddedOptions, EtcdConfig, Op, Store, StoreConfig};
 use tokio::sync::watch;
 
-use crate::agent::{LogConsumer, PolicySnapshot, Snapshot, run_consumer, run_engine};
+use crate::engine::{LogConsumer, PolicySnapshot, Snapshot, run_consumer, run_engine};
 use crate::api::{ApiState, PeerInfo, router};
 use crate::auth::{Role, TokenRecord, new_token, token_key};
-use crate::dataplane::{DataplaneConfig, DataplaneConsumer};
+use crate::reconciler::{DataplaneConfig, DataplaneConsumer};
 use crate::flows::{FlowOptions, FlowService};
 use porin_dataplane::DataplaneOptions;
 
@@ -35,13 +35,32 @@ pub enum DataplaneKind {
     None,
 }
 
-#[derive(Args, Debug)]
-pub struct AgentArgs {
+/// Where `porin` finds the agent's API by default.
+pub const DEFAULT_SOCKET: &str = "/run/porin/porin.sock";
+/// The agent's state directory by default: the embedded store, admin.token and tls/.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/porin";
+
+/// What the agent runs: the full node agent, or only the API server (a control-plane process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// API server, engine, reconciler and flow service.
+    #[default]
+    Agent,
+    /// API server and the resource cache only: no policy engine, no dataplane, no flows.
+    ApiOnly,
+}
+
+/// Everything the agent is configured with (the flags of `porin agent` / `porin serve`).
+#[derive(Args, Debug, Clone)]
+pub struct AgentConfig {
+    /// Agent or API server only (set by the subcommand, not a flag).
+    #[arg(skip)]
+    pub mode: Mode,
     /// State directory: the embedded store, admin.token and tls/.
-    #[arg(long, default_value = crate::client::DEFAULT_DATA_DIR)]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// The API's Unix socket.
-    #[arg(long, default_value = crate::client::DEFAULT_SOCKET)]
+    #[arg(long, default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Also serve the API on TCP with TLS (HTTPS; bearer tokens required), e.g. 127.0.0.1:7443. Without
     /// --tls-cert/--tls-key the agent issues its own certificate from a CA it keeps in <data-dir>/tls/ (clients:
@@ -197,30 +216,27 @@ async fn ensure_admin_token(store: &AnyStore, dir: &Path, node: &str) -> Result<
     Ok(())
 }
 
-pub fn agent(a: AgentArgs) -> Result<ExitCode> {
-    run(a, true)
-}
+/// The node agent.
+pub struct Agent;
 
-pub fn serve(a: AgentArgs) -> Result<ExitCode> {
-    run(a, false)
-}
-
-fn run(a: AgentArgs, engine: bool) -> Result<ExitCode> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PORIN_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .try_init();
-    if let Some(ns) = &a.netns {
-        // Before the runtime exists: this is the only thread, so the whole process moves.
-        let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/var/run/netns").join(ns) };
-        let f = std::fs::File::open(&path).with_context(|| format!("opening network namespace {}", path.display()))?;
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).with_context(|| format!("joining network namespace {}", path.display()))?;
+impl Agent {
+    /// The one entry point: run the agent (or the API server only, by `config.mode`) until SIGINT or
+    /// SIGTERM. Joins `config.netns` first, before any thread exists, so every thread, socket and
+    /// attachment lives there.
+    pub fn run(config: AgentConfig) -> Result<()> {
+        if let Some(ns) = &config.netns {
+            // Before the runtime exists: this is the only thread, so the whole process moves.
+            let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/var/run/netns").join(ns) };
+            let f = std::fs::File::open(&path).with_context(|| format!("opening network namespace {}", path.display()))?;
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).with_context(|| format!("joining network namespace {}", path.display()))?;
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let engine = config.mode == Mode::Agent;
+        rt.block_on(run_async(config, engine))
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(run_async(a, engine))
 }
 
-async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
+async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
     std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700))?;
     let node = a.node.clone().unwrap_or_else(hostname);
@@ -250,7 +266,7 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (policy_tx, policy_rx) = watch::channel(Arc::new(PolicySnapshot::default()));
     tokio::spawn(run_engine(store.clone(), engine, snap_tx, policy_tx));
-    let (dp_tx, dp_rx) = watch::channel(Arc::new(crate::dataplane::none_status()));
+    let (dp_tx, dp_rx) = watch::channel(Arc::new(crate::reconciler::none_status()));
     let flows = if engine {
         let opts = FlowOptions {
             node: node.clone(),
@@ -288,7 +304,7 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
                 if let Some(f) = &flows {
                     consumer = consumer.with_flows(f.clone());
                 }
-                crate::dataplane::spawn(consumer, policy_rx, std::time::Duration::from_secs(2)).context("starting the dataplane thread")?;
+                crate::reconciler::spawn(consumer, policy_rx, std::time::Duration::from_secs(2)).context("starting the dataplane thread")?;
             }
             DataplaneKind::None => {
                 tokio::spawn(run_consumer(policy_rx, LogConsumer));
@@ -385,5 +401,5 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
         _ = shutdown => {},
     }
     let _ = std::fs::remove_file(&a.socket);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

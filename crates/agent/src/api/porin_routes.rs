@@ -14,7 +14,7 @@ use super::write::{Change, Intent, commit, known_tiers};
 use super::{ApiError, ApiState, Shared};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::auth::{Identity, Role, TokenRecord, new_token, token_key};
-use crate::keys;
+use crate::registry::keys;
 
 fn parse_body(body: &Bytes) -> Result<Vec<porin_model::Document>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
@@ -299,7 +299,7 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
 }
 
 /// The health line for stored objects that do not decode: each key, its error and what it locks down.
-fn undecodable_health(u: &[crate::agent::Undecodable]) -> Option<String> {
+fn undecodable_health(u: &[crate::engine::Undecodable]) -> Option<String> {
     if u.is_empty() {
         return None;
     }

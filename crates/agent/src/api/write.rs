@@ -12,7 +12,8 @@ use serde_json::Value;
 use super::{ApiError, ApiState};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::auth::{Identity, Role};
-use crate::{keys, scope};
+use crate::registry::keys;
+use crate::scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {
