@@ -29,3 +29,15 @@ pub mod timefmt;
 pub mod tls;
 
 pub use run::{Agent, AgentConfig, DEFAULT_DATA_DIR, DEFAULT_SOCKET, DataplaneKind, Datastore, FlowAggregation, Mode};
+
+/// `a: b: c` for an error and its sources (the datastore's errors say where in their sources).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}

@@ -13,6 +13,7 @@ use porin_store::{AnyStore, Condition, EmbeddedOptions, EtcdConfig, Op, Store, S
 use tokio::sync::watch;
 
 use crate::engine::{LogConsumer, PolicySnapshot, Snapshot, run_consumer, run_engine};
+use crate::api::sources::FlowSource;
 use crate::api::{ApiState, PeerInfo, router};
 use crate::auth::{Role, TokenRecord, new_token, token_key};
 use crate::reconciler::{DataplaneConfig, DataplaneConsumer};
@@ -318,8 +319,8 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         node: node.clone(),
         snapshot: snap_rx,
         token_cache: Mutex::new(HashMap::new()),
-        dataplane: dp_rx,
-        flows: flows.clone(),
+        dataplane: Arc::new(dp_rx),
+        flows: flows.clone().map(|f| f as Arc<dyn FlowSource>),
     });
     let app = router(state);
 
@@ -343,7 +344,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
     };
     if let Some(addr) = a.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener {addr}"))?;
-        let m = crate::api::flows::metrics_router(flows.clone());
+        let m = crate::api::flows::metrics_router(flows.clone().map(|f| f as Arc<dyn FlowSource>));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(l, m).await {
                 tracing::warn!(error = %e, "metrics listener failed");

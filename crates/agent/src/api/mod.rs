@@ -18,6 +18,7 @@ pub mod listener;
 pub mod porin_routes;
 pub mod promote;
 pub mod resources;
+pub mod sources;
 pub mod write;
 
 use std::collections::HashMap;
@@ -51,10 +52,10 @@ pub struct ApiState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Tokens seen while the store was reachable, so callers stay authenticated (read-only) during an outage.
     pub token_cache: Mutex<HashMap<String, TokenRecord>>,
-    /// What the dataplane thread last published (`porin status`).
-    pub dataplane: watch::Receiver<Arc<crate::reconciler::DataplaneStatus>>,
+    /// What the node reconciler last published (`porin status`).
+    pub dataplane: Arc<dyn sources::ReconcilerStatus>,
     /// Flow visibility (agents only): `porin observe`, `/metrics`, the `flows` part of status.
-    pub flows: Option<Arc<crate::flows::FlowService>>,
+    pub flows: Option<Arc<dyn sources::FlowSource>>,
 }
 
 pub type Shared = Arc<ApiState>;

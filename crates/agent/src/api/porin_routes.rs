@@ -259,7 +259,6 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         _ => None,
     };
     let p = &snap.policy;
-    let dp = st.dataplane.borrow().clone();
     let undecodable = undecodable_health(&p.undecodable);
     let health = if store_rev.is_none() || !snap.connected {
         "degraded: datastore unreachable, serving last known state read-only"
@@ -269,7 +268,7 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         "degraded: policy recompute failed, previous policy kept"
     } else if !snap.synced {
         "starting"
-    } else if !dp.errors.is_empty() {
+    } else if st.dataplane.has_errors() {
         "degraded: dataplane errors (affected endpoints deny)"
     } else {
         "ok"
@@ -293,7 +292,7 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         "policyError": p.error,
         "undecodable": p.undecodable,
         "health": health,
-        "dataplane": serde_json::to_value(&*dp).unwrap_or_default(),
+        "dataplane": st.dataplane.status_json(),
         "flows": st.flows.as_ref().map(|f| f.status()),
     }))
 }
