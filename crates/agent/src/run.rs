@@ -7,7 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use porin_store::{AnyStore, Condition, EmbeddedOptions, EtcdConfig, Op, Store, StoreConfig};
 use tokio::sync::watch;
@@ -34,6 +33,53 @@ pub enum DataplaneKind {
     Ebpf,
     /// Compute policy only; enforce nothing.
     None,
+}
+
+/// Why the agent could not start, or stopped. Each message says what it was doing and where.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A file, socket or namespace operation failed (`what` says which and where).
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration cannot work (the message names the flag).
+    #[error("{0}")]
+    Config(String),
+    /// The datastore refused or failed.
+    #[error("{what}")]
+    Store {
+        what: String,
+        #[source]
+        source: porin_store::StoreError,
+    },
+    /// The admin token could not be set up.
+    #[error("setting up the admin token")]
+    AdminToken(#[source] Box<AgentError>),
+    /// TLS material could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The TLS set-up in the state directory failed.
+    #[error("setting up TLS in {}", dir.display())]
+    TlsSetup {
+        dir: PathBuf,
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    /// Flow visibility could not start.
+    #[error("starting flow visibility")]
+    Flows(#[source] crate::flows::FlowStartError),
+    /// An API server stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] std::io::Error),
+}
+
+type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> AgentError {
+    move |source| AgentError::Io { what, source }
 }
 
 /// Where `porin` finds the agent's API by default.
@@ -158,11 +204,11 @@ pub enum FlowAggregation {
     Workload,
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     porin_flow::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn parse_bytes(s: &str) -> Result<u64, String> {
+fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -190,29 +236,39 @@ async fn ensure_admin_token(store: &AnyStore, dir: &Path, node: &str) -> Result<
     let token = match std::fs::read_to_string(&path) {
         Ok(t) => t.trim().to_string(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let t = new_token()?;
+            let t = new_token().map_err(io_err("generating the admin token".into()))?;
             let tmp = dir.join(".admin.token.tmp");
             {
                 use std::io::Write;
                 use std::os::unix::fs::OpenOptionsExt;
-                let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-                f.write_all(format!("{t}\n").as_bytes())?;
-                f.sync_all()?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(io_err(format!("creating {}", tmp.display())))?;
+                f.write_all(format!("{t}\n").as_bytes()).and_then(|_| f.sync_all()).map_err(io_err(format!("writing {}", tmp.display())))?;
             }
-            std::fs::rename(&tmp, &path)?;
+            std::fs::rename(&tmp, &path).map_err(io_err(format!("renaming {} to {}", tmp.display(), path.display())))?;
             t
         }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
     };
     let key = token_key(&token);
-    if store.get(&key).await?.is_none() {
+    let store_err = |what: &str| {
+        let what = what.to_string();
+        move |source| AgentError::Store { what, source }
+    };
+    if store.get(&key).await.map_err(store_err("reading the admin token's record"))?.is_none() {
         let rec = TokenRecord {
             name: format!("admin@{node}"),
             role: Role::Admin,
             created: crate::timefmt::rfc3339(crate::timefmt::now_secs()),
             expires: None,
         };
-        store.txn(vec![Condition::absent(key.clone())], vec![Op::put(key, serde_json::to_vec(&rec)?)]).await?;
+        let value = serde_json::to_vec(&rec).expect("a token record serialises");
+        store.txn(vec![Condition::absent(key.clone())], vec![Op::put(key, value)]).await.map_err(store_err("storing the admin token's record"))?;
     }
     Ok(())
 }
@@ -228,18 +284,18 @@ impl Agent {
         if let Some(ns) = &config.netns {
             // Before the runtime exists: this is the only thread, so the whole process moves.
             let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/var/run/netns").join(ns) };
-            let f = std::fs::File::open(&path).with_context(|| format!("opening network namespace {}", path.display()))?;
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).with_context(|| format!("joining network namespace {}", path.display()))?;
+            let f = std::fs::File::open(&path).map_err(io_err(format!("opening network namespace {}", path.display())))?;
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).map_err(io_err(format!("joining network namespace {}", path.display())))?;
         }
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(io_err("starting the runtime".into()))?;
         let engine = config.mode == Mode::Agent;
         rt.block_on(run_async(config, engine))
     }
 }
 
 async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
-    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
-    std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::create_dir_all(&a.data_dir).map_err(io_err(format!("creating {}", a.data_dir.display())))?;
+    std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(format!("chmod {}", a.data_dir.display())))?;
     let node = a.node.clone().unwrap_or_else(hostname);
     let (config, kind, desc) = match a.datastore {
         Datastore::Embedded => (
@@ -252,7 +308,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         ),
         Datastore::Etcd => {
             if a.etcd_endpoints.is_empty() {
-                bail!("--datastore etcd needs --etcd-endpoints URL,...");
+                return Err(AgentError::Config("--datastore etcd needs --etcd-endpoints URL,...".into()));
             }
             (
                 StoreConfig::Etcd(EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops)),
@@ -261,8 +317,8 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
             )
         }
     };
-    let store = AnyStore::open(config).await.context("opening the datastore")?;
-    ensure_admin_token(&store, &a.data_dir, &node).await.context("setting up the admin token")?;
+    let store = AnyStore::open(config).await.map_err(|source| AgentError::Store { what: "opening the datastore".into(), source })?;
+    ensure_admin_token(&store, &a.data_dir, &node).await.map_err(|e| AgentError::AdminToken(Box::new(e)))?;
 
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (policy_tx, policy_rx) = watch::channel(Arc::new(PolicySnapshot::default()));
@@ -281,7 +337,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
             export: a.flow_export.clone(),
             queue_capacity: a.flow_queue_capacity,
         };
-        Some(FlowService::start(opts).context("starting flow visibility")?)
+        Some(FlowService::start(opts).map_err(AgentError::Flows)?)
     } else {
         None
     };
@@ -305,7 +361,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
                 if let Some(f) = &flows {
                     consumer = consumer.with_flows(f.clone());
                 }
-                crate::reconciler::spawn(consumer, policy_rx, std::time::Duration::from_secs(2)).context("starting the dataplane thread")?;
+                crate::reconciler::spawn(consumer, policy_rx, std::time::Duration::from_secs(2)).map_err(io_err("starting the dataplane thread".into()))?;
             }
             DataplaneKind::None => {
                 tokio::spawn(run_consumer(policy_rx, LogConsumer));
@@ -325,16 +381,16 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
     let app = router(state);
 
     if let Some(dir) = a.socket.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     }
     match std::fs::remove_file(&a.socket) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing stale {}", a.socket.display())),
+        Err(e) => return Err(io_err(format!("removing stale {}", a.socket.display()))(e)),
     }
-    let unix = tokio::net::UnixListener::bind(&a.socket).with_context(|| format!("binding {}", a.socket.display()))?;
+    let unix = tokio::net::UnixListener::bind(&a.socket).map_err(io_err(format!("binding {}", a.socket.display())))?;
     // Anyone may connect; peer uid 0 is admin, everyone else needs a token.
-    std::fs::set_permissions(&a.socket, std::fs::Permissions::from_mode(0o666))?;
+    std::fs::set_permissions(&a.socket, std::fs::Permissions::from_mode(0o666)).map_err(io_err(format!("chmod {}", a.socket.display())))?;
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! {
@@ -343,7 +399,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         }
     };
     if let Some(addr) = a.metrics_listen {
-        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener {addr}"))?;
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(io_err(format!("binding the metrics listener {addr}")))?;
         let m = crate::api::flows::metrics_router(flows.clone().map(|f| f as Arc<dyn FlowSource>));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(l, m).await {
@@ -361,12 +417,12 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
             _ => {
                 let names = crate::tls::names_for(addr, &hostname(), &a.tls_san);
                 let dir = a.data_dir.join("tls");
-                crate::tls::ensure_self_signed(&dir, &names).with_context(|| format!("setting up TLS in {}", dir.display()))?
+                crate::tls::ensure_self_signed(&dir, &names).map_err(|source| AgentError::TlsSetup { dir: dir.clone(), source })?
             }
         };
         let config = crate::tls::server_config(&cert.cert, &cert.key)?;
-        let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let tls = crate::api::listener::TlsListener::new(tcp, config)?;
+        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(io_err(format!("binding {addr}")))?;
+        let tls = crate::api::listener::TlsListener::new(tcp, config).map_err(io_err(format!("listening on {addr}")))?;
         tcp_servers.push(Box::pin(axum::serve(tls, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and https://{addr}"));
         match &cert.ca {
@@ -382,9 +438,9 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
     }
     if let Some(addr) = a.insecure_listen {
         if !addr.ip().is_loopback() {
-            bail!("--insecure-listen {addr}: plain HTTP is only allowed on a loopback address; use --listen (TLS)");
+            return Err(AgentError::Config(format!("--insecure-listen {addr}: plain HTTP is only allowed on a loopback address; use --listen (TLS)")));
         }
-        let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(io_err(format!("binding {addr}")))?;
         tcp_servers.push(Box::pin(axum::serve(tcp, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and http://{addr} (no TLS)"));
     }
