@@ -37,9 +37,13 @@ pub struct ObserveArgs {
     /// Keep running and print new flows as the agent stores them.
     #[arg(short = 'f', long)]
     pub follow: bool,
-    /// compact (one line per flow), json (one record per line) or table.
+    /// compact (one line per flow), json (one record per line), table, or hubble (Hubble's
+    /// GetFlowsResponse JSON, one per line, for scripts written for `hubble observe -o json`).
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Start compact lines with the name of the node that reported the flow.
+    #[arg(long)]
+    pub print_node_name: bool,
     #[arg(long, value_enum, default_value_t)]
     pub color: ColorWhen,
     /// Ask only the agent --server names, even when it belongs to a multi-node lab.
@@ -112,7 +116,7 @@ pub fn observe(a: ObserveArgs, m: &ArgMatches) -> Result<ExitCode> {
         ColorWhen::Never => false,
         ColorWhen::Auto => std::io::stdout().is_terminal() && a.output == OutputFormat::Compact,
     };
-    let mut printer = Printer::new(std::io::stdout().lock(), a.output, color);
+    let mut printer = Printer::new(std::io::stdout().lock(), a.output, color).print_node_name(a.print_node_name);
     block_on(async {
         let clients: Vec<(String, Client)> =
             servers.iter().map(|s| (s.clone(), Client::new(&ClientArgs { server: s.clone(), ..a.client.clone() }))).collect();
