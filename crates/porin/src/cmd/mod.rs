@@ -1,4 +1,5 @@
 pub mod offline;
+pub mod live;
 
 pub mod agent;
 pub mod apply;
