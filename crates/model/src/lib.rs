@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calico_export;
 pub mod conntest;
 pub mod endpoint;
 pub mod k8s;
