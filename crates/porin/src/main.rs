@@ -13,6 +13,7 @@ mod auth;
 mod cli_help;
 mod client;
 mod cmd;
+mod config;
 mod dataplane;
 mod flows;
 mod getfmt;
@@ -58,6 +59,8 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Manage API tokens.
     Token(cmd::token::TokenArgs),
+    /// Named contexts (server, CA, token) in the client's config file, like kubeconfig contexts.
+    Config(cmd::config::ConfigArgs),
     /// Agent health: store, revisions, endpoint and policy counts, dataplane, flow pipeline.
     Status(cmd::status::StatusArgs),
     /// Flow records with their policy verdicts (like `hubble observe`): filter, follow, print.
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Label(a) => cmd::label::label(a),
         Command::Audit(a) => cmd::audit::audit(a),
         Command::Token(a) => cmd::token::token(a),
+        Command::Config(a) => cmd::config::config(a),
         Command::Status(a) => cmd::status::status(a),
         Command::Observe(a) => cmd::observe::observe(*a, matches.subcommand_matches("observe").expect("observe matches")),
         Command::Lab(a) => cmd::lab::lab(a),

@@ -44,6 +44,7 @@ pub struct ObserveArgs {
     /// Start compact lines with the name of the node that reported the flow.
     #[arg(long)]
     pub print_node_name: bool,
+    /// Colour the verdicts of compact output: auto (on a terminal), always or never.
     #[arg(long, value_enum, default_value_t)]
     pub color: ColorWhen,
     /// Ask only the agent --server names, even when it belongs to a multi-node lab.
@@ -109,7 +110,9 @@ pub fn observe(a: ObserveArgs, m: &ArgMatches) -> Result<ExitCode> {
     if a.follow {
         path.push_str("&follow=true");
     }
-    let servers = if a.one_node { None } else { lab_servers(&a.client.server) }.unwrap_or_else(|| vec![a.client.server.clone()]);
+    let client = a.client.resolved()?;
+    let server = client.server.clone().unwrap_or_default();
+    let servers = if a.one_node { None } else { lab_servers(&server) }.unwrap_or_else(|| vec![server.clone()]);
     let multi = servers.len() > 1;
     let color = match a.color {
         ColorWhen::Always => true,
@@ -119,7 +122,7 @@ pub fn observe(a: ObserveArgs, m: &ArgMatches) -> Result<ExitCode> {
     let mut printer = Printer::new(std::io::stdout().lock(), a.output, color).print_node_name(a.print_node_name);
     block_on(async {
         let clients: Vec<(String, Client)> =
-            servers.iter().map(|s| (s.clone(), Client::new(&ClientArgs { server: s.clone(), ..a.client.clone() }))).collect();
+            servers.iter().map(|s| (s.clone(), Client::new(&ClientArgs { server: Some(s.clone()), ..client.clone() }))).collect();
         if !a.follow {
             let mut all = Vec::new();
             for (s, c) in &clients {
