@@ -41,6 +41,7 @@ pub fn has_calico_form(kind: Kind) -> bool {
             | Kind::NetworkSet
             | Kind::GlobalNetworkSet
             | Kind::WorkloadEndpoint
+            | Kind::GlobalReport
     )
 }
 

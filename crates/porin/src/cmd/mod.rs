@@ -16,4 +16,5 @@ pub mod token;
 pub mod version;
 pub mod test;
 pub mod promote;
+pub mod report;
 pub mod resources;
