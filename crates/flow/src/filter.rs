@@ -215,7 +215,7 @@ impl FilterTerm {
             Some(f) => (*f, |f: &'static str, why: String| FilterError::Value { flag: f, value: value.into(), why }),
             None => return Err(FilterError::Args(format!("unknown filter flag --{flag}"))),
         };
-        let sel = || Selector::parse(value).map_err(|e| err(flag, e.to_string()));
+        let sel = || porin_selector::labelsel::parse_any(value).map_err(|e| err(flag, e.to_string()));
         let net = || parse_net(value).ok_or_else(|| err(flag, "expected an IP address or CIDR".into()));
         let port = || value.parse::<u16>().map_err(|_| err(flag, "expected a port number 0-65535".into()));
         let identity = || value.parse::<u32>().map_err(|_| err(flag, "expected a numeric identity".into()));
@@ -445,7 +445,8 @@ pub struct FilterArgs {
     /// Flows to pod [NAMESPACE/]PREFIX*.
     #[arg(long, value_name = "[NS/]POD", help_heading = "Filters")]
     pub to_pod: Vec<String>,
-    /// Flows with either end's labels matching SELECTOR (e.g. "app == 'web'").
+    /// Flows with either end's labels matching SELECTOR: kubectl syntax (`app=web,tier`) or Calico's
+    /// (`app == 'web' && has(tier)`).
     #[arg(short = 'l', long, value_name = "SELECTOR", help_heading = "Filters")]
     pub label: Vec<String>,
     /// Flows whose source labels match SELECTOR.

@@ -134,7 +134,7 @@ fn selection_flags_and_errors() {
     assert_eq!(err(&["--not"]), "--not must be followed by a filter flag (it was followed by nothing)");
     assert_eq!(err(&["--not", "--since", "5m"]), "--not must be followed by a filter flag (it was followed by --since)");
     assert!(err(&["--port", "http"]).contains("--port \"http\": expected a port number"));
-    assert!(err(&["--from-label", "app == web"]).contains("--from-label"));
+    assert!(err(&["--from-label", "app == 'web"]).contains("--from-label"));
     assert!(err(&["--ip", "10.0.0.300"]).contains("expected an IP address or CIDR"));
     assert!(err(&["--verdict", "maybe"]).contains("would-allow"));
     assert!(err(&["--since", "yesterday"]).contains("invalid time"));
@@ -172,4 +172,14 @@ fn to_argv_roundtrips_order_and_negation() {
     }
     let m = Cli::command().try_get_matches_from(["--not", "--last", "2"]).unwrap();
     assert!(Cli::from_arg_matches(&m).unwrap().f.to_argv(&m).is_err(), "a dangling --not is an error");
+}
+
+#[test]
+fn label_flags_take_kubectl_and_calico_syntax() {
+    assert_eq!(pass(&["-l", "app=db"]), pass(&["-l", "app == 'db'"]));
+    assert_eq!(pass(&["-l", "app=db"]), "1101");
+    assert_eq!(pass(&["--to-label", "tier,app in (db, cache)"]), pass(&["--to-label", "has(tier) && app in {'db', 'cache'}"]));
+    assert_eq!(pass(&["--to-label", "app!=db"]), "0010");
+    let e = parse_args(["-l", "app == 'db"], EPOCH).unwrap_err().to_string();
+    assert!(e.contains("Calico") && e.contains("kubectl"), "{e}");
 }

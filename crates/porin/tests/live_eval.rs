@@ -124,3 +124,18 @@ fn export_as_calico_v3() {
     assert_ne!(code, 0);
     assert!(out.is_empty() && err.contains("ConnectivityTest \"t\" has no projectcalico.org/v3 form"), "{err}");
 }
+
+/// `-l` takes kubectl's syntax and Calico's, with the same meaning, on the client and in the API.
+#[test]
+fn get_label_selectors_in_both_syntaxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &[]);
+    a.ok(&["apply", "-f", &repo("examples/shop")]);
+    let names = |sel: &str| a.ok(&["get", "pods", "-n", "shop", "-l", sel, "-o", "name"]);
+    assert_eq!(names("tier=api,app!=cart"), names("tier == 'api' && app != 'cart'"));
+    assert_eq!(names("app in (frontend, db)"), "pod/db\npod/frontend\n");
+    assert_eq!(names("has(pci)"), "pod/payment\n");
+    let (code, _, err) = a.porin(&["get", "pods", "-n", "shop", "-l", "app == 'web"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Calico") && err.contains("kubectl"), "{err}");
+}

@@ -25,7 +25,8 @@ pub struct GetArgs {
     /// Every namespace.
     #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
-    /// kubectl label selector: `app=web,tier!=db,env in (a,b),!legacy`.
+    /// Label selector, kubectl syntax (`app=web,tier!=db,env in (a,b),!legacy`) or Calico's
+    /// (`app == 'web' && tier != 'db'`).
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
     /// Output format: table, wide, yaml, json, name (`kind/name`), `jsonpath=TEMPLATE` (like
@@ -93,7 +94,7 @@ pub fn targets(args: &[String]) -> Result<Vec<(Kind, Option<String>)>> {
 pub fn get(a: GetArgs) -> Result<ExitCode> {
     let targets = targets(&a.targets)?;
     if let Some(s) = &a.selector {
-        porin_selector::labelsel::parse(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
+        porin_selector::labelsel::parse_any(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
     }
     let c = Client::new(&a.client);
     let ns = if a.all_namespaces { None } else { Some(a.namespace.clone().unwrap_or_else(|| "default".into())) };
