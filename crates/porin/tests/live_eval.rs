@@ -139,3 +139,32 @@ fn get_label_selectors_in_both_syntaxes() {
     assert_ne!(code, 0);
     assert!(err.contains("Calico") && err.contains("kubectl"), "{err}");
 }
+
+/// `apply --dry-run=server` runs the server's checks and writes nothing; `--dry-run=client` never asks the server
+/// to write either.
+#[test]
+fn apply_dry_run_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &[]);
+    let shop = repo("examples/shop");
+    a.ok(&["apply", "-f", &shop]);
+    let rev = |a: &Agent| {
+        let v: serde_json::Value = serde_json::from_str(&a.ok(&["status", "-o", "json"])).unwrap();
+        v["revision"].clone()
+    };
+    let audit_len = |a: &Agent| a.ok(&["audit", "-o", "json"]).len();
+    let (r0, n0) = (rev(&a), audit_len(&a));
+    let change = a.write("open-pci.yaml", OPEN_PCI);
+    let out = a.ok(&["apply", "-f", &change, "--dry-run=server"]);
+    assert!(out.contains("/break-glass created (server dry run)"), "{out}");
+    let out = a.ok(&["apply", "-f", &change, "--dry-run"]);
+    assert!(out.contains("(dry run)"), "{out}");
+    assert_eq!((rev(&a), audit_len(&a)), (r0, n0), "a dry run wrote something");
+    let (code, _, _) = a.porin(&["get", "tier", "break-glass"]);
+    assert_ne!(code, 0);
+    // The server's checks run: a read-only token is refused even in a dry run.
+    let ro = a.ok(&["token", "create", "viewer", "--role", "read-only"]).trim().to_string();
+    let (code, _, err) = a.porin_as(Some(&ro), &["apply", "-f", &change, "--dry-run=server"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Forbidden"), "{err}");
+}
