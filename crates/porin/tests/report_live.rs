@@ -83,6 +83,23 @@ fn reports_follow_the_audit_trail() {
     assert!(changes.iter().all(|c| c["affectedEndpoints"] == serde_json::json!(["audit/x"])), "{r}");
     assert_eq!(r["endpoints"].as_array().unwrap().len(), 1);
 
+    // Archived in the agent: list and get give it back; a scoped token may not read reports.
+    let archived = json(&a.ok(&["report", "run", "x-only", "--since", "10m", "--archive"]));
+    assert_eq!(archived["policyChanges"], r["policyChanges"]);
+    let list = a.ok(&["report", "list"]);
+    assert!(list.lines().nth(1).is_some_and(|l| l.starts_with("x-only") && l.contains("policy-audit")), "{list}");
+    let got = json(&a.ok(&["report", "get", "x-only"]));
+    assert_eq!(got, archived);
+    let end = archived["end"].as_i64().unwrap().to_string();
+    assert_eq!(json(&a.ok(&["report", "get", "x-only", &end])), archived);
+    let scoped = a.ok(&["token", "create", "team", "--role", "scoped", "--namespace", "audit", "--tier", "app"]).trim().to_string();
+    let (code, _, err) = a.porin_as(Some(&scoped), &["report", "list"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Forbidden"), "{err}");
+    let (code, _, err) = a.porin_as(Some(&scoped), &["report", "run", "x-only", "--since", "10m", "--archive"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Forbidden"), "{err}");
+
     // CSV and HTML files.
     let csv = tmp.path().join("r.csv");
     a.ok(&["report", "run", "inventory", "--since", "10m", "-o", "csv", "--out", csv.to_str().unwrap()]);
@@ -104,4 +121,31 @@ fn reports_follow_the_audit_trail() {
         a.porin(&["apply", "-f", &a.write("bad.yaml", "apiVersion: porin.io/v1\nkind: GlobalReport\nmetadata: {name: b}\nspec: {reportType: inventroy, schedule: '0 25 * * *'}\n")]);
     assert_ne!(code, 0);
     assert!(err.contains("spec.reportType") && err.contains("spec.schedule"), "{err}");
+}
+
+/// A GlobalReport with a schedule is run by the agent when due and archived, covering the time since it was
+/// created (cron's granularity is a minute: this test waits for the next minute boundary).
+#[test]
+fn scheduled_reports_are_archived() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &["--report-check-seconds", "1"]);
+    a.ok(&["apply", "-f", &a.write("o.yaml", OBJECTS)]);
+    a.ok(&["apply", "-f", &a.write("gr.yaml", "apiVersion: porin.io/v1\nkind: GlobalReport\nmetadata: {name: every-minute}\nspec: {reportType: inventory, schedule: '* * * * *'}\n")]);
+    let t0 = std::time::Instant::now();
+    let items = loop {
+        let v = json(&a.ok(&["report", "list", "-o", "json"]));
+        if !v.as_array().unwrap().is_empty() {
+            break v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(90), "no scheduled report archived within 90 s");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let it = &items[0];
+    assert_eq!(it["name"], "every-minute");
+    assert_eq!(it["reportType"], "inventory");
+    assert_eq!(it["end"].as_i64().unwrap() % 60, 0, "runs end on the schedule's minute: {it}");
+    assert!(it["start"].as_i64().unwrap() < it["end"].as_i64().unwrap());
+    let r = json(&a.ok(&["report", "get", "every-minute"]));
+    assert_eq!(r["summary"]["endpoints"], 2, "{r}");
+    assert_eq!(r["summary"]["ingressProtected"], 1);
 }

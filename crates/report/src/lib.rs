@@ -20,12 +20,12 @@ use porin_flow::{EndpointKind, FlowRecord, Verdict};
 use porin_model::{Kind, Resource};
 use porin_policy::{Cluster, Direction, PolicyId, PolicyKind, Variant};
 use porin_selector::Selector;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use history::{AuditEntryView, AuditRecordView, History, HistoryError, State};
 
 /// The report types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReportType {
     /// Endpoints, namespaces and service accounts in scope; ingress/egress protection over the interval.
@@ -70,7 +70,7 @@ impl Scope {
 }
 
 /// One endpoint of an inventory.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointEntry {
     pub namespace: String,
@@ -89,12 +89,12 @@ pub struct EndpointEntry {
     pub ingress_policies: Vec<String>,
     pub egress_policies: Vec<String>,
     /// Flow facts (network-access reports only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
 }
 
 /// What flows show about one endpoint (network-access).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Access {
     pub ingress_from_internet: bool,
@@ -109,7 +109,7 @@ pub struct Access {
 }
 
 /// Counts for the summary and the chart.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub endpoints: usize,
@@ -125,7 +125,7 @@ pub struct Summary {
 }
 
 /// One audited policy change that touched in-scope endpoints.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyChange {
     pub time: String,
@@ -134,7 +134,7 @@ pub struct PolicyChange {
     pub verb: String,
     pub action: String,
     pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
     /// In-scope endpoints the policy selected before or after the change (`ns/pod`).
@@ -142,7 +142,7 @@ pub struct PolicyChange {
 }
 
 /// A finished report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub report_type: ReportType,
@@ -158,7 +158,7 @@ pub struct Report {
     pub namespaces: Vec<String>,
     pub service_accounts: Vec<String>,
     pub endpoints: Vec<EndpointEntry>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_changes: Vec<PolicyChange>,
 }
 

@@ -200,7 +200,19 @@ pub async fn commit_opts(
                 return Err(ApiError::already_exists(format!("{} {:?} already exists", c.kind, qualified(c))));
             }
             (Some(r), old) => {
-                let new = stored_json(r);
+                let mut new = stored_json(r);
+                // The server owns creationTimestamp: set at creation, kept by every update (a client's value is
+                // ignored, as the Kubernetes API server does).
+                let created = match &entry.before {
+                    Some(b) => b["metadata"].get("creationTimestamp").cloned(),
+                    None => Some(Value::String(crate::timefmt::rfc3339(crate::timefmt::now_secs()))),
+                };
+                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    match created {
+                        Some(t) => m.insert("creationTimestamp".into(), t),
+                        None => m.remove("creationTimestamp"),
+                    };
+                }
                 if entry.before.as_ref() == Some(&new) {
                     "unchanged"
                 } else {

@@ -24,6 +24,38 @@ pub struct ReportArgs {
 pub enum ReportCommand {
     /// Compute a report now: TYPE (inventory, network-access, policy-audit) or the NAME of a GlobalReport.
     Run(RunArgs),
+    /// List archived reports (scheduled runs of GlobalReports, and `run NAME --archive`).
+    List(ListArgs),
+    /// Print an archived report.
+    Get(GetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only the archives of this GlobalReport.
+    pub name: Option<String>,
+    /// table or json.
+    #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The GlobalReport's name.
+    pub name: String,
+    /// Which archive: its end time (seconds since the epoch, as `report list` prints) or `latest`.
+    #[arg(default_value = "latest")]
+    pub end: String,
+    /// json, csv or html.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "json")]
+    pub output: Format,
+    /// Write to FILE instead of standard output.
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,8 +87,74 @@ pub struct RunArgs {
     /// Write to FILE instead of standard output.
     #[arg(long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Run a GlobalReport NAME in the agent and archive the result in the store (admin).
+    #[arg(long)]
+    pub archive: bool,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+fn write_out(r: &porin_report::Report, format: Format, out: Option<&PathBuf>) -> Result<()> {
+    let text = match format {
+        Format::Json => render::json(r) + "\n",
+        Format::Csv => render::csv(r),
+        Format::Html => render::html(r),
+    };
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn list(a: ListArgs) -> Result<ExitCode> {
+    let c = Client::new(&a.client);
+    let q = a.name.as_deref().map(|n| format!("?name={}", enc(n))).unwrap_or_default();
+    let v = block_on(c.call(Method::GET, &format!("/porin/v1/reports{q}"), None))??;
+    if a.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&v["items"])?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![["NAME", "TYPE", "START", "END", "END (EPOCH)", "ENDPOINTS", "INGRESS-PROTECTED", "EGRESS-PROTECTED"].map(String::from).to_vec()];
+    for it in v["items"].as_array().into_iter().flatten() {
+        let t = |k: &str| it[k].as_i64().map(porin_agent::timefmt::rfc3339).unwrap_or_default();
+        let n = |k: &str| it[k].as_u64().map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+        rows.push(vec![
+            it["name"].as_str().unwrap_or("").to_string(),
+            it["reportType"].as_str().unwrap_or("").to_string(),
+            t("start"),
+            t("end"),
+            n("end"),
+            n("endpoints"),
+            n("ingressProtected"),
+            n("egressProtected"),
+        ]);
+    }
+    if rows.len() == 1 {
+        eprintln!("No archived reports.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut w = vec![0; rows[0].len()];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    for r in &rows {
+        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn get(a: GetArgs) -> Result<ExitCode> {
+    let c = Client::new(&a.client);
+    let v = block_on(c.call(Method::GET, &format!("/porin/v1/reports/{}/{}", enc(&a.name), enc(&a.end)), None))??;
+    let r: porin_report::Report = serde_json::from_value(v).context("reading the archived report")?;
+    write_out(&r, a.output, a.out.as_ref())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_time(flag: &str, s: &str) -> Result<i64> {
@@ -87,7 +185,11 @@ fn stored(c: &Client, name: &str) -> Result<(ReportType, Scope, Vec<String>)> {
 }
 
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
-    let ReportCommand::Run(a) = a.command;
+    let a = match a.command {
+        ReportCommand::Run(a) => a,
+        ReportCommand::List(a) => return list(a),
+        ReportCommand::Get(a) => return get(a),
+    };
     let c = Client::new(&a.client);
     let start = parse_time("--since", &a.since)?;
     let end = match &a.until {
@@ -96,6 +198,22 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     };
     if start >= end {
         bail!("--since {} is not before --until ({} >= {})", a.since, porin_agent::timefmt::rfc3339(start), porin_agent::timefmt::rfc3339(end));
+    }
+    if a.archive {
+        if ReportType::parse(&a.report).is_some() {
+            bail!("--archive runs a stored GlobalReport: give its NAME, not a report type");
+        }
+        if !a.namespaces.is_empty() || a.selector.is_some() {
+            bail!("--archive runs the GlobalReport as stored: --namespace and --selector do not apply");
+        }
+        let v = block_on(c.call(
+            Method::POST,
+            &format!("/porin/v1/reports/{}/run?start={start}&end={end}&archive=true", enc(&a.report)),
+            None,
+        ))??;
+        let r: porin_report::Report = serde_json::from_value(v).context("reading the report")?;
+        write_out(&r, a.output, a.out.as_ref())?;
+        return Ok(ExitCode::SUCCESS);
     }
     let (kind, mut scope, ns_selectors, name) = match ReportType::parse(&a.report) {
         Some(t) => (t, Scope::default(), Vec::new(), t.as_str().to_string()),
@@ -129,15 +247,7 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     let history = History::new(&objects, records);
     let mut r = porin_report::compute(kind, &name, &scope, &history, &flows, start, end)?;
     r.generated_by = format!("porin {} report run", env!("CARGO_PKG_VERSION"));
-    let text = match a.output {
-        Format::Json => render::json(&r) + "\n",
-        Format::Csv => render::csv(&r),
-        Format::Html => render::html(&r),
-    };
-    match &a.out {
-        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
-        None => print!("{text}"),
-    }
+    write_out(&r, a.output, a.out.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
 
