@@ -109,6 +109,7 @@ fn reports_follow_the_audit_trail() {
     a.ok(&["report", "run", "network-access", "--since", "10m", "-o", "html", "--out", html.to_str().unwrap()]);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("audit/x"), "{page}");
+    render_in_chromium(&html);
 
     // Bad input is named.
     let (code, _, err) = a.porin(&["report", "run", "nope", "--since", "1h"]);
@@ -148,4 +149,27 @@ fn scheduled_reports_are_archived() {
     let r = json(&a.ok(&["report", "get", "every-minute"]));
     assert_eq!(r["summary"]["endpoints"], 2, "{r}");
     assert_eq!(r["summary"]["ingressProtected"], 1);
+}
+
+/// The HTML report renders in Debian's Chromium (installed by scripts/setup.sh; a missing browser fails the
+/// test, it is not skipped). The screenshot is kept as a test artefact.
+fn render_in_chromium(html: &std::path::Path) {
+    let chromium = "/usr/bin/chromium";
+    assert!(std::path::Path::new(chromium).exists(), "{chromium} is missing: run scripts/setup.sh (apt-get install chromium)");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artefacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("report-network-access.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--window-size=1000,800"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 2000, "a blank or broken screenshot: {} bytes", png.len());
+    eprintln!("report screenshot: {}", shot.display());
 }

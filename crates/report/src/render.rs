@@ -7,7 +7,8 @@ use crate::{Report, ReportType};
 
 /// Seconds since the epoch as RFC 3339 UTC (the flow crate's one formatter).
 pub fn rfc3339(secs: i64) -> String {
-    porin_flow::time::format_rfc3339(u64::try_from(secs).unwrap_or(0).saturating_mul(1_000_000_000))
+    let t = porin_flow::time::format_rfc3339(u64::try_from(secs).unwrap_or(0).saturating_mul(1_000_000_000));
+    t.replace(".000000000Z", "Z")
 }
 
 pub fn json(r: &Report) -> String {
@@ -115,7 +116,10 @@ fn bar(out: &mut String, y: usize, label: &str, part: usize, whole: usize) {
 pub fn html(r: &Report) -> String {
     let s = &r.summary;
     let mut h = String::new();
-    let title = format!("Porin {} report {}", r.report_type.as_str(), r.name);
+    let title = match r.name == r.report_type.as_str() {
+        true => format!("Porin {} report", r.name),
+        false => format!("Porin {} report {}", r.report_type.as_str(), r.name),
+    };
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>\
