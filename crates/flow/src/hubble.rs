@@ -83,20 +83,11 @@ fn l4(r: &FlowRecord) -> Option<Value> {
     Some(match r.protocol.as_str() {
         "tcp" => {
             let mut m = ports();
-            let flags: Map<String, Value> = [
-                (TcpFlags::SYN, "SYN"),
-                (TcpFlags::ACK, "ACK"),
-                (TcpFlags::FIN, "FIN"),
-                (TcpFlags::RST, "RST"),
-                (TcpFlags::PSH, "PSH"),
-                (TcpFlags::URG, "URG"),
-                (TcpFlags::ECE, "ECE"),
-                (TcpFlags::CWR, "CWR"),
-            ]
-            .into_iter()
-            .filter(|(bit, _)| r.tcp_flags.0 & bit != 0)
-            .map(|(_, n)| (n.to_string(), Value::Bool(true)))
-            .collect();
+            let flags: Map<String, Value> = TcpFlags::NAMES
+                .into_iter()
+                .filter(|(bit, _)| r.tcp_flags.0 & bit != 0)
+                .map(|(_, n)| (n.to_string(), Value::Bool(true)))
+                .collect();
             if !flags.is_empty() {
                 m.insert("flags".into(), Value::Object(flags));
             }
