@@ -211,22 +211,9 @@ fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     porin_flow::time::parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// `1Gi`, `512Mi`, `1G`, `1.5GiB`, `100` (bytes), parsed by the bytesize crate.
 fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?}: expected a number of bytes like 512Mi or 1G"))?;
-    let mult: u64 = match unit {
-        "" | "B" => 1,
-        "K" | "k" | "KB" => 1000,
-        "M" | "MB" => 1_000_000,
-        "G" | "GB" => 1_000_000_000,
-        "Ki" | "KiB" => 1 << 10,
-        "Mi" | "MiB" => 1 << 20,
-        "Gi" | "GiB" => 1 << 30,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (K, M, G, Ki, Mi, Gi)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
+    s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("{s:?}: expected a size like 512Mi, 1Gi or 1G ({e})"))
 }
 
 fn hostname() -> String {

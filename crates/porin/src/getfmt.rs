@@ -270,7 +270,8 @@ pub fn human_age(secs: i64) -> String {
     }
 }
 
-/// A byte count in binary units with one decimal: `512 B`, `94.8 KiB`, `1.0 GiB`.
+/// A byte count in binary units with one decimal: `512 B`, `94.8 KiB`, `1.0 GiB`. (bytesize's own display, used
+/// for parsing elsewhere, prints 1 MiB - 1 B as `1024.0 KiB`; this one rounds before choosing the unit.)
 pub struct Bytes(pub u64);
 
 impl fmt::Display for Bytes {
