@@ -22,6 +22,8 @@ pub enum Kind {
     WorkloadEndpoint,
     /// Connectivity assertions (`porin test`); never changes enforcement.
     ConnectivityTest,
+    /// An invariant writes may not break (checked by the API and `porin validate`); never changes enforcement.
+    ReachabilityGuard,
 }
 
 /// Static facts about a kind.
@@ -44,7 +46,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -59,6 +61,7 @@ impl Kind {
         Kind::ClusterSettings,
         Kind::WorkloadEndpoint,
         Kind::ConnectivityTest,
+        Kind::ReachabilityGuard,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -129,6 +132,9 @@ impl Kind {
             Kind::WorkloadEndpoint => p("WorkloadEndpoint", "workloadendpoints", "workloadendpoint", &["wep"], true),
             Kind::ConnectivityTest => {
                 p("ConnectivityTest", "connectivitytests", "connectivitytest", &["ctest"], false)
+            }
+            Kind::ReachabilityGuard => {
+                p("ReachabilityGuard", "reachabilityguards", "reachabilityguard", &["guard"], false)
             }
         }
     }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conntest;
+pub mod guard;
 pub mod endpoint;
 pub mod k8s;
 pub mod kind;
@@ -137,6 +138,7 @@ pub enum Resource {
     /// Boxed: its spec is much larger than the other kinds'.
     WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
+    ReachabilityGuard(Object<guard::ReachabilityGuardSpec>),
 }
 
 macro_rules! each_resource {
@@ -156,6 +158,7 @@ macro_rules! each_resource {
             Resource::ClusterSettings($o) => $e,
             Resource::WorkloadEndpoint($o) => $e,
             Resource::ConnectivityTest($o) => $e,
+            Resource::ReachabilityGuard($o) => $e,
         }
     };
 }
@@ -177,6 +180,7 @@ impl Resource {
             Resource::ClusterSettings(_) => Kind::ClusterSettings,
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
+            Resource::ReachabilityGuard(_) => Kind::ReachabilityGuard,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

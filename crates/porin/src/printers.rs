@@ -255,6 +255,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
         Kind::Namespace | Kind::ClusterSettings => &[],
         Kind::ConnectivityTest => &[],
+        Kind::ReachabilityGuard => &[("EXPECT", "/spec/expect")],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),

@@ -12,6 +12,7 @@
 //! audit record in one transaction ([`write::commit`]).
 
 pub mod binding;
+pub mod guard;
 pub mod error;
 pub mod flows;
 pub mod listener;

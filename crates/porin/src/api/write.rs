@@ -229,6 +229,7 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<C
     if ops.is_empty() {
         return Ok((st.store.revision().await.unwrap_or(0), outcomes));
     }
+    super::guard::check(st, &changes).await?;
     super::binding::unique_claims(st, &changes).await?;
     let now = crate::timefmt::now_secs();
     let record = AuditRecord {
