@@ -157,24 +157,59 @@ fn guard_matches_reference_on_synthetic_cluster() {
 }
 
 /// `cargo test --release -p porin-policy --test guard -- --ignored --nocapture`
+/// The guard check the API runs on a write at 10k pods / ~1k policies, median of 7 runs per step (release:
+/// `cargo test --release -p porin-policy --test guard -- --ignored --nocapture timing`; docs/benchmarks.md).
+/// Steps: decode the stored JSON of every object, build the cluster, check the guards.
 #[test]
 #[ignore]
 fn timing_guard_10k() {
+    fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+        v.sort();
+        v[v.len() / 2]
+    }
     let rs: Vec<Resource> = synth::cluster(10_000);
-    let c = Cluster::build(rs.iter()).unwrap();
     let (k8s, gnp) = synth::policy_counts(&rs);
+    let stored: Vec<(porin_model::Kind, serde_json::Value)> = rs.iter().map(|r| (r.kind(), r.to_json())).collect();
+    let c = Cluster::build(rs.iter()).unwrap();
+    let ports = porin_policy::guard::ports_to_check(&c, porin_model::Protocol::Tcp);
+    eprintln!("{} pods, {k8s}+{gnp} policies, {} TCP ports named", c.endpoints.len(), ports.len());
     let g = spec(r#"{"from": {"namespaceSelector": "all()"}, "to": {"selector": "all()"}, "expect": "Deny"}"#);
     let a = spec(r#"{"from": {}, "to": {}, "ports": [8080], "expect": "Allow"}"#);
-    let ports = porin_policy::guard::ports_to_check(&c, porin_model::Protocol::Tcp);
-    for (name, s) in [("deny all pairs, every port", &g), ("allow all pairs, one port", &a)] {
-        let t = std::time::Instant::now();
-        let v = check(&c, &[Guard { name, spec: s }]);
-        eprintln!(
-            "{} pods, {k8s}+{gnp} policies, {} ports: {name}: {:?} ({} violation)",
-            c.endpoints.len(),
-            ports.len(),
-            t.elapsed(),
-            v.len()
+    let one = spec(r#"{"from": {"selector": "app != 'app1'"}, "to": {"selector": "app == 'app9'"}, "ports": [8080], "expect": "Deny"}"#);
+    let runs = 7;
+    let decode = median(
+        (0..runs)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let v: Vec<Resource> =
+                    stored.iter().map(|(k, j)| porin_model::load::to_resource(*k, j.clone()).unwrap()).collect();
+                assert_eq!(v.len(), rs.len());
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let build = median(
+        (0..runs)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let c = Cluster::build(rs.iter()).unwrap();
+                assert_eq!(c.endpoints.len(), 10_000);
+                t.elapsed()
+            })
+            .collect(),
+    );
+    eprintln!("decode stored JSON: {decode:?}; Cluster::build: {build:?}");
+    for (name, s) in [("deny all pairs, every port", &g), ("allow all pairs, one port", &a), ("deny one app pair, one port", &one)] {
+        let mut n = 0;
+        let check_t = median(
+            (0..runs)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    n = check(&c, &[Guard { name, spec: s }]).len();
+                    t.elapsed()
+                })
+                .collect(),
         );
+        eprintln!("check {name}: {check_t:?} ({n} violation); with decode and build: {:?}", decode + build + check_t);
     }
 }

@@ -1,33 +1,71 @@
 //! Guardrails on the write path: before a write commits, the model it would produce (the stored objects with
 //! the request's changes applied) is checked against every `ReachabilityGuard` (stored or in the request). A
 //! violation refuses the whole write with 422 naming the guard, a witness pair and the deciding rule; nothing
-//! is written. Refusals are not audited: the audit trail records committed changes only.
+//! is written, and [`super::write::commit`] records the refusal in the audit trail.
+//!
+//! Serialisation: `commit` holds the API's write lock across read, check and transaction, and every write's
+//! transaction is conditioned on (and bumps) [`keys::WRITE_EPOCH`] as read before the check, so two writes (on
+//! this agent or on two agents sharing etcd) can never both be checked against the same old model and both
+//! commit: the second one's transaction fails and nothing of it is written.
 
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use porin_model::{Kind, Resource};
 use porin_policy::Cluster;
-use porin_policy::guard::Guard;
+use porin_policy::guard::{Guard, Violation};
+use porin_store::Store;
+use serde_json::json;
 
 use super::write::{Change, decode};
 use super::{ApiError, ApiState};
 use crate::keys;
 
-/// Refuse `changes` if the resulting model violates a guard. Cheap when no guard exists.
-pub async fn check(st: &ApiState, changes: &[Change]) -> Result<(), ApiError> {
+/// Why a write was refused by guards: the first violation of every violated guard.
+pub struct Refusal {
+    pub violations: Vec<Violation>,
+}
+
+impl Refusal {
+    pub fn message(&self) -> String {
+        let lines: Vec<String> = self.violations.iter().map(ToString::to_string).collect();
+        format!("refused by a ReachabilityGuard, nothing was written: {}", lines.join("\n"))
+    }
+
+    pub fn to_api_error(&self) -> ApiError {
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", self.message());
+        e.causes = self
+            .violations
+            .iter()
+            .map(|v| {
+                json!({
+                    "reason": "GuardViolated",
+                    "field": format!("ReachabilityGuard/{}", v.guard),
+                    "message": v.to_string(),
+                    "violation": v,
+                })
+            })
+            .collect();
+        e
+    }
+}
+
+/// Check `changes` against every guard in the model they would produce. `Ok(Err(refusal))` when a guard is
+/// violated; `Err` when the check itself cannot run (the write is refused then too: fail closed).
+pub async fn check(st: &ApiState, changes: &[Change]) -> Result<Result<(), Refusal>, ApiError> {
     // ConnectivityTests never change enforcement.
     if changes.iter().all(|c| c.kind == Kind::ConnectivityTest) {
-        return Ok(());
+        return Ok(Ok(()));
     }
     let adds_guard = changes.iter().any(|c| c.kind == Kind::ReachabilityGuard && c.resource.is_some());
     if !adds_guard {
-        let (stored, _) = st.list(&keys::kind_prefix(Kind::ReachabilityGuard)).await?;
+        let (stored, _) = st.store.list(&keys::kind_prefix(Kind::ReachabilityGuard)).await?;
         if stored.is_empty() {
-            return Ok(());
+            return Ok(Ok(()));
         }
     }
-    let (items, _) = st.list(keys::RESOURCES).await?;
+    // The store itself, never the engine's cache: the check must see what the transaction is conditioned on.
+    let (items, _) = st.store.list(keys::RESOURCES).await?;
     let mut model: BTreeMap<String, Resource> = BTreeMap::new();
     for kv in &items {
         let Some((kind, _, _)) = keys::parse_key(&kv.key) else { continue };
@@ -66,13 +104,5 @@ pub async fn check(st: &ApiState, changes: &[Change]) -> Result<(), ApiError> {
         })
         .collect();
     let violations = porin_policy::guard::check(&cluster, &guards);
-    if violations.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> = violations.iter().map(ToString::to_string).collect();
-    Err(ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "Invalid",
-        format!("refused, nothing was written: {}", lines.join("\n")),
-    ))
+    if violations.is_empty() { Ok(Ok(())) } else { Ok(Err(Refusal { violations })) }
 }

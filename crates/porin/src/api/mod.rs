@@ -56,6 +56,9 @@ pub struct ApiState {
     pub dataplane: watch::Receiver<Arc<crate::dataplane::DataplaneStatus>>,
     /// Flow visibility (agents only): `porin observe`, `/metrics`, the `flows` part of status.
     pub flows: Option<Arc<crate::flows::FlowService>>,
+    /// Held by [`write::commit`] from its first read to its transaction: writes on this agent are checked
+    /// (guards, scope) and committed one at a time.
+    pub write_lock: tokio::sync::Mutex<()>,
 }
 
 pub type Shared = Arc<ApiState>;

@@ -304,6 +304,7 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
         token_cache: Mutex::new(HashMap::new()),
         dataplane: dp_rx,
         flows: flows.clone(),
+        write_lock: tokio::sync::Mutex::new(()),
     });
     let app = router(state);
 
