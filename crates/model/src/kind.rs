@@ -24,6 +24,8 @@ pub enum Kind {
     ConnectivityTest,
     /// An invariant writes may not break (checked by the API and `porin validate`); never changes enforcement.
     ReachabilityGuard,
+    /// A compliance report definition (`porin report`); never changes enforcement.
+    GlobalReport,
 }
 
 /// Static facts about a kind.
@@ -46,7 +48,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -62,6 +64,7 @@ impl Kind {
         Kind::WorkloadEndpoint,
         Kind::ConnectivityTest,
         Kind::ReachabilityGuard,
+        Kind::GlobalReport,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -136,6 +139,7 @@ impl Kind {
             Kind::ReachabilityGuard => {
                 p("ReachabilityGuard", "reachabilityguards", "reachabilityguard", &["guard"], false)
             }
+            Kind::GlobalReport => p("GlobalReport", "globalreports", "globalreport", &["greport"], false),
         }
     }
 

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calico_export;
 pub mod conntest;
 pub mod guard;
 pub mod endpoint;
@@ -15,6 +16,7 @@ pub mod kind;
 pub mod load;
 pub mod meta;
 pub mod porin;
+pub mod report;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -139,6 +141,7 @@ pub enum Resource {
     WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
     ReachabilityGuard(Object<guard::ReachabilityGuardSpec>),
+    GlobalReport(Object<report::GlobalReportSpec>),
 }
 
 macro_rules! each_resource {
@@ -159,6 +162,7 @@ macro_rules! each_resource {
             Resource::WorkloadEndpoint($o) => $e,
             Resource::ConnectivityTest($o) => $e,
             Resource::ReachabilityGuard($o) => $e,
+            Resource::GlobalReport($o) => $e,
         }
     };
 }
@@ -181,6 +185,7 @@ impl Resource {
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
             Resource::ReachabilityGuard(_) => Kind::ReachabilityGuard,
+            Resource::GlobalReport(_) => Kind::GlobalReport,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod guard;
 pub mod ir;
 pub mod matrix;
+pub mod recommend;
 pub mod rulematch;
 
 pub use eval::{Direction, Evaluation, Hit, HitAction, Packet, Peer, SideVerdict, Variant, Verdict};

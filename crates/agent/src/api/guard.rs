@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::write::{Change, decode};
 use super::{ApiError, ApiState};
-use crate::keys;
+use crate::registry::keys;
 
 /// Why a write was refused by guards: the first violation of every violated guard.
 pub struct Refusal {
