@@ -18,6 +18,7 @@ pub mod flows;
 pub mod listener;
 pub mod porin_routes;
 pub mod promote;
+pub mod recommend;
 pub mod resources;
 pub mod sources;
 pub mod write;
@@ -305,6 +306,7 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/tokens/{name}", axum::routing::delete(porin_routes::revoke_token))
         .route("/porin/v1/status", get(porin_routes::status))
         .route("/porin/v1/flows", get(flows::flows))
+        .route("/porin/v1/recommend", get(recommend::handle))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

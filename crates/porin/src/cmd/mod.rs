@@ -17,5 +17,6 @@ pub mod version;
 pub mod test;
 pub mod promote;
 pub mod guards;
+pub mod recommend;
 pub mod report;
 pub mod resources;
