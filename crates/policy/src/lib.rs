@@ -13,6 +13,7 @@ pub mod eval;
 pub mod guard;
 pub mod ir;
 pub mod matrix;
+pub mod preview;
 pub mod recommend;
 pub mod rulematch;
 

@@ -71,6 +71,8 @@ enum Command {
     Promote(cmd::promote::PromoteArgs),
     /// Recommend one StagedNetworkPolicy per namespace from the traffic the agent observed.
     Recommend(cmd::recommend::RecommendArgs),
+    /// Replay recorded flows with and without a change; exit 3 when observed traffic would be denied.
+    Preview(cmd::preview::PreviewArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::test(a),
         Command::Promote(a) => cmd::promote::promote(a),
         Command::Recommend(a) => cmd::recommend::recommend(a),
+        Command::Preview(a) => cmd::preview::preview(a),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,8 @@
 //! `porin recommend` against a real `porin agent` whose flow store holds the shop's traffic (written before
 //! the agent starts, as the flow pipeline would have): the YAML is golden; applied, promoted and put in
 //! zero-trust mode it keeps every observed connection and denies the rest (`porin test --live`); a scoped
-//! token cannot read another namespace's recommendation. Regenerate goldens with `PORIN_BLESS=1`.
+//! token cannot read another namespace's recommendation. `porin preview` replays the same records: zero trust
+//! before the recommendation breaks every observed connection (exit 3), after it none. Regenerate goldens with `PORIN_BLESS=1`.
 
 #[path = "control_plane/common.rs"]
 mod common;
@@ -59,6 +60,8 @@ fn seed_flow_store(data: &std::path::Path) {
     store.append_at(&recs, now).unwrap();
 }
 
+const SINCE: &str = "2025-12-31T00:00:00Z";
+
 #[test]
 fn recommend_promote_zero_trust_keeps_exactly_the_observed_traffic() {
     let tmp = tempfile::tempdir().unwrap();
@@ -74,11 +77,21 @@ fn recommend_promote_zero_trust_keeps_exactly_the_observed_traffic() {
     let kinds: Vec<&str> = json["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["Tier", "StagedNetworkPolicy"], "-n shop: the tier and shop's policy only");
 
-    // Observe -> recommend -> apply -> promote -> zero trust.
-    a.ok(&["apply", "-f", &a.write("rec.yaml", &yaml)]);
-    a.ok(&["promote", "--all"]);
+    // Zero trust before any policy would deny every observed connection: preview says so, exit 3.
     let zt = "apiVersion: porin.io/v1\nkind: ClusterSettings\nmetadata: {name: default}\nspec: {defaultEndpointAction: Deny}\n";
-    a.ok(&["apply", "-f", &a.write("zt.yaml", zt)]);
+    let zt = a.write("zt.yaml", zt);
+    let (code, out, err) = a.porin(&["preview", "-f", &zt, "--since", SINCE]);
+    assert_eq!(code, 3, "{out}{err}");
+    golden("preview-zero-trust-first.txt", &out);
+
+    // Observe -> recommend -> apply (staged) -> preview -> promote -> preview zero trust -> zero trust.
+    a.ok(&["apply", "-f", &a.write("rec.yaml", &yaml)]);
+    let (code, out, err) = a.porin(&["preview", "--since", SINCE]);
+    assert_eq!((code, out.as_str()), (0, "no observed flow changes verdict with the staged policies (12 flow records replayed)\n"), "{err}");
+    a.ok(&["promote", "--all"]);
+    let (code, out, err) = a.porin(&["preview", "-f", &zt, "--since", SINCE]);
+    assert_eq!((code, out.as_str()), (0, "no observed flow changes verdict with the change (12 flow records replayed)\n"), "{err}");
+    a.ok(&["apply", "-f", &zt]);
     let mut cases = String::new();
     let pods = ["ops/loadgen", "ops/monitoring", "shop/frontend", "shop/catalog", "shop/cart", "shop/checkout", "shop/payment", "shop/db"];
     for f in pods {
@@ -96,6 +109,18 @@ fn recommend_promote_zero_trust_keeps_exactly_the_observed_traffic() {
     let (code, out, err) = a.porin(&["test", "--live", "-f", &a.write("t.yaml", &test)]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.ends_with("168 passed, 0 failed\n"), "{out}");
+
+    // Deleting shop's recommendation now would break what was observed: allowed -> denied, exit 3.
+    let (code, out, err) =
+        a.porin(&["preview", "--delete", "pnp/shop/namespace-isolation.shop-recommendation", "--since", SINCE, "-o", "json"]);
+    assert_eq!(code, 3, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["allowedToDenied"].as_u64(), v["deniedToAllowed"].as_u64()), (Some(6), Some(0)), "{v:#}");
+    let first = &v["flipped"][0];
+    assert!(first["before"].as_str().unwrap().contains("namespace-isolation|shop/namespace-isolation.shop-recommendation"), "{v:#}");
+    assert!(first["after"].as_str().unwrap().contains("default deny"), "{v:#}");
+    let (code, _, err) = a.porin(&["preview", "--delete", "pnp/shop/nope", "--since", SINCE]);
+    assert!(code != 0 && err.contains("not found"), "{err}");
 
     // A scoped token reads its own namespaces' recommendation, never another's.
     let t = a.ok(&["token", "create", "shop", "--role", "scoped", "--namespace", "shop", "--tier", "default"]).trim().to_string();

@@ -18,5 +18,6 @@ pub mod test;
 pub mod promote;
 pub mod guards;
 pub mod recommend;
+pub mod preview;
 pub mod report;
 pub mod resources;
