@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::eval::{Evaluation, HitAction, Packet, Peer, Variant};
 use crate::ir::Cluster;
-use crate::recommend::{ObservedAt, ObservedPeer, Observation};
+use crate::recommend::{ObservedAt, ObservedPeer, Observation, Pods};
 
 /// One side of the comparison: a cluster and which of its policy sets (enforced, or with staged applied).
 #[derive(Clone, Copy)]
@@ -55,14 +55,6 @@ fn name(p: &ObservedPeer) -> String {
     }
 }
 
-fn peer<'c>(c: &'c Cluster, p: &ObservedPeer) -> Option<Peer<'c>> {
-    match p {
-        ObservedPeer::Pod { namespace, pod } => c.endpoint(&format!("{namespace}/{pod}")).map(|i| Peer::Endpoint(&c.endpoints[i])),
-        ObservedPeer::NetworkSet { ip, .. } => ip.map(Peer::Ip),
-        ObservedPeer::Ip { ip } => Some(Peer::Ip(*ip)),
-    }
-}
-
 /// The deciding step(s): for a denied connection the side that denied, for an allowed one both sides.
 pub fn deciding(e: &Evaluation) -> String {
     let sides = [&e.egress, &e.ingress];
@@ -78,8 +70,8 @@ pub fn deciding(e: &Evaluation) -> String {
     parts.join("; ")
 }
 
-fn evaluate(s: Side<'_>, ob: &Observation) -> Option<Evaluation> {
-    let (src, dst) = (peer(s.cluster, &ob.src)?, peer(s.cluster, &ob.dst)?);
+fn evaluate(s: Side<'_>, pods: &Pods<'_>, ob: &Observation) -> Option<Evaluation> {
+    let (src, dst) = (pods.peer(&ob.src)?, pods.peer(&ob.dst)?);
     let v6 = matches!(src, Peer::Ip(IpAddr::V6(_))) || matches!(dst, Peer::Ip(IpAddr::V6(_)));
     Some(s.cluster.evaluate(s.variant, src, dst, &Packet { v6, ..Packet::l4(ob.protocol, ob.port) }))
 }
@@ -89,9 +81,10 @@ fn evaluate(s: Side<'_>, ob: &Observation) -> Option<Evaluation> {
 /// are left out.
 pub fn preview(before: Side<'_>, after: Side<'_>, observed: &[Observation]) -> Vec<Flip> {
     let mut groups: BTreeMap<(String, String, String, u16), Flip> = BTreeMap::new();
+    let (pods_before, pods_after) = (Pods::new(before.cluster), Pods::new(after.cluster));
     // Evaluations are per (src, dst, protocol, port): many records share one.
     let mut memo: BTreeMap<(ObservedPeer, ObservedPeer, String, u16), Option<(Evaluation, Evaluation)>> = BTreeMap::new();
-    for ob in observed {
+    for (ob, n) in &crate::recommend::merge_counted(observed) {
         let primary = match ob.at {
             ObservedAt::Egress => matches!(ob.src, ObservedPeer::Pod { .. }),
             ObservedAt::Ingress => !matches!(ob.src, ObservedPeer::Pod { .. }),
@@ -101,7 +94,7 @@ pub fn preview(before: Side<'_>, after: Side<'_>, observed: &[Observation]) -> V
         }
         let proto = ob.protocol.name().to_string();
         let key = (ob.src.clone(), ob.dst.clone(), proto.clone(), ob.port);
-        let evals = memo.entry(key).or_insert_with(|| Some((evaluate(before, ob)?, evaluate(after, ob)?)));
+        let evals = memo.entry(key).or_insert_with(|| Some((evaluate(before, &pods_before, ob)?, evaluate(after, &pods_after, ob)?)));
         let Some((b, a)) = evals else { continue };
         if b.allowed == a.allowed {
             continue;
@@ -119,7 +112,7 @@ pub fn preview(before: Side<'_>, after: Side<'_>, observed: &[Observation]) -> V
             after: deciding(a),
         });
         g.flows += ob.flows;
-        g.records += 1;
+        g.records += n;
     }
     let mut out: Vec<Flip> = groups.into_values().collect();
     out.sort_by(|x, y| {

@@ -30,7 +30,7 @@ use crate::eval::{HitAction, Packet, Peer, SideVerdict, Variant};
 use crate::ir::Cluster;
 
 /// One end of an observed connection.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum ObservedPeer {
     Pod { namespace: String, pod: String },
@@ -39,7 +39,7 @@ pub enum ObservedPeer {
 }
 
 /// Where a connection was observed: at the source's egress or at the destination's ingress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ObservedAt {
     Egress,
@@ -123,9 +123,9 @@ type RuleKey = (ObservedAt, Option<String>, Scope, Option<String>, Protocol);
 
 /// A selector for the pod's workload: its own labels (none of the keys Porin or Calico add, none of the
 /// per-revision hashes), or None when the pod is unknown or has no labels (the whole namespace then).
-fn workload(c: &Cluster, p: &ObservedPeer) -> Option<String> {
+fn workload(pods: &Pods<'_>, p: &ObservedPeer) -> Option<String> {
     let ObservedPeer::Pod { namespace, pod } = p else { return None };
-    let e = &c.endpoints[c.endpoint(&format!("{namespace}/{pod}"))?];
+    let e = pods.get(namespace, pod)?;
     let own: BTreeMap<String, String> = e
         .labels
         .iter()
@@ -192,14 +192,30 @@ fn ip_scope(ip: IpAddr) -> Scope {
     if private { Scope::Private } else { Scope::Public }
 }
 
-fn peer<'c>(c: &'c Cluster, p: &ObservedPeer) -> Option<Peer<'c>> {
-    match p {
-        ObservedPeer::Pod { namespace, pod } => c.endpoint(&format!("{namespace}/{pod}")).map(|i| Peer::Endpoint(&c.endpoints[i])),
-        ObservedPeer::NetworkSet { ip, .. } => ip.map(Peer::Ip),
-        ObservedPeer::Ip { ip } => Some(Peer::Ip(*ip)),
+/// Pods by namespace and name (`Cluster::endpoint` scans; recommendations look pods up per record shape).
+pub(crate) struct Pods<'c> {
+    c: &'c Cluster,
+    by_name: std::collections::HashMap<(&'c str, &'c str), usize>,
+}
+
+impl<'c> Pods<'c> {
+    pub(crate) fn new(c: &'c Cluster) -> Self {
+        Pods { c, by_name: c.endpoints.iter().enumerate().map(|(i, e)| ((e.namespace.as_str(), e.name.as_str()), i)).collect() }
+    }
+    pub(crate) fn get(&self, ns: &str, pod: &str) -> Option<&'c crate::ir::Endpoint> {
+        self.by_name.get(&(ns, pod)).map(|&i| &self.c.endpoints[i])
+    }
+    pub(crate) fn peer(&self, p: &ObservedPeer) -> Option<Peer<'c>> {
+        match p {
+            ObservedPeer::Pod { namespace, pod } => self.get(namespace, pod).map(Peer::Endpoint),
+            ObservedPeer::NetworkSet { ip, .. } => ip.map(Peer::Ip),
+            ObservedPeer::Ip { ip } => Some(Peer::Ip(*ip)),
+        }
     }
 }
 
+
+#[derive(Clone, Copy)]
 enum Coverage {
     /// Allowed by default (no policy, or every tier passed) or by the recommendation tier itself.
     Open,
@@ -218,6 +234,30 @@ fn coverage(side: Option<&SideVerdict>, tier: &str) -> Coverage {
     }
 }
 
+/// Observations of the same shape (where, source, destination, protocol, port) merged into one, with the
+/// earliest first, latest last and summed flows, and how many were merged. Keys borrow: no allocation per record.
+pub fn merge_counted(observed: &[Observation]) -> Vec<(Observation, u64)> {
+    type Key<'a> = (ObservedAt, &'a ObservedPeer, &'a ObservedPeer, Protocol, u16);
+    let mut shapes: std::collections::HashMap<Key<'_>, (i64, i64, u64, u64)> = std::collections::HashMap::new();
+    for ob in observed {
+        let e = shapes.entry((ob.at, &ob.src, &ob.dst, ob.protocol, ob.port)).or_insert((i64::MAX, i64::MIN, 0, 0));
+        e.0 = e.0.min(ob.first_seen);
+        e.1 = e.1.max(ob.last_seen);
+        e.2 += ob.flows;
+        e.3 += 1;
+    }
+    shapes
+        .into_iter()
+        .map(|((at, src, dst, protocol, port), (first_seen, last_seen, flows, n))| {
+            (Observation { at, src: src.clone(), dst: dst.clone(), protocol, port, first_seen, last_seen, flows }, n)
+        })
+        .collect()
+}
+
+fn merge(observed: &[Observation]) -> Vec<Observation> {
+    merge_counted(observed).into_iter().map(|(o, _)| o).collect()
+}
+
 /// Recommend one StagedNetworkPolicy per namespace from `observed` traffic (see the module docs).
 pub fn recommend(c: &Cluster, observed: &[Observation], o: &Options) -> Recommendation {
     let mut out = Recommendation::default();
@@ -228,7 +268,11 @@ pub fn recommend(c: &Cluster, observed: &[Observation], o: &Options) -> Recommen
             rules.entry(ns).or_default();
         }
     }
-    for ob in observed {
+    let mut memo: std::collections::HashMap<(ObservedAt, ObservedPeer, ObservedPeer, Protocol, u16), Coverage> =
+        std::collections::HashMap::new();
+    let mut workloads: std::collections::HashMap<ObservedPeer, Option<String>> = std::collections::HashMap::new();
+    let pods = Pods::new(c);
+    for ob in &merge(observed) {
         let (local, remote) = match ob.at {
             ObservedAt::Egress => (&ob.src, &ob.dst),
             ObservedAt::Ingress => (&ob.dst, &ob.src),
@@ -238,7 +282,9 @@ pub fn recommend(c: &Cluster, observed: &[Observation], o: &Options) -> Recommen
             continue;
         }
         let Some(sc) = scope(c, remote) else { continue };
-        if let (Some(src), Some(dst)) = (peer(c, &ob.src), peer(c, &ob.dst)) {
+        // Many records share one connection shape: evaluate each shape once.
+        let cov = *memo.entry((ob.at, ob.src.clone(), ob.dst.clone(), ob.protocol, ob.port)).or_insert_with(|| {
+            let (Some(src), Some(dst)) = (pods.peer(&ob.src), pods.peer(&ob.dst)) else { return Coverage::Open };
             let v6 = matches!(src, Peer::Ip(IpAddr::V6(_))) || matches!(dst, Peer::Ip(IpAddr::V6(_)));
             let pkt = Packet { v6, ..Packet::l4(ob.protocol, ob.port) };
             let e = c.evaluate(Variant::Enforced, src, dst, &pkt);
@@ -246,19 +292,21 @@ pub fn recommend(c: &Cluster, observed: &[Observation], o: &Options) -> Recommen
                 ObservedAt::Egress => e.egress.as_ref(),
                 ObservedAt::Ingress => e.ingress.as_ref(),
             };
-            match coverage(side, &o.tier) {
-                Coverage::Open => {}
-                Coverage::ExplicitlyAllowed => {
-                    out.already_allowed += ob.flows;
-                    continue;
-                }
-                Coverage::Denied => {
-                    out.denied += ob.flows;
-                    continue;
-                }
+            coverage(side, &o.tier)
+        });
+        match cov {
+            Coverage::Open => {}
+            Coverage::ExplicitlyAllowed => {
+                out.already_allowed += ob.flows;
+                continue;
+            }
+            Coverage::Denied => {
+                out.denied += ob.flows;
+                continue;
             }
         }
-        let key = (ob.at, workload(c, local), sc, workload(c, remote), ob.protocol);
+        let mut wl = |p: &ObservedPeer| workloads.entry(p.clone()).or_insert_with(|| workload(&pods, p)).clone();
+        let key = (ob.at, wl(local), sc, wl(remote), ob.protocol);
         let acc = rules.entry(namespace.clone()).or_default().entry(key).or_insert_with(|| Acc {
             first: i64::MAX,
             last: i64::MIN,

@@ -189,3 +189,77 @@ fn traffic_an_explicit_policy_allows_adds_no_rule() {
     assert!(shop["spec"]["egress"][0]["destination"]["ports"].as_array().unwrap().contains(&5432.into()));
     assert_eq!(rec.already_allowed, 15 + 16 + 17, "the three db ingress observations");
 }
+
+#[path = "../benches/synth/mod.rs"]
+mod synth;
+
+/// 1M flow records' observations on the synthetic 1k-pod cluster (~100 policies), ~20k distinct connection
+/// shapes: recommend, and preview of one change (a default-deny in one namespace); median of 5 runs each
+/// (release: `cargo test --release -p porin-policy --test recommend -- --ignored --nocapture timing`;
+/// docs/benchmarks.md).
+#[test]
+#[ignore]
+fn timing_recommend_and_preview_1m() {
+    use porin_policy::preview::{Side, preview};
+    fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+        v.sort();
+        v[v.len() / 2]
+    }
+    let rs = synth::cluster(1_000);
+    let c = Cluster::build(rs.iter()).unwrap();
+    let pods: Vec<ObservedPeer> =
+        c.endpoints.iter().map(|e| ObservedPeer::Pod { namespace: e.namespace.clone(), pod: e.name.clone() }).collect();
+    let mut obs = Vec::with_capacity(1_000_000);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..1_000_000u64 {
+        // xorshift: deterministic, ~20k distinct (src, dst, port) shapes.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let s = (x % 1000) as usize;
+        let d = ((x >> 20) % 20) as usize;
+        let dst = if d == 19 { ObservedPeer::Ip { ip: "93.184.216.34".parse().unwrap() } } else { pods[(s / 10 * 10 + d * 37) % pods.len()].clone() };
+        let port = [8080u16, 443, 5432][((x >> 40) % 3) as usize];
+        obs.push(Observation {
+            at: if i % 2 == 0 { ObservedAt::Egress } else { ObservedAt::Ingress },
+            src: pods[s].clone(),
+            dst,
+            protocol: Protocol::Tcp,
+            port,
+            first_seen: 1_764_700_000 + (i as i64 % 86_400),
+            last_seen: 1_764_700_000 + (i as i64 % 86_400) + 5,
+            flows: 1 + x % 3,
+        });
+    }
+    let runs = 5;
+    let mut n = 0;
+    let rec = median(
+        (0..runs)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                n = recommend(&c, &obs, &Options::default()).policies.len();
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let ns = &c.endpoints[0].namespace;
+    let deny = porin_model::parse_documents(
+        "deny.yaml",
+        &format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny-all, namespace: {ns}}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Ingress, Egress]\n"),
+    )
+    .unwrap();
+    let mut changed = rs.clone();
+    changed.extend(deny.into_iter().map(|d| d.resource));
+    let after = Cluster::build(changed.iter()).unwrap();
+    let mut flips = 0;
+    let pre = median(
+        (0..runs)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                flips = preview(Side { cluster: &c, variant: Variant::Enforced }, Side { cluster: &after, variant: Variant::Enforced }, &obs).len();
+                t.elapsed()
+            })
+            .collect(),
+    );
+    eprintln!("1M observations, {} pods: recommend {rec:?} ({n} policies); preview of one change {pre:?} ({flips} flipped groups)", c.endpoints.len());
+}
