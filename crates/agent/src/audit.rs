@@ -1,5 +1,6 @@
 //! The audit trail: one append-only record per accepted change request, written in the same store
-//! transaction as the change (so a change without its record, or a record without its change, cannot exist).
+//! transaction as the change (so a change without its record, or a record without its change, cannot exist),
+//! and one per request a guard refused (`refused` set, entries' action `refused`, nothing else written).
 //! Key: `audit/<nanoseconds since epoch, 24 digits>-<4 random hex>`; keys sort by time.
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
-    /// `created`, `configured` or `deleted`.
+    /// `created`, `configured`, `deleted`, or `refused` (the request was refused by a guard).
     pub action: String,
     pub kind: String,
     pub api_version: String,
@@ -40,6 +41,9 @@ pub struct AuditRecord {
     /// The node whose API server accepted the request.
     pub node: String,
     pub entries: Vec<AuditEntry>,
+    /// Set when the request was refused (by a `ReachabilityGuard`): why. Nothing of it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 pub fn new_key() -> String {

@@ -367,6 +367,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         token_cache: Mutex::new(HashMap::new()),
         dataplane: Arc::new(dp_rx),
         flows: flows.clone().map(|f| f as Arc<dyn FlowSource>),
+        write_lock: tokio::sync::Mutex::new(()),
     });
     if engine {
         let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));

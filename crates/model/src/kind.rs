@@ -22,6 +22,8 @@ pub enum Kind {
     WorkloadEndpoint,
     /// Connectivity assertions (`porin test`); never changes enforcement.
     ConnectivityTest,
+    /// An invariant writes may not break (checked by the API and `porin validate`); never changes enforcement.
+    ReachabilityGuard,
     /// A compliance report definition (`porin report`); never changes enforcement.
     GlobalReport,
 }
@@ -46,7 +48,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -61,6 +63,7 @@ impl Kind {
         Kind::ClusterSettings,
         Kind::WorkloadEndpoint,
         Kind::ConnectivityTest,
+        Kind::ReachabilityGuard,
         Kind::GlobalReport,
     ];
 
@@ -132,6 +135,9 @@ impl Kind {
             Kind::WorkloadEndpoint => p("WorkloadEndpoint", "workloadendpoints", "workloadendpoint", &["wep"], true),
             Kind::ConnectivityTest => {
                 p("ConnectivityTest", "connectivitytests", "connectivitytest", &["ctest"], false)
+            }
+            Kind::ReachabilityGuard => {
+                p("ReachabilityGuard", "reachabilityguards", "reachabilityguard", &["guard"], false)
             }
             Kind::GlobalReport => p("GlobalReport", "globalreports", "globalreport", &["greport"], false),
         }

@@ -9,6 +9,7 @@
 
 pub mod calico_export;
 pub mod conntest;
+pub mod guard;
 pub mod endpoint;
 pub mod k8s;
 pub mod kind;
@@ -139,6 +140,7 @@ pub enum Resource {
     /// Boxed: its spec is much larger than the other kinds'.
     WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
+    ReachabilityGuard(Object<guard::ReachabilityGuardSpec>),
     GlobalReport(Object<report::GlobalReportSpec>),
 }
 
@@ -159,6 +161,7 @@ macro_rules! each_resource {
             Resource::ClusterSettings($o) => $e,
             Resource::WorkloadEndpoint($o) => $e,
             Resource::ConnectivityTest($o) => $e,
+            Resource::ReachabilityGuard($o) => $e,
             Resource::GlobalReport($o) => $e,
         }
     };
@@ -181,6 +184,7 @@ impl Resource {
             Resource::ClusterSettings(_) => Kind::ClusterSettings,
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
+            Resource::ReachabilityGuard(_) => Kind::ReachabilityGuard,
             Resource::GlobalReport(_) => Kind::GlobalReport,
         }
     }

@@ -10,8 +10,11 @@
 
 pub mod diff;
 pub mod eval;
+pub mod guard;
 pub mod ir;
 pub mod matrix;
+pub mod preview;
+pub mod recommend;
 pub mod rulematch;
 
 pub use eval::{Direction, Evaluation, Hit, HitAction, Packet, Peer, SideVerdict, Variant, Verdict};

@@ -43,6 +43,10 @@ impl Matrix {
     pub fn allowed(&self, from: usize, to: usize) -> bool {
         self.bits[from * self.words_per_row + to / 64] >> (to % 64) & 1 == 1
     }
+    /// Row `from` as words: bit `to % 64` of word `to / 64` says `from` may reach `to`.
+    pub(crate) fn row(&self, from: usize) -> &[u64] {
+        &self.bits[from * self.words_per_row..(from + 1) * self.words_per_row]
+    }
     fn set(&mut self, from: usize, to: usize) {
         self.bits[from * self.words_per_row + to / 64] |= 1 << (to % 64);
     }

@@ -69,6 +69,10 @@ enum Command {
     Test(cmd::test::TestArgs),
     /// Make staged policies enforced (and delete the staged objects) in one transaction.
     Promote(cmd::promote::PromoteArgs),
+    /// Recommend one StagedNetworkPolicy per namespace from the traffic the agent observed.
+    Recommend(cmd::recommend::RecommendArgs),
+    /// Replay recorded flows with and without a change; exit 3 when observed traffic would be denied.
+    Preview(cmd::preview::PreviewArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -110,6 +114,8 @@ fn main() -> ExitCode {
         Command::LabServe { args } => cmd::lab::serve(args),
         Command::Test(a) => cmd::test::test(a),
         Command::Promote(a) => cmd::promote::promote(a),
+        Command::Recommend(a) => cmd::recommend::recommend(a),
+        Command::Preview(a) => cmd::preview::preview(a),
     };
     match result {
         Ok(code) => code,

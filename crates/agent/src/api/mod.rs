@@ -12,12 +12,14 @@
 //! audit record in one transaction ([`write::commit`]).
 
 pub mod binding;
+pub mod guard;
 pub mod error;
 pub mod flows;
 pub mod listener;
 pub mod porin_routes;
 pub mod promote;
 pub mod reports;
+pub mod recommend;
 pub mod resources;
 pub mod sources;
 pub mod write;
@@ -57,6 +59,9 @@ pub struct ApiState {
     pub dataplane: Arc<dyn sources::ReconcilerStatus>,
     /// Flow visibility (agents only): `porin observe`, `/metrics`, the `flows` part of status.
     pub flows: Option<Arc<dyn sources::FlowSource>>,
+    /// Held by [`write::commit`] from its first read to its transaction: writes on this agent are checked
+    /// (guards, scope) and committed one at a time.
+    pub write_lock: tokio::sync::Mutex<()>,
 }
 
 pub type Shared = Arc<ApiState>;
@@ -305,6 +310,7 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/reports", get(reports::list))
         .route("/porin/v1/reports/{name}/run", post(reports::run))
         .route("/porin/v1/reports/{name}/{end}", get(reports::get))
+        .route("/porin/v1/recommend", get(recommend::handle))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

@@ -129,6 +129,7 @@ fn token_audit(st: &ApiState, id: &Identity, verb: &str, action: &str, name: &st
             before,
             after,
         }],
+        refused: None,
     }
 }
 

@@ -125,6 +125,8 @@ pub async fn commit_opts(
             last.map(|e| format!(" ({e})")).unwrap_or_default()
         )));
     }
+    // One write at a time from the first read to the transaction (see `api::guard`).
+    let _serial = st.write_lock.lock().await;
     let mut seen = BTreeSet::new();
     for c in &changes {
         if !seen.insert(c.key()) {
@@ -238,17 +240,16 @@ pub async fn commit_opts(
     if ops.is_empty() {
         return Ok((st.store.revision().await.unwrap_or(0), outcomes));
     }
+    // Read before the guard check: if any other write commits after this point, ours fails its condition.
+    let epoch = st.store.get(keys::WRITE_EPOCH).await?.map_or(0, |kv| kv.mod_revision);
+    if let Err(refusal) = super::guard::check(st, &changes).await? {
+        audit_refusal(st, id, verb, entries, &refusal).await?;
+        return Err(refusal.to_api_error());
+    }
     super::binding::unique_claims(st, &changes).await?;
-    let now = crate::timefmt::now_secs();
-    let record = AuditRecord {
-        time: crate::timefmt::rfc3339(now),
-        timestamp: now,
-        user: id.user.clone(),
-        token_id: id.token_id.clone(),
-        verb: verb.to_string(),
-        node: st.node.clone(),
-        entries,
-    };
+    conditions.push(Condition::mod_revision(keys::WRITE_EPOCH, epoch));
+    ops.push(Op::put(keys::WRITE_EPOCH, crate::timefmt::now_nanos().to_string().into_bytes()));
+    let record = audit_record(st, id, verb, entries, None);
     ops.push(Op::put(crate::audit::new_key(), serde_json::to_vec(&record).expect("json")));
     if dry_run {
         return Ok((st.store.revision().await.unwrap_or(0), outcomes));
@@ -262,6 +263,34 @@ pub async fn commit_opts(
                 keys.join(", ")
             )))
         }
+    }
+}
+
+fn audit_record(st: &ApiState, id: &Identity, verb: &str, entries: Vec<AuditEntry>, refused: Option<String>) -> AuditRecord {
+    let now = crate::timefmt::now_secs();
+    AuditRecord {
+        time: crate::timefmt::rfc3339(now),
+        timestamp: now,
+        user: id.user.clone(),
+        token_id: id.token_id.clone(),
+        verb: verb.to_string(),
+        node: st.node.clone(),
+        entries,
+        refused,
+    }
+}
+
+/// A write refused by a guard leaves one audit record (every entry's action `refused`, `after` the object the
+/// caller asked for) and nothing else.
+async fn audit_refusal(st: &ApiState, id: &Identity, verb: &str, mut entries: Vec<AuditEntry>, r: &super::guard::Refusal) -> Result<(), ApiError> {
+    for e in &mut entries {
+        e.action = "refused".to_string();
+    }
+    let record = audit_record(st, id, verb, entries, Some(r.message()));
+    let op = Op::put(crate::audit::new_key(), serde_json::to_vec(&record).expect("json"));
+    match st.store.txn(vec![], vec![op]).await? {
+        TxnResult::Committed { .. } => Ok(()),
+        TxnResult::Failed { .. } => Err(ApiError::internal("recording the refusal in the audit trail failed")),
     }
 }
 

@@ -9,6 +9,9 @@ pub const TOKENS: &str = "tokens/";
 pub const AUDIT: &str = "audit/";
 /// `token-names/<name>` → the id of the token that holds the name (names are unique).
 pub const TOKEN_NAMES: &str = "token-names/";
+/// Bumped by every resource write; each write's transaction is conditioned on the revision it read, so writes
+/// checked against one model (guards, `api::guard`) cannot both commit.
+pub const WRITE_EPOCH: &str = "meta/write-epoch";
 
 fn group_segment(kind: Kind) -> &'static str {
     let g = kind.info().group;

@@ -16,5 +16,8 @@ pub mod token;
 pub mod version;
 pub mod test;
 pub mod promote;
+pub mod guards;
+pub mod recommend;
+pub mod preview;
 pub mod report;
 pub mod resources;

@@ -176,13 +176,22 @@ fn model(files: &[PathBuf], live: bool, client: &ClientArgs) -> Result<Option<Cl
 }
 
 pub fn validate(a: ValidateArgs) -> Result<ExitCode> {
-    match load(&a.files)? {
-        Some(docs) => {
-            println!("{} objects valid", docs.len());
-            Ok(ExitCode::SUCCESS)
+    let Some(docs) = load(&a.files)? else { return Ok(ExitCode::from(1)) };
+    if docs.iter().any(|d| matches!(d.resource, porin_model::Resource::ReachabilityGuard(_))) {
+        // A guard the inputs themselves break is an error like any other: the API would refuse the set.
+        let c = Cluster::build(docs.iter().map(|d| &d.resource)).context("building the policy model")?;
+        let errors: Vec<_> =
+            super::guards::check(&c, &docs).into_iter().filter_map(|(d, v)| v.map(|v| super::guards::error(d, &v))).collect();
+        if !errors.is_empty() {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{} guard(s) violated; the API would refuse these objects", errors.len());
+            return Ok(ExitCode::from(1));
         }
-        None => Ok(ExitCode::from(1)),
     }
+    println!("{} objects valid", docs.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_l4(s: &str) -> Result<Protocol> {

@@ -160,10 +160,16 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
             }
         }
     }
-    if tests.is_empty() {
-        return Err(anyhow::anyhow!("no ConnectivityTest found in the inputs").into());
+    let has_guards = model.iter().any(|d| matches!(d.resource, Resource::ReachabilityGuard(_)));
+    if tests.is_empty() && !has_guards {
+        return Err(anyhow::anyhow!("no ConnectivityTest or ReachabilityGuard found in the inputs").into());
     }
     let cluster = Cluster::build(model.iter().map(|d| &d.resource)).context("building the policy model")?;
+    // Guards are checked against the model (as the API checks them on every write), also with --lab.
+    let guards: Vec<GuardResult<'_>> = super::guards::check(&cluster, &model)
+        .into_iter()
+        .map(|(d, violation)| GuardResult { name: d.resource.name().to_string(), doc: d, violation })
+        .collect();
     let plans = plan(&cluster, &tests)?;
     let probe = match &lab {
         Some(l) => {
@@ -174,13 +180,14 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
     };
     let results: Vec<CaseResult> = plans.iter().map(|p| evaluate(&cluster, p, probe)).collect::<Result<_>>()?;
     if let Some(path) = &a.junit {
-        std::fs::write(path, junit(&results)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, junit(&results, &guards)).with_context(|| format!("writing {}", path.display()))?;
     }
     match a.output {
-        Output::Table => print!("{}", table(&results)),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&to_json(&results)).expect("json")),
+        Output::Table => print!("{}", table(&results, &guards)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&to_json(&results, &guards)).expect("json")),
     }
-    Ok(if results.iter().all(|r| r.passed()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let all_pass = results.iter().all(|r| r.passed()) && guards.iter().all(|g| g.violation.is_none());
+    Ok(if all_pass { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// One case, with its peers resolved to concrete endpoints and addresses.
@@ -405,6 +412,57 @@ impl CaseResult {
     }
 }
 
+/// One ReachabilityGuard checked against the model.
+struct GuardResult<'d> {
+    name: String,
+    doc: &'d Document,
+    violation: Option<porin_policy::guard::Violation>,
+}
+
+impl GuardResult<'_> {
+    fn spec(&self) -> Option<&porin_model::guard::ReachabilityGuardSpec> {
+        match &self.doc.resource {
+            Resource::ReachabilityGuard(o) => Some(&o.spec),
+            _ => None,
+        }
+    }
+    fn expect(&self) -> String {
+        self.spec().and_then(|s| s.expect).map(|e| e.to_string()).unwrap_or_default()
+    }
+    fn side(p: &porin_model::guard::GuardPeer) -> String {
+        match (&p.cidr, &p.namespace_selector, &p.selector) {
+            (Some(c), _, _) => c.clone(),
+            (None, ns, sel) => format!(
+                "{{namespace: {}, selector: {}}}",
+                ns.as_deref().unwrap_or("all()"),
+                sel.as_deref().unwrap_or("all()")
+            ),
+        }
+    }
+    fn packet(&self) -> String {
+        let Some(s) = self.spec() else { return String::new() };
+        let proto = s.protocol.clone().unwrap_or_else(|| "TCP".into());
+        if s.ports.is_empty() {
+            format!("{proto}/any")
+        } else {
+            format!("{proto}/{}", s.ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+        }
+    }
+    fn actual(&self) -> String {
+        match &self.violation {
+            None => self.expect(),
+            Some(v) => format!(
+                "{} ({} -> {} {}/{})",
+                if v.expect == Expect::Deny { "Allow" } else { "Deny" },
+                v.from,
+                v.to,
+                v.protocol,
+                v.port
+            ),
+        }
+    }
+}
+
 /// Real packets can only be sent between lab pods, on TCP, UDP and SCTP.
 fn check_probeable(lab: &porin_lab::Lab, tests: &[Document], plans: &[Plan<'_>]) -> Result<(), Failure> {
     let mut errors = Vec::new();
@@ -528,7 +586,7 @@ fn peer_text(p: &PeerSpec) -> String {
     }
 }
 
-fn table(results: &[CaseResult]) -> String {
+fn table(results: &[CaseResult], guards: &[GuardResult<'_>]) -> String {
     let mut rows =
         vec![["RESULT", "TEST", "CASE", "FROM", "TO", "PACKET", "EXPECT", "ACTUAL"].map(String::from).to_vec()];
     for r in results {
@@ -543,7 +601,24 @@ fn table(results: &[CaseResult]) -> String {
             r.actual(),
         ]);
     }
+    for g in guards {
+        let (from, to) = g.spec().map(|s| (GuardResult::side(&s.from), GuardResult::side(&s.to))).unwrap_or_default();
+        rows.push(vec![
+            if g.violation.is_none() { "PASS" } else { "FAIL" }.to_string(),
+            format!("ReachabilityGuard/{}", g.name),
+            "guard".to_string(),
+            from,
+            to,
+            g.packet(),
+            g.expect(),
+            g.actual(),
+        ]);
+    }
     let mut out = printers::render_columns(&rows);
+    for (g, v) in guards.iter().filter_map(|g| g.violation.as_ref().map(|v| (g, v))) {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "--- FAIL ReachabilityGuard/{}: {v}", g.name);
+    }
     for r in results.iter().filter(|r| !r.passed()) {
         let _ = writeln!(out);
         let _ = writeln!(out, "--- FAIL {} {}: expected {}, got {}", r.test, r.label(), r.expected(), r.actual());
@@ -559,14 +634,14 @@ fn table(results: &[CaseResult]) -> String {
             );
         }
     }
-    let failed = results.iter().filter(|r| !r.passed()).count();
+    let failed = results.iter().filter(|r| !r.passed()).count() + guards.iter().filter(|g| g.violation.is_some()).count();
     let _ = writeln!(out);
-    let _ = writeln!(out, "{} passed, {failed} failed", results.len() - failed);
+    let _ = writeln!(out, "{} passed, {failed} failed", results.len() + guards.len() - failed);
     out
 }
 
-fn to_json(results: &[CaseResult]) -> Value {
-    let failed = results.iter().filter(|r| !r.passed()).count();
+fn to_json(results: &[CaseResult], guards: &[GuardResult<'_>]) -> Value {
+    let failed = results.iter().filter(|r| !r.passed()).count() + guards.iter().filter(|g| g.violation.is_some()).count();
     let cases: Vec<Value> = results
         .iter()
         .map(|r| {
@@ -591,7 +666,14 @@ fn to_json(results: &[CaseResult]) -> Value {
             })
         })
         .collect();
-    json!({"passed": results.len() - failed, "failed": failed, "cases": cases})
+    let mut out = json!({"passed": results.len() + guards.len() - failed, "failed": failed, "cases": cases});
+    if !guards.is_empty() {
+        out["guards"] = guards
+            .iter()
+            .map(|g| json!({"name": g.name, "expect": g.expect(), "passed": g.violation.is_none(), "violation": g.violation}))
+            .collect();
+    }
+    out
 }
 
 /// Text for XML content and attribute values: the five predefined entities escaped; characters XML 1.0
@@ -614,7 +696,7 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 /// JUnit XML: one testsuite per ConnectivityTest, one testcase per case, a failure with the traces.
-fn junit(results: &[CaseResult]) -> String {
+fn junit(results: &[CaseResult], guards: &[GuardResult<'_>]) -> String {
     let mut suites: Vec<(&str, Vec<&CaseResult>)> = Vec::new();
     for r in results {
         match suites.iter_mut().find(|(n, _)| *n == r.test) {
@@ -622,13 +704,38 @@ fn junit(results: &[CaseResult]) -> String {
             None => suites.push((&r.test, vec![r])),
         }
     }
-    let failed = results.iter().filter(|r| !r.passed()).count();
+    let gfailed = guards.iter().filter(|g| g.violation.is_some()).count();
+    let failed = results.iter().filter(|r| !r.passed()).count() + gfailed;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
         "<testsuites name=\"porin test\" tests=\"{}\" failures=\"{failed}\" errors=\"0\">",
-        results.len()
+        results.len() + guards.len()
     );
+    if !guards.is_empty() {
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"ReachabilityGuards\" tests=\"{}\" failures=\"{gfailed}\" errors=\"0\" skipped=\"0\">",
+            guards.len()
+        );
+        for g in guards {
+            let _ = write!(out, "    <testcase name=\"{}\" classname=\"porin.guards\">", xml_escape(&g.name));
+            match &g.violation {
+                None => {
+                    let _ = writeln!(out, "</testcase>");
+                }
+                Some(v) => {
+                    let _ = writeln!(
+                        out,
+                        "\n      <failure message=\"{}\" type=\"GuardViolated\">{}</failure>\n    </testcase>",
+                        xml_escape(&format!("expected {}, got {}", g.expect(), g.actual())),
+                        xml_escape(&v.to_string())
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "  </testsuite>");
+    }
     for (name, cases) in suites {
         let f = cases.iter().filter(|r| !r.passed()).count();
         let _ = writeln!(

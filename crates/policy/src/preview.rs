@@ -1,0 +1,129 @@
+//! The impact of a change on observed traffic: every observed connection evaluated before and after, and the
+//! ones whose verdict flips, grouped by source, destination, protocol and port with flow counts and the
+//! deciding rule on each side of the change. Allowed → denied first: that is the change that breaks traffic.
+//! Pure; the observations come from [`crate::recommend::Observation`].
+//!
+//! A connection between two pods is usually observed twice (at the source's egress and the destination's
+//! ingress); it counts once: from the egress record when the source is a pod, otherwise from the ingress one.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::eval::{Evaluation, HitAction, Packet, Peer, Variant};
+use crate::ir::Cluster;
+use crate::recommend::{ObservedAt, ObservedPeer, Observation, Pods};
+
+/// One side of the comparison: a cluster and which of its policy sets (enforced, or with staged applied).
+#[derive(Clone, Copy)]
+pub struct Side<'c> {
+    pub cluster: &'c Cluster,
+    pub variant: Variant,
+}
+
+/// A group of observed connections whose verdict the change flips.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Flip {
+    pub from: String,
+    pub to: String,
+    pub protocol: String,
+    pub port: u16,
+    pub allowed_before: bool,
+    pub allowed_after: bool,
+    /// Connections observed (flows started) and records read for this group.
+    pub flows: u64,
+    pub records: u64,
+    /// What decided, `tier|policy|rule|action` per side, or the default that applied.
+    pub before: String,
+    pub after: String,
+}
+
+impl Flip {
+    pub fn breaks(&self) -> bool {
+        self.allowed_before && !self.allowed_after
+    }
+}
+
+fn name(p: &ObservedPeer) -> String {
+    match p {
+        ObservedPeer::Pod { namespace, pod } => format!("{namespace}/{pod}"),
+        ObservedPeer::NetworkSet { namespace: Some(ns), name, .. } => format!("netset:{ns}/{name}"),
+        ObservedPeer::NetworkSet { namespace: None, name, .. } => format!("netset:{name}"),
+        ObservedPeer::Ip { ip } => ip.to_string(),
+    }
+}
+
+/// The deciding step(s): for a denied connection the side that denied, for an allowed one both sides.
+pub fn deciding(e: &Evaluation) -> String {
+    let sides = [&e.egress, &e.ingress];
+    let parts: Vec<String> = sides
+        .into_iter()
+        .flatten()
+        .filter(|s| e.allowed || !s.allowed)
+        .map(|s| match s.hits.iter().rev().find(|h| h.action != HitAction::Log) {
+            Some(h) => format!("{} {h}", s.direction),
+            None => format!("{} {}", s.direction, if s.allowed { "default allow" } else { "default deny" }),
+        })
+        .collect();
+    parts.join("; ")
+}
+
+fn evaluate(s: Side<'_>, pods: &Pods<'_>, ob: &Observation) -> Option<Evaluation> {
+    let (src, dst) = (pods.peer(&ob.src)?, pods.peer(&ob.dst)?);
+    let v6 = matches!(src, Peer::Ip(IpAddr::V6(_))) || matches!(dst, Peer::Ip(IpAddr::V6(_)));
+    Some(s.cluster.evaluate(s.variant, src, dst, &Packet { v6, ..Packet::l4(ob.protocol, ob.port) }))
+}
+
+/// Every group of observed connections whose verdict differs between `before` and `after`: allowed → denied
+/// first, then by flows (most first), then by name. Connections one side cannot place (a pod that is gone)
+/// are left out.
+pub fn preview(before: Side<'_>, after: Side<'_>, observed: &[Observation]) -> Vec<Flip> {
+    let mut groups: BTreeMap<(String, String, String, u16), Flip> = BTreeMap::new();
+    let (pods_before, pods_after) = (Pods::new(before.cluster), Pods::new(after.cluster));
+    // Evaluations are per (src, dst, protocol, port): many records share one.
+    let mut memo: BTreeMap<(ObservedPeer, ObservedPeer, String, u16), Option<(Evaluation, Evaluation)>> = BTreeMap::new();
+    for (ob, n) in &crate::recommend::merge_counted(observed) {
+        let primary = match ob.at {
+            ObservedAt::Egress => matches!(ob.src, ObservedPeer::Pod { .. }),
+            ObservedAt::Ingress => !matches!(ob.src, ObservedPeer::Pod { .. }),
+        };
+        if !primary {
+            continue;
+        }
+        let proto = ob.protocol.name().to_string();
+        let key = (ob.src.clone(), ob.dst.clone(), proto.clone(), ob.port);
+        let evals = memo.entry(key).or_insert_with(|| Some((evaluate(before, &pods_before, ob)?, evaluate(after, &pods_after, ob)?)));
+        let Some((b, a)) = evals else { continue };
+        if b.allowed == a.allowed {
+            continue;
+        }
+        let g = groups.entry((name(&ob.src), name(&ob.dst), proto.clone(), ob.port)).or_insert_with(|| Flip {
+            from: name(&ob.src),
+            to: name(&ob.dst),
+            protocol: proto.clone(),
+            port: ob.port,
+            allowed_before: b.allowed,
+            allowed_after: a.allowed,
+            flows: 0,
+            records: 0,
+            before: deciding(b),
+            after: deciding(a),
+        });
+        g.flows += ob.flows;
+        g.records += n;
+    }
+    let mut out: Vec<Flip> = groups.into_values().collect();
+    out.sort_by(|x, y| {
+        (!x.breaks(), std::cmp::Reverse(x.flows), &x.from, &x.to, &x.protocol, x.port).cmp(&(
+            !y.breaks(),
+            std::cmp::Reverse(y.flows),
+            &y.from,
+            &y.to,
+            &y.protocol,
+            y.port,
+        ))
+    });
+    out
+}

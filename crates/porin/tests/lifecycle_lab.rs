@@ -1,0 +1,166 @@
+//! The policy lifecycle end to end in a kernel lab (network namespaces, a real agent, eBPF): the shop's pods
+//! with no policy exchange real traffic; `porin recommend` turns the agent's flow records into staged
+//! policies; `porin preview` shows no observed flow flipping; `porin promote` plus zero-trust mode; then, on
+//! real packets, every observed pair is still allowed and every unobserved pair is denied.
+//! Needs root, like kernel_lab.rs; not root → fails, unless PORIN_SKIP_KERNEL_TESTS=1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_porin")
+}
+
+fn repo(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).display().to_string()
+}
+
+fn kernel_ok() -> bool {
+    if std::env::var("PORIN_SKIP_KERNEL_TESTS").as_deref() == Ok("1") {
+        eprintln!("PORIN_SKIP_KERNEL_TESTS=1: skipping a kernel test");
+        return false;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kernel lab tests need root (network namespaces, eBPF); run as root or set PORIN_SKIP_KERNEL_TESTS=1"
+    );
+    true
+}
+
+struct Lab {
+    name: &'static str,
+    state: tempfile::TempDir,
+    server: Option<String>,
+}
+
+impl Lab {
+    fn porin(&self, args: &[&str]) -> (i32, String, String) {
+        let mut c = Command::new(bin());
+        c.args(args).env("PORIN_LAB_STATE_DIR", self.state.path()).env_remove("PORIN_TOKEN");
+        match &self.server {
+            Some(s) => c.env("PORIN_SERVER", s),
+            None => c.env_remove("PORIN_SERVER"),
+        };
+        let out = c.output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.porin(args);
+        assert_eq!(code, 0, "porin {args:?}: {out}{err}");
+        out
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        let p: PathBuf = self.state.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.porin(&["lab", "--name", self.name, "down"]);
+    }
+}
+
+/// The traffic the shop "runs": (from, to, port).
+const OBSERVED: [(&str, &str, u16); 6] = [
+    ("ops/loadgen", "shop/frontend", 8080),
+    ("shop/frontend", "shop/catalog", 9000),
+    ("shop/frontend", "shop/checkout", 9000),
+    ("shop/checkout", "shop/payment", 9000),
+    ("shop/checkout", "shop/db", 5432),
+    ("ops/monitoring", "shop/db", 5432),
+];
+
+/// Every pod and the port it serves (loadgen serves nothing).
+const PODS: [(&str, Option<u16>); 8] = [
+    ("ops/loadgen", None),
+    ("ops/monitoring", Some(9090)),
+    ("shop/frontend", Some(8080)),
+    ("shop/catalog", Some(9000)),
+    ("shop/cart", Some(9000)),
+    ("shop/checkout", Some(9000)),
+    ("shop/payment", Some(9000)),
+    ("shop/db", Some(5432)),
+];
+
+fn cases(name: &str, list: &[(String, String, u16, &str)]) -> String {
+    let mut s = format!("apiVersion: porin.io/v1\nkind: ConnectivityTest\nmetadata: {{name: {name}}}\nspec:\n  cases:\n");
+    for (f, t, p, e) in list {
+        s.push_str(&format!("    - {{from: {f}, to: {t}, port: {p}, expect: {e}}}\n"));
+    }
+    s
+}
+
+fn rules(v: &Value, dir: &str) -> usize {
+    v["items"].as_array().unwrap().iter().map(|i| i["spec"][dir].as_array().map_or(0, Vec::len)).sum()
+}
+
+#[test]
+fn observe_recommend_preview_promote_zero_trust_on_real_packets() {
+    if !kernel_ok() {
+        return;
+    }
+    let state = tempfile::Builder::new().prefix("porin-lab-life").tempdir().unwrap();
+    let mut lab = Lab { name: "life", state, server: None };
+    lab.ok(&["lab", "--name", lab.name, "up", "-f", &repo("examples/shop/00-workloads.yaml")]);
+    let meta: Value = serde_json::from_slice(&std::fs::read(lab.state.path().join("life.d/porin.json")).unwrap()).unwrap();
+    lab.server = Some(meta["server"].as_str().unwrap().to_string());
+
+    // 1. Traffic with no policy: real connections among the pods (all allowed).
+    let observed: Vec<_> = OBSERVED.iter().map(|(f, t, p)| (f.to_string(), t.to_string(), *p, "Allow")).collect();
+    let traffic = lab.write("traffic.yaml", &cases("traffic", &observed));
+    lab.ok(&["test", "--lab", lab.name, "-f", &traffic]);
+
+    // 2. Recommend, once the agent has flushed the records (1 s interval).
+    let t0 = Instant::now();
+    let yaml = loop {
+        let v: Value = serde_json::from_str(&lab.ok(&["recommend", "--since", "10m", "-o", "json"])).unwrap();
+        if rules(&v, "egress") >= OBSERVED.len() && rules(&v, "ingress") >= OBSERVED.len() {
+            break lab.ok(&["recommend", "--since", "10m"]);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the observed traffic never became recommendations: {v:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    lab.ok(&["apply", "-f", &lab.write("rec.yaml", &yaml)]);
+
+    // 3. Preview: the staged policies flip no observed flow; nor does zero trust once they are enforced.
+    let (code, out, err) = lab.porin(&["preview", "--since", "10m"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("no observed flow changes verdict"), "{out}");
+    lab.ok(&["promote", "--all"]);
+    let zt = lab.write("zt.yaml", "apiVersion: porin.io/v1\nkind: ClusterSettings\nmetadata: {name: default}\nspec: {defaultEndpointAction: Deny}\n");
+    let (code, out, err) = lab.porin(&["preview", "-f", &zt, "--since", "10m"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("no observed flow changes verdict"), "{out}");
+    lab.ok(&["apply", "-f", &zt]);
+
+    // 4. Real packets: every observed pair allowed, every other pair (on the port its destination serves) denied.
+    let mut all = Vec::new();
+    for (f, _) in PODS {
+        for (t, port) in PODS {
+            let Some(port) = port else { continue };
+            if f == t {
+                continue;
+            }
+            let expect = if OBSERVED.contains(&(f, t, port)) { "Allow" } else { "Deny" };
+            all.push((f.to_string(), t.to_string(), port, expect));
+        }
+    }
+    let n = all.len();
+    let matrix = lab.write("matrix.yaml", &cases("zero-trust", &all));
+    // The agent programs the promoted policies and zero-trust mode asynchronously: retry until they hold.
+    let t0 = Instant::now();
+    loop {
+        let (code, out, err) = lab.porin(&["test", "--lab", lab.name, "-f", &matrix, "--probe-timeout-ms", "300"]);
+        if code == 0 {
+            assert!(out.ends_with(&format!("{n} passed, 0 failed\n")), "{out}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "on real packets: {out}{err}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
