@@ -60,6 +60,10 @@ pub struct AgentArgs {
     /// Also serve the API on TCP as plain HTTP (no TLS; bearer tokens required). Loopback addresses only.
     #[arg(long, value_name = "ADDR", help_heading = "API")]
     pub insecure_listen: Option<std::net::SocketAddr>,
+    /// Bind --insecure-listen in the network namespace the agent starts in, before joining --netns (the lab:
+    /// the web console on the host's loopback while the agent lives in its node's namespace).
+    #[arg(long, requires = "insecure_listen", requires = "netns", help_heading = "API")]
+    pub insecure_listen_host: bool,
     /// Where objects are stored: `embedded` (a local file under --data-dir) or `etcd` (shared by every agent;
     /// needs --etcd-endpoints).
     #[arg(long, value_enum, default_value = "embedded")]
@@ -210,6 +214,7 @@ fn run(a: AgentArgs, engine: bool) -> Result<ExitCode> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PORIN_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .try_init();
+    let host_listener = crate::api::ui::bind_host_listener(a.insecure_listen.filter(|_| a.insecure_listen_host))?;
     if let Some(ns) = &a.netns {
         // Before the runtime exists: this is the only thread, so the whole process moves.
         let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/var/run/netns").join(ns) };
@@ -217,10 +222,10 @@ fn run(a: AgentArgs, engine: bool) -> Result<ExitCode> {
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).with_context(|| format!("joining network namespace {}", path.display()))?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(run_async(a, engine))
+    rt.block_on(run_async(a, engine, host_listener))
 }
 
-async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
+async fn run_async(a: AgentArgs, engine: bool, host_listener: Option<std::net::TcpListener>) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
     std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700))?;
     let node = a.node.clone().unwrap_or_else(hostname);
@@ -367,7 +372,10 @@ async fn run_async(a: AgentArgs, engine: bool) -> Result<ExitCode> {
         if !addr.ip().is_loopback() {
             bail!("--insecure-listen {addr}: plain HTTP is only allowed on a loopback address; use --listen (TLS)");
         }
-        let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let tcp = match host_listener {
+            Some(l) => tokio::net::TcpListener::from_std(l)?,
+            None => tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?,
+        };
         tcp_servers.push(Box::pin(axum::serve(tcp, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and http://{addr} (no TLS)"));
     }
