@@ -460,7 +460,7 @@ pub fn rule_hits(records: &[FlowRecord]) -> Vec<Value> {
     }
     let mut hits: BTreeMap<(String, String, bool), H> = BTreeMap::new();
     for r in records {
-        let dir = serde_json::to_value(r.direction).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let dir = r.direction.as_str().to_string();
         for (staged, t) in [(false, &r.enforced_trace), (true, &r.pending_trace)] {
             for e in t.iter().filter(|e| !e.starts_with(HIDDEN)) {
                 let h = hits.entry((dir.clone(), e.clone(), staged)).or_default();
@@ -564,7 +564,7 @@ mod tests {
         let v = scoped(&["shop"], &["default"]);
         let mut r: FlowRecord = serde_json::from_value(json!({
             "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-01T00:00:01Z", "node": "n0",
-            "verdict": "denied", "direction": "ingress", "reporter": "destination", "ip_family": "ipv4",
+            "verdict": "denied", "direction": "ingress", "reporter": "dst", "ip_family": "v4",
             "protocol": "tcp", "src": {"kind": "pod"}, "dst": {"kind": "pod"},
             "packets_src_to_dst": 1, "bytes_src_to_dst": 60, "packets_dst_to_src": 0, "bytes_dst_to_src": 0,
             "flows_started": 1, "flows_completed": 0, "flows_open": 0, "open": false, "aggregation": "five_tuple"
