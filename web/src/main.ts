@@ -7,7 +7,7 @@ import { renderBoard } from './policies';
 
 declare global {
   interface Window {
-    __porin: { graphRenderMs: number[]; graphUpdates: number; table?: LiveTable };
+    __porin: { graphRenderMs: number[]; graphUpdates: number; table?: LiveTable; cy?: unknown };
   }
 }
 window.__porin = { graphRenderMs: [], graphUpdates: 0 };
@@ -130,6 +130,8 @@ function renderGraph() {
   app.append(main);
 
   const view = new GraphView(canvas, a11y);
+  // Tests and benchmarks read the rendered graph (positions, styles) through this handle.
+  window.__porin.cy = view.cy;
   const filter = emptyFilter();
   let last: Graph | null = null;
   let selection: Selection = {};
@@ -212,7 +214,7 @@ function renderFlows() {
     ['namespace', 'Namespace', 'shop'],
     ['fromPod', 'From pod', 'ns/pod'],
     ['toPod', 'To pod', 'ns/pod'],
-    ['label', 'Label', 'app=web'],
+    ['label', 'Label', "app == 'web'"],
     ['ip', 'IP', '10.0.0.1'],
     ['port', 'Port', '9000'],
     ['protocol', 'Protocol', 'tcp'],

@@ -99,9 +99,9 @@ describe('flow queries', () => {
     const g = shop();
     const nodes = new Map(g.nodes.map((n) => [n.id, n]));
     expect(flowArgsFor({ edge: g.edges[0], nodes }, '15m')).toEqual([
-      '--since', '15m', '--from-namespace', 'shop', '--from-label', 'app=frontend', '--to-namespace', 'shop', '--to-label', 'app=payment', '--verdict', 'denied',
+      '--since', '15m', '--from-namespace', 'shop', '--from-label', "app == 'frontend'", '--to-namespace', 'shop', '--to-label', "app == 'payment'", '--verdict', 'denied',
     ]);
-    expect(flowArgsFor({ node: nodes.get('wl:ops/monitoring'), nodes }, '5m')).toEqual(['--since', '5m', '--namespace', 'ops', '--label', 'app=monitoring']);
+    expect(flowArgsFor({ node: nodes.get('wl:ops/monitoring'), nodes }, '5m')).toEqual(['--since', '5m', '--namespace', 'ops', '--label', "app == 'monitoring'"]);
   });
   it('turns the filter form into porin observe arguments', () => {
     expect(observeArgs({ namespace: 'shop, ops', verdict: 'denied', since: '1h', not: '--protocol udp' })).toEqual([

@@ -103,7 +103,7 @@ export class StableLayout {
 
   /** `perRow` slots per row inside a namespace box, `cols` columns of boxes. */
   constructor(
-    private perRow = 6,
+    private perRow = 4,
     cols = 3,
   ) {
     this.colHeights = new Array(cols).fill(0);
@@ -124,7 +124,7 @@ export class StableLayout {
       // A new namespace box goes to the shortest column, sized for its members now (later members extend it
       // downwards; the next box in that column starts below the reserved height).
       const members = nodes.filter((n) => n.parent === ns.id).length;
-      const rows = Math.max(1, Math.ceil(Math.max(members, 1) / this.perRow)) + 1;
+      const rows = (Math.max(1, Math.ceil(Math.max(members, 1) / this.perRow)) + 1) * 1.4;
       let col = 0;
       for (let c = 1; c < this.colHeights.length; c++) if (this.colHeights[c] < this.colHeights[col]) col = c;
       const origin = { x: CELL * 3 + col * width, y: this.colHeights[col] };
@@ -137,7 +137,11 @@ export class StableLayout {
       const g = n.namespace != null ? this.groups.get(n.namespace) : undefined;
       if (g) {
         const i = g.count++;
-        p = { x: g.origin.x + (i % this.perRow) * CELL, y: g.origin.y + Math.floor(i / this.perRow) * CELL };
+        // Staggered rows and columns: no three members of a namespace sit on one line, so an edge between two
+        // of them does not run through a third.
+        const col = i % this.perRow;
+        const row = Math.floor(i / this.perRow);
+        p = { x: g.origin.x + col * CELL + (row % 2) * (CELL / 2), y: g.origin.y + row * CELL * 1.4 + (col % 2) * CELL * 0.6 };
       } else {
         p = { x: 0, y: this.outside++ * CELL * 1.5 };
       }
@@ -190,8 +194,8 @@ export function flowArgsFor(sel: { node?: GraphNode; edge?: GraphEdge; nodes: Ma
       case 'workload': {
         const a = [`${pre}namespace`, n.namespace ?? ''];
         const app = n.labels?.app;
-        if (app) a.push(`${pre}label`, `app=${app}`);
-        else if (n.pods?.length === 1) a.push(`${pre}pod`, `${n.namespace}/${n.pods[0]}`);
+        if (app) a.push(`${pre}label`, `app == '${app.replace(/'/g, '')}'`);
+        else for (const p of n.pods ?? []) a.push(`${pre}pod`, `${n.namespace}/${p}`);
         return a;
       }
       case 'namespace':

@@ -22,7 +22,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use porin_flow::{EndpointKind, FlowEndpoint, FlowRecord, PendingVerdict, Verdict};
+use porin_flow::{EndpointKind, FlowEndpoint, FlowRecord, PendingVerdict, Reporter, Verdict};
 use porin_model::Kind;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -266,8 +266,16 @@ pub fn build_graph(records: &[FlowRecord], pods: &[(String, String, BTreeMap<Str
         let w = workload_name(labels, name);
         add(NodeKey { id: format!("wl:{ns}/{w}"), kind: "workload", label: w, namespace: Some(ns.clone()) }, labels, Some(name));
     }
+    // A connection between two observed workloads is reported twice: at the source's egress and at the
+    // destination's ingress. The ingress record has the last word (a packet denied there was allowed at the
+    // egress), so a source-side record with a destination-side twin is not drawn again.
+    let key = |r: &FlowRecord| (r.src.ip, r.src.port, r.dst.ip, r.dst.port, r.protocol.clone(), node_of(&r.src).id, node_of(&r.dst).id);
+    let at_dst: std::collections::HashSet<_> = records.iter().filter(|r| r.reporter == Reporter::Dst).map(key).collect();
     let mut edges: BTreeMap<(String, String, &'static str), EdgeAgg> = BTreeMap::new();
     for r in records {
+        if r.reporter == Reporter::Src && at_dst.contains(&key(r)) {
+            continue;
+        }
         let (s, d) = (node_of(&r.src), node_of(&r.dst));
         add(s.clone(), &r.src.labels, r.src.pod.as_deref());
         add(d.clone(), &r.dst.labels, r.dst.pod.as_deref());
@@ -601,6 +609,32 @@ mod tests {
         let ids: Vec<&str> = g["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
         assert_eq!(ids, vec!["ns:shop", "wl:shop/frontend", "wl:shop/idle"]);
         assert_eq!(g["nodes"][1]["pods"], json!(["frontend-1", "frontend-2"]));
+    }
+
+    #[test]
+    fn a_connection_denied_at_the_destination_is_one_denied_edge() {
+        let mut egress: FlowRecord = serde_json::from_value(json!({
+            "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-01T00:00:01Z", "node": "n0",
+            "verdict": "allowed", "direction": "egress", "reporter": "src", "ip_family": "v4",
+            "protocol": "tcp", "src": {"kind": "pod"}, "dst": {"kind": "pod"},
+            "packets_src_to_dst": 1, "bytes_src_to_dst": 60, "packets_dst_to_src": 0, "bytes_dst_to_src": 0,
+            "flows_started": 1, "flows_completed": 0, "flows_open": 0, "open": false, "aggregation": "five_tuple"
+        }))
+        .expect("a record");
+        egress.src = ep(Some("shop"), "frontend", "frontend");
+        egress.src.port = Some(40000);
+        egress.dst = ep(Some("shop"), "payment", "payment");
+        egress.dst.ip = Some("10.10.0.14".parse().unwrap());
+        let mut ingress = egress.clone();
+        ingress.verdict = Verdict::Denied;
+        ingress.reporter = Reporter::Dst;
+        ingress.direction = porin_flow::FlowDirection::Ingress;
+        let g = build_graph(&[egress.clone(), ingress], &[]);
+        let edges: Vec<&str> = g["edges"].as_array().unwrap().iter().map(|e| e["verdict"].as_str().unwrap()).collect();
+        assert_eq!(edges, vec!["denied"]);
+        // Alone, the egress record is drawn.
+        let g = build_graph(&[egress], &[]);
+        assert_eq!(g["edges"][0]["verdict"], "allowed");
     }
 
     #[test]
