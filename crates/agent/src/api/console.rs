@@ -152,7 +152,7 @@ fn window(q: &HashMap<String, String>, default: &str) -> Result<(String, Duratio
     Ok((w.to_string(), d))
 }
 
-fn flow_service(st: &Shared) -> Result<std::sync::Arc<crate::flows::FlowService>, ApiError> {
+fn flow_service(st: &Shared) -> Result<std::sync::Arc<dyn super::sources::FlowSource>, ApiError> {
     st.flows.clone().ok_or_else(|| ApiError::not_found("flow visibility runs in `porin agent` (this server has no flow pipeline)"))
 }
 
@@ -316,7 +316,7 @@ pub fn build_graph(records: &[FlowRecord], pods: &[(String, String, BTreeMap<Str
 
 /// The pods the caller may see: (namespace, name, labels).
 async fn visible_pods(st: &Shared, view: &View) -> Result<Vec<(String, String, BTreeMap<String, String>)>, ApiError> {
-    let (items, _) = st.list(&crate::keys::kind_prefix(Kind::Pod)).await?;
+    let (items, _) = st.list(&crate::registry::keys::kind_prefix(Kind::Pod)).await?;
     let mut out = Vec::new();
     for kv in items {
         let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else { continue };
@@ -423,7 +423,7 @@ pub async fn flows(State(st): State<Shared>, Extension(id): Extension<Identity>,
                 if matching.is_empty() { Bytes::new() } else { Bytes::from(lines(&matching)) }
             }
             Ok(Err(RecvError::Lagged(n))) => {
-                svc.follow_lagged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                svc.follow_lagged(n);
                 Bytes::from(format!("{{\"lagged\":{n}}}\n"))
             }
             Ok(Err(RecvError::Closed)) => return None,
@@ -496,7 +496,7 @@ pub fn rule_hits(records: &[FlowRecord]) -> Vec<Value> {
 pub async fn policies(State(st): State<Shared>, Extension(id): Extension<Identity>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let (w, _) = window(&q, "24h")?;
     let view = View::of(&id);
-    let (tier_items, revision) = st.list(&crate::keys::kind_prefix(Kind::Tier)).await?;
+    let (tier_items, revision) = st.list(&crate::registry::keys::kind_prefix(Kind::Tier)).await?;
     let tiers: Vec<Value> = tier_items
         .iter()
         .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
@@ -504,7 +504,7 @@ pub async fn policies(State(st): State<Shared>, Extension(id): Extension<Identit
         .collect();
     let mut policies = Vec::new();
     for kind in POLICY_KINDS {
-        let (items, _) = st.list(&crate::keys::kind_prefix(kind)).await?;
+        let (items, _) = st.list(&crate::registry::keys::kind_prefix(kind)).await?;
         for kv in items {
             let Ok(mut v) = serde_json::from_slice::<Value>(&kv.value) else { continue };
             let ns = v["metadata"]["namespace"].as_str().map(String::from);

@@ -68,14 +68,3 @@ pub async fn redirect() -> Redirect {
     Redirect::permanent("/ui/")
 }
 
-/// `--insecure-listen-host`: bind the plain-HTTP listener now, in the namespace the agent starts in (before it
-/// joins `--netns`), so the console is reachable on the host's loopback. Loopback addresses only.
-pub fn bind_host_listener(addr: Option<std::net::SocketAddr>) -> anyhow::Result<Option<std::net::TcpListener>> {
-    let Some(addr) = addr else { return Ok(None) };
-    if !addr.ip().is_loopback() {
-        anyhow::bail!("--insecure-listen {addr}: plain HTTP is only allowed on a loopback address; use --listen (TLS)");
-    }
-    let l = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
-    l.set_nonblocking(true)?;
-    Ok(Some(l))
-}
