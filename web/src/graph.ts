@@ -28,6 +28,9 @@ const NODE_SHAPES: Record<string, string> = {
   other: 'octagon',
 };
 
+/** Above this many edges the graph draws them straight (see the style). */
+export const MANY_EDGES = 1000;
+
 export class GraphView {
   cy: cytoscape.Core;
   private layout = new StableLayout();
@@ -61,6 +64,8 @@ export class GraphView {
       minZoom: 0.05,
       maxZoom: 3,
       textureOnViewport: true,
+      pixelRatio: 1,
+      motionBlur: false,
       hideEdgesOnViewport: false,
       style: [
         {
@@ -70,14 +75,19 @@ export class GraphView {
             'font-size': 11,
             'text-valign': 'bottom',
             'text-margin-y': 4,
-            'background-color': (n: any) => NODE_COLORS[n.data('kind')] ?? '#fff',
-            shape: (n: any) => NODE_SHAPES[n.data('kind')] ?? 'ellipse',
+            'background-color': '#fff',
+            shape: 'round-rectangle',
             'border-width': 2,
             'border-color': '#333',
             width: 34,
             height: 34,
+            'min-zoomed-font-size': 6,
           } as any,
         },
+        ...(Object.keys(NODE_COLORS).map((k) => ({
+          selector: `node[kind = "${k}"]`,
+          style: { 'background-color': NODE_COLORS[k], shape: NODE_SHAPES[k] } as any,
+        })) as any[]),
         {
           selector: 'node[kind = "namespace"]',
           style: {
@@ -96,15 +106,18 @@ export class GraphView {
         {
           selector: 'edge',
           style: {
-            width: (e: any) => 1.5 + Math.min(4, Math.log10(1 + (e.data('connections') as number))),
+            width: 'mapData(connections, 1, 1000, 1.5, 5)',
             'curve-style': 'bezier',
-            'line-color': (e: any) => EDGE_STYLE[e.data('verdict') as GraphEdge['verdict']].color,
-            'target-arrow-color': (e: any) => EDGE_STYLE[e.data('verdict') as GraphEdge['verdict']].color,
-            'line-style': (e: any) => EDGE_STYLE[e.data('verdict') as GraphEdge['verdict']].line,
-            'target-arrow-shape': (e: any) => EDGE_STYLE[e.data('verdict') as GraphEdge['verdict']].arrow,
             'arrow-scale': 1.2,
           } as any,
         },
+        // Large graphs: straight edges (no bundling pass over parallel edges); opposite directions then share
+        // a line, so the edge list stays the way to tell them apart.
+        { selector: 'edge.many', style: { 'curve-style': 'straight' } as any },
+        ...(Object.entries(EDGE_STYLE).map(([v, st]) => ({
+          selector: `edge[verdict = "${v}"]`,
+          style: { 'line-color': st.color, 'target-arrow-color': st.color, 'line-style': st.line, 'target-arrow-shape': st.arrow } as any,
+        })) as any[]),
         { selector: ':selected', style: { 'overlay-color': '#000', 'overlay-opacity': 0.15, 'border-width': 4 } as any },
         { selector: '.hidden', style: { display: 'none' } },
       ],
@@ -119,9 +132,28 @@ export class GraphView {
     });
   }
 
+  private selectedId: string | undefined;
+
+  /** Zoom and pan to the layout's positions (known here: no bounding-box pass over every element). */
+  private fitToLayout() {
+    let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const n of this.nodes.values()) {
+      const p = this.layout.position(n.id);
+      if (!p) continue;
+      [x0, y0, x1, y1] = [Math.min(x0, p.x), Math.min(y0, p.y), Math.max(x1, p.x), Math.max(y1, p.y)];
+    }
+    if (!Number.isFinite(x0)) return;
+    const pad = 80;
+    const w = this.cy.width() || 800;
+    const h = this.cy.height() || 600;
+    const zoom = Math.min(2, Math.max(0.05, Math.min(w / (x1 - x0 + 2 * pad), h / (y1 - y0 + 2 * pad))));
+    this.cy.viewport({ zoom, pan: { x: w / 2 - ((x0 + x1) / 2) * zoom, y: h / 2 - ((y0 + y1) / 2) * zoom } });
+  }
+
   select(s: Selection) {
     this.cy.$(':selected').unselect();
     const id = s.node?.id ?? s.edge?.id;
+    this.selectedId = id;
     if (id) this.cy.getElementById(id).select();
     for (const b of this.container.ownerDocument.querySelectorAll('[data-graph-id]'))
       b.setAttribute('aria-pressed', String(b.getAttribute('data-graph-id') === id));
@@ -158,25 +190,32 @@ export class GraphView {
         });
       }
       for (const e of d.addEdges) {
-        add.push({ group: 'edges', data: { id: e.id, source: e.source, target: e.target, verdict: e.verdict, connections: e.connections } });
+        add.push({
+          group: 'edges',
+          data: { id: e.id, source: e.source, target: e.target, verdict: e.verdict, connections: e.connections },
+          classes: g.edges.length > MANY_EDGES ? 'many' : '',
+        });
       }
       if (add.length) this.cy.add(add);
       for (const e of d.updateEdges) this.cy.getElementById(e.id).data('connections', e.connections);
     });
+    // Before the lists change the DOM: reading the container's size then would force a layout of it all.
+    if (first) this.fitToLayout();
     this.applyFilter(filter);
-    if (first) this.cy.fit(undefined, 30);
-    this.renderA11y();
   }
 
   applyFilter(f: GraphFilter) {
     if (!this.graph) return;
     const keep = applyFilter(this.graph, f);
     this.cy.batch(() => {
+      // Only elements whose visibility changes are touched (a class change restyles the element).
       this.cy.nodes().forEach((n) => {
-        n.toggleClass('hidden', !keep.nodes.has(n.id()));
+        const hide = !keep.nodes.has(n.id());
+        if (hide !== n.hasClass('hidden')) n.toggleClass('hidden', hide);
       });
       this.cy.edges().forEach((e) => {
-        e.toggleClass('hidden', !keep.edges.has(e.id()));
+        const hide = !keep.edges.has(e.id());
+        if (hide !== e.hasClass('hidden')) e.toggleClass('hidden', hide);
       });
     });
     this.visible = keep;
@@ -194,7 +233,7 @@ export class GraphView {
       b.className = `graph-item ${extra}`;
       b.dataset.graphId = id;
       b.setAttribute('aria-label', name);
-      b.setAttribute('aria-pressed', String(this.cy.getElementById(id).selected()));
+      b.setAttribute('aria-pressed', String(id === this.selectedId));
       b.textContent = name;
       b.addEventListener('click', onClick);
       li.append(b);

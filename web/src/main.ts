@@ -7,7 +7,7 @@ import { renderBoard } from './policies';
 
 declare global {
   interface Window {
-    __porin: { graphRenderMs: number[]; graphUpdates: number; table?: LiveTable; cy?: unknown };
+    __porin: { graphRenderMs: number[]; graphUpdates: number; table?: LiveTable; cy?: unknown; graphPhases?: Record<string, number> };
   }
 }
 window.__porin = { graphRenderMs: [], graphUpdates: 0 };
