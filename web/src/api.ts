@@ -76,9 +76,9 @@ export async function getJson<T>(path: string, params?: URLSearchParams): Promis
   return (await r.json()) as T;
 }
 
-export async function applyYaml(yamlText: string): Promise<unknown> {
+export async function applyYaml(yamlText: string, dryRun = false): Promise<unknown> {
   const r = await check(
-    await fetch(`${BASE}/apply`, {
+    await fetch(`${BASE}/apply${dryRun ? '?dryRun=All' : ''}`, {
       method: 'POST',
       credentials: 'same-origin',
       headers: headers(true, { 'Content-Type': 'application/yaml' }),

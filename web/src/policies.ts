@@ -99,11 +99,21 @@ function policyCard(p: PolicyEntry, hits: Hit[], me: Me, reload: () => void): HT
       const form = el('form', { class: 'editor', 'aria-label': `Edit ${p.traceName}` });
       const ta = el('textarea', { rows: '16', cols: '80', 'aria-label': 'Policy YAML', spellcheck: 'false' });
       ta.value = yamlText;
-      const note = el('p', { class: 'note' }, 'Preview of the flows that would flip: not available — this agent has no policy preview API yet. Stage the change (a Staged* kind) to see its effect in the flows first.');
+      const note = el('p', { class: 'note' }, 'Check runs every check of a real apply on the server and writes nothing. A preview of the flows that would flip is not available yet (no preview API on this agent): stage the change (a Staged* kind) to see its effect in the flows first.');
+      const dry = el('button', { type: 'button' }, 'Check (dry run)');
       const apply = el('button', { type: 'submit' }, 'Apply');
       const cancel = el('button', { type: 'button' }, 'Cancel');
       const out = el('p', { role: 'status' });
       cancel.addEventListener('click', () => form.remove());
+      dry.addEventListener('click', async () => {
+        out.textContent = 'Checking…';
+        try {
+          const r: any = await applyYaml(ta.value, true);
+          out.textContent = `Dry run: would be ${(r.items ?? []).map((i: any) => `${i.name ?? ''} ${i.result ?? i.status ?? ''}`).join(', ')}; nothing written`;
+        } catch (e) {
+          out.textContent = `Would be refused: ${(e as Error).message}`;
+        }
+      });
       form.addEventListener('submit', async (ev) => {
         ev.preventDefault();
         out.textContent = 'Applying…';
@@ -115,7 +125,7 @@ function policyCard(p: PolicyEntry, hits: Hit[], me: Me, reload: () => void): HT
           out.textContent = `Refused: ${(e as Error).message}`;
         }
       });
-      form.append(note, ta, el('br'), apply, cancel, out);
+      form.append(note, ta, el('br'), dry, apply, cancel, out);
       edit.after(form);
     });
     card.append(edit);

@@ -169,6 +169,10 @@ fn console_login_sessions_csrf_and_scope() {
     let r = apply(&[CONSOLE, ("Cookie", &sess), ("X-Porin-CSRF", &csrf), ("Origin", "http://evil.example")]);
     assert_eq!(r.status, 403, "cross-origin: {}", r.body);
     assert!(!a.ok(&["get", "pnp", "-n", "team-a"]).contains("from-console"), "a refused write was applied");
+    // The editor's check: the server's dry run answers and writes nothing.
+    let r = http("POST", &format!("{base}/porin/v1/console/apply?dryRun=All"), &[CONSOLE, ("Cookie", &sess), ("X-Porin-CSRF", &csrf)], Some(&pol), &[]);
+    assert!(r.status == 200 && r.body.contains("\"dryRun\":true"), "{}", r.body);
+    assert!(!a.ok(&["get", "pnp", "-n", "team-a"]).contains("from-console"), "a dry run wrote");
     let r = apply(&[CONSOLE, ("Cookie", &sess), ("X-Porin-CSRF", &csrf), ("Origin", &base)]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(a.ok(&["get", "pnp", "-n", "team-a"]).contains("from-console"));

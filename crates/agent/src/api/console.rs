@@ -542,9 +542,10 @@ pub async fn policies(State(st): State<Shared>, Extension(id): Extension<Identit
     })))
 }
 
-/// `POST /porin/v1/console/apply`: the SPA's editor; exactly `/porin/v1/apply` (authorization included).
-pub async fn apply(st: State<Shared>, id: Extension<Identity>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    super::porin_routes::apply(st, id, body).await
+/// `POST /porin/v1/console/apply[?dryRun=All]`: the SPA's editor; exactly `/porin/v1/apply` (authorization and
+/// the server-side dry run included).
+pub async fn apply(st: State<Shared>, id: Extension<Identity>, q: Query<HashMap<String, String>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    super::porin_routes::apply(st, id, q, body).await
 }
 
 #[cfg(test)]
