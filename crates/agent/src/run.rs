@@ -129,6 +129,10 @@ pub struct AgentConfig {
     /// Also serve the API on TCP as plain HTTP (no TLS; bearer tokens required). Loopback addresses only.
     #[arg(long, value_name = "ADDR", help_heading = "API")]
     pub insecure_listen: Option<std::net::SocketAddr>,
+    /// Bind --insecure-listen in the network namespace the agent starts in, before joining --netns (the lab:
+    /// the web console on the host's loopback while the agent lives in its node's namespace).
+    #[arg(long, requires = "insecure_listen", requires = "netns", help_heading = "API")]
+    pub insecure_listen_host: bool,
     /// Where objects are stored: `embedded` (a local file under --data-dir) or `etcd` (shared by every agent;
     /// needs --etcd-endpoints).
     #[arg(long, value_enum, default_value = "embedded")]
@@ -271,6 +275,7 @@ impl Agent {
     /// SIGTERM. Joins `config.netns` first, before any thread exists, so every thread, socket and
     /// attachment lives there.
     pub fn run(config: AgentConfig) -> Result<()> {
+        let host_listener = bind_host_listener(config.insecure_listen.filter(|_| config.insecure_listen_host))?;
         if let Some(ns) = &config.netns {
             // Before the runtime exists: this is the only thread, so the whole process moves.
             let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/var/run/netns").join(ns) };
@@ -279,11 +284,23 @@ impl Agent {
         }
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(io_err("starting the runtime".into()))?;
         let engine = config.mode == Mode::Agent;
-        rt.block_on(run_async(config, engine))
+        rt.block_on(run_async(config, engine, host_listener))
     }
 }
 
-async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
+/// `--insecure-listen-host`: bind the plain-HTTP listener now, in the namespace the agent starts in (before it
+/// joins `--netns`), so the API and console are reachable on the host's loopback. Loopback addresses only.
+fn bind_host_listener(addr: Option<std::net::SocketAddr>) -> Result<Option<std::net::TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    if !addr.ip().is_loopback() {
+        return Err(AgentError::Config(format!("--insecure-listen {addr}: plain HTTP is only allowed on a loopback address; use --listen (TLS)")));
+    }
+    let l = std::net::TcpListener::bind(addr).map_err(io_err(format!("binding {addr} (--insecure-listen-host)")))?;
+    l.set_nonblocking(true).map_err(io_err(format!("binding {addr} (--insecure-listen-host)")))?;
+    Ok(Some(l))
+}
+
+async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net::TcpListener>) -> Result<()> {
     std::fs::create_dir_all(&a.data_dir).map_err(io_err(format!("creating {}", a.data_dir.display())))?;
     std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(format!("chmod {}", a.data_dir.display())))?;
     let node = a.node.clone().unwrap_or_else(hostname);
@@ -435,7 +452,10 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         if !addr.ip().is_loopback() {
             return Err(AgentError::Config(format!("--insecure-listen {addr}: plain HTTP is only allowed on a loopback address; use --listen (TLS)")));
         }
-        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(io_err(format!("binding {addr}")))?;
+        let tcp = match host_listener {
+            Some(l) => tokio::net::TcpListener::from_std(l).map_err(io_err(format!("serving {addr}")))?,
+            None => tokio::net::TcpListener::bind(addr).await.map_err(io_err(format!("binding {addr}")))?,
+        };
         tcp_servers.push(Box::pin(axum::serve(tcp, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and http://{addr} (no TLS)"));
     }

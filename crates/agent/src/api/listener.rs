@@ -79,6 +79,6 @@ impl axum::serve::Listener for TlsListener {
 /// TCP peers have no credentials: a bearer token is always required.
 impl Connected<IncomingStream<'_, TlsListener>> for PeerInfo {
     fn connect_info(_: IncomingStream<'_, TlsListener>) -> Self {
-        PeerInfo { uid: None }
+        PeerInfo { uid: None, tls: true }
     }
 }

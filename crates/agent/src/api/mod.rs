@@ -13,6 +13,7 @@
 
 pub mod binding;
 pub mod guard;
+pub mod console;
 pub mod error;
 pub mod flows;
 pub mod listener;
@@ -21,7 +22,9 @@ pub mod promote;
 pub mod reports;
 pub mod recommend;
 pub mod resources;
+pub mod session;
 pub mod sources;
+pub mod ui;
 pub mod write;
 
 use std::collections::HashMap;
@@ -70,17 +73,19 @@ pub type Shared = Arc<ApiState>;
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
     pub uid: Option<u32>,
+    /// The connection is TLS (the console's session cookie is then `Secure`).
+    pub tls: bool,
 }
 
 impl Connected<IncomingStream<'_, UnixListener>> for PeerInfo {
     fn connect_info(s: IncomingStream<'_, UnixListener>) -> Self {
-        PeerInfo { uid: s.io().peer_cred().ok().map(|c| c.uid()) }
+        PeerInfo { uid: s.io().peer_cred().ok().map(|c| c.uid()), tls: false }
     }
 }
 
 impl Connected<IncomingStream<'_, TcpListener>> for PeerInfo {
     fn connect_info(_: IncomingStream<'_, TcpListener>) -> Self {
-        PeerInfo { uid: None }
+        PeerInfo { uid: None, tls: false }
     }
 }
 
@@ -315,5 +320,6 @@ pub fn router(state: Shared) -> Router {
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))
         .layer(DefaultBodyLimit::max(MAX_BODY_ADMIN))
+        .merge(console::router(state.clone()))
         .with_state(state)
 }

@@ -31,6 +31,9 @@ pub struct DemoArgs {
     /// How many lab nodes (agents) to spread the pods over.
     #[arg(long, default_value_t = 1)]
     pub nodes: u32,
+    /// The web console's port on the host's loopback (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub console_port: u16,
     #[command(flatten)]
     pub common: LabCommon,
 }
@@ -101,7 +104,15 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
     println!("== porin demo: {} in a kernel lab ({} node(s))", dir.display(), a.nodes);
     let _ = lab::down(&name, &state_dir);
     let t0 = Instant::now();
-    let meta = lab::up(&UpOptions { name: name.clone(), state_dir: state_dir.clone(), files: workloads.clone(), nodes: a.nodes, timeout: Duration::from_secs(60) })?;
+    let console_port = super::lab_console::pick_port(a.console_port)?;
+    let meta = lab::up(&UpOptions {
+        name: name.clone(),
+        state_dir: state_dir.clone(),
+        files: workloads.clone(),
+        nodes: a.nodes,
+        timeout: Duration::from_secs(60),
+        console_port: Some(console_port),
+    })?;
     println!(
         "   lab {name} up in {:.1}s: one network namespace per pod, one porin agent per node, eBPF on every pod veth",
         t0.elapsed().as_secs_f64()
@@ -119,6 +130,13 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
     println!("   porin trace -f {} --from shop/cart --to shop/db --port 5432", dir.display());
     println!("   porin apply -f ...; porin lab wait  # change policy, then probe again");
     println!("   porin lab exec shop/frontend -- ip addr");
+    match super::lab_console::login(&meta.server, &meta.dir, console_port) {
+        Ok(c) => {
+            println!("Web console (live service graph, flows, policies): open {}", c.url);
+            println!("   and sign in with the token {}   (also in {})", c.token, c.token_file.display());
+        }
+        Err(e) => println!("   (the web console is unavailable: {e:#})"),
+    }
     println!("Ctrl-C tears the lab down.");
     block_on(async {
         let _ = tokio::signal::ctrl_c().await;

@@ -93,6 +93,9 @@ pub struct UpArgs {
     /// How long to wait for enforcement.
     #[arg(long, default_value_t = 60)]
     pub timeout_secs: u64,
+    /// The web console's port on the host's loopback (node 0's agent serves it; 0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub console_port: u16,
 }
 
 #[derive(Args, Debug)]
@@ -228,7 +231,16 @@ pub fn lab(a: LabArgs) -> Result<ExitCode> {
     match a.command {
         LabCommand::Up(u) => {
             let t0 = Instant::now();
-            let meta = up(&UpOptions { name: name.clone(), state_dir: dir, files: u.files, nodes: u.nodes, timeout: Duration::from_secs(u.timeout_secs) })?;
+            let port = super::lab_console::pick_port(u.console_port)?;
+            let meta = up(&UpOptions {
+                name: name.clone(),
+                state_dir: dir,
+                files: u.files,
+                nodes: u.nodes,
+                timeout: Duration::from_secs(u.timeout_secs),
+                console_port: Some(port),
+            })?;
+            let console = super::lab_console::login(&meta.server, &meta.dir, port)?;
             eprintln!(
                 "lab {name} up in {:.1}s: {} node(s); agents log to {}/n*.log",
                 t0.elapsed().as_secs_f64(),
@@ -238,6 +250,7 @@ pub fn lab(a: LabArgs) -> Result<ExitCode> {
             if meta.linked_default_socket {
                 eprintln!("porin commands reach the lab's agent through {}", crate::client::DEFAULT_SOCKET);
             }
+            eprintln!("web console: {}  (sign in with the token {}, also in {})", console.url, console.token, console.token_file.display());
             println!("export PORIN_SERVER={}", meta.server.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -313,6 +326,8 @@ pub struct UpOptions {
     pub files: Vec<PathBuf>,
     pub nodes: u32,
     pub timeout: Duration,
+    /// Serve the web console on this loopback port of the host (node 0's agent).
+    pub console_port: Option<u16>,
 }
 
 fn lab_ports(ports: &[porin_model::k8s::ContainerPort]) -> Vec<(u16, Proto)> {
@@ -444,6 +459,9 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
             "ebpf".into(),
         ];
         argv.extend(store_args.iter().cloned());
+        if let (0, Some(port)) = (n.index, o.console_port) {
+            argv.extend(super::lab_console::agent_args(port));
+        }
         if let Ok(extra) = std::env::var("PORIN_LAB_AGENT_ARGS") {
             argv.extend(extra.split_whitespace().map(String::from));
         }
