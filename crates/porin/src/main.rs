@@ -74,6 +74,8 @@ enum Command {
     Test(cmd::test::TestArgs),
     /// Make staged policies enforced (and delete the staged objects) in one transaction.
     Promote(cmd::promote::PromoteArgs),
+    /// Install the CNI plugin: conflist, porin-cni binary and a cni token (the DaemonSet's init step).
+    InstallCni(cmd::install_cni::InstallCniArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         Command::LabServe { args } => cmd::lab::serve(args),
         Command::Test(a) => cmd::test::test(a),
         Command::Promote(a) => cmd::promote::promote(a),
+        Command::InstallCni(a) => cmd::install_cni::install_cni(a),
     };
     match result {
         Ok(code) => code,

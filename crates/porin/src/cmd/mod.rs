@@ -14,3 +14,4 @@ pub mod token;
 pub mod version;
 pub mod test;
 pub mod promote;
+pub mod install_cni;
