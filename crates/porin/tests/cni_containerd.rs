@@ -122,6 +122,10 @@ impl Node {
     }
 
     fn start(name: &str) -> Node {
+        Self::start_with(name, &[], true)
+    }
+
+    fn start_with(name: &str, agent_extra: &[&str], with_containerd: bool) -> Node {
         Self::cleanup(name);
         let (ns, dir, root, state) = Self::paths(name);
         for d in ["netd", "bin", "ipam", "cni", "data", "up", "work"] {
@@ -139,6 +143,7 @@ impl Node {
             .arg(dir.join("data"))
             .arg("--socket")
             .arg(dir.join("porin.sock"))
+            .args(agent_extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -147,6 +152,15 @@ impl Node {
         wait_for("the agent", 30, || node.porin(&["status", "-o", "json"]).0.then_some(()));
 
         // containerd, in the node's namespace and a private mount namespace.
+        if with_containerd {
+            node.start_containerd();
+        }
+        node.install_cni();
+        node
+    }
+
+    fn start_containerd(&mut self) {
+        let (dir, root, state, ns) = (self.dir.clone(), self.root.clone(), self.state.clone(), self.ns.clone());
         std::fs::write(
             dir.join("containerd.toml"),
             format!(
@@ -167,8 +181,8 @@ impl Node {
             .stderr(log)
             .spawn()
             .unwrap();
-        node.containerd = Some(c);
-        wait_for("containerd", 30, || node.ctr(&["version"]).0.then_some(()));
+        self.containerd = Some(c);
+        wait_for("containerd", 30, || self.ctr(&["version"]).0.then_some(()));
 
         // `ctr` sees /etc/cni/net.d and /opt/cni/bin as this test's directories (private mount namespace).
         std::fs::write(
@@ -182,9 +196,12 @@ impl Node {
         )
         .unwrap();
         must("chmod", &["+x", dir.join("ctr.sh").to_str().unwrap()]);
+    }
 
+    fn install_cni(&self) {
+        let dir = &self.dir;
         // porin install-cni into the test's directories, with a cni token created through the agent.
-        let out = node.porin_ok(&[
+        let out = self.porin_ok(&[
             "install-cni",
             "--conf-dir",
             dir.join("netd").to_str().unwrap(),
@@ -209,7 +226,6 @@ impl Node {
         ]);
         assert!(out.contains("10-porin.conflist"), "{out}");
         std::fs::copy(host_local(), dir.join("bin/host-local")).unwrap();
-        node
     }
 
     fn porin(&self, args: &[&str]) -> (bool, String, String) {
@@ -489,4 +505,182 @@ fn containerd_pods_are_enforced_from_the_first_packet_and_leave_nothing_behind()
         assert!(t0.elapsed() < Duration::from_secs(30), "the agent still has endpoints: {}", st["dataplane"]);
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// One porin-cni invocation as a runtime makes it, in the node's namespace: (exit code, stdout as JSON).
+fn cni(node: &Node, command: &str, container: &str, netns: &str, conf: &Value) -> (i32, Value) {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{}", node.ns))
+        .arg(node.dir.join("bin/porin-cni"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_PATH", node.dir.join("bin"))
+        .env("CNI_IFNAME", "eth0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if !container.is_empty() {
+        c.env("CNI_CONTAINERID", container);
+    }
+    if !netns.is_empty() {
+        c.env("CNI_NETNS", netns);
+    }
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v = if out.trim().is_empty() { Value::Null } else { serde_json::from_str(&out).unwrap_or_else(|e| panic!("{command}: stdout is not JSON ({e}): {out}")) };
+    eprintln!("porin-cni {command} {container}: {} {v} {}", o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).trim());
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// The plugin's entry of the installed conflist, as a runtime hands it over (name and version filled in).
+fn plugin_conf(node: &Node, version: &str) -> Value {
+    let list: Value = serde_json::from_slice(&std::fs::read(node.dir.join("netd/10-porin.conflist")).unwrap()).unwrap();
+    let mut c = list["plugins"][0].clone();
+    c["name"] = list["name"].clone();
+    c["cniVersion"] = Value::String(version.into());
+    c
+}
+
+struct Sandbox(String);
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        let _ = sh("ip", &["netns", "del", name]);
+        must("ip", &["netns", "add", name]);
+        Sandbox(name.into())
+    }
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = sh("ip", &["netns", "del", &self.0]);
+    }
+}
+
+fn nothing_left(node: &Node, what: &str) {
+    assert_eq!(node.links(), Vec::<String>::new(), "{what}: veths left");
+    assert!(!node.routes().contains("10.77.0."), "{what}: routes left: {}", node.routes());
+    assert_eq!(node.leases(), Vec::<String>::new(), "{what}: leases left");
+    let weps: Value = serde_json::from_str(&node.porin_ok(&["get", "wep", "-A", "-o", "json"])).unwrap();
+    assert_eq!(weps["items"].as_array().map(Vec::len), Some(0), "{what}: WorkloadEndpoints left: {weps}");
+}
+
+#[test]
+fn cni_commands_errors_idempotent_del_and_gc() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+    let node = Node::start_with("dx", &[], false);
+    node.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: porin-cni-dx-a, namespace: shop, labels: {app: a}}\n");
+    let sb = Sandbox::new("porin-cni-dx-sb");
+    let conf = plugin_conf(&node, "1.1.0");
+
+    let (code, v) = cni(&node, "VERSION", "", "", &json_version("1.0.0"));
+    assert_eq!(code, 0);
+    assert_eq!(v["supportedVersions"], serde_json::json!(["1.0.0", "1.1.0"]));
+
+    // Errors: the spec's codes and shape; nothing created.
+    let (code, v) = cni(&node, "ADD", "porin-cni-dx-ghost", &sb.path(), &conf);
+    assert_eq!((code, v["code"].as_u64()), (1, Some(101)), "unknown pod: {v}");
+    assert!(v["msg"].as_str().unwrap().contains("shop/porin-cni-dx-ghost") && v["cniVersion"] == "1.1.0", "{v}");
+    nothing_left(&node, "ADD of an unknown pod");
+    let mut old = conf.clone();
+    old["cniVersion"] = "0.3.1".into();
+    assert_eq!(cni(&node, "ADD", "porin-cni-dx-a", &sb.path(), &old).1["code"], 1);
+    let mut typo = conf.clone();
+    typo["tokenFlie"] = "/x".into();
+    let (_, v) = cni(&node, "ADD", "porin-cni-dx-a", &sb.path(), &typo);
+    assert!(v["code"] == 2 && v["msg"].as_str().unwrap().contains("tokenFlie"), "{v}");
+    let mut no_token = conf.clone();
+    no_token.as_object_mut().unwrap().remove("tokenFile");
+    assert_eq!(cni(&node, "ADD", "porin-cni-dx-a", &sb.path(), &no_token).1["code"], 7, "no fallback to root's admin identity");
+    assert_eq!(cni(&node, "ADD", "porin-cni-dx-a", "", &conf).1["code"], 4, "CNI_NETNS missing");
+    let mut v10 = conf.clone();
+    v10["cniVersion"] = "1.0.0".into();
+    assert_eq!(cni(&node, "GC", "", "", &v10).1["code"], 1, "GC is a 1.1.0 command");
+    nothing_left(&node, "refused ADDs");
+
+    // STATUS, ADD, CHECK.
+    assert_eq!(cni(&node, "STATUS", "", "", &conf).0, 0);
+    let (code, res) = cni(&node, "ADD", "porin-cni-dx-a", &sb.path(), &conf);
+    assert_eq!(code, 0, "{res}");
+    let addr = res["ips"][0]["address"].as_str().unwrap().to_string();
+    assert!(addr.starts_with("10.77.0.") && addr.ends_with("/32"), "{res}");
+    assert_eq!(res["ips"][0]["gateway"], "169.254.1.1");
+    assert_eq!(res["routes"][0], serde_json::json!({"dst": "0.0.0.0/0", "gw": "169.254.1.1"}));
+    assert_eq!(res["interfaces"][1]["sandbox"], sb.path().as_str());
+    let host = res["interfaces"][0]["name"].as_str().unwrap().to_string();
+    assert!(host.starts_with("porin") && node.links() == vec![host.clone()], "{:?}", node.links());
+    let in_pod = must("ip", &["-n", &sb.0, "route", "show"]);
+    assert!(in_pod.contains("default via 169.254.1.1 dev eth0") && in_pod.contains("169.254.1.1 dev eth0"), "{in_pod}");
+    assert!(node.routes().contains(&format!("{} dev {host}", addr.trim_end_matches("/32"))), "{}", node.routes());
+    let mut chk = conf.clone();
+    chk["prevResult"] = res.clone();
+    assert_eq!(cni(&node, "CHECK", "porin-cni-dx-a", &sb.path(), &chk).0, 0);
+    let listed = node.porin_ok(&["get", "wep", "-A"]);
+    assert!(listed.contains("porin-cni-dx-a-eth0") && listed.contains(&host), "{listed}");
+
+    // DEL twice: both succeed, nothing is left; CHECK then says the container is unknown.
+    assert_eq!(cni(&node, "DEL", "porin-cni-dx-a", &sb.path(), &chk).0, 0);
+    nothing_left(&node, "DEL");
+    assert_eq!(cni(&node, "DEL", "porin-cni-dx-a", &sb.path(), &chk).0, 0, "DEL is idempotent");
+    assert_eq!(cni(&node, "DEL", "porin-cni-dx-a", "", &conf).0, 0, "DEL without a netns");
+    assert_eq!(cni(&node, "CHECK", "porin-cni-dx-a", &sb.path(), &chk).1["code"], 3);
+
+    // GC removes the attachments that are not valid (everything here), twice without error.
+    let (code, _) = cni(&node, "ADD", "porin-cni-dx-a", &sb.path(), &conf);
+    assert_eq!(code, 0);
+    let mut keep = conf.clone();
+    keep["cni.dev/valid-attachments"] = serde_json::json!([{"containerID": "porin-cni-dx-a", "ifname": "eth0"}]);
+    assert_eq!(cni(&node, "GC", "", "", &keep).0, 0);
+    assert_eq!(node.links().len(), 1, "GC keeps a valid attachment");
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = serde_json::json!([]);
+    assert_eq!(cni(&node, "GC", "", "", &gc).0, 0);
+    nothing_left(&node, "GC");
+    assert_eq!(cni(&node, "GC", "", "", &gc).0, 0, "GC is idempotent");
+}
+
+fn json_version(v: &str) -> Value {
+    serde_json::json!({"cniVersion": v})
+}
+
+/// An agent that programs nothing (`--dataplane none`): ADD waits, gives up with code 102 and removes what
+/// it created; the host side never came up, so the pod was never reachable. STATUS says not available (50).
+#[test]
+fn add_fails_closed_when_the_agent_does_not_program() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+    let node = Node::start_with("nd", &["--dataplane", "none"], false);
+    node.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: porin-cni-nd-a, namespace: shop}\n");
+    let sb = Sandbox::new("porin-cni-nd-sb");
+    let mut conf = plugin_conf(&node, "1.1.0");
+    conf["timeoutSeconds"] = 2.into();
+    assert_eq!(cni(&node, "STATUS", "", "", &conf).1["code"], 50);
+    // While ADD waits, the host side of the veth is down: nothing can reach the pod.
+    let watcher = {
+        let ns = node.ns.clone();
+        std::thread::spawn(move || {
+            let mut seen_up = false;
+            let mut seen = false;
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(3) {
+                let (_, out, _) = sh("ip", &["-n", &ns, "-o", "link", "show"]);
+                for l in out.lines().filter(|l| l.contains(": porin")) {
+                    seen = true;
+                    seen_up |= l.contains(",UP") || l.contains("<UP");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (seen, seen_up)
+        })
+    };
+    let (code, v) = cni(&node, "ADD", "porin-cni-nd-a", &sb.path(), &conf);
+    assert_eq!((code, v["code"].as_u64()), (1, Some(102)), "{v}");
+    let (seen, seen_up) = watcher.join().unwrap();
+    assert!(seen && !seen_up, "the host side existed ({seen}) and was never up ({seen_up})");
+    nothing_left(&node, "failed ADD");
+    let pod: Value = serde_json::from_str(&node.porin_ok(&["get", "pod", "porin-cni-nd-a", "-n", "shop", "-o", "json"])).unwrap();
+    assert!(pod["status"]["podIP"].is_null(), "{pod}");
 }
