@@ -9,9 +9,9 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-pub const DEFAULT_SOCKET: &str = "/run/porin/porin.sock";
+pub use porin_agent::DEFAULT_SOCKET;
 /// The agent's default `--data-dir`; a CLI on the same machine trusts its `tls/ca.crt` by default.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/porin";
+pub use porin_agent::DEFAULT_DATA_DIR;
 
 /// Flags shared by every command that talks to the API.
 #[derive(Args, Debug, Clone)]
@@ -95,7 +95,7 @@ impl Client {
             let host = host_of(hostport).ok_or_else(|| anyhow!("--server {}: expected https://HOST:PORT", self.server))?;
             let name = rustls::pki_types::ServerName::try_from(host.to_string())
                 .map_err(|e| anyhow!("--server {}: {host:?} is not a host name or address: {e}", self.server))?;
-            let config = crate::tls::client_config(&self.ca_file()?)?;
+            let config = porin_agent::tls::client_config(&self.ca_file()?)?;
             let s = tokio::net::TcpStream::connect(hostport).await.with_context(|| format!("connecting to {}", self.server))?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, s)

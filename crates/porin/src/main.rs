@@ -5,24 +5,12 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-mod agent;
-mod api;
-mod audit;
-mod auth;
 #[cfg(test)]
 mod cli_help;
 mod client;
 mod cmd;
-mod dataplane;
-mod flows;
 mod getfmt;
-mod keys;
-mod labelsel;
 mod printers;
-mod scope;
-mod sha256;
-mod timefmt;
-mod tls;
 
 /// Porin: zero-trust network security for Kubernetes-style workloads.
 #[derive(Parser, Debug)]
@@ -43,9 +31,9 @@ enum Command {
     /// Which (from, to, port) pairs a policy change opens and closes.
     Diff(cmd::offline::DiffArgs),
     /// Run the node agent: API server, datastore cache, policy engine.
-    Agent(cmd::agent::AgentArgs),
+    Agent(porin_agent::AgentConfig),
     /// Run the API server only (control-plane process, no policy engine).
-    Serve(cmd::agent::AgentArgs),
+    Serve(porin_agent::AgentConfig),
     /// Create or update objects from manifests; all documents commit atomically or none do.
     Apply(cmd::apply::ApplyArgs),
     /// List or show objects.

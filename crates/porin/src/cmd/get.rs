@@ -89,7 +89,7 @@ pub fn targets(args: &[String]) -> Result<Vec<(Kind, Option<String>)>> {
 pub fn get(a: GetArgs) -> Result<ExitCode> {
     let targets = targets(&a.targets)?;
     if let Some(s) = &a.selector {
-        crate::labelsel::parse(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
+        porin_selector::labelsel::parse(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
     }
     let c = Client::new(&a.client);
     let ns = if a.all_namespaces { None } else { Some(a.namespace.clone().unwrap_or_else(|| "default".into())) };
@@ -177,7 +177,7 @@ fn table_options(a: &GetArgs, name_prefix: Option<String>) -> TableOptions {
         show_labels: a.show_labels,
         events: a.output_watch_events,
         name_prefix,
-        now: crate::timefmt::now_secs(),
+        now: porin_agent::timefmt::now_secs(),
     }
 }
 

@@ -95,7 +95,7 @@ fn create(a: TokenCreateArgs) -> Result<ExitCode> {
     };
     let ttl = match &a.ttl {
         Some(t) => Some(
-            crate::timefmt::parse_duration(t)
+            porin_agent::timefmt::parse_duration(t)
                 .ok_or_else(|| anyhow::anyhow!("--ttl {t:?}: expected a duration like 30m, 24h or 7d"))?
                 .as_secs(),
         ),
