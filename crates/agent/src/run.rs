@@ -406,7 +406,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
                 tracing::warn!(error = %e, "metrics listener failed");
             }
         });
-        eprintln!("porin: Prometheus metrics on http://{addr}/metrics");
+        tracing::info!("porin: Prometheus metrics on http://{addr}/metrics");
     }
     let unix_srv = axum::serve(unix, app.clone().into_make_service_with_connect_info::<PeerInfo>());
     let mut listeners = format!("{}", a.socket.display());
@@ -426,14 +426,14 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         tcp_servers.push(Box::pin(axum::serve(tls, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and https://{addr}"));
         match &cert.ca {
-            Some(ca) => eprintln!(
+            Some(ca) => tracing::info!(
                 "porin: TLS certificate {} for {}; clients trust the CA {} (porin --server https://{addr} --ca {} or PORIN_CA)",
                 cert.cert.display(),
                 cert.names.join(", "),
                 ca.display(),
                 ca.display()
             ),
-            None => eprintln!("porin: TLS certificate {}", cert.cert.display()),
+            None => tracing::info!("porin: TLS certificate {}", cert.cert.display()),
         }
     }
     if let Some(addr) = a.insecure_listen {
@@ -444,7 +444,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         tcp_servers.push(Box::pin(axum::serve(tcp, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and http://{addr} (no TLS)"));
     }
-    eprintln!("porin {}: node {node}, {kind} store, API on {listeners}", if engine { "agent" } else { "serve" });
+    tracing::info!("porin {}: node {node}, {kind} store, API on {listeners}", if engine { "agent" } else { "serve" });
     let tcp_srv = async move {
         if tcp_servers.is_empty() {
             std::future::pending::<std::io::Result<()>>().await

@@ -31,9 +31,9 @@ enum Command {
     /// Which (from, to, port) pairs a policy change opens and closes.
     Diff(cmd::offline::DiffArgs),
     /// Run the node agent: API server, datastore cache, policy engine.
-    Agent(porin_agent::AgentConfig),
+    Agent(cmd::agent::AgentArgs),
     /// Run the API server only (control-plane process, no policy engine).
-    Serve(porin_agent::AgentConfig),
+    Serve(cmd::agent::AgentArgs),
     /// Create or update objects from manifests; all documents commit atomically or none do.
     Apply(cmd::apply::ApplyArgs),
     /// List or show objects.

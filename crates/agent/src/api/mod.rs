@@ -14,6 +14,7 @@
 pub mod binding;
 pub mod error;
 pub mod flows;
+pub mod health;
 pub mod listener;
 pub mod porin_routes;
 pub mod promote;
@@ -305,5 +306,7 @@ pub fn router(state: Shared) -> Router {
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))
         .layer(DefaultBodyLimit::max(MAX_BODY_ADMIN))
+        // Probes: merged after the layers above, so they need no authentication.
+        .merge(health::routes())
         .with_state(state)
 }
