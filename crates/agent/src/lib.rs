@@ -19,6 +19,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod engine;
+mod etcd_tls;
 pub mod flows;
 pub mod reconciler;
 pub mod registry;

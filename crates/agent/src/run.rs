@@ -136,6 +136,15 @@ pub struct AgentConfig {
     /// Must not exceed etcd's --max-txn-ops; bounds the objects in one apply.
     #[arg(long, default_value_t = 1024)]
     pub etcd_max_txn_ops: usize,
+    /// CA certificate (PEM) of etcd's server certificate; needed for https:// endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth (with --etcd-key).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for --etcd-cert.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
     /// This node's name (default: the hostname). The agent enforces the WorkloadEndpoints whose spec.node is this name.
     #[arg(long)]
     pub node: Option<String>,
@@ -311,7 +320,13 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
                 return Err(AgentError::Config("--datastore etcd needs --etcd-endpoints URL,...".into()));
             }
             (
-                StoreConfig::Etcd(EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops)),
+                StoreConfig::Etcd({
+                    let c = EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops);
+                    match crate::etcd_tls::from_flags(&a.etcd_endpoints, a.etcd_ca.as_ref(), a.etcd_cert.as_ref(), a.etcd_key.as_ref())? {
+                        Some(t) => c.with_tls(t),
+                        None => c,
+                    }
+                }),
                 "etcd",
                 format!("etcd at {}", a.etcd_endpoints.join(",")),
             )
