@@ -7,6 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// A start-up line: see [`set_announce_as_log`].
+macro_rules! announce {
+    ($($t:tt)*) => { announce_line(format!($($t)*)) };
+}
+
 use clap::{Args, ValueEnum};
 use porin_store::{AnyStore, Condition, EmbeddedOptions, EtcdConfig, Op, Store, StoreConfig};
 use tokio::sync::watch;
@@ -421,7 +426,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
                 tracing::warn!(error = %e, "metrics listener failed");
             }
         });
-        tracing::info!("porin: Prometheus metrics on http://{addr}/metrics");
+        announce!("porin: Prometheus metrics on http://{addr}/metrics");
     }
     let unix_srv = axum::serve(unix, app.clone().into_make_service_with_connect_info::<PeerInfo>());
     let mut listeners = format!("{}", a.socket.display());
@@ -441,14 +446,14 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         tcp_servers.push(Box::pin(axum::serve(tls, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and https://{addr}"));
         match &cert.ca {
-            Some(ca) => tracing::info!(
+            Some(ca) => announce!(
                 "porin: TLS certificate {} for {}; clients trust the CA {} (porin --server https://{addr} --ca {} or PORIN_CA)",
                 cert.cert.display(),
                 cert.names.join(", "),
                 ca.display(),
                 ca.display()
             ),
-            None => tracing::info!("porin: TLS certificate {}", cert.cert.display()),
+            None => announce!("porin: TLS certificate {}", cert.cert.display()),
         }
     }
     if let Some(addr) = a.insecure_listen {
@@ -459,7 +464,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         tcp_servers.push(Box::pin(axum::serve(tcp, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and http://{addr} (no TLS)"));
     }
-    tracing::info!("porin {}: node {node}, {kind} store, API on {listeners}", if engine { "agent" } else { "serve" });
+    announce!("porin {}: node {node}, {kind} store, API on {listeners}", if engine { "agent" } else { "serve" });
     let tcp_srv = async move {
         if tcp_servers.is_empty() {
             std::future::pending::<std::io::Result<()>>().await
@@ -474,4 +479,21 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
     }
     let _ = std::fs::remove_file(&a.socket);
     Ok(())
+}
+
+/// Where the start-up lines (API addresses, the CA to trust, the metrics URL) go: plain lines on stderr
+/// (default), or log events when the logs are JSON ([`set_announce_as_log`]), so a collector reads only JSON.
+static ANNOUNCE_AS_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Send the start-up lines through `tracing` (INFO) instead of printing them.
+pub fn set_announce_as_log(on: bool) {
+    ANNOUNCE_AS_LOG.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn announce_line(msg: String) {
+    if ANNOUNCE_AS_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("{msg}");
+    } else {
+        eprintln!("{msg}");
+    }
 }

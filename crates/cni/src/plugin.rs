@@ -327,6 +327,11 @@ fn wait_programmed(conf: &NetConf, a: &Agent, host: &str, index: u32, revision: 
 /// tolerates what is already gone. Local steps run even when the agent is unreachable; that error is
 /// returned at the end (code 11), so the runtime retries.
 fn teardown(conf: &NetConf, env: &Env, a: Option<&Agent>, ipam: &ipam::Ipam) -> Result<()> {
+    teardown_pod(conf, env, a, ipam, None)
+}
+
+/// [`teardown`], naming the pod when it is known from elsewhere (GC: from the WorkloadEndpoint).
+fn teardown_pod(conf: &NetConf, env: &Env, a: Option<&Agent>, ipam: &ipam::Ipam, known: Option<(String, String, Vec<Ipv4Addr>)>) -> Result<()> {
     let st = read_state(conf, &env.container_id, &env.ifname).ok().flatten();
     let mut errs: Vec<CniError> = Vec::new();
     let mut keep = |r: Result<()>| {
@@ -335,12 +340,13 @@ fn teardown(conf: &NetConf, env: &Env, a: Option<&Agent>, ipam: &ipam::Ipam) -> 
             errs.push(e);
         }
     };
-    let pod = match &st {
-        Some(s) => Some((s.pod_namespace.clone(), s.pod.clone())),
-        None => config::pod_of(conf, env).ok(),
+    let (pod, addrs) = match (&st, known) {
+        (Some(s), _) => (Some((s.pod_namespace.clone(), s.pod.clone())), s.addresses.clone()),
+        (None, Some((ns, pod, addrs))) => (Some((ns, pod)), addrs),
+        (None, None) => (config::pod_of(conf, env).ok(), Vec::new()),
     };
     if let (Some(a), Some((ns, pod))) = (a, &pod) {
-        keep(unregister(a, env, ns, pod, st.as_ref().map(|s| s.addresses.as_slice()).unwrap_or(&[])));
+        keep(unregister(a, env, ns, pod, &addrs));
     }
     let host = link::host_veth_name(&env.container_id, &env.ifname);
     keep(link::delete_if_exists(&host).map(|_| ()));
@@ -473,10 +479,12 @@ fn gc(conf: &NetConf, env: &Env) -> Result<()> {
     let ipam = ipam::find(conf, env)?;
     let a = agent(conf);
     let mut first_err = None;
-    let mut stale: BTreeSet<Attachment> = all_states(conf)?
+    // Stale attachments, with their pod when a WorkloadEndpoint names it.
+    let mut stale: std::collections::BTreeMap<Attachment, Option<(String, String, Vec<Ipv4Addr>)>> = all_states(conf)?
         .into_iter()
         .map(|s| Attachment { container_id: s.container_id, ifname: s.ifname })
         .filter(|x| !valid.contains(x))
+        .map(|x| (x, None))
         .collect();
     // WorkloadEndpoints this network wrote for this node, whose attachment is not valid.
     if let Ok(a) = &a {
@@ -489,7 +497,18 @@ fn gc(conf: &NetConf, env: &Env) -> Result<()> {
                     let (Some(c), Some(i)) = (w["spec"]["containerID"].as_str(), w["spec"]["endpoint"].as_str()) else { continue };
                     let x = Attachment { container_id: c.into(), ifname: i.into() };
                     if !valid.contains(&x) {
-                        stale.insert(x);
+                        let addrs = w["spec"]["ipNetworks"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|n| n.as_str()?.trim_end_matches("/32").parse::<Ipv4Addr>().ok())
+                            .collect();
+                        let pod = (
+                            w["metadata"]["namespace"].as_str().unwrap_or("default").to_string(),
+                            w["spec"]["pod"].as_str().unwrap_or("").to_string(),
+                            addrs,
+                        );
+                        stale.insert(x, Some(pod));
                     }
                 }
             }
@@ -498,9 +517,9 @@ fn gc(conf: &NetConf, env: &Env) -> Result<()> {
             }
         }
     }
-    for x in &stale {
+    for (x, pod) in stale {
         let e = Env { container_id: x.container_id.clone(), ifname: x.ifname.clone(), netns: String::new(), args: Default::default(), path: env.path.clone() };
-        if let Err(err) = teardown(conf, &e, a.as_ref().ok(), &ipam) {
+        if let Err(err) = teardown_pod(conf, &e, a.as_ref().ok(), &ipam, pod) {
             first_err.get_or_insert(err);
         }
     }

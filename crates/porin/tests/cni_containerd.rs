@@ -149,7 +149,10 @@ impl Node {
             .spawn()
             .unwrap();
         node.agent = Some(agent);
-        wait_for("the agent", 30, || node.porin(&["status", "-o", "json"]).0.then_some(()));
+        wait_for("the agent synced", 30, || {
+            let (ok, out, _) = node.porin(&["status", "-o", "json"]);
+            (ok && out.contains("\"synced\": true")).then_some(())
+        });
 
         // containerd, in the node's namespace and a private mount namespace.
         if with_containerd {
@@ -509,7 +512,15 @@ fn containerd_pods_are_enforced_from_the_first_packet_and_leave_nothing_behind()
 
 /// One porin-cni invocation as a runtime makes it, in the node's namespace: (exit code, stdout as JSON).
 fn cni(node: &Node, command: &str, container: &str, netns: &str, conf: &Value) -> (i32, Value) {
+    cni_args(node, command, container, netns, conf, "")
+}
+
+/// [`cni`] with `CNI_ARGS`.
+fn cni_args(node: &Node, command: &str, container: &str, netns: &str, conf: &Value, args: &str) -> (i32, Value) {
     let mut c = Command::new("nsenter");
+    if !args.is_empty() {
+        c.env("CNI_ARGS", args);
+    }
     c.arg(format!("--net=/run/netns/{}", node.ns))
         .arg(node.dir.join("bin/porin-cni"))
         .env("CNI_COMMAND", command)
@@ -640,6 +651,21 @@ fn cni_commands_errors_idempotent_del_and_gc() {
     assert_eq!(cni(&node, "GC", "", "", &gc).0, 0);
     nothing_left(&node, "GC");
     assert_eq!(cni(&node, "GC", "", "", &gc).0, 0, "GC is idempotent");
+
+    // A kubelet-style attachment (pod named in CNI_ARGS) whose local record was lost: GC finds it by its
+    // WorkloadEndpoint and removes the binding, the pod's address, the veth and the lease.
+    node.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: shop, labels: {app: web}}\n");
+    let k8s = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-1";
+    let (code, res) = cni_args(&node, "ADD", "3f6940ab5ab4", &sb.path(), &conf, k8s);
+    assert_eq!(code, 0, "{res}");
+    assert!(node.porin_ok(&["get", "wep", "-n", "shop"]).contains("web-1-eth0"));
+    for e in std::fs::read_dir(node.dir.join("cni/porin-test")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    assert_eq!(cni(&node, "GC", "", "", &gc).0, 0);
+    nothing_left(&node, "GC of an attachment known only by its WorkloadEndpoint");
+    let pod: Value = serde_json::from_str(&node.porin_ok(&["get", "pod", "web-1", "-n", "shop", "-o", "json"])).unwrap();
+    assert!(pod["status"]["podIP"].is_null(), "{pod}");
 }
 
 fn json_version(v: &str) -> Value {

@@ -48,7 +48,11 @@ fn init_logging(l: &LogArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--log-level {:?}: {e} (a level such as info, or a filter such as info,porin_agent=debug)", l.log_level))?;
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match l.log_format {
-        LogFormat::Json => b.json().with_ansi(false).try_init(),
+        LogFormat::Json => {
+            // Start-up lines become log events too: every line on stderr is JSON.
+            porin_agent::set_announce_as_log(true);
+            b.json().with_ansi(false).try_init()
+        }
         LogFormat::Text => b.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).try_init(),
     };
     Ok(())
