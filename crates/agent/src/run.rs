@@ -327,7 +327,9 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
             (
                 StoreConfig::Etcd({
                     let c = EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops);
-                    match crate::etcd_tls::from_flags(&a.etcd_endpoints, a.etcd_ca.as_ref(), a.etcd_cert.as_ref(), a.etcd_key.as_ref())? {
+                    match crate::etcd_tls::from_flags(&a.etcd_endpoints, a.etcd_ca.as_ref(), a.etcd_cert.as_ref(), a.etcd_key.as_ref())
+                        .map_err(|e| AgentError::Config(e.to_string()))?
+                    {
                         Some(t) => c.with_tls(t),
                         None => c,
                     }

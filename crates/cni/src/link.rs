@@ -55,7 +55,7 @@ pub fn ip_in(netns: &str, args: &[&str]) -> Result<String> {
 
 /// (ifindex, MAC) of `name` in this namespace; None when it does not exist.
 pub fn link_info(name: &str) -> Result<Option<(u32, String)>> {
-    link_info_with(|args| ip(args), name)
+    link_info_with(ip, name)
 }
 
 /// (ifindex, MAC) of `name` in the namespace at `netns`.
