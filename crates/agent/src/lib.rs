@@ -19,6 +19,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod engine;
+mod etcd_tls;
 pub mod flows;
 pub mod reconciler;
 pub mod registry;
@@ -29,7 +30,7 @@ mod sha256;
 pub mod timefmt;
 pub mod tls;
 
-pub use run::{Agent, AgentConfig, AgentError, DEFAULT_DATA_DIR, DEFAULT_SOCKET, DataplaneKind, Datastore, FlowAggregation, Mode};
+pub use run::{set_announce_as_log, Agent, AgentConfig, AgentError, DEFAULT_DATA_DIR, DEFAULT_SOCKET, DataplaneKind, Datastore, FlowAggregation, Mode};
 
 /// `a: b: c` for an error and its sources (the datastore's errors say where in their sources).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

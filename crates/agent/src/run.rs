@@ -7,6 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// A start-up line: see [`set_announce_as_log`].
+macro_rules! announce {
+    ($($t:tt)*) => { announce_line(format!($($t)*)) };
+}
+
 use clap::{Args, ValueEnum};
 use porin_store::{AnyStore, Condition, EmbeddedOptions, EtcdConfig, Op, Store, StoreConfig};
 use tokio::sync::watch;
@@ -143,6 +148,15 @@ pub struct AgentConfig {
     /// Must not exceed etcd's --max-txn-ops; bounds the objects in one apply.
     #[arg(long, default_value_t = 1024)]
     pub etcd_max_txn_ops: usize,
+    /// CA certificate (PEM) of etcd's server certificate; needed for https:// endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth (with --etcd-key).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for --etcd-cert.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
     /// This node's name (default: the hostname). The agent enforces the WorkloadEndpoints whose spec.node is this name.
     #[arg(long)]
     pub node: Option<String>,
@@ -318,7 +332,15 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
                 return Err(AgentError::Config("--datastore etcd needs --etcd-endpoints URL,...".into()));
             }
             (
-                StoreConfig::Etcd(EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops)),
+                StoreConfig::Etcd({
+                    let c = EtcdConfig::new(a.etcd_endpoints.clone()).with_max_txn_ops(a.etcd_max_txn_ops);
+                    match crate::etcd_tls::from_flags(&a.etcd_endpoints, a.etcd_ca.as_ref(), a.etcd_cert.as_ref(), a.etcd_key.as_ref())
+                        .map_err(|e| AgentError::Config(e.to_string()))?
+                    {
+                        Some(t) => c.with_tls(t),
+                        None => c,
+                    }
+                }),
                 "etcd",
                 format!("etcd at {}", a.etcd_endpoints.join(",")),
             )
@@ -418,7 +440,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
                 tracing::warn!(error = %e, "metrics listener failed");
             }
         });
-        eprintln!("porin: Prometheus metrics on http://{addr}/metrics");
+        announce!("porin: Prometheus metrics on http://{addr}/metrics");
     }
     let unix_srv = axum::serve(unix, app.clone().into_make_service_with_connect_info::<PeerInfo>());
     let mut listeners = format!("{}", a.socket.display());
@@ -438,14 +460,14 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         tcp_servers.push(Box::pin(axum::serve(tls, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and https://{addr}"));
         match &cert.ca {
-            Some(ca) => eprintln!(
+            Some(ca) => announce!(
                 "porin: TLS certificate {} for {}; clients trust the CA {} (porin --server https://{addr} --ca {} or PORIN_CA)",
                 cert.cert.display(),
                 cert.names.join(", "),
                 ca.display(),
                 ca.display()
             ),
-            None => eprintln!("porin: TLS certificate {}", cert.cert.display()),
+            None => announce!("porin: TLS certificate {}", cert.cert.display()),
         }
     }
     if let Some(addr) = a.insecure_listen {
@@ -459,7 +481,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         tcp_servers.push(Box::pin(axum::serve(tcp, app.clone().into_make_service_with_connect_info::<PeerInfo>()).into_future()));
         listeners.push_str(&format!(" and http://{addr} (no TLS)"));
     }
-    eprintln!("porin {}: node {node}, {kind} store, API on {listeners}", if engine { "agent" } else { "serve" });
+    announce!("porin {}: node {node}, {kind} store, API on {listeners}", if engine { "agent" } else { "serve" });
     let tcp_srv = async move {
         if tcp_servers.is_empty() {
             std::future::pending::<std::io::Result<()>>().await
@@ -474,4 +496,21 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     }
     let _ = std::fs::remove_file(&a.socket);
     Ok(())
+}
+
+/// Where the start-up lines (API addresses, the CA to trust, the metrics URL) go: plain lines on stderr
+/// (default), or log events when the logs are JSON ([`set_announce_as_log`]), so a collector reads only JSON.
+static ANNOUNCE_AS_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Send the start-up lines through `tracing` (INFO) instead of printing them.
+pub fn set_announce_as_log(on: bool) {
+    ANNOUNCE_AS_LOG.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn announce_line(msg: String) {
+    if ANNOUNCE_AS_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("{msg}");
+    } else {
+        eprintln!("{msg}");
+    }
 }

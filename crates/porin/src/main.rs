@@ -32,9 +32,9 @@ enum Command {
     /// Which (from, to, port) pairs a policy change opens and closes.
     Diff(cmd::offline::DiffArgs),
     /// Run the node agent: API server, datastore cache, policy engine.
-    Agent(porin_agent::AgentConfig),
+    Agent(cmd::agent::AgentArgs),
     /// Run the API server only (control-plane process, no policy engine).
-    Serve(porin_agent::AgentConfig),
+    Serve(cmd::agent::AgentArgs),
     /// Create or update objects from manifests; all documents commit atomically or none do.
     Apply(cmd::apply::ApplyArgs),
     /// List or show objects.
@@ -73,6 +73,8 @@ enum Command {
     Recommend(cmd::recommend::RecommendArgs),
     /// Replay recorded flows with and without a change; exit 3 when observed traffic would be denied.
     Preview(cmd::preview::PreviewArgs),
+    /// Install the CNI plugin: conflist, porin-cni binary and a cni token (the DaemonSet's init step).
+    InstallCni(cmd::install_cni::InstallCniArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         Command::Promote(a) => cmd::promote::promote(a),
         Command::Recommend(a) => cmd::recommend::recommend(a),
         Command::Preview(a) => cmd::preview::preview(a),
+        Command::InstallCni(a) => cmd::install_cni::install_cni(a),
     };
     match result {
         Ok(code) => code,

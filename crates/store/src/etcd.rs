@@ -58,6 +58,25 @@ pub struct EtcdConfig {
     /// The server's `--max-txn-ops` (etcd's default is 128). Larger transactions fail with
     /// [`StoreError::TooManyOps`] before being sent.
     pub max_txn_ops: usize,
+    /// TLS to etcd (`https://` endpoints): the CA that signed etcd's certificate and, for etcd's
+    /// `--client-cert-auth`, this client's certificate and key. None: plain HTTP.
+    pub tls: Option<EtcdTls>,
+}
+
+/// PEM material for TLS to etcd.
+#[derive(Clone)]
+pub struct EtcdTls {
+    /// CA certificate(s) that etcd's server certificate must chain to.
+    pub ca: Vec<u8>,
+    /// Client certificate and key (both or neither).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key never reaches a log.
+        f.debug_struct("EtcdTls").field("client_identity", &self.identity.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl EtcdConfig {
@@ -69,7 +88,14 @@ impl EtcdConfig {
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             max_txn_ops: 128,
+            tls: None,
         }
+    }
+
+    /// Sets [`tls`](Self::tls).
+    pub fn with_tls(mut self, tls: EtcdTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sets [`root`](Self::root).
@@ -126,6 +152,16 @@ impl EtcdStore {
             // answers pings without an open stream with GOAWAY (too_many_pings).
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_require_leader(true);
+        let opts = match &cfg.tls {
+            None => opts,
+            Some(t) => {
+                let mut tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(&t.ca));
+                if let Some((cert, key)) = &t.identity {
+                    tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+                }
+                opts.with_tls(tls)
+            }
+        };
         let client = Client::connect(&cfg.endpoints, Some(opts))
             .await
             .map_err(|e| classify(&endpoints, e))?;

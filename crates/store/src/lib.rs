@@ -80,7 +80,7 @@ mod types;
 pub use any::{AnyStore, StoreConfig};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use error::{Result, StoreError, UnavailableCause};
-pub use etcd::{EtcdConfig, EtcdStore};
+pub use etcd::{EtcdConfig, EtcdStore, EtcdTls};
 pub use reflector::{Reflector, ReflectorOptions, SyncEvent};
 pub use store::Store;
 pub use types::{

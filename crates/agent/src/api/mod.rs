@@ -16,6 +16,7 @@ pub mod guard;
 pub mod console;
 pub mod error;
 pub mod flows;
+pub mod health;
 pub mod listener;
 pub mod porin_routes;
 pub mod promote;
@@ -321,5 +322,7 @@ pub fn router(state: Shared) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))
         .layer(DefaultBodyLimit::max(MAX_BODY_ADMIN))
         .merge(console::router(state.clone()))
+        // Probes: merged after the layers above, so they need no authentication.
+        .merge(health::routes())
         .with_state(state)
 }

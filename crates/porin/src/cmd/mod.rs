@@ -22,3 +22,4 @@ pub mod recommend;
 pub mod preview;
 pub mod report;
 pub mod resources;
+pub mod install_cni;
