@@ -4,7 +4,7 @@
 //! The pieces, in pipeline order (see `docs/design/flows.md` for the record schema and the
 //! reasoning):
 //!
-//! * [`pipeline`]: raw ring-buffer records → [`porin_dataplane::Event`] → [`aggregate`] →
+//! * [`pipeline`]: raw ring-buffer records → [`porin_abi::Event`] → [`aggregate`] →
 //!   [`pipeline::FlowSink`]s, with a bounded reader→pipeline [`pipeline::event_queue`]; every
 //!   loss counted in [`counters::PipelineCounters`].
 //! * [`enrich`]: the [`enrich::Enricher`] trait the agent implements (endpoint ids, identities and
