@@ -146,7 +146,7 @@ pub struct AgentConfig {
     /// Where the eBPF maps and links are pinned (a bpffs; mounted there if needed). Default: <data-dir>/bpf.
     #[arg(long)]
     pub bpf_dir: Option<PathBuf>,
-    /// Run inside this network namespace (a name under /var/run/netns or a path): joined by the main
+    /// Run inside this network namespace (a name under /run/netns or a path): joined by the main
     /// thread before anything else starts, so every thread, socket and attachment lives there.
     #[arg(long)]
     pub netns: Option<String>,
@@ -283,7 +283,7 @@ impl Agent {
     pub fn run(config: AgentConfig) -> Result<()> {
         if let Some(ns) = &config.netns {
             // Before the runtime exists: this is the only thread, so the whole process moves.
-            let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/var/run/netns").join(ns) };
+            let path = if ns.contains('/') { PathBuf::from(ns) } else { porin_lab::netns::netns_path(ns) };
             let f = std::fs::File::open(&path).map_err(io_err(format!("opening network namespace {}", path.display())))?;
             nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).map_err(io_err(format!("joining network namespace {}", path.display())))?;
         }
