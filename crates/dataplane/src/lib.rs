@@ -1,5 +1,8 @@
 //! Porin's kernel enforcement point.
 //!
+//! Owns: the BPF programs, their loading, attachment and pinned maps. Never: policy semantics or the API; the ABI
+//! mirror it programs against lives in `porin-abi`. Any error path in the programs drops.
+//!
 //! Two tc programs (attached with TCX to the host side of each workload veth)
 //! decide every packet from pinned BPF maps: endpoints, ipcache, one policy LPM
 //! trie, conntrack, fragments, counters and an event ring buffer. This crate

@@ -1,6 +1,9 @@
 //! Porin flow visibility: every workload connection, allowed or denied, with the policy that
 //! decided it and what staged policies would have done.
 //!
+//! Owns: flow records, aggregation, the flow store, filters, printers, metrics. Never: BPF (it reads decoded events
+//! from `porin-abi`), threads (the agent runs the pipeline), policy decisions.
+//!
 //! The pieces, in pipeline order (see `docs/design/flows.md` for the record schema and the
 //! reasoning):
 //!
