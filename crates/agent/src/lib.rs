@@ -22,6 +22,7 @@ pub mod engine;
 pub mod flows;
 pub mod reconciler;
 pub mod registry;
+pub mod reports;
 mod run;
 pub mod scope;
 mod sha256;

@@ -103,6 +103,9 @@ pub struct AgentConfig {
     /// Agent or API server only (set by the subcommand, not a flag).
     #[arg(skip)]
     pub mode: Mode,
+    /// How often the agent looks for GlobalReports that are due (their cron schedules), in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub report_check_seconds: u64,
     /// State directory: the embedded store, admin.token and tls/.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -378,6 +381,10 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
         dataplane: Arc::new(dp_rx),
         flows: flows.clone().map(|f| f as Arc<dyn FlowSource>),
     });
+    if engine {
+        let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));
+        tokio::spawn(crate::reports::scheduler(state.clone(), every));
+    }
     let app = router(state);
 
     if let Some(dir) = a.socket.parent() {

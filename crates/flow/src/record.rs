@@ -170,7 +170,8 @@ impl TcpFlags {
     pub const URG: u8 = 0x20;
     pub const ECE: u8 = 0x40;
     pub const CWR: u8 = 0x80;
-    const NAMES: [(u8, &'static str); 8] = [
+    /// Each flag bit with its name, in the order printers list them.
+    pub const NAMES: [(u8, &'static str); 8] = [
         (Self::SYN, "SYN"),
         (Self::ACK, "ACK"),
         (Self::FIN, "FIN"),

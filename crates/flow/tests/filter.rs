@@ -59,6 +59,30 @@ fn single_flags() {
 }
 
 #[test]
+fn hubble_flags_node_identity_direction_type() {
+    assert_eq!(pass(&["--node", "node-1"]), "1111");
+    assert_eq!(pass(&["--node-name", "node-*"]), "1111");
+    assert_eq!(pass(&["--node", "*-1"]), "1111");
+    assert_eq!(pass(&["--node", "node-2"]), "0000");
+    assert_eq!(pass(&["--node", "node"]), "0000");
+    // Identities are known for the peer end: the egress records' destinations, the ingress record's source.
+    assert_eq!(pass(&["--to-identity", &ID_DB.to_string()]), "1100");
+    assert_eq!(pass(&["--from-identity", &ID_WEB1.to_string()]), "0001");
+    assert_eq!(pass(&["--identity", &ID_WORLD.to_string()]), "0010");
+    assert_eq!(pass(&["--identity", "1013", "--identity", "2"]), "1110");
+    assert_eq!(pass(&["--traffic-direction", "ingress"]), "0001");
+    assert_eq!(pass(&["--traffic-direction", "EGRESS"]), "1110");
+    assert_eq!(pass(&["-t", "drop"]), "0010");
+    assert_eq!(pass(&["--type", "trace"]), "1101");
+    assert_eq!(pass(&["--type", "policy-verdict"]), "1111");
+    assert_eq!(pass(&["--not", "--type", "drop", "--traffic-direction", "egress"]), "1100");
+    for bad in [["--identity", "web"], ["--traffic-direction", "up"], ["--type", "l7"]] {
+        let e = parse_args(bad.iter().copied(), EPOCH).unwrap_err().to_string();
+        assert!(e.contains(&format!("{} {:?}", bad[0], bad[1])), "{e}");
+    }
+}
+
+#[test]
 fn same_flag_ors_different_flags_and() {
     assert_eq!(pass(&["--port", "53", "--port", "40001"]), "0110");
     assert_eq!(pass(&["--from-ip", "10.0.0.11", "--to-port", "5432"]), "1001");
@@ -110,7 +134,7 @@ fn selection_flags_and_errors() {
     assert_eq!(err(&["--not"]), "--not must be followed by a filter flag (it was followed by nothing)");
     assert_eq!(err(&["--not", "--since", "5m"]), "--not must be followed by a filter flag (it was followed by --since)");
     assert!(err(&["--port", "http"]).contains("--port \"http\": expected a port number"));
-    assert!(err(&["--from-label", "app == web"]).contains("--from-label"));
+    assert!(err(&["--from-label", "app == 'web"]).contains("--from-label"));
     assert!(err(&["--ip", "10.0.0.300"]).contains("expected an IP address or CIDR"));
     assert!(err(&["--verdict", "maybe"]).contains("would-allow"));
     assert!(err(&["--since", "yesterday"]).contains("invalid time"));
@@ -148,4 +172,14 @@ fn to_argv_roundtrips_order_and_negation() {
     }
     let m = Cli::command().try_get_matches_from(["--not", "--last", "2"]).unwrap();
     assert!(Cli::from_arg_matches(&m).unwrap().f.to_argv(&m).is_err(), "a dangling --not is an error");
+}
+
+#[test]
+fn label_flags_take_kubectl_and_calico_syntax() {
+    assert_eq!(pass(&["-l", "app=db"]), pass(&["-l", "app == 'db'"]));
+    assert_eq!(pass(&["-l", "app=db"]), "1101");
+    assert_eq!(pass(&["--to-label", "tier,app in (db, cache)"]), pass(&["--to-label", "has(tier) && app in {'db', 'cache'}"]));
+    assert_eq!(pass(&["--to-label", "app!=db"]), "0010");
+    let e = parse_args(["-l", "app == 'db"], EPOCH).unwrap_err().to_string();
+    assert!(e.contains("Calico") && e.contains("kubectl"), "{e}");
 }

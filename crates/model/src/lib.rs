@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calico_export;
 pub mod conntest;
 pub mod endpoint;
 pub mod k8s;
@@ -16,6 +17,7 @@ pub mod kind;
 pub mod load;
 pub mod meta;
 pub mod porin;
+pub mod report;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -139,6 +141,7 @@ pub enum Resource {
     /// Boxed: its spec is much larger than the other kinds'.
     WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
+    GlobalReport(Object<report::GlobalReportSpec>),
 }
 
 macro_rules! each_resource {
@@ -158,6 +161,7 @@ macro_rules! each_resource {
             Resource::ClusterSettings($o) => $e,
             Resource::WorkloadEndpoint($o) => $e,
             Resource::ConnectivityTest($o) => $e,
+            Resource::GlobalReport($o) => $e,
         }
     };
 }
@@ -179,6 +183,7 @@ impl Resource {
             Resource::ClusterSettings(_) => Kind::ClusterSettings,
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
+            Resource::GlobalReport(_) => Kind::GlobalReport,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

@@ -12,6 +12,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod cli_help;
 mod client;
 mod cmd;
+mod config;
 mod getfmt;
 mod printers;
 
@@ -49,6 +50,12 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Manage API tokens.
     Token(cmd::token::TokenArgs),
+    /// Named contexts (server, CA, token) in the client's config file, like kubeconfig contexts.
+    Config(cmd::config::ConfigArgs),
+    /// Compliance reports for auditors: inventory, network-access, policy-audit (JSON, CSV, HTML).
+    Report(cmd::report::ReportArgs),
+    /// The kinds the API serves: names, short names, API version, scope (like `kubectl api-resources`).
+    ApiResources(cmd::resources::ApiResourcesArgs),
     /// Agent health: store, revisions, endpoint and policy counts, dataplane, flow pipeline.
     Status(cmd::status::StatusArgs),
     /// Flow records with their policy verdicts (like `hubble observe`): filter, follow, print.
@@ -94,6 +101,9 @@ fn main() -> ExitCode {
         Command::Label(a) => cmd::label::label(a),
         Command::Audit(a) => cmd::audit::audit(a),
         Command::Token(a) => cmd::token::token(a),
+        Command::Config(a) => cmd::config::config(a),
+        Command::ApiResources(a) => cmd::resources::api_resources(a),
+        Command::Report(a) => cmd::report::report(a),
         Command::Status(a) => cmd::status::status(a),
         Command::Observe(a) => cmd::observe::observe(*a, matches.subcommand_matches("observe").expect("observe matches")),
         Command::Lab(a) => cmd::lab::lab(a),

@@ -255,6 +255,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
         Kind::Namespace | Kind::ClusterSettings => &[],
         Kind::ConnectivityTest => &[],
+        Kind::GlobalReport => &[("TYPE", "/spec/reportType"), ("SCHEDULE", "/spec/schedule")],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),

@@ -38,7 +38,37 @@ fn set_values(rest: &str, term: &str) -> Result<Vec<String>, String> {
     Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
-/// Parse a kubectl label selector. The empty string selects everything.
+fn name_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 63
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// A label key as Kubernetes allows it: `[prefix/]name`.
+fn check_key(k: &str, term: &str) -> Result<(), String> {
+    let name = match k.rsplit_once('/') {
+        Some((prefix, name)) => {
+            let dns = !prefix.is_empty()
+                && prefix.len() <= 253
+                && prefix.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+            if !dns {
+                return Err(format!("{term:?}: {k:?} is not a label key (its prefix must be a DNS subdomain)"));
+            }
+            name
+        }
+        None => k,
+    };
+    if name_ok(name) { Ok(()) } else { Err(format!("{term:?}: {k:?} is not a label key")) }
+}
+
+fn check_value(v: &str, term: &str) -> Result<(), String> {
+    if v.is_empty() || name_ok(v) { Ok(()) } else { Err(format!("{term:?}: {v:?} is not a label value")) }
+}
+
+/// Parse a kubectl label selector. The empty string selects everything. Keys and values must be valid
+/// Kubernetes label keys and values (so that a mistyped Calico selector is not taken for a kubectl one).
 pub fn parse(s: &str) -> Result<Selector, String> {
     let mut labels = BTreeMap::new();
     let mut exprs = Vec::new();
@@ -66,7 +96,38 @@ pub fn parse(s: &str) -> Result<Selector, String> {
             exprs.push(req(t, "Exists", vec![]));
         }
     }
+    for (k, v) in &labels {
+        check_key(k, s)?;
+        check_value(v, s)?;
+    }
+    for r in &exprs {
+        check_key(&r.key, s)?;
+        for v in &r.values {
+            check_value(v, s)?;
+        }
+    }
     Selector::from_label_selector(&labels, &exprs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// A selector in either syntax, as every `-l`/`--label` flag and the API's `labelSelector` accept: Porin's
+/// (Calico's) selector language first (`app == 'web' && has(tier)`), else kubectl's (`app=web,tier`). The two
+/// cannot be confused: a kubectl selector is never a valid Calico expression (Calico quotes its values), and
+/// what Calico parses means the same to both where both accept it.
+pub fn parse_any(s: &str) -> Result<Selector, AnySyntaxError> {
+    match Selector::parse(s) {
+        Ok(sel) => Ok(sel),
+        Err(calico) => parse(s).map_err(|kubectl| AnySyntaxError { calico: calico.to_string(), kubectl }),
+    }
+}
+
+/// Neither syntax accepted the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a selector in either syntax: as Calico's language: {calico}; as kubectl's: {kubectl}")]
+pub struct AnySyntaxError {
+    /// Why the Calico-language parser refused it.
+    pub calico: String,
+    /// Why the kubectl parser refused it.
+    pub kubectl: String,
 }
 
 #[cfg(test)]
@@ -84,5 +145,29 @@ mod tests {
         assert!(parse("").unwrap().matches(&l));
         assert!(parse("app in web").is_err());
         assert!(parse("a b").is_err());
+        assert!(parse("app=we'b").is_err(), "quotes are not label values");
+        assert!(parse("app == 'web").is_err());
+    }
+
+    #[test]
+    fn either_syntax_same_meaning() {
+        let l: BTreeMap<String, String> = [("app", "web"), ("env", "prod")].map(|(k, v)| (k.into(), v.into())).into();
+        let m: BTreeMap<String, String> = [("app", "db")].map(|(k, v)| (k.into(), v.into())).into();
+        for (calico, kubectl) in [
+            ("app == 'web'", "app=web"),
+            ("app != 'web'", "app!=web"),
+            ("has(env)", "env"),
+            ("!has(env)", "!env"),
+            ("app in {'web', 'db'}", "app in (web, db)"),
+            ("app not in {'web'}", "app notin (web)"),
+            ("app == 'web' && has(env)", "app=web,env"),
+        ] {
+            let (a, b) = (parse_any(calico).unwrap(), parse_any(kubectl).unwrap());
+            for labels in [&l, &m] {
+                assert_eq!(a.matches(labels), b.matches(labels), "{calico} vs {kubectl} on {labels:?}");
+            }
+        }
+        let e = parse_any("app == 'web").unwrap_err().to_string();
+        assert!(e.contains("Calico") && e.contains("kubectl"), "{e}");
     }
 }

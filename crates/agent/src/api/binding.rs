@@ -97,7 +97,9 @@ fn system_fields(id: &Identity, old: Option<&Resource>, c: &mut Change) -> Resul
                     m.remove("status");
                 }
                 if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                    // Server-owned metadata is not the client's to change (nor to match).
                     m.remove("resourceVersion");
+                    m.remove("creationTimestamp");
                 }
                 v
             };

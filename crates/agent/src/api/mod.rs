@@ -17,6 +17,7 @@ pub mod flows;
 pub mod listener;
 pub mod porin_routes;
 pub mod promote;
+pub mod reports;
 pub mod resources;
 pub mod sources;
 pub mod write;
@@ -301,6 +302,9 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/tokens/{name}", axum::routing::delete(porin_routes::revoke_token))
         .route("/porin/v1/status", get(porin_routes::status))
         .route("/porin/v1/flows", get(flows::flows))
+        .route("/porin/v1/reports", get(reports::list))
+        .route("/porin/v1/reports/{name}/run", post(reports::run))
+        .route("/porin/v1/reports/{name}/{end}", get(reports::get))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

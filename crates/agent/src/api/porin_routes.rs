@@ -23,14 +23,25 @@ fn parse_body(body: &Bytes) -> Result<Vec<porin_model::Document>, ApiError> {
 
 /// `POST /porin/v1/apply`: a YAML stream, JSON object, JSON array or `List`; every object is created or
 /// updated in one transaction, or nothing is.
-pub async fn apply(State(st): State<Shared>, Extension(id): Extension<Identity>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// `?dryRun=All` checks everything a commit checks and writes nothing (`porin apply --dry-run=server`).
+pub async fn apply(
+    State(st): State<Shared>,
+    Extension(id): Extension<Identity>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let dry_run = match q.get("dryRun").map(String::as_str) {
+        None => false,
+        Some("All") => true,
+        Some(v) => return Err(ApiError::bad_request(format!("dryRun={v:?}: the only value is All"))),
+    };
     let docs = parse_body(&body)?;
     super::check_documents(&id, docs.len())?;
     let tiers = known_tiers(&st).await?;
     porin_model::validate_set(&docs, &tiers).map_err(|e| ApiError::invalid(&e))?;
     let changes = docs.iter().map(|d| Change::from_doc(d, Intent::Upsert)).collect::<Result<Vec<_>, _>>()?;
-    let (revision, items) = commit(&st, &id, "apply", changes).await?;
-    Ok(Json(json!({"kind": "ApplyResult", "apiVersion": "porin.io/v1", "revision": revision, "items": items})))
+    let (revision, items) = super::write::commit_opts(&st, &id, "apply", changes, dry_run).await?;
+    Ok(Json(json!({"kind": "ApplyResult", "apiVersion": "porin.io/v1", "revision": revision, "dryRun": dry_run, "items": items})))
 }
 
 /// `POST /porin/v1/delete`: delete every object named in the body, atomically.

@@ -60,7 +60,7 @@ fn labels_of(v: &Value) -> std::collections::BTreeMap<String, String> {
 
 fn selector(q: &HashMap<String, String>) -> Result<Selector, ApiError> {
     match q.get("labelSelector") {
-        Some(s) => porin_selector::labelsel::parse(s).map_err(|e| ApiError::bad_request(format!("invalid labelSelector: {e}"))),
+        Some(s) => porin_selector::labelsel::parse_any(s).map_err(|e| ApiError::bad_request(format!("invalid labelSelector: {e}"))),
         None => Ok(Selector::all()),
     }
 }

@@ -103,7 +103,19 @@ async fn current(st: &ApiState, changes: &[Change]) -> Result<BTreeMap<String, K
 }
 
 /// Commit `changes` atomically, or nothing. Returns the store revision and one outcome per change.
-pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<Change>) -> Result<(u64, Vec<Outcome>), ApiError> {
+pub async fn commit(st: &ApiState, id: &Identity, verb: &str, changes: Vec<Change>) -> Result<(u64, Vec<Outcome>), ApiError> {
+    commit_opts(st, id, verb, changes, false).await
+}
+
+/// [`commit`], or with `dry_run` every check of a real commit (permissions, conflicts, scope, bindings, guards)
+/// and the outcomes, with nothing written and nothing audited (`kubectl apply --dry-run=server`).
+pub async fn commit_opts(
+    st: &ApiState,
+    id: &Identity,
+    verb: &str,
+    mut changes: Vec<Change>,
+    dry_run: bool,
+) -> Result<(u64, Vec<Outcome>), ApiError> {
     if !st.connected() && st.store_kind == "etcd" {
         let last = st.snapshot.borrow().last_error.clone();
         return Err(ApiError::unavailable(format!(
@@ -188,7 +200,19 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<C
                 return Err(ApiError::already_exists(format!("{} {:?} already exists", c.kind, qualified(c))));
             }
             (Some(r), old) => {
-                let new = stored_json(r);
+                let mut new = stored_json(r);
+                // The server owns creationTimestamp: set at creation, kept by every update (a client's value is
+                // ignored, as the Kubernetes API server does).
+                let created = match &entry.before {
+                    Some(b) => b["metadata"].get("creationTimestamp").cloned(),
+                    None => Some(Value::String(crate::timefmt::rfc3339(crate::timefmt::now_secs()))),
+                };
+                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    match created {
+                        Some(t) => m.insert("creationTimestamp".into(), t),
+                        None => m.remove("creationTimestamp"),
+                    };
+                }
                 if entry.before.as_ref() == Some(&new) {
                     "unchanged"
                 } else {
@@ -226,6 +250,9 @@ pub async fn commit(st: &ApiState, id: &Identity, verb: &str, mut changes: Vec<C
         entries,
     };
     ops.push(Op::put(crate::audit::new_key(), serde_json::to_vec(&record).expect("json")));
+    if dry_run {
+        return Ok((st.store.revision().await.unwrap_or(0), outcomes));
+    }
     match st.store.txn(conditions, ops).await? {
         TxnResult::Committed { revision } => Ok((revision, outcomes)),
         TxnResult::Failed { failures } => {

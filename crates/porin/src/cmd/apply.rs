@@ -15,6 +15,10 @@ pub struct ApplyArgs {
     /// Manifest files or directories (`-` for stdin). Repeatable.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+    /// client: validate locally (against the server's tiers) and print what would be sent; server: the server
+    /// runs every check of a real apply (permissions, conflicts, scope, guards) and writes nothing.
+    #[arg(long, value_name = "WHEN", value_parser = ["none", "client", "server"], default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -44,10 +48,15 @@ pub fn list_body(docs: &[porin_model::Document]) -> Vec<u8> {
 }
 
 pub fn print_outcomes(result: &serde_json::Value) {
+    print_outcomes_as(result, "");
+}
+
+/// Outcome lines with a kubectl-style suffix (` (dry run)`, ` (server dry run)`).
+pub fn print_outcomes_as(result: &serde_json::Value, suffix: &str) {
     for it in result["items"].as_array().into_iter().flatten() {
         let kind = Kind::from_manifest(it["apiVersion"].as_str().unwrap_or(""), it["kind"].as_str().unwrap_or(""));
         let t = kind.map(type_name).unwrap_or_default();
-        println!("{t}/{} {}", it["name"].as_str().unwrap_or(""), it["action"].as_str().unwrap_or(""));
+        println!("{t}/{} {}{suffix}", it["name"].as_str().unwrap_or(""), it["action"].as_str().unwrap_or(""));
     }
 }
 
@@ -59,8 +68,20 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
             eprintln!("error: no objects passed to apply");
             return Ok(ExitCode::from(1));
         }
-        let result = c.call(Method::POST, "/porin/v1/apply", Some(list_body(&docs))).await?;
-        print_outcomes(&result);
+        if a.dry_run == "client" {
+            // As kubectl: what would be sent, checked locally, without asking the server what it would do.
+            for d in &docs {
+                let t = type_name(d.resource.kind());
+                println!("{t}/{} configured (dry run)", d.resource.name());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let (path, suffix) = match a.dry_run.as_str() {
+            "server" => ("/porin/v1/apply?dryRun=All", " (server dry run)"),
+            _ => ("/porin/v1/apply", ""),
+        };
+        let result = c.call(Method::POST, path, Some(list_body(&docs))).await?;
+        print_outcomes_as(&result, suffix);
         Ok(ExitCode::SUCCESS)
     })?
 }

@@ -20,7 +20,8 @@ pub struct DeleteArgs {
     /// Namespace of the objects (namespaced kinds) [default: default].
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Delete every object of KIND that matches this kubectl label selector (`app=web,!legacy`).
+    /// Delete every object of KIND whose labels match SELECTOR: kubectl syntax (`app=web,!legacy`) or Calico's
+    /// (`app == 'web' && !has(legacy)`).
     #[arg(short = 'l', long, conflicts_with_all = ["all", "files"])]
     pub selector: Option<String>,
     /// Delete every object of KIND in the namespace (cluster-wide for cluster-scoped kinds).
@@ -77,7 +78,7 @@ pub fn delete(a: DeleteArgs) -> Result<ExitCode> {
 async fn delete_matching(c: &Client, kind: Kind, ns: &str, selector: Option<&str>) -> Result<ExitCode> {
     let mut path = collection_path(kind, Some(ns));
     if let Some(s) = selector {
-        porin_selector::labelsel::parse(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
+        porin_selector::labelsel::parse_any(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
         path = format!("{path}?labelSelector={}", enc(s));
     }
     let list = c.call(Method::GET, &path, None).await?;

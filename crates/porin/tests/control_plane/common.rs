@@ -71,7 +71,13 @@ impl Agent {
     /// and PORIN_CA are unset unless given).
     pub fn porin_env(&self, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let mut c = Command::new(bin());
-        c.args(args).env("PORIN_SERVER", &self.socket).env_remove("PORIN_TOKEN").env_remove("PORIN_CA").current_dir(&self.dir);
+        c.args(args)
+            .env("PORIN_SERVER", &self.socket)
+            .env_remove("PORIN_TOKEN")
+            .env_remove("PORIN_CA")
+            .env_remove("PORIN_CONTEXT")
+            .env("PORIN_CONFIG", self.dir.join("porin-config.yaml"))
+            .current_dir(&self.dir);
         for (k, v) in env {
             c.env(k, v);
         }
@@ -202,7 +208,42 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Server-set times made stable for golden files: AGE cells under a minute read `0s` (same width), and
+/// `creationTimestamp` values read `<created>`.
+fn stable_times(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(i) = line.find("creationTimestamp") {
+            let (head, _) = line.split_at(i);
+            let quote = if line.contains("\": ") { "\"" } else { "" };
+            let sep = if line.contains("\": ") { "\": " } else { ": " };
+            let comma = if line.trim_end().ends_with(',') { "," } else { "" };
+            out.push_str(&format!("{head}creationTimestamp{quote}{sep}\"<created>\"{comma}\n"));
+            continue;
+        }
+        let mut l = String::new();
+        let mut rest = line;
+        while !rest.is_empty() {
+            let tok_end = rest.find(' ').map_or(rest.len(), |i| if i == 0 { 1 } else { i });
+            let (tok, r) = rest.split_at(tok_end);
+            let t = tok.trim_end_matches('\n');
+            let age = t.len() >= 2 && t.len() <= 3 && t.ends_with('s') && t[..t.len() - 1].bytes().all(|b| b.is_ascii_digit());
+            if age {
+                l.push_str(&format!("{:<width$}", "0s", width = t.len()));
+                l.push_str(&tok[t.len()..]);
+            } else {
+                l.push_str(tok);
+            }
+            rest = r;
+        }
+        out.push_str(&l);
+    }
+    out
+}
+
 pub fn golden(name: &str, actual: &str) {
+    let actual = stable_times(actual);
+    let actual = actual.as_str();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
     if std::env::var_os("PORIN_BLESS").is_some() {
         std::fs::write(&path, actual).unwrap();
