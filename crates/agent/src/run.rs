@@ -53,7 +53,7 @@ pub enum AgentError {
     Store {
         what: String,
         #[source]
-        source: porin_store::StoreError,
+        source: Box<porin_store::StoreError>,
     },
     /// The admin token could not be set up.
     #[error("setting up the admin token")]
@@ -261,7 +261,7 @@ async fn ensure_admin_token(store: &AnyStore, dir: &Path, node: &str) -> Result<
     let key = token_key(&token);
     let store_err = |what: &str| {
         let what = what.to_string();
-        move |source| AgentError::Store { what, source }
+        move |source| AgentError::Store { what, source: Box::new(source) }
     };
     if store.get(&key).await.map_err(store_err("reading the admin token's record"))?.is_none() {
         let rec = TokenRecord {
@@ -320,7 +320,7 @@ async fn run_async(a: AgentConfig, engine: bool) -> Result<()> {
             )
         }
     };
-    let store = AnyStore::open(config).await.map_err(|source| AgentError::Store { what: "opening the datastore".into(), source })?;
+    let store = AnyStore::open(config).await.map_err(|source| AgentError::Store { what: "opening the datastore".into(), source: Box::new(source) })?;
     ensure_admin_token(&store, &a.data_dir, &node).await.map_err(|e| AgentError::AdminToken(Box::new(e)))?;
 
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));

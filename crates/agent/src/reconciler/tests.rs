@@ -71,7 +71,8 @@ fn no_window_opens_on_attach_policy_change_and_unbind() {
     let mut dp = FakeDatapath::new();
     dp.add_interface("porin-v1", 11);
     // Every intermediate state the reconciler leaves, recorded for the checks below.
-    let seen: Arc<Mutex<Vec<(Op, Option<Option<EndpointPolicy>>, usize)>>> = Arc::default();
+    type Seen = Vec<(Op, Option<Option<EndpointPolicy>>, usize)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let s2 = seen.clone();
     dp.observe = Some(Box::new(move |op, dp| {
         s2.lock().unwrap().push((op.clone(), dp.enforcement(11).map(|e| e.cloned()), dp.ipcache.len()));
