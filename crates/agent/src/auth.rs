@@ -56,22 +56,8 @@ pub struct Identity {
 pub fn new_token() -> std::io::Result<String> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut s = String::from("porin_");
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for x in b {
-        acc = (acc << 8) | u32::from(x);
-        bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            s.push(A[((acc >> bits) & 63) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        s.push(A[((acc << (6 - bits)) & 63) as usize] as char);
-    }
-    Ok(s)
+    use base64::Engine as _;
+    Ok(format!("porin_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)))
 }
 
 pub fn token_key(token: &str) -> String {
@@ -171,6 +157,15 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_256_random_bits_in_base64url() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_ne!(a, b);
+        let body = a.strip_prefix("porin_").unwrap();
+        assert_eq!(body.len(), 43);
+        assert!(body.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{a}");
+    }
 
     fn parse(y: &str) -> Resource {
         porin_model::parse_documents("t", y).unwrap().remove(0).resource

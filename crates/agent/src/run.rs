@@ -58,7 +58,7 @@ pub enum AgentError {
     Store {
         what: String,
         #[source]
-        source: porin_store::StoreError,
+        source: Box<porin_store::StoreError>,
     },
     /// The admin token could not be set up.
     #[error("setting up the admin token")]
@@ -167,7 +167,7 @@ pub struct AgentConfig {
     /// Where the eBPF maps and links are pinned (a bpffs; mounted there if needed). Default: <data-dir>/bpf.
     #[arg(long)]
     pub bpf_dir: Option<PathBuf>,
-    /// Run inside this network namespace (a name under /var/run/netns or a path): joined by the main
+    /// Run inside this network namespace (a name under /run/netns or a path): joined by the main
     /// thread before anything else starts, so every thread, socket and attachment lives there.
     #[arg(long)]
     pub netns: Option<String>,
@@ -266,7 +266,7 @@ async fn ensure_admin_token(store: &AnyStore, dir: &Path, node: &str) -> Result<
     let key = token_key(&token);
     let store_err = |what: &str| {
         let what = what.to_string();
-        move |source| AgentError::Store { what, source }
+        move |source| AgentError::Store { what, source: Box::new(source) }
     };
     if store.get(&key).await.map_err(store_err("reading the admin token's record"))?.is_none() {
         let rec = TokenRecord {
@@ -292,7 +292,7 @@ impl Agent {
         let host_listener = bind_host_listener(config.insecure_listen.filter(|_| config.insecure_listen_host))?;
         if let Some(ns) = &config.netns {
             // Before the runtime exists: this is the only thread, so the whole process moves.
-            let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/var/run/netns").join(ns) };
+            let path = if ns.contains('/') { PathBuf::from(ns) } else { porin_lab::netns::netns_path(ns) };
             let f = std::fs::File::open(&path).map_err(io_err(format!("opening network namespace {}", path.display())))?;
             nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).map_err(io_err(format!("joining network namespace {}", path.display())))?;
         }
@@ -346,7 +346,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
             )
         }
     };
-    let store = AnyStore::open(config).await.map_err(|source| AgentError::Store { what: "opening the datastore".into(), source })?;
+    let store = AnyStore::open(config).await.map_err(|source| AgentError::Store { what: "opening the datastore".into(), source: Box::new(source) })?;
     ensure_admin_token(&store, &a.data_dir, &node).await.map_err(|e| AgentError::AdminToken(Box::new(e)))?;
 
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));

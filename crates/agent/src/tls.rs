@@ -168,21 +168,9 @@ fn ca_params(key: &KeyPair) -> Result<CertificateParams> {
 
 /// Yesterday (UTC): certificates start a day early, for clocks that disagree.
 fn yesterday() -> (i32, u8, u8) {
-    civil_from_days(crate::timefmt::now_secs().div_euclid(86_400) - 1)
-}
-
-/// Days since 1970-01-01 -> (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i32, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
-    (y, m, d)
+    let now = time::OffsetDateTime::from_unix_timestamp(crate::timefmt::now_secs()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let d = now.date().previous_day().unwrap_or(time::Date::MIN);
+    (d.year(), u8::from(d.month()), d.day())
 }
 
 fn random_serial() -> Result<rcgen::SerialNumber> {
@@ -276,13 +264,6 @@ pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-    }
 
     #[test]
     fn generated_material_verifies_and_keys_are_private() {

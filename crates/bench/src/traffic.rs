@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -336,6 +336,4 @@ pub fn ns_exec(netns: &str, argv: &[&str], input: Option<&str>) -> Result<String
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-pub fn netns_path(name: &str) -> PathBuf {
-    PathBuf::from("/var/run/netns").join(name)
-}
+pub use porin_lab::netns::netns_path;

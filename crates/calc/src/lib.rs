@@ -1,5 +1,8 @@
 //! The compiler from the policy engine to the kernel's maps.
 //!
+//! Owns: the translation of the policy model to kernel entries (identities, ipcache, LPM entries). Never: I/O or BPF
+//! calls; its output must give the reference engine's verdict for every packet.
+//!
 //! Pure: a [`Cluster`] and the compiler's persistent [`State`] in, [`Compiled`] out. The kernel does one
 //! longest-prefix lookup per new flow in a per-endpoint trie keyed by (peer identity, protocol, port); this
 //! crate fills that trie so that the lookup gives **exactly** the engine's verdict for every packet.

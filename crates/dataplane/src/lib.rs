@@ -1,5 +1,8 @@
 //! Porin's kernel enforcement point.
 //!
+//! Owns: the BPF programs, their loading, attachment and pinned maps. Never: policy semantics or the API; the ABI
+//! mirror it programs against lives in `porin-abi`. Any error path in the programs drops.
+//!
 //! Two tc programs (attached with TCX to the host side of each workload veth)
 //! decide every packet from pinned BPF maps: endpoints, ipcache, one policy LPM
 //! trie, conntrack, fragments, counters and an event ring buffer. This crate
@@ -9,7 +12,7 @@
 //!
 //! See `docs/design/dataplane.md`.
 
-pub mod abi;
+pub use porin_abi as abi;
 pub mod btf;
 pub mod ct;
 pub mod entries;
@@ -32,7 +35,7 @@ use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 
-pub use abi::{Action, Direction, EventType, Reason};
+pub use abi::{Action, Counters, Direction, EventType, MapOccupancy, Reason};
 pub use entries::{AddrError, EndpointAddrs, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
 pub use error::{Error, MapOpError, Result};
 pub use events::{AsyncEventReader, DeniedAggregates, DrainStats, EVENT_POLL_INTERVAL, EVENT_WAKE_FRACTION, Event, EventReader};
@@ -101,30 +104,6 @@ impl Default for DataplaneOptions {
     }
 }
 
-/// Drop/pass counters summed over CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub by_reason: BTreeMap<Reason, u64>,
-}
-
-impl Counters {
-    pub fn get(&self, r: Reason) -> u64 {
-        self.by_reason.get(&r).copied().unwrap_or(0)
-    }
-
-    /// All drops.
-    pub fn drops(&self) -> u64 {
-        self.by_reason.iter().filter(|(r, _)| r.is_drop()).map(|(_, v)| v).sum()
-    }
-}
-
-/// Entries vs capacity of one map.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MapOccupancy {
-    pub name: &'static str,
-    pub entries: usize,
-    pub max_entries: u32,
-}
 
 /// A TCX attachment recorded by a pinned link.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

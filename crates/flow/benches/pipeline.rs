@@ -13,8 +13,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use porin_dataplane::abi::RawEvent;
-use porin_dataplane::{Direction, EventType, Reason};
+use porin_abi::RawEvent;
+use porin_abi::{Direction, EventType, Reason};
 use porin_flow::{
     AggregationLevel, AggregatorConfig, EndpointMeta, FlowStore, FlowStoreOptions, MapEnricher, PendingVerdict, Pipeline,
     TimeBase, Verdict,

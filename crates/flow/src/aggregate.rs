@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use porin_dataplane::{Direction, Event, EventType, Reason};
+use porin_abi::{Direction, Event, EventType, Reason};
 
 use crate::counters::PipelineCounters;
 use crate::enrich::{EndpointMeta, Enricher, PendingMeta, PendingQuery, RuleMeta};

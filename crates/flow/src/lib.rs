@@ -1,10 +1,13 @@
 //! Porin flow visibility: every workload connection, allowed or denied, with the policy that
 //! decided it and what staged policies would have done.
 //!
+//! Owns: flow records, aggregation, the flow store, filters, printers, metrics. Never: BPF (it reads decoded events
+//! from `porin-abi`), threads (the agent runs the pipeline), policy decisions.
+//!
 //! The pieces, in pipeline order (see `docs/design/flows.md` for the record schema and the
 //! reasoning):
 //!
-//! * [`pipeline`]: raw ring-buffer records → [`porin_dataplane::Event`] → [`aggregate`] →
+//! * [`pipeline`]: raw ring-buffer records → [`porin_abi::Event`] → [`aggregate`] →
 //!   [`pipeline::FlowSink`]s, with a bounded reader→pipeline [`pipeline::event_queue`]; every
 //!   loss counted in [`counters::PipelineCounters`].
 //! * [`enrich`]: the [`enrich::Enricher`] trait the agent implements (endpoint ids, identities and

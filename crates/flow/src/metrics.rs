@@ -20,7 +20,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use porin_dataplane::{Counters, MapOccupancy, Reason};
+use porin_abi::{Counters, MapOccupancy, Reason};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

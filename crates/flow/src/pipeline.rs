@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
-use porin_dataplane::{Counters, Event, Reason};
+use porin_abi::{Counters, Event, Reason};
 
 use crate::Error;
 use crate::aggregate::{Aggregator, AggregatorConfig};
@@ -82,7 +82,7 @@ impl<E: Enricher> Pipeline<E> {
     }
 
     /// Adds a reader's result (the dataplane readers yield `Result<Event, DecodeError>`).
-    pub fn push_result(&mut self, r: Result<Event, porin_dataplane::events::DecodeError>) -> bool {
+    pub fn push_result(&mut self, r: Result<Event, porin_abi::event::DecodeError>) -> bool {
         match r {
             Ok(ev) => self.push(&ev),
             Err(_) => {

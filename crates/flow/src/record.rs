@@ -44,22 +44,9 @@ impl PendingVerdict {
     }
 }
 
-/// Policy direction from the point of view of the reporting workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlowDirection {
-    Ingress,
-    Egress,
-}
-
-impl FlowDirection {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlowDirection::Ingress => "ingress",
-            FlowDirection::Egress => "egress",
-        }
-    }
-}
+/// Policy direction from the point of view of the reporting workload: the dataplane's own
+/// [`porin_abi::Direction`] (one type; this name is kept for the flow record's field).
+pub use porin_abi::Direction as FlowDirection;
 
 /// Which end of the flow observed it: the source's egress hook or the destination's ingress hook.
 /// A flow between two workloads on the same node is reported twice, once by each.

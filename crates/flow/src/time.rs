@@ -52,29 +52,21 @@ pub fn now_unix() -> UnixNanos {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-// Days since 1970-01-01 -> (year, month, day), and back (H. Hinnant's civil calendar algorithms).
+/// Days since 1970-01-01 -> (year, month, day).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let d = time::Date::from_julian_day(UNIX_EPOCH_JULIAN_DAY + z as i32).unwrap_or(time::Date::MAX);
+    (i64::from(d.year()), u32::from(u8::from(d.month())), u32::from(d.day()))
 }
 
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// (year, month, day) -> days since 1970-01-01; None for a date that does not exist.
+fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()?;
+    Some(i64::from(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY))
 }
+
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
 /// `2024-05-06T07:08:09.123456789Z` (always 9 fractional digits: fixed width, sorts as text).
 pub fn format_rfc3339(t: UnixNanos) -> String {
@@ -137,7 +129,7 @@ pub fn parse_rfc3339(input: &str) -> Result<UnixNanos, TimeError> {
         }
         _ => return Err(err("expected Z or a ±HH:MM offset")),
     };
-    let days = days_from_civil(i64::from(y), mo, d);
+    let days = days_from_civil(i64::from(y), mo, d).ok_or_else(|| err("no such date"))?;
     let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s) - offset_s;
     if secs < 0 {
         return Err(err("before 1970"));
@@ -218,6 +210,10 @@ mod tests {
         assert!(parse_rfc3339("2024-13-01T00:00:00Z").is_err());
         assert!(parse_rfc3339("2024-01-01T00:00:00").is_err());
         assert!(parse_rfc3339("yesterday").is_err());
+        // Calendar dates come from the `time` crate: days that do not exist are refused.
+        assert!(parse_rfc3339("2023-02-29T00:00:00Z").is_err());
+        assert!(parse_rfc3339("2024-04-31T00:00:00Z").is_err());
+        assert_eq!(format_rfc3339(4_102_444_800 * NS), "2100-01-01T00:00:00.000000000Z");
     }
 
     #[test]

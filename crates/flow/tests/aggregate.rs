@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use porin_dataplane::{Direction, Event, EventType, Reason};
+use porin_abi::{Direction, Event, EventType, Reason};
 use porin_flow::record::{EndpointKind, TcpFlags};
 use porin_flow::{AggregationLevel, FlowDirection, FlowRecord, PendingVerdict, Pipeline, Reporter, Verdict};
 
@@ -23,7 +23,7 @@ fn decoder_reads_ring_buffer_bytes_and_counts_what_it_cannot() {
     p.push_raw(&raw(&e));
     p.push_raw(&raw(&e)[..40]); // truncated
     let mut bad = raw(&e);
-    bad[std::mem::offset_of!(porin_dataplane::abi::RawEvent, r#type)] = 99;
+    bad[std::mem::offset_of!(porin_abi::RawEvent, r#type)] = 99;
     p.push_raw(&bad);
     let mut non_ip = e.clone();
     non_ip.src = None;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use porin_dataplane::{Direction, EventType};
+use porin_abi::{Direction, EventType};
 use porin_flow::{AggregationLevel, FlowRecord, JsonlExporter, JsonlOptions, Pipeline};
 
 fn record(i: u16) -> FlowRecord {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
 use common::*;
-use porin_dataplane::{Direction, EventType};
+use porin_abi::{Direction, EventType};
 use porin_flow::{AggregationLevel, FilterArgs, FlowRecord, OutputFormat, Pipeline, Printer};
 
 fn check(name: &str, actual: &str) {
@@ -33,7 +33,7 @@ fn records(level: AggregationLevel) -> Vec<FlowRecord> {
     let mut icmp = ev(Denied, Ingress, 4.5, DB, ID_WORLD, RULE_DEFAULT_DENY, "2001:db8::1", 0, "fd00::13", 0x0800);
     icmp.proto = 58;
     icmp.tcp_flags = 0;
-    icmp.reason = porin_dataplane::Reason::DropNoPolicy;
+    icmp.reason = porin_abi::Reason::DropNoPolicy;
     evs.push(icmp);
     for e in &evs {
         p.push(e);

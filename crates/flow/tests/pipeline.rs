@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use porin_dataplane::{Counters, Direction, EventType, MapOccupancy, Reason};
+use porin_abi::{Counters, Direction, EventType, MapOccupancy, Reason};
 use porin_flow::{
     AggregationLevel, Error, FlowRecord, FlowSink, FlowStore, FlowStoreOptions, Metrics, Pipeline, PipelineCounters, SendOutcome,
     event_queue,
 };
 
-fn open(sport: u16) -> porin_dataplane::Event {
+fn open(sport: u16) -> porin_abi::Event {
     ev(EventType::NewAllowed, Direction::Egress, 1.0, WEB1, ID_DB, RULE_ALLOW_DB, "10.0.0.11", sport, "10.0.0.13", 5432)
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use porin_dataplane::{Direction, EventType};
+use porin_abi::{Direction, EventType};
 use porin_flow::filter::parse_args;
 use porin_flow::{AggregationLevel, FlowRecord, FlowStore, FlowStoreOptions, Pipeline, Query};
 

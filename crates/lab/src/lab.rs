@@ -23,9 +23,8 @@ use serde::Serialize;
 
 use crate::error::{LabError, Result};
 use crate::netns::{self, MARKER_PREFIX};
-use crate::probe::{self, ObservedMatrices};
 use crate::server::{PodServe, READY_LINE, ServeConfig, spawn_server_threads};
-use crate::spec::{self, LabPlan, LabSpec, Proto};
+use crate::spec::{self, LabPlan, LabSpec};
 use crate::state::{self, LabState, NodeInfo, Phase, PodInfo, ProcRef};
 
 /// How the pod servers of a lab run.
@@ -141,16 +140,6 @@ impl Lab {
     /// Path of the state file.
     pub fn state_path(&self) -> &Path {
         &self.state_path
-    }
-
-    /// [`probe::probe`] on this lab.
-    pub fn probe(&self, ports: &[(u16, Proto)], timeout: Duration) -> Result<ObservedMatrices> {
-        probe::probe(self, ports, timeout)
-    }
-
-    /// [`probe::probe_one`] on this lab.
-    pub fn probe_one(&self, from: &str, to: &str, port: u16, proto: Proto, timeout: Duration) -> Result<bool> {
-        probe::probe_one(self, from, to, port, proto, timeout)
     }
 
     /// [`exec`] on this lab.

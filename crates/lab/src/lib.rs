@@ -1,5 +1,8 @@
 //! # porin-lab: real workloads on one machine
 //!
+//! Owns: the network namespaces, veths, pod servers and probes of a lab. Never: the root namespace's routes,
+//! addresses, firewall or interfaces; every name it creates starts with `porin`.
+//!
 //! Builds a Calico-like routed cluster out of network namespaces, runs servers in every pod and
 //! measures which pod can reach which:
 //!

@@ -99,6 +99,18 @@ impl Default for ProbeOptions {
     }
 }
 
+impl Lab {
+    /// [`probe`] on this lab.
+    pub fn probe(&self, ports: &[(u16, Proto)], timeout: Duration) -> Result<ObservedMatrices> {
+        probe(self, ports, timeout)
+    }
+
+    /// [`probe_one`] on this lab.
+    pub fn probe_one(&self, from: &str, to: &str, port: u16, proto: Proto, timeout: Duration) -> Result<bool> {
+        probe_one(self, from, to, port, proto, timeout)
+    }
+}
+
 /// One probe: from pod index `from` to pod index `to` (indexes into [`Lab::pods`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProbeSpec {

@@ -1,6 +1,8 @@
 //! Porin's resource model: the Kubernetes kinds policy depends on (Namespace, Pod, NetworkPolicy) and Porin's
 //! tiered-policy kinds (`porin.io/v1`, also accepted unchanged as `projectcalico.org/v3`).
 //!
+//! Owns: the resource types, the kind table, loading and validation. Never: policy semantics, the store, the network.
+//!
 //! Pure: no I/O besides [`load`], which reads the files and streams it is pointed at. Everything that comes in
 //! goes through [`load::parse_documents`] and [`validate`]; an input set with any error is rejected whole, and
 //! every error names the source, the document, the field path and the problem.

@@ -1,6 +1,8 @@
 //! Porin's policy engine: Kubernetes NetworkPolicy and tiered (Calico-style) policy semantics, answered
 //! exactly and explained.
 //!
+//! Owns: policy semantics (the IR, verdicts with traces, matrices, diffs). Never: I/O, kernel encodings (that is `calc`).
+//!
 //! Pure: values in, values out. [`Cluster::build`] normalises validated resources into the internal
 //! representation ([`ir`]); [`Cluster::verdict`] is the reference evaluator with a full trace ([`eval`]);
 //! [`Cluster::matrix`] computes reachability over all pods fast ([`matrix`]); [`diff::diff`] compares two

@@ -229,12 +229,19 @@ pub fn type_name(kind: porin_model::Kind) -> String {
     if i.group.is_empty() { i.singular.to_string() } else { format!("{}.{}", i.singular, i.group) }
 }
 
+/// Everything but RFC 3986's unreserved characters is percent-encoded in a query value.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Percent-encode a query value.
 pub fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_keep_only_unreserved_characters() {
+        assert_eq!(super::enc("app in (a,b)"), "app%20in%20%28a%2Cb%29");
+        assert_eq!(super::enc("A-z_0.9~/é"), "A-z_0.9~%2F%C3%A9");
+    }
 }

@@ -1,5 +1,8 @@
 //! `porin`: the one binary. Each subcommand lives in its own module under `cmd/`; this file only parses
 //! arguments and dispatches.
+//!
+//! Owns: flags, the HTTP client and the printers. Never: agent state or agent logic (that is `porin-agent`;
+//! `porin agent` parses its flags into `AgentConfig` and calls `Agent::run`).
 
 use std::process::ExitCode;
 

@@ -3,7 +3,62 @@
 
 use std::collections::BTreeMap;
 
-use crate::{LabelSelectorRequirement, Selector};
+use crate::{LabelSelectorRequirement, Selector, SelectorError};
+
+/// Why a kubectl label selector does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelSelectorError {
+    /// Two commas in a row, or a trailing comma.
+    #[error("{selector:?}: empty term")]
+    EmptyTerm {
+        /// The whole selector.
+        selector: String,
+    },
+    /// `key in x` without parentheses.
+    #[error("{term:?}: expected a parenthesised value list")]
+    ValueList {
+        /// The term.
+        term: String,
+    },
+    /// A term of no known form.
+    #[error("{term:?}: expected key, !key, key=value, key!=value, key in (..) or key notin (..)")]
+    Syntax {
+        /// The term.
+        term: String,
+    },
+    /// A key whose prefix is not a DNS subdomain.
+    #[error("{selector:?}: {key:?} is not a label key (its prefix must be a DNS subdomain)")]
+    KeyPrefix {
+        /// The whole selector.
+        selector: String,
+        /// The key.
+        key: String,
+    },
+    /// A key that is not a Kubernetes label key.
+    #[error("{selector:?}: {key:?} is not a label key")]
+    Key {
+        /// The whole selector.
+        selector: String,
+        /// The key.
+        key: String,
+    },
+    /// A value that is not a Kubernetes label value.
+    #[error("{selector:?}: {value:?} is not a label value")]
+    Value {
+        /// The whole selector.
+        selector: String,
+        /// The value.
+        value: String,
+    },
+    /// The terms do not make a valid selector (a bad key or value).
+    #[error("{selector:?}: {source}")]
+    Invalid {
+        /// The whole selector.
+        selector: String,
+        /// What is wrong with it.
+        source: SelectorError,
+    },
+}
 
 fn split_terms(s: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -29,12 +84,12 @@ fn req(key: &str, op: &str, values: Vec<String>) -> LabelSelectorRequirement {
     LabelSelectorRequirement { key: key.trim().to_string(), operator: op.to_string(), values }
 }
 
-fn set_values(rest: &str, term: &str) -> Result<Vec<String>, String> {
+fn set_values(rest: &str, term: &str) -> Result<Vec<String>, LabelSelectorError> {
     let inner = rest
         .trim()
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("{term:?}: expected a parenthesised value list"))?;
+        .ok_or_else(|| LabelSelectorError::ValueList { term: term.to_string() })?;
     Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
@@ -47,29 +102,29 @@ fn name_ok(n: &str) -> bool {
 }
 
 /// A label key as Kubernetes allows it: `[prefix/]name`.
-fn check_key(k: &str, term: &str) -> Result<(), String> {
+fn check_key(k: &str, term: &str) -> Result<(), LabelSelectorError> {
     let name = match k.rsplit_once('/') {
         Some((prefix, name)) => {
             let dns = !prefix.is_empty()
                 && prefix.len() <= 253
                 && prefix.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
             if !dns {
-                return Err(format!("{term:?}: {k:?} is not a label key (its prefix must be a DNS subdomain)"));
+                return Err(LabelSelectorError::KeyPrefix { selector: term.to_string(), key: k.to_string() });
             }
             name
         }
         None => k,
     };
-    if name_ok(name) { Ok(()) } else { Err(format!("{term:?}: {k:?} is not a label key")) }
+    if name_ok(name) { Ok(()) } else { Err(LabelSelectorError::Key { selector: term.to_string(), key: k.to_string() }) }
 }
 
-fn check_value(v: &str, term: &str) -> Result<(), String> {
-    if v.is_empty() || name_ok(v) { Ok(()) } else { Err(format!("{term:?}: {v:?} is not a label value")) }
+fn check_value(v: &str, term: &str) -> Result<(), LabelSelectorError> {
+    if v.is_empty() || name_ok(v) { Ok(()) } else { Err(LabelSelectorError::Value { selector: term.to_string(), value: v.to_string() }) }
 }
 
 /// Parse a kubectl label selector. The empty string selects everything. Keys and values must be valid
 /// Kubernetes label keys and values (so that a mistyped Calico selector is not taken for a kubectl one).
-pub fn parse(s: &str) -> Result<Selector, String> {
+pub fn parse(s: &str) -> Result<Selector, LabelSelectorError> {
     let mut labels = BTreeMap::new();
     let mut exprs = Vec::new();
     if s.trim().is_empty() {
@@ -78,7 +133,7 @@ pub fn parse(s: &str) -> Result<Selector, String> {
     for term in split_terms(s) {
         let t = term.trim();
         if t.is_empty() {
-            return Err(format!("{s:?}: empty term"));
+            return Err(LabelSelectorError::EmptyTerm { selector: s.to_string() });
         }
         if let Some(k) = t.strip_prefix('!') {
             exprs.push(req(k, "DoesNotExist", vec![]));
@@ -91,7 +146,7 @@ pub fn parse(s: &str) -> Result<Selector, String> {
         } else if let Some((k, rest)) = t.split_once(" in ") {
             exprs.push(req(k, "In", set_values(rest, t)?));
         } else if t.contains(' ') || t.contains('(') {
-            return Err(format!("{t:?}: expected key, !key, key=value, key!=value, key in (..) or key notin (..)"));
+            return Err(LabelSelectorError::Syntax { term: t.to_string() });
         } else {
             exprs.push(req(t, "Exists", vec![]));
         }
@@ -106,7 +161,7 @@ pub fn parse(s: &str) -> Result<Selector, String> {
             check_value(v, s)?;
         }
     }
-    Selector::from_label_selector(&labels, &exprs).map_err(|e| format!("{s:?}: {e}"))
+    Selector::from_label_selector(&labels, &exprs).map_err(|source| LabelSelectorError::Invalid { selector: s.to_string(), source })
 }
 
 /// A selector in either syntax, as every `-l`/`--label` flag and the API's `labelSelector` accept: Porin's
@@ -116,7 +171,7 @@ pub fn parse(s: &str) -> Result<Selector, String> {
 pub fn parse_any(s: &str) -> Result<Selector, AnySyntaxError> {
     match Selector::parse(s) {
         Ok(sel) => Ok(sel),
-        Err(calico) => parse(s).map_err(|kubectl| AnySyntaxError { calico: calico.to_string(), kubectl }),
+        Err(calico) => parse(s).map_err(|kubectl| AnySyntaxError { calico: calico.to_string(), kubectl: kubectl.to_string() }),
     }
 }
 
@@ -145,6 +200,8 @@ mod tests {
         assert!(parse("").unwrap().matches(&l));
         assert!(parse("app in web").is_err());
         assert!(parse("a b").is_err());
+        assert_eq!(parse("a,,b").unwrap_err().to_string(), "\"a,,b\": empty term");
+        assert_eq!(parse("app in web").unwrap_err().to_string(), "\"app in web\": expected a parenthesised value list");
         assert!(parse("app=we'b").is_err(), "quotes are not label values");
         assert!(parse("app == 'web").is_err());
     }

@@ -1,5 +1,7 @@
 //! Porin's label-selector language: parser, canonical printer and matcher.
 //!
+//! Owns: the selector language and kubectl `-l` selectors. Never: I/O, knowledge of resources or policy.
+//!
 //! A selector is a boolean expression over an endpoint's labels (a map from
 //! label name to value). It is the same language Calico uses.
 //!

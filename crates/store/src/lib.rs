@@ -1,5 +1,8 @@
 //! Porin's control-plane datastore.
 //!
+//! Owns: durable resources and their revisions (redb or etcd) and the reflector. Never: resource semantics (values are
+//! bytes).
+//!
 //! One small async trait, [`Store`], with the operations the control plane needs: `get`, `list`,
 //! `put`, `delete`, an atomic multi-key [`Store::txn`], and [`Store::watch`]. Every change gets a
 //! store-wide, monotonically increasing **revision**; every key remembers the revision that

@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use porin_dataplane::abi::RawEvent;
-use porin_dataplane::{Direction, Event, EventType, Reason};
+use porin_abi::RawEvent;
+use porin_abi::{Direction, Event, EventType, Reason};
 use porin_flow::record::TcpFlags;
 use porin_flow::{AggregationLevel, AggregatorConfig, EndpointMeta, MapEnricher, PendingVerdict, TimeBase};
 

@@ -1,129 +1,22 @@
-//! The agent's kernel programming: a [`PolicyConsumer`] that compiles every policy revision for the
-//! workloads on this node ([`porin_calc::compile`]) and makes the eBPF dataplane enforce it
-//! ([`porin_dataplane::Dataplane`]), applying only the difference.
-//!
-//! * **Which workloads.** The agent binds its node's WorkloadEndpoints (`spec.node` == `--node`): the
-//!   pod `spec.pod` is enforced on the host-side interface `spec.interfaceName`, looked up **in the
-//!   agent's own network namespace** (the node's) and nowhere else; interfaces are keyed by (network
-//!   namespace, ifindex). WorkloadEndpoints are system-owned (admin or a `cni` token; `porin lab` writes
-//!   them); pod annotations are not read (the former `porin.io/interface` / `porin.io/netns` annotations
-//!   have no effect). A pod without a WorkloadEndpoint is not local.
-//! * **Fail closed on bad bindings.** A WorkloadEndpoint binds only when it is the one binding of its
-//!   interface and of its pod, the pod exists, its `ipNetworks` equal the pod's status addresses and no
-//!   other endpoint claims them. Otherwise its interface is attached with no endpoint entry (drops
-//!   everything) and the reason is in `porin status` (health degraded). An address claimed by two
-//!   endpoints (state written before the API refused it, or straight into etcd) is removed from the
-//!   model the kernel enforces, so it resolves like an address of no workload and never gets either
-//!   claimant's identity; everything else keeps being programmed. (Before, such a prefix made every
-//!   ipcache sync fail — the whole update was refused — so later label changes never reached the kernel.)
-//! * **A lost binding never opens.** When a WorkloadEndpoint (or its pod) goes away while the interface
-//!   exists, the interface stays attached and loses its entry: it drops everything. It is never detached
-//!   while it exists; its pinned links are removed once the interface is gone (refresh tick).
-//! * **Order, so no window opens.** New interfaces are attached first (an attached interface without an
-//!   endpoint entry drops everything); then every changed endpoint policy is written (they may name
-//!   identities the ipcache does not map yet: harmless); then the ipcache is made equal to the desired
-//!   one, which installs new identities only after the policies that mention them and removes old ones
-//!   only after no policy refers to them any more. Endpoints of pods that left are removed last.
-//! * **Stable numbers.** The compiler's [`porin_calc::State`] lives as long as the agent, so identities
-//!   and rule ids are stable across revisions. Across agent restarts, compiler identities are mapped to
-//!   *node* identities ([`IdentityMap`]): a compiler identity inherits the node identity the pinned
-//!   ipcache already gives its addresses, so a restarted agent rewrites nothing and revalidation keeps
-//!   every established flow. Endpoint ids are read back from the pinned endpoints map.
-//! * **Restart.** Maps and links are pinned under the pin directory (a bpffs the agent mounts if needed).
-//!   On start, [`Dataplane::open`] reads them back; the first revision re-pushes the desired state (zero
-//!   writes when nothing changed), then sweeps what is no longer wanted. Enforcement never stops: the
-//!   pinned links keep the programs attached while no agent runs.
-//! * **Errors.** An endpoint whose policy does not fit is locked down by the dataplane (it denies) and
-//!   reported; any other error leaves the endpoint on its previous policy (or, when new, on no entry:
-//!   drop) and is reported in `porin status` and retried on the next revision or tick.
+//! The node reconciler: decides what every local interface should enforce for one policy revision and makes a
+//! [`Datapath`] do it, in the order that opens no window (see the module documentation of
+//! [`crate::reconciler`]). It owns the compiler state and the interface table; it never opens, mounts or
+//! reads the kernel itself: everything goes through the [`Datapath`] it is handed, so its ordering and its
+//! failure handling are tested against the in-memory fake.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipnet::IpNet;
 use porin_calc::{Compiled, Entry, FIRST_DYNAMIC_IDENTITY};
-use porin_dataplane::{Action, Dataplane, DataplaneOptions, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
+use porin_dataplane::{Action, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
 use porin_model::Resource;
-use serde::Serialize;
-use tokio::sync::watch;
 
-use crate::engine::{PolicyConsumer, PolicySnapshot};
-use crate::flows::{ContextInputs, FlowContext, FlowService};
-
-/// How the agent's dataplane is set up.
-#[derive(Debug, Clone)]
-pub struct DataplaneConfig {
-    pub node: String,
-    pub pin_dir: PathBuf,
-    pub options: DataplaneOptions,
-}
-
-/// What `porin status` shows about the dataplane.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DataplaneStatus {
-    /// `ebpf`, `none` or `ebpf (idle: no local workload interface)`.
-    pub mode: String,
-    pub pin_dir: Option<String>,
-    /// The policy revision the kernel enforces (0: none yet).
-    pub programmed_revision: u64,
-    /// The latest policy revision the dataplane was asked to program.
-    pub requested_revision: u64,
-    /// Wall time of the last programming (compile + kernel writes).
-    pub last_programming_millis: f64,
-    pub last_compile_millis: f64,
-    pub last_programmed_at: Option<String>,
-    pub programmings: u64,
-    /// Kernel writes of the last programming: entries inserted/updated/deleted, endpoint flips.
-    pub last_writes: u64,
-    pub endpoints: Vec<EndpointStatus>,
-    pub identities: usize,
-    pub ipcache_entries: usize,
-    pub policy_entries: usize,
-    pub occupancy: Vec<MapStatus>,
-    /// Packets dropped, by reason (`drop_*` counters).
-    pub drops: BTreeMap<String, u64>,
-    /// Every counter, by reason.
-    pub counters: BTreeMap<String, u64>,
-    /// Current problems (empty when everything is programmed).
-    pub errors: Vec<String>,
-    /// What the agent found pinned when it started.
-    pub read_back: Option<ReadBackStatus>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointStatus {
-    pub pod: String,
-    pub interface: String,
-    pub ifindex: Option<u32>,
-    pub endpoint_id: Option<u32>,
-    pub ingress_entries: usize,
-    pub egress_entries: usize,
-    /// `programmed`; `locked-down` (denies everything); `denied` (binding refused: attached, drops; see
-    /// `error`); `unbound` (its WorkloadEndpoint is gone: attached, drops until the interface is gone); `error`.
-    pub state: String,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MapStatus {
-    pub map: String,
-    pub entries: usize,
-    pub max_entries: u32,
-}
-
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReadBackStatus {
-    pub endpoints: usize,
-    pub policy_entries: usize,
-    pub ipcache_entries: usize,
-}
+use super::datapath::Datapath;
+use super::status::EndpointStatus;
+use crate::engine::PolicySnapshot;
 
 /// Compiler identity → node identity, stable for the agent's life and inherited across restarts from
 /// the pinned ipcache.
@@ -336,130 +229,127 @@ fn without_conflicts(cluster: &Arc<porin_policy::Cluster>, conflicts: &BTreeMap<
     Arc::new(c)
 }
 
-/// The consumer: owns the [`Dataplane`] (opened lazily, on the first local workload, or at once when
-/// pinned state exists) and the compiler state.
-pub struct DataplaneConsumer {
-    cfg: DataplaneConfig,
-    dp: Option<Dataplane>,
+/// Why a local interface is not programmed as its pod's policy says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The binding is refused (see [`decide`]): the interface is attached without an entry and drops everything.
+    Refused(String),
+    /// The policy does not fit (map full, over quota): the dataplane locked the endpoint down (it denies).
+    LockedDown(String),
+    /// Anything else: the endpoint keeps its previous policy or, when new, has no entry (drops). Retried.
+    Failed(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Refused(m) | Problem::LockedDown(m) | Problem::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Does the dataplane deny everything on this endpoint after `e` (its policy did not fit)?
+pub fn locks_down(e: &porin_dataplane::Error) -> bool {
+    matches!(e, porin_dataplane::Error::PolicyMapFull { .. } | porin_dataplane::Error::PolicyOverQuota { .. })
+}
+
+/// What one reconciliation did.
+#[derive(Debug, Clone)]
+pub struct ReconcileReport {
+    /// Kernel writes: entries inserted/updated/deleted, endpoint flips.
+    pub writes: u64,
+    /// Every local interface: wanted ones first (by name), then the unbound ones.
+    pub endpoints: Vec<EndpointStatus>,
+    /// Identities of the compiled revision.
+    pub identities: usize,
+    pub compile_millis: f64,
+    /// The ipcache could not be made equal to the desired one (or a prefix was left out).
+    pub ipcache_error: Option<String>,
+    /// Operations that failed outside an endpoint's reported problem (removals, the sweep); each was logged.
+    pub cleanup_failures: u64,
+    /// The model the kernel enforces (duplicate addresses removed) and what it compiled to.
+    pub cluster: Arc<porin_policy::Cluster>,
+    pub compiled: Compiled,
+}
+
+/// The reconciler of one node: compiler state, identity numbering and the table of attached interfaces.
+#[derive(Debug)]
+pub struct NodeReconciler {
+    node: String,
     calc: porin_calc::State,
     ids: IdentityMap,
-    /// The agent's own network namespace: the only one it attaches in.
-    netns: Option<NetnsId>,
-    /// Attached interfaces by name (all in `netns`).
+    /// Attached interfaces by name (all in the agent's namespace).
     ifaces: BTreeMap<String, Iface>,
     last: BTreeMap<IfKey, EndpointPolicy>,
     /// Problems by interface name.
-    errors: BTreeMap<String, String>,
-    global_error: Option<String>,
+    problems: BTreeMap<String, Problem>,
     swept: bool,
-    last_snapshot: Option<Arc<PolicySnapshot>>,
-    status: DataplaneStatus,
-    tx: watch::Sender<Arc<DataplaneStatus>>,
-    /// The flow pipeline: gets the ring buffer, an enricher snapshot per revision, counters.
-    flows: Option<Arc<FlowService>>,
 }
 
-impl DataplaneConsumer {
-    pub fn new(cfg: DataplaneConfig, tx: watch::Sender<Arc<DataplaneStatus>>) -> DataplaneConsumer {
-        let status = DataplaneStatus { mode: "ebpf".into(), pin_dir: Some(cfg.pin_dir.display().to_string()), ..Default::default() };
-        let mut c = DataplaneConsumer {
-            cfg,
-            dp: None,
+impl NodeReconciler {
+    pub fn new(node: impl Into<String>) -> NodeReconciler {
+        NodeReconciler {
+            node: node.into(),
             calc: porin_calc::State::new(),
             ids: IdentityMap::default(),
-            netns: None,
             ifaces: BTreeMap::new(),
             last: BTreeMap::new(),
-            errors: BTreeMap::new(),
-            global_error: None,
+            problems: BTreeMap::new(),
             swept: false,
-            last_snapshot: None,
-            status,
-            tx,
-            flows: None,
-        };
-        // Pinned state from a previous run: open now, so enforcement is read back (and reported) at once.
-        if porin_dataplane::sys::is_bpffs(&c.cfg.pin_dir).unwrap_or(false)
-            && let Err(e) = c.open()
-        {
-            c.global_error = Some(e);
         }
-        c.publish();
-        c
     }
 
-    fn open(&mut self) -> Result<(), String> {
-        if self.dp.is_some() {
-            return Ok(());
-        }
-        let dir = &self.cfg.pin_dir;
-        porin_dataplane::sys::ensure_bpffs(dir).map_err(|e| format!("mounting bpffs at {}: {e}", dir.display()))?;
-        let dp = Dataplane::open(dir, &self.cfg.options).map_err(|e| format!("opening the dataplane at {}: {e}", dir.display()))?;
-        let rb = dp.last_read_back();
-        self.status.read_back =
-            Some(ReadBackStatus { endpoints: rb.endpoints, policy_entries: rb.policy_entries, ipcache_entries: rb.ipcache_entries });
-        tracing::info!(pin_dir = %dir.display(), endpoints = rb.endpoints, "dataplane open");
-        self.dp = Some(dp);
+    /// Sweep again after the next full push (a datapath was (re)opened).
+    pub fn reset_sweep(&mut self) {
         self.swept = false;
-        self.hand_events();
-        Ok(())
     }
 
-    /// Feed flow visibility: the event ring buffer, enricher snapshots, counters.
-    pub fn with_flows(mut self, flows: Arc<FlowService>) -> Self {
-        self.flows = Some(flows);
-        self.hand_events();
-        self
+    /// Does any local interface have a problem (a retry may help)?
+    pub fn has_problems(&self) -> bool {
+        !self.problems.is_empty()
     }
 
-    /// Gives the ring buffer (one consumer) to the flow pipeline once the dataplane is open.
-    fn hand_events(&mut self) {
-        if let (Some(dp), Some(f)) = (self.dp.as_mut(), &self.flows)
-            && f.wants_events()
-        {
-            match dp.events() {
-                Ok(r) => f.attach_events(r),
-                Err(e) => tracing::warn!(error = %e, "no event ring buffer for flow visibility"),
-            }
-        }
+    /// Current problems, by interface name.
+    pub fn problems(&self) -> &BTreeMap<String, Problem> {
+        &self.problems
     }
 
-    /// Publishes what flow records need to know about this revision (see [`crate::flows::context`]).
-    fn publish_flow_context(&self, s: &PolicySnapshot, cluster: &Arc<porin_policy::Cluster>, compiled: &Compiled) {
-        let Some(f) = &self.flows else { return };
-        let prev = f.context();
-        let ctx = FlowContext::build(
-            ContextInputs {
-                revision: s.revision,
-                cluster: cluster.clone(),
-                endpoints: self.ifaces.values().filter_map(|i| i.pod.clone().map(|p| (i.endpoint_id, p))).collect(),
-                identities: compiled.identities.iter().map(|i| (self.ids.get(i.id), i)).collect(),
-                rules: &self.calc.rules,
-            },
-            Some(&prev),
-        );
-        f.set_context(ctx);
+    /// The interfaces with a bound pod: (endpoint id, `namespace/pod`).
+    pub fn bound_endpoints(&self) -> Vec<(u32, String)> {
+        self.ifaces.values().filter_map(|i| i.pod.clone().map(|p| (i.endpoint_id, p))).collect()
     }
 
-    fn program(&mut self, s: &PolicySnapshot) -> Result<u64, String> {
+    /// How many interfaces are attached.
+    pub fn attached(&self) -> usize {
+        self.ifaces.len()
+    }
+
+    /// Node identity of compiler identity `id`.
+    pub fn node_identity(&self, id: u32) -> u32 {
+        self.ids.get(id)
+    }
+
+    /// The compiler's rule table (rule id → meta).
+    pub fn rules(&self) -> &[porin_calc::RuleMeta] {
+        &self.calc.rules
+    }
+
+    /// Would this revision bind any interface of this node? (Nothing to open before it does.)
+    pub fn wants_interfaces(&self, s: &PolicySnapshot) -> bool {
+        !decide(&self.node, &s.bindings, &s.cluster, &address_conflicts(&s.cluster)).is_empty()
+    }
+
+    /// Programs revision `s` into `dp` (interfaces of namespace `netns`), applying only the difference.
+    ///
+    /// Order, so no window opens: 1. attach new interfaces (attached without an entry: drop); 2. compile;
+    /// 3. write endpoint policies, remove the entries of refused bindings; 4. the ipcache; 5. remove the
+    /// entries of interfaces whose binding is gone (they stay attached: drop); 6. after the first full push,
+    /// sweep what a previous run left.
+    pub fn reconcile(&mut self, dp: &mut dyn Datapath, s: &PolicySnapshot, netns: NetnsId) -> ReconcileReport {
         let conflicts = address_conflicts(&s.cluster);
-        let wanted = decide(&self.cfg.node, &s.bindings, &s.cluster, &conflicts);
+        let wanted = decide(&self.node, &s.bindings, &s.cluster, &conflicts);
         let cluster = without_conflicts(&s.cluster, &conflicts);
-        if wanted.is_empty() && self.dp.is_none() {
-            self.status.mode = "ebpf (idle: no local workload interface)".into();
-            return Ok(0);
-        }
-        self.open()?;
-        self.status.mode = "ebpf".into();
-        let netns = match self.netns {
-            Some(n) => n,
-            None => {
-                let n = NetnsId::current().map_err(|e| format!("reading the agent's network namespace: {e}"))?;
-                self.netns = Some(n);
-                n
-            }
-        };
-        let dp = self.dp.as_mut().expect("opened");
+        let mut cleanup_failures = 0u64;
         let mut writes = 0u64;
         let mut count = |st: porin_dataplane::SyncStats| {
             writes += u64::from(st.inserted + st.updated + st.deleted + st.flips);
@@ -468,13 +358,13 @@ impl DataplaneConsumer {
         // 1. Attach every wanted interface that is new or was re-created (new index): it drops everything
         //    until its endpoint entry exists. Only in the agent's own network namespace.
         for ifname in wanted.keys() {
-            let now = porin_dataplane::sys::ifindex(ifname).ok();
+            let now = dp.ifindex(ifname);
             if let Some(i) = self.ifaces.get(ifname)
                 && now == Some(i.key.1)
             {
                 continue;
             }
-            match dp.attach(None, ifname) {
+            match dp.attach(ifname) {
                 Ok(ifindex) => {
                     let key = (netns, ifindex);
                     // Another name on this index (renamed, or replaced): forget it first.
@@ -483,28 +373,26 @@ impl DataplaneConsumer {
                         if let Some(old) = self.ifaces.remove(&n)
                             && old.key != key
                         {
-                            let _ = dp.remove_endpoint(old.key.1);
+                            if let Err(e) = dp.remove_endpoint(old.key.1) {
+                                tracing::warn!(ifname = %n, ifindex = old.key.1, error = %e, "removing the entry of a replaced interface failed");
+                                cleanup_failures += 1;
+                            }
                             self.last.remove(&old.key);
                         }
                     }
-                    let endpoint_id = match dp.engine().endpoint(ifindex) {
-                        Some(v) => v.endpoint_id,
+                    let endpoint_id = match dp.endpoint_id(ifindex) {
+                        Some(id) => id,
                         None => {
-                            let used: BTreeSet<u32> = dp
-                                .engine()
-                                .endpoint_ifindexes()
-                                .iter()
-                                .filter_map(|i| dp.engine().endpoint(*i).map(|v| v.endpoint_id))
-                                .chain(self.ifaces.values().map(|i| i.endpoint_id))
-                                .collect();
+                            let mut used = dp.endpoint_ids();
+                            used.extend(self.ifaces.values().map(|i| i.endpoint_id));
                             (1..).find(|i| !used.contains(i)).expect("free id")
                         }
                     };
                     self.ifaces.insert(ifname.clone(), Iface { key, endpoint_id, pod: None });
-                    self.errors.remove(ifname);
+                    self.problems.remove(ifname);
                 }
                 Err(e) => {
-                    self.errors.insert(ifname.clone(), format!("attaching to {ifname} (in the node's network namespace): {e}"));
+                    self.problems.insert(ifname.clone(), Problem::Failed(format!("attaching to {ifname} (in the node's network namespace): {e}")));
                 }
             }
         }
@@ -521,8 +409,8 @@ impl DataplaneConsumer {
             .collect();
         let mut compiled = porin_calc::compile(&cluster, &mut self.calc, &|e| local.contains(&e.id()));
         lock_down(&mut compiled, &s.lockdown, &mut self.calc);
-        self.ids.update(&compiled, dp.engine().ipcache());
-        self.status.last_compile_millis = t0.elapsed().as_secs_f64() * 1e3;
+        self.ids.update(&compiled, dp.ipcache());
+        let compile_millis = t0.elapsed().as_secs_f64() * 1e3;
         let programs: BTreeMap<&str, &porin_calc::EndpointProgram> = compiled.endpoints.iter().map(|p| (p.endpoint.as_str(), p)).collect();
 
         // 3. Endpoint policies (before the ipcache installs the identities they name). Denied interfaces
@@ -532,12 +420,13 @@ impl DataplaneConsumer {
             match want {
                 Want::Deny { pod, reason } => {
                     i.pod = Some(pod.clone());
-                    self.errors.insert(ifname.clone(), reason.clone());
-                    if self.last.remove(&i.key).is_some() || dp.engine().endpoint(i.key.1).is_some() {
+                    self.problems.insert(ifname.clone(), Problem::Refused(reason.clone()));
+                    if self.last.remove(&i.key).is_some() || dp.endpoint_id(i.key.1).is_some() {
                         match dp.remove_endpoint(i.key.1) {
                             Ok(st) => count(st),
                             Err(e) => {
-                                self.errors.insert(ifname.clone(), format!("{reason}; removing its entry failed: {e}"));
+                                tracing::warn!(ifname = %ifname, error = %e, "removing the entry of a refused binding failed");
+                                self.problems.insert(ifname.clone(), Problem::Refused(format!("{reason}; removing its entry failed: {e}")));
                             }
                         }
                     }
@@ -545,7 +434,7 @@ impl DataplaneConsumer {
                 Want::Bound { pod, addrs } => {
                     i.pod = Some(pod.clone());
                     let Some(prog) = programs.get(pod.as_str()) else {
-                        self.errors.insert(ifname.clone(), format!("no compiled policy for {pod}"));
+                        self.problems.insert(ifname.clone(), Problem::Failed(format!("no compiled policy for {pod}")));
                         continue;
                     };
                     let policy = EndpointPolicy {
@@ -554,19 +443,20 @@ impl DataplaneConsumer {
                         egress: to_policy_entries(&prog.egress, &self.ids),
                         addrs: addrs.clone(),
                     };
-                    if self.last.get(&i.key) == Some(&policy) && dp.engine().endpoint(i.key.1).is_some() {
-                        self.errors.remove(ifname);
+                    if self.last.get(&i.key) == Some(&policy) && dp.endpoint_id(i.key.1).is_some() {
+                        self.problems.remove(ifname);
                         continue;
                     }
                     match dp.set_endpoint(i.key.1, policy.clone()) {
                         Ok(st) => {
                             count(st);
-                            self.errors.remove(ifname);
+                            self.problems.remove(ifname);
                             self.last.insert(i.key, policy);
                         }
                         Err(e) => {
                             tracing::warn!(pod = %pod, error = %e, "programming endpoint failed");
-                            self.errors.insert(ifname.clone(), e.to_string());
+                            let problem = if locks_down(&e) { Problem::LockedDown(e.to_string()) } else { Problem::Failed(e.to_string()) };
+                            self.problems.insert(ifname.clone(), problem);
                             self.last.remove(&i.key);
                         }
                     }
@@ -593,55 +483,75 @@ impl DataplaneConsumer {
                 }
             })
             .collect();
-        match dp.set_ipcache(ipcache) {
+        let ipcache_error = match dp.set_ipcache(ipcache) {
             Ok(st) => {
                 count(st);
-                self.global_error = if ipcache_problems.is_empty() { None } else { Some(format!("ipcache: {}", ipcache_problems.join("; "))) };
+                (!ipcache_problems.is_empty()).then(|| format!("ipcache: {}", ipcache_problems.join("; ")))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "programming the ipcache failed");
-                self.global_error = Some(format!("ipcache: {e}"));
+                Some(format!("ipcache: {e}"))
             }
-        }
+        };
 
         // 5. Interfaces whose binding is gone (WorkloadEndpoint or pod deleted, moved to another node):
         //    they stay attached and lose their entry, so they drop everything while they exist. They are
-        //    forgotten (and their pinned links removed) once the interface is gone: see `gc_links`.
+        //    forgotten (and their pinned links removed) once the interface is gone: see `forget_gone`.
         for (ifname, i) in self.ifaces.iter_mut() {
             if wanted.contains_key(ifname) {
                 continue;
             }
-            if i.pod.take().is_some() || self.last.contains_key(&i.key) || dp.engine().endpoint(i.key.1).is_some() {
+            if i.pod.take().is_some() || self.last.contains_key(&i.key) || dp.endpoint_id(i.key.1).is_some() {
                 self.last.remove(&i.key);
                 match dp.remove_endpoint(i.key.1) {
                     Ok(st) => count(st),
-                    Err(e) => tracing::warn!(ifname, error = %e, "removing endpoint failed"),
+                    Err(e) => {
+                        tracing::warn!(ifname, error = %e, "removing endpoint failed");
+                        cleanup_failures += 1;
+                    }
                 }
             }
-            self.errors.remove(ifname);
+            self.problems.remove(ifname);
         }
-        self.errors.retain(|n, _| wanted.contains_key(n));
+        self.problems.retain(|n, _| wanted.contains_key(n));
 
         // 6. After the first full push since open: sweep what a previous run left and nobody wants.
         if !self.swept {
             match dp.sweep() {
                 Ok(st) => count(st),
-                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed");
+                    cleanup_failures += 1;
+                }
             }
-            let _ = dp.sweep_links(None);
+            if let Err(e) = dp.detach_gone() {
+                tracing::warn!(error = %e, "removing links of interfaces that are gone failed");
+                cleanup_failures += 1;
+            }
             self.swept = true;
         }
 
-        self.status.identities = compiled.identities.len();
-        self.publish_flow_context(s, &cluster, &compiled);
+        ReconcileReport {
+            writes,
+            endpoints: self.endpoint_status(&wanted, s),
+            identities: compiled.identities.len(),
+            compile_millis,
+            ipcache_error,
+            cleanup_failures,
+            cluster,
+            compiled,
+        }
+    }
+
+    fn endpoint_status(&self, wanted: &BTreeMap<String, Want>, s: &PolicySnapshot) -> Vec<EndpointStatus> {
         let mut eps = Vec::new();
-        for (ifname, want) in &wanted {
+        for (ifname, want) in wanted {
             let i = self.ifaces.get(ifname);
             let pol = i.and_then(|i| self.last.get(&i.key));
-            let err = self.errors.get(ifname).cloned();
-            let (pod, state) = match (want, &err, pol) {
+            let problem = self.problems.get(ifname);
+            let (pod, state) = match (want, problem, pol) {
                 (Want::Deny { pod, .. }, _, _) => (pod, "denied"),
-                (Want::Bound { pod, .. }, Some(e), _) if e.contains("full") || e.contains("lock") => (pod, "locked-down"),
+                (Want::Bound { pod, .. }, Some(Problem::LockedDown(_)), _) => (pod, "locked-down"),
                 (Want::Bound { pod, .. }, Some(_), _) => (pod, "error"),
                 (Want::Bound { pod, .. }, None, Some(_)) if s.lockdown.covers(pod) => (pod, "locked-down"),
                 (Want::Bound { pod, .. }, None, Some(_)) => (pod, "programmed"),
@@ -655,7 +565,7 @@ impl DataplaneConsumer {
                 ingress_entries: pol.map_or(0, |p| p.ingress.len()),
                 egress_entries: pol.map_or(0, |p| p.egress.len()),
                 state: state.into(),
-                error: err,
+                error: problem.map(|p| p.to_string()),
             });
         }
         for (ifname, i) in &self.ifaces {
@@ -672,105 +582,33 @@ impl DataplaneConsumer {
                 });
             }
         }
-        self.status.endpoints = eps;
-        Ok(writes)
+        eps
     }
 
-    /// Forgets interfaces that are gone and removes pinned links of interfaces that no longer exist. An
-    /// interface that still exists is never detached (called on the refresh tick).
-    pub fn gc_links(&mut self) {
-        let Some(dp) = self.dp.as_mut() else { return };
-        let gone: Vec<String> = self
-            .ifaces
-            .iter()
-            .filter(|(n, i)| i.pod.is_none() && porin_dataplane::sys::ifindex(n).ok() != Some(i.key.1))
-            .map(|(n, _)| n.clone())
-            .collect();
+    /// Forgets unbound interfaces that are gone and detaches what is attached to interfaces that no longer
+    /// exist. An interface that still exists is never detached (called on the refresh tick). Returns the
+    /// forgotten interface names and the failures (each logged).
+    pub fn forget_gone(&mut self, dp: &mut dyn Datapath) -> (Vec<String>, u64) {
+        let mut failures = 0;
+        let gone: Vec<String> = self.ifaces.iter().filter(|(n, i)| i.pod.is_none() && dp.ifindex(n) != Some(i.key.1)).map(|(n, _)| n.clone()).collect();
         for n in &gone {
             if let Some(i) = self.ifaces.remove(n) {
                 self.last.remove(&i.key);
-                let _ = dp.remove_endpoint(i.key.1);
+                if let Err(e) = dp.remove_endpoint(i.key.1) {
+                    tracing::warn!(ifname = %n, error = %e, "removing the entry of a gone interface failed");
+                    failures += 1;
+                }
             }
         }
-        match dp.sweep_links(None) {
+        match dp.detach_gone() {
             Ok(k) if k > 0 => tracing::info!(links = k, "removed pinned links of interfaces that are gone"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "sweeping links failed"),
-        }
-        if !gone.is_empty() {
-            self.status.endpoints.retain(|e| e.state != "unbound" || !gone.contains(&e.interface));
-        }
-    }
-
-    /// Re-read counters and occupancy (cheap enough every few seconds).
-    pub fn refresh(&mut self) {
-        if let Some(dp) = &self.dp {
-            let counters = dp.counters().ok();
-            let occupancy = dp.occupancy().ok();
-            if let Some(f) = &self.flows {
-                f.observe_dataplane(counters.as_ref(), occupancy.as_deref(), self.ifaces.len());
-            }
-            if let Some(c) = counters {
-                self.status.counters = c.by_reason.iter().map(|(r, v)| (r.as_str().to_string(), *v)).collect();
-                self.status.drops = c.by_reason.iter().filter(|(r, v)| r.is_drop() && **v > 0).map(|(r, v)| (r.as_str().to_string(), *v)).collect();
-            }
-            if let Some(o) = occupancy {
-                self.status.occupancy =
-                    o.into_iter().map(|m| MapStatus { map: m.name.to_string(), entries: m.entries, max_entries: m.max_entries }).collect();
-            }
-            self.status.policy_entries = dp.engine().policy_len();
-            self.status.ipcache_entries = dp.engine().ipcache().len();
-        }
-        self.publish();
-    }
-
-    fn publish(&mut self) {
-        let mut errors: Vec<String> = self.global_error.iter().cloned().collect();
-        errors.extend(self.errors.iter().map(|(p, e)| format!("{p}: {e}")));
-        self.status.errors = errors;
-        self.tx.send_replace(Arc::new(self.status.clone()));
-    }
-
-    /// Retry after an error (called on the refresh tick).
-    pub fn retry(&mut self) {
-        if (self.global_error.is_some() || !self.errors.is_empty())
-            && let Some(s) = self.last_snapshot.clone()
-        {
-            self.apply(&s);
-        }
-    }
-}
-
-impl PolicyConsumer for DataplaneConsumer {
-    fn apply(&mut self, s: &PolicySnapshot) {
-        let t0 = Instant::now();
-        self.status.requested_revision = s.revision;
-        self.last_snapshot = Some(Arc::new(s.clone()));
-        match self.program(s) {
-            Ok(writes) => {
-                if self.global_error.as_deref().is_some_and(|e| e.starts_with("opening") || e.starts_with("mounting")) {
-                    self.global_error = None;
-                }
-                self.status.last_writes = writes;
-            }
             Err(e) => {
-                tracing::warn!(revision = s.revision, error = %e, "dataplane programming failed");
-                self.global_error = Some(e);
+                tracing::warn!(error = %e, "sweeping links failed");
+                failures += 1;
             }
         }
-        if self.global_error.is_none() || self.dp.is_some() {
-            self.status.programmed_revision = s.revision;
-        }
-        self.status.programmings += 1;
-        if let (Some(f), Some(t)) = (&self.flows, s.changed_at)
-            && self.global_error.is_none()
-        {
-            f.observe_programming(t.elapsed());
-        }
-        self.status.last_programming_millis = t0.elapsed().as_secs_f64() * 1e3;
-        self.status.last_programmed_at = Some(crate::timefmt::rfc3339(crate::timefmt::now_secs()));
-        tracing::info!(revision = s.revision, millis = self.status.last_programming_millis, writes = self.status.last_writes, "dataplane programmed");
-        self.refresh();
+        (gone, failures)
     }
 }
 
@@ -796,34 +634,6 @@ fn lock_down(compiled: &mut Compiled, lockdown: &crate::engine::Lockdown, calc: 
         p.ingress = vec![deny];
         p.egress = vec![deny];
     }
-}
-
-/// Runs `consumer` on a dedicated OS thread (kernel calls block; the RCU wait takes milliseconds), fed
-/// latest-wins from `rx`, refreshing counters every `tick`.
-pub fn spawn(mut consumer: DataplaneConsumer, mut rx: watch::Receiver<Arc<PolicySnapshot>>, tick: Duration) -> std::io::Result<()> {
-    let handle = tokio::runtime::Handle::current();
-    std::thread::Builder::new().name("porin-dataplane".into()).spawn(move || {
-        loop {
-            match handle.block_on(async { tokio::time::timeout(tick, rx.changed()).await }) {
-                Ok(Ok(())) => {
-                    let s = rx.borrow_and_update().clone();
-                    consumer.apply(&s);
-                }
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    consumer.retry();
-                    consumer.gc_links();
-                    consumer.refresh();
-                }
-            }
-        }
-    })?;
-    Ok(())
-}
-
-/// The status of an agent without a dataplane (`--dataplane none`, `porin serve`).
-pub fn none_status() -> DataplaneStatus {
-    DataplaneStatus { mode: "none".into(), ..Default::default() }
 }
 
 #[cfg(test)]

@@ -1,4 +1,10 @@
-//! Rust mirror of `bpf/include/porin/abi.h`.
+//! `porin-abi`: the Rust mirror of `bpf/include/porin/abi.h`, the decoding of the programs' events
+//! ([`event`]) and the enums and counters shared by the dataplane and flow visibility.
+//!
+//! It owns the byte layout userspace and the BPF programs agree on, and nothing else. It must never load,
+//! attach or touch BPF objects (that is `porin-dataplane`), and never depend on aya (only the optional `aya`
+//! feature adds `aya::Pod` for the dataplane's maps) or on a build script: crates that only read events and
+//! counters (flow visibility) build without clang or libbpf.
 //!
 //! Every struct is `#[repr(C)]` with fixed-width fields and explicit padding, so
 //! it can be handed to the kernel byte for byte. The test `abi_matches_btf`
@@ -6,7 +12,12 @@
 //! and every enum value, against the BTF of the compiled BPF object — not
 //! against numbers copied by hand.
 
+use std::collections::BTreeMap;
 use std::mem::{offset_of, size_of};
+
+pub mod event;
+
+pub use event::{DecodeError, Event};
 
 /// ABI version written to `porin_meta_v1` (must equal `PORIN_ABI_VERSION`).
 pub const ABI_VERSION: u32 = 1;
@@ -114,6 +125,7 @@ macro_rules! abi_struct {
 
         // SAFETY: repr(C), all fields are integers or integer arrays, no
         // implicit padding (checked by the BTF layout test), any bit pattern valid.
+        #[cfg(feature = "aya")]
         unsafe impl aya::Pod for $name {}
     };
 }
@@ -348,8 +360,10 @@ pub const ICMP6_ERR_MAX_LEN: u32 = 1280;
 /// Size of the counters array (`PORIN_R_MAX`).
 pub const REASON_MAX: u32 = 32;
 
-/// Direction from the workload's point of view (`enum porin_dir`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Direction from the workload's point of view (`enum porin_dir`): the policy direction of a packet and of
+/// a flow record (serialised `ingress` / `egress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Packets entering the workload (host-veth tc egress).
     Ingress = 0,
@@ -363,6 +377,13 @@ impl Direction {
             0 => Some(Self::Ingress),
             1 => Some(Self::Egress),
             _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
         }
     }
 }
@@ -637,4 +658,29 @@ abi_struct! {
         pub tcp_flags: u8,
         pub pad: [u8; 7],
     }
+}
+
+/// Drop/pass counters summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub by_reason: BTreeMap<Reason, u64>,
+}
+
+impl Counters {
+    pub fn get(&self, r: Reason) -> u64 {
+        self.by_reason.get(&r).copied().unwrap_or(0)
+    }
+
+    /// All drops.
+    pub fn drops(&self) -> u64 {
+        self.by_reason.iter().filter(|(r, _)| r.is_drop()).map(|(_, v)| v).sum()
+    }
+}
+
+/// Entries vs capacity of one map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapOccupancy {
+    pub name: &'static str,
+    pub entries: usize,
+    pub max_entries: u32,
 }

@@ -1,0 +1,156 @@
+//! API handlers in-process: the router called as a service, no socket, with fake status sources.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use porin_agent::api::sources::ReconcilerStatus;
+use porin_agent::api::{ApiState, PeerInfo, router};
+use porin_agent::auth::{Role, TokenRecord, token_key};
+use porin_agent::engine::Snapshot;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// A reconciler that reports what the test says.
+struct FakeReconciler {
+    errors: bool,
+}
+
+impl ReconcilerStatus for FakeReconciler {
+    fn status_json(&self) -> Value {
+        json!({"mode": "fake", "errors": if self.errors { vec!["porin-v1: map full"] } else { vec![] }})
+    }
+    fn has_errors(&self) -> bool {
+        self.errors
+    }
+}
+
+struct Api {
+    app: axum::Router,
+    store: porin_store::AnyStore,
+    _snap: watch::Sender<Arc<Snapshot>>,
+    _tmp: tempfile::TempDir,
+}
+
+async fn api(dp_errors: bool) -> Api {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = common::store(tmp.path()).await;
+    let snap = Snapshot { synced: true, connected: true, ..Default::default() };
+    let (tx, rx) = watch::channel(Arc::new(snap));
+    let state = Arc::new(ApiState {
+        store: store.clone(),
+        store_kind: "embedded",
+        store_desc: "embedded store (test)".into(),
+        node: "n0".into(),
+        snapshot: rx,
+        token_cache: Mutex::new(HashMap::new()),
+        dataplane: Arc::new(FakeReconciler { errors: dp_errors }),
+        flows: None,
+        write_lock: tokio::sync::Mutex::new(()),
+    });
+    Api { app: router(state), store, _snap: tx, _tmp: tmp }
+}
+
+/// One request as `uid` on the Unix socket (None: over TCP), with an optional bearer token.
+async fn call(a: &Api, method: Method, path: &str, uid: Option<u32>, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(serde_json::to_vec(&v).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let mut req = req.body(body).unwrap();
+    req.extensions_mut().insert(ConnectInfo(PeerInfo { uid, tls: false }));
+    let resp = a.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": name}}})
+}
+
+#[tokio::test]
+async fn status_reads_the_reconciler_through_its_trait() {
+    let a = api(true).await;
+    let (code, v) = call(&a, Method::GET, "/porin/v1/status", Some(0), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["dataplane"]["mode"], "fake");
+    assert_eq!(v["health"], "degraded: dataplane errors (affected endpoints deny)");
+    assert_eq!(v["node"], "n0");
+    assert!(v["flows"].is_null(), "no flow source");
+    let ok = api(false).await;
+    let (_, v) = call(&ok, Method::GET, "/porin/v1/status", Some(0), None, None).await;
+    assert_eq!(v["health"], "ok", "{v}");
+}
+
+#[tokio::test]
+async fn callers_without_credentials_are_refused() {
+    let a = api(false).await;
+    let (code, v) = call(&a, Method::GET, "/api/v1/namespaces/shop/pods", Some(1000), None, None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("uid 1000 needs a bearer token"), "{v}");
+    let (code, _) = call(&a, Method::GET, "/api/v1/namespaces/shop/pods", None, None, None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "TCP without a token");
+    let (code, _) = call(&a, Method::GET, "/api/v1/namespaces/shop/pods", None, Some("not-a-token"), None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn create_then_read_back_with_its_resource_version() {
+    let a = api(false).await;
+    let (code, created) = call(&a, Method::POST, "/api/v1/namespaces/shop/pods", Some(0), None, Some(pod("web"))).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let (code, got) = call(&a, Method::GET, "/api/v1/namespaces/shop/pods/web", Some(0), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(got["metadata"]["resourceVersion"], rv.as_str());
+    assert_eq!(got["metadata"]["labels"]["app"], "web");
+    // Creating it again conflicts; nothing changes.
+    let (code, _) = call(&a, Method::POST, "/api/v1/namespaces/shop/pods", Some(0), None, Some(pod("web"))).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    // Every accepted change has its audit record.
+    let (code, audit) = call(&a, Method::GET, "/porin/v1/audit", Some(0), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(audit.to_string().contains("web"), "{audit}");
+}
+
+#[tokio::test]
+async fn a_read_only_token_reads_but_never_writes() {
+    let a = api(false).await;
+    let rec = TokenRecord { name: "viewer".into(), role: Role::ReadOnly, created: "2026-01-01T00:00:00Z".into(), expires: None };
+    common::put(&a.store, &token_key("viewer-secret"), &serde_json::to_string(&rec).unwrap()).await;
+    let (code, _) = call(&a, Method::GET, "/api/v1/namespaces/shop/pods", None, Some("viewer-secret"), None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, v) = call(&a, Method::POST, "/api/v1/namespaces/shop/pods", None, Some("viewer-secret"), Some(pod("x"))).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
+    let (code, list) = call(&a, Method::GET, "/api/v1/namespaces/shop/pods", Some(0), None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "nothing was written: {list}");
+    // An expired token is refused outright.
+    let old = TokenRecord { expires: Some(1), ..rec };
+    common::put(&a.store, &token_key("old-secret"), &serde_json::to_string(&old).unwrap()).await;
+    let (code, v) = call(&a, Method::GET, "/porin/v1/status", None, Some("old-secret"), None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(v["message"].as_str().unwrap().contains("expired"), "{v}");
+}
+
+#[tokio::test]
+async fn flows_need_a_flow_source() {
+    let a = api(false).await;
+    let (code, v) = call(&a, Method::GET, "/porin/v1/flows", Some(0), None, None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(v["message"].as_str().unwrap().contains("flow visibility runs in `porin agent`"), "{v}");
+}
