@@ -117,6 +117,21 @@ up() {
     log up "N=${BENCH_N:-?} agent ready $((t1 - t0)) ms, apply $((t2 - t1)) ms, programmed +$((t3 - t2)) ms (total $((t3 - t0)) ms)"
 }
 
+# With PORIN_HOOK_BPF_STATS=1 (and `sysctl kernel.bpf_stats_enabled=1`, set by whoever runs the harness): the
+# run count and average run time of each program the agent loaded, over the whole bundle.
+bpf_stats() {
+    bpftool prog show -j 2>/dev/null | python3 -c '
+import json, sys
+pid = int(sys.argv[1])
+for p in json.load(sys.stdin):
+    if not p.get("name", "").startswith("porin") or pid not in [x.get("pid") for x in p.get("pids", [])]:
+        continue
+    n, t = p.get("run_cnt", 0), p.get("run_time_ns", 0)
+    name, pid_ = p["name"], p["id"]
+    print(f"porin-anchors-hook[down]: bpf_stats {name} id={pid_} run_cnt={n} run_time_ns={t} avg_ns={t // n if n else 0}")
+' "$1"
+}
+
 down() {
     local pid i
     if [ -f "$PIDF" ]; then
@@ -130,6 +145,7 @@ down() {
             log down "agent pid $pid rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)" \
                 "cpu_ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null)" \
                 "reader_wakeups=$(for t in /proc/"$pid"/task/*; do [ "$(cat "$t/comm" 2>/dev/null)" = porin-flow-rb ] && awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status"; done)"
+            [ "${PORIN_HOOK_BPF_STATS:-0}" = 1 ] && bpf_stats "$pid"
             kill "$pid" 2>/dev/null
             for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
             kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
