@@ -14,7 +14,9 @@
 # Environment (besides the harness's BENCH_*): PORIN_BIN (default: porin on PATH), PORIN_HOOK_WAIT_S (how long
 # `up` waits for programming, default 110), PORIN_HOOK_BIND (both|server: which pods are bound to a veth;
 # default both, as a CNI would bind every pod of the node), PORIN_HOOK_AGENT_ARGS (extra agent flags),
-# PORIN_LOG (agent log level, default warn).
+# PORIN_LOG (agent log level, default warn). By default the agent runs with `--policy-quota 0` (only the policy
+# map's size limits one endpoint's policy): the harness's N = 10,000 policy needs ~30,000 policy-map entries for
+# the server pod, more than the default per-endpoint quota (16,384), which would lock the pod down (deny all).
 set -uo pipefail
 
 PORIN=${PORIN_BIN:-porin}
@@ -66,7 +68,7 @@ start_agent() {
     [ -n "${BENCH_HOOK_CPU:-}" ] && pin=(taskset -c "$BENCH_HOOK_CPU")
     # shellcheck disable=SC2086 # PORIN_HOOK_AGENT_ARGS is a list of flags
     PORIN_LOG=${PORIN_LOG:-warn} "${pin[@]}" "$PORIN" agent --data-dir "$DATA" --socket "$SOCK" --bpf-dir "$BPF" \
-        --netns "$NODE" --node "$NODE" --flow-store-max-bytes 64Mi ${PORIN_HOOK_AGENT_ARGS:-} >"$D/agent.log" 2>&1 &
+        --netns "$NODE" --node "$NODE" --flow-store-max-bytes 64Mi ${PORIN_HOOK_AGENT_ARGS:---policy-quota 0} >"$D/agent.log" 2>&1 &
     echo $! >"$PIDF"
     local i
     for ((i = 0; i < 600; i++)); do
@@ -118,18 +120,16 @@ up() {
 }
 
 # With PORIN_HOOK_BPF_STATS=1 (and `sysctl kernel.bpf_stats_enabled=1`, set by whoever runs the harness): the
-# run count and average run time of each program the agent loaded, over the whole bundle.
+# run count and average run time of each program the agent attached (found through its pinned links), over the
+# whole bundle.
 bpf_stats() {
-    bpftool prog show -j 2>/dev/null | python3 -c '
-import json, sys
-pid = int(sys.argv[1])
-for p in json.load(sys.stdin):
-    if not p.get("name", "").startswith("porin") or pid not in [x.get("pid") for x in p.get("pids", [])]:
-        continue
-    n, t = p.get("run_cnt", 0), p.get("run_time_ns", 0)
-    name, pid_ = p["name"], p["id"]
-    print(f"porin-anchors-hook[down]: bpf_stats {name} id={pid_} run_cnt={n} run_time_ns={t} avg_ns={t // n if n else 0}")
-' "$1"
+    local f id
+    for f in $(find "$BPF" -path '*links*' -type f 2>/dev/null); do
+        id=$(bpftool link show pinned "$f" -j 2>/dev/null | jq -r '.prog_id // empty')
+        [ -n "$id" ] || continue
+        bpftool prog show id "$id" -j 2>/dev/null |
+            jq -r --arg l "$(basename "$f")" '"porin-anchors-hook[down]: bpf_stats \($l) \(.name) id=\(.id) run_cnt=\(.run_cnt // 0) run_time_ns=\(.run_time_ns // 0) avg_ns=\(if (.run_cnt // 0) > 0 then ((.run_time_ns / .run_cnt) | floor) else 0 end)"'
+    done
 }
 
 down() {
