@@ -19,8 +19,10 @@
 //! * **A lost binding never opens.** When a WorkloadEndpoint (or its pod) goes away while the interface
 //!   exists, the interface stays attached and loses its entry: it drops everything. It is never detached
 //!   while it exists; its pinned links are removed once the interface is gone (refresh tick).
-//! * **Order, so no window opens.** New interfaces are attached first (an attached interface without an
-//!   endpoint entry drops everything); then every changed endpoint policy is written (they may name
+//! * **Order, so no window opens.** The revision is compiled first; then, interface by interface, a new
+//!   interface is attached (an attached interface without an endpoint entry drops everything) and its
+//!   endpoint policy written at once, so a new pod drops for its own attach and map writes (milliseconds),
+//!   never for a compile; every changed endpoint policy is written the same way (they may name
 //!   identities the ipcache does not map yet: harmless); then the ipcache is made equal to the desired
 //!   one, which installs new identities only after the policies that mention them and removes old ones
 //!   only after no policy refers to them any more. Endpoints of pods that left are removed last.
@@ -465,55 +467,16 @@ impl DataplaneConsumer {
             writes += u64::from(st.inserted + st.updated + st.deleted + st.flips);
         };
 
-        // 1. Attach every wanted interface that is new or was re-created (new index): it drops everything
-        //    until its endpoint entry exists. Only in the agent's own network namespace.
-        for ifname in wanted.keys() {
-            let now = porin_dataplane::sys::ifindex(ifname).ok();
-            if let Some(i) = self.ifaces.get(ifname)
-                && now == Some(i.key.1)
-            {
-                continue;
-            }
-            match dp.attach(None, ifname) {
-                Ok(ifindex) => {
-                    let key = (netns, ifindex);
-                    // Another name on this index (renamed, or replaced): forget it first.
-                    let stale: Vec<String> = self.ifaces.iter().filter(|(n, i)| i.key == key || *n == ifname).map(|(n, _)| n.clone()).collect();
-                    for n in stale {
-                        if let Some(old) = self.ifaces.remove(&n)
-                            && old.key != key
-                        {
-                            let _ = dp.remove_endpoint(old.key.1);
-                            self.last.remove(&old.key);
-                        }
-                    }
-                    let endpoint_id = match dp.engine().endpoint(ifindex) {
-                        Some(v) => v.endpoint_id,
-                        None => {
-                            let used: BTreeSet<u32> = dp
-                                .engine()
-                                .endpoint_ifindexes()
-                                .iter()
-                                .filter_map(|i| dp.engine().endpoint(*i).map(|v| v.endpoint_id))
-                                .chain(self.ifaces.values().map(|i| i.endpoint_id))
-                                .collect();
-                            (1..).find(|i| !used.contains(i)).expect("free id")
-                        }
-                    };
-                    self.ifaces.insert(ifname.clone(), Iface { key, endpoint_id, pod: None });
-                    self.errors.remove(ifname);
-                }
-                Err(e) => {
-                    self.errors.insert(ifname.clone(), format!("attaching to {ifname} (in the node's network namespace): {e}"));
-                }
-            }
-        }
-
-        // 2. Compile for the attached, bound local endpoints.
+        // 1. Compile first, for the bound local endpoints whose interface is attached or exists now: a new
+        //    interface is attached (step 2) only once its policy is ready, so between its attach and its
+        //    endpoint entry (step 3) it drops for the time of the map writes, never for a compile. (Before
+        //    the agent attaches it, nothing of this revision is enforced on it either way.) An interface
+        //    that appears between this compile and its attach has no compiled policy yet: attached, no
+        //    entry, drops; it is programmed on the next revision or retry tick.
         let t0 = Instant::now();
         let local: BTreeSet<String> = wanted
             .iter()
-            .filter(|(ifname, _)| self.ifaces.contains_key(*ifname))
+            .filter(|(ifname, _)| self.ifaces.contains_key(*ifname) || porin_dataplane::sys::ifindex(ifname).is_ok())
             .filter_map(|(_, w)| match w {
                 Want::Bound { pod, .. } => Some(pod.clone()),
                 Want::Deny { .. } => None,
@@ -523,11 +486,57 @@ impl DataplaneConsumer {
         lock_down(&mut compiled, &s.lockdown, &mut self.calc);
         self.ids.update(&compiled, dp.engine().ipcache());
         self.status.last_compile_millis = t0.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(revision = s.revision, millis = self.status.last_compile_millis, endpoints = local.len(), "dataplane compiled");
         let programs: BTreeMap<&str, &porin_calc::EndpointProgram> = compiled.endpoints.iter().map(|p| (p.endpoint.as_str(), p)).collect();
 
-        // 3. Endpoint policies (before the ipcache installs the identities they name). Denied interfaces
-        //    lose their entry: no entry, every packet drops.
+        // 2. Per wanted interface: attach it if it is new or was re-created (new index) — it drops
+        //    everything until its endpoint entry exists; only in the agent's own network namespace — and
+        //    write its endpoint entry right away (3), before the next interface is attached, so that each
+        //    interface's drop window is its own attach-to-entry time.
+        let mut attached_at: BTreeMap<String, Instant> = BTreeMap::new();
         for (ifname, want) in &wanted {
+            let now = porin_dataplane::sys::ifindex(ifname).ok();
+            let current = self.ifaces.get(ifname).is_some_and(|i| now == Some(i.key.1));
+            if !current {
+                match dp.attach(None, ifname) {
+                    Ok(ifindex) => {
+                        let key = (netns, ifindex);
+                        // Another name on this index (renamed, or replaced): forget it first.
+                        let stale: Vec<String> = self.ifaces.iter().filter(|(n, i)| i.key == key || *n == ifname).map(|(n, _)| n.clone()).collect();
+                        for n in stale {
+                            if let Some(old) = self.ifaces.remove(&n)
+                                && old.key != key
+                            {
+                                let _ = dp.remove_endpoint(old.key.1);
+                                self.last.remove(&old.key);
+                            }
+                        }
+                        let endpoint_id = match dp.engine().endpoint(ifindex) {
+                            Some(v) => v.endpoint_id,
+                            None => {
+                                let used: BTreeSet<u32> = dp
+                                    .engine()
+                                    .endpoint_ifindexes()
+                                    .iter()
+                                    .filter_map(|i| dp.engine().endpoint(*i).map(|v| v.endpoint_id))
+                                    .chain(self.ifaces.values().map(|i| i.endpoint_id))
+                                    .collect();
+                                (1..).find(|i| !used.contains(i)).expect("free id")
+                            }
+                        };
+                        self.ifaces.insert(ifname.clone(), Iface { key, endpoint_id, pod: None });
+                        self.errors.remove(ifname);
+                        tracing::info!(revision = s.revision, interface = %ifname, ifindex, "dataplane attached");
+                        attached_at.insert(ifname.clone(), Instant::now());
+                    }
+                    Err(e) => {
+                        self.errors.insert(ifname.clone(), format!("attaching to {ifname} (in the node's network namespace): {e}"));
+                    }
+                }
+            }
+
+            // 3. Its endpoint policy (before the ipcache installs the identities it names). Denied interfaces
+            //    lose their entry: no entry, every packet drops.
             let Some(i) = self.ifaces.get_mut(ifname) else { continue };
             match want {
                 Want::Deny { pod, reason } => {
@@ -563,6 +572,10 @@ impl DataplaneConsumer {
                             count(st);
                             self.errors.remove(ifname);
                             self.last.insert(i.key, policy);
+                            if let Some(t) = attached_at.get(ifname) {
+                                // The window in which the new interface dropped everything.
+                                tracing::info!(revision = s.revision, interface = %ifname, dropped_millis = t.elapsed().as_secs_f64() * 1e3, "dataplane endpoint programmed after attach");
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(pod = %pod, error = %e, "programming endpoint failed");
