@@ -197,7 +197,10 @@ static __always_inline int deny_aggregate(struct __sk_buff *skb, const struct ep
 	copy16(k.dst, p->dst);
 	k.sport = p->ev_sport;
 	k.dport = p->ev_dport;
-	__u64 now = bpf_ktime_get_ns();
+	/* The coarse clock: no clock-source read per denied packet; an aggregate
+	 * spans a drain interval (hundreds of ms), its first/last times are
+	 * good to a tick. */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	/* Per-CPU value: only this CPU writes it, and tc programs do not nest on
 	 * a CPU, so plain adds are exact. */
 	struct porin_dagg_value *a = bpf_map_lookup_elem(&porin_dagg_v1, &k);
@@ -237,6 +240,29 @@ static __always_inline int icmp6_is_error(__u8 type)
 	       type == 3 /* time exceeded */ || type == 4 /* parameter problem */;
 }
 
+/* Copies `len` (a constant) bytes of the L4 header at `off` into `to`. The
+ * common cases (an IPv4 header without options, an IPv6 header without
+ * extension headers, the L4 header in the skb's linear data) are read directly
+ * from the packet; anything else through bpf_skb_load_bytes, which also works
+ * on non-linear skbs. Returns 0 or < 0 (truncated). */
+static __always_inline int load_l4(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (off == 14 + 20) {
+		if (data + 14 + 20 + len <= data_end) {
+			__builtin_memcpy(to, data + 14 + 20, len);
+			return 0;
+		}
+	} else if (off == 14 + 40) {
+		if (data + 14 + 40 + len <= data_end) {
+			__builtin_memcpy(to, data + 14 + 40, len);
+			return 0;
+		}
+	}
+	return bpf_skb_load_bytes(skb, off, to, len);
+}
+
 /* Fill sport/dport/pol_port from the L4 header at p->l4_off. Returns 0 or -1
  * (truncated). Not called for non-first fragments. */
 static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
@@ -244,7 +270,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 	switch (p->proto) {
 	case IPPROTO_TCP: {
 		__u8 h[14];
-		if (bpf_skb_load_bytes(skb, p->l4_off, h, sizeof(h)) < 0)
+		if (load_l4(skb, p->l4_off, h, sizeof(h)) < 0)
 			return -1;
 		__builtin_memcpy(&p->sport, &h[0], 2);
 		__builtin_memcpy(&p->dport, &h[2], 2);
@@ -253,7 +279,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 	}
 	case IPPROTO_UDP: {
 		__u8 h[8];
-		if (bpf_skb_load_bytes(skb, p->l4_off, h, sizeof(h)) < 0)
+		if (load_l4(skb, p->l4_off, h, sizeof(h)) < 0)
 			return -1;
 		__builtin_memcpy(&p->sport, &h[0], 2);
 		__builtin_memcpy(&p->dport, &h[2], 2);
@@ -261,7 +287,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 	}
 	case IPPROTO_SCTP: {
 		__u8 h[12]; /* common header: sport, dport, vtag, checksum */
-		if (bpf_skb_load_bytes(skb, p->l4_off, h, sizeof(h)) < 0)
+		if (load_l4(skb, p->l4_off, h, sizeof(h)) < 0)
 			return -1;
 		__builtin_memcpy(&p->sport, &h[0], 2);
 		__builtin_memcpy(&p->dport, &h[2], 2);
@@ -275,7 +301,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct pkt *p)
 			return 0;
 		}
 		__u8 h[8]; /* type, code, checksum, rest-of-header */
-		if (bpf_skb_load_bytes(skb, p->l4_off, h, sizeof(h)) < 0)
+		if (load_l4(skb, p->l4_off, h, sizeof(h)) < 0)
 			return -1;
 		__u8 type = h[0], code = h[1];
 		__u16 tc = ((__u16)type << 8) | code;
@@ -556,6 +582,22 @@ static __always_inline __u64 ct_lifetime(const struct porin_ct_value *cv, __u8 p
 	return PORIN_CT_LIFETIME_OTHER_NS;
 }
 
+/* Conntrack time is the coarse monotonic clock: no clock-source read per
+ * packet, and its tick (1-10 ms) is nothing against lifetimes of 30 s and
+ * more. Userspace compares with CLOCK_MONOTONIC, ahead of it by less than a
+ * tick. The age is signed: an entry stamped by the precise clock (a previous
+ * program version) may be up to a tick "in the future", which is fresh, not
+ * expired. */
+static __always_inline __u64 ct_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
+static __always_inline int ct_fresh(const struct porin_ct_value *cv, __u8 proto, __u64 now)
+{
+	return (__s64)(now - cv->last_seen_ns) < (__s64)ct_lifetime(cv, proto);
+}
+
 /* ------------------------------------------------------------------------ */
 /* ICMP errors (RELATED)                                                     */
 /* ------------------------------------------------------------------------ */
@@ -676,7 +718,7 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 	if (!cv || cv->policy_rev != rev)
 		return 0;
 	/* An expired entry is absent (as for every other packet). */
-	return bpf_ktime_get_ns() - cv->last_seen_ns < ct_lifetime(cv, k.proto);
+	return ct_fresh(cv, k.proto, ct_now());
 }
 
 /* Anti-spoofing, for packets LEAVING the workload: the source must be the
@@ -806,12 +848,12 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 {
 	struct porin_ct_key k = {};
 	struct porin_ct_key r = {};
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = ct_now();
 
 	ct_key_of(&k, ep->endpoint_id, dir, p);
 	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v2, &k);
 	if (cv) {
-		int fresh = now - cv->last_seen_ns < ct_lifetime(cv, p->proto);
+		int fresh = ct_fresh(cv, p->proto, now);
 		/* A new SYN on a closing tuple starts a new connection. */
 		int reopen = p->proto == IPPROTO_TCP && (cv->flags & PORIN_CT_F_CLOSING) &&
 			     (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
@@ -871,6 +913,23 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 				v->ev_type = PORIN_EV_CLOSE;
 				v->packets = cv->packets;
 				v->bytes = cv->bytes;
+			} else if ((cv->flags & PORIN_CT_F_CLOSING) && (cv->tcp_flags & TCP_FIN) &&
+				   (p->tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK)) == TCP_ACK) {
+				/* The end of a normal close: a plain ACK once both
+				 * directions have sent FIN (the ACK of the last FIN,
+				 * from the side that closed first). It passes, and the
+				 * flow's two entries go now, giving their budget back,
+				 * instead of holding it for the closing lifetime: a
+				 * workload opening thousands of short connections per
+				 * second would otherwise use up its budget with closed
+				 * ones. A later packet of the tuple (a FIN resent because
+				 * this ACK was lost) is a new flow, policy-checked. */
+				ct_reverse(&r, &k);
+				struct porin_ct_value *rv = bpf_map_lookup_elem(&porin_ct_v2, &r);
+				if (rv && (rv->tcp_flags & TCP_FIN)) {
+					ct_delete(&k);
+					ct_delete(&r);
+				}
 			}
 		}
 		return 1;

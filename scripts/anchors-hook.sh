@@ -14,7 +14,9 @@
 # Environment (besides the harness's BENCH_*): PORIN_BIN (default: porin on PATH), PORIN_HOOK_WAIT_S (how long
 # `up` waits for programming, default 110), PORIN_HOOK_BIND (both|server: which pods are bound to a veth;
 # default both, as a CNI would bind every pod of the node), PORIN_HOOK_AGENT_ARGS (extra agent flags),
-# PORIN_LOG (agent log level, default warn).
+# PORIN_LOG (agent log level, default warn). By default the agent runs with `--policy-quota 0` (only the policy
+# map's size limits one endpoint's policy): the harness's N = 10,000 policy needs ~30,000 policy-map entries for
+# the server pod, more than the default per-endpoint quota (16,384), which would lock the pod down (deny all).
 set -uo pipefail
 
 PORIN=${PORIN_BIN:-porin}
@@ -66,7 +68,7 @@ start_agent() {
     [ -n "${BENCH_HOOK_CPU:-}" ] && pin=(taskset -c "$BENCH_HOOK_CPU")
     # shellcheck disable=SC2086 # PORIN_HOOK_AGENT_ARGS is a list of flags
     PORIN_LOG=${PORIN_LOG:-warn} "${pin[@]}" "$PORIN" agent --data-dir "$DATA" --socket "$SOCK" --bpf-dir "$BPF" \
-        --netns "$NODE" --node "$NODE" --flow-store-max-bytes 64Mi ${PORIN_HOOK_AGENT_ARGS:-} >"$D/agent.log" 2>&1 &
+        --netns "$NODE" --node "$NODE" --flow-store-max-bytes 64Mi ${PORIN_HOOK_AGENT_ARGS:---policy-quota 0} >"$D/agent.log" 2>&1 &
     echo $! >"$PIDF"
     local i
     for ((i = 0; i < 600; i++)); do
@@ -117,6 +119,19 @@ up() {
     log up "N=${BENCH_N:-?} agent ready $((t1 - t0)) ms, apply $((t2 - t1)) ms, programmed +$((t3 - t2)) ms (total $((t3 - t0)) ms)"
 }
 
+# With PORIN_HOOK_BPF_STATS=1 (and `sysctl kernel.bpf_stats_enabled=1`, set by whoever runs the harness): the
+# run count and average run time of each program the agent attached (found through its pinned links), over the
+# whole bundle.
+bpf_stats() {
+    local f id
+    for f in $(find "$BPF" -path '*links*' -type f 2>/dev/null); do
+        id=$(bpftool link show pinned "$f" -j 2>/dev/null | jq -r '.prog_id // empty')
+        [ -n "$id" ] || continue
+        bpftool prog show id "$id" -j 2>/dev/null |
+            jq -r --arg l "$(basename "$f")" '"porin-anchors-hook[down]: bpf_stats \($l) \(.name) id=\(.id) run_cnt=\(.run_cnt // 0) run_time_ns=\(.run_time_ns // 0) avg_ns=\(if (.run_cnt // 0) > 0 then ((.run_time_ns / .run_cnt) | floor) else 0 end)"'
+    done
+}
+
 down() {
     local pid i
     if [ -f "$PIDF" ]; then
@@ -130,6 +145,7 @@ down() {
             log down "agent pid $pid rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)" \
                 "cpu_ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null)" \
                 "reader_wakeups=$(for t in /proc/"$pid"/task/*; do [ "$(cat "$t/comm" 2>/dev/null)" = porin-flow-rb ] && awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status"; done)"
+            [ "${PORIN_HOOK_BPF_STATS:-0}" = 1 ] && bpf_stats "$pid"
             kill "$pid" 2>/dev/null
             for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
             kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null

@@ -260,8 +260,8 @@ struct Entry {
 }
 
 struct Model {
-    /// Conntrack: key -> closing.
-    ct: BTreeMap<CtKey, bool>,
+    /// Conntrack: key -> (closing, a FIN was seen in this entry's direction).
+    ct: BTreeMap<CtKey, (bool, bool)>,
     frags: BTreeMap<FragKey, bool>,
     policy: [Vec<Entry>; 2], // by Direction as usize
     own: BTreeMap<[u8; 16], u32>,
@@ -408,13 +408,21 @@ impl Model {
         let d = dir_u8(dir);
         let k: CtKey = (d, p.proto, p.src, p.dst, p.sport, p.dport);
         let r: CtKey = (d ^ 1, p.proto, p.dst, p.src, p.dport, p.sport);
-        if let Some(&closing) = self.ct.get(&k) {
+        if let Some(&(closing, fin)) = self.ct.get(&k) {
             let reopen = p.proto == 6 && closing && p.tcp_flags & 0x12 == 0x02;
             if !reopen {
-                if p.proto == 6 && p.tcp_flags & 0x05 != 0 && !closing {
-                    self.ct.insert(k, true);
-                    if let Some(c) = self.ct.get_mut(&r) {
-                        *c = true;
+                if p.proto == 6 {
+                    let fin = fin || p.tcp_flags & 0x01 != 0;
+                    self.ct.insert(k, (closing, fin));
+                    if p.tcp_flags & 0x05 != 0 && !closing {
+                        self.ct.insert(k, (true, fin));
+                        if let Some(c) = self.ct.get_mut(&r) {
+                            c.0 = true;
+                        }
+                    } else if closing && fin && p.tcp_flags & 0x17 == 0x10 && self.ct.get(&r).is_some_and(|c| c.1) {
+                        // a plain ACK once both directions sent FIN: the close is complete, both entries go
+                        self.ct.remove(&k);
+                        self.ct.remove(&r);
                     }
                 }
                 return Reason::AllowEstablished;
@@ -425,8 +433,8 @@ impl Model {
         let peer = if dir == Direction::Egress { &p.dst } else { &p.src };
         let v = self.policy(dir, self.identity(peer), p.proto, p.pol_port);
         if v == Reason::AllowNew {
-            self.ct.insert(k, false);
-            self.ct.insert(r, false);
+            self.ct.insert(k, (false, p.proto == 6 && p.tcp_flags & 0x01 != 0));
+            self.ct.insert(r, (false, false));
         }
         v
     }

@@ -658,7 +658,6 @@ fn tcp_close_event_once_and_reopen() {
     h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, SYN | ACK)));
     h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, FIN | ACK)));
     h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, FIN | ACK)));
-    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
     let ev = h.events();
     let closes: Vec<&Event> = ev.iter().filter(|e| e.kind == EventType::Close).collect();
     assert_eq!(closes.len(), 1, "{ev:?}");
@@ -671,6 +670,49 @@ fn tcp_close_event_once_and_reopen() {
     assert_eq!(h.ctr(Reason::AllowNew), 2);
     let ct = h.dp.conntrack_entries().unwrap();
     assert!(ct.iter().all(|(_, v)| v.flags & porin_dataplane::abi::CT_F_CLOSING == 0));
+    // A complete close: both FINs, then the ACK of the last one passes and takes both entries (and their
+    // budget) with it. A plain ACK before the second FIN keeps them.
+    h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, SYN | ACK)));
+    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, FIN | ACK)));
+    h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, ACK)));
+    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
+    assert_eq!(h.dp.conntrack_entries().unwrap().len(), 2, "half-closed: the entries stay");
+    h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, FIN | ACK)));
+    assert_eq!(h.dp.conntrack_usage(EP).unwrap(), 2);
+    h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
+    assert!(h.dp.conntrack_entries().unwrap().is_empty(), "the final ACK ends the flow");
+    assert_eq!(h.dp.conntrack_usage(EP).unwrap(), 0, "its budget is back");
+    // After that the tuple is no flow: a FIN resent from the peer is a new flow, and this endpoint's ingress
+    // policy (empty) drops it; no entry is created for it.
+    h.drop_(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, FIN | ACK)));
+    assert_eq!(h.ctr(Reason::DropNoPolicy), 1);
+    assert!(h.dp.conntrack_entries().unwrap().is_empty());
+}
+
+/// Short connections, each closed normally, never use up the endpoint's conntrack budget: a budget of one
+/// flow admits any number of them one after the other. (Before, a closed flow held its two entries for the
+/// closing lifetime, 30 s, so a workload opening connections faster than budget / 2 per 30 s was cut off.)
+#[test]
+fn normally_closed_connections_give_their_budget_back() {
+    let Some(mut h) = H::new(DataplaneOptions { ct_budget: 2, ct_sweep_every: None, ..Default::default() }) else { return };
+    h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
+    for sport in 41000..41050u16 {
+        h.pass(Egress, &syn(POD, PEER, sport, 80));
+        h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, sport, SYN | ACK)));
+        h.pass(Egress, &frame(POD, PEER, TCP, &tcp(sport, 80, ACK)));
+        // the peer closes first, as a server in a request/response exchange does
+        h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, sport, FIN | ACK)));
+        h.pass(Egress, &frame(POD, PEER, TCP, &tcp(sport, 80, FIN | ACK)));
+        h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, sport, ACK)));
+    }
+    assert_eq!(h.ctr(Reason::AllowNew), 50);
+    assert_eq!(h.ctr(Reason::DropCtBudget), 0);
+    assert_eq!(h.dp.conntrack_usage(EP).unwrap(), 0);
+    // Control: a connection that is not closed keeps its slots, and the next one is over the budget.
+    h.pass(Egress, &syn(POD, PEER, 42000, 80));
+    h.drop_(Egress, &syn(POD, PEER, 42001, 80));
+    assert_eq!(h.ctr(Reason::DropCtBudget), 1);
+    let _ = h.events();
 }
 
 #[test]

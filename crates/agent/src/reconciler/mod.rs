@@ -20,12 +20,13 @@
 //! * **A lost binding never opens.** When a WorkloadEndpoint (or its pod) goes away while the interface
 //!   exists, the interface stays attached and loses its entry: it drops everything. It is never detached
 //!   while it exists; its pinned links are removed once the interface is gone (refresh tick).
-//! * **Order, so no window opens.** New interfaces are attached first (an attached interface without an
-//!   endpoint entry drops everything: reason `drop_no_endpoint`, so attaching before the policy is written
-//!   never passes a packet the policy would deny); then every changed endpoint policy is written (they may name
-//!   identities the ipcache does not map yet: harmless); then the ipcache is made equal to the desired
-//!   one, which installs new identities only after the policies that mention them and removes old ones
-//!   only after no policy refers to them any more. Endpoints of pods that left are removed last.
+//! * **Order, so no window opens.** The revision is compiled first; then, interface by interface, a new
+//!   interface is attached (an attached interface without an endpoint entry drops everything: reason
+//!   `drop_no_endpoint`) and its endpoint policy written at once, so a new pod drops for its own attach and
+//!   map writes (milliseconds), never for a compile; every changed endpoint policy is written the same way
+//!   (they may name identities the ipcache does not map yet: harmless); then the ipcache is made equal to the
+//!   desired one, which installs new identities only after the policies that mention them and removes old
+//!   ones only after no policy refers to them any more. Endpoints of pods that left are removed last.
 //! * **Stable numbers.** The compiler's [`porin_calc::State`] lives as long as the agent, so identities
 //!   and rule ids are stable across revisions. Across agent restarts, compiler identities are mapped to
 //!   *node* identities ([`IdentityMap`]): a compiler identity inherits the node identity the pinned

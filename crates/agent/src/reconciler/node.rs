@@ -341,10 +341,10 @@ impl NodeReconciler {
 
     /// Programs revision `s` into `dp` (interfaces of namespace `netns`), applying only the difference.
     ///
-    /// Order, so no window opens: 1. attach new interfaces (attached without an entry: drop); 2. compile;
-    /// 3. write endpoint policies, remove the entries of refused bindings; 4. the ipcache; 5. remove the
-    /// entries of interfaces whose binding is gone (they stay attached: drop); 6. after the first full push,
-    /// sweep what a previous run left.
+    /// Order, so no window opens: 1. compile; 2. per interface, attach it if new (attached without an entry:
+    /// drop) and 3. write its endpoint policy at once (or remove the entry of a refused binding); 4. the
+    /// ipcache; 5. remove the entries of interfaces whose binding is gone (they stay attached: drop); 6. after
+    /// the first full push, sweep what a previous run left.
     pub fn reconcile(&mut self, dp: &mut dyn Datapath, s: &PolicySnapshot, netns: NetnsId) -> ReconcileReport {
         let conflicts = address_conflicts(&s.cluster);
         let wanted = decide(&self.node, &s.bindings, &s.cluster, &conflicts);
@@ -355,53 +355,15 @@ impl NodeReconciler {
             writes += u64::from(st.inserted + st.updated + st.deleted + st.flips);
         };
 
-        // 1. Attach every wanted interface that is new or was re-created (new index): it drops everything
-        //    until its endpoint entry exists. Only in the agent's own network namespace.
-        for ifname in wanted.keys() {
-            let now = dp.ifindex(ifname);
-            if let Some(i) = self.ifaces.get(ifname)
-                && now == Some(i.key.1)
-            {
-                continue;
-            }
-            match dp.attach(ifname) {
-                Ok(ifindex) => {
-                    let key = (netns, ifindex);
-                    // Another name on this index (renamed, or replaced): forget it first.
-                    let stale: Vec<String> = self.ifaces.iter().filter(|(n, i)| i.key == key || *n == ifname).map(|(n, _)| n.clone()).collect();
-                    for n in stale {
-                        if let Some(old) = self.ifaces.remove(&n)
-                            && old.key != key
-                        {
-                            if let Err(e) = dp.remove_endpoint(old.key.1) {
-                                tracing::warn!(ifname = %n, ifindex = old.key.1, error = %e, "removing the entry of a replaced interface failed");
-                                cleanup_failures += 1;
-                            }
-                            self.last.remove(&old.key);
-                        }
-                    }
-                    let endpoint_id = match dp.endpoint_id(ifindex) {
-                        Some(id) => id,
-                        None => {
-                            let mut used = dp.endpoint_ids();
-                            used.extend(self.ifaces.values().map(|i| i.endpoint_id));
-                            (1..).find(|i| !used.contains(i)).expect("free id")
-                        }
-                    };
-                    self.ifaces.insert(ifname.clone(), Iface { key, endpoint_id, pod: None });
-                    self.problems.remove(ifname);
-                }
-                Err(e) => {
-                    self.problems.insert(ifname.clone(), Problem::Failed(format!("attaching to {ifname} (in the node's network namespace): {e}")));
-                }
-            }
-        }
-
-        // 2. Compile for the attached, bound local endpoints.
+        // 1. Compile first, for the bound local endpoints whose interface is attached or exists now: a new
+        //    interface is attached (step 2) only once its policy is ready, so between its attach and its
+        //    endpoint entry (step 3) it drops for the time of the map writes, never for a compile. An
+        //    interface that appears between this compile and its attach has no compiled policy yet: attached,
+        //    no entry, drops; it is programmed on the next revision or retry tick.
         let t0 = Instant::now();
         let local: BTreeSet<String> = wanted
             .iter()
-            .filter(|(ifname, _)| self.ifaces.contains_key(*ifname))
+            .filter(|(ifname, _)| self.ifaces.contains_key(*ifname) || dp.ifindex(ifname).is_some())
             .filter_map(|(_, w)| match w {
                 Want::Bound { pod, .. } => Some(pod.clone()),
                 Want::Deny { .. } => None,
@@ -411,11 +373,56 @@ impl NodeReconciler {
         lock_down(&mut compiled, &s.lockdown, &mut self.calc);
         self.ids.update(&compiled, dp.ipcache());
         let compile_millis = t0.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(revision = s.revision, millis = compile_millis, endpoints = local.len(), "dataplane compiled");
         let programs: BTreeMap<&str, &porin_calc::EndpointProgram> = compiled.endpoints.iter().map(|p| (p.endpoint.as_str(), p)).collect();
 
-        // 3. Endpoint policies (before the ipcache installs the identities they name). Denied interfaces
-        //    lose their entry: no entry, every packet drops.
+        // 2. Per wanted interface: attach it if it is new or was re-created (new index) -- it drops everything
+        //    until its endpoint entry exists; only in the agent's own network namespace -- and write its
+        //    endpoint entry right away (3), before the next interface is attached, so that each interface's
+        //    drop window is its own attach-to-entry time.
+        let mut attached_at: BTreeMap<String, Instant> = BTreeMap::new();
         for (ifname, want) in &wanted {
+            let now = dp.ifindex(ifname);
+            let current = self.ifaces.get(ifname).is_some_and(|i| now == Some(i.key.1));
+            if !current {
+                match dp.attach(ifname) {
+                    Ok(ifindex) => {
+                        let key = (netns, ifindex);
+                        // Another name on this index (renamed, or replaced): forget it first.
+                        let stale: Vec<String> =
+                            self.ifaces.iter().filter(|(n, i)| i.key == key || *n == ifname).map(|(n, _)| n.clone()).collect();
+                        for n in stale {
+                            if let Some(old) = self.ifaces.remove(&n)
+                                && old.key != key
+                            {
+                                if let Err(e) = dp.remove_endpoint(old.key.1) {
+                                    tracing::warn!(ifname = %n, ifindex = old.key.1, error = %e, "removing the entry of a replaced interface failed");
+                                    cleanup_failures += 1;
+                                }
+                                self.last.remove(&old.key);
+                            }
+                        }
+                        let endpoint_id = match dp.endpoint_id(ifindex) {
+                            Some(id) => id,
+                            None => {
+                                let mut used = dp.endpoint_ids();
+                                used.extend(self.ifaces.values().map(|i| i.endpoint_id));
+                                (1..).find(|i| !used.contains(i)).expect("free id")
+                            }
+                        };
+                        self.ifaces.insert(ifname.clone(), Iface { key, endpoint_id, pod: None });
+                        self.problems.remove(ifname);
+                        tracing::info!(revision = s.revision, interface = %ifname, ifindex, "dataplane attached");
+                        attached_at.insert(ifname.clone(), Instant::now());
+                    }
+                    Err(e) => {
+                        self.problems.insert(ifname.clone(), Problem::Failed(format!("attaching to {ifname} (in the node's network namespace): {e}")));
+                    }
+                }
+            }
+
+            // 3. Its endpoint policy (before the ipcache installs the identities it names). Denied interfaces
+            //    lose their entry: no entry, every packet drops.
             let Some(i) = self.ifaces.get_mut(ifname) else { continue };
             match want {
                 Want::Deny { pod, reason } => {
@@ -452,6 +459,10 @@ impl NodeReconciler {
                             count(st);
                             self.problems.remove(ifname);
                             self.last.insert(i.key, policy);
+                            if let Some(t) = attached_at.get(ifname) {
+                                // The window in which the new interface dropped everything.
+                                tracing::info!(revision = s.revision, interface = %ifname, dropped_millis = t.elapsed().as_secs_f64() * 1e3, "dataplane endpoint programmed after attach");
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(pod = %pod, error = %e, "programming endpoint failed");
