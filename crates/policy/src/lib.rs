@@ -10,6 +10,7 @@
 
 pub mod diff;
 pub mod eval;
+pub mod index;
 pub mod ir;
 pub mod matrix;
 pub mod rulematch;
