@@ -19,7 +19,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
 use ipnet::IpNet;
 use porin_selector::Selector;
 
-use crate::record::{FlowEndpoint, FlowRecord, PendingVerdict, Verdict, protocol_name, protocol_number};
+use crate::record::{FlowDirection, FlowEndpoint, FlowRecord, PendingVerdict, Verdict, protocol_name, protocol_number};
 use crate::time::{TimeError, UnixNanos, parse_time_arg};
 
 /// A bad filter argument.
@@ -118,6 +118,64 @@ pub enum FilterTerm {
     Verdict(VerdictMatch),
     /// Substring of an enforced or pending trace entry, or exactly `tier/policy`.
     Policy(String),
+    /// The reporting node's name; `*` matches any run of characters.
+    Node(String),
+    /// Either end's dataplane security identity.
+    Identity(u32),
+    FromIdentity(u32),
+    ToIdentity(u32),
+    TrafficDirection(FlowDirection),
+    /// Hubble event type: `drop` (denied), `trace` (forwarded) or `policy-verdict` (every record).
+    Type(EventTypeMatch),
+}
+
+/// `--type` values: the Hubble event types a Porin record can be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventTypeMatch {
+    Drop,
+    Trace,
+    PolicyVerdict,
+}
+
+impl EventTypeMatch {
+    pub fn parse(s: &str) -> Option<Self> {
+        // hubble accepts TYPE[:SUBTYPE]; Porin has no subtypes to select by.
+        let t = s.split(':').next().unwrap_or("");
+        Some(match t.to_ascii_lowercase().as_str() {
+            "drop" => Self::Drop,
+            "trace" => Self::Trace,
+            "policy-verdict" | "policyverdict" => Self::PolicyVerdict,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Trace => "trace",
+            Self::PolicyVerdict => "policy-verdict",
+        }
+    }
+}
+
+/// `*`-wildcard match (hubble's node-name patterns).
+fn glob(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 impl FilterTerm {
@@ -142,6 +200,12 @@ impl FilterTerm {
             Self::Protocol(_) => "protocol",
             Self::Verdict(_) => "verdict",
             Self::Policy(_) => "policy",
+            Self::Node(_) => "node",
+            Self::Identity(_) => "identity",
+            Self::FromIdentity(_) => "from-identity",
+            Self::ToIdentity(_) => "to-identity",
+            Self::TrafficDirection(_) => "traffic-direction",
+            Self::Type(_) => "type",
         }
     }
 
@@ -154,6 +218,7 @@ impl FilterTerm {
         let sel = || Selector::parse(value).map_err(|e| err(flag, e.to_string()));
         let net = || parse_net(value).ok_or_else(|| err(flag, "expected an IP address or CIDR".into()));
         let port = || value.parse::<u16>().map_err(|_| err(flag, "expected a port number 0-65535".into()));
+        let identity = || value.parse::<u32>().map_err(|_| err(flag, "expected a numeric identity".into()));
         Ok(match flag {
             "namespace" => Self::Namespace(value.into()),
             "from-namespace" => Self::FromNamespace(value.into()),
@@ -177,6 +242,16 @@ impl FilterTerm {
                 VerdictMatch::parse(value).ok_or_else(|| err(flag, "expected allowed, denied, would-allow or would-deny".into()))?,
             ),
             "policy" => Self::Policy(value.into()),
+            "node" => Self::Node(value.into()),
+            "identity" => Self::Identity(identity()?),
+            "from-identity" => Self::FromIdentity(identity()?),
+            "to-identity" => Self::ToIdentity(identity()?),
+            "traffic-direction" => Self::TrafficDirection(match value.to_ascii_lowercase().as_str() {
+                "ingress" => FlowDirection::Ingress,
+                "egress" => FlowDirection::Egress,
+                _ => return Err(err(flag, "expected ingress or egress".into())),
+            }),
+            "type" => Self::Type(EventTypeMatch::parse(value).ok_or_else(|| err(flag, "expected drop, trace or policy-verdict".into()))?),
             _ => unreachable!("FILTER_FLAGS covers every flag"),
         })
     }
@@ -212,6 +287,14 @@ impl FilterTerm {
             Self::Protocol(p) => r.protocol == protocol_name(*p),
             Self::Verdict(VerdictMatch::Enforced(v)) => r.verdict == *v,
             Self::Verdict(VerdictMatch::Pending(v)) => r.pending_verdict == Some(*v),
+            Self::Node(n) => glob(n, &r.node),
+            Self::Identity(i) => r.src.identity == Some(*i) || r.dst.identity == Some(*i),
+            Self::FromIdentity(i) => r.src.identity == Some(*i),
+            Self::ToIdentity(i) => r.dst.identity == Some(*i),
+            Self::TrafficDirection(d) => r.direction == *d,
+            Self::Type(EventTypeMatch::Drop) => r.verdict == Verdict::Denied,
+            Self::Type(EventTypeMatch::Trace) => r.verdict == Verdict::Allowed,
+            Self::Type(EventTypeMatch::PolicyVerdict) => true,
             Self::Policy(s) => {
                 let tier_policy = s.split_once('/');
                 r.enforced_trace.iter().chain(&r.pending_trace).any(|h| {
@@ -229,7 +312,10 @@ impl FilterTerm {
 impl std::fmt::Display for FilterTerm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let v = match self {
-            Self::Namespace(s) | Self::FromNamespace(s) | Self::ToNamespace(s) | Self::Policy(s) => s.clone(),
+            Self::Namespace(s) | Self::FromNamespace(s) | Self::ToNamespace(s) | Self::Policy(s) | Self::Node(s) => s.clone(),
+            Self::Identity(i) | Self::FromIdentity(i) | Self::ToIdentity(i) => i.to_string(),
+            Self::TrafficDirection(d) => d.as_str().into(),
+            Self::Type(t) => t.as_str().into(),
             Self::Pod(p) | Self::FromPod(p) | Self::ToPod(p) => p.to_string(),
             Self::Label(s) | Self::FromLabel(s) | Self::ToLabel(s) => s.to_string(),
             Self::Ip(n) | Self::FromIp(n) | Self::ToIp(n) => n.to_string(),
@@ -266,6 +352,12 @@ pub const FILTER_FLAGS: &[&str] = &[
     "protocol",
     "verdict",
     "policy",
+    "node",
+    "identity",
+    "from-identity",
+    "to-identity",
+    "traffic-direction",
+    "type",
 ];
 
 #[derive(Clone, Debug)]
@@ -389,6 +481,24 @@ pub struct FilterArgs {
     /// Flows whose policy trace has an entry containing TEXT, or from TIER/POLICY.
     #[arg(long, value_name = "TEXT|TIER/POLICY", help_heading = "Filters")]
     pub policy: Vec<String>,
+    /// Flows reported by node NAME (`*` is a wildcard).
+    #[arg(long, visible_alias = "node-name", value_name = "NAME", help_heading = "Filters")]
+    pub node: Vec<String>,
+    /// Flows with either end's security identity ID.
+    #[arg(long, value_name = "ID", help_heading = "Filters")]
+    pub identity: Vec<String>,
+    /// Flows whose source has security identity ID.
+    #[arg(long, value_name = "ID", help_heading = "Filters")]
+    pub from_identity: Vec<String>,
+    /// Flows whose destination has security identity ID.
+    #[arg(long, value_name = "ID", help_heading = "Filters")]
+    pub to_identity: Vec<String>,
+    /// ingress or egress: the direction the policy was enforced in.
+    #[arg(long, value_name = "DIR", help_heading = "Filters")]
+    pub traffic_direction: Vec<String>,
+    /// Hubble event type: drop (denied), trace (forwarded) or policy-verdict (all).
+    #[arg(short = 't', long = "type", value_name = "TYPE", help_heading = "Filters")]
+    pub event_type: Vec<String>,
     /// Flows that ended at or after TIME (RFC 3339, or a duration ago like 5m).
     #[arg(long, value_name = "TIME", help_heading = "Selection")]
     pub since: Option<String>,
@@ -404,7 +514,10 @@ pub struct FilterArgs {
 }
 
 fn arg_id(flag: &str) -> String {
-    flag.replace('-', "_")
+    match flag {
+        "type" => "event_type".to_string(),
+        _ => flag.replace('-', "_"),
+    }
 }
 
 impl FilterArgs {

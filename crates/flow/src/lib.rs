@@ -66,6 +66,7 @@ pub mod counters;
 pub mod enrich;
 pub mod export;
 pub mod filter;
+pub mod hubble;
 mod hash;
 pub mod metrics;
 pub mod pipeline;

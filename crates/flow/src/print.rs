@@ -17,6 +17,8 @@ pub enum OutputFormat {
     Compact,
     Json,
     Table,
+    /// One JSON object per line in the shape of Hubble's `GetFlowsResponse` (`hubble observe -o json`).
+    Hubble,
 }
 
 /// Writes flows in one format. Table output is buffered until [`Printer::finish`].
@@ -25,11 +27,12 @@ pub struct Printer<W: Write> {
     out: W,
     format: OutputFormat,
     color: bool,
-    rows: Vec<[String; 11]>,
+    node_name: bool,
+    rows: Vec<[String; 12]>,
 }
 
-const TABLE_HEADER: [&str; 11] =
-    ["END TIME", "SOURCE", "DESTINATION", "PROTO", "PORT", "DIRECTION", "VERDICT", "STAGED", "PACKETS", "BYTES", "POLICY"];
+const TABLE_HEADER: [&str; 12] =
+    ["END TIME", "NODE", "SOURCE", "DESTINATION", "PROTO", "PORT", "DIRECTION", "VERDICT", "STAGED", "PACKETS", "BYTES", "POLICY"];
 
 fn endpoint(e: &FlowEndpoint) -> String {
     let name = e.display_name();
@@ -59,7 +62,13 @@ fn paint(color: bool, code: &str, s: &str) -> String {
 
 impl<W: Write> Printer<W> {
     pub fn new(out: W, format: OutputFormat, color: bool) -> Self {
-        Self { out, format, color, rows: Vec::new() }
+        Self { out, format, color, node_name: false, rows: Vec::new() }
+    }
+
+    /// Compact lines start with the reporting node's name (`--print-node-name`, as in hubble).
+    pub fn print_node_name(mut self, yes: bool) -> Self {
+        self.node_name = yes;
+        self
     }
 
     /// One flow.
@@ -67,6 +76,10 @@ impl<W: Write> Printer<W> {
         match self.format {
             OutputFormat::Json => {
                 serde_json::to_writer(&mut self.out, r)?;
+                self.out.write_all(b"\n")
+            }
+            OutputFormat::Hubble => {
+                serde_json::to_writer(&mut self.out, &crate::hubble::to_hubble(r))?;
                 self.out.write_all(b"\n")
             }
             OutputFormat::Compact => {
@@ -84,9 +97,13 @@ impl<W: Write> Printer<W> {
     pub fn compact(&self, r: &FlowRecord) -> String {
         let v = verdict_word(r.verdict);
         let v = paint(self.color, if r.verdict == Verdict::Allowed { "32" } else { "31" }, v);
+        let clock = match self.node_name {
+            true => format!("{} [{}]:", format_clock(r.end_time), r.node),
+            false => format_clock(r.end_time),
+        };
         let mut line = format!(
             "{}  {} -> {}  {}/{}  {}  {}  {}",
-            format_clock(r.end_time),
+            clock,
             endpoint(&r.src),
             endpoint(&r.dst),
             r.protocol,
@@ -145,9 +162,10 @@ impl<W: Write> Printer<W> {
     }
 }
 
-fn table_row(r: &FlowRecord) -> [String; 11] {
+fn table_row(r: &FlowRecord) -> [String; 12] {
     [
         format_rfc3339(r.end_time),
+        r.node.clone(),
         endpoint(&r.src),
         endpoint(&r.dst),
         r.protocol.clone(),

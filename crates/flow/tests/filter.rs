@@ -59,6 +59,30 @@ fn single_flags() {
 }
 
 #[test]
+fn hubble_flags_node_identity_direction_type() {
+    assert_eq!(pass(&["--node", "node-1"]), "1111");
+    assert_eq!(pass(&["--node-name", "node-*"]), "1111");
+    assert_eq!(pass(&["--node", "*-1"]), "1111");
+    assert_eq!(pass(&["--node", "node-2"]), "0000");
+    assert_eq!(pass(&["--node", "node"]), "0000");
+    // Identities are known for the peer end: the egress records' destinations, the ingress record's source.
+    assert_eq!(pass(&["--to-identity", &ID_DB.to_string()]), "1100");
+    assert_eq!(pass(&["--from-identity", &ID_WEB1.to_string()]), "0001");
+    assert_eq!(pass(&["--identity", &ID_WORLD.to_string()]), "0010");
+    assert_eq!(pass(&["--identity", "1013", "--identity", "2"]), "1110");
+    assert_eq!(pass(&["--traffic-direction", "ingress"]), "0001");
+    assert_eq!(pass(&["--traffic-direction", "EGRESS"]), "1110");
+    assert_eq!(pass(&["-t", "drop"]), "0010");
+    assert_eq!(pass(&["--type", "trace"]), "1101");
+    assert_eq!(pass(&["--type", "policy-verdict"]), "1111");
+    assert_eq!(pass(&["--not", "--type", "drop", "--traffic-direction", "egress"]), "1100");
+    for bad in [["--identity", "web"], ["--traffic-direction", "up"], ["--type", "l7"]] {
+        let e = parse_args(bad.iter().copied(), EPOCH).unwrap_err().to_string();
+        assert!(e.contains(&format!("{} {:?}", bad[0], bad[1])), "{e}");
+    }
+}
+
+#[test]
 fn same_flag_ors_different_flags_and() {
     assert_eq!(pass(&["--port", "53", "--port", "40001"]), "0110");
     assert_eq!(pass(&["--from-ip", "10.0.0.11", "--to-port", "5432"]), "1001");

@@ -78,6 +78,46 @@ fn table() {
     check("table-workload.txt", &render(OutputFormat::Table, false, AggregationLevel::Workload));
 }
 
+/// `-o hubble`: Hubble's GetFlowsResponse field names, which jq scripts for `hubble observe -o json` read.
+#[test]
+fn hubble_json() {
+    let out = render(OutputFormat::Hubble, false, AggregationLevel::FiveTuple);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), records(AggregationLevel::FiveTuple).len());
+    let first = &lines[0];
+    assert_eq!(first["node_name"], "node-1");
+    assert_eq!(first["time"], first["flow"]["time"]);
+    let f = &first["flow"];
+    assert_eq!(f["verdict"], "FORWARDED");
+    assert_eq!(f["traffic_direction"], "INGRESS");
+    assert_eq!(f["source"]["namespace"], "prod");
+    assert_eq!(f["source"]["pod_name"], "web-7d9f-abcde");
+    assert!(f["source"]["labels"].as_array().unwrap().iter().any(|l| l == "k8s:app=web"));
+    assert_eq!(f["l4"]["TCP"]["destination_port"], 5432);
+    assert_eq!(f["l4"]["TCP"]["flags"]["SYN"], true);
+    assert_eq!(f["IP"]["ipVersion"], "IPv4");
+    assert_eq!(f["ingress_allowed_by"][0]["name"], "knp.default.db");
+    assert_eq!(f["ingress_allowed_by"][0]["namespace"], "prod");
+    let dropped: Vec<&serde_json::Value> = lines.iter().map(|l| &l["flow"]).filter(|f| f["verdict"] == "DROPPED").collect();
+    assert!(!dropped.is_empty());
+    for f in &dropped {
+        assert!(f["drop_reason_desc"].as_str().unwrap().starts_with("POLICY_DEN"), "{f}");
+        assert_eq!(f["event_type"]["type"], 1);
+    }
+    assert!(dropped.iter().any(|f| f["destination"]["labels"].as_array().unwrap().iter().any(|l| l == "reserved:world")));
+    assert!(dropped.iter().any(|f| f["l4"]["ICMPv6"]["type"].is_number()));
+    check("flows-hubble.jsonl", &out);
+}
+
+#[test]
+fn compact_with_node_name() {
+    let mut pr = Printer::new(Vec::new(), OutputFormat::Compact, false).print_node_name(true);
+    let r = &records(AggregationLevel::FiveTuple)[0];
+    pr.print(r).unwrap();
+    let out = String::from_utf8(pr.finish().unwrap()).unwrap();
+    assert!(out.contains(" [node-1]:  prod/web-7d9f-abcde:40000 -> prod/db-0:5432"), "{out}");
+}
+
 #[derive(Parser)]
 #[command(name = "observe", about = "Show flows")]
 struct Observe {

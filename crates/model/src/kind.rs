@@ -22,6 +22,8 @@ pub enum Kind {
     WorkloadEndpoint,
     /// Connectivity assertions (`porin test`); never changes enforcement.
     ConnectivityTest,
+    /// A compliance report definition (`porin report`); never changes enforcement.
+    GlobalReport,
 }
 
 /// Static facts about a kind.
@@ -44,7 +46,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -59,6 +61,7 @@ impl Kind {
         Kind::ClusterSettings,
         Kind::WorkloadEndpoint,
         Kind::ConnectivityTest,
+        Kind::GlobalReport,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -130,6 +133,7 @@ impl Kind {
             Kind::ConnectivityTest => {
                 p("ConnectivityTest", "connectivitytests", "connectivitytest", &["ctest"], false)
             }
+            Kind::GlobalReport => p("GlobalReport", "globalreports", "globalreport", &["greport"], false),
         }
     }
 

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calico_export;
 pub mod conntest;
 pub mod endpoint;
 pub mod k8s;
@@ -14,6 +15,7 @@ pub mod kind;
 pub mod load;
 pub mod meta;
 pub mod porin;
+pub mod report;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -137,6 +139,7 @@ pub enum Resource {
     /// Boxed: its spec is much larger than the other kinds'.
     WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
+    GlobalReport(Object<report::GlobalReportSpec>),
 }
 
 macro_rules! each_resource {
@@ -156,6 +159,7 @@ macro_rules! each_resource {
             Resource::ClusterSettings($o) => $e,
             Resource::WorkloadEndpoint($o) => $e,
             Resource::ConnectivityTest($o) => $e,
+            Resource::GlobalReport($o) => $e,
         }
     };
 }
@@ -177,6 +181,7 @@ impl Resource {
             Resource::ClusterSettings(_) => Kind::ClusterSettings,
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
+            Resource::GlobalReport(_) => Kind::GlobalReport,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

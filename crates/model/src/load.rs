@@ -386,6 +386,7 @@ macro_rules! by_kind {
             Kind::ClusterSettings => Resource::ClusterSettings($f($v)?),
             Kind::WorkloadEndpoint => Resource::WorkloadEndpoint(Box::new($f($v)?)),
             Kind::ConnectivityTest => Resource::ConnectivityTest($f($v)?),
+            Kind::GlobalReport => Resource::GlobalReport($f($v)?),
         }
     };
 }

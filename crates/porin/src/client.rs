@@ -9,17 +9,21 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-pub const DEFAULT_SOCKET: &str = "/run/porin/porin.sock";
+pub use porin_agent::DEFAULT_SOCKET;
 /// The agent's default `--data-dir`; a CLI on the same machine trusts its `tls/ca.crt` by default.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/porin";
+pub use porin_agent::DEFAULT_DATA_DIR;
 
 /// Flags shared by every command that talks to the API.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// API server: a Unix socket path (`unix:/path` or `/path`), `https://HOST:PORT` (`porin agent --listen`),
-    /// or `http://HOST:PORT` (`--insecure-listen`).
-    #[arg(long, env = "PORIN_SERVER", default_value = DEFAULT_SOCKET)]
-    pub server: String,
+    /// or `http://HOST:PORT` (`--insecure-listen`) [default: the context's server, else /run/porin/porin.sock].
+    #[arg(long, env = "PORIN_SERVER")]
+    pub server: Option<String>,
+    /// The context of the config file (`porin config`) to take server, CA and token from
+    /// [default: its current-context].
+    #[arg(long, env = "PORIN_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
     /// Bearer token (default: Unix peer credentials; uid 0 is admin). Required over TCP.
     #[arg(long, env = "PORIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -32,7 +36,32 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// A local agent's Unix socket, with peer credentials.
     pub fn socket(path: impl Into<String>) -> ClientArgs {
-        ClientArgs { server: path.into(), token: None, ca: None }
+        ClientArgs { server: Some(path.into()), context: None, token: None, ca: None }
+    }
+
+    /// Server, token and CA after the config file's context is applied under the flags (see `config`).
+    pub fn resolved(&self) -> Result<ClientArgs> {
+        let explicit = self.server.is_some();
+        let ctx_needed = !explicit || self.token.is_none() || self.ca.is_none() || self.context.is_some();
+        let mut out = self.clone();
+        if ctx_needed && let Some(path) = crate::config::path() {
+            let cfg = crate::config::Config::load(&path)?;
+            if let Some(ctx) = cfg.active(self.context.as_deref()).with_context(|| path.display().to_string())? {
+                // A context's token belongs to its server: never send it to a server named by a flag.
+                let same_server = !explicit || self.server == ctx.server;
+                if out.server.is_none() {
+                    out.server = ctx.server.clone();
+                }
+                if out.ca.is_none() && same_server {
+                    out.ca = ctx.ca.clone();
+                }
+                if out.token.is_none() && same_server {
+                    out.token = ctx.token()?;
+                }
+            }
+        }
+        out.server.get_or_insert_with(|| DEFAULT_SOCKET.to_string());
+        Ok(out)
     }
 }
 
@@ -40,6 +69,8 @@ pub struct Client {
     server: String,
     token: Option<String>,
     ca: Option<std::path::PathBuf>,
+    /// A config file problem, reported by the first request (so that building a client cannot fail).
+    config_error: Option<String>,
 }
 
 /// A non-2xx answer, rendered kubectl-style.
@@ -77,11 +108,22 @@ pub fn error_line(e: &anyhow::Error) -> String {
 
 impl Client {
     pub fn new(a: &ClientArgs) -> Client {
-        Client { server: a.server.clone(), token: a.token.clone().filter(|t| !t.is_empty()), ca: a.ca.clone() }
+        match a.resolved() {
+            Ok(r) => Client {
+                server: r.server.unwrap_or_else(|| DEFAULT_SOCKET.to_string()),
+                token: r.token.filter(|t| !t.is_empty()),
+                ca: r.ca,
+                config_error: None,
+            },
+            Err(e) => Client { server: DEFAULT_SOCKET.into(), token: None, ca: None, config_error: Some(format!("{e:#}")) },
+        }
     }
 
     /// Send a request; returns the response with its body unread (for watches).
     pub async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response<Incoming>> {
+        if let Some(e) = &self.config_error {
+            bail!("config file: {e}");
+        }
         let mut req = Request::builder().method(method).uri(path).header("host", "porin");
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -95,7 +137,7 @@ impl Client {
             let host = host_of(hostport).ok_or_else(|| anyhow!("--server {}: expected https://HOST:PORT", self.server))?;
             let name = rustls::pki_types::ServerName::try_from(host.to_string())
                 .map_err(|e| anyhow!("--server {}: {host:?} is not a host name or address: {e}", self.server))?;
-            let config = crate::tls::client_config(&self.ca_file()?)?;
+            let config = porin_agent::tls::client_config(&self.ca_file()?)?;
             let s = tokio::net::TcpStream::connect(hostport).await.with_context(|| format!("connecting to {}", self.server))?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, s)

@@ -5,24 +5,13 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-mod agent;
-mod api;
-mod audit;
-mod auth;
 #[cfg(test)]
 mod cli_help;
 mod client;
 mod cmd;
-mod dataplane;
-mod flows;
+mod config;
 mod getfmt;
-mod keys;
-mod labelsel;
 mod printers;
-mod scope;
-mod sha256;
-mod timefmt;
-mod tls;
 
 /// Porin: zero-trust network security for Kubernetes-style workloads.
 #[derive(Parser, Debug)]
@@ -43,9 +32,9 @@ enum Command {
     /// Which (from, to, port) pairs a policy change opens and closes.
     Diff(cmd::offline::DiffArgs),
     /// Run the node agent: API server, datastore cache, policy engine.
-    Agent(cmd::agent::AgentArgs),
+    Agent(porin_agent::AgentConfig),
     /// Run the API server only (control-plane process, no policy engine).
-    Serve(cmd::agent::AgentArgs),
+    Serve(porin_agent::AgentConfig),
     /// Create or update objects from manifests; all documents commit atomically or none do.
     Apply(cmd::apply::ApplyArgs),
     /// List or show objects.
@@ -58,6 +47,12 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Manage API tokens.
     Token(cmd::token::TokenArgs),
+    /// Named contexts (server, CA, token) in the client's config file, like kubeconfig contexts.
+    Config(cmd::config::ConfigArgs),
+    /// Compliance reports for auditors: inventory, network-access, policy-audit (JSON, CSV, HTML).
+    Report(cmd::report::ReportArgs),
+    /// The kinds the API serves: names, short names, API version, scope (like `kubectl api-resources`).
+    ApiResources(cmd::resources::ApiResourcesArgs),
     /// Agent health: store, revisions, endpoint and policy counts, dataplane, flow pipeline.
     Status(cmd::status::StatusArgs),
     /// Flow records with their policy verdicts (like `hubble observe`): filter, follow, print.
@@ -103,6 +98,9 @@ fn main() -> ExitCode {
         Command::Label(a) => cmd::label::label(a),
         Command::Audit(a) => cmd::audit::audit(a),
         Command::Token(a) => cmd::token::token(a),
+        Command::Config(a) => cmd::config::config(a),
+        Command::ApiResources(a) => cmd::resources::api_resources(a),
+        Command::Report(a) => cmd::report::report(a),
         Command::Status(a) => cmd::status::status(a),
         Command::Observe(a) => cmd::observe::observe(*a, matches.subcommand_matches("observe").expect("observe matches")),
         Command::Lab(a) => cmd::lab::lab(a),

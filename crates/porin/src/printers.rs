@@ -255,6 +255,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
         Kind::Namespace | Kind::ClusterSettings => &[],
         Kind::ConnectivityTest => &[],
+        Kind::GlobalReport => &[("TYPE", "/spec/reportType"), ("SCHEDULE", "/spec/schedule")],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),
@@ -301,7 +302,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
             r.push(if *h == "TIER" && v.is_null() { "default".into() } else { scalar(&v) });
         }
         if age {
-            r.push(match it["metadata"]["creationTimestamp"].as_str().and_then(crate::timefmt::parse_rfc3339) {
+            r.push(match it["metadata"]["creationTimestamp"].as_str().and_then(porin_agent::timefmt::parse_rfc3339) {
                 Some(t) => crate::getfmt::human_age(o.now - t),
                 None => "<unknown>".into(),
             });
@@ -391,7 +392,7 @@ mod tests {
 
     #[test]
     fn age_column_only_when_objects_carry_a_creation_time() {
-        let now = crate::timefmt::parse_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        let now = porin_agent::timefmt::parse_rfc3339("2026-01-02T03:04:05Z").unwrap();
         let o = TableOptions { now, ..Default::default() };
         let plain = [json!({"metadata": {"name": "a", "resourceVersion": "7"}})];
         assert_eq!(render_table(&resource_rows(porin_model::Kind::Namespace, &plain, &[], &o), false), "NAME   RESOURCE-VERSION\na      7\n");

@@ -177,3 +177,22 @@ fn a_closed_pipe_ends_the_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success() || out.status.signal() == Some(13), "{:?}", out.status);
 }
+
+#[test]
+fn api_resources_lists_every_kind_as_get_accepts_it() {
+    let (code, out, err) = porin(&["api-resources"]);
+    assert_eq!(code, 0, "{err}");
+    golden("api-resources.txt", &out);
+    let (_, names, _) = porin(&["api-resources", "-o", "name"]);
+    assert_eq!(names.lines().count() + 1, out.lines().count());
+    let (_, cluster, _) = porin(&["api-resources", "--namespaced=false", "--no-headers"]);
+    assert!(cluster.lines().all(|l| l.contains(" false ")), "{cluster}");
+    assert!(cluster.contains("globalnetworkpolicies") && !cluster.contains("pods"), "{cluster}");
+    let (_, k8s, _) = porin(&["api-resources", "--api-group", "networking.k8s.io", "-o", "name"]);
+    assert_eq!(k8s, "networkpolicies.networking.k8s.io\n");
+    // Every name printed is one `porin get` understands (the server is not needed to reject an unknown kind).
+    for n in names.lines() {
+        let (_, _, err) = porin(&["get", n, "--server", "/nonexistent/porin.sock"]);
+        assert!(!err.contains("doesn't have a resource type"), "{n}: {err}");
+    }
+}

@@ -79,6 +79,7 @@
 mod ast;
 mod error;
 mod label_selector;
+pub mod labelsel;
 mod parser;
 mod program;
 

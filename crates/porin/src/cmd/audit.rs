@@ -29,7 +29,7 @@ pub struct AuditArgs {
 pub fn audit(a: AuditArgs) -> Result<ExitCode> {
     let mut q = Vec::new();
     if let Some(s) = &a.since {
-        let t = crate::timefmt::parse_since(s).ok_or_else(|| anyhow!("--since {s:?}: expected a duration like 15m or an RFC 3339 time"))?;
+        let t = porin_agent::timefmt::parse_since(s).ok_or_else(|| anyhow!("--since {s:?}: expected a duration like 15m or an RFC 3339 time"))?;
         q.push(format!("since={t}"));
     }
     if let Some(k) = &a.kind {

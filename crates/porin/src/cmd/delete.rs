@@ -77,7 +77,7 @@ pub fn delete(a: DeleteArgs) -> Result<ExitCode> {
 async fn delete_matching(c: &Client, kind: Kind, ns: &str, selector: Option<&str>) -> Result<ExitCode> {
     let mut path = collection_path(kind, Some(ns));
     if let Some(s) = selector {
-        crate::labelsel::parse(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
+        porin_selector::labelsel::parse(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
         path = format!("{path}?labelSelector={}", enc(s));
     }
     let list = c.call(Method::GET, &path, None).await?;

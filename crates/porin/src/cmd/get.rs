@@ -32,6 +32,10 @@ pub struct GetArgs {
     /// `{.items[*].metadata.name}`), `custom-columns=HEADER:PATH,...` (like `NAME:.metadata.name`).
     #[arg(short = 'o', long = "output", default_value = "table", value_parser = parse_output, value_name = "FORMAT")]
     pub output: GetOutput,
+    /// With -o yaml|json: print the objects as this API version. `projectcalico.org/v3` gives Calico v3
+    /// manifests (policies in a non-default tier named TIER.NAME, server-set metadata dropped).
+    #[arg(long, value_name = "GROUP/VERSION", value_parser = ["projectcalico.org/v3"])]
+    pub api_version: Option<String>,
     /// A LABELS column at the end of the table.
     #[arg(long)]
     pub show_labels: bool,
@@ -89,7 +93,7 @@ pub fn targets(args: &[String]) -> Result<Vec<(Kind, Option<String>)>> {
 pub fn get(a: GetArgs) -> Result<ExitCode> {
     let targets = targets(&a.targets)?;
     if let Some(s) = &a.selector {
-        crate::labelsel::parse(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
+        porin_selector::labelsel::parse(s).map_err(|e| anyhow!("invalid selector: {e}"))?;
     }
     let c = Client::new(&a.client);
     let ns = if a.all_namespaces { None } else { Some(a.namespace.clone().unwrap_or_else(|| "default".into())) };
@@ -132,6 +136,34 @@ pub fn get(a: GetArgs) -> Result<ExitCode> {
                 json!({"apiVersion": "v1", "kind": "List", "items": items.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()})
             }
         };
+        if a.api_version.is_some() {
+            if !matches!(a.output, GetOutput::Json | GetOutput::Yaml) {
+                bail!("--api-version applies to -o yaml and -o json");
+            }
+            let mut renamed = 0;
+            let mut out = Vec::new();
+            for (k, v) in &items {
+                let c = porin_model::calico_export::to_calico_v3(*k, v)?;
+                renamed += usize::from(c["metadata"]["name"] != v["metadata"]["name"]);
+                out.push(c);
+            }
+            if renamed > 0 {
+                eprintln!(
+                    "note: {renamed} tiered polic{} named TIER.NAME as Calico requires; the Porin name is in the annotation {}",
+                    if renamed == 1 { "y is" } else { "ies are" },
+                    porin_model::calico_export::NAME_ANNOTATION
+                );
+            }
+            let doc = match (answers.as_slice(), out.len()) {
+                ([(_, true, _)], 1) => out.remove(0),
+                _ => json!({"apiVersion": "v1", "kind": "List", "items": out}),
+            };
+            match a.output {
+                GetOutput::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+                _ => print!("{}", serde_saphyr::to_string(&doc)?),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         match &a.output {
             GetOutput::Json => println!("{}", serde_json::to_string_pretty(&whole())?),
             GetOutput::Yaml => print!("{}", serde_saphyr::to_string(&whole())?),
@@ -177,7 +209,7 @@ fn table_options(a: &GetArgs, name_prefix: Option<String>) -> TableOptions {
         show_labels: a.show_labels,
         events: a.output_watch_events,
         name_prefix,
-        now: crate::timefmt::now_secs(),
+        now: porin_agent::timefmt::now_secs(),
     }
 }
 

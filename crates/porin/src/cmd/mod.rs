@@ -1,8 +1,10 @@
 pub mod offline;
+pub mod live;
 
 pub mod agent;
 pub mod apply;
 pub mod audit;
+pub mod config;
 pub mod demo;
 pub mod delete;
 pub mod get;
@@ -14,3 +16,5 @@ pub mod token;
 pub mod version;
 pub mod test;
 pub mod promote;
+pub mod report;
+pub mod resources;

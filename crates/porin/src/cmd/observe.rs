@@ -37,9 +37,14 @@ pub struct ObserveArgs {
     /// Keep running and print new flows as the agent stores them.
     #[arg(short = 'f', long)]
     pub follow: bool,
-    /// compact (one line per flow), json (one record per line) or table.
+    /// compact (one line per flow), json (one record per line), table, or hubble (Hubble's
+    /// GetFlowsResponse JSON, one per line, for scripts written for `hubble observe -o json`).
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Start compact lines with the name of the node that reported the flow.
+    #[arg(long)]
+    pub print_node_name: bool,
+    /// Colour the verdicts of compact output: auto (on a terminal), always or never.
     #[arg(long, value_enum, default_value_t)]
     pub color: ColorWhen,
     /// Ask only the agent --server names, even when it belongs to a multi-node lab.
@@ -105,17 +110,19 @@ pub fn observe(a: ObserveArgs, m: &ArgMatches) -> Result<ExitCode> {
     if a.follow {
         path.push_str("&follow=true");
     }
-    let servers = if a.one_node { None } else { lab_servers(&a.client.server) }.unwrap_or_else(|| vec![a.client.server.clone()]);
+    let client = a.client.resolved()?;
+    let server = client.server.clone().unwrap_or_default();
+    let servers = if a.one_node { None } else { lab_servers(&server) }.unwrap_or_else(|| vec![server.clone()]);
     let multi = servers.len() > 1;
     let color = match a.color {
         ColorWhen::Always => true,
         ColorWhen::Never => false,
         ColorWhen::Auto => std::io::stdout().is_terminal() && a.output == OutputFormat::Compact,
     };
-    let mut printer = Printer::new(std::io::stdout().lock(), a.output, color);
+    let mut printer = Printer::new(std::io::stdout().lock(), a.output, color).print_node_name(a.print_node_name);
     block_on(async {
         let clients: Vec<(String, Client)> =
-            servers.iter().map(|s| (s.clone(), Client::new(&ClientArgs { server: s.clone(), ..a.client.clone() }))).collect();
+            servers.iter().map(|s| (s.clone(), Client::new(&ClientArgs { server: Some(s.clone()), ..client.clone() }))).collect();
         if !a.follow {
             let mut all = Vec::new();
             for (s, c) in &clients {

@@ -1,5 +1,6 @@
-//! Commands that work on manifest files alone, before anything touches a cluster or a kernel:
-//! `validate`, `trace`, `matrix`, `diff`.
+//! Commands that evaluate the policy model without touching a kernel: `validate`, and `trace`, `matrix`,
+//! `diff` on manifest files, on the live agent's objects (`--live`, or no `-f`), or on the live objects with
+//! files applied on top (`--live -f CHANGES`: what the cluster would do after `porin apply -f CHANGES`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use clap::{Args, ValueEnum};
 use porin_model::{Document, Protocol, load_paths_partial, validate_set};
 use porin_policy::{Cluster, Packet, Peer, Variant};
 
+use crate::client::{Client, ClientArgs};
 use crate::printers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -28,9 +30,12 @@ pub struct ValidateArgs {
 
 #[derive(Args, Debug)]
 pub struct TraceArgs {
-    /// Manifests: pods, namespaces, policies.
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    /// Manifests: pods, namespaces, policies. Without -f, the live agent's objects.
+    #[arg(short = 'f', long = "filename", num_args = 1..)]
     pub files: Vec<PathBuf>,
+    /// Evaluate the live agent's objects (with -f: the files applied on top of them).
+    #[arg(long)]
+    pub live: bool,
     /// Source: NAMESPACE/POD or an IP address.
     #[arg(long)]
     pub from: String,
@@ -52,13 +57,19 @@ pub struct TraceArgs {
     /// Output format: a table for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct MatrixArgs {
-    /// Manifests: pods, namespaces, policies (files or directories, `-` for stdin). Repeatable.
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    /// Manifests: pods, namespaces, policies (files or directories, `-` for stdin). Repeatable. Without -f,
+    /// the live agent's objects.
+    #[arg(short = 'f', long = "filename", num_args = 1..)]
     pub files: Vec<PathBuf>,
+    /// Evaluate the live agent's objects (with -f: the files applied on top of them).
+    #[arg(long)]
+    pub live: bool,
     /// Only this port (default: every containerPort declared by any pod).
     #[arg(long)]
     pub port: Option<u16>,
@@ -71,16 +82,22 @@ pub struct MatrixArgs {
     /// Output format: a grid for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// The current manifests.
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    /// The current manifests. Without -f (or with --live), the live agent's objects.
+    #[arg(short = 'f', long = "filename", num_args = 1..)]
     pub old: Vec<PathBuf>,
-    /// The proposed manifests.
+    /// The proposed manifests: with -f, the whole proposed set; against the live agent, the changes
+    /// applied on top of its objects (as `porin apply` would).
     #[arg(long = "against", required = true, num_args = 1..)]
     pub new: Vec<PathBuf>,
+    /// Compare against the live agent's objects.
+    #[arg(long, conflicts_with = "old")]
+    pub live: bool,
     /// Only this port (default: every containerPort declared by any pod, before or after).
     #[arg(long)]
     pub port: Option<u16>,
@@ -90,6 +107,8 @@ pub struct DiffArgs {
     /// Output format: a list for people, JSON for programs.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: Output,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// Load and validate; on failure print every error and return None.
@@ -112,7 +131,48 @@ fn load(files: &[PathBuf]) -> Result<Option<Vec<Document>>> {
 
 fn build(files: &[PathBuf]) -> Result<Option<Cluster>> {
     let Some(docs) = load(files)? else { return Ok(None) };
-    Ok(Some(Cluster::build(docs.iter().map(|d| &d.resource)).context("building the policy model")?))
+    cluster(&docs).map(Some)
+}
+
+fn cluster(docs: &[Document]) -> Result<Cluster> {
+    Cluster::build(docs.iter().map(|d| &d.resource)).context("building the policy model")
+}
+
+/// The live agent's objects with `changes` (validated files, may be empty) applied on top; None after
+/// printing the errors.
+fn live_docs(client: &ClientArgs, changes: &[PathBuf]) -> Result<Option<Vec<Document>>> {
+    let changes = if changes.is_empty() {
+        Vec::new()
+    } else {
+        let (docs, errors) = load_paths_partial(changes);
+        if !errors.is_empty() {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s); nothing was accepted", errors.len());
+            return Ok(None);
+        }
+        docs
+    };
+    let live = super::live::fetch_live(&Client::new(client))?;
+    let docs = super::live::overlay(live, changes);
+    if let Err(errors) = validate_set(&docs, &Default::default()) {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        eprintln!("{} error(s) in the live objects with the changes applied", errors.len());
+        return Ok(None);
+    }
+    Ok(Some(docs))
+}
+
+/// The model `trace` and `matrix` evaluate: files, or the live objects (plus files with --live).
+fn model(files: &[PathBuf], live: bool, client: &ClientArgs) -> Result<Option<Cluster>> {
+    if live || files.is_empty() {
+        let Some(docs) = live_docs(client, files)? else { return Ok(None) };
+        return cluster(&docs).map(Some);
+    }
+    build(files)
 }
 
 pub fn validate(a: ValidateArgs) -> Result<ExitCode> {
@@ -156,12 +216,12 @@ fn peer<'a>(c: &'a Cluster, s: &str, flag: &str) -> Result<Peer<'a>> {
     }
     match c.endpoint(s) {
         Some(i) => Ok(Peer::Endpoint(&c.endpoints[i])),
-        None => bail!("{flag} {s:?}: no such pod in the manifests"),
+        None => bail!("{flag} {s:?}: no such pod in the model"),
     }
 }
 
 pub fn trace(a: TraceArgs) -> Result<ExitCode> {
-    let Some(c) = build(&a.files)? else { return Ok(ExitCode::from(1)) };
+    let Some(c) = model(&a.files, a.live, &a.client)? else { return Ok(ExitCode::from(1)) };
     let src = peer(&c, &a.from, "--from")?;
     let dst = peer(&c, &a.to, "--to")?;
     let protocol = parse_protocol_number(&a.protocol)?;
@@ -203,7 +263,7 @@ fn port_filter(c: &Cluster, port: Option<u16>, protocol: Option<&str>) -> Result
 }
 
 pub fn matrix(a: MatrixArgs) -> Result<ExitCode> {
-    let Some(c) = build(&a.files)? else { return Ok(ExitCode::from(1)) };
+    let Some(c) = model(&a.files, a.live, &a.client)? else { return Ok(ExitCode::from(1)) };
     let ports = port_filter(&c, a.port, a.protocol.as_deref())?;
     if ports.is_empty() {
         bail!("no pod declares a containerPort: pass --port (and --protocol)");
@@ -228,8 +288,15 @@ pub fn matrix(a: MatrixArgs) -> Result<ExitCode> {
 }
 
 pub fn diff(a: DiffArgs) -> Result<ExitCode> {
-    let Some(old) = build(&a.old)? else { return Ok(ExitCode::from(1)) };
-    let Some(new) = build(&a.new)? else { return Ok(ExitCode::from(1)) };
+    let (old, new) = if a.live || a.old.is_empty() {
+        let Some(old) = live_docs(&a.client, &[])? else { return Ok(ExitCode::from(1)) };
+        let Some(new) = live_docs(&a.client, &a.new)? else { return Ok(ExitCode::from(1)) };
+        (cluster(&old)?, cluster(&new)?)
+    } else {
+        let Some(old) = build(&a.old)? else { return Ok(ExitCode::from(1)) };
+        let Some(new) = build(&a.new)? else { return Ok(ExitCode::from(1)) };
+        (old, new)
+    };
     let ports = match (a.port, &a.protocol) {
         (None, None) => None,
         _ => {
@@ -240,6 +307,9 @@ pub fn diff(a: DiffArgs) -> Result<ExitCode> {
             Some(p)
         }
     };
+    if old.endpoints.is_empty() && new.endpoints.is_empty() {
+        eprintln!("warning: neither side holds a pod, so no reachability between pods can change; pass the pods' manifests too");
+    }
     let d = porin_policy::diff::diff(&old, &new, ports.as_deref());
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&d)?),

@@ -15,17 +15,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hyper::Method;
 use ipnet::IpNet;
 use porin_model::conntest::{ConnectivityTestSpec, Expect, PeerRef, PeerSpec, TestCase};
 use porin_model::load::join_path;
-use porin_model::{Document, Kind, ManifestError, Object, Resource, load_paths_partial, validate_set};
+use porin_model::{Document, ManifestError, Object, Resource, load_paths_partial, validate_set};
 use porin_policy::{Cluster, Packet, Peer};
 use porin_selector::Selector;
 use serde_json::{Value, json};
 
 use super::offline::Output;
-use crate::client::{Client, ClientArgs, block_on, collection_path};
+use crate::client::{Client, ClientArgs};
 use crate::printers;
 
 #[derive(Args, Debug)]
@@ -150,7 +149,7 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
             }
             None => Client::new(&a.client),
         };
-        let live = fetch_live(&client)?;
+        let live = super::live::fetch_live(&client)?;
         for d in live {
             if matches!(d.resource, Resource::ConnectivityTest(_)) {
                 if a.files.is_empty() {
@@ -182,30 +181,6 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&to_json(&results)).expect("json")),
     }
     Ok(if results.iter().all(|r| r.passed()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-/// Every object the agent serves (except WorkloadEndpoints, which the policy model does not read).
-fn fetch_live(c: &Client) -> Result<Vec<Document>> {
-    block_on(async {
-        let mut out = Vec::new();
-        for kind in Kind::ALL {
-            if kind == Kind::WorkloadEndpoint {
-                continue;
-            }
-            let path = collection_path(kind, None);
-            let list = c.call(Method::GET, &path, None).await.with_context(|| format!("listing {path}"))?;
-            for (i, item) in list["items"].as_array().into_iter().flatten().enumerate() {
-                let mut item = item.clone();
-                if let Some(m) = item.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                }
-                let resource = porin_model::load::to_resource(kind, item)
-                    .map_err(|(p, m)| anyhow::anyhow!("{path} items[{i}]: {p}: {m}"))?;
-                out.push(Document { source: format!("server {path}"), doc: i + 1, prefix: String::new(), resource });
-            }
-        }
-        Ok(out)
-    })?
 }
 
 /// One case, with its peers resolved to concrete endpoints and addresses.

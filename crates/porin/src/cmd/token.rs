@@ -11,8 +11,11 @@ use crate::client::{Client, ClientArgs, block_on};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
+    /// Everything.
     Admin,
+    /// Read every object; write nothing.
     ReadOnly,
+    /// Write only in the namespaces and tiers given with --namespace and --tier.
     Scoped,
     /// The CNI path: writes WorkloadEndpoints and Pod status only.
     Cni,
@@ -53,7 +56,9 @@ pub struct TokenArgs {
 
 #[derive(Args, Debug)]
 pub struct TokenCreateArgs {
+    /// The token's name: unique (see --rotate); the audit trail names it with the token's id.
     pub name: String,
+    /// What the token may do: admin (everything), read-only, scoped (--namespace/--tier), cni (endpoints).
     #[arg(long, value_enum)]
     pub role: RoleArg,
     /// Namespaces a scoped token may write in. Repeatable.
@@ -95,7 +100,7 @@ fn create(a: TokenCreateArgs) -> Result<ExitCode> {
     };
     let ttl = match &a.ttl {
         Some(t) => Some(
-            crate::timefmt::parse_duration(t)
+            porin_agent::timefmt::parse_duration(t)
                 .ok_or_else(|| anyhow::anyhow!("--ttl {t:?}: expected a duration like 30m, 24h or 7d"))?
                 .as_secs(),
         ),

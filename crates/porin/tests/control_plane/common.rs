@@ -71,7 +71,13 @@ impl Agent {
     /// and PORIN_CA are unset unless given).
     pub fn porin_env(&self, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let mut c = Command::new(bin());
-        c.args(args).env("PORIN_SERVER", &self.socket).env_remove("PORIN_TOKEN").env_remove("PORIN_CA").current_dir(&self.dir);
+        c.args(args)
+            .env("PORIN_SERVER", &self.socket)
+            .env_remove("PORIN_TOKEN")
+            .env_remove("PORIN_CA")
+            .env_remove("PORIN_CONTEXT")
+            .env("PORIN_CONFIG", self.dir.join("porin-config.yaml"))
+            .current_dir(&self.dir);
         for (k, v) in env {
             c.env(k, v);
         }

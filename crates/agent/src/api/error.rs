@@ -87,17 +87,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// `a: b: c` for an error and its sources (the datastore's errors say where in their sources).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
+pub(crate) use crate::error_chain;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -27,7 +27,6 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
 use porin_dataplane::{Counters, EventReader, MapOccupancy, Reason};
 use porin_flow::{
     AggregationLevel, AggregatorConfig, FlowRecord, FlowSink, FlowStore, FlowStoreOptions, FlowStoreReader, JsonlExporter, JsonlOptions, Metrics,
@@ -91,6 +90,26 @@ fn drain_denied(reader: &mut EventReader, buf: &mut Vec<Result<porin_dataplane::
     true
 }
 
+/// Why flow visibility could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowStartError {
+    #[error("opening the flow store {}", path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: porin_flow::Error,
+    },
+    #[error("opening the flow export {}", path.display())]
+    Export {
+        path: PathBuf,
+        #[source]
+        source: porin_flow::Error,
+    },
+    /// A flow thread could not be started.
+    #[error(transparent)]
+    Thread(#[from] std::io::Error),
+}
+
 /// The pipeline's shared face: counters, metrics, store reader, live feed, enricher snapshot.
 pub struct FlowService {
     pub counters: Arc<PipelineCounters>,
@@ -128,11 +147,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl FlowService {
     /// Opens the flow store and starts the reader and pipeline threads. The reader thread idles until
     /// the dataplane hands over its ring buffer.
-    pub fn start(opts: FlowOptions) -> Result<Arc<FlowService>> {
+    pub fn start(opts: FlowOptions) -> Result<Arc<FlowService>, FlowStartError> {
         let store_path = opts.store_dir.join("flows.redb");
-        let store = FlowStore::open(&store_path, opts.store.clone()).with_context(|| format!("opening the flow store {}", store_path.display()))?;
+        let store = FlowStore::open(&store_path, opts.store.clone()).map_err(|source| FlowStartError::Store { path: store_path.clone(), source })?;
         let exporter = match &opts.export {
-            Some(dir) => Some(JsonlExporter::open(JsonlOptions::new(dir)).with_context(|| format!("opening the flow export {}", dir.display()))?),
+            Some(dir) => Some(JsonlExporter::open(JsonlOptions::new(dir)).map_err(|source| FlowStartError::Export { path: dir.clone(), source })?),
             None => None,
         };
         let counters: Arc<PipelineCounters> = Arc::default();

@@ -50,7 +50,7 @@ use porin_model::Resource;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::agent::{PolicyConsumer, PolicySnapshot};
+use crate::engine::{PolicyConsumer, PolicySnapshot};
 use crate::flows::{ContextInputs, FlowContext, FlowService};
 
 /// How the agent's dataplane is set up.
@@ -777,9 +777,9 @@ impl PolicyConsumer for DataplaneConsumer {
 /// The trace of the lockdown's deny-all entries (flow records show it).
 pub const LOCKDOWN_TRACE: &str = "porin|lockdown: a stored object that may apply does not decode|-1|deny";
 
-/// Endpoints the snapshot locks down ([`crate::agent::Lockdown`]) deny everything both ways: their entries
+/// Endpoints the snapshot locks down ([`crate::engine::Lockdown`]) deny everything both ways: their entries
 /// become one deny-all default per direction (a new policy revision, so established flows are revoked too).
-fn lock_down(compiled: &mut Compiled, lockdown: &crate::agent::Lockdown, calc: &mut porin_calc::State) {
+fn lock_down(compiled: &mut Compiled, lockdown: &crate::engine::Lockdown, calc: &mut porin_calc::State) {
     if lockdown.is_empty() {
         return;
     }

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod porin_routes;
 pub mod promote;
 pub mod resources;
+pub mod sources;
 pub mod write;
 
 use std::collections::HashMap;
@@ -36,7 +37,7 @@ use porin_store::{AnyStore, KeyValue, Store};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
-use crate::agent::Snapshot;
+use crate::engine::Snapshot;
 use crate::auth::{Identity, Role, TokenRecord, token_key};
 pub use error::ApiError;
 
@@ -51,10 +52,10 @@ pub struct ApiState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Tokens seen while the store was reachable, so callers stay authenticated (read-only) during an outage.
     pub token_cache: Mutex<HashMap<String, TokenRecord>>,
-    /// What the dataplane thread last published (`porin status`).
-    pub dataplane: watch::Receiver<Arc<crate::dataplane::DataplaneStatus>>,
+    /// What the node reconciler last published (`porin status`).
+    pub dataplane: Arc<dyn sources::ReconcilerStatus>,
     /// Flow visibility (agents only): `porin observe`, `/metrics`, the `flows` part of status.
-    pub flows: Option<Arc<crate::flows::FlowService>>,
+    pub flows: Option<Arc<dyn sources::FlowSource>>,
 }
 
 pub type Shared = Arc<ApiState>;
@@ -86,7 +87,7 @@ impl ApiState {
     /// Whether the engine's cache can answer for `prefix`: only resources are reflected. Tokens and the audit
     /// trail are not, and an empty answer from the cache would be a lie.
     fn cache_covers(&self, prefix: &str) -> bool {
-        prefix.starts_with(crate::keys::RESOURCES) && self.snapshot.borrow().synced
+        prefix.starts_with(crate::registry::keys::RESOURCES) && self.snapshot.borrow().synced
     }
 
     /// 503 for a read the cache cannot answer while the datastore is unreachable.
@@ -171,9 +172,9 @@ impl ApiState {
 
 /// What lives under a key, for messages.
 fn describe(key: &str) -> String {
-    if key.starts_with(crate::keys::AUDIT) {
+    if key.starts_with(crate::registry::keys::AUDIT) {
         "the audit trail".into()
-    } else if key.starts_with(crate::keys::TOKENS) {
+    } else if key.starts_with(crate::registry::keys::TOKENS) {
         "token data".into()
     } else {
         format!("{key:?}")

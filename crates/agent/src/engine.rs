@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt;
-use porin_model::Resource;
 use porin_policy::Cluster;
 use porin_store::{AnyStore, KeyValue, Reflector, ReflectorOptions, SyncEvent};
 use tokio::sync::watch;
 
-use crate::keys;
+use crate::registry::keys;
+pub use crate::registry::Undecodable;
+#[cfg(test)]
+use crate::registry::decode_all;
 
 /// What the API reads: the reflected cache and the current policy summary.
 #[derive(Debug, Clone, Default)]
@@ -44,16 +46,6 @@ pub struct PolicySummary {
     pub error: Option<String>,
     /// Stored objects that do not decode (their endpoints are locked down: see [`Lockdown`]).
     pub undecodable: Vec<Undecodable>,
-}
-
-/// A stored object the engine cannot read, and what it locks down.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Undecodable {
-    pub key: String,
-    pub error: String,
-    /// The namespace whose endpoints deny; None: every endpoint.
-    pub namespace: Option<String>,
 }
 
 /// Endpoints that must deny everything because a stored object that may apply to them does not decode: had
@@ -93,7 +85,7 @@ pub struct PolicySnapshot {
     pub revision: u64,
     pub cluster: Arc<Cluster>,
     /// Every WorkloadEndpoint: what binds pods to interfaces (the dataplane keeps its node's).
-    pub bindings: Arc<Vec<crate::dataplane::Binding>>,
+    pub bindings: Arc<Vec<crate::reconciler::Binding>>,
     /// When the agent saw the change this revision carries (programming latency starts here).
     pub changed_at: Option<Instant>,
     /// Endpoints the dataplane must make deny everything (stored objects that do not decode).
@@ -123,82 +115,6 @@ pub async fn run_consumer(mut rx: watch::Receiver<Arc<PolicySnapshot>>, mut cons
 }
 
 
-/// Why a stored value is not a resource.
-#[derive(Debug)]
-enum DecodeError {
-    UnknownKey,
-    Json(serde_json::Error),
-    Invalid { path: String, message: String },
-}
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DecodeError::UnknownKey => f.write_str("the key names no known kind"),
-            DecodeError::Json(e) => write!(f, "invalid JSON: {e}"),
-            DecodeError::Invalid { path, message } if path.is_empty() => f.write_str(message),
-            DecodeError::Invalid { path, message } => write!(f, "{path}: {message}"),
-        }
-    }
-}
-
-fn decode_one(kind: porin_model::Kind, kv: &KeyValue) -> Result<Resource, DecodeError> {
-    let v: serde_json::Value = serde_json::from_slice(&kv.value).map_err(DecodeError::Json)?;
-    porin_model::load::to_resource(kind, v).map_err(|(path, message)| DecodeError::Invalid { path, message })
-}
-
-/// One stored value, decoded.
-fn decode_kv(kv: &KeyValue) -> Result<Resource, Undecodable> {
-    let parsed = keys::parse_key(&kv.key);
-    let res = match &parsed {
-        Some((kind, _, _)) => decode_one(*kind, kv),
-        None => Err(DecodeError::UnknownKey),
-    };
-    res.map_err(|e| Undecodable { key: kv.key.clone(), error: e.to_string(), namespace: parsed.and_then(|(_, ns, _)| ns) })
-}
-
-/// Every stored resource that decodes, and every one that does not (never silently dropped).
-#[cfg(test)]
-fn decode_all(items: &BTreeMap<String, KeyValue>) -> (Vec<Resource>, Vec<Undecodable>) {
-    let mut cache = DecodeCache::default();
-    let (ok, bad) = cache.decode(items);
-    (ok.into_iter().cloned().collect(), bad)
-}
-
-/// The decoded form of every stored value, by key, with the revision it was decoded at: a batch of changes
-/// decodes only the values it changed (a key's `mod_revision` names one exact value), so one change at 10k
-/// stored objects does not re-parse the other 10k.
-#[derive(Default)]
-struct DecodeCache {
-    by_key: std::collections::HashMap<String, (u64, Result<Resource, Undecodable>)>,
-}
-
-impl DecodeCache {
-    /// Every stored resource that decodes, and every one that does not (never silently dropped), in key order.
-    fn decode<'a>(&'a mut self, items: &BTreeMap<String, KeyValue>) -> (Vec<&'a Resource>, Vec<Undecodable>) {
-        if self.by_key.len() > items.len() {
-            self.by_key.retain(|k, _| items.contains_key(k));
-        }
-        for kv in items.values() {
-            match self.by_key.get(&kv.key) {
-                Some((rev, _)) if *rev == kv.mod_revision => {}
-                _ => {
-                    self.by_key.insert(kv.key.clone(), (kv.mod_revision, decode_kv(kv)));
-                }
-            }
-        }
-        let mut ok = Vec::with_capacity(items.len());
-        let mut bad = Vec::new();
-        for k in items.keys() {
-            match &self.by_key[k].1 {
-                Ok(r) => ok.push(r),
-                Err(u) => bad.push(u.clone()),
-            }
-        }
-        (ok, bad)
-    }
-}
-
 /// The engine task. `build` = false runs only the cache (for `porin serve`).
 pub async fn run_engine(
     store: AnyStore,
@@ -209,7 +125,7 @@ pub async fn run_engine(
     let mut refl = Reflector::new(store, keys::RESOURCES, ReflectorOptions::default());
     let mut snap = Snapshot::default();
     let mut summary = PolicySummary::default();
-    let mut decoded = DecodeCache::default();
+    let mut decoded = crate::registry::DecodeCache::default();
     loop {
         let first = refl.next().await;
         let changed_at = Instant::now();
@@ -234,7 +150,7 @@ pub async fn run_engine(
             SyncEvent::Disconnected { error, .. } => {
                 snap.connected = false;
                 snap.disconnected_since.get_or_insert_with(crate::timefmt::now_secs);
-                snap.last_error = Some(crate::api::error::error_chain(&error));
+                snap.last_error = Some(crate::error_chain(&error));
             }
         };
         handle(first, &mut snap);
@@ -267,7 +183,7 @@ pub async fn run_engine(
                     policy_tx.send_replace(Arc::new(PolicySnapshot {
                         revision: snap.revision,
                         cluster: Arc::new(cluster),
-                        bindings: Arc::new(crate::dataplane::bindings(resources.iter().copied())),
+                        bindings: Arc::new(crate::reconciler::bindings(resources.iter().copied())),
                         changed_at: Some(changed_at),
                         lockdown: Arc::new(Lockdown::from_undecodable(&undecodable)),
                     }));

@@ -45,5 +45,5 @@ pub struct AuditRecord {
 pub fn new_key() -> String {
     let mut r = [0u8; 2];
     let _ = getrandom::fill(&mut r);
-    format!("{}{:024}-{:02x}{:02x}", crate::keys::AUDIT, crate::timefmt::now_nanos(), r[0], r[1])
+    format!("{}{:024}-{:02x}{:02x}", crate::registry::keys::AUDIT, crate::timefmt::now_nanos(), r[0], r[1])
 }

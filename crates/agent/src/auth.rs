@@ -75,13 +75,13 @@ pub fn new_token() -> std::io::Result<String> {
 }
 
 pub fn token_key(token: &str) -> String {
-    format!("{}{}", crate::keys::TOKENS, sha256::hex_digest(token.as_bytes()))
+    format!("{}{}", crate::registry::keys::TOKENS, sha256::hex_digest(token.as_bytes()))
 }
 
 /// A token's public id: the first 12 hex digits of its SHA-256 (from its store key). Names who used which
 /// token in the audit trail and `porin token list` without revealing anything that authenticates.
 pub fn token_id(key: &str) -> String {
-    key.strip_prefix(crate::keys::TOKENS).unwrap_or(key).chars().take(12).collect()
+    key.strip_prefix(crate::registry::keys::TOKENS).unwrap_or(key).chars().take(12).collect()
 }
 
 /// The tier a policy object belongs to (`default` when unset); None for kinds without tiers.

@@ -14,7 +14,7 @@ use super::write::{Change, Intent, commit, known_tiers};
 use super::{ApiError, ApiState, Shared};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::auth::{Identity, Role, TokenRecord, new_token, token_key};
-use crate::keys;
+use crate::registry::keys;
 
 fn parse_body(body: &Bytes) -> Result<Vec<porin_model::Document>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
@@ -259,7 +259,6 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         _ => None,
     };
     let p = &snap.policy;
-    let dp = st.dataplane.borrow().clone();
     let undecodable = undecodable_health(&p.undecodable);
     let health = if store_rev.is_none() || !snap.connected {
         "degraded: datastore unreachable, serving last known state read-only"
@@ -269,7 +268,7 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         "degraded: policy recompute failed, previous policy kept"
     } else if !snap.synced {
         "starting"
-    } else if !dp.errors.is_empty() {
+    } else if st.dataplane.has_errors() {
         "degraded: dataplane errors (affected endpoints deny)"
     } else {
         "ok"
@@ -293,13 +292,13 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         "policyError": p.error,
         "undecodable": p.undecodable,
         "health": health,
-        "dataplane": serde_json::to_value(&*dp).unwrap_or_default(),
+        "dataplane": st.dataplane.status_json(),
         "flows": st.flows.as_ref().map(|f| f.status()),
     }))
 }
 
 /// The health line for stored objects that do not decode: each key, its error and what it locks down.
-fn undecodable_health(u: &[crate::agent::Undecodable]) -> Option<String> {
+fn undecodable_health(u: &[crate::engine::Undecodable]) -> Option<String> {
     if u.is_empty() {
         return None;
     }

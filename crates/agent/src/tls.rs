@@ -16,11 +16,38 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+/// Why TLS material could not be set up or used. Each message names the file and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file or directory operation failed (`what` says which and where).
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file could not be read.
+    #[error("{what}")]
+    Pem {
+        what: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// Certificate material is unusable or could not be made.
+    #[error("{0}")]
+    Material(String),
+}
+
+type Result<T, E = TlsError> = std::result::Result<T, E>;
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> TlsError {
+    move |source| TlsError::Io { what, source }
+}
 
 /// The one crypto provider Porin uses (ring; never aws-lc-rs).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -77,29 +104,29 @@ pub fn names_for(listen: SocketAddr, hostname: &str, extra: &[String]) -> Vec<St
 
 /// Make sure `<dir>/ca.{crt,key}` exist (created once) and issue a fresh `server.{crt,key}` for `names`.
 pub fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<ServerCert> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("chmod {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(format!("chmod {}", dir.display())))?;
     let (ca_crt, ca_key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
     let ca_key = match std::fs::read_to_string(&ca_key_path) {
-        Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| anyhow!("{}: not a usable private key: {e}", ca_key_path.display()))?,
+        Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| TlsError::Material(format!("{}: not a usable private key: {e}", ca_key_path.display())))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let k = KeyPair::generate().map_err(|e| anyhow!("generating the CA key: {e}"))?;
+            let k = KeyPair::generate().map_err(|e| TlsError::Material(format!("generating the CA key: {e}")))?;
             write_file(&ca_key_path, k.serialize_pem().as_bytes(), 0o600)?;
             // A new key means a new CA: an old ca.crt belongs to another key.
             let _ = std::fs::remove_file(&ca_crt);
             k
         }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", ca_key_path.display())),
+        Err(e) => return Err(io_err(format!("reading {}", ca_key_path.display()))(e)),
     };
     let ca_params = ca_params(&ca_key)?;
     if !ca_crt.exists() {
-        let cert = ca_params.self_signed(&ca_key).map_err(|e| anyhow!("self-signing the CA: {e}"))?;
+        let cert = ca_params.self_signed(&ca_key).map_err(|e| TlsError::Material(format!("self-signing the CA: {e}")))?;
         write_file(&ca_crt, cert.pem().as_bytes(), 0o644)?;
     }
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut params = CertificateParams::new(names.to_vec()).map_err(|e| anyhow!("certificate names {names:?}: {e}"))?;
+    let mut params = CertificateParams::new(names.to_vec()).map_err(|e| TlsError::Material(format!("certificate names {names:?}: {e}")))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, names.iter().find(|n| n.parse::<IpAddr>().is_err()).cloned().unwrap_or_else(|| "porin".into()));
     params.distinguished_name.push(DnType::OrganizationName, "Porin agent");
@@ -112,8 +139,8 @@ pub fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<ServerCert> {
     let from = rcgen::date_time_ymd(y, m, d);
     params.not_before = from;
     params.not_after = from + Duration::from_secs(398 * 86_400);
-    let key = KeyPair::generate().map_err(|e| anyhow!("generating the server key: {e}"))?;
-    let cert = params.signed_by(&key, &issuer).map_err(|e| anyhow!("issuing the server certificate: {e}"))?;
+    let key = KeyPair::generate().map_err(|e| TlsError::Material(format!("generating the server key: {e}")))?;
+    let cert = params.signed_by(&key, &issuer).map_err(|e| TlsError::Material(format!("issuing the server certificate: {e}")))?;
     let (crt_path, key_path) = (dir.join("server.crt"), dir.join("server.key"));
     write_file(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
     write_file(&crt_path, cert.pem().as_bytes(), 0o644)?;
@@ -160,7 +187,7 @@ fn civil_from_days(z: i64) -> (i32, u8, u8) {
 
 fn random_serial() -> Result<rcgen::SerialNumber> {
     let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| anyhow!("random: {e}"))?;
+    getrandom::fill(&mut b).map_err(|e| TlsError::Material(format!("random: {e}")))?;
     b[0] &= 0x7f; // positive
     Ok(rcgen::SerialNumber::from_slice(&b))
 }
@@ -176,25 +203,25 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .create_new(true)
         .mode(mode)
         .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        .map_err(io_err(format!("creating {}", tmp.display())))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io_err(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io_err(format!("renaming {} to {}", tmp.display(), path.display())))?;
     Ok(())
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
+        .map_err(|source| TlsError::Pem { what: format!("reading {}", path.display()), source })?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{}: bad PEM: {e}", path.display()))?;
+        .map_err(|e| TlsError::Material(format!("{}: bad PEM: {e}", path.display())))?;
     if certs.is_empty() {
-        bail!("{}: no CERTIFICATE in it", path.display());
+        return Err(TlsError::Material(format!("{}: no CERTIFICATE in it", path.display())));
     }
     Ok(certs)
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| anyhow!("{}: no usable private key: {e}", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Material(format!("{}: no usable private key: {e}", path.display())))
 }
 
 /// A client-side check of a generated chain against the CA file on disk, for the first name.
@@ -203,13 +230,13 @@ fn verify_chain(sc: &ServerCert) -> Result<()> {
     let roots = roots(ca)?;
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
-        .map_err(|e| anyhow!("{}: {e}", ca.display()))?;
+        .map_err(|e| TlsError::Material(format!("{}: {e}", ca.display())))?;
     let chain = load_certs(&sc.cert)?;
     let name = ServerName::try_from(sc.names.first().cloned().unwrap_or_else(|| "localhost".into()))
-        .map_err(|e| anyhow!("server name: {e}"))?;
+        .map_err(|e| TlsError::Material(format!("server name: {e}")))?;
     verifier
         .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
-        .map_err(|e| anyhow!("{} does not verify against {}: {e} (remove {} to start a new CA)", sc.cert.display(), ca.display(), ca.display()))?;
+        .map_err(|e| TlsError::Material(format!("{} does not verify against {}: {e} (remove {} to start a new CA)", sc.cert.display(), ca.display(), ca.display())))?;
     Ok(())
 }
 
@@ -219,10 +246,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     let key = load_key(key)?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow!("TLS: {e}"))?
+        .map_err(|e| TlsError::Material(format!("TLS: {e}")))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| anyhow!("TLS certificate {}: {e}", cert.display()))?;
+        .map_err(|e| TlsError::Material(format!("TLS certificate {}: {e}", cert.display())))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -230,7 +257,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 fn roots(ca: &Path) -> Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(ca)? {
-        roots.add(c).map_err(|e| anyhow!("{}: not a usable CA certificate: {e}", ca.display()))?;
+        roots.add(c).map_err(|e| TlsError::Material(format!("{}: not a usable CA certificate: {e}", ca.display())))?;
     }
     Ok(roots)
 }
@@ -239,7 +266,7 @@ fn roots(ca: &Path) -> Result<rustls::RootCertStore> {
 pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow!("TLS: {e}"))?
+        .map_err(|e| TlsError::Material(format!("TLS: {e}")))?
         .with_root_certificates(roots(ca)?)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::write::{Change, Intent, commit, decode, known_tiers, stored_json};
 use super::{ApiError, Shared};
 use crate::auth::Identity;
-use crate::keys;
+use crate::registry::keys;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

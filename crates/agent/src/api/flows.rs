@@ -20,14 +20,14 @@ use axum::routing::get;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ApiError, Shared};
-use crate::flows::FlowService;
+use super::sources::FlowSource;
 
 const NDJSON: &str = "application/x-ndjson";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// A follower gets a blank line after this much silence (and a gone client is noticed).
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
-fn service(st: &Shared) -> Result<Arc<FlowService>, ApiError> {
+fn service(st: &Shared) -> Result<Arc<dyn FlowSource>, ApiError> {
     st.flows.clone().ok_or_else(|| ApiError::not_found("flow visibility runs in `porin agent` (this server has no flow pipeline)"))
 }
 
@@ -84,7 +84,7 @@ pub async fn flows(State(st): State<Shared>, Query(params): Query<Vec<(String, S
                 }
             }
             Ok(Err(RecvError::Lagged(n))) => {
-                svc.follow_lagged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                svc.follow_lagged(n);
                 Bytes::from(format!("{{\"lagged\":{n}}}\n"))
             }
             Ok(Err(RecvError::Closed)) => return None,
@@ -102,7 +102,7 @@ pub async fn metrics(State(st): State<Shared>) -> Result<Response, ApiError> {
 
 /// The `--metrics-listen` server: `/metrics` only, plain HTTP, no authentication (bind it to loopback
 /// or a scrape network).
-pub fn metrics_router(flows: Option<Arc<FlowService>>) -> Router {
+pub fn metrics_router(flows: Option<Arc<dyn FlowSource>>) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {

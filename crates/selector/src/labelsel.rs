@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use porin_selector::{LabelSelectorRequirement, Selector};
+use crate::{LabelSelectorRequirement, Selector};
 
 fn split_terms(s: &str) -> Vec<String> {
     let mut out = Vec::new();

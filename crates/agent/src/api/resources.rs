@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::write::{Change, Intent, commit, known_tiers, object_out};
 use super::{ApiError, Shared};
 use crate::auth::Identity;
-use crate::keys;
+use crate::registry::keys;
 
 /// A parsed REST path.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ fn labels_of(v: &Value) -> std::collections::BTreeMap<String, String> {
 
 fn selector(q: &HashMap<String, String>) -> Result<Selector, ApiError> {
     match q.get("labelSelector") {
-        Some(s) => crate::labelsel::parse(s).map_err(|e| ApiError::bad_request(format!("invalid labelSelector: {e}"))),
+        Some(s) => porin_selector::labelsel::parse(s).map_err(|e| ApiError::bad_request(format!("invalid labelSelector: {e}"))),
         None => Ok(Selector::all()),
     }
 }

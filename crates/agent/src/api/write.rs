@@ -12,7 +12,8 @@ use serde_json::Value;
 use super::{ApiError, ApiState};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::auth::{Identity, Role};
-use crate::{keys, scope};
+use crate::registry::keys;
+use crate::scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {
@@ -70,27 +71,11 @@ pub struct Outcome {
     pub action: &'static str,
 }
 
-/// The stored form of an object: its JSON without `resourceVersion`.
-pub fn stored_json(r: &Resource) -> Value {
-    let mut v = r.to_json();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    v
-}
+pub use crate::registry::{object_out, stored_json};
 
-/// An object as the API returns it: stored JSON + `metadata.resourceVersion` = the key's mod revision.
-pub fn object_out(kv: &KeyValue) -> Value {
-    let mut v: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
-    }
-    v
-}
-
+/// The resource a stored value holds; None when it does not decode.
 pub fn decode(kind: Kind, kv: &KeyValue) -> Option<Resource> {
-    let v: Value = serde_json::from_slice(&kv.value).ok()?;
-    porin_model::load::to_resource(kind, v).ok()
+    crate::registry::decode(kind, kv).ok()
 }
 
 /// Tiers in the store (for validating tier references).

@@ -24,7 +24,7 @@ use porin_store::{KeyValue, Store};
 use super::write::{Change, decode};
 use super::{ApiError, ApiState};
 use crate::auth::{Identity, Role};
-use crate::keys;
+use crate::registry::keys;
 
 /// The prefix of system annotations.
 pub const SYSTEM_ANNOTATION_PREFIX: &str = "porin.io/";
