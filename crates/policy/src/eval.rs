@@ -192,7 +192,7 @@ impl Cluster {
     /// The policies that apply to `local` for `dir`, grouped by tier in evaluation order: (tier index, policy
     /// indices in order). Tiers with no selecting policy are left out (they are skipped entirely).
     pub fn applicable(&self, v: Variant, local: &Endpoint, dir: Direction) -> Vec<(usize, Vec<usize>)> {
-        let (policies, tiers) = self.set(v);
+        let policies = self.set(v).0;
         let index = match v {
             Variant::Enforced => &self.selector_index.enforced,
             Variant::Pending => &self.selector_index.pending,
