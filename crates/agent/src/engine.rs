@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::registry::keys;
 pub use crate::registry::Undecodable;
+#[cfg(test)]
 use crate::registry::decode_all;
 
 /// What the API reads: the reflected cache and the current policy summary.
@@ -124,6 +125,7 @@ pub async fn run_engine(
     let mut refl = Reflector::new(store, keys::RESOURCES, ReflectorOptions::default());
     let mut snap = Snapshot::default();
     let mut summary = PolicySummary::default();
+    let mut decoded = crate::registry::DecodeCache::default();
     loop {
         let first = refl.next().await;
         let changed_at = Instant::now();
@@ -163,11 +165,11 @@ pub async fn run_engine(
         }
         if dirty && build && snap.synced {
             let t0 = Instant::now();
-            let (resources, undecodable) = decode_all(refl.items());
+            let (resources, undecodable) = decoded.decode(refl.items());
             for u in &undecodable {
                 tracing::error!(key = %u.key, error = %u.error, namespace = ?u.namespace, "stored object does not decode: its endpoints are locked down");
             }
-            match Cluster::build(resources.iter()) {
+            match Cluster::build(resources.iter().copied()) {
                 Ok(cluster) => {
                     summary = PolicySummary {
                         revision: snap.revision,
@@ -181,7 +183,7 @@ pub async fn run_engine(
                     policy_tx.send_replace(Arc::new(PolicySnapshot {
                         revision: snap.revision,
                         cluster: Arc::new(cluster),
-                        bindings: Arc::new(crate::reconciler::bindings(&resources)),
+                        bindings: Arc::new(crate::reconciler::bindings(resources.iter().copied())),
                         changed_at: Some(changed_at),
                         lockdown: Arc::new(Lockdown::from_undecodable(&undecodable)),
                     }));

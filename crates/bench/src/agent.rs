@@ -73,7 +73,65 @@ fn manifests(rules: usize) -> (Value, Value) {
     (docs, allow)
 }
 
-pub fn bench(bin: &Path, rules: usize, trials: usize, failures: &mut Vec<String>) -> Result<Vec<B4Row>> {
+/// The agent's resident set, in KiB (`VmRSS` of `/proc/<pid>/status`).
+fn rss_kib(pid: i32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("agent pid {pid}"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+        .context("no VmRSS")
+}
+
+/// The pid of the lab's (only) agent, from the lab's state.
+fn agent_pid(state_dir: &Path, name: &str) -> Result<i32> {
+    let p = state_dir.join(format!("{name}.d")).join("porin.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)?;
+    v["agents"][0]["proc"]["pid"].as_i64().map(|p| p as i32).context("no agent pid in the lab state")
+}
+
+/// `n` pods without interfaces (policy peers only; no WorkloadEndpoint binds them), in the fillers' label groups.
+fn extra_pods(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                json!({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": format!("filler-{i}"), "namespace": synth::NS,
+                                    "labels": {"app": format!("filler-{}", i % 10), "role": "filler"}},
+                       "spec": {"containers": [{"name": "c", "image": "bench"}]},
+                       "status": {"podIP": synth::filler_ip(i).to_string()}})
+            })
+            .collect(),
+    )
+}
+
+/// A policy on the server whose one rule's port is `port`: each change is new rule content (new rule id).
+fn churn_policy(port: u16) -> Value {
+    json!([{
+        "apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+        "metadata": {"name": "zz-churn", "namespace": synth::NS},
+        "spec": {"selector": "app == 'server'", "order": 999_999, "types": ["Ingress"],
+                 "ingress": [{"action": "Allow", "protocol": "TCP", "source": {"selector": "app == 'client'"},
+                              "destination": {"ports": [port]}}]}
+    }])
+}
+
+/// Agent RSS after `changes` policy changes, sampled every `every` changes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RssRow {
+    pub rules: usize,
+    pub extra_pods: usize,
+    pub changes: usize,
+    pub rss_kib: u64,
+}
+
+pub fn bench(
+    bin: &Path,
+    rules: usize,
+    trials: usize,
+    pods: usize,
+    rss_changes: usize,
+    rss_out: &mut Vec<RssRow>,
+    failures: &mut Vec<String>,
+) -> Result<Vec<B4Row>> {
     let dir = tempfile::Builder::new().prefix("porin-bench-agent").tempdir()?;
     let (base, allow) = manifests(rules);
     let base_f = dir.path().join("base.json");
@@ -143,6 +201,32 @@ pub fn bench(bin: &Path, rules: usize, trials: usize, failures: &mut Vec<String>
     lab.ok(&["lab", "--name", &name, "wait"])?;
     if crate::traffic::try_connect(&client.netns_path, dst, Duration::from_millis(300))? {
         failures.push("B4 agent: revoked probe port still reachable".into());
+    }
+    if rss_changes > 0 {
+        let pid = agent_pid(lab.state_dir.path(), &name)?;
+        if pods > 0 {
+            let f = dir.path().join("pods.json");
+            std::fs::write(&f, serde_json::to_vec(&extra_pods(pods))?)?;
+            let t = Instant::now();
+            lab.ok(&["apply", "-f", f.to_str().expect("utf8")])?;
+            lab.ok(&["lab", "--name", &name, "wait"])?;
+            eprintln!("B4 agent: {pods} more pods applied and programmed in {:.1}s", t.elapsed().as_secs_f64());
+        }
+        let churn_f = dir.path().join("churn.json");
+        let every = (rss_changes / 10).max(1);
+        for k in 0..=rss_changes {
+            if k % every == 0 {
+                let rss = rss_kib(pid)?;
+                eprintln!("B4 agent: {rules} rules, {pods} extra pods, after {k} changes: RSS {:.1} MiB", rss as f64 / 1024.0);
+                rss_out.push(RssRow { rules, extra_pods: pods, changes: k, rss_kib: rss });
+            }
+            if k == rss_changes {
+                break;
+            }
+            std::fs::write(&churn_f, serde_json::to_vec(&churn_policy(30000 + (k % 20000) as u16))?)?;
+            lab.ok(&["apply", "-f", churn_f.to_str().expect("utf8")])?;
+            lab.ok(&["lab", "--name", &name, "wait"])?;
+        }
     }
     drop(lab);
     Ok(rows)

@@ -71,6 +71,12 @@ struct Args {
     /// B4 agent path: enforce/revoke pairs per rule count.
     #[arg(long, default_value_t = 5)]
     agent_trials: usize,
+    /// B4 agent path, after the trials: policy changes over which the agent's RSS is sampled (0: none).
+    #[arg(long, default_value_t = 0)]
+    agent_rss_changes: usize,
+    /// B4 agent path, before the RSS changes: pods (no interfaces) added to the store.
+    #[arg(long, default_value_t = 0)]
+    agent_pods: usize,
     /// Write all results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -126,6 +132,7 @@ struct Results {
     b1b2: Vec<(Variant, Vec<Sample>)>,
     b4: Vec<report::B4Row>,
     b5: Vec<report::B5Row>,
+    rss: Vec<agent::RssRow>,
     failures: Vec<String>,
 }
 
@@ -214,14 +221,20 @@ fn run(args: &Args) -> Result<Vec<String>> {
         let has_lab = std::process::Command::new(&bin).args(["lab", "--help"]).output().map(|o| o.status.success()).unwrap_or(false);
         if has_lab {
             for &n in &args.agent_rules {
-                res.b4.extend(agent::bench(&bin, n, args.agent_trials, &mut res.failures)?);
+                res.b4.extend(agent::bench(&bin, n, args.agent_trials, args.agent_pods, args.agent_rss_changes, &mut res.rss, &mut res.failures)?);
             }
         } else {
             eprintln!("B4 agent path skipped: {} has no `lab` subcommand (cargo build --release -p porin)", bin.display());
         }
     }
     res.machine.load_after = report::loadavg();
-    let md = report::render(&res.b1b2, &res.b4, &res.b5, &res.machine);
+    let mut md = report::render(&res.b1b2, &res.b4, &res.b5, &res.machine);
+    if !res.rss.is_empty() {
+        md.push_str("\nAgent RSS over policy changes (VmRSS):\n\n| rules | extra pods | changes | RSS MiB |\n|---|---|---|---|\n");
+        for r in &res.rss {
+            md.push_str(&format!("| {} | {} | {} | {:.1} |\n", r.rules, r.extra_pods, r.changes, r.rss_kib as f64 / 1024.0));
+        }
+    }
     println!("{md}");
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_vec_pretty(&res)?).with_context(|| format!("writing {}", p.display()))?;

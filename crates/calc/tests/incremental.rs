@@ -56,11 +56,12 @@ fn canonical(out: &Compiled, state: &State) -> Canon {
     (idents, ipcache, eps)
 }
 
-/// One random edit that keeps every index valid: a rule's action, a rule removed, a rule's port, a rule's peer
-/// (a new or an existing /32), a pod's labels, a pod added or removed, the default action.
+/// One random edit that keeps every index valid: a rule's action, a rule removed, added (a copy of another) or
+/// moved, a rule's port, a rule's peer (a new or an existing /32), a pod's labels, a pod added or removed, a
+/// namespace's labels, a network set's nets or labels, the default action.
 fn random_edit(c: &mut Cluster, rng: &mut impl Rng) -> String {
     for _ in 0..50 {
-        match rng.random_range(0..9) {
+        match rng.random_range(0..13) {
             0..=3 if !c.policies.is_empty() => {
                 let pi = rng.random_range(0..c.policies.len());
                 let p = &mut c.policies[pi];
@@ -137,6 +138,54 @@ fn random_edit(c: &mut Cluster, rng: &mut impl Rng) -> String {
             8 => {
                 c.default_allow = !c.default_allow;
                 return "default action".into();
+            }
+            9 if !c.namespaces.is_empty() => {
+                let names: Vec<String> = c.namespaces.keys().cloned().collect();
+                let ns = &names[rng.random_range(0..names.len())];
+                let labels = c.namespaces.get_mut(ns).expect("listed");
+                let k = ["team", "env", "app"][rng.random_range(0..3)];
+                if labels.contains_key(k) && rng.random_bool(0.5) {
+                    labels.remove(k);
+                } else {
+                    labels.insert(k.into(), ["x", "y", "prod", "dev", "a"][rng.random_range(0..5)].into());
+                }
+                return format!("labels of namespace {ns}");
+            }
+            10 if !c.net_sets.is_empty() => {
+                let si = rng.random_range(0..c.net_sets.len());
+                let s = &mut c.net_sets[si];
+                let net: ipnet::IpNet =
+                    format!("10.{}.0.0/{}", rng.random_range(97..100), [16, 24, 30][rng.random_range(0..3)]).parse().unwrap();
+                match rng.random_range(0..3) {
+                    0 => s.nets.push(net.trunc()),
+                    1 if !s.nets.is_empty() => {
+                        s.nets.remove(rng.random_range(0..s.nets.len()));
+                    }
+                    _ => {
+                        s.labels.insert("role".into(), ["a", "b", "x"][rng.random_range(0..3)].into());
+                    }
+                }
+                return format!("network set {}", s.name);
+            }
+            11 | 12 if !c.policies.is_empty() => {
+                let pi = rng.random_range(0..c.policies.len());
+                let p = &mut c.policies[pi];
+                let ingress = rng.random_bool(0.5);
+                let rules = if ingress { &mut p.ingress } else { &mut p.egress };
+                if rules.is_empty() {
+                    continue;
+                }
+                let from = rng.random_range(0..rules.len());
+                let to = rng.random_range(0..=rules.len());
+                if rng.random_bool(0.5) {
+                    let copy = rules[from].clone();
+                    rules.insert(to, copy);
+                    return format!("policy {} rule {from} copied to {to}", p.id);
+                }
+                let r = rules.remove(from);
+                let to = to.min(rules.len());
+                rules.insert(to, r);
+                return format!("policy {} rule {from} moved to {to}", p.id);
             }
             _ => {}
         }

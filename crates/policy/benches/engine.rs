@@ -49,6 +49,30 @@ fn benches(cr: &mut Criterion) {
     });
     let ip = Peer::Ip("192.0.2.7".parse().unwrap());
     g.bench_function("trace_external_ip_to_pod_10k", |b| b.iter(|| c10k.verdict(black_box(ip), Peer::Endpoint(dst), &pkt)));
+
+    // 10k pods, 10k policies (the 905 above plus 9,095 more, ~10 per app): the selector index keeps the trace
+    // independent of the policy count; the same cluster without its index scans every policy per side.
+    let mut rs = rs10k.clone();
+    rs.extend(synth::extra_policies(10_000, 10_000 - c10k.policies.len()));
+    let many = Cluster::build(rs.iter()).unwrap();
+    eprintln!("10k pods, {} policies", many.policies.len());
+    let mut linear = many.clone();
+    linear.selector_index = Default::default();
+    let src = &many.endpoints[many.endpoint("ns3/app1-0").unwrap()];
+    let dst = &many.endpoints[many.endpoint("ns3/app2-5").unwrap()];
+    g.bench_function("trace_10k_pods_10k_policies", |b| {
+        b.iter(|| many.verdict(Peer::Endpoint(black_box(src)), Peer::Endpoint(black_box(dst)), &pkt))
+    });
+    g.bench_function("trace_10k_pods_10k_policies_linear_scan", |b| {
+        b.iter(|| linear.verdict(Peer::Endpoint(black_box(src)), Peer::Endpoint(black_box(dst)), &pkt))
+    });
+    g.bench_function("trace_10k_pods_1k_policies_linear_scan", |b| {
+        let mut c = c10k.clone();
+        c.selector_index = Default::default();
+        let src = &c10k.endpoints[c10k.endpoint("ns3/app1-0").unwrap()];
+        let dst = &c10k.endpoints[c10k.endpoint("ns3/app2-5").unwrap()];
+        b.iter(|| c.verdict(Peer::Endpoint(black_box(src)), Peer::Endpoint(black_box(dst)), &pkt))
+    });
     g.finish();
 }
 

@@ -192,6 +192,34 @@ impl Cluster {
     /// The policies that apply to `local` for `dir`, grouped by tier in evaluation order: (tier index, policy
     /// indices in order). Tiers with no selecting policy are left out (they are skipped entirely).
     pub fn applicable(&self, v: Variant, local: &Endpoint, dir: Direction) -> Vec<(usize, Vec<usize>)> {
+        let policies = self.set(v).0;
+        let index = match v {
+            Variant::Enforced => &self.selector_index.enforced,
+            Variant::Pending => &self.selector_index.pending,
+        };
+        if index.usable(policies) {
+            let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
+            for (ti, pi) in index.candidates(local) {
+                let p = &policies[pi];
+                let typed = match dir {
+                    Direction::Ingress => p.ingress_type,
+                    Direction::Egress => p.egress_type,
+                };
+                if !typed || !self.policy_selects(p, local) {
+                    continue;
+                }
+                match out.last_mut() {
+                    Some((t, list)) if *t == ti => list.push(pi),
+                    _ => out.push((ti, vec![pi])),
+                }
+            }
+            return out;
+        }
+        self.applicable_linear(v, local, dir)
+    }
+
+    /// [`Cluster::applicable`] by testing every policy (the reference the selector index must equal).
+    pub fn applicable_linear(&self, v: Variant, local: &Endpoint, dir: Direction) -> Vec<(usize, Vec<usize>)> {
         let (policies, tiers) = self.set(v);
         let mut out = Vec::new();
         for (ti, tier) in tiers.iter().enumerate() {

@@ -224,6 +224,10 @@ pub struct Cluster {
     pub pending_tiers: Vec<IrTier>,
     /// True when at least one staged policy exists (pending differs from enforced).
     pub has_staged: bool,
+    /// Which policies can select which endpoints, by namespace and required label pairs (built by
+    /// [`Cluster::build`]; a hand-built cluster, or one whose policy lists changed length since, is scanned
+    /// linearly). Evaluation gives the same answers with or without it.
+    pub selector_index: std::sync::Arc<crate::index::SelectorIndex>,
 }
 
 /// An endpoint's labels as selectors see them.
@@ -364,7 +368,18 @@ impl Cluster {
         c.pending_tiers = sort_tiers(&tier_specs, &pending)?;
         c.policies = enforced;
         c.pending_policies = pending;
+        c.reindex();
         Ok(c)
+    }
+
+    /// Rebuild [`Cluster::selector_index`] after changing the policies or tiers by hand.
+    pub fn reindex(&mut self) {
+        self.selector_index = std::sync::Arc::new(crate::index::SelectorIndex::build(
+            &self.policies,
+            &self.tiers,
+            &self.pending_policies,
+            &self.pending_tiers,
+        ));
     }
 
     pub fn endpoint(&self, id: &str) -> Option<usize> {

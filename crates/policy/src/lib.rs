@@ -13,6 +13,7 @@
 pub mod diff;
 pub mod eval;
 pub mod guard;
+pub mod index;
 pub mod ir;
 pub mod matrix;
 pub mod preview;

@@ -97,9 +97,9 @@ pub struct Binding {
 }
 
 /// Every WorkloadEndpoint in `resources` (the agent keeps those of its node).
-pub fn bindings(resources: &[Resource]) -> Vec<Binding> {
+pub fn bindings<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Vec<Binding> {
     resources
-        .iter()
+        .into_iter()
         .filter_map(|r| match r {
             Resource::WorkloadEndpoint(w) => {
                 let ns = w.metadata.namespace.as_deref().unwrap_or("default");

@@ -152,3 +152,25 @@ pub fn policy_counts(rs: &[Resource]) -> (usize, usize) {
     let gnp = rs.iter().filter(|r| r.kind() == Kind::GlobalNetworkPolicy).count();
     (k8s, gnp)
 }
+
+/// `n` more K8s allow-lists, spread over the namespaces of a `pods`-pod cluster, each selecting one app's pods
+/// of one version (`app`, `version`) and allowing one TCP port from one peer app: a cluster with many
+/// policies per workload (for the selector index: trace cost must not grow with the policy count).
+pub fn extra_policies(pods: usize, n: usize) -> Vec<Resource> {
+    let namespaces = pods.div_ceil(APPS_PER_NS * PODS_PER_APP).max(1);
+    (0..n)
+        .map(|i| {
+            let ns = i % namespaces;
+            let app = (i / namespaces) % APPS_PER_NS;
+            let version = if (i / namespaces / APPS_PER_NS) % 2 == 0 { "v1" } else { "v2" };
+            res(
+                Kind::K8sNetworkPolicy,
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                       "metadata": {"name": format!("extra-{i}"), "namespace": format!("ns{ns}")},
+                       "spec": {"podSelector": {"matchLabels": {"app": format!("app{app}"), "version": version}},
+                                "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": format!("app{}", (app + 1) % APPS_PER_NS)}}}],
+                                             "ports": [{"protocol": "TCP", "port": 10000 + (i % 50000) as u16}]}]}}),
+            )
+        })
+        .collect()
+}
