@@ -168,3 +168,23 @@ fn apply_dry_run_writes_nothing() {
     assert_ne!(code, 0);
     assert!(err.contains("Forbidden"), "{err}");
 }
+
+/// `porin audit --kind Token` accepts the kind its own table prints for token changes.
+#[test]
+fn audit_filters_token_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &[]);
+    a.ok(&["apply", "-f", &repo("examples/shop")]);
+    a.ok(&["token", "create", "viewer", "--role", "read-only"]);
+    for k in ["Token", "tokens"] {
+        let v: serde_json::Value = serde_json::from_str(&a.ok(&["audit", "--kind", k, "-o", "json"])).unwrap();
+        let entries: Vec<&serde_json::Value> = v.as_array().unwrap().iter().flat_map(|r| r["entries"].as_array().unwrap()).collect();
+        assert!(!entries.is_empty(), "{v}");
+        assert!(entries.iter().all(|e| e["kind"] == "Token"), "{v}");
+    }
+    let table = a.ok(&["audit", "--kind", "token"]);
+    assert!(table.contains("Token") && table.contains("viewer") && !table.contains("Tier"), "{table}");
+    let (code, _, err) = a.porin(&["audit", "--kind", "nonsense"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown kind \"nonsense\""), "{err}");
+}

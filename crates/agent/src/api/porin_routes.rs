@@ -59,8 +59,11 @@ pub async fn audit(State(st): State<Shared>, Query(q): Query<HashMap<String, Str
         Some(s) => s.parse().map_err(|_| ApiError::bad_request(format!("since={s:?}: expected epoch seconds")))?,
         None => i64::MIN,
     };
+    // A resource kind, or `Token` (token changes are audited with that kind but are not resources).
+    let tokens = q.get("kind").is_some_and(|k| matches!(k.to_ascii_lowercase().as_str(), "token" | "tokens"));
     let kind = match q.get("kind") {
-        Some(k) => Some(Kind::from_cli(k).ok_or_else(|| ApiError::bad_request(format!("unknown kind {k:?}")))?),
+        Some(_) if tokens => None,
+        Some(k) => Some(Kind::from_cli(k).ok_or_else(|| ApiError::bad_request(format!("unknown kind {k:?} (a resource kind, or Token)")))?),
         None => None,
     };
     let (items, _) = st.list(keys::AUDIT).await?;
@@ -72,9 +75,11 @@ pub async fn audit(State(st): State<Shared>, Query(q): Query<HashMap<String, Str
         }
         if let Some(k) = kind {
             rec.entries.retain(|e| Kind::from_manifest(&e.api_version, &e.kind) == Some(k));
-            if rec.entries.is_empty() {
-                continue;
-            }
+        } else if tokens {
+            rec.entries.retain(|e| e.kind == "Token");
+        }
+        if (kind.is_some() || tokens) && rec.entries.is_empty() {
+            continue;
         }
         out.push(rec);
     }

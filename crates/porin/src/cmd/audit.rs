@@ -16,7 +16,7 @@ pub struct AuditArgs {
     /// Only records newer than this: a duration back from now (`90s`, `15m`, `2h`, `7d`) or an RFC 3339 time.
     #[arg(long)]
     pub since: Option<String>,
-    /// Only changes to this kind.
+    /// Only changes to this kind: a resource kind (`gnp`, `pods`, ...) or `Token`.
     #[arg(long)]
     pub kind: Option<String>,
     /// Output format: a table for people, JSON for programs.
@@ -26,6 +26,11 @@ pub struct AuditArgs {
     pub client: ClientArgs,
 }
 
+/// `Token`, `token`, `tokens`: the audit trail's name for token changes.
+pub fn is_token_kind(k: &str) -> bool {
+    matches!(k.to_ascii_lowercase().as_str(), "token" | "tokens")
+}
+
 pub fn audit(a: AuditArgs) -> Result<ExitCode> {
     let mut q = Vec::new();
     if let Some(s) = &a.since {
@@ -33,8 +38,13 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
         q.push(format!("since={t}"));
     }
     if let Some(k) = &a.kind {
-        let kind = Kind::from_cli(k).ok_or_else(|| anyhow!("unknown kind {k:?}"))?;
-        q.push(format!("kind={}", enc(format!("{}.{}", kind.info().plural, kind.info().group).trim_end_matches('.'))));
+        // Tokens are audited too (the table prints their kind as Token) but are not a resource kind.
+        if is_token_kind(k) {
+            q.push("kind=Token".to_string());
+        } else {
+            let kind = Kind::from_cli(k).ok_or_else(|| anyhow!("unknown kind {k:?} (a resource kind, or Token)"))?;
+            q.push(format!("kind={}", enc(format!("{}.{}", kind.info().plural, kind.info().group).trim_end_matches('.'))));
+        }
     }
     let c = Client::new(&a.client);
     let v = block_on(c.call(Method::GET, &format!("/porin/v1/audit?{}", q.join("&")), None))??;
