@@ -78,7 +78,13 @@ fn exec(bin: &Path, command: &str, env: &Env, stdin: &Value) -> Result<Value> {
     let what = format!("IPAM plugin {} {command}", bin.display());
     let mut child = c.spawn().map_err(|e| CniError::new(error::IPAM_FAILURE, format!("{what}: {e}")))?;
     if let Some(mut i) = child.stdin.take() {
-        i.write_all(stdin.to_string().as_bytes()).map_err(|e| CniError::new(error::IPAM_FAILURE, format!("{what}: writing stdin: {e}")))?;
+        // A plugin may exit without reading its stdin (host-local answers VERSION that way): a broken pipe is
+        // not a failure, its exit status and answer below are what count.
+        match i.write_all(stdin.to_string().as_bytes()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(CniError::new(error::IPAM_FAILURE, format!("{what}: writing stdin: {e}"))),
+        }
     }
     let out = child.wait_with_output().map_err(|e| CniError::new(error::IPAM_FAILURE, format!("{what}: {e}")))?;
     let body: Value = if out.stdout.iter().all(u8::is_ascii_whitespace) {

@@ -130,7 +130,7 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
     println!("   porin trace -f {} --from shop/cart --to shop/db --port 5432", dir.display());
     println!("   porin apply -f ...; porin lab wait  # change policy, then probe again");
     println!("   porin lab exec shop/frontend -- ip addr");
-    match super::lab_console::login(&meta.server, &meta.dir, console_port) {
+    match super::lab_console::written(&meta.dir, console_port) {
         Ok(c) => {
             println!("Web console (live service graph, flows, policies): open {}", c.url);
             println!("   and sign in with the token {}   (also in {})", c.token, c.token_file.display());

@@ -240,7 +240,7 @@ pub fn lab(a: LabArgs) -> Result<ExitCode> {
                 timeout: Duration::from_secs(u.timeout_secs),
                 console_port: Some(port),
             })?;
-            let console = super::lab_console::login(&meta.server, &meta.dir, port)?;
+            let console = super::lab_console::written(&meta.dir, port)?;
             eprintln!(
                 "lab {name} up in {:.1}s: {} node(s); agents log to {}/n*.log",
                 t0.elapsed().as_secs_f64(),
@@ -471,6 +471,11 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
     }
     for a in &meta.agents {
         wait_agent_ready(a, Duration::from_secs(30))?;
+    }
+    // The console's login token first: a token write advances the store revision without a resource change,
+    // so made after the manifests it would leave `porin lab wait` waiting for a revision no agent enforces.
+    if let Some(port) = o.console_port {
+        super::lab_console::login(&meta.server, &meta.dir, port)?;
     }
 
     // Apply the manifests: pods as written plus their lab address (`status`, the system-owned part, kept

@@ -50,3 +50,10 @@ pub fn login(socket: &Path, lab_dir: &Path, port: u16) -> Result<ConsoleLogin> {
     writeln!(f, "{token}")?;
     Ok(ConsoleLogin { url: format!("http://127.0.0.1:{port}/ui/"), token, token_file })
 }
+
+/// The login `up` created (`login`), read back from `<lab dir>/console.token`.
+pub fn written(lab_dir: &Path, port: u16) -> Result<ConsoleLogin> {
+    let token_file = lab_dir.join("console.token");
+    let token = std::fs::read_to_string(&token_file).with_context(|| format!("reading {}", token_file.display()))?.trim().to_string();
+    Ok(ConsoleLogin { url: format!("http://127.0.0.1:{port}/ui/"), token, token_file })
+}
