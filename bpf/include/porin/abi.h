@@ -53,6 +53,10 @@ enum porin_event_type {
 	PORIN_EV_DENIED = 2,
 	PORIN_EV_CLOSE = 3,
 	PORIN_EV_REVOKED = 4,
+	/* Never emitted by the programs: the agent makes it from a conntrack entry
+	 * (its packets/bytes so far), so long-lived connections report counters
+	 * periodically and not only at close. */
+	PORIN_EV_PROGRESS = 5,
 };
 
 /* Reasons. Used both as the index of the porin_cnt_v1 counters and as the

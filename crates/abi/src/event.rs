@@ -67,7 +67,8 @@ impl Event {
         let r = RawEvent::from_bytes(b).ok_or(DecodeError::Short(b.len()))?;
         Ok(Self {
             ts_ns: r.ts_ns,
-            kind: EventType::from_u8(r.r#type).ok_or(DecodeError::Type(r.r#type))?,
+            // Progress is made by the agent from the conntrack map; in the ring buffer it can only be garbage.
+            kind: EventType::from_u8(r.r#type).filter(|k| *k != EventType::Progress).ok_or(DecodeError::Type(r.r#type))?,
             dir: Direction::from_u8(r.dir).ok_or(DecodeError::Dir(r.dir))?,
             reason: Reason::from_u8(r.reason).ok_or(DecodeError::Reason(r.reason))?,
             proto: r.proto,

@@ -412,6 +412,8 @@ pub enum EventType {
     Denied = 2,
     Close = 3,
     Revoked = 4,
+    /// Made by the agent from a conntrack entry (never by the programs): a live connection's counters so far.
+    Progress = 5,
 }
 
 impl EventType {
@@ -421,6 +423,7 @@ impl EventType {
             2 => Some(Self::Denied),
             3 => Some(Self::Close),
             4 => Some(Self::Revoked),
+            5 => Some(Self::Progress),
             _ => None,
         }
     }
@@ -506,6 +509,7 @@ pub fn enum_values() -> Vec<(&'static str, &'static str, u64)> {
         ("porin_event_type", "PORIN_EV_DENIED", EventType::Denied as u64),
         ("porin_event_type", "PORIN_EV_CLOSE", EventType::Close as u64),
         ("porin_event_type", "PORIN_EV_REVOKED", EventType::Revoked as u64),
+        ("porin_event_type", "PORIN_EV_PROGRESS", EventType::Progress as u64),
         ("porin_reason", "PORIN_R_MAX", u64::from(REASON_MAX)),
         ("porin_family", "PORIN_FAMILY_V4", u64::from(FAMILY_V4)),
         ("porin_family", "PORIN_FAMILY_V6", u64::from(FAMILY_V6)),

@@ -72,6 +72,11 @@ pub struct CtMaps {
 }
 
 impl CtMaps {
+    /// Every entry (O(entries) map reads).
+    pub(crate) fn entries(&self) -> Result<Vec<(CtKey, CtValue)>> {
+        self.ct.iter().map(|r| r.map_err(map_err(names::CONNTRACK, "iterate"))).collect()
+    }
+
     /// Deletes every entry for which `doomed` holds; counts each delete that
     /// succeeded against its endpoint in `porin_ctr_v1`.
     pub fn delete_where(&mut self, doomed: impl Fn(&CtKey, &CtValue) -> bool) -> Result<CtSweep> {

@@ -29,11 +29,58 @@ use porin_abi::event::addr;
 pub struct EventReader {
     rb: RingBuf<MapData>,
     denied: Option<DeniedAggregates>,
+    conntrack: Option<std::sync::Arc<std::sync::Mutex<crate::ct::CtMaps>>>,
 }
 
 impl EventReader {
     pub(crate) fn new(rb: RingBuf<MapData>, denied: Option<DeniedAggregates>) -> Self {
-        Self { rb, denied }
+        Self { rb, denied, conntrack: None }
+    }
+
+    pub(crate) fn with_conntrack(mut self, ct: std::sync::Arc<std::sync::Mutex<crate::ct::CtMaps>>) -> Self {
+        self.conntrack = Some(ct);
+        self
+    }
+
+    /// Every live TCP/UDP/SCTP conntrack entry as an [`EventType::Progress`] event: its packets and bytes so far
+    /// in its direction (cumulative), so that the flow pipeline can report long-lived connections every
+    /// interval instead of only at close. O(entries) map reads; returns the number of entries read.
+    pub fn conntrack_progress(&mut self, out: &mut Vec<Event>) -> Result<usize> {
+        let Some(ct) = &self.conntrack else { return Ok(0) };
+        let entries = {
+            let maps = ct.lock().unwrap_or_else(|p| p.into_inner());
+            maps.entries()?
+        };
+        let n = entries.len();
+        for (k, v) in entries {
+            if !matches!(k.proto, 6 | 17 | 132) || v.packets == 0 {
+                continue;
+            }
+            let (Ok(src), Ok(dst), Some(dir)) = (addr(k.family, &k.src), addr(k.family, &k.dst), Direction::from_u8(k.dir)) else {
+                continue;
+            };
+            out.push(Event {
+                ts_ns: v.last_seen_ns,
+                kind: EventType::Progress,
+                dir,
+                reason: Reason::AllowEstablished,
+                proto: k.proto,
+                tcp_flags: v.tcp_flags,
+                endpoint_id: k.endpoint_id,
+                peer_identity: v.peer_identity,
+                rule_id: v.rule_id,
+                policy_rev: v.policy_rev,
+                ifindex: 0,
+                src,
+                dst,
+                sport: u16::from_be(k.sport),
+                dport: u16::from_be(k.dport),
+                packets: v.packets,
+                bytes: v.bytes,
+                first_ts_ns: v.last_seen_ns,
+            });
+        }
+        Ok(n)
     }
 
     /// The denied-packet aggregates that come with this ring buffer (one
@@ -49,7 +96,7 @@ impl EventReader {
         let md = MapData::from_pin(pin_dir.join(name)).map_err(|e| Error::Map { name, source: Box::new(e) })?;
         let map = Map::from_map_data(md).map_err(|e| Error::Map { name, source: Box::new(e) })?;
         let rb = RingBuf::try_from(map).map_err(|e| Error::Map { name, source: Box::new(e) })?;
-        Ok(Self { rb, denied: Some(DeniedAggregates::open_pinned(pin_dir)?) })
+        Ok(Self { rb, denied: Some(DeniedAggregates::open_pinned(pin_dir)?), conntrack: None })
     }
 
     /// The next record, if one is ready.

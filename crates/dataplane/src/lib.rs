@@ -581,7 +581,7 @@ impl Dataplane {
             (Some(ctl), Some(agg)) => Some(events::DeniedAggregates::from_maps(ctl, agg)?),
             _ => None,
         };
-        Ok(EventReader::new(rb, denied))
+        Ok(EventReader::new(rb, denied).with_conntrack(self.conntrack.clone()))
     }
 
     /// Runs one program on `frame` (an Ethernet frame) with `BPF_PROG_TEST_RUN`,

@@ -274,6 +274,20 @@ fn real_traffic_allowed_and_denied() {
     assert!(evs.iter().any(|e| e.kind == EventType::Denied && e.dport == 8081 && e.endpoint_id == 2 && e.peer_identity == A_ID));
     assert!(evs.iter().any(|e| e.kind == EventType::NewAllowed && e.dport == 8080 && e.ifindex == s.ifa));
     assert!(evs.iter().any(|e| e.kind == EventType::Close && e.dport == 8080));
+    // The live UDP flow's conntrack entries read back as progress events whose tuples are the ones the
+    // ring-buffer events carry (same byte order and direction), so the flow pipeline can match them.
+    let opened = evs.iter().find(|e| e.kind == EventType::NewAllowed && e.proto == 17 && e.dport == 5353 && e.endpoint_id == 1).unwrap();
+    let mut progress = Vec::new();
+    assert!(ev.conntrack_progress(&mut progress).unwrap() > 0);
+    let fwd = progress
+        .iter()
+        .find(|p| p.endpoint_id == 1 && p.dir == opened.dir && p.src == opened.src && p.dst == opened.dst && p.sport == opened.sport && p.dport == 5353)
+        .unwrap_or_else(|| panic!("no progress entry for {opened:?} in {progress:?}"));
+    assert!(fwd.kind == EventType::Progress && fwd.packets >= 1 && fwd.bytes > 0, "{fwd:?}");
+    assert!(
+        progress.iter().any(|p| p.endpoint_id == 1 && p.dir != opened.dir && p.src == opened.dst && p.sport == 5353 && p.dport == opened.sport && p.packets >= 1),
+        "the reply direction's entry: {progress:?}"
+    );
     assert_eq!(s.dp.attachments().unwrap().len(), 4);
     let _ = s.ifb;
 }

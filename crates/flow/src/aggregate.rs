@@ -364,6 +364,7 @@ impl Aggregator {
                 self.on_denied(span, t, ev.peer_identity, ev.rule_id, reason, (ev.packets, ev.bytes), ev.tcp_flags, enr);
             }
             EventType::Close | EventType::Revoked => self.on_close(ev, t, enr),
+            EventType::Progress => self.on_progress(ev, t, enr),
         }
         self.interval.len() >= self.cfg.max_interval_records
     }
@@ -444,6 +445,37 @@ impl Aggregator {
             // revoking rule, in the connection's original orientation.
             self.on_denied((ev.ts_ns, ev.ts_ns), orig, peer_identity, ev.rule_id, Reason::DropRevoked as u8, (1, 0), ev.tcp_flags, enr);
         }
+    }
+
+    /// A live connection's counters so far (one conntrack entry, one direction): what was not counted yet goes
+    /// into this interval's record, so a long-lived connection reports its packets and bytes every interval,
+    /// not only at close. Connections the tracker does not know (opened before the agent, or expired from the
+    /// tracker) are left to their close event; nothing is counted twice.
+    fn on_progress<E: Enricher + ?Sized>(&mut self, ev: &Event, t: Tuple, enr: &E) {
+        let (side, orig) = if self.tracker.contains_key(&t) {
+            (0usize, t)
+        } else if self.tracker.contains_key(&t.reversed()) {
+            (1usize, t.reversed())
+        } else {
+            return;
+        };
+        let Some(conn) = self.tracker.get_mut(&orig) else { return };
+        let (p0, b0) = conn.counted[side];
+        let delta = (ev.packets.saturating_sub(p0), ev.bytes.saturating_sub(b0));
+        if delta == (0, 0) {
+            return;
+        }
+        conn.counted[side] = (p0.max(ev.packets), b0.max(ev.bytes));
+        let (key, peer_identity) = (conn.key, conn.peer_identity);
+        let e = self.entry(key, &orig, peer_identity, (ev.ts_ns, ev.ts_ns), enr);
+        if side == 0 {
+            e.packets_fwd += delta.0;
+            e.bytes_fwd += delta.1;
+        } else {
+            e.packets_rev += delta.0;
+            e.bytes_rev += delta.1;
+        }
+        e.tcp_flags |= ev.tcp_flags;
     }
 
     fn unlive(&mut self, key: &AggKey) {

@@ -293,3 +293,54 @@ fn json_schema_field_names_are_stable() {
     let back: FlowRecord = serde_json::from_value(v).unwrap();
     assert_eq!(back, recs[0]);
 }
+
+/// A long-lived connection reports its counters every interval (progress events from the conntrack map, both
+/// directions), and its close adds only what was not reported yet: the intervals sum to the connection's totals.
+#[test]
+fn long_lived_connections_report_counters_every_interval() {
+    use Direction::*;
+    use EventType::*;
+    let mut p = Pipeline::new(cfg(AggregationLevel::FiveTuple), enricher());
+    let open = ev(NewAllowed, Egress, 1.0, WEB1, ID_DB, RULE_ALLOW_DB, "10.0.0.11", 40000, "10.0.0.13", 5432);
+    let progress = |t: f64, reply: bool, packets: u64, bytes: u64| {
+        let mut e = if reply {
+            ev(Progress, Ingress, t, WEB1, ID_DB, RULE_ALLOW_DB, "10.0.0.13", 5432, "10.0.0.11", 40000)
+        } else {
+            ev(Progress, Egress, t, WEB1, ID_DB, RULE_ALLOW_DB, "10.0.0.11", 40000, "10.0.0.13", 5432)
+        };
+        e.packets = packets;
+        e.bytes = bytes;
+        e
+    };
+    for e in [open, progress(1.5, false, 10, 1000), progress(1.6, true, 8, 4000)] {
+        p.push(&e);
+    }
+    // An entry the tracker never saw open (before the agent started): left to its close, no record now.
+    let mut stranger = progress(1.7, false, 99, 9900);
+    stranger.sport = 41000;
+    p.push(&stranger);
+    let first = p.flush(2 * SEC);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let r = &first[0];
+    assert_eq!((r.packets_src_to_dst, r.bytes_src_to_dst, r.packets_dst_to_src, r.bytes_dst_to_src), (10, 1000, 8, 4000));
+    assert!(r.open && r.flows_open == 1 && r.flows_started == 1 && r.flows_completed == 0, "{r:?}");
+
+    // Next interval: only what was added since; an unchanged counter makes no record.
+    p.push(&progress(2.5, false, 15, 1500));
+    p.push(&progress(2.6, true, 8, 4000));
+    let second = p.flush(3 * SEC);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!((second[0].packets_src_to_dst, second[0].bytes_src_to_dst, second[0].packets_dst_to_src), (5, 500, 0));
+
+    // Close (totals of the reply entry): the rest, once.
+    let mut close = ev(Close, Ingress, 3.5, WEB1, ID_DB, RULE_ALLOW_DB, "10.0.0.13", 5432, "10.0.0.11", 40000);
+    close.packets = 12;
+    close.bytes = 6000;
+    p.push(&close);
+    p.push(&progress(3.6, false, 20, 2000)); // read before the close was seen: the tracker has forgotten it
+    let third = p.flush(4 * SEC);
+    let fwd: u64 = [&first, &second, &third].iter().flat_map(|v| v.iter()).map(|r| r.packets_src_to_dst).sum();
+    let rev: u64 = [&first, &second, &third].iter().flat_map(|v| v.iter()).map(|r| r.packets_dst_to_src).sum();
+    assert_eq!((fwd, rev), (15, 12), "{third:?}");
+    assert!(third.iter().any(|r| r.flows_completed == 1 && !r.open), "{third:?}");
+}

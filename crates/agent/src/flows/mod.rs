@@ -64,6 +64,10 @@ const MAINTAIN_EVERY: Duration = Duration::from_secs(60);
 /// period when there is something to drain).
 const DENIED_DRAIN_EVERY: Duration = Duration::from_millis(200);
 
+/// How often live connections' counters are read from the conntrack map, so a long-lived connection
+/// reports packets and bytes while it is open, not only at close.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// Moves the kernel's denied-packet aggregates into the queue. They are sent with back-pressure (one
 /// event stands for many packets: dropping it would lose more than one event's worth); the ring keeps
 /// filling meanwhile, where loss is counted by the kernel. Returns `false` when the pipeline is gone.
@@ -183,8 +187,24 @@ impl FlowService {
                 tracing::warn!(error = %e, "denied-packet aggregation stays off: every denied packet is an event");
             }
             let mut last_drain = Instant::now();
+            let mut last_progress = Instant::now();
             let mut drained = Vec::new();
+            let mut progress = Vec::new();
             loop {
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = Instant::now();
+                    progress.clear();
+                    match reader.conntrack_progress(&mut progress) {
+                        Ok(_) => {
+                            for ev in progress.drain(..) {
+                                if ev_tx.send_blocking(ev) == porin_flow::SendOutcome::Closed {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading live connections' counters failed (retried)"),
+                    }
+                }
                 if last_drain.elapsed() >= DENIED_DRAIN_EVERY {
                     last_drain = Instant::now();
                     if !drain_denied(&mut reader, &mut drained, &ev_tx, &c2) {

@@ -54,7 +54,7 @@ pub fn ev(kind: EventType, dir: Direction, ts_s: f64, ep: u32, peer: u32, rule: 
     let reason = match kind {
         EventType::NewAllowed => Reason::AllowNew,
         EventType::Denied => Reason::DropPolicyDeny,
-        EventType::Close => Reason::AllowEstablished,
+        EventType::Close | EventType::Progress => Reason::AllowEstablished,
         EventType::Revoked => Reason::DropRevoked,
     };
     Event {
@@ -66,7 +66,7 @@ pub fn ev(kind: EventType, dir: Direction, ts_s: f64, ep: u32, peer: u32, rule: 
         tcp_flags: match kind {
             EventType::NewAllowed | EventType::Denied => TcpFlags::SYN,
             EventType::Close => TcpFlags::FIN | TcpFlags::ACK,
-            EventType::Revoked => TcpFlags::ACK,
+            EventType::Revoked | EventType::Progress => TcpFlags::ACK,
         },
         endpoint_id: ep,
         peer_identity: peer,
