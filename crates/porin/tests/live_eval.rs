@@ -113,6 +113,9 @@ fn export_as_calico_v3() {
         }
     }
     assert!(items.iter().any(|i| i["metadata"]["name"] == "platform.pci-isolation"), "{out}");
+    let (code, gnp, err) = a.porin(&["get", "gnp,tiers", "-o", "yaml", "--api-version", "projectcalico.org/v3"]);
+    assert_eq!(code, 0, "{err}");
+    golden("get-calico-export.yaml", &gnp);
     // Loaded back, the export means the same thing.
     let f = a.write("calico.yaml", &out);
     for port in ["9000", "8080", "5432"] {
