@@ -191,3 +191,22 @@ fn audit_filters_token_changes() {
     assert_ne!(code, 0);
     assert!(err.contains("unknown kind \"nonsense\""), "{err}");
 }
+
+/// `porin get all`: the workloads and every kind that decides their traffic, as `kubectl get all` lists a
+/// namespace's common kinds.
+#[test]
+fn get_all_lists_pods_policies_and_sets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &[]);
+    a.ok(&["apply", "-f", &repo("examples/shop")]);
+    let names = a.ok(&["get", "all", "-A", "-o", "name"]);
+    for want in ["pod/frontend", "pod/loadgen", "/platform", "/pci-isolation", "/default-deny"] {
+        assert!(names.lines().any(|l| l.ends_with(want) || l == want), "{want} missing:\n{names}");
+    }
+    assert!(!names.contains("workloadendpoint") && !names.contains("namespace/"), "{names}");
+    let shop = a.ok(&["get", "all", "-n", "shop", "-o", "name"]);
+    assert!(shop.contains("pod/frontend") && !shop.contains("pod/loadgen"), "{shop}");
+    // `all` with another kind does not list anything twice.
+    let both = a.ok(&["get", "pods,all", "-n", "shop", "-o", "name"]);
+    assert_eq!(both.matches("pod/frontend").count(), 1, "{both}");
+}

@@ -16,7 +16,8 @@ use crate::printers::{self, TableOptions};
 #[derive(Args, Debug)]
 pub struct GetArgs {
     /// What to get: `KIND [NAME...]`, `KIND1,KIND2` or `KIND/NAME...`. A kind is a plural, singular or short name
-    /// (`pods`, `netpol`, `gnp`, `networkpolicies.porin.io`).
+    /// (`pods`, `netpol`, `gnp`, `networkpolicies.porin.io`); `all` is pods, tiers, every policy kind and the
+    /// network sets.
     #[arg(required = true, value_name = "KIND[/NAME]")]
     pub targets: Vec<String>,
     /// Namespace of namespaced kinds [default: default].
@@ -63,6 +64,21 @@ fn kind_of(name: &str) -> Result<Kind> {
     })
 }
 
+/// What `porin get all` lists: the workloads and everything that decides their traffic (as `kubectl get all`
+/// lists a namespace's common kinds).
+const ALL: [Kind; 10] = [
+    Kind::Pod,
+    Kind::K8sNetworkPolicy,
+    Kind::Tier,
+    Kind::NetworkPolicy,
+    Kind::GlobalNetworkPolicy,
+    Kind::StagedNetworkPolicy,
+    Kind::StagedGlobalNetworkPolicy,
+    Kind::StagedKubernetesNetworkPolicy,
+    Kind::NetworkSet,
+    Kind::GlobalNetworkSet,
+];
+
 /// `KIND`, `KIND NAME...`, `KIND1,KIND2 [NAME...]` or `KIND/NAME...` as (kind, name) pairs, in order.
 pub fn targets(args: &[String]) -> Result<Vec<(Kind, Option<String>)>> {
     let Some(first) = args.first() else {
@@ -80,7 +96,21 @@ pub fn targets(args: &[String]) -> Result<Vec<(Kind, Option<String>)>> {
             })
             .collect();
     }
-    let kinds = first.split(',').map(kind_of).collect::<Result<Vec<_>>>()?;
+    let mut kinds = Vec::new();
+    for k in first.split(',') {
+        if k.eq_ignore_ascii_case("all") {
+            for x in ALL {
+                if !kinds.contains(&x) {
+                    kinds.push(x);
+                }
+            }
+        } else {
+            let k = kind_of(k)?;
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+    }
     let names = &args[1..];
     if let Some(n) = names.iter().find(|n| n.contains('/')) {
         bail!("{n:?}: there is no need to give a kind as a separate argument when passing arguments in KIND/NAME form");
