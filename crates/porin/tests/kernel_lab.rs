@@ -557,6 +557,34 @@ fn flow_records_carry_verdicts_traces_and_staged_verdicts_observe_follows_metric
     let staged = observe(&lab, &["--verdict", "would-deny", "--last", "100"]);
     assert!(staged.iter().all(|r| r["pending_verdict"] == "would_deny") && staged.iter().any(|r| who(&r["dst"]) == "z/c"), "{staged:#?}");
 
+    // A namespace-scoped token reads only flows with an end in its namespace, the other end and foreign trace
+    // entries hidden; its filters cannot find hidden endpoints.
+    let scoped = lab.ok(&["token", "create", "team-y", "--role", "scoped", "--namespace", "y", "--tier", "app"]).trim().to_string();
+    let as_scoped = |args: &[&str]| -> Vec<Value> {
+        let out = Command::new(bin())
+            .args(["observe", "-o", "json"])
+            .args(args)
+            .env("PORIN_LAB_STATE_DIR", lab.state_dir.path())
+            .env("PORIN_SERVER", &lab.server)
+            .env("PORIN_TOKEN", &scoped)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let mine = as_scoped(&["--last", "1000"]);
+    assert!(!mine.is_empty());
+    for r in &mine {
+        let ns = |e: &Value| e["namespace"].as_str().map(str::to_string);
+        assert!(ns(&r["src"]).as_deref() == Some("y") || ns(&r["dst"]).as_deref() == Some("y"), "out of scope: {r}");
+        assert!(who(&r["src"]) != "x/a" && who(&r["dst"]) != "z/a" && who(&r["dst"]) != "z/c", "a hidden end is named: {r}");
+        for t in r["enforced_trace"].as_array().into_iter().flatten() {
+            assert!(!t.as_str().unwrap().contains("guard-z"), "a foreign tier's policy is named: {r}");
+        }
+    }
+    assert!(as_scoped(&["--from-pod", "x/a", "--last", "1000"]).is_empty(), "a filter found a hidden endpoint");
+    assert!(as_scoped(&["--to-pod", "z/a", "--last", "1000"]).is_empty(), "a filter found a hidden endpoint");
+
     // `--verdict denied` shows exactly the denied ones.
     let denied = observe(&lab, &["--verdict", "denied", "--last", "1000"]);
     assert!(denied.iter().all(|r| r["verdict"] == "denied"), "{denied:#?}");

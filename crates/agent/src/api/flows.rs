@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::console::View;
 use super::{ApiError, Shared};
+use crate::auth::Identity;
 use super::sources::FlowSource;
 
 const NDJSON: &str = "application/x-ndjson";
@@ -42,7 +45,16 @@ fn lines(recs: &[porin_flow::FlowRecord]) -> Vec<u8> {
 }
 
 /// `GET /porin/v1/flows?arg=--verdict&arg=denied&follow=true`.
-pub async fn flows(State(st): State<Shared>, Query(params): Query<Vec<(String, String)>>) -> Result<Response, ApiError> {
+///
+/// A namespace- or tier-scoped token sees a record only when one end is in its namespaces, with the other end and
+/// out-of-scope trace entries hidden (the console's view). Its filters run on what it may see, after that
+/// reduction, so they cannot probe the hidden parts.
+pub async fn flows(
+    State(st): State<Shared>,
+    Extension(id): Extension<Identity>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let view = View::of(&id);
     let svc = service(&st)?;
     let mut args = Vec::new();
     let mut follow = false;
@@ -54,28 +66,64 @@ pub async fn flows(State(st): State<Shared>, Query(params): Query<Vec<(String, S
         }
     }
     let q = porin_flow::filter::parse_args(args, porin_flow::time::now_unix()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let scoped = !matches!(view, View::All);
+    // Scoped: ask the store for the time range only; reduce, then filter and count what the caller may see.
+    let store_q = if scoped {
+        porin_flow::Query { since: q.since, until: q.until, last: None, first: None, filter: Default::default() }
+    } else {
+        q.clone()
+    };
+    let visible = {
+        let view = view.clone();
+        let filter = q.filter.clone();
+        move |recs: Vec<porin_flow::FlowRecord>| -> Vec<porin_flow::FlowRecord> {
+            if !scoped {
+                return recs;
+            }
+            recs.into_iter().filter_map(|r| view.reduce(r)).filter(|r| filter.matches(r)).collect()
+        }
+    };
     let s2 = svc.clone();
     if !follow {
-        let recs = tokio::task::spawn_blocking(move || s2.query(&q))
+        let recs = tokio::task::spawn_blocking(move || s2.query(&store_q))
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut recs = visible(recs);
+        if scoped {
+            if let Some(n) = q.last {
+                recs.drain(..recs.len().saturating_sub(n));
+            } else if let Some(n) = q.first {
+                recs.truncate(n);
+            }
+        }
         return Ok(([(header::CONTENT_TYPE, NDJSON)], lines(&recs)).into_response());
     }
-    let (initial, rx, q) = tokio::task::spawn_blocking(move || s2.follow(&q).map(|(i, rx)| (i, rx, q)))
+    let (initial, rx) = tokio::task::spawn_blocking(move || s2.follow(&store_q))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut initial = visible(initial);
+    if scoped && let Some(n) = q.last {
+        initial.drain(..initial.len().saturating_sub(n));
+    }
     let first = Bytes::from(lines(&initial));
     let filter = q.filter;
-    let stream = futures::stream::unfold((Some(first), rx, filter, svc), |(first, mut rx, filter, svc)| async move {
+    let view2 = view.clone();
+    let stream = futures::stream::unfold((Some(first), rx, filter, svc), move |(first, mut rx, filter, svc)| {
+        let view = view2.clone();
+        async move {
         if let Some(b) = first {
             return Some((Ok::<Bytes, Infallible>(b), (None, rx, filter, svc)));
         }
         let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
             Err(_) => Bytes::from_static(b"\n"),
             Ok(Ok(batch)) => {
-                let matching: Vec<porin_flow::FlowRecord> = batch.iter().filter(|r| filter.matches(r)).cloned().collect();
+                let matching: Vec<porin_flow::FlowRecord> = batch
+                    .iter()
+                    .filter_map(|r| if scoped { view.reduce(r.clone()) } else { Some(r.clone()) })
+                    .filter(|r| filter.matches(r))
+                    .collect();
                 if matching.is_empty() {
                     // Nothing to write: an empty chunk keeps the loop going without output.
                     Bytes::new()
@@ -90,6 +138,7 @@ pub async fn flows(State(st): State<Shared>, Query(params): Query<Vec<(String, S
             Ok(Err(RecvError::Closed)) => return None,
         };
         Some((Ok(chunk), (None, rx, filter, svc)))
+        }
     });
     Ok(([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(stream)).into_response())
 }
