@@ -164,24 +164,12 @@ fn parse_time(flag: &str, s: &str) -> Result<i64> {
     porin_agent::timefmt::parse_since(s).ok_or_else(|| anyhow!("{flag} {s:?}: expected a duration like 24h or an RFC 3339 time"))
 }
 
-/// The type and scope of a stored GlobalReport.
-fn stored(c: &Client, name: &str) -> Result<(ReportType, Scope, Vec<String>)> {
+/// A stored GlobalReport's spec.
+fn stored_spec(c: &Client, name: &str) -> Result<porin_model::report::GlobalReportSpec> {
     let v = block_on(c.call(Method::GET, &format!("{}/{}", collection_path(Kind::GlobalReport, None), enc(name)), None))??;
     let r = porin_model::load::to_resource(Kind::GlobalReport, v).map_err(|(p, m)| anyhow!("GlobalReport {name:?}: {p}: {m}"))?;
     let Resource::GlobalReport(o) = r else { unreachable!("decoded as GlobalReport") };
-    let t = ReportType::parse(&o.spec.report_type).ok_or_else(|| anyhow!("GlobalReport {name:?}: spec.reportType {:?}", o.spec.report_type))?;
-    let mut scope = Scope::default();
-    let mut ns_selectors = Vec::new();
-    if let Some(e) = &o.spec.endpoints {
-        if let Some(s) = &e.selector {
-            scope.selector = Some(Selector::parse(s).map_err(|e| anyhow!("GlobalReport {name:?}: spec.endpoints.selector: {e}"))?);
-        }
-        if let Some(n) = &e.namespaces {
-            scope.namespaces.extend(n.names.iter().cloned());
-            ns_selectors.extend(n.selector.clone());
-        }
-    }
-    Ok((t, scope, ns_selectors))
+    Ok(o.spec)
 }
 
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
@@ -215,11 +203,15 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
         write_out(&r, a.output, a.out.as_ref())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (kind, mut scope, ns_selectors, name) = match ReportType::parse(&a.report) {
-        Some(t) => (t, Scope::default(), Vec::new(), t.as_str().to_string()),
+    let objects: Vec<Resource> = super::live::fetch_live(&c)?.into_iter().map(|d| d.resource).collect();
+    // A GlobalReport's type and scope as the agent's scheduler reads them (namespace selectors against the
+    // namespaces' labels now); --namespace and --selector replace its scope.
+    let (kind, mut scope, name) = match ReportType::parse(&a.report) {
+        Some(t) => (t, Scope::default(), t.as_str().to_string()),
         None => {
-            let (t, s, n) = stored(&c, &a.report)?;
-            (t, s, n, a.report.clone())
+            let spec = stored_spec(&c, &a.report)?;
+            let (t, s) = porin_agent::reports::scope_of(&a.report, &spec, &objects)?;
+            (t, s, a.report.clone())
         }
     };
     if !a.namespaces.is_empty() {
@@ -227,18 +219,6 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     }
     if let Some(s) = &a.selector {
         scope.selector = Some(Selector::parse(s).map_err(|e| anyhow!("--selector {s:?}: {e}"))?);
-    }
-    let objects: Vec<Resource> = super::live::fetch_live(&c)?.into_iter().map(|d| d.resource).collect();
-    // A namespace selector picks namespaces by their labels now.
-    for sel in &ns_selectors {
-        let s = Selector::parse(sel).map_err(|e| anyhow!("spec.endpoints.namespaces.selector: {e}"))?;
-        for r in &objects {
-            if let Resource::Namespace(n) = r
-                && s.matches(&n.metadata.labels)
-            {
-                scope.namespaces.insert(n.metadata.name.clone());
-            }
-        }
     }
     let audit = block_on(c.call(Method::GET, &format!("/porin/v1/audit?since={start}"), None))??;
     let records: Vec<AuditRecordView> =
