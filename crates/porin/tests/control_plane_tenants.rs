@@ -159,6 +159,63 @@ fn a_tenant_token_cannot_change_another_tenants_traffic() {
 
 /// Send a request head (and then `body`, ignoring a server that stops reading) on the agent's socket; return
 /// the response's status code and text. A server that waits for a body it was not sent times out: a failure.
+/// What a tenant may read: its namespaces' objects, its namespaces, the tiers and global network sets; not
+/// another tenant's pods or policies, not the platform's global policies, not the audit of others' changes.
+#[test]
+fn a_tenant_token_reads_only_its_namespaces_and_tiers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &["--dataplane", "none"]);
+    a.ok(&["apply", "-f", &a.write("world.yaml", WORLD)]);
+    let shop = a.ok(&["token", "create", "shop", "--role", "scoped", "--namespace", "shop", "--tier", "app"]).trim().to_string();
+    let as_shop = |args: &[&str]| {
+        let (code, out, err) = a.porin_as(Some(&shop), args);
+        assert_eq!(code, 0, "porin {args:?} as shop failed: {err}");
+        out
+    };
+    let names = |out: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        let items = v.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_else(|| v.as_array().cloned().unwrap_or_default());
+        let mut n: Vec<String> = items
+            .iter()
+            .map(|o| match o["metadata"]["namespace"].as_str() {
+                Some(ns) => format!("{ns}/{}", o["metadata"]["name"].as_str().unwrap()),
+                None => o["metadata"]["name"].as_str().unwrap().to_string(),
+            })
+            .collect();
+        n.sort();
+        n
+    };
+    // The admin sees everything; the tenant its own.
+    assert_eq!(names(&a.ok(&["get", "pods", "-A", "-o", "json"])), ["ops/db", "shop/frontend", "shop/payment"]);
+    assert_eq!(names(&as_shop(&["get", "pods", "-A", "-o", "json"])), ["shop/frontend", "shop/payment"]);
+    assert_eq!(names(&as_shop(&["get", "pnp", "-A", "-o", "json"])), ["shop/shop-own"]);
+    assert_eq!(names(&as_shop(&["get", "ns", "-o", "json"])), ["shop"]);
+    assert_eq!(names(&as_shop(&["get", "tiers", "-o", "json"])), ["app", "platform"]);
+    // The platform's global policies are not the tenant's to read: listing them is a 403, not an empty list.
+    refused(&a, &shop, &["get", "gnp"], &["may not list"]);
+    refused(&a, &shop, &["get", "guard"], &["may not list"]);
+    // `get all` leaves out what the tenant may not list.
+    let all = as_shop(&["get", "all", "-A", "-o", "name"]);
+    assert!(all.contains("pod/payment") && !all.contains("db") && !all.contains("pci-isolation"), "{all}");
+    // By name: 403, whether it exists or not.
+    refused(&a, &shop, &["get", "pod", "db", "-n", "ops"], &["ops/db"]);
+    refused(&a, &shop, &["get", "netpol", "db-trusts-backup", "-n", "ops"], &["outside its namespaces"]);
+    refused(&a, &shop, &["get", "gnp", "pci-isolation"], &["pci-isolation"]);
+    // The audit trail: the world's apply shows only the tenant's objects.
+    let audit: serde_json::Value = serde_json::from_str(&as_shop(&["audit", "-o", "json"])).unwrap();
+    let seen: Vec<String> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["entries"].as_array().unwrap().iter().map(|e| format!("{}:{}", e["kind"].as_str().unwrap(), e["name"].as_str().unwrap())))
+        .collect();
+    assert!(!seen.is_empty(), "the tenant sees the changes to its own objects");
+    for forbidden in ["Pod:db", "GlobalNetworkPolicy:pci-isolation", "NetworkPolicy:db-trusts-backup", "Namespace:ops", "Token:shop"] {
+        assert!(!seen.iter().any(|s| s == forbidden), "the tenant read {forbidden} in the audit trail: {seen:?}");
+    }
+    assert!(seen.iter().any(|s| s == "Pod:payment"), "{seen:?}");
+}
+
 fn raw(a: &Agent, head: &str, body: &[u8]) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();

@@ -88,6 +88,32 @@ impl View {
         }
     }
 
+    /// May this caller read the stored object `kind` `ns/name` through the resource routes, `porin get`, a
+    /// watch or the audit trail? A scoped token reads namespaced objects of its namespaces, its namespaces, the
+    /// tiers (their names and order say which tier's policies come before its own) and the global network sets
+    /// (which its policies may name); no other cluster-scoped object (global policies, cluster settings, guards,
+    /// feeds, reports, …): those describe other tenants or the platform.
+    pub fn object(&self, kind: Kind, ns: Option<&str>, name: &str) -> bool {
+        match self {
+            View::All => true,
+            View::Scoped { .. } if kind.info().namespaced => ns.is_some_and(|n| self.namespace(n)),
+            View::Scoped { .. } => match kind {
+                Kind::Namespace => self.namespace(name),
+                Kind::Tier | Kind::GlobalNetworkSet => true,
+                _ => false,
+            },
+        }
+    }
+
+    /// May this caller list or watch `kind` at all? Not when it may read no object of the kind (a cluster-scoped
+    /// kind outside [`View::object`]'s list): that is a 403, as Kubernetes RBAC answers, not an empty list.
+    pub fn kind(&self, kind: Kind) -> bool {
+        match self {
+            View::All => true,
+            View::Scoped { .. } => kind.info().namespaced || matches!(kind, Kind::Namespace | Kind::Tier | Kind::GlobalNetworkSet),
+        }
+    }
+
     /// A namespaced policy in a namespace and tier of the scope (global policies only for unscoped callers).
     pub fn policy(&self, tier: &str, ns: Option<&str>) -> bool {
         match self {

@@ -54,7 +54,11 @@ pub async fn delete(State(st): State<Shared>, Extension(id): Extension<Identity>
 }
 
 /// `GET /porin/v1/audit?since=<epoch seconds>&kind=<Kind>`.
-pub async fn audit(State(st): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+pub async fn audit(State(st): State<Shared>, Extension(id): Extension<Identity>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    // A scoped caller reads the entries about objects it may read (its namespaces and tiers), never token
+    // changes; a record with none of those is left out.
+    let view = super::console::View::of(&id);
+    let scoped = !matches!(view, super::console::View::All);
     let since: i64 = match q.get("since") {
         Some(s) => s.parse().map_err(|_| ApiError::bad_request(format!("since={s:?}: expected epoch seconds")))?,
         None => i64::MIN,
@@ -72,6 +76,14 @@ pub async fn audit(State(st): State<Shared>, Query(q): Query<HashMap<String, Str
         let Ok(mut rec) = serde_json::from_slice::<AuditRecord>(&kv.value) else { continue };
         if rec.timestamp < since {
             continue;
+        }
+        if scoped {
+            rec.entries.retain(|e| {
+                Kind::from_manifest(&e.api_version, &e.kind).is_some_and(|k| view.object(k, e.namespace.as_deref(), &e.name))
+            });
+            if rec.entries.is_empty() {
+                continue;
+            }
         }
         if let Some(k) = kind {
             rec.entries.retain(|e| Kind::from_manifest(&e.api_version, &e.kind) == Some(k));

@@ -14,6 +14,7 @@ use porin_store::{KeyValue, Store, WatchEvent};
 use serde_json::{Value, json};
 
 use super::write::{Change, Intent, commit, known_tiers, object_out};
+use super::console::View;
 use super::{ApiError, Shared};
 use crate::auth::Identity;
 use crate::registry::keys;
@@ -77,8 +78,8 @@ pub async fn handle(
     let t = resolve(uri.path())?;
     let _ = headers;
     match method {
-        Method::GET if q.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(&st, &t, &q).await,
-        Method::GET => read(&st, &t, &q).await,
+        Method::GET if q.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(&st, &id, &t, &q).await,
+        Method::GET => read(&st, &id, &t, &q).await,
         Method::PUT | Method::POST => write(&st, &id, &t, &method, &body).await,
         Method::DELETE => {
             let name = t.name.clone().ok_or_else(|| ApiError::bad_request("DELETE needs a name"))?;
@@ -94,17 +95,34 @@ pub async fn handle(
     }
 }
 
-async fn read(st: &Shared, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+/// Is the stored object at `key` one the caller may read ([`View::object`])?
+fn readable(view: &View, key: &str) -> bool {
+    keys::parse_key(key).is_some_and(|(k, ns, name)| view.object(k, ns.as_deref(), &name))
+}
+
+async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let view = View::of(id);
     if let Some(name) = &t.name {
+        if !view.object(t.kind, t.namespace.as_deref(), name) {
+            let what = match &t.namespace {
+                Some(ns) => format!("{} {ns}/{name}", t.kind),
+                None => format!("{} {name}", t.kind),
+            };
+            return Err(ApiError::forbidden(format!("{} (scoped) may not read {what}: outside its namespaces and tiers", id.user)));
+        }
         let key = keys::object_key(t.kind, t.namespace.as_deref(), name);
         return match st.get(&key).await? {
             Some(kv) => Ok(axum::Json(object_out(&kv)).into_response()),
             None => Err(ApiError::not_found(format!("{} {name:?} not found", t.kind.info().singular))),
         };
     }
+    if !view.kind(t.kind) {
+        return Err(ApiError::forbidden(format!("{} (scoped) may not list {}: cluster-scoped, outside its namespaces (admin only)", id.user, t.kind.info().plural)));
+    }
     let sel = selector(q)?;
     let (items, rev) = st.list(&keys::scope_prefix(t.kind, t.namespace.as_deref())).await?;
-    let items: Vec<Value> = items.iter().map(object_out).filter(|v| sel.matches(&labels_of(v))).collect();
+    // A scoped caller's list holds what it may read, like the console's view (not a 403: `get -A` works).
+    let items: Vec<Value> = items.iter().filter(|kv| readable(&view, &kv.key)).map(object_out).filter(|v| sel.matches(&labels_of(v))).collect();
     Ok(axum::Json(json!({
         "apiVersion": t.kind.api_version(),
         "kind": format!("{}List", t.kind.info().kind),
@@ -175,8 +193,13 @@ fn deleted_object(kind: Kind, key: &str, prev: Option<&KeyValue>, revision: u64)
 
 /// `?watch=true`: newline-delimited `{"type": ADDED|MODIFIED|DELETED, "object": ...}` from
 /// `resourceVersion` (default: now). A broken store watch ends the stream with an `ERROR` event.
-async fn watch(st: &Shared, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+async fn watch(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
     let sel = selector(q)?;
+    let view = View::of(id);
+    if !view.kind(t.kind) || t.name.as_ref().is_some_and(|name| !view.object(t.kind, t.namespace.as_deref(), name)) {
+        let name = t.name.as_deref().unwrap_or("");
+        return Err(ApiError::forbidden(format!("{} (scoped) may not watch {} {name}: outside its namespaces and tiers", id.user, t.kind)));
+    }
     let prefix = match &t.name {
         Some(n) => keys::object_key(t.kind, t.namespace.as_deref(), n),
         None => keys::scope_prefix(t.kind, t.namespace.as_deref()),
@@ -189,7 +212,8 @@ async fn watch(st: &Shared, t: &Target, q: &HashMap<String, String>) -> Result<R
     let kind = t.kind;
     let exact: Option<String> = t.name.as_ref().map(|_| prefix.clone());
     let wanted = move |key: &str| {
-        keys::parse_key(key).is_some_and(|(k, _, _)| k == kind) && exact.as_deref().is_none_or(|e| e == key)
+        keys::parse_key(key).is_some_and(|(k, ns, name)| k == kind && view.object(k, ns.as_deref(), &name))
+            && exact.as_deref().is_none_or(|e| e == key)
     };
     let events = stream.filter_map(move |ev| {
         let line = match ev {
