@@ -17,7 +17,7 @@ use porin_policy::guard::{Guard, Violation};
 use porin_store::Store;
 use serde_json::json;
 
-use super::write::{Change, decode};
+use super::write::Change;
 use super::{ApiError, ApiState};
 use crate::registry::keys;
 
@@ -65,31 +65,23 @@ pub async fn check(st: &ApiState, changes: &[Change]) -> Result<Result<(), Refus
         }
     }
     // The store itself, never the engine's cache: the check must see what the transaction is conditioned on.
+    // Objects are decoded once per (key, revision) across writes (`guard_decode`); the write lock is held, so the
+    // cache is not contended.
     let (items, _) = st.store.list(keys::RESOURCES).await?;
-    let mut model: BTreeMap<String, Resource> = BTreeMap::new();
-    for kv in &items {
-        let Some((kind, _, _)) = keys::parse_key(&kv.key) else { continue };
-        match decode(kind, kv) {
-            Some(r) => {
-                model.insert(kv.key.clone(), r);
-            }
-            // Fail closed: a stored guard (or anything else) that no longer decodes cannot be checked.
-            None => {
-                return Err(ApiError::unavailable(format!(
-                    "stored object {} does not decode; guards cannot be checked, nothing was written",
-                    kv.key
-                )));
-            }
-        }
-    }
-    for c in changes {
-        let key = keys::object_key(c.kind, c.namespace.as_deref(), &c.name);
+    let mut cache = st.guard_decode.lock().unwrap_or_else(|e| e.into_inner());
+    // Fail closed: a stored guard (or anything else) that no longer decodes cannot be checked.
+    let decoded = cache.decode_list(&items).map_err(|u| {
+        ApiError::unavailable(format!("stored object {} does not decode; guards cannot be checked, nothing was written", u.key))
+    })?;
+    let mut model: BTreeMap<&str, &Resource> = decoded.into_iter().collect();
+    let keys: Vec<String> = changes.iter().map(|c| keys::object_key(c.kind, c.namespace.as_deref(), &c.name)).collect();
+    for (c, key) in changes.iter().zip(&keys) {
         match &c.resource {
-            Some(r) => model.insert(key, r.clone()),
-            None => model.remove(&key),
+            Some(r) => model.insert(key.as_str(), r),
+            None => model.remove(key.as_str()),
         };
     }
-    let cluster = Cluster::build(model.values()).map_err(|e| {
+    let cluster = Cluster::build(model.values().copied()).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",

@@ -66,6 +66,8 @@ pub struct ApiState {
     /// Held by [`write::commit`] from its first read to its transaction: writes on this agent are checked
     /// (guards, scope) and committed one at a time.
     pub write_lock: tokio::sync::Mutex<()>,
+    /// The guard check's decoded stored objects, by key and revision ([`guard`]).
+    pub guard_decode: Mutex<crate::registry::DecodeCache>,
 }
 
 pub type Shared = Arc<ApiState>;

@@ -95,6 +95,34 @@ impl DecodeCache {
     }
 }
 
+impl DecodeCache {
+    /// [`DecodeCache::decode`] of a store listing: each stored object by key, or the first one that does not
+    /// decode.
+    pub fn decode_list<'a>(&'a mut self, items: &[KeyValue]) -> Result<Vec<(&'a str, &'a Resource)>, Undecodable> {
+        for kv in items {
+            match self.by_key.get(&kv.key) {
+                Some((rev, _)) if *rev == kv.mod_revision => {}
+                _ => {
+                    self.by_key.insert(kv.key.clone(), (kv.mod_revision, decode_kv(kv)));
+                }
+            }
+        }
+        if self.by_key.len() > items.len() {
+            let current: std::collections::HashSet<&str> = items.iter().map(|kv| kv.key.as_str()).collect();
+            self.by_key.retain(|k, _| current.contains(k.as_str()));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for kv in items {
+            let (k, (_, r)) = self.by_key.get_key_value(&kv.key).expect("cached above");
+            match r {
+                Ok(r) => out.push((k.as_str(), r)),
+                Err(u) => return Err(u.clone()),
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod cache_tests {
     use super::*;
@@ -129,6 +157,15 @@ mod cache_tests {
         check(&mut cache, &items);
         items.extend([kv("resources/core/pods/shop/a", 5, &pod("a", "z")), kv("resources/core/pods/shop/c", 6, &pod("c", "z"))]);
         check(&mut cache, &items);
+        // A listing with an undecodable value is refused naming it; without it, it equals a full decode.
+        let list: Vec<KeyValue> = items.values().cloned().collect();
+        assert_eq!(cache.decode_list(&list).unwrap_err().key, "resources/core/pods/shop/b");
+        items.remove("resources/core/pods/shop/b");
+        let list: Vec<KeyValue> = items.values().cloned().collect();
+        let listed: Vec<(String, Resource)> =
+            cache.decode_list(&list).unwrap().into_iter().map(|(k, r)| (k.to_string(), r.clone())).collect();
+        assert_eq!(listed.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), decode_all(&items).0);
+        assert_eq!(listed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), items.keys().map(String::as_str).collect::<Vec<_>>());
         items.remove("resources/core/pods/shop/c");
         items.extend([kv("resources/core/pods/shop/d", 7, &pod("d", "z"))]);
         check(&mut cache, &items);
