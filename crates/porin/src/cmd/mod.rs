@@ -23,3 +23,4 @@ pub mod preview;
 pub mod report;
 pub mod resources;
 pub mod install_cni;
+pub mod kubeconfig;
