@@ -233,15 +233,25 @@ fn to_v2(s: &Value) -> Value {
     Value::Object(out)
 }
 
-/// The OpenAPI v2 document (definitions only: kubectl reads schemas from it).
+/// The OpenAPI v2 document: the definitions (kubectl's schemas), and one PATCH operation per kind naming the
+/// query parameters the server honours (kubectl checks `dryRun` and `fieldValidation` support there).
 pub fn openapi_v2() -> Value {
     let mut defs = Map::new();
+    let mut paths = Map::new();
     for (g, v) in group_versions() {
         for k in kinds_of(g, v) {
             defs.insert(schema::definition_name(k), to_v2(&definition(k)));
+            let params: Vec<Value> = ["dryRun", "fieldValidation", "fieldManager"]
+                .iter()
+                .map(|n| json!({"name": n, "in": "query", "type": "string", "uniqueItems": true}))
+                .collect();
+            paths.insert(
+                object_path(k),
+                json!({"patch": {"operationId": format!("patch{}", k.info().kind), "parameters": params, "x-kubernetes-group-version-kind": gvk(k)}}),
+            );
         }
     }
-    json!({"swagger": "2.0", "info": {"title": "Porin", "version": env!("CARGO_PKG_VERSION")}, "paths": {}, "definitions": defs})
+    json!({"swagger": "2.0", "info": {"title": "Porin", "version": env!("CARGO_PKG_VERSION")}, "paths": paths, "definitions": defs})
 }
 
 /// `GET /openapi/v2`: protobuf (gnostic's `openapi.v2.Document`) when the client asks for it, as kubectl does,

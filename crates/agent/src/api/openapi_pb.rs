@@ -88,7 +88,45 @@ pub fn schema(s: &Value) -> Vec<u8> {
     out
 }
 
-/// `openapi.v2.Document` with swagger, info and definitions.
+/// `PathItem { get = 2; put = 3; post = 4; delete = 5; patch = 8 }`.
+fn path_item(item: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (method, field) in [("get", 2), ("put", 3), ("post", 4), ("delete", 5), ("patch", 8)] {
+        if let Some(op) = item.get(method) {
+            bytes(&mut out, field, &operation(op));
+        }
+    }
+    out
+}
+
+/// `Operation { operation_id = 5; repeated ParametersItem parameters = 8; repeated NamedAny vendor_extension = 13 }`
+/// with query parameters only: `ParametersItem { Parameter parameter = 1 { NonBodyParameter non_body_parameter = 2
+/// { QueryParameterSubSchema query_parameter_sub_schema = 3 { in = 2; name = 4; type = 6 } } } }`.
+fn operation(op: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(id) = op["operationId"].as_str() {
+        string(&mut out, 5, id);
+    }
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        let mut query = Vec::new();
+        string(&mut query, 2, p["in"].as_str().unwrap_or("query"));
+        string(&mut query, 4, p["name"].as_str().unwrap_or(""));
+        string(&mut query, 6, p["type"].as_str().unwrap_or("string"));
+        let mut non_body = Vec::new();
+        bytes(&mut non_body, 3, &query);
+        let mut parameter = Vec::new();
+        bytes(&mut parameter, 2, &non_body);
+        let mut item = Vec::new();
+        bytes(&mut item, 1, &parameter);
+        bytes(&mut out, 8, &item);
+    }
+    for (k, v) in op.as_object().into_iter().flatten().filter(|(k, _)| k.starts_with("x-")) {
+        bytes(&mut out, 13, &named_any(k, v));
+    }
+    out
+}
+
+/// `openapi.v2.Document` with swagger, info, paths and definitions.
 pub fn document(doc: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     string(&mut out, 1, doc["swagger"].as_str().unwrap_or("2.0"));
@@ -96,8 +134,15 @@ pub fn document(doc: &Value) -> Vec<u8> {
     string(&mut info, 1, doc["info"]["title"].as_str().unwrap_or(""));
     string(&mut info, 2, doc["info"]["version"].as_str().unwrap_or(""));
     bytes(&mut out, 2, &info);
-    // Paths (field 8) is required by some readers even when empty.
-    bytes(&mut out, 8, &[]);
+    // Paths { repeated NamedPathItem path = 2 }
+    let mut paths = Vec::new();
+    for (name, item) in doc["paths"].as_object().into_iter().flatten() {
+        let mut named = Vec::new();
+        string(&mut named, 1, name);
+        bytes(&mut named, 2, &path_item(item));
+        bytes(&mut paths, 2, &named);
+    }
+    bytes(&mut out, 8, &paths);
     let mut defs = Vec::new();
     for (name, s) in doc["definitions"].as_object().into_iter().flatten() {
         let mut named = Vec::new();

@@ -165,6 +165,19 @@ async fn read(st: &Shared, t: &Target, q: &HashMap<String, String>, table: Optio
 }
 
 async fn write(st: &Shared, id: &Identity, t: &Target, method: &Method, body: &Bytes, dry_run: bool) -> Result<Response, ApiError> {
+    write_as(st, id, t, method, body, dry_run, None).await
+}
+
+/// [`write`], audited under `verb` (default: create for POST, update for PUT).
+async fn write_as(
+    st: &Shared,
+    id: &Identity,
+    t: &Target,
+    method: &Method,
+    body: &Bytes,
+    dry_run: bool,
+    verb: Option<&str>,
+) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     // Fill the namespace from the path before loading, so `POST .../namespaces/x/...` of an object without
     // one lands in x.
@@ -202,7 +215,7 @@ async fn write(st: &Shared, id: &Identity, t: &Target, method: &Method, body: &B
     let intent = if *method == Method::POST { Intent::Create } else { Intent::Upsert };
     let c = Change::from_doc(&doc, intent)?;
     let key = keys::object_key(c.kind, c.namespace.as_deref(), &c.name);
-    let verb = if intent == Intent::Create { "create" } else { "update" };
+    let verb = verb.unwrap_or(if intent == Intent::Create { "create" } else { "update" });
     let (_, out) = commit_opts(st, id, verb, vec![c], dry_run).await?;
     let code = if out[0].action == "created" { StatusCode::CREATED } else { StatusCode::OK };
     if dry_run {
@@ -231,7 +244,7 @@ async fn patch(st: &Shared, id: &Identity, t: &Target, ty: kube::PatchType, body
             m.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
         }
         let body = Bytes::from(serde_json::to_vec(&new).expect("json"));
-        match write(st, id, t, &Method::PUT, &body, dry_run).await {
+        match write_as(st, id, t, &Method::PUT, &body, dry_run, Some("patch")).await {
             Err(e) if e.code == StatusCode::CONFLICT && e.reason == "Conflict" && !pinned && attempt < 5 => continue,
             r => return r,
         }
