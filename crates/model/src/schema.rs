@@ -507,6 +507,44 @@ pub fn definition_name(kind: Kind) -> String {
     format!("{group}.{}.{}", i.version, i.kind)
 }
 
+/// The CustomResourceDefinition (`apiextensions.k8s.io/v1`) of a porin.io kind: its schema (structural;
+/// `metadata` left to the API server, as CRDs require) and its printer columns (those of `porin get`, then AGE).
+/// None for kinds of other groups.
+pub fn crd(kind: Kind) -> Option<Value> {
+    let i = kind.info();
+    if i.group != crate::kind::PORIN_GROUP {
+        return None;
+    }
+    let mut schema = object_schema(kind);
+    schema["properties"]["metadata"] = json!({"type": "object"});
+    let mut cols: Vec<Value> = columns(kind)
+        .into_iter()
+        .map(|c| json!({"name": c.name, "type": c.ty, "jsonPath": json_path(c.pointer), "description": c.description, "priority": c.priority}))
+        .collect();
+    cols.push(json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}));
+    let mut names = json!({"kind": i.kind, "listKind": format!("{}List", i.kind), "plural": i.plural, "singular": i.singular, "categories": ["porin"]});
+    if !i.short.is_empty() {
+        names["shortNames"] = json!(i.short);
+    }
+    Some(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{}.{}", i.plural, i.group)},
+        "spec": {
+            "group": i.group,
+            "names": names,
+            "scope": if i.namespaced { "Namespaced" } else { "Cluster" },
+            "versions": [{
+                "name": i.version,
+                "served": true,
+                "storage": true,
+                "schema": {"openAPIV3Schema": schema},
+                "additionalPrinterColumns": cols,
+            }],
+        },
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +603,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// CRD schemas must be structural: every node has a type (or int-or-string / preserve-unknown-fields),
+    /// `metadata` has no properties, and no `uniqueItems`.
+    fn structural(s: &Value, at: &str) {
+        let ok = s.get("type").is_some()
+            || s.get("x-kubernetes-int-or-string").is_some()
+            || s.get("x-kubernetes-preserve-unknown-fields").is_some();
+        assert!(ok, "{at}: no type");
+        assert!(s.get("uniqueItems").is_none(), "{at}: uniqueItems");
+        for (k, v) in s["properties"].as_object().into_iter().flatten() {
+            structural(v, &format!("{at}.{k}"));
+        }
+        if let Some(i) = s.get("items") {
+            structural(i, &format!("{at}[]"));
+        }
+    }
+
+    #[test]
+    fn crds_are_structural_and_only_for_porin_kinds() {
+        let mut n = 0;
+        for kind in Kind::ALL {
+            let Some(c) = crd(kind) else {
+                assert_ne!(kind.info().group, crate::kind::PORIN_GROUP);
+                continue;
+            };
+            n += 1;
+            let v = &c["spec"]["versions"][0];
+            let s = &v["schema"]["openAPIV3Schema"];
+            structural(s, kind.info().kind);
+            assert_eq!(s["properties"]["metadata"], json!({"type": "object"}));
+            assert_eq!(v["additionalPrinterColumns"].as_array().unwrap().last().unwrap()["name"], "Age");
+        }
+        assert_eq!(n, Kind::ALL.iter().filter(|k| k.info().group == crate::kind::PORIN_GROUP).count());
     }
 
     #[test]

@@ -80,6 +80,8 @@ enum Command {
     InstallCni(cmd::install_cni::InstallCniArgs),
     /// Write a kubeconfig (server, the agent's CA, a token) so that kubectl manages Porin's objects.
     Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
+    /// Print the CustomResourceDefinitions of the porin.io kinds (for --datastore kubernetes).
+    Crds(cmd::crds::CrdsArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::Preview(a) => cmd::preview::preview(a),
         Command::InstallCni(a) => cmd::install_cni::install_cni(a),
         Command::Kubeconfig(a) => cmd::kubeconfig::kubeconfig(a),
+        Command::Crds(a) => cmd::crds::crds(a),
     };
     match result {
         Ok(code) => code,

@@ -24,3 +24,4 @@ pub mod report;
 pub mod resources;
 pub mod install_cni;
 pub mod kubeconfig;
+pub mod crds;
