@@ -21,6 +21,13 @@ fn gnp(name: &str, rv: u64, order: u64) -> Value {
         "spec": {"order": order, "selector": "all()", "ingress": [{"action": "Deny"}]}})
 }
 
+fn bad() -> Value {
+    let mut v = gnp("bad", 19, 9);
+    v["spec"]["selector"] = json!("(((");
+    v["spec"]["ingress"] = json!([{"action": "Sometimes"}]);
+    v
+}
+
 fn list(items: Vec<Value>, rv: u64) -> Value {
     json!({"apiVersion": "porin.io/v1", "kind": "GlobalNetworkPolicyList", "metadata": {"resourceVersion": rv.to_string()}, "items": items})
 }
@@ -128,14 +135,15 @@ async fn replayed_list_watch_with_bookmarks_410_and_decode_errors() {
             vec![ev("ERROR", json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "too old resource version: 15 (25)", "reason": "Expired", "code": 410}))],
             false,
         ),
-        // 4. The relist: b was deleted and a changed while the watch was gone.
-        Answer::Json(200, list(vec![gnp("a", 20, 20), gnp("c", 11, 3)], 21)),
+        // 4. The relist: b was deleted and a changed while the watch was gone; "bad" is a valid Kubernetes object
+        //    but not a valid Porin policy: it is stored as it is, for the engine to fail closed on.
+        Answer::Json(200, list(vec![gnp("a", 20, 20), bad(), gnp("c", 11, 3)], 21)),
         // 5. Watch from 21: an event whose object does not decode. Nothing of it may be applied (c stays).
         Answer::Lines(vec![r#"{"type":"DELETED","object":{"metadata":"not an object"}}"#.to_string()], false),
         // 6. The relist that follows fails (the API is down): the last good state is kept.
         Answer::Json(503, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "unavailable", "reason": "ServiceUnavailable", "code": 503})),
         // 7. It comes back.
-        Answer::Json(200, list(vec![gnp("a", 20, 20), gnp("c", 11, 3)], 30)),
+        Answer::Json(200, list(vec![gnp("a", 20, 20), bad(), gnp("c", 11, 3)], 30)),
         // 8. Watch from 30: c is deleted; the stream stays open.
         Answer::Lines(vec![ev("DELETED", gnp("c", 31, 3))], true),
     ];
@@ -169,8 +177,9 @@ async fn replayed_list_watch_with_bookmarks_410_and_decode_errors() {
     assert!(a["metadata"].get("resourceVersion").is_none() && a["metadata"].get("managedFields").is_none(), "{a}");
     // After the 410 and the relist: b's delete, missed while away, is applied; then the undecodable event
     // deletes nothing, and the failed listing keeps the state; the final watch deletes c.
-    wait_for(&store, "after the relist", &[("a", 20), ("c", 3)]).await;
-    wait_for(&store, "after the last watch", &[("a", 20)]).await;
+    let s = wait_for(&store, "after the relist", &[("a", 20), ("bad", 9), ("c", 3)]).await;
+    assert_eq!(s["bad"]["spec"]["selector"], "(((", "an invalid policy is kept as written, not dropped");
+    wait_for(&store, "after the last watch", &[("a", 20), ("bad", 9)]).await;
     assert!(store.get("resources/porin.io/tiers/_/t").await.unwrap().is_some(), "another kind was touched");
 
     let seen = seen.lock().unwrap().clone();

@@ -58,6 +58,46 @@ impl Kubectl {
     }
 }
 
+/// A running `kubectl get -w`, read line by line.
+struct Watch {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(k: &Kubectl, args: &[&str]) -> Watch {
+        let mut child = k.cmd(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, lines: rx }
+    }
+
+    /// Skip to the next line whose first cells are `want`.
+    fn next(&mut self, want: &[&str]) -> String {
+        loop {
+            let line = self.lines.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no watch line with {want:?}"));
+            let r: Vec<&str> = line.split_whitespace().collect();
+            if r.len() >= want.len() && r.iter().zip(want).all(|(a, b)| a == b) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Lines of a table, each split on whitespace (kubectl pads columns).
 fn rows(table: &str) -> Vec<Vec<String>> {
     table.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
@@ -246,39 +286,25 @@ fn kubectl_manages_porin_objects() {
     assert!(out.contains("globalnetworkset.porin.io/blocked created (server dry run)"), "{out}");
     assert!(stored(&a, "gns", "blocked", None).is_none(), "a dry run wrote");
 
-    // get -w: the current row, then one per change, with the event type.
-    let mut child = k
-        .cmd(&["get", "gnp", "-w", "--output-watch-events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let next = |want: &[&str]| -> String {
-        loop {
-            let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no watch line with {want:?}"));
-            let r: Vec<&str> = line.split_whitespace().collect();
-            if r.len() >= want.len() && r.iter().zip(want).all(|(a, b)| a == b) {
-                return line;
-            }
-        }
-    };
-    next(&["ADDED", "deny-pci", "platform", "30"]);
+    // get -w: the current row, then one per change, with the event type; for each of the three policy kinds.
     // A change made through Porin's own CLI shows up in kubectl's watch.
+    let mut w = Watch::start(&k, &["get", "pnp", "-n", "team-a", "-w", "--output-watch-events"]);
+    w.next(&["ADDED", "web", "app", "5"]);
+    a.ok(&["label", "pnp", "web", "-n", "team-a", "watched=yes"]);
+    w.next(&["MODIFIED", "web", "app", "5"]);
+    drop(w);
+    let mut w = Watch::start(&k, &["get", "netpol", "-n", "team-a", "-w", "--output-watch-events"]);
+    w.next(&["ADDED", "web-in"]);
+    k.ok(&["label", "netpol", "web-in", "-n", "team-a", "watched=yes"]);
+    w.next(&["MODIFIED", "web-in"]);
+    drop(w);
+    let mut w = Watch::start(&k, &["get", "gnp", "-w", "--output-watch-events"]);
+    w.next(&["ADDED", "deny-pci", "platform", "30"]);
     a.ok(&["label", "gnp", "deny-pci", "watched=yes"]);
-    next(&["MODIFIED", "deny-pci", "platform", "30"]);
+    w.next(&["MODIFIED", "deny-pci", "platform", "30"]);
     assert_eq!(k.ok(&["delete", "gnp", "deny-pci"]), "globalnetworkpolicy.porin.io \"deny-pci\" deleted\n");
-    next(&["DELETED", "deny-pci"]);
-    let _ = child.kill();
-    let _ = child.wait();
+    w.next(&["DELETED", "deny-pci"]);
+    drop(w);
     assert!(stored(&a, "gnp", "deny-pci", None).is_none());
 
     // explain, from the server's OpenAPI.
@@ -286,6 +312,8 @@ fn kubectl_manages_porin_objects() {
     assert!(e.contains("GlobalNetworkPolicy") && e.contains("action") && e.contains("What a matching packet gets"), "{e}");
     let e = k.ok(&["explain", "netpol.spec"]);
     assert!(e.contains("podSelector") && e.contains("policyTypes"), "{e}");
+    let e = k.ok(&["explain", "pnp.spec.tier"]);
+    assert!(e.contains("NetworkPolicy") && e.contains("porin.io") && e.contains("The tier the policy belongs to"), "{e}");
     let e = k.ok(&["explain", "tiers"]);
     assert!(e.contains("An ordered group of policies"), "{e}");
 
