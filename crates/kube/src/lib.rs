@@ -17,8 +17,9 @@
 //!    it), and the watch is retried with exponential backoff from the last `resourceVersion`.
 //! 5. Fails closed on decode errors: an event or listing that does not decode is never applied — in particular
 //!    it never deletes anything — and the kind is listed again. Objects that decode as Kubernetes objects but not
-//!    as valid Porin resources are stored as they are: the engine then treats them as it treats an undecodable
-//!    stored object from etcd (the namespace, or every endpoint, is locked down; `porin status` names it).
+//!    as valid Porin resources are stored as they are: the engine then treats them as it treats such an object
+//!    in etcd (one that does not decode locks its namespace, or every endpoint, down and `porin status` names it;
+//!    one that decodes but does not build keeps the previous policy, health degraded).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

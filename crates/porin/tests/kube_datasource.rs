@@ -113,3 +113,85 @@ fn shipped_crds_are_the_generated_ones() {
     assert!(names.contains(&"globalnetworkpolicies.porin.io") && names.contains(&"networkpolicies.porin.io"), "{names:?}");
     assert!(!names.iter().any(|n| n.ends_with(".k8s.io") || !n.ends_with(".porin.io")), "{names:?}");
 }
+
+/// A fake API server answering every LIST (empty, except GlobalNetworkPolicies: one object that is a valid
+/// Kubernetes object but not a valid policy) and holding every WATCH open.
+fn fake_api_with_an_invalid_policy() -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in l.incoming() {
+            let Ok(mut sock) = sock else { continue };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                if target.contains("watch=true") {
+                    let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
+                    std::thread::sleep(Duration::from_secs(120));
+                    return;
+                }
+                let items = if target.starts_with("/apis/porin.io/v1/globalnetworkpolicies") {
+                    serde_json::json!([{"apiVersion": "porin.io/v1", "kind": "GlobalNetworkPolicy",
+                        "metadata": {"name": "broken", "resourceVersion": "5"},
+                        "spec": {"selector": "all()", "ingress": [{"action": "Sometimes"}]}}])
+                } else {
+                    serde_json::json!([])
+                };
+                let body = serde_json::json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": items}).to_string();
+                let _ = sock.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                        .as_bytes(),
+                );
+            });
+        }
+    });
+    port
+}
+
+/// An invalid policy from the Kubernetes API does not silently disappear: the agent stores it as written and
+/// its engine fails closed on it, as it does for an undecodable object in etcd (every endpoint locked down,
+/// named in `porin status`).
+#[test]
+fn an_invalid_policy_from_kubernetes_fails_closed() {
+    let port = fake_api_with_an_invalid_policy();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("fake.kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n\
+             users: [{{name: fake, user: {{}}}}]\ncontexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\ncurrent-context: fake\n"
+        ),
+    )
+    .unwrap();
+    let a = Agent::start(dir.path(), &["--datastore", "kubernetes", "--kubeconfig", kc.to_str().unwrap(), "--dataplane", "none"]);
+    let t0 = Instant::now();
+    loop {
+        let (_, out, _) = a.porin(&["status", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let named = v["undecodable"].as_array().is_some_and(|u| {
+            u.iter().any(|x| x["key"].as_str().is_some_and(|k| k.ends_with("globalnetworkpolicies/_/broken")))
+        });
+        if named {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the invalid policy is not named in porin status: {out}\n{:?}\n{}",
+            a.porin(&["get", "gnp", "-o", "json"]),
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = a.ok(&["status"]);
+    assert!(status.contains("Undecodable") && status.contains("every endpoint locked down"), "{status}");
+}
