@@ -280,6 +280,18 @@ fn kubectl_manages_porin_objects() {
     assert!(err.contains("invalid") && err.contains("spec.selector"), "{err}");
     assert_eq!(stored(&a, "gnp", "deny-pci", None).unwrap()["spec"]["selector"], "pci == 'true'");
 
+    // A ReachabilityGuard binds kubectl's writes as it binds `porin apply`: a policy that breaks it is refused
+    // (422 naming the guard) and nothing is written.
+    a.ok(&["apply", "-f", &a.write("guard.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: team-a, labels: {app: web}}\n\
+        status: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: team-a, labels: {app: client}}\n\
+        status: {podIP: 10.0.0.9}\n---\napiVersion: porin.io/v1\nkind: ReachabilityGuard\nmetadata: {name: web-reachable}\n\
+        spec: {from: {selector: app == 'client'}, to: {selector: app == 'web'}, ports: [80], expect: Allow}\n")]);
+    let block = a.write("block.yaml", "apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: block-web}\n\
+        spec: {tier: platform, order: 1, selector: app == 'web', ingress: [{action: Deny}]}\n");
+    let err = k.fails(&["apply", "-f", &block]);
+    assert!(err.contains("web-reachable"), "{err}");
+    assert!(stored(&a, "gnp", "block-web", None).is_none());
+
     // Server dry run: every check, nothing written.
     let extra = a.write("extra.yaml", "apiVersion: porin.io/v1\nkind: GlobalNetworkSet\nmetadata: {name: blocked}\nspec: {nets: [198.51.100.0/24]}\n");
     let out = k.ok(&["apply", "--dry-run=server", "-f", &extra]);
@@ -317,7 +329,9 @@ fn kubectl_manages_porin_objects() {
     let e = k.ok(&["explain", "tiers"]);
     assert!(e.contains("An ordered group of policies"), "{e}");
 
-    // delete -f: every object of the file.
+    // delete -f: every object of the file, one request each (with a guard in place, deleting a tier before its
+    // policies would leave a model that does not build, which guards refuse: the guard goes first).
+    assert_eq!(k.ok(&["delete", "guard", "web-reachable"]), "reachabilityguard.porin.io \"web-reachable\" deleted\n");
     k.ok(&["apply", "-f", &f2]);
     let out = k.ok(&["delete", "-f", &f2]);
     assert!(out.contains("networkpolicy.networking.k8s.io \"web-in\" deleted"), "{out}");
