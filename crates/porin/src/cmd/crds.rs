@@ -28,3 +28,29 @@ pub fn crds(a: CrdsArgs) -> Result<ExitCode> {
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use porin_model::Kind;
+
+    use crate::printers::{TableOptions, resource_rows};
+
+    /// The columns kubectl shows (server-side tables, CRD printer columns: `porin_model::schema::columns`) are
+    /// the columns `porin get` prints: the two tables must not drift apart.
+    #[test]
+    fn kubectl_columns_are_porin_gets_columns() {
+        for kind in Kind::ALL {
+            let header = |wide: bool| -> Vec<String> {
+                let o = TableOptions { wide, ..Default::default() };
+                resource_rows(kind, &[], &[], &o).remove(0)
+            };
+            let skip = ["NAME", "AGE", "RESOURCE-VERSION", "LABELS"];
+            let plain: Vec<String> = header(false).into_iter().filter(|h| !skip.contains(&h.as_str())).collect();
+            let wide: Vec<String> = header(true).into_iter().filter(|h| !skip.contains(&h.as_str()) && !plain.contains(h)).collect();
+            let cols = porin_model::schema::columns(kind);
+            let of = |p: u8| -> Vec<String> { cols.iter().filter(|c| c.priority == p).map(|c| c.name.to_uppercase()).collect() };
+            assert_eq!(of(0), plain, "{kind:?}");
+            assert_eq!(of(1), wide, "{kind:?} (-o wide)");
+        }
+    }
+}
