@@ -15,6 +15,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# kubectl for the tests of Porin's Kubernetes API (crates/porin/tests/kubectl_real.rs): Debian's kubernetes-client,
+# unless a kubectl is already installed (its /usr/bin/kubectl would conflict).
+if ! command -v kubectl >/dev/null; then
+  echo "setup: installing kubernetes-client (kubectl)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; }
+fi
 command -v cargo >/dev/null || { echo "setup: cargo (Rust stable >= 1.95) is required" >&2; exit 1; }
 
 # The web console (web/): Node >= 20.19 builds it (npm ci with the committed lockfile); the porin binary embeds

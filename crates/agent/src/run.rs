@@ -28,6 +28,9 @@ use porin_dataplane::DataplaneOptions;
 pub enum Datastore {
     Embedded,
     Etcd,
+    /// The Kubernetes API server (`--kubeconfig`): its objects are mirrored into the embedded store
+    /// (crates/kube); tokens, audit records and WorkloadEndpoints stay local.
+    Kubernetes,
 }
 
 /// Which dataplane the agent programs.
@@ -138,10 +141,14 @@ pub struct AgentConfig {
     /// the web console on the host's loopback while the agent lives in its node's namespace).
     #[arg(long, requires = "insecure_listen", requires = "netns", help_heading = "API")]
     pub insecure_listen_host: bool,
-    /// Where objects are stored: `embedded` (a local file under --data-dir) or `etcd` (shared by every agent;
-    /// needs --etcd-endpoints).
+    /// Where objects are stored: `embedded` (a local file under --data-dir), `etcd` (shared by every agent;
+    /// needs --etcd-endpoints) or `kubernetes` (read from the Kubernetes API through --kubeconfig, or the
+    /// in-cluster service account; changed with kubectl there, not through this agent).
     #[arg(long, value_enum, default_value = "embedded")]
     pub datastore: Datastore,
+    /// kubeconfig for --datastore kubernetes [default: KUBECONFIG, ~/.kube/config, or in-cluster].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// etcd client URLs, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
@@ -319,6 +326,18 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(format!("chmod {}", a.data_dir.display())))?;
     let node = a.node.clone().unwrap_or_else(hostname);
     let (config, kind, desc) = match a.datastore {
+        Datastore::Kubernetes => (
+            StoreConfig::Embedded {
+                dir: a.data_dir.join("store"),
+                options: EmbeddedOptions { max_txn_ops: 100_000, ..Default::default() },
+            },
+            "kubernetes",
+            format!(
+                "Kubernetes API ({}) mirrored into the embedded store at {}",
+                a.kubeconfig.as_ref().map_or_else(|| "kubeconfig from the environment".to_string(), |p| p.display().to_string()),
+                a.data_dir.join("store").display()
+            ),
+        ),
         Datastore::Embedded => (
             StoreConfig::Embedded {
                 dir: a.data_dir.join("store"),
@@ -348,6 +367,11 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     };
     let store = AnyStore::open(config).await.map_err(|source| AgentError::Store { what: "opening the datastore".into(), source: Box::new(source) })?;
     ensure_admin_token(&store, &a.data_dir, &node).await.map_err(|e| AgentError::AdminToken(Box::new(e)))?;
+    if a.datastore == Datastore::Kubernetes {
+        let client = porin_kube::client(a.kubeconfig.as_deref()).await.map_err(|e| AgentError::Config(e.to_string()))?;
+        let syncer = porin_kube::Syncer::new(store.clone(), client, porin_kube::SyncOptions::default());
+        tokio::spawn(syncer.run(crate::registry::kube_resources()));
+    }
 
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
     let (policy_tx, policy_rx) = watch::channel(Arc::new(PolicySnapshot::default()));

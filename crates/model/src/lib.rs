@@ -19,6 +19,7 @@ pub mod load;
 pub mod meta;
 pub mod porin;
 pub mod report;
+pub mod schema;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};

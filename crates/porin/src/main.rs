@@ -78,6 +78,10 @@ enum Command {
     Preview(cmd::preview::PreviewArgs),
     /// Install the CNI plugin: conflist, porin-cni binary and a cni token (the DaemonSet's init step).
     InstallCni(cmd::install_cni::InstallCniArgs),
+    /// Write a kubeconfig (server, the agent's CA, a token) so that kubectl manages Porin's objects.
+    Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
+    /// Print the CustomResourceDefinitions of the porin.io kinds (for --datastore kubernetes).
+    Crds(cmd::crds::CrdsArgs),
     /// The pod-server process of a lab (internal).
     #[command(hide = true)]
     LabServe {
@@ -122,6 +126,8 @@ fn main() -> ExitCode {
         Command::Recommend(a) => cmd::recommend::recommend(a),
         Command::Preview(a) => cmd::preview::preview(a),
         Command::InstallCni(a) => cmd::install_cni::install_cni(a),
+        Command::Kubeconfig(a) => cmd::kubeconfig::kubeconfig(a),
+        Command::Crds(a) => cmd::crds::crds(a),
     };
     match result {
         Ok(code) => code,

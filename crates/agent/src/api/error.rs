@@ -74,6 +74,8 @@ impl From<StoreError> for ApiError {
                 ApiError::unavailable(format!("datastore unavailable, serving read-only: {msg}"))
             }
             StoreError::Conflict { .. } => ApiError::conflict(msg),
+            // A watch from a revision whose history is gone: Kubernetes' "too old resource version" (clients list again).
+            StoreError::Compacted { .. } => Self::new(StatusCode::GONE, "Expired", msg),
             StoreError::NotFound { .. } => ApiError::not_found(msg),
             StoreError::TooManyOps { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", msg),
             StoreError::DuplicateKey { .. } | StoreError::InvalidKey { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", msg),

@@ -17,7 +17,9 @@ pub mod console;
 pub mod error;
 pub mod flows;
 pub mod health;
+pub mod kube;
 pub mod listener;
+mod openapi_pb;
 pub mod porin_routes;
 pub mod promote;
 pub mod reports;
@@ -307,6 +309,14 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/api/v1/{*rest}", any(resources::handle))
         .route("/apis/{*rest}", any(resources::handle))
+        // kubectl: version, discovery, OpenAPI (kube.rs).
+        .route("/version", get(kube::version))
+        .route("/api", get(kube::core_versions))
+        .route("/api/v1", get(kube::core_resources))
+        .route("/apis", get(kube::groups))
+        .route("/openapi/v2", get(kube::openapi_v2_handler))
+        .route("/openapi/v3", get(kube::openapi_v3_root))
+        .route("/openapi/v3/{*rest}", get(kube::openapi_v3_doc))
         .route("/porin/v1/apply", post(porin_routes::apply))
         .route("/porin/v1/delete", post(porin_routes::delete))
         .route("/porin/v1/promote", post(promote::promote))

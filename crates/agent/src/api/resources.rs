@@ -13,9 +13,9 @@ use porin_selector::Selector;
 use porin_store::{KeyValue, Store, WatchEvent};
 use serde_json::{Value, json};
 
-use super::write::{Change, Intent, commit, known_tiers, object_out};
 use super::console::View;
-use super::{ApiError, Shared};
+use super::write::{Change, Intent, commit_opts, known_tiers, object_out};
+use super::{ApiError, Shared, kube};
 use crate::auth::Identity;
 use crate::registry::keys;
 
@@ -75,19 +75,33 @@ pub async fn handle(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if method == Method::GET
+        && let Some(r) = kube::group_discovery(uri.path())
+    {
+        return Ok(r);
+    }
     let t = resolve(uri.path())?;
-    let _ = headers;
+    let dry_run = match q.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(o) => return Err(ApiError::bad_request(format!("dryRun {o:?}: the only supported value is All"))),
+    };
+    let table = kube::wants_table(&headers).then(|| kube::Include::parse(q.get("includeObject"))).transpose()?;
     match method {
-        Method::GET if q.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(&st, &id, &t, &q).await,
-        Method::GET => read(&st, &id, &t, &q).await,
-        Method::PUT | Method::POST => write(&st, &id, &t, &method, &body).await,
+        Method::GET if q.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(&st, &id, &t, &q, table).await,
+        Method::GET => read(&st, &id, &t, &q, table).await,
+        Method::PUT | Method::POST => write(&st, &id, &t, &method, &body, dry_run).await,
+        Method::PATCH => {
+            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            patch(&st, &id, &t, kube::PatchType::from_content_type(ct)?, &body, dry_run).await
+        }
         Method::DELETE => {
             let name = t.name.clone().ok_or_else(|| ApiError::bad_request("DELETE needs a name"))?;
             let ns = if t.kind.info().namespaced { Some(t.namespace.clone().unwrap_or_else(|| "default".into())) } else { None };
             let expected = q.get("resourceVersion").and_then(|s| s.parse().ok());
             let c = Change { kind: t.kind, namespace: ns, name, resource: None, expected, intent: Intent::Delete };
-            let (rev, out) = commit(&st, &id, "delete", vec![c]).await?;
-            Ok(axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200,
+            let (rev, out) = commit_opts(&st, &id, "delete", vec![c], dry_run).await?;
+            Ok(axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200,
                 "details": {"kind": t.kind.info().plural, "name": out[0].name, "resourceVersion": rev.to_string()}}))
             .into_response())
         }
@@ -100,7 +114,35 @@ fn readable(view: &View, key: &str) -> bool {
     keys::parse_key(key).is_some_and(|(k, ns, name)| view.object(k, ns.as_deref(), &name))
 }
 
-async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+/// `?fieldSelector=`: `metadata.name` and `metadata.namespace`, with `=`, `==` or `!=`, comma-separated.
+struct FieldSelector(Vec<(&'static str, bool, String)>);
+
+impl FieldSelector {
+    fn parse(q: &HashMap<String, String>) -> Result<FieldSelector, ApiError> {
+        let mut terms = Vec::new();
+        for term in q.get("fieldSelector").map(String::as_str).unwrap_or("").split(',').filter(|t| !t.trim().is_empty()) {
+            let (field, eq, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (f, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!("invalid fieldSelector term {term:?}: expected FIELD=VALUE or FIELD!=VALUE")));
+            };
+            let pointer = match field.trim() {
+                "metadata.name" => "/metadata/name",
+                "metadata.namespace" => "/metadata/namespace",
+                f => return Err(ApiError::bad_request(format!("field label not supported: {f} (metadata.name and metadata.namespace are)"))),
+            };
+            terms.push((pointer, eq, value.trim().to_string()));
+        }
+        Ok(FieldSelector(terms))
+    }
+    fn matches(&self, obj: &Value) -> bool {
+        self.0.iter().all(|(p, eq, v)| (obj.pointer(p).and_then(Value::as_str).unwrap_or("") == v) == *eq)
+    }
+}
+
+async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String>, table: Option<kube::Include>) -> Result<Response, ApiError> {
     let view = View::of(id);
     if let Some(name) = &t.name {
         if !view.object(t.kind, t.namespace.as_deref(), name) {
@@ -112,7 +154,10 @@ async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String
         }
         let key = keys::object_key(t.kind, t.namespace.as_deref(), name);
         return match st.get(&key).await? {
-            Some(kv) => Ok(axum::Json(object_out(&kv)).into_response()),
+            Some(kv) => match table {
+                Some(inc) => Ok(axum::Json(kube::table(t.kind, &[object_out(&kv)], None, inc)).into_response()),
+                None => Ok(axum::Json(object_out(&kv)).into_response()),
+            },
             None => Err(ApiError::not_found(format!("{} {name:?} not found", t.kind.info().singular))),
         };
     }
@@ -120,9 +165,18 @@ async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String
         return Err(ApiError::forbidden(format!("{} (scoped) may not list {}: cluster-scoped, outside its namespaces (admin only)", id.user, t.kind.info().plural)));
     }
     let sel = selector(q)?;
+    let fields = FieldSelector::parse(q)?;
     let (items, rev) = st.list(&keys::scope_prefix(t.kind, t.namespace.as_deref())).await?;
     // A scoped caller's list holds what it may read, like the console's view (not a 403: `get -A` works).
-    let items: Vec<Value> = items.iter().filter(|kv| readable(&view, &kv.key)).map(object_out).filter(|v| sel.matches(&labels_of(v))).collect();
+    let items: Vec<Value> = items
+        .iter()
+        .filter(|kv| readable(&view, &kv.key))
+        .map(object_out)
+        .filter(|v| sel.matches(&labels_of(v)) && fields.matches(v))
+        .collect();
+    if let Some(inc) = table {
+        return Ok(axum::Json(kube::table(t.kind, &items, Some(rev.to_string()), inc)).into_response());
+    }
     Ok(axum::Json(json!({
         "apiVersion": t.kind.api_version(),
         "kind": format!("{}List", t.kind.info().kind),
@@ -132,7 +186,20 @@ async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String
     .into_response())
 }
 
-async fn write(st: &Shared, id: &Identity, t: &Target, method: &Method, body: &Bytes) -> Result<Response, ApiError> {
+async fn write(st: &Shared, id: &Identity, t: &Target, method: &Method, body: &Bytes, dry_run: bool) -> Result<Response, ApiError> {
+    write_as(st, id, t, method, body, dry_run, None).await
+}
+
+/// [`write`], audited under `verb` (default: create for POST, update for PUT).
+async fn write_as(
+    st: &Shared,
+    id: &Identity,
+    t: &Target,
+    method: &Method,
+    body: &Bytes,
+    dry_run: bool,
+    verb: Option<&str>,
+) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     // Fill the namespace from the path before loading, so `POST .../namespaces/x/...` of an object without
     // one lands in x.
@@ -170,10 +237,40 @@ async fn write(st: &Shared, id: &Identity, t: &Target, method: &Method, body: &B
     let intent = if *method == Method::POST { Intent::Create } else { Intent::Upsert };
     let c = Change::from_doc(&doc, intent)?;
     let key = keys::object_key(c.kind, c.namespace.as_deref(), &c.name);
-    let (_, out) = commit(st, id, if intent == Intent::Create { "create" } else { "update" }, vec![c]).await?;
-    let kv = st.store.get(&key).await?.ok_or_else(|| ApiError::internal("object vanished after commit"))?;
+    let verb = verb.unwrap_or(if intent == Intent::Create { "create" } else { "update" });
+    let (_, out) = commit_opts(st, id, verb, vec![c], dry_run).await?;
     let code = if out[0].action == "created" { StatusCode::CREATED } else { StatusCode::OK };
+    if dry_run {
+        // Nothing was written: the object as it would be stored.
+        return Ok((code, axum::Json(super::write::stored_json(r))).into_response());
+    }
+    let kv = st.store.get(&key).await?.ok_or_else(|| ApiError::internal("object vanished after commit"))?;
     Ok((code, axum::Json(object_out(&kv))).into_response())
+}
+
+/// PATCH: read the object, apply the patch, and write the result through [`write`] (validation, guards,
+/// scope, audit) conditioned on the revision read, so a concurrent change is never overwritten. A patch that
+/// names no `metadata.resourceVersion` is retried on such a conflict, as the Kubernetes API server does.
+async fn patch(st: &Shared, id: &Identity, t: &Target, ty: kube::PatchType, body: &Bytes, dry_run: bool) -> Result<Response, ApiError> {
+    let name = t.name.as_deref().ok_or_else(|| ApiError::bad_request("PATCH needs a name in the path"))?;
+    let p: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON in the patch: {e}")))?;
+    let key = keys::object_key(t.kind, t.namespace.as_deref(), name);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let kv = st.get(&key).await?.ok_or_else(|| ApiError::not_found(format!("{} {name:?} not found", t.kind.info().singular)))?;
+        let current = object_out(&kv);
+        let mut new = kube::apply_patch(ty, &current, &p)?;
+        let pinned = new.pointer("/metadata/resourceVersion") != current.pointer("/metadata/resourceVersion");
+        if !pinned && let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+        }
+        let body = Bytes::from(serde_json::to_vec(&new).expect("json"));
+        match write_as(st, id, t, &Method::PUT, &body, dry_run, Some("patch")).await {
+            Err(e) if e.code == StatusCode::CONFLICT && e.reason == "Conflict" && !pinned && attempt < 5 => continue,
+            r => return r,
+        }
+    }
 }
 
 fn deleted_object(kind: Kind, key: &str, prev: Option<&KeyValue>, revision: u64) -> Value {
@@ -193,13 +290,18 @@ fn deleted_object(kind: Kind, key: &str, prev: Option<&KeyValue>, revision: u64)
 
 /// `?watch=true`: newline-delimited `{"type": ADDED|MODIFIED|DELETED, "object": ...}` from
 /// `resourceVersion` (default: now). A broken store watch ends the stream with an `ERROR` event.
-async fn watch(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+async fn watch(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String>, table: Option<kube::Include>) -> Result<Response, ApiError> {
     let sel = selector(q)?;
     let view = View::of(id);
     if !view.kind(t.kind) || t.name.as_ref().is_some_and(|name| !view.object(t.kind, t.namespace.as_deref(), name)) {
         let name = t.name.as_deref().unwrap_or("");
         return Err(ApiError::forbidden(format!("{} (scoped) may not watch {} {name}: outside its namespaces and tiers", id.user, t.kind)));
     }
+    let fields = FieldSelector::parse(q)?;
+    let timeout = match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("timeoutSeconds {s:?} is not a number")))?),
+        None => None,
+    };
     let prefix = match &t.name {
         Some(n) => keys::object_key(t.kind, t.namespace.as_deref(), n),
         None => keys::scope_prefix(t.kind, t.namespace.as_deref()),
@@ -215,22 +317,31 @@ async fn watch(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, Strin
         keys::parse_key(key).is_some_and(|(k, ns, name)| k == kind && view.object(k, ns.as_deref(), &name))
             && exact.as_deref().is_none_or(|e| e == key)
     };
+    let shown = move |obj: Value| match table {
+        Some(inc) => kube::table(kind, &[obj], None, inc),
+        None => obj,
+    };
     let events = stream.filter_map(move |ev| {
         let line = match ev {
             Ok(WatchEvent::Put { kv, prev }) if wanted(&kv.key) => {
                 let obj = object_out(&kv);
                 let ty = if prev.is_none() && kv.create_revision == kv.mod_revision { "ADDED" } else { "MODIFIED" };
-                sel.matches(&labels_of(&obj)).then(|| json!({"type": ty, "object": obj}))
+                (sel.matches(&labels_of(&obj)) && fields.matches(&obj)).then(|| json!({"type": ty, "object": shown(obj)}))
             }
             Ok(WatchEvent::Delete { key, revision, prev }) if wanted(&key) => {
                 let obj = deleted_object(kind, &key, prev.as_ref(), revision);
-                sel.matches(&labels_of(&obj)).then(|| json!({"type": "DELETED", "object": obj}))
+                (sel.matches(&labels_of(&obj)) && fields.matches(&obj)).then(|| json!({"type": "DELETED", "object": shown(obj)}))
             }
             Ok(_) => None,
             Err(e) => Some(json!({"type": "ERROR", "object": ApiError::from(e).to_json()})),
         };
         futures::future::ready(line.map(|l| Ok::<_, std::convert::Infallible>(Bytes::from(format!("{l}\n")))))
     });
+    // `?timeoutSeconds=`: the stream ends then (clients such as kube-rs ask for it and watch again).
+    let events: futures::stream::BoxStream<'static, _> = match timeout {
+        Some(secs) => events.take_until(tokio::time::sleep(std::time::Duration::from_secs(secs))).boxed(),
+        None => events.boxed(),
+    };
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(events))

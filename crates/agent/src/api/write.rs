@@ -125,6 +125,20 @@ pub async fn commit_opts(
             last.map(|e| format!(" ({e})")).unwrap_or_default()
         )));
     }
+    if st.store_kind == "kubernetes"
+        && let Some(c) = changes.iter().find(|c| crate::registry::kube_owned(c.kind))
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "{} {:?} belongs to the Kubernetes API server (--datastore kubernetes): change it there, with kubectl; \
+                 nothing was written",
+                c.kind,
+                qualified(c)
+            ),
+        ));
+    }
     // One write at a time from the first read to the transaction (see `api::guard`).
     let _serial = st.write_lock.lock().await;
     let mut seen = BTreeSet::new();

@@ -3,6 +3,8 @@
 //! it knows neither of them, and it never talks to the store itself.
 
 pub mod keys;
+mod kube;
+pub use kube::{kube_owned, kube_resources};
 
 use std::collections::BTreeMap;
 

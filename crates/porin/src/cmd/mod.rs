@@ -23,3 +23,5 @@ pub mod preview;
 pub mod report;
 pub mod resources;
 pub mod install_cni;
+pub mod kubeconfig;
+pub mod crds;
