@@ -24,6 +24,8 @@ pub enum Kind {
     ConnectivityTest,
     /// A compliance report definition (`porin report`); never changes enforcement.
     GlobalReport,
+    /// A threat feed the agent syncs into a GlobalNetworkSet `threatfeed.<name>`.
+    GlobalThreatFeed,
 }
 
 /// Static facts about a kind.
@@ -46,7 +48,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -62,6 +64,7 @@ impl Kind {
         Kind::WorkloadEndpoint,
         Kind::ConnectivityTest,
         Kind::GlobalReport,
+        Kind::GlobalThreatFeed,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -134,6 +137,7 @@ impl Kind {
                 p("ConnectivityTest", "connectivitytests", "connectivitytest", &["ctest"], false)
             }
             Kind::GlobalReport => p("GlobalReport", "globalreports", "globalreport", &["greport"], false),
+            Kind::GlobalThreatFeed => p("GlobalThreatFeed", "globalthreatfeeds", "globalthreatfeed", &["gtf"], false),
         }
     }
 

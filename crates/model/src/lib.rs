@@ -16,6 +16,7 @@ pub mod load;
 pub mod meta;
 pub mod porin;
 pub mod report;
+pub mod threatfeed;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,7 @@ pub enum Resource {
     WorkloadEndpoint(Box<Object<porin::WorkloadEndpointSpec>>),
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
     GlobalReport(Object<report::GlobalReportSpec>),
+    GlobalThreatFeed(Object<threatfeed::GlobalThreatFeedSpec>),
 }
 
 macro_rules! each_resource {
@@ -160,6 +162,7 @@ macro_rules! each_resource {
             Resource::WorkloadEndpoint($o) => $e,
             Resource::ConnectivityTest($o) => $e,
             Resource::GlobalReport($o) => $e,
+            Resource::GlobalThreatFeed($o) => $e,
         }
     };
 }
@@ -182,6 +185,7 @@ impl Resource {
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
             Resource::GlobalReport(_) => Kind::GlobalReport,
+            Resource::GlobalThreatFeed(_) => Kind::GlobalThreatFeed,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

@@ -387,6 +387,7 @@ macro_rules! by_kind {
             Kind::WorkloadEndpoint => Resource::WorkloadEndpoint(Box::new($f($v)?)),
             Kind::ConnectivityTest => Resource::ConnectivityTest($f($v)?),
             Kind::GlobalReport => Resource::GlobalReport($f($v)?),
+            Kind::GlobalThreatFeed => Resource::GlobalThreatFeed($f($v)?),
         }
     };
 }

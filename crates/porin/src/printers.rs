@@ -256,6 +256,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         Kind::Namespace | Kind::ClusterSettings => &[],
         Kind::ConnectivityTest => &[],
         Kind::GlobalReport => &[("TYPE", "/spec/reportType"), ("SCHEDULE", "/spec/schedule")],
+        Kind::GlobalThreatFeed => &[("MODE", "/spec/mode"), ("URL", "/spec/pull/http/url")],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),
