@@ -26,6 +26,8 @@ pub enum Kind {
     ReachabilityGuard,
     /// A compliance report definition (`porin report`); never changes enforcement.
     GlobalReport,
+    /// A threat feed the agent syncs into a GlobalNetworkSet `threatfeed.<name>`.
+    GlobalThreatFeed,
 }
 
 /// Static facts about a kind.
@@ -65,6 +67,7 @@ impl Kind {
         Kind::ConnectivityTest,
         Kind::ReachabilityGuard,
         Kind::GlobalReport,
+        Kind::GlobalThreatFeed,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -140,6 +143,7 @@ impl Kind {
                 p("ReachabilityGuard", "reachabilityguards", "reachabilityguard", &["guard"], false)
             }
             Kind::GlobalReport => p("GlobalReport", "globalreports", "globalreport", &["greport"], false),
+            Kind::GlobalThreatFeed => p("GlobalThreatFeed", "globalthreatfeeds", "globalthreatfeed", &["gtf"], false),
         }
     }
 

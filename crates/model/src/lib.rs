@@ -19,6 +19,7 @@ pub mod load;
 pub mod meta;
 pub mod porin;
 pub mod report;
+pub mod threatfeed;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -144,6 +145,7 @@ pub enum Resource {
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
     ReachabilityGuard(Object<guard::ReachabilityGuardSpec>),
     GlobalReport(Object<report::GlobalReportSpec>),
+    GlobalThreatFeed(Object<threatfeed::GlobalThreatFeedSpec>),
 }
 
 macro_rules! each_resource {
@@ -165,6 +167,7 @@ macro_rules! each_resource {
             Resource::ConnectivityTest($o) => $e,
             Resource::ReachabilityGuard($o) => $e,
             Resource::GlobalReport($o) => $e,
+            Resource::GlobalThreatFeed($o) => $e,
         }
     };
 }
@@ -188,6 +191,7 @@ impl Resource {
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
             Resource::ReachabilityGuard(_) => Kind::ReachabilityGuard,
             Resource::GlobalReport(_) => Kind::GlobalReport,
+            Resource::GlobalThreatFeed(_) => Kind::GlobalThreatFeed,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {
