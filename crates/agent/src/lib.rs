@@ -9,12 +9,14 @@
 //! * [`flows`]: the flow service (ring-buffer reader, aggregation pipeline, flow store).
 //! * [`api`]: the API server (REST, authentication [`auth`], tenant [`scope`], [`audit`], tokens, [`tls`]).
 //!   It reads the engine's snapshot and writes to the store; it never holds policy state of its own.
+//! * [`alerts`]: the bounded alert log (threat-feed hits, honeypod contacts, quarantine and block actions).
 //! * [`registry`]: storage keys of every kind and the decoding of stored objects (used by engine and API).
 //!
 //! What it must never do: parse command lines or print for humans (that is the `porin` CLI), touch
 //! network namespaces other than the one it was configured to join, or enforce anything outside the
 //! dataplane crate's programs. Errors in the dataplane path fail closed (the endpoint denies).
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;

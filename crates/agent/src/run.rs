@@ -407,6 +407,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         dataplane: Arc::new(dp_rx),
         flows: flows.clone().map(|f| f as Arc<dyn FlowSource>),
         write_lock: tokio::sync::Mutex::new(()),
+        alerts: Arc::new(crate::alerts::AlertLog::new(node.clone(), crate::alerts::DEFAULT_CAPACITY)),
     });
     if engine {
         let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));

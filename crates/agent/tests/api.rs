@@ -53,6 +53,7 @@ async fn api(dp_errors: bool) -> Api {
         dataplane: Arc::new(FakeReconciler { errors: dp_errors }),
         flows: None,
         write_lock: tokio::sync::Mutex::new(()),
+        alerts: Arc::new(porin_agent::alerts::AlertLog::new("test", 100)),
     });
     Api { app: router(state), store, _snap: tx, _tmp: tmp }
 }

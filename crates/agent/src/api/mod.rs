@@ -66,6 +66,8 @@ pub struct ApiState {
     /// Held by [`write::commit`] from its first read to its transaction: writes on this agent are checked
     /// (guards, scope) and committed one at a time.
     pub write_lock: tokio::sync::Mutex<()>,
+    /// This agent's alert log ([`crate::alerts`]).
+    pub alerts: Arc<crate::alerts::AlertLog>,
 }
 
 pub type Shared = Arc<ApiState>;
