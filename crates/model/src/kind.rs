@@ -28,6 +28,10 @@ pub enum Kind {
     GlobalReport,
     /// A threat feed the agent syncs into a GlobalNetworkSet `threatfeed.<name>`.
     GlobalThreatFeed,
+    /// An isolated workload (`porin quarantine`); system-owned, named after the pod.
+    Quarantine,
+    /// A decoy workload that reports whoever contacts it.
+    Honeypod,
 }
 
 /// Static facts about a kind.
@@ -50,7 +54,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -68,6 +72,8 @@ impl Kind {
         Kind::ReachabilityGuard,
         Kind::GlobalReport,
         Kind::GlobalThreatFeed,
+        Kind::Quarantine,
+        Kind::Honeypod,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -144,6 +150,8 @@ impl Kind {
             }
             Kind::GlobalReport => p("GlobalReport", "globalreports", "globalreport", &["greport"], false),
             Kind::GlobalThreatFeed => p("GlobalThreatFeed", "globalthreatfeeds", "globalthreatfeed", &["gtf"], false),
+            Kind::Quarantine => p("Quarantine", "quarantines", "quarantine", &["qt"], true),
+            Kind::Honeypod => p("Honeypod", "honeypods", "honeypod", &["hp"], true),
         }
     }
 

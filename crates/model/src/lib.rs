@@ -19,6 +19,7 @@ pub mod load;
 pub mod meta;
 pub mod porin;
 pub mod report;
+pub mod respond;
 pub mod threatfeed;
 pub mod validate;
 
@@ -146,6 +147,8 @@ pub enum Resource {
     ReachabilityGuard(Object<guard::ReachabilityGuardSpec>),
     GlobalReport(Object<report::GlobalReportSpec>),
     GlobalThreatFeed(Object<threatfeed::GlobalThreatFeedSpec>),
+    Quarantine(Object<respond::QuarantineSpec>),
+    Honeypod(Object<respond::HoneypodSpec>),
 }
 
 macro_rules! each_resource {
@@ -168,6 +171,8 @@ macro_rules! each_resource {
             Resource::ReachabilityGuard($o) => $e,
             Resource::GlobalReport($o) => $e,
             Resource::GlobalThreatFeed($o) => $e,
+            Resource::Quarantine($o) => $e,
+            Resource::Honeypod($o) => $e,
         }
     };
 }
@@ -192,6 +197,8 @@ impl Resource {
             Resource::ReachabilityGuard(_) => Kind::ReachabilityGuard,
             Resource::GlobalReport(_) => Kind::GlobalReport,
             Resource::GlobalThreatFeed(_) => Kind::GlobalThreatFeed,
+            Resource::Quarantine(_) => Kind::Quarantine,
+            Resource::Honeypod(_) => Kind::Honeypod,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

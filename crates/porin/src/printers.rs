@@ -258,6 +258,8 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         Kind::ReachabilityGuard => &[("EXPECT", "/spec/expect")],
         Kind::GlobalReport => &[("TYPE", "/spec/reportType"), ("SCHEDULE", "/spec/schedule")],
         Kind::GlobalThreatFeed => &[("MODE", "/spec/mode"), ("URL", "/spec/pull/http/url")],
+        Kind::Quarantine => &[("ACTOR", "/spec/actor"), ("SINCE", "/spec/since"), ("REASON", "/spec/reason")],
+        Kind::Honeypod => &[("DESCRIPTION", "/spec/description")],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),

@@ -23,6 +23,7 @@ pub mod promote;
 pub mod reports;
 pub mod recommend;
 pub mod resources;
+pub mod respond;
 pub mod session;
 pub mod sources;
 pub mod ui;
@@ -314,6 +315,10 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/tokens", post(porin_routes::create_token).get(porin_routes::list_tokens))
         .route("/porin/v1/tokens/{name}", axum::routing::delete(porin_routes::revoke_token))
         .route("/porin/v1/status", get(porin_routes::status))
+        .route("/porin/v1/quarantine", post(respond::quarantine))
+        .route("/porin/v1/release", post(respond::release))
+        .route("/porin/v1/block", post(respond::block).get(respond::block_list))
+        .route("/porin/v1/unblock", post(respond::unblock))
         .route("/porin/v1/flows", get(flows::flows))
         .route("/porin/v1/reports", get(reports::list))
         .route("/porin/v1/reports/{name}/run", post(reports::run))

@@ -22,4 +22,5 @@ pub mod recommend;
 pub mod preview;
 pub mod report;
 pub mod resources;
+pub mod respond;
 pub mod install_cni;
