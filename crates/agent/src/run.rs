@@ -397,6 +397,10 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
             }
         }
     }
+    let alerts = Arc::new(crate::alerts::AlertLog::new(node.clone(), crate::alerts::DEFAULT_CAPACITY));
+    if let Some(f) = &flows {
+        f.set_alerts(alerts.clone());
+    }
     let state = Arc::new(ApiState {
         store,
         store_kind: kind,
@@ -407,7 +411,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         dataplane: Arc::new(dp_rx),
         flows: flows.clone().map(|f| f as Arc<dyn FlowSource>),
         write_lock: tokio::sync::Mutex::new(()),
-        alerts: Arc::new(crate::alerts::AlertLog::new(node.clone(), crate::alerts::DEFAULT_CAPACITY)),
+        alerts,
     });
     if engine {
         let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));

@@ -223,6 +223,7 @@ pub async fn quarantine(
         a.detail.insert("reason".into(), r.clone());
     }
     a.detail.insert("revision".into(), revision.to_string());
+    tracing::warn!(workload = %what, actor = %id.user, revision, "quarantined");
     st.alerts.raise(a);
     Ok(Json(json!({"kind": "RespondResult", "apiVersion": "porin.io/v1", "revision": revision, "items": items})))
 }
@@ -268,6 +269,7 @@ pub async fn release(
         a.detail.insert("reason".into(), r.clone());
     }
     a.detail.insert("revision".into(), revision.to_string());
+    tracing::warn!(workload = %what, actor = %id.user, revision, "released from quarantine");
     st.alerts.raise(a);
     Ok(Json(json!({"kind": "RespondResult", "apiVersion": "porin.io/v1", "revision": revision, "items": items})))
 }
@@ -354,6 +356,7 @@ async fn change_blocks(st: Shared, id: Identity, req: BlockRequest, block: bool)
         a.detail.insert("reason".into(), r.clone());
     }
     a.detail.insert("revision".into(), revision.to_string());
+    tracing::warn!(cidrs = %asked.join(","), actor = %id.user, revision, "{verb}");
     st.alerts.raise(a);
     Ok(Json(json!({
         "kind": "RespondResult", "apiVersion": "porin.io/v1", "revision": revision, "items": items, "blocked": nets,

@@ -384,6 +384,16 @@ pub fn up(o: &UpOptions) -> Result<LabMeta> {
     for p in &mut spec.pods {
         p.ports = all.clone();
     }
+    // Decoys: each Honeypod becomes a pod whose server answers on the Honeypod's ports only.
+    for d in &docs {
+        if let Resource::Honeypod(h) = &d.resource {
+            let ns = h.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            rr += 1;
+            let mut ps = PodSpec::new(ns, h.metadata.name.clone(), (rr - 1) % o.nodes);
+            ps.ports = lab_ports(&decoy_ports(&h.spec));
+            spec.pods.push(ps);
+        }
+    }
 
     // A dead previous incarnation: clean it first.
     if let Some(old) = load_meta(&o.state_dir, &o.name)? {
@@ -483,6 +493,8 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
     // veth on its node. Pods carry no binding of their own, so re-applying them as written changes
     // nothing (`unchanged`).
     let mut docs = docs.to_vec();
+    let decoys: Vec<porin_model::Document> = docs.iter().filter_map(|d| decoy_pod(&d.resource)).collect::<Result<_>>()?;
+    docs.extend(decoys);
     let mut weps = Vec::new();
     for d in &mut docs {
         if let Resource::Pod(p) = &mut d.resource {
@@ -516,6 +528,32 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
     }
     save_meta(&o.state_dir, &meta)?;
     Ok(meta)
+}
+
+fn decoy_ports(h: &porin_model::respond::HoneypodSpec) -> Vec<porin_model::k8s::ContainerPort> {
+    h.ports
+        .iter()
+        .map(|p| porin_model::k8s::ContainerPort { name: None, container_port: i64::from(p.port), protocol: p.protocol })
+        .collect()
+}
+
+/// The Pod of a Honeypod in a lab: the Honeypod's name, namespace and labels, its ports. The engine marks it as
+/// a decoy (by the Honeypod of the same name), not this manifest.
+fn decoy_pod(r: &Resource) -> Option<Result<porin_model::Document>> {
+    let Resource::Honeypod(h) = r else { return None };
+    let v = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": h.metadata.name, "namespace": h.metadata.namespace.as_deref().unwrap_or("default"),
+                     "labels": h.spec.labels},
+        "spec": {"containers": [{"name": "decoy", "image": "porin/decoy", "ports": decoy_ports(&h.spec)}]},
+    });
+    let what = format!("Honeypod {}", r.qualified_name());
+    Some(
+        porin_model::parse_documents(&what, &v.to_string())
+            .map_err(|e| anyhow!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))
+            .map(|mut d| d.remove(0)),
+    )
 }
 
 /// The WorkloadEndpoint of a lab pod: `<node>-k8s-<pod>-eth0` in the pod's namespace (Calico's naming).
