@@ -178,29 +178,57 @@ fn echoes(s: &mut TcpStream) -> bool {
     s.read_exact(&mut b).is_ok() && b[0] == b'p'
 }
 
-/// Echo on every connection until each fails; returns, per connection, how long after `since` its first
-/// failed round trip started (the connection was cut by then). Panics after `limit`.
-fn time_to_cut(conns: &mut [(&str, TcpStream)], since: Instant, limit: Duration) -> Vec<Duration> {
-    let mut cut: Vec<Option<Duration>> = vec![None; conns.len()];
-    while cut.iter().any(Option::is_none) {
-        assert!(since.elapsed() < limit, "connections still echo {limit:?} after the command: {:?}", conns.iter().map(|c| c.0).collect::<Vec<_>>());
-        for (i, (_, s)) in conns.iter_mut().enumerate() {
-            if cut[i].is_none() {
-                let t = since.elapsed();
-                if !echoes(s) {
-                    cut[i] = Some(t);
-                }
+/// A connection kept busy by a thread: one byte echoed every 5 ms; remembers when the last echo came back.
+struct Pinger {
+    name: &'static str,
+    last_ok: std::sync::Arc<Mutex<Instant>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stream: TcpStream,
+}
+
+fn pinger(name: &'static str, mut s: TcpStream) -> Pinger {
+    assert!(echoes(&mut s), "{name}: fresh connection");
+    let last_ok = std::sync::Arc::new(Mutex::new(Instant::now()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stream = s.try_clone().unwrap();
+    let (l, st) = (last_ok.clone(), stop.clone());
+    std::thread::spawn(move || {
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            if s.write_all(b"p").is_err() {
+                return;
             }
+            let mut b = [0u8; 1];
+            // A lost echo (cut) times out; a late one is read by the next round (still a sign of life).
+            if s.read_exact(&mut b).is_ok() {
+                *l.lock().unwrap() = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+    });
+    Pinger { name, last_ok, stop, stream }
+}
+
+/// Waits until no echo came back on any connection for 1 s; returns, per connection, when its last echo came
+/// back relative to `since` (zero if before). Panics when a connection still echoes after `limit`.
+fn time_to_cut(conns: &[Pinger], since: Instant, limit: Duration) -> Vec<Duration> {
+    loop {
+        let quiet = conns.iter().all(|c| c.last_ok.lock().unwrap().elapsed() > Duration::from_secs(1));
+        if quiet {
+            break;
+        }
+        assert!(since.elapsed() < limit, "connections still echo {limit:?} after the command: {:?}",
+            conns.iter().filter(|c| c.last_ok.lock().unwrap().elapsed() <= Duration::from_secs(1)).map(|c| c.name).collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(20));
     }
-    // Cut for good: nothing gets through afterwards either.
-    for (name, s) in conns.iter_mut() {
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-        let mut b = [0u8; 16];
-        let _ = s.write_all(b"x");
-        assert!(matches!(s.read(&mut b), Err(_) | Ok(0)), "{name}: data still flows after the cut");
-    }
-    cut.into_iter().map(Option::unwrap).collect()
+    conns
+        .iter()
+        .map(|c| {
+            c.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = c.stream.shutdown(std::net::Shutdown::Read);
+            c.last_ok.lock().unwrap().saturating_duration_since(since)
+        })
+        .collect()
 }
 
 fn ms(d: Duration) -> String {
@@ -223,25 +251,23 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     echo_server(&lab.netns("app/client"), 7777);
     let server = SocketAddr::from((lab.ip("app/server"), 7777));
     let client = SocketAddr::from((lab.ip("app/client"), 7777));
-    let mut conns = vec![
-        ("client(n0) -> server(n1)", connect(&lab.netns("app/client"), server)),
-        ("worker(n1) -> client(n0)", connect(&lab.netns("app/worker"), client)),
-        ("local(n0) -> client(n0)", connect(&lab.netns("app/local"), client)),
+    let conns = vec![
+        pinger("client(n0) -> server(n1)", connect(&lab.netns("app/client"), server)),
+        pinger("worker(n1) -> client(n0)", connect(&lab.netns("app/worker"), client)),
+        pinger("local(n0) -> client(n0)", connect(&lab.netns("app/local"), client)),
     ];
-    for (n, c) in &mut conns {
-        assert!(echoes(c), "{n}: fresh connection");
-    }
+    std::thread::sleep(Duration::from_millis(300));
     assert!(lab.probe("app/client", "app/server", 80, Proto::Tcp), "the platform tier allows everything");
 
     // Quarantine: every connection of the quarantined workload is cut, on both nodes' peers.
     let t0 = Instant::now();
     lab.ok(&["quarantine", "app/client", "--reason", "beaconing to a C2"]);
     let returned = Instant::now();
-    let cuts = time_to_cut(&mut conns, returned, Duration::from_secs(5));
+    let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
     eprintln!(
-        "RESULT quarantine: command {} ; cut after return: {}",
+        "RESULT quarantine: command {} ; last echo after return: {}",
         ms(returned - t0),
-        conns.iter().zip(&cuts).map(|((n, _), d)| format!("{n} {}", ms(*d))).collect::<Vec<_>>().join(", ")
+        conns.iter().zip(&cuts).map(|(c, d)| format!("{} {}", c.name, ms(*d))).collect::<Vec<_>>().join(", ")
     );
     lab.wait();
     // New connections: denied both ways, despite the allow-all tier ordered before every other user tier.
@@ -294,23 +320,21 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     assert!(lab.probe("app/worker", "app/client", 80, Proto::Tcp));
 
     // Block the server's address: connections to it from both nodes are cut.
-    let mut conns = vec![
-        ("client(n0) -> server(n1)", connect(&lab.netns("app/client"), server)),
-        ("worker(n1) -> server(n1)", connect(&lab.netns("app/worker"), server)),
+    let conns = vec![
+        pinger("client(n0) -> server(n1)", connect(&lab.netns("app/client"), server)),
+        pinger("worker(n1) -> server(n1)", connect(&lab.netns("app/worker"), server)),
     ];
-    for (n, c) in &mut conns {
-        assert!(echoes(c), "{n}: fresh connection");
-    }
+    std::thread::sleep(Duration::from_millis(300));
     let blocked = format!("{}/32", lab.ip("app/server"));
     lab.refused(Some(&scoped), &["block", &blocked]);
     let t0 = Instant::now();
     lab.ok(&["block", &blocked, "--reason", "abusive miner"]);
     let returned = Instant::now();
-    let cuts = time_to_cut(&mut conns, returned, Duration::from_secs(5));
+    let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
     eprintln!(
-        "RESULT block: command {} ; cut after return: {}",
+        "RESULT block: command {} ; last echo after return: {}",
         ms(returned - t0),
-        conns.iter().zip(&cuts).map(|((n, _), d)| format!("{n} {}", ms(*d))).collect::<Vec<_>>().join(", ")
+        conns.iter().zip(&cuts).map(|(c, d)| format!("{} {}", c.name, ms(*d))).collect::<Vec<_>>().join(", ")
     );
     lab.wait();
     assert!(!lab.probe("app/client", "app/server", 80, Proto::Tcp));
