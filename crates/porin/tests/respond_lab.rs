@@ -347,6 +347,20 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     assert!(gns.contains(&blocked), "{gns}");
     let e = lab.refused(None, &["delete", "globalnetworkset", "porin-blocklist"]);
     assert!(e.contains("porin unblock"), "{e}");
+
+    // A second address added to the block list changes no endpoint's policy (the set's identity is already
+    // denied), only the ipcache: its connections must be cut all the same.
+    echo_server(&lab.netns("app/worker"), 7777);
+    let conns = vec![pinger("client(n0) -> worker(n1)", connect(&lab.netns("app/client"), SocketAddr::from((lab.ip("app/worker"), 7777))))];
+    std::thread::sleep(Duration::from_millis(300));
+    let second = format!("{}/32", lab.ip("app/worker"));
+    lab.ok(&["block", &second]);
+    let returned = Instant::now();
+    let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
+    eprintln!("RESULT block (second address): last echo after return: {}", ms(cuts[0]));
+    lab.wait();
+    assert!(!lab.probe("app/client", "app/worker", 80, Proto::Tcp));
+    lab.ok(&["unblock", &second]);
     lab.ok(&["unblock", &blocked]);
     lab.wait();
     assert!(lab.probe("app/client", "app/server", 80, Proto::Tcp), "unblocked address still denied");
