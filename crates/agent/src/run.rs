@@ -111,6 +111,20 @@ pub struct AgentConfig {
     /// How often the agent looks for GlobalReports that are due (their cron schedules), in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub report_check_seconds: u64,
+    /// How often the agent checks whether a GlobalThreatFeed is due for a pull, in seconds (tests: 1).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", hide = true)]
+    pub threatfeed_check_seconds: u64,
+    /// How soon a failed threat-feed pull is retried, in seconds (a success waits the feed's period).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub threatfeed_retry_seconds: u64,
+    /// POST every alert as JSON to this URL (repeatable): retried with exponential backoff while the receiver is
+    /// down, from a bounded queue whose overflow is counted (`porin_alert_webhook_dropped_total`).
+    #[arg(long = "alert-webhook", value_name = "URL", help_heading = "Alerts")]
+    pub alert_webhooks: Vec<String>,
+    /// Repeats of one threat-feed alert (same source workload, feed, destination, verdict) within this many
+    /// seconds are counted in the first alert's `detail.repeats` instead of raising new alerts.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", help_heading = "Alerts")]
+    pub alert_dedup_seconds: u64,
     /// State directory: the embedded store, admin.token and tls/.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -416,6 +430,12 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     if engine {
         let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));
         tokio::spawn(crate::reports::scheduler(state.clone(), every));
+        let feeds = crate::threatfeeds::FeedOptions {
+            check_every: std::time::Duration::from_secs(a.threatfeed_check_seconds.max(1)),
+            retry_after: std::time::Duration::from_secs(a.threatfeed_retry_seconds.max(1)),
+            ..Default::default()
+        };
+        tokio::spawn(crate::threatfeeds::syncer(state.clone(), feeds));
     }
     let app = router(state);
 

@@ -202,9 +202,8 @@ pub fn check(s: &GlobalThreatFeedSpec) -> Vec<(String, String)> {
                 out.push(("spec.pull.http.format.json.path".into(), format!("{:?}: expected a path like $.data[*].ip", j.path)));
             }
         }
-    } else if s.global_network_set.is_some() {
-        out.push(("spec.pull".into(), "a feed that syncs a GlobalNetworkSet needs pull (or use porin threatfeed push)".into()));
     }
+    // No pull: a push-only feed (`porin threatfeed push`), whose set still carries globalNetworkSet.labels.
     out
 }
 

@@ -84,6 +84,8 @@ enum Command {
     Block(cmd::respond::BlockArgs),
     /// Remove addresses from the block list.
     Unblock(cmd::respond::BlockArgs),
+    /// Threat feeds: push a list of addresses into a GlobalThreatFeed's network set.
+    Threatfeed(cmd::threatfeed::ThreatFeedArgs),
     /// Install the CNI plugin: conflist, porin-cni binary and a cni token (the DaemonSet's init step).
     InstallCni(cmd::install_cni::InstallCniArgs),
     /// The pod-server process of a lab (internal).
@@ -134,6 +136,7 @@ fn main() -> ExitCode {
         Command::Recommend(a) => cmd::recommend::recommend(a),
         Command::Preview(a) => cmd::preview::preview(a),
         Command::InstallCni(a) => cmd::install_cni::install_cni(a),
+        Command::Threatfeed(a) => cmd::threatfeed::threatfeed(a),
     };
     match result {
         Ok(code) => code,

@@ -26,6 +26,7 @@ pub mod resources;
 pub mod respond;
 pub mod session;
 pub mod sources;
+pub mod threatfeeds;
 pub mod ui;
 pub mod write;
 
@@ -324,6 +325,7 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/reports/{name}/run", post(reports::run))
         .route("/porin/v1/reports/{name}/{end}", get(reports::get))
         .route("/porin/v1/recommend", get(recommend::handle))
+        .route("/porin/v1/threatfeeds/{name}/push", post(threatfeeds::push))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

@@ -9,6 +9,10 @@
 //! WorkloadEndpoint binding it to its host-side veth on node `n<i>`, written as admin) and returns once
 //! every agent enforces the applied revision.
 //!
+//! * `--host name=c2,ip=203.0.113.10,port=443` adds an external ("internet") host: a namespace outside every
+//!   pod CIDR, routed through a node the way north-south traffic leaves a cluster, serving its ports; no
+//!   WorkloadEndpoint, so flows to it are enriched as `world` (or as the GlobalNetworkSet covering it).
+//!   `porin lab exec c2 -- CMD` runs in it.
 //! * One node: the agent uses its embedded store.
 //! * Several nodes: the lab starts a real etcd inside node 0's namespace, listening on node 0's
 //!   underlay address (reachable from every node over the lab underlay, never from the root namespace),
@@ -65,7 +69,7 @@ pub enum LabCommand {
     Up(UpArgs),
     /// Measure who reaches whom with real packets; prints the observed matrix (`porin matrix` shape).
     Probe(ProbeArgs),
-    /// Run a command inside a pod's network namespace.
+    /// Run a command inside a pod's (NAMESPACE/POD) or an external host's (NAME) network namespace.
     Exec(ExecArgs),
     /// Namespaces, servers, agents and their dataplanes.
     Status(LabStatusArgs),
@@ -96,6 +100,11 @@ pub struct UpArgs {
     /// The web console's port on the host's loopback (node 0's agent serves it; 0: any free port).
     #[arg(long, default_value_t = 0)]
     pub console_port: u16,
+    /// An external ("internet") host outside the cluster, reached through a node:
+    /// `name=c2[,ip=203.0.113.10][,ip=2001:db8::10][,port=443][,port=53/udp][,node=n0]` (repeatable). Default
+    /// address 203.0.113.(10+k); no `port=`: it serves every port the pods serve.
+    #[arg(long = "host", value_name = "name=NAME,ip=ADDR,port=P,node=N")]
+    pub hosts: Vec<porin_lab::HostSpec>,
 }
 
 #[derive(Args, Debug)]
@@ -116,7 +125,7 @@ pub struct ProbeArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
-    /// NAMESPACE/POD
+    /// NAMESPACE/POD, or an external host's NAME
     pub pod: String,
     /// The command.
     #[arg(last = true, required = true)]
@@ -239,6 +248,7 @@ pub fn lab(a: LabArgs) -> Result<ExitCode> {
                 nodes: u.nodes,
                 timeout: Duration::from_secs(u.timeout_secs),
                 console_port: Some(port),
+                hosts: u.hosts,
             })?;
             let console = super::lab_console::written(&meta.dir, port)?;
             eprintln!(
@@ -328,6 +338,8 @@ pub struct UpOptions {
     pub timeout: Duration,
     /// Serve the web console on this loopback port of the host (node 0's agent).
     pub console_port: Option<u16>,
+    /// External hosts (`--host`); those without ports serve every port the pods serve.
+    pub hosts: Vec<porin_lab::HostSpec>,
 }
 
 fn lab_ports(ports: &[porin_model::k8s::ContainerPort]) -> Vec<(u16, Proto)> {
@@ -393,6 +405,10 @@ pub fn up(o: &UpOptions) -> Result<LabMeta> {
             ps.ports = lab_ports(&decoy_ports(&h.spec));
             spec.pods.push(ps);
         }
+    }
+    for h in &o.hosts {
+        let ports = if h.ports.is_empty() { all.clone() } else { h.ports.clone() };
+        spec.hosts.push(porin_lab::HostSpec { ports, ..h.clone() });
     }
 
     // A dead previous incarnation: clean it first.
@@ -821,6 +837,20 @@ fn status_table(s: &FullStatus) -> String {
             p.host_ifname,
             porin_lab::spec::format_ports(&p.ports)
         );
+    }
+    if !s.lab.hosts.is_empty() {
+        let _ = writeln!(out, "{:<16} {:<6} {:<16} {:<10} PORTS", "EXTERNAL HOST", "VIA", "IP", "NODE-IF");
+        for h in &s.lab.hosts {
+            let _ = writeln!(
+                out,
+                "{:<16} n{:<5} {:<16} {:<10} {}",
+                h.name,
+                h.node,
+                h.ipv4,
+                h.node_ifname,
+                porin_lab::spec::format_ports(&h.ports)
+            );
+        }
     }
     out
 }

@@ -16,6 +16,7 @@ pub mod status;
 pub mod token;
 pub mod version;
 pub mod test;
+pub mod threatfeed;
 pub mod promote;
 pub mod guards;
 pub mod recommend;
