@@ -45,9 +45,10 @@ struct TestLab {
 }
 
 impl TestLab {
-    fn up(name: &str, nodes: u32, files: &[String]) -> TestLab {
+    fn up(name: &str, nodes: u32, files: &[String], extra: &[&str]) -> TestLab {
         let state_dir = tempfile::Builder::new().prefix("porin-lab-test").tempdir().unwrap();
         let mut args: Vec<String> = vec!["lab".into(), "--name".into(), name.into(), "up".into(), "--nodes".into(), nodes.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
         for f in files {
             args.extend(["-f".to_string(), f.clone()]);
         }
@@ -242,7 +243,7 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let manifest = example("cluster.yaml");
-    let lab = TestLab::up("krsp", 2, std::slice::from_ref(&manifest));
+    let lab = TestLab::up("krsp", 2, std::slice::from_ref(&manifest), &["--host", "name=c2,port=80,node=0", "--host", "name=c3,port=80,node=1"]);
     assert_eq!((lab.node_of("app/client"), lab.node_of("app/local"), lab.node_of("app/server"), lab.node_of("app/worker")), (0, 0, 1, 1));
     // Tokens before any further resource change (a token write moves the store revision without a resource).
     let scoped = lab.ok(&["token", "create", "team-app", "--role", "scoped", "--namespace", "app", "--tier", "default"]).trim().to_string();
@@ -348,19 +349,38 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     let e = lab.refused(None, &["delete", "globalnetworkset", "porin-blocklist"]);
     assert!(e.contains("porin unblock"), "{e}");
 
-    // A second address added to the block list changes no endpoint's policy (the set's identity is already
-    // denied), only the ipcache: its connections must be cut all the same.
-    echo_server(&lab.netns("app/worker"), 7777);
-    let conns = vec![pinger("client(n0) -> worker(n1)", connect(&lab.netns("app/client"), SocketAddr::from((lab.ip("app/worker"), 7777))))];
+    // External ("internet") addresses: blocking the first gives the block list's identity to its prefix; a
+    // second one added later changes no endpoint's policy (that identity is denied already), only the
+    // ipcache: its connections must be cut all the same, on both nodes.
+    let (c2, c3) = (lab.lab().host("c2").unwrap().clone(), lab.lab().host("c3").unwrap().clone());
+    echo_server(&c2.netns, 7777);
+    echo_server(&c3.netns, 7777);
+    let conns = vec![pinger("client(n0) -> c2", connect(&lab.netns("app/client"), SocketAddr::from((c2.ipv4, 7777))))];
     std::thread::sleep(Duration::from_millis(300));
-    let second = format!("{}/32", lab.ip("app/worker"));
+    let first = format!("{}/32", c2.ipv4);
+    lab.ok(&["block", &first]);
+    let returned = Instant::now();
+    let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
+    eprintln!("RESULT block (external address): last echo after return: {}", ms(cuts[0]));
+    let conns = vec![
+        pinger("client(n0) -> c3", connect(&lab.netns("app/client"), SocketAddr::from((c3.ipv4, 7777)))),
+        pinger("worker(n1) -> c3", connect(&lab.netns("app/worker"), SocketAddr::from((c3.ipv4, 7777)))),
+    ];
+    std::thread::sleep(Duration::from_millis(300));
+    let second = format!("{}/32", c3.ipv4);
     lab.ok(&["block", &second]);
     let returned = Instant::now();
     let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
-    eprintln!("RESULT block (second address): last echo after return: {}", ms(cuts[0]));
+    eprintln!(
+        "RESULT block (second external address): last echo after return: {}",
+        conns.iter().zip(&cuts).map(|(c, d)| format!("{} {}", c.name, ms(*d))).collect::<Vec<_>>().join(", ")
+    );
     lab.wait();
-    assert!(!lab.probe("app/client", "app/worker", 80, Proto::Tcp));
-    lab.ok(&["unblock", &second]);
+    let l = lab.lab();
+    assert!(!l.probe_addr("app/worker", c3.ipv4.into(), 80, Proto::Tcp, Duration::from_millis(500)).unwrap());
+    lab.ok(&["unblock", &first, &second]);
+    lab.wait();
+    assert!(l.probe_addr("app/worker", c3.ipv4.into(), 80, Proto::Tcp, Duration::from_millis(500)).unwrap(), "unblocked host still denied");
     lab.ok(&["unblock", &blocked]);
     lab.wait();
     assert!(lab.probe("app/client", "app/server", 80, Proto::Tcp), "unblocked address still denied");
@@ -374,7 +394,7 @@ fn a_scan_of_a_honeypod_raises_an_alert_naming_the_scanner_within_a_second() {
         return;
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lab = TestLab::up("krhp", 2, &[example("honeypods.yaml")]);
+    let lab = TestLab::up("krhp", 2, &[example("honeypods.yaml")], &[]);
     let decoy = "shop/mysql-backup";
     assert_ne!(lab.node_of("shop/scanner"), lab.node_of(decoy), "scanner and decoy on different nodes");
     let decoy_node = format!("n{}", lab.node_of(decoy));
