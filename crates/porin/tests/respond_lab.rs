@@ -264,9 +264,9 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     let t0 = Instant::now();
     lab.ok(&["quarantine", "app/client", "--reason", "beaconing to a C2"]);
     let returned = Instant::now();
-    let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
+    let cuts = time_to_cut(&conns, t0, Duration::from_secs(5));
     eprintln!(
-        "RESULT quarantine: command {} ; last echo after return: {}",
+        "RESULT quarantine: command returned after {} ; last echo after the command started: {}",
         ms(returned - t0),
         conns.iter().zip(&cuts).map(|(c, d)| format!("{} {}", c.name, ms(*d))).collect::<Vec<_>>().join(", ")
     );
@@ -331,9 +331,9 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     let t0 = Instant::now();
     lab.ok(&["block", &blocked, "--reason", "abusive miner"]);
     let returned = Instant::now();
-    let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
+    let cuts = time_to_cut(&conns, t0, Duration::from_secs(5));
     eprintln!(
-        "RESULT block: command {} ; last echo after return: {}",
+        "RESULT block: command returned after {} ; last echo after the command started: {}",
         ms(returned - t0),
         conns.iter().zip(&cuts).map(|(c, d)| format!("{} {}", c.name, ms(*d))).collect::<Vec<_>>().join(", ")
     );
@@ -358,21 +358,24 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     let conns = vec![pinger("client(n0) -> c2", connect(&lab.netns("app/client"), SocketAddr::from((c2.ipv4, 7777))))];
     std::thread::sleep(Duration::from_millis(300));
     let first = format!("{}/32", c2.ipv4);
+    let t0 = Instant::now();
     lab.ok(&["block", &first]);
     let returned = Instant::now();
-    let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
-    eprintln!("RESULT block (external address): last echo after return: {}", ms(cuts[0]));
+    let cuts = time_to_cut(&conns, t0, Duration::from_secs(5));
+    eprintln!("RESULT block (external address): command returned after {} ; last echo after the command started: {}", ms(returned - t0), ms(cuts[0]));
     let conns = vec![
         pinger("client(n0) -> c3", connect(&lab.netns("app/client"), SocketAddr::from((c3.ipv4, 7777)))),
         pinger("worker(n1) -> c3", connect(&lab.netns("app/worker"), SocketAddr::from((c3.ipv4, 7777)))),
     ];
     std::thread::sleep(Duration::from_millis(300));
     let second = format!("{}/32", c3.ipv4);
+    let t0 = Instant::now();
     lab.ok(&["block", &second]);
     let returned = Instant::now();
-    let cuts = time_to_cut(&conns, returned, Duration::from_secs(5));
+    let cuts = time_to_cut(&conns, t0, Duration::from_secs(5));
     eprintln!(
-        "RESULT block (second external address): last echo after return: {}",
+        "RESULT block (second external address): command returned after {} ; last echo after the command started: {}",
+        ms(returned - t0),
         conns.iter().zip(&cuts).map(|(c, d)| format!("{} {}", c.name, ms(*d))).collect::<Vec<_>>().join(", ")
     );
     lab.wait();
