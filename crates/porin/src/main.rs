@@ -76,6 +76,8 @@ enum Command {
     Recommend(cmd::recommend::RecommendArgs),
     /// Replay recorded flows with and without a change; exit 3 when observed traffic would be denied.
     Preview(cmd::preview::PreviewArgs),
+    /// Security alerts (threat-feed hits, honeypod contacts, quarantine and block actions): list or follow.
+    Alerts(cmd::alerts::AlertsArgs),
     /// Threat feeds: push a list of addresses into a GlobalThreatFeed's network set.
     Threatfeed(cmd::threatfeed::ThreatFeedArgs),
     /// Install the CNI plugin: conflist, porin-cni binary and a cni token (the DaemonSet's init step).
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::Preview(a) => cmd::preview::preview(a),
         Command::InstallCni(a) => cmd::install_cni::install_cni(a),
         Command::Threatfeed(a) => cmd::threatfeed::threatfeed(a),
+        Command::Alerts(a) => cmd::alerts::alerts(a),
     };
     match result {
         Ok(code) => code,
