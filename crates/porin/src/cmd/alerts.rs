@@ -31,6 +31,8 @@ pub struct AlertsArgs {
     /// Keep running and print new alerts as they are raised.
     #[arg(short = 'f', long)]
     pub follow: bool,
+    /// table (time, kind, name, verdict, description), wide (also id, node, endpoints, protocol, trace) or json
+    /// (one alert per line).
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: AlertOutput,
     /// Only this kind: threat_feed, honeypod, quarantine, release, block, unblock.
