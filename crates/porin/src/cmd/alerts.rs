@@ -2,7 +2,8 @@
 //! honeypod contacts, quarantine and block actions), oldest first, from `GET /porin/v1/alerts`. `-f` keeps
 //! running and prints each new alert as it is raised. `-o json` prints one alert per line (the webhook body).
 //!
-//! Alerts live on the agent that raised them: in a multi-node lab, ask each node's socket (`--server`).
+//! Alerts live on the agent that raised them: in a multi-node lab (the server is a lab agent's socket) every
+//! node's agent is asked and the lists merged by time.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -79,18 +80,27 @@ pub fn header(o: AlertOutput) -> String {
     }
 }
 
+/// `2026-12-03T16:23:56Z` (no fraction) for tables.
+fn time(a: &Value) -> String {
+    let t = s(a, "time");
+    match (t.find('.'), t.ends_with('Z')) {
+        (Some(i), true) => format!("{}Z", &t[..i]),
+        _ => t.to_string(),
+    }
+}
+
 /// One alert as a table row (`table` or `wide`) or a JSON line.
 pub fn row(a: &Value, o: AlertOutput) -> String {
     let verdict = a["verdict"].as_str().unwrap_or("-");
     match o {
         AlertOutput::Json => serde_json::to_string(a).unwrap_or_default(),
-        AlertOutput::Table => format!("{:<20} {:<12} {:<20} {:<8} {}", s(a, "time"), s(a, "kind"), s(a, "name"), verdict, s(a, "description")),
+        AlertOutput::Table => format!("{:<20} {:<12} {:<20} {:<8} {}", time(a), s(a, "kind"), s(a, "name"), verdict, s(a, "description")),
         AlertOutput::Wide => {
             let trace: Vec<&str> = a["trace"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             format!(
                 "{:<6} {:<20} {:<8} {:<12} {:<20} {:<28} {:<28} {:<6} {:<8} {:<36} {}",
                 a["id"].as_u64().unwrap_or(0),
-                s(a, "time"),
+                time(a),
                 s(a, "node"),
                 s(a, "kind"),
                 s(a, "name"),
@@ -102,6 +112,44 @@ pub fn row(a: &Value, o: AlertOutput) -> String {
                 s(a, "description")
             )
         }
+    }
+}
+
+/// One agent's answer, line by line, into `tx` (`Err` ends the command).
+async fn stream(c: Client, server: String, path: String, tx: tokio::sync::mpsc::Sender<Result<Value>>) {
+    let run = async {
+        let resp = c.send(Method::GET, &path, None).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let b = body.collect().await?.to_bytes();
+            let v: Value = serde_json::from_slice(&b).unwrap_or_default();
+            bail!("Error from server ({}): {}", v["reason"].as_str().unwrap_or(status.as_str()), v["message"].as_str().unwrap_or("?"));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(fr) = body.frame().await {
+            let Ok(data) = fr?.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_slice(line)?;
+                if let Some(n) = v["lagged"].as_u64() {
+                    eprintln!("warning: {n} alerts skipped by {server} (this reader was too slow; `porin alerts` lists them)");
+                    continue;
+                }
+                if tx.send(Ok(v)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        anyhow::Ok(())
+    };
+    if let Err(e) = run.await {
+        let _ = tx.send(Err(e)).await;
     }
 }
 
@@ -117,45 +165,43 @@ pub fn alerts(a: AlertsArgs) -> Result<ExitCode> {
         q.push("follow=true".into());
     }
     let path = if q.is_empty() { "/porin/v1/alerts".to_string() } else { format!("/porin/v1/alerts?{}", q.join("&")) };
-    let c = Client::new(&a.client);
+    // Alerts live on the agent that raised them: in a multi-node lab, ask every node's agent.
+    let client = a.client.resolved()?;
+    let server = client.server.clone().unwrap_or_default();
+    let servers = super::observe::lab_servers(&server).unwrap_or_else(|| vec![server.clone()]);
     let o = a.output;
     block_on(async move {
-        let resp = c.send(Method::GET, &path, None).await?;
-        let status = resp.status();
-        let mut body = resp.into_body();
-        if !status.is_success() {
-            let b = body.collect().await?.to_bytes();
-            let v: Value = serde_json::from_slice(&b).unwrap_or_default();
-            bail!("Error from server ({}): {}", v["reason"].as_str().unwrap_or(status.as_str()), v["message"].as_str().unwrap_or("?"));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        for s in &servers {
+            let c = Client::new(&ClientArgs { server: Some(s.clone()), ..client.clone() });
+            tokio::spawn(stream(c, s.clone(), path.clone(), tx.clone()));
         }
+        drop(tx);
         let mut out = std::io::stdout().lock();
         let mut printed_header = false;
-        let mut any = false;
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(fr) = body.frame().await {
-            let Ok(data) = fr?.into_data() else { continue };
-            buf.extend_from_slice(&data);
-            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=i).collect();
-                let line = line.trim_ascii();
-                if line.is_empty() {
-                    continue;
-                }
-                let v: Value = serde_json::from_slice(line)?;
-                if let Some(n) = v["lagged"].as_u64() {
-                    eprintln!("warning: {n} alerts skipped (this reader was too slow; they are in `porin alerts`)");
-                    continue;
-                }
-                if o != AlertOutput::Json && !printed_header {
-                    writeln!(out, "{}", header(o))?;
-                    printed_header = true;
-                }
-                writeln!(out, "{}", row(&v, o))?;
-                any = true;
+        let mut print = |v: &Value, out: &mut std::io::StdoutLock<'_>| -> Result<()> {
+            if o != AlertOutput::Json && !printed_header {
+                writeln!(out, "{}", header(o))?;
+                printed_header = true;
             }
-            out.flush()?;
+            writeln!(out, "{}", row(v, o))?;
+            Ok(out.flush()?)
+        };
+        let mut listed = Vec::new();
+        while let Some(v) = rx.recv().await {
+            let v = v?;
+            if a.follow {
+                print(&v, &mut out)?;
+            } else {
+                listed.push(v);
+            }
         }
-        if !any && !a.follow && o != AlertOutput::Json {
+        // Several agents: one list in time order (RFC 3339 UTC strings of one format sort as times).
+        listed.sort_by(|x, y| s(x, "time").cmp(s(y, "time")).then(s(x, "node").cmp(s(y, "node"))));
+        for v in &listed {
+            print(v, &mut out)?;
+        }
+        if listed.is_empty() && !a.follow && o != AlertOutput::Json {
             eprintln!("No alerts.");
         }
         anyhow::Ok(())
@@ -180,7 +226,7 @@ mod tests {
     #[test]
     fn table_and_wide_rows() {
         let alerts: Vec<Value> = [
-            r#"{"id":1,"time":"2026-12-03T16:20:01Z","node":"n0","kind":"threat_feed","name":"feodo",
+            r#"{"id":1,"time":"2026-12-03T16:20:01.123456789Z","node":"n0","kind":"threat_feed","name":"feodo",
                 "description":"shop/frontend connected to 203.0.113.10:443/tcp, an address of threat feed feodo: denied",
                 "src":{"kind":"pod","namespace":"shop","pod":"frontend","ip":"10.10.0.10","port":50714},
                 "dst":{"kind":"network_set","network_set":"threatfeed.feodo","ip":"203.0.113.10","port":443},
