@@ -426,6 +426,12 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         write_lock: tokio::sync::Mutex::new(()),
         alerts: Arc::new(crate::alerts::AlertLog::new(node.clone(), crate::alerts::DEFAULT_CAPACITY)),
     });
+    let alert_file = crate::alerts::persist::path(&a.data_dir);
+    let (restored, _) = crate::alerts::persist::restore(&state.alerts, &alert_file);
+    if restored > 0 {
+        tracing::info!(restored, path = %alert_file.display(), "alerts restored");
+    }
+    crate::alerts::persist::spawn_writer(state.alerts.clone(), alert_file);
     for url in &a.alert_webhooks {
         crate::alerts::webhook::check_url(url).map_err(AgentError::Config)?;
         let backoff = std::time::Duration::from_secs(a.alert_webhook_max_backoff_seconds.max(1));

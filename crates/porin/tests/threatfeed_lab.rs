@@ -7,7 +7,8 @@
 //! * a broken feed (bad content, a missing file, an unreachable URL) keeps the last good set and its status
 //!   says why;
 //! * `porin threatfeed push` replaces the set (and an empty push or a scoped caller changes nothing);
-//! * `/metrics` counts the alerts and the webhook's failures and deliveries.
+//! * `/metrics` counts the alerts and the webhook's failures and deliveries;
+//! * the alert log survives an agent restart.
 //!
 //! Needs root, like kernel_lab.rs; not root → fails, unless PORIN_SKIP_KERNEL_TESTS=1.
 
@@ -282,6 +283,17 @@ fn threat_feed_denies_the_c2_host_alerts_name_the_pod_webhook_catches_up_and_bro
     assert!(metric(&metrics, &format!("porin_alert_webhook_failures_total{url}")) >= 1, "{metrics}");
     assert!(metric(&metrics, &format!("porin_alert_webhook_deliveries_total{url}")) >= 2, "{metrics}");
     assert!(metric(&metrics, &format!("porin_alert_webhook_retries_total{url}")) >= 1, "{metrics}");
+
+    // The alert log survives an agent restart (and numbering continues after it).
+    let before: Vec<Value> = lab.alerts(None);
+    lab.ok(&["lab", "--name", lab.name, "agent", "stop", "--node", "0"]);
+    lab.ok(&["lab", "--name", lab.name, "agent", "start", "--node", "0"]);
+    let after = lab.alerts(None);
+    assert_eq!(after, before, "the alerts kept across the restart");
+    let max_id = before.iter().filter_map(|a| a["id"].as_u64()).max().unwrap();
+    assert!(!reach("shop/cart"));
+    let cart = wait_for("an alert for shop/cart after the restart", 20, || lab.alerts(None).into_iter().find(|a| is_hit(a, "shop", "cart", "denied")));
+    assert!(cart["id"].as_u64().unwrap() > max_id, "{cart:#} after ids up to {max_id}");
 
     // 7. Broken feeds keep the last good set, and the status says why.
     let good = lab.set_nets();

@@ -13,10 +13,12 @@
 //! * [`webhook`]: delivery to `--alert-webhook` URLs (bounded queue, exponential backoff, counted failures).
 //! * [`metrics`]: the alert series of `/metrics` (prometheus-client, like the flow metrics).
 //!
-//! Alerts live on the agent that raised them (a flow's alert on the node that reported the flow); the log is in
-//! memory and starts empty when the agent restarts (webhook receivers keep the durable copy).
+//! * [`persist`]: the log across agent restarts (`<data-dir>/alerts.jsonl`).
+//!
+//! Alerts live on the agent that raised them (a flow's alert on the node that reported the flow).
 
 pub mod metrics;
+pub mod persist;
 pub mod watch;
 pub mod webhook;
 
@@ -202,6 +204,25 @@ impl AlertLog {
     /// Alerts raised since start, by kind (for `/metrics`).
     pub fn raised(&self, kind: AlertKind) -> u64 {
         self.raised[kind.index()].load(Relaxed)
+    }
+
+    /// Puts alerts kept from a previous run back (oldest first; only the newest [`AlertLog::capacity`] stay) and
+    /// continues numbering after the highest id. They are not published, counted or delivered again. Returns how
+    /// many the log holds now.
+    pub fn restore(&self, mut alerts: Vec<Alert>) -> usize {
+        alerts.sort_by_key(|a| a.id);
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        for a in alerts {
+            if ring.back().is_some_and(|b| a.id <= b.id) {
+                continue;
+            }
+            if ring.len() == self.capacity {
+                ring.pop_front();
+            }
+            self.next_id.fetch_max(a.id + 1, Relaxed);
+            ring.push_back(Arc::new(a));
+        }
+        ring.len()
     }
 
     /// A receiver of every alert raised from now on (webhook delivery).
