@@ -121,6 +121,9 @@ pub struct AgentConfig {
     /// down, from a bounded queue whose overflow is counted (`porin_alert_webhook_dropped_total`).
     #[arg(long = "alert-webhook", value_name = "URL", help_heading = "Alerts")]
     pub alert_webhooks: Vec<String>,
+    /// Longest wait between two delivery attempts of a webhook that keeps failing, in seconds (tests: 1).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
+    pub alert_webhook_max_backoff_seconds: u64,
     /// Repeats of one threat-feed alert (same source workload, feed, destination, verdict) within this many
     /// seconds are counted in the first alert's `detail.repeats` instead of raising new alerts.
     #[arg(long, default_value_t = 60, value_name = "SECONDS", help_heading = "Alerts")]
@@ -427,6 +430,21 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         write_lock: tokio::sync::Mutex::new(()),
         alerts,
     });
+    let alert_file = crate::alerts::persist::path(&a.data_dir);
+    let (restored, _) = crate::alerts::persist::restore(&state.alerts, &alert_file);
+    if restored > 0 {
+        tracing::info!(restored, path = %alert_file.display(), "alerts restored");
+    }
+    crate::alerts::persist::spawn_writer(state.alerts.clone(), alert_file);
+    for url in &a.alert_webhooks {
+        crate::alerts::webhook::check_url(url).map_err(AgentError::Config)?;
+        let backoff = std::time::Duration::from_secs(a.alert_webhook_max_backoff_seconds.max(1));
+        crate::alerts::webhook::spawn(state.alerts.clone(), url.clone(), backoff);
+    }
+    if engine {
+        let window = std::time::Duration::from_secs(a.alert_dedup_seconds);
+        tokio::spawn(crate::alerts::watch::run(state.clone(), state.alerts.clone(), window));
+    }
     if engine {
         let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));
         tokio::spawn(crate::reports::scheduler(state.clone(), every));
@@ -437,6 +455,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         };
         tokio::spawn(crate::threatfeeds::syncer(state.clone(), feeds));
     }
+    let alerts = state.alerts.clone();
     let app = router(state);
 
     if let Some(dir) = a.socket.parent() {
@@ -459,7 +478,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     };
     if let Some(addr) = a.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr).await.map_err(io_err(format!("binding the metrics listener {addr}")))?;
-        let m = crate::api::flows::metrics_router(flows.clone().map(|f| f as Arc<dyn FlowSource>));
+        let m = crate::api::flows::metrics_router(flows.clone().map(|f| f as Arc<dyn FlowSource>), alerts.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(l, m).await {
                 tracing::warn!(error = %e, "metrics listener failed");

@@ -84,6 +84,8 @@ enum Command {
     Block(cmd::respond::BlockArgs),
     /// Remove addresses from the block list.
     Unblock(cmd::respond::BlockArgs),
+    /// Security alerts (threat-feed hits, honeypod contacts, quarantine and block actions): list or follow.
+    Alerts(cmd::alerts::AlertsArgs),
     /// Threat feeds: push a list of addresses into a GlobalThreatFeed's network set.
     Threatfeed(cmd::threatfeed::ThreatFeedArgs),
     /// Install the CNI plugin: conflist, porin-cni binary and a cni token (the DaemonSet's init step).
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
         Command::Preview(a) => cmd::preview::preview(a),
         Command::InstallCni(a) => cmd::install_cni::install_cni(a),
         Command::Threatfeed(a) => cmd::threatfeed::threatfeed(a),
+        Command::Alerts(a) => cmd::alerts::alerts(a),
     };
     match result {
         Ok(code) => code,

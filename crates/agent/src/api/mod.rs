@@ -7,10 +7,13 @@
 //! * `/porin/v1/apply` and `/porin/v1/delete`: many documents, one store transaction, all or nothing.
 //! * `/porin/v1/audit`, `/porin/v1/tokens`, `/porin/v1/status`.
 //! * `/porin/v1/flows` (`porin observe`: NDJSON, `?follow=true` streams) and `/metrics` (OpenMetrics).
+//! * `/porin/v1/alerts` (`porin alerts`: NDJSON, `?follow=true` streams) and
+//!   `/porin/v1/threatfeeds/{name}/push` (`porin threatfeed push`).
 //!
 //! Every request is authenticated ([`crate::auth`]) and every accepted change is written together with its
 //! audit record in one transaction ([`write::commit`]).
 
+pub mod alerts;
 pub mod binding;
 pub mod guard;
 pub mod console;
@@ -326,6 +329,7 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/reports/{name}/{end}", get(reports::get))
         .route("/porin/v1/recommend", get(recommend::handle))
         .route("/porin/v1/threatfeeds/{name}/push", post(threatfeeds::push))
+        .route("/porin/v1/alerts", get(alerts::alerts))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

@@ -2,6 +2,7 @@ pub mod offline;
 pub mod live;
 
 pub mod agent;
+pub mod alerts;
 pub mod apply;
 pub mod audit;
 pub mod config;

@@ -8,6 +8,19 @@
 //! The log keeps the newest [`AlertLog::capacity`] alerts (older ones are dropped and counted), numbers them
 //! in raise order, counts them per kind for `/metrics`, and publishes each one to followers
 //! (`porin alerts -f`, webhook delivery).
+//!
+//! * [`watch`]: the flow watcher raising `threat_feed` alerts (deduplicated within a window).
+//! * [`webhook`]: delivery to `--alert-webhook` URLs (bounded queue, exponential backoff, counted failures).
+//! * [`metrics`]: the alert series of `/metrics` (prometheus-client, like the flow metrics).
+//!
+//! * [`persist`]: the log across agent restarts (`<data-dir>/alerts.jsonl`).
+//!
+//! Alerts live on the agent that raised them (a flow's alert on the node that reported the flow).
+
+pub mod metrics;
+pub mod persist;
+pub mod watch;
+pub mod webhook;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -118,6 +131,8 @@ pub struct AlertLog {
     pub evicted: AtomicU64,
     raised: [AtomicU64; AlertKind::ALL.len()],
     live: broadcast::Sender<Arc<Alert>>,
+    /// The `/metrics` series of alerts and webhook delivery.
+    pub metrics: metrics::AlertMetrics,
 }
 
 impl std::fmt::Debug for AlertLog {
@@ -136,6 +151,7 @@ impl AlertLog {
             evicted: AtomicU64::new(0),
             raised: Default::default(),
             live: broadcast::channel(LIVE_BACKLOG).0,
+            metrics: metrics::AlertMetrics::new(),
         }
     }
 
@@ -153,6 +169,7 @@ impl AlertLog {
         }
         if let Some(k) = alert.kind {
             self.raised[k.index()].fetch_add(1, Relaxed);
+            self.metrics.raised(k);
         }
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         // Numbered under the lock, so the log is in id order and a follower never sees a gap it cannot explain.
@@ -188,6 +205,49 @@ impl AlertLog {
     pub fn raised(&self, kind: AlertKind) -> u64 {
         self.raised[kind.index()].load(Relaxed)
     }
+
+    /// Puts alerts kept from a previous run back (oldest first; only the newest [`AlertLog::capacity`] stay) and
+    /// continues numbering after the highest id. They are not published, counted or delivered again. Returns how
+    /// many the log holds now.
+    pub fn restore(&self, mut alerts: Vec<Alert>) -> usize {
+        alerts.sort_by_key(|a| a.id);
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        for a in alerts {
+            if ring.back().is_some_and(|b| a.id <= b.id) {
+                continue;
+            }
+            if ring.len() == self.capacity {
+                ring.pop_front();
+            }
+            self.next_id.fetch_max(a.id + 1, Relaxed);
+            ring.push_back(Arc::new(a));
+        }
+        ring.len()
+    }
+
+    /// A receiver of every alert raised from now on (webhook delivery).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Alert>> {
+        self.live.subscribe()
+    }
+
+    /// OpenMetrics text of the alert series.
+    pub fn encode_metrics(&self) -> String {
+        self.metrics.evicted(self.evicted.load(Relaxed));
+        self.metrics.encode()
+    }
+}
+
+impl AlertKind {
+    /// By its JSON name (`threat_feed`, `honeypod`, ...).
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == s || k.as_str().replace('_', "") == s.replace(['-', '_'], ""))
+    }
+}
+
+/// Joins two OpenMetrics texts into one exposition (one `# EOF`).
+pub fn join_openmetrics(a: &str, b: &str) -> String {
+    let strip = |s: &str| s.strip_suffix("# EOF\n").unwrap_or(s).to_string();
+    format!("{}{}# EOF\n", strip(a), strip(b))
 }
 
 #[cfg(test)]
