@@ -139,6 +139,14 @@ impl TestLab {
     }
 }
 
+impl TestLab {
+    /// Alerts of `kind` through `porin alerts -o json` (every agent of the lab).
+    fn alerts(&self, kind: &str) -> Vec<Value> {
+        let out = self.ok(&["alerts", "--kind", kind, "-o", "json"]);
+        out.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
 impl Drop for TestLab {
     fn drop(&mut self) {
         let _ = Command::new(bin()).args(["lab", "--name", &self.name, "down"]).env("PORIN_LAB_STATE_DIR", self.state_dir.path()).output();
@@ -311,6 +319,11 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     // Visible and audited.
     let got = lab.ok(&["get", "quarantines", "-n", "app"]);
     assert!(got.contains("client") && got.contains("beaconing"), "{got}");
+    let q = lab.alerts("quarantine");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["name"], "app/client");
+    assert_eq!(q[0]["actor"], "uid:0");
+    assert_eq!(q[0]["detail"]["reason"], "beaconing to a C2");
     let audit = lab.ok(&["audit", "-o", "json"]);
     assert!(audit.contains("\"quarantine\""), "no audit record of the quarantine: {audit}");
 
@@ -342,6 +355,10 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     assert!(!lab.probe("app/worker", "app/server", 80, Proto::Tcp));
     assert!(!lab.probe("app/server", "app/worker", 80, Proto::Tcp), "the blocked address still connects out");
     assert!(lab.probe("app/client", "app/worker", 80, Proto::Tcp), "an unblocked pair is denied");
+    let b = lab.alerts("block");
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["addresses"], serde_json::json!([blocked]));
+    assert_eq!(b[0]["detail"]["reason"], "abusive miner");
     let list = lab.ok(&["block", "list"]);
     assert!(list.contains(&blocked), "{list}");
     let gns = lab.ok(&["get", "globalnetworksets", "porin-blocklist", "-o", "json"]);
@@ -387,6 +404,8 @@ fn quarantine_and_block_cut_long_connections_on_both_nodes_and_resist_reapply_sc
     lab.ok(&["unblock", &blocked]);
     lab.wait();
     assert!(lab.probe("app/client", "app/server", 80, Proto::Tcp), "unblocked address still denied");
+    assert_eq!(lab.alerts("release").len(), 1);
+    assert_eq!(lab.alerts("unblock").len(), 2);
     let v: Value = serde_json::from_str(&lab.ok(&["block", "list", "-o", "json"])).unwrap();
     assert_eq!(v["items"].as_array().map(Vec::len), Some(0), "{v}");
 }
@@ -419,12 +438,26 @@ fn a_scan_of_a_honeypod_raises_an_alert_naming_the_scanner_within_a_second() {
     eprintln!("RESULT honeypod: alert {} after the first contact: {line}", ms(t0.elapsed()));
     assert!(line.contains("source=shop/scanner"), "the alert names the scanner: {line}");
     assert!(line.contains(&format!("decoy={decoy}")), "{line}");
+    // The same alert through the API (`porin alerts`), with the scanner's workload context.
+    let al = loop {
+        if let Some(a) = lab.alerts("honeypod").into_iter().next() {
+            break a;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no honeypod alert from porin alerts 5 s after the first contact");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("RESULT honeypod: in porin alerts {} after the first contact", ms(t0.elapsed()));
+    assert_eq!(al["name"], decoy, "{al}");
+    assert_eq!((al["src"]["namespace"].as_str(), al["src"]["pod"].as_str()), (Some("shop"), Some("scanner")), "{al}");
+    assert_eq!(al["src"]["labels"]["app"], "web", "{al}");
+    assert_eq!(al["dst"]["port"], 22, "{al}");
     // The rest of the scan. The decoy answers on its ports only, although the app team's policy allows all.
     let answered: Vec<bool> = [3306u16, 80, 8080].iter().map(|p| lab.probe("shop/scanner", decoy, *p, Proto::Tcp)).collect();
     assert_eq!(answered, vec![true, false, false]);
     // A scan is one alert, not one per port.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(lab.agent_log(&decoy_node).matches("honeypod contacted").count(), 1);
+    assert_eq!(lab.alerts("honeypod").len(), 1, "a scan is one alert");
     // The decoy reaches nothing, even though the app team's policy allows all egress.
     assert!(!lab.probe(decoy, "shop/db", 80, Proto::Tcp), "a decoy can connect out");
 }
