@@ -62,10 +62,11 @@ pub fn reserved(kind: Kind, name: &str, r: Option<&Resource>, new: bool) -> Opti
     if matches!(kind, Kind::NetworkSet | Kind::GlobalNetworkSet) && labels.contains_key(LABEL_BLOCKLIST) {
         return Some(format!("label {LABEL_BLOCKLIST:?} is reserved for the block list"));
     }
-    if new && kind == Kind::Pod {
-        if let Some(l) = RESERVED_ENDPOINT_LABELS.iter().find(|l| labels.contains_key(**l)) {
-            return Some(format!("label {l:?} is set by Porin (a quarantine or a Honeypod), not by a manifest"));
-        }
+    if new
+        && kind == Kind::Pod
+        && let Some(l) = RESERVED_ENDPOINT_LABELS.iter().find(|l| labels.contains_key(**l))
+    {
+        return Some(format!("label {l:?} is set by Porin (a quarantine or a Honeypod), not by a manifest"));
     }
     None
 }
