@@ -9,18 +9,22 @@
 //! * [`flows`]: the flow service (ring-buffer reader, aggregation pipeline, flow store).
 //! * [`api`]: the API server (REST, authentication [`auth`], tenant [`scope`], [`audit`], tokens, [`tls`]).
 //!   It reads the engine's snapshot and writes to the store; it never holds policy state of its own.
+//! * [`alerts`]: the bounded alert log (threat-feed hits, honeypod contacts, quarantine and block actions).
+//! * [`threatfeeds`]: GlobalThreatFeed pulls and pushes into `threatfeed.<name>` GlobalNetworkSets.
 //! * [`registry`]: storage keys of every kind and the decoding of stored objects (used by engine and API).
 //!
 //! What it must never do: parse command lines or print for humans (that is the `porin` CLI), touch
 //! network namespaces other than the one it was configured to join, or enforce anything outside the
 //! dataplane crate's programs. Errors in the dataplane path fail closed (the endpoint denies).
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod engine;
 mod etcd_tls;
 pub mod flows;
+pub mod httpc;
 pub mod reconciler;
 pub mod registry;
 pub mod reports;
@@ -28,6 +32,7 @@ mod run;
 pub mod scope;
 mod sha256;
 pub mod timefmt;
+pub mod threatfeeds;
 pub mod tls;
 
 pub use run::{set_announce_as_log, Agent, AgentConfig, AgentError, DEFAULT_DATA_DIR, DEFAULT_SOCKET, DataplaneKind, Datastore, FlowAggregation, Mode};

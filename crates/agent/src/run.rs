@@ -114,6 +114,23 @@ pub struct AgentConfig {
     /// How often the agent looks for GlobalReports that are due (their cron schedules), in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub report_check_seconds: u64,
+    /// How often the agent checks whether a GlobalThreatFeed is due for a pull, in seconds (tests: 1).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", hide = true)]
+    pub threatfeed_check_seconds: u64,
+    /// How soon a failed threat-feed pull is retried, in seconds (a success waits the feed's period).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub threatfeed_retry_seconds: u64,
+    /// POST every alert as JSON to this URL (repeatable): retried with exponential backoff while the receiver is
+    /// down, from a bounded queue whose overflow is counted (`porin_alert_webhook_dropped_total`).
+    #[arg(long = "alert-webhook", value_name = "URL", help_heading = "Alerts")]
+    pub alert_webhooks: Vec<String>,
+    /// Longest wait between two delivery attempts of a webhook that keeps failing, in seconds (tests: 1).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
+    pub alert_webhook_max_backoff_seconds: u64,
+    /// Repeats of one threat-feed alert (same source workload, feed, destination, verdict) within this many
+    /// seconds are counted in the first alert's `detail.repeats` instead of raising new alerts.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", help_heading = "Alerts")]
+    pub alert_dedup_seconds: u64,
     /// State directory: the embedded store, admin.token and tls/.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -421,6 +438,10 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
             }
         }
     }
+    let alerts = Arc::new(crate::alerts::AlertLog::new(node.clone(), crate::alerts::DEFAULT_CAPACITY));
+    if let Some(f) = &flows {
+        f.set_alerts(alerts.clone());
+    }
     let state = Arc::new(ApiState {
         store,
         store_kind: kind,
@@ -432,11 +453,34 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         flows: flows.clone().map(|f| f as Arc<dyn FlowSource>),
         write_lock: tokio::sync::Mutex::new(()),
         guard_decode: Default::default(),
+        alerts,
     });
+    let alert_file = crate::alerts::persist::path(&a.data_dir);
+    let (restored, _) = crate::alerts::persist::restore(&state.alerts, &alert_file);
+    if restored > 0 {
+        tracing::info!(restored, path = %alert_file.display(), "alerts restored");
+    }
+    crate::alerts::persist::spawn_writer(state.alerts.clone(), alert_file);
+    for url in &a.alert_webhooks {
+        crate::alerts::webhook::check_url(url).map_err(AgentError::Config)?;
+        let backoff = std::time::Duration::from_secs(a.alert_webhook_max_backoff_seconds.max(1));
+        crate::alerts::webhook::spawn(state.alerts.clone(), url.clone(), backoff);
+    }
+    if engine {
+        let window = std::time::Duration::from_secs(a.alert_dedup_seconds);
+        tokio::spawn(crate::alerts::watch::run(state.clone(), state.alerts.clone(), window));
+    }
     if engine {
         let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));
         tokio::spawn(crate::reports::scheduler(state.clone(), every));
+        let feeds = crate::threatfeeds::FeedOptions {
+            check_every: std::time::Duration::from_secs(a.threatfeed_check_seconds.max(1)),
+            retry_after: std::time::Duration::from_secs(a.threatfeed_retry_seconds.max(1)),
+            ..Default::default()
+        };
+        tokio::spawn(crate::threatfeeds::syncer(state.clone(), feeds));
     }
+    let alerts = state.alerts.clone();
     let app = router(state);
 
     if let Some(dir) = a.socket.parent() {
@@ -459,7 +503,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     };
     if let Some(addr) = a.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr).await.map_err(io_err(format!("binding the metrics listener {addr}")))?;
-        let m = crate::api::flows::metrics_router(flows.clone().map(|f| f as Arc<dyn FlowSource>));
+        let m = crate::api::flows::metrics_router(flows.clone().map(|f| f as Arc<dyn FlowSource>), alerts.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(l, m).await {
                 tracing::warn!(error = %e, "metrics listener failed");

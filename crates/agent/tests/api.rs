@@ -54,6 +54,7 @@ async fn api(dp_errors: bool) -> Api {
         flows: None,
         write_lock: tokio::sync::Mutex::new(()),
         guard_decode: Default::default(),
+        alerts: Arc::new(porin_agent::alerts::AlertLog::new("test", 100)),
     });
     Api { app: router(state), store, _snap: tx, _tmp: tmp }
 }

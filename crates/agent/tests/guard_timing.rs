@@ -77,6 +77,7 @@ async fn timing_apply_with_a_guard_at_10k_pods() {
         flows: None,
         write_lock: tokio::sync::Mutex::new(()),
         guard_decode: Default::default(),
+        alerts: Arc::new(porin_agent::alerts::AlertLog::new("n0", 100)),
     });
     let app = router(state);
     // A guard every write is checked against: nothing outside ns0 reaches ns0's app0 on 8080.

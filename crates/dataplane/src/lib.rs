@@ -425,6 +425,21 @@ impl Dataplane {
         self.ct().purge_endpoint(endpoint_id)
     }
 
+    /// Cuts established connections (incident response): deletes every conntrack entry of an endpoint in
+    /// `endpoint_ids`, and every entry with an address (either end) inside one of `nets`. Their next packet
+    /// finds no entry and is decided by the policy like a new connection (dropped when denied; a non-SYN TCP
+    /// packet is never let through for lack of an entry).
+    pub fn cut_conntrack(&mut self, endpoint_ids: &std::collections::BTreeSet<u32>, nets: &[ipnet::IpNet]) -> Result<ct::CtSweep> {
+        let hit = |k: &CtKey| {
+            endpoint_ids.contains(&k.endpoint_id)
+                || (!nets.is_empty()
+                    && [&k.src, &k.dst].into_iter().any(|a| {
+                        matches!(abi::event::addr(k.family, a), Ok(Some(ip)) if nets.iter().any(|n| n.contains(&ip)))
+                    }))
+        };
+        self.ct().delete_where(|k, _| hit(k))
+    }
+
     /// Deletes expired conntrack entries now (the background sweep does the
     /// same every [`DataplaneOptions::ct_sweep_every`]).
     pub fn sweep_conntrack(&mut self) -> Result<ct::CtSweep> {

@@ -38,8 +38,8 @@ pub enum LabError {
     #[error("lab {lab:?} is already up (live owner pids {pids:?}); run down first")]
     AlreadyUp { lab: String, pids: Vec<i32> },
 
-    /// A pod key (`namespace/name`) that is not in the lab.
-    #[error("lab {lab:?} has no pod {pod:?}")]
+    /// A pod key (`namespace/name`) or external host name that is not in the lab.
+    #[error("lab {lab:?} has no pod or host {pod:?}")]
     UnknownPod { lab: String, pod: String },
 
     /// The pod servers failed to start or to report readiness.

@@ -25,7 +25,7 @@ use crate::error::{LabError, Result};
 use crate::netns::{self, MARKER_PREFIX};
 use crate::server::{PodServe, READY_LINE, ServeConfig, spawn_server_threads};
 use crate::spec::{self, LabPlan, LabSpec};
-use crate::state::{self, LabState, NodeInfo, Phase, PodInfo, ProcRef};
+use crate::state::{self, HostInfo, LabState, NodeInfo, Phase, PodInfo, ProcRef};
 
 /// How the pod servers of a lab run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +120,25 @@ impl Lab {
             .iter()
             .find(|p| p.key == key)
             .ok_or_else(|| LabError::UnknownPod { lab: self.name().to_string(), pod: key.to_string() })
+    }
+
+    /// External hosts in spec order (the index is the `k` in `porin-<lab>-h<k>`).
+    pub fn hosts(&self) -> &[HostInfo] {
+        &self.state.hosts
+    }
+
+    /// An external host by name.
+    pub fn host(&self, name: &str) -> Result<&HostInfo> {
+        self.state
+            .hosts
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| LabError::UnknownPod { lab: self.name().to_string(), pod: name.to_string() })
+    }
+
+    /// The namespace of a pod (`namespace/name`) or of an external host (`name`, no `/`).
+    pub fn netns_of(&self, who: &str) -> Result<&str> {
+        if who.contains('/') { Ok(&self.pod(who)?.netns) } else { Ok(&self.host(who)?.netns) }
     }
 
     /// The underlay namespace (multi-node labs).
@@ -226,6 +245,7 @@ pub fn up(spec: &LabSpec, opts: &LabOptions) -> Result<Lab> {
         underlay_netns: plan.underlay_netns.clone(),
         nodes: Vec::new(),
         pods: Vec::new(),
+        hosts: Vec::new(),
         server_log: None,
     };
     state::save(&path, &st)?;
@@ -303,10 +323,29 @@ fn build(plan: &LabPlan, st: &mut LabState, path: &Path, opts: &LabOptions) -> R
             ports: p.ports.clone(),
         });
     }
+    for h in &plan.hosts {
+        st.hosts.push(HostInfo {
+            name: h.name.clone(),
+            node: h.node,
+            netns: h.netns.clone(),
+            netns_path: netns::netns_path(&h.netns),
+            node_netns: h.node_netns.clone(),
+            node_ifname: h.node_ifname.clone(),
+            ipv4: h.ipv4,
+            ipv6: h.ipv6,
+            ports: h.ports.clone(),
+        });
+    }
     state::save(path, st)?;
 
+    // External hosts run the same servers as pods.
     let cfg = ServeConfig {
-        pods: plan.pods.iter().map(|p| PodServe { netns: p.netns.clone(), ports: p.ports.clone() }).collect(),
+        pods: plan
+            .pods
+            .iter()
+            .map(|p| PodServe { netns: p.netns.clone(), ports: p.ports.clone() })
+            .chain(plan.hosts.iter().map(|h| PodServe { netns: h.netns.clone(), ports: h.ports.clone() }))
+            .collect(),
     };
     match &opts.servers {
         ServerMode::Spawn { program, args } => {
@@ -436,9 +475,9 @@ fn teardown(name: &str, st: Option<&LabState>, path: &Path) -> DownReport {
             victims.push(ns);
         }
     }
-    // Pods first, then nodes, then the underlay.
+    // Pods and external hosts first, then nodes, then the underlay.
     victims.sort_by_key(|ns| match ns.rsplit_once('-').map(|(_, s)| s.as_bytes()[0]) {
-        Some(b'p') => 0,
+        Some(b'p' | b'h') => 0,
         Some(b'n') => 1,
         _ => 2,
     });
@@ -477,6 +516,8 @@ pub struct LabStatus {
     pub stray_namespaces: Vec<String>,
     /// Pods as recorded.
     pub pods: Vec<PodInfo>,
+    /// External hosts as recorded.
+    pub hosts: Vec<HostInfo>,
 }
 
 /// Report what exists of a lab (no error for an unknown lab: everything is empty).
@@ -494,6 +535,7 @@ pub fn status(name: &str, opts: &LabOptions) -> Result<LabStatus> {
         live_owners: st.as_ref().map(|s| s.live_owners().iter().map(|p| p.pid).collect()).unwrap_or_default(),
         namespaces: listed.iter().map(|n| (n.clone(), existing.contains(n))).collect(),
         stray_namespaces: existing.into_iter().filter(|n| spec::is_lab_netns(name, n) && !listed.contains(n)).collect(),
+        hosts: st.as_ref().map(|s| s.hosts.clone()).unwrap_or_default(),
         pods: st.map(|s| s.pods).unwrap_or_default(),
     })
 }
@@ -542,15 +584,15 @@ pub fn cleanup_stale(opts: &LabOptions) -> Result<Vec<String>> {
     Ok(removed)
 }
 
-/// A command that runs `argv` inside a pod's namespace (`ip netns exec`), for the caller to run
-/// with whatever stdio it wants.
+/// A command that runs `argv` inside a pod's namespace (`ip netns exec`), or an external host's (a name
+/// without `/`), for the caller to run with whatever stdio it wants.
 pub fn exec_command<S: AsRef<str>>(lab: &Lab, pod: &str, argv: &[S]) -> Result<Command> {
-    let p = lab.pod(pod)?;
+    let ns = lab.netns_of(pod)?;
     if argv.is_empty() {
         return Err(LabError::spec("argv", "empty command"));
     }
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &p.netns]).args(argv.iter().map(|a| a.as_ref()));
+    cmd.args(["netns", "exec", ns]).args(argv.iter().map(|a| a.as_ref()));
     Ok(cmd)
 }
 
@@ -558,6 +600,6 @@ pub fn exec_command<S: AsRef<str>>(lab: &Lab, pod: &str, argv: &[S]) -> Result<C
 /// here: look at `status`).
 pub fn exec<S: AsRef<str>>(lab: &Lab, pod: &str, argv: &[S]) -> Result<Output> {
     let mut cmd = exec_command(lab, pod, argv)?;
-    let rendered = format!("ip netns exec {} {}", lab.pod(pod)?.netns, argv.iter().map(|a| a.as_ref()).collect::<Vec<_>>().join(" "));
+    let rendered = format!("ip netns exec {} {}", lab.netns_of(pod)?, argv.iter().map(|a| a.as_ref()).collect::<Vec<_>>().join(" "));
     cmd.stdin(Stdio::null()).output().map_err(|source| LabError::Spawn { command: rendered, source })
 }

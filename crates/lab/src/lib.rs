@@ -19,6 +19,8 @@
 //!   (default `/run/porin/lab/<lab>.json`).
 //! * [`Lab`] (from [`up`] or [`Lab::open`]) exposes, per pod, the node index, node netns path,
 //!   host-side ifname and ifindex: where a dataplane attaches.
+//! * [`HostSpec`]: external hosts (`porin-<lab>-h<k>`), "internet" addresses outside every pod CIDR reached
+//!   through a node; [`probe_addr`] probes them from pods (or pods from them).
 //! * [`probe()`] / [`probe_one`] measure reachability on TCP, UDP and SCTP (the kernel has no
 //!   SCTP: servers and probes speak a minimal INIT / INIT-ACK over raw sockets, see [`sctp`]).
 //! * [`exec`], [`status`], [`down`] and [`cleanup_stale`] manage a running lab.
@@ -46,7 +48,9 @@ pub use error::{LabError, Result};
 pub use lab::{
     DownReport, Lab, LabGuard, LabOptions, LabStatus, ServerMode, cleanup_stale, down, exec, exec_command, list, status, up,
 };
-pub use probe::{Family, ObservedMatrices, ObservedMatrix, ProbeOptions, ProbeSpec, probe, probe_one, probe_pairs, probe_with};
+pub use probe::{
+    Family, ObservedMatrices, ObservedMatrix, ProbeOptions, ProbeSpec, probe, probe_addr, probe_one, probe_pairs, probe_with,
+};
 pub use server::{PodServe, ServeConfig, run_servers, serve_main, spawn_server_threads};
-pub use spec::{LabSpec, PodSpec, Proto};
-pub use state::{DEFAULT_STATE_DIR, NodeInfo, PodInfo};
+pub use spec::{HostSpec, LabSpec, PodSpec, Proto};
+pub use state::{DEFAULT_STATE_DIR, HostInfo, NodeInfo, PodInfo};

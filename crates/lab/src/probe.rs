@@ -105,6 +105,11 @@ impl Lab {
         probe(self, ports, timeout)
     }
 
+    /// [`probe_addr`] on this lab.
+    pub fn probe_addr(&self, from: &str, dst: IpAddr, port: u16, proto: Proto, timeout: Duration) -> Result<bool> {
+        probe_addr(self, from, dst, port, proto, timeout)
+    }
+
     /// [`probe_one`] on this lab.
     pub fn probe_one(&self, from: &str, to: &str, port: u16, proto: Proto, timeout: Duration) -> Result<bool> {
         probe_one(self, from, to, port, proto, timeout)
@@ -173,6 +178,25 @@ pub fn probe_one(lab: &Lab, from: &str, to: &str, port: u16, proto: Proto, timeo
     };
     let spec = ProbeSpec { from: idx(from)?, to: idx(to)?, port, proto };
     Ok(probe_pairs(lab, &[spec], &ProbeOptions { timeout, ..ProbeOptions::default() })?[0])
+}
+
+/// Probe any address from a pod (`namespace/name`) or an external host (its name): pods to external hosts
+/// (north-south egress), external hosts to pods (ingress from the internet), or anything to anything.
+pub fn probe_addr(lab: &Lab, from: &str, dst: IpAddr, port: u16, proto: Proto, timeout: Duration) -> Result<bool> {
+    raise_nofile_limit();
+    let ns = lab.netns_of(from)?.to_string();
+    let job = Job { slot: 0, dst, port, proto };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name(format!("probe-{ns}"))
+            .spawn_scoped(scope, || {
+                netns::enter_netns(&ns)?;
+                Ok(run_wave(&ns, &[job], timeout)?.first().copied().unwrap_or(false))
+            })
+            .map_err(|e| LabError::netns("-", "spawn probe thread", e))?
+            .join()
+            .unwrap_or_else(|_| Err(LabError::netns("-", "probe thread", std::io::Error::other("panicked"))))
+    })
 }
 
 #[derive(Debug, Clone, Copy)]

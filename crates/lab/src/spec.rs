@@ -14,11 +14,20 @@
 //! | host end of the pod veth (in the node netns) | `porinp<k>` |
 //! | node uplink (in the node netns) / its peer on the underlay bridge | `porinu0` / `porinn<i>` |
 //! | underlay bridge | `porinbr0` |
+//! | external host netns *k* (k = index in `LabSpec::hosts`) | `porin-<lab>-h<k>` |
+//! | host's end / node's end of an external host's link | `porin-eth0` / `porinh<k>` |
 //!
 //! Addresses: node *i* owns the pod CIDRs `10.244.i.0/24` and `fd00:244:i::/64`; pods without an
 //! explicit address get the next free host number starting at `.2`. Node *i*'s underlay address is
 //! `10.242.0.(i+1)/24` (`fd00:242::(i+1)/64`). Pods reach the node through the link-local gateway
 //! `169.254.1.1` / `fe80::1` answered by the host veth's MAC `ee:ee:ee:ee:ee:ee` (Calico's model).
+//!
+//! External hosts ([`HostSpec`]) stand for the internet: each is a namespace with an address outside every pod
+//! CIDR (default `203.0.113.(10+k)`, `2001:db8:203::(10+k)`; documentation ranges, never routed anywhere but
+//! inside the lab), linked to one node (its *gateway node*) the way a pod is, but with no WorkloadEndpoint: the
+//! node routes to it as north-south traffic would leave the cluster, and every other node routes to it through
+//! the gateway node's underlay address. No agent attaches to its link, so the only policy its traffic meets is
+//! the pods' own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -143,6 +152,73 @@ impl PodSpec {
     }
 }
 
+/// An external ("internet") host of the lab: a namespace outside the cluster, reached through a node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostSpec {
+    /// Host name: 1–30 characters of `[a-z0-9-]` (no `/`, so it never looks like a pod key).
+    pub name: String,
+    /// The node routing to it (its gateway), `0..nodes`.
+    #[serde(default)]
+    pub node: u32,
+    /// Fixed IPv4 address, outside every pod CIDR; `203.0.113.(10+k)` when `None`.
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Addr>,
+    /// Fixed IPv6 address; `2001:db8:203::(10+k)` when `None` and [`LabSpec::ipv6`].
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+    /// Ports its server answers on (the pods' server: TCP banner, UDP echo, SCTP INIT-ACK).
+    #[serde(default)]
+    pub ports: Vec<(u16, Proto)>,
+}
+
+impl HostSpec {
+    /// A host behind node 0 with a default address and no ports.
+    pub fn new(name: impl Into<String>) -> Self {
+        HostSpec { name: name.into(), ..Default::default() }
+    }
+}
+
+impl FromStr for HostSpec {
+    type Err = LabError;
+    /// The command-line form: comma-separated `key=value` pairs, `name=` required, `ip=` (IPv4 or IPv6) and
+    /// `port=` (`80` or `80/tcp`) repeatable, `node=` optional: `name=c2,ip=203.0.113.10,port=80,port=53/udp`.
+    fn from_str(s: &str) -> Result<Self> {
+        let mut h = HostSpec::default();
+        let mut named = false;
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| LabError::spec("host", format!("{s:?}: {part:?} is not key=value (name, ip, port, node)")))?;
+            let v = v.trim();
+            match k.trim() {
+                "name" => {
+                    h.name = v.to_string();
+                    named = true;
+                }
+                "ip" => match v.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(a)) if h.ipv4.is_none() => h.ipv4 = Some(a),
+                    Ok(IpAddr::V6(a)) if h.ipv6.is_none() => h.ipv6 = Some(a),
+                    Ok(_) => return Err(LabError::spec("host", format!("{s:?}: a second address of the same family"))),
+                    Err(_) => return Err(LabError::spec("host", format!("{s:?}: {v:?} is not an IP address"))),
+                },
+                "port" => h.ports.push(parse_port(v)?),
+                "node" => {
+                    h.node = v
+                        .strip_prefix('n')
+                        .unwrap_or(v)
+                        .parse()
+                        .map_err(|_| LabError::spec("host", format!("{s:?}: node {v:?} is not a node index")))?
+                }
+                other => return Err(LabError::spec("host", format!("{s:?}: unknown key {other:?} (name, ip, port, node)"))),
+            }
+        }
+        if !named {
+            return Err(LabError::spec("host", format!("{s:?}: name= is required")));
+        }
+        Ok(h)
+    }
+}
+
 /// A lab: `nodes` node namespaces and the pods on them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LabSpec {
@@ -155,12 +231,21 @@ pub struct LabSpec {
     /// Also give every pod an IPv6 address (allocated when the pod has none).
     #[serde(default)]
     pub ipv6: bool,
+    /// External hosts outside the cluster (the "internet").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostSpec>,
 }
 
 impl LabSpec {
     /// An empty lab.
     pub fn new(name: impl Into<String>, nodes: u32) -> Self {
-        LabSpec { name: name.into(), nodes, pods: Vec::new(), ipv6: false }
+        LabSpec { name: name.into(), nodes, pods: Vec::new(), ipv6: false, hosts: Vec::new() }
+    }
+
+    /// Builder: add an external host.
+    pub fn host(mut self, host: HostSpec) -> Self {
+        self.hosts.push(host);
+        self
     }
 
     /// Builder: add a pod.
@@ -212,13 +297,18 @@ pub fn pod_netns(lab: &str, k: usize) -> String {
     format!("porin-{lab}-p{k}")
 }
 
+/// Name of external host `k`'s network namespace.
+pub fn host_netns(lab: &str, k: usize) -> String {
+    format!("porin-{lab}-h{k}")
+}
+
 /// Name of the underlay network namespace.
 pub fn underlay_netns(lab: &str) -> String {
     format!("porin-{lab}-u")
 }
 
 /// Does the namespace name follow the naming scheme of lab `lab` exactly
-/// (`porin-<lab>-u`, `porin-<lab>-n<digits>`, `porin-<lab>-p<digits>`)?
+/// (`porin-<lab>-u`, `porin-<lab>-n<digits>`, `porin-<lab>-p<digits>`, `porin-<lab>-h<digits>`)?
 pub fn is_lab_netns(lab: &str, netns: &str) -> bool {
     parse_lab_netns(netns).is_some_and(|l| l == lab)
 }
@@ -230,7 +320,8 @@ pub fn parse_lab_netns(netns: &str) -> Option<&str> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let ok = suffix == "u"
         || suffix.strip_prefix('n').is_some_and(digits)
-        || suffix.strip_prefix('p').is_some_and(digits);
+        || suffix.strip_prefix('p').is_some_and(digits)
+        || suffix.strip_prefix('h').is_some_and(digits);
     (ok && validate_lab_name(lab).is_ok()).then_some(lab)
 }
 
@@ -280,6 +371,26 @@ pub struct PodPlan {
     pub pod_mac: String,
 }
 
+/// The planned shape of one external host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPlan {
+    /// Index in [`LabSpec::hosts`].
+    pub index: usize,
+    pub name: String,
+    /// Its gateway node.
+    pub node: u32,
+    pub netns: String,
+    pub node_netns: String,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Option<Ipv6Addr>,
+    pub ports: Vec<(u16, Proto)>,
+    /// The node's end of the link (`porinh<k>`, in the node netns).
+    pub node_ifname: String,
+    /// The host's end (`porin-eth0`, in the host netns).
+    pub host_ifname: String,
+    pub host_mac: String,
+}
+
 /// The whole planned lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabPlan {
@@ -288,14 +399,17 @@ pub struct LabPlan {
     pub underlay_netns: Option<String>,
     pub nodes: Vec<NodePlan>,
     pub pods: Vec<PodPlan>,
+    #[serde(default)]
+    pub hosts: Vec<HostPlan>,
 }
 
 impl LabPlan {
-    /// Every namespace of the lab, in creation order (underlay, nodes, pods).
+    /// Every namespace of the lab, in creation order (underlay, nodes, pods, external hosts).
     pub fn namespaces(&self) -> Vec<String> {
         let mut out: Vec<String> = self.underlay_netns.iter().cloned().collect();
         out.extend(self.nodes.iter().map(|n| n.netns.clone()));
         out.extend(self.pods.iter().map(|p| p.netns.clone()));
+        out.extend(self.hosts.iter().map(|h| h.netns.clone()));
         out
     }
 }
@@ -460,13 +574,85 @@ pub fn plan(spec: &LabSpec) -> Result<LabPlan> {
         });
     }
 
+    let hosts = plan_hosts(spec, &nodes, &mut used)?;
     Ok(LabPlan {
         name: spec.name.clone(),
-        ipv6: pods.iter().any(|p| p.ipv6.is_some()),
+        ipv6: pods.iter().any(|p| p.ipv6.is_some()) || hosts.iter().any(|h| h.ipv6.is_some()),
         underlay_netns: multi.then(|| underlay_netns(lab)),
         nodes,
         pods,
+        hosts,
     })
+}
+
+/// Validate the external hosts and give them addresses outside every pod CIDR.
+fn plan_hosts(spec: &LabSpec, nodes: &[NodePlan], used: &mut BTreeSet<IpAddr>) -> Result<Vec<HostPlan>> {
+    // Pod CIDRs of nodes 0..=255 all fall in these: a host there would be mistaken for a pod.
+    let pods4: Ipv4Net = "10.244.0.0/16".parse().expect("static net");
+    let pods6: Ipv6Net = "fd00:244::/32".parse().expect("static net");
+    let mut names = BTreeSet::new();
+    let mut hosts = Vec::with_capacity(spec.hosts.len());
+    for (k, h) in spec.hosts.iter().enumerate() {
+        let field = |f: &str| format!("hosts[{k}].{f}");
+        let name_ok = !h.name.is_empty()
+            && h.name.len() <= 30
+            && h.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            return Err(LabError::spec(field("name"), format!("{:?}: want 1-30 chars of [a-z0-9-]", h.name)));
+        }
+        if !names.insert(h.name.as_str()) {
+            return Err(LabError::spec(field("name"), format!("duplicate host {}", h.name)));
+        }
+        if h.node >= spec.nodes {
+            return Err(LabError::spec(field("node"), format!("{} but the lab has {} node(s)", h.node, spec.nodes)));
+        }
+        let mut seen_ports = BTreeSet::new();
+        for (j, &(port, proto)) in h.ports.iter().enumerate() {
+            if port == 0 {
+                return Err(LabError::spec(format!("hosts[{k}].ports[{j}]"), "port 0"));
+            }
+            if !seen_ports.insert((port, proto)) {
+                return Err(LabError::spec(format!("hosts[{k}].ports[{j}]"), format!("duplicate {port}/{proto}")));
+            }
+        }
+        let n = 10 + k as u32;
+        if n > 254 {
+            return Err(LabError::spec("hosts", "at most 245 external hosts"));
+        }
+        let ipv4 = h.ipv4.unwrap_or(Ipv4Addr::new(203, 0, 113, n as u8));
+        let ipv6 = h.ipv6.or_else(|| spec.ipv6.then(|| Ipv6Addr::new(0x2001, 0xdb8, 0x203, 0, 0, 0, 0, n as u16)));
+        for (f, ip) in [("ipv4", Some(IpAddr::V4(ipv4))), ("ipv6", ipv6.map(IpAddr::V6))] {
+            let Some(ip) = ip else { continue };
+            if let Some(why) = bad_addr(ip) {
+                return Err(LabError::spec(field(f), format!("{ip}: {why}")));
+            }
+            let in_pods = match ip {
+                IpAddr::V4(a) => pods4.contains(&a),
+                IpAddr::V6(a) => pods6.contains(&a),
+            };
+            if in_pods {
+                return Err(LabError::spec(field(f), format!("{ip} is inside the pod networks ({pods4}, {pods6}): a host is outside the cluster")));
+            }
+            if !used.insert(ip) {
+                return Err(LabError::spec(field(f), format!("{ip} is used by a pod or another host")));
+            }
+        }
+        let kb = (k as u32).to_be_bytes();
+        hosts.push(HostPlan {
+            index: k,
+            name: h.name.clone(),
+            node: h.node,
+            netns: host_netns(&spec.name, k),
+            node_netns: nodes[h.node as usize].netns.clone(),
+            ipv4,
+            ipv6,
+            ports: h.ports.clone(),
+            node_ifname: format!("porinh{k}"),
+            host_ifname: POD_IFNAME.to_string(),
+            host_mac: format!("0a:5a:{:02x}:{:02x}:{:02x}:{:02x}", kb[0], kb[1], kb[2], kb[3]),
+        });
+    }
+    Ok(hosts)
 }
 
 /// One `ip` invocation of a plan: `ip -n <netns> <args...>`.
@@ -512,6 +698,13 @@ pub fn link_commands(plan: &LabPlan) -> Vec<IpCmd> {
                     cmds.push(ip(ns, &["neigh", "replace", &gw6, "lladdr", &other.mac, "dev", &up.ifname, "nud", "permanent"]));
                     cmds.push(ip(ns, &["route", "add", &o.pod_cidr_v6.to_string(), "via", &gw6, "dev", &up.ifname]));
                 }
+                // External hosts behind the other node: through its underlay address.
+                for h in plan.hosts.iter().filter(|h| h.node == o.index) {
+                    cmds.push(ip(ns, &["route", "add", &format!("{}/32", h.ipv4), "via", &gw4, "dev", &up.ifname]));
+                    if let Some(v6) = h.ipv6 {
+                        cmds.push(ip(ns, &["route", "add", &format!("{v6}/128"), "via", &gw6, "dev", &up.ifname]));
+                    }
+                }
                 // Pods with fixed addresses outside their node's CIDR get host routes.
                 for p in plan.pods.iter().filter(|p| p.node == o.index) {
                     if !o.pod_cidr_v4.contains(&p.ipv4) {
@@ -538,6 +731,21 @@ pub fn link_commands(plan: &LabPlan) -> Vec<IpCmd> {
                 cmds.push(ip(ns, &["route", "add", &format!("{v6}/128"), "dev", h]));
             }
         }
+        // External hosts behind this node: a link like a pod's, with a host route and a static neighbour.
+        for h in plan.hosts.iter().filter(|h| h.node == n.index) {
+            let l = h.node_ifname.as_str();
+            cmds.push(ip(
+                ns,
+                &["link", "add", l, "address", HOST_VETH_MAC, "type", "veth", "peer", "name", &h.host_ifname, "address", &h.host_mac, "netns", &h.netns],
+            ));
+            cmds.push(ip(ns, &["link", "set", l, "up"]));
+            cmds.push(ip(ns, &["neigh", "replace", &h.ipv4.to_string(), "lladdr", &h.host_mac, "dev", l, "nud", "permanent"]));
+            cmds.push(ip(ns, &["route", "add", &format!("{}/32", h.ipv4), "dev", l, "scope", "link"]));
+            if let Some(v6) = h.ipv6 {
+                cmds.push(ip(ns, &["neigh", "replace", &v6.to_string(), "lladdr", &h.host_mac, "dev", l, "nud", "permanent"]));
+                cmds.push(ip(ns, &["route", "add", &format!("{v6}/128"), "dev", l]));
+            }
+        }
     }
     if let Some(u) = &plan.underlay_netns {
         for n in &plan.nodes {
@@ -545,16 +753,18 @@ pub fn link_commands(plan: &LabPlan) -> Vec<IpCmd> {
             cmds.push(ip(u, &["link", "set", &up.peer_ifname, "master", UNDERLAY_BRIDGE, "up"]));
         }
     }
-    // Pod ends: address, link-local gateway with a static neighbour, default route.
-    for p in &plan.pods {
-        let (pod, e) = (p.netns.as_str(), p.pod_ifname.as_str());
+    // Pod ends (and external hosts' ends): address, link-local gateway with a static neighbour, default route.
+    let ends = plan.pods.iter().map(|p| (&p.netns, &p.pod_ifname, p.ipv4, p.ipv6));
+    let ends = ends.chain(plan.hosts.iter().map(|h| (&h.netns, &h.host_ifname, h.ipv4, h.ipv6)));
+    for (netns, ifname, ipv4, ipv6) in ends {
+        let (pod, e) = (netns.as_str(), ifname.as_str());
         let gw4 = GATEWAY_V4.to_string();
         cmds.push(ip(pod, &["link", "set", e, "up"]));
-        cmds.push(ip(pod, &["addr", "add", &format!("{}/32", p.ipv4), "dev", e]));
+        cmds.push(ip(pod, &["addr", "add", &format!("{ipv4}/32"), "dev", e]));
         cmds.push(ip(pod, &["neigh", "replace", &gw4, "lladdr", HOST_VETH_MAC, "dev", e, "nud", "permanent"]));
         cmds.push(ip(pod, &["route", "add", &gw4, "dev", e, "scope", "link"]));
         cmds.push(ip(pod, &["route", "add", "default", "via", &gw4, "dev", e]));
-        if let Some(v6) = p.ipv6 {
+        if let Some(v6) = ipv6 {
             let gw6 = GATEWAY_V6.to_string();
             cmds.push(ip(pod, &["addr", "add", &format!("{v6}/128"), "dev", e, "nodad"]));
             cmds.push(ip(pod, &["neigh", "replace", &gw6, "lladdr", HOST_VETH_MAC, "dev", e, "nud", "permanent"]));
@@ -610,6 +820,9 @@ pub fn node_sysctls(plan: &LabPlan, node: u32) -> Vec<(String, String)> {
         if plan.ipv6 {
             out.push((format!("net/ipv6/conf/{h}/proxy_ndp"), "1".into()));
         }
+    }
+    for h in plan.hosts.iter().filter(|h| h.node == node) {
+        out.push((format!("net/ipv4/conf/{}/rp_filter", h.node_ifname), "0".into()));
     }
     out
 }
@@ -693,6 +906,48 @@ mod tests {
         let mut s = spec();
         s.nodes = 0;
         assert!(plan(&s).is_err());
+    }
+
+    #[test]
+    fn hosts_parse_plan_and_route_from_every_node() {
+        let h: HostSpec = "name=c2,ip=203.0.113.9,ip=2001:db8::9,port=443,port=53/udp,node=n1".parse().unwrap();
+        assert_eq!(h.name, "c2");
+        assert_eq!(h.ipv4, Some(Ipv4Addr::new(203, 0, 113, 9)));
+        assert_eq!(h.ipv6, Some("2001:db8::9".parse().unwrap()));
+        assert_eq!(h.ports, vec![(443, Proto::Tcp), (53, Proto::Udp)]);
+        assert_eq!(h.node, 1);
+        for bad in ["ip=1.2.3.4", "name=a,ip=x", "name=a,port=0", "name=a,color=red", "name=a,ip=1.1.1.1,ip=2.2.2.2", "name=a,oops"] {
+            assert!(bad.parse::<HostSpec>().is_err(), "{bad}");
+        }
+        let s = spec().host(HostSpec::new("c2")).host(HostSpec { node: 1, ..HostSpec::new("web") });
+        let p = plan(&s).unwrap();
+        assert_eq!(p.hosts[0].ipv4, Ipv4Addr::new(203, 0, 113, 10));
+        assert_eq!(p.hosts[1].ipv4, Ipv4Addr::new(203, 0, 113, 11));
+        assert_eq!(p.hosts[1].netns, "porin-t1-h1");
+        assert!(p.namespaces().ends_with(&["porin-t1-h0".to_string(), "porin-t1-h1".to_string()]));
+        assert_eq!(parse_lab_netns("porin-t1-h1"), Some("t1"));
+        let cmds = link_commands(&p);
+        let has = |ns: &str, args: &str| cmds.iter().any(|c| c.netns == ns && c.args.join(" ") == args);
+        assert!(has("porin-t1-n0", "route add 203.0.113.10/32 dev porinh0 scope link"));
+        assert!(has("porin-t1-n1", "route add 203.0.113.10/32 via 10.242.0.1 dev porinu0"), "other nodes route through the gateway node");
+        assert!(has("porin-t1-n0", "route add 203.0.113.11/32 via 10.242.0.2 dev porinu0"));
+        assert!(has("porin-t1-h0", "route add default via 169.254.1.1 dev porin-eth0"));
+        // Bad hosts: inside the pod networks, a pod's address, duplicate names, unknown node, bad name.
+        for (h, field) in [
+            (HostSpec { ipv4: Some(Ipv4Addr::new(10, 244, 9, 9)), ..HostSpec::new("a") }, "hosts[0].ipv4"),
+            (HostSpec { ipv4: Some(Ipv4Addr::new(10, 244, 0, 2)), ..HostSpec::new("a") }, "hosts[0].ipv4"),
+            (HostSpec { ipv6: Some("fd00:244:7::1".parse().unwrap()), ..HostSpec::new("a") }, "hosts[0].ipv6"),
+            (HostSpec { node: 2, ..HostSpec::new("a") }, "hosts[0].node"),
+            (HostSpec::new("A/b"), "hosts[0].name"),
+            (HostSpec { ports: vec![(80, Proto::Tcp), (80, Proto::Tcp)], ..HostSpec::new("a") }, "hosts[0].ports[1]"),
+        ] {
+            let err = plan(&spec().host(h.clone())).unwrap_err();
+            assert!(matches!(&err, LabError::Spec { field: f, .. } if f == field), "{h:?}: {err}");
+        }
+        let dup = spec().host(HostSpec::new("a")).host(HostSpec::new("a"));
+        assert!(matches!(plan(&dup), Err(LabError::Spec { field, .. }) if field == "hosts[1].name"));
+        let clash = spec().host(HostSpec::new("a")).host(HostSpec { ipv4: Some(Ipv4Addr::new(203, 0, 113, 10)), ..HostSpec::new("b") });
+        assert!(plan(&clash).is_err(), "the second host takes the first's default address");
     }
 
     #[test]

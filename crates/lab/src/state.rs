@@ -121,6 +121,22 @@ pub struct PodInfo {
     pub ports: Vec<(u16, Proto)>,
 }
 
+/// An external host as built (see [`crate::spec::HostSpec`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub name: String,
+    /// Its gateway node.
+    pub node: u32,
+    pub netns: String,
+    pub netns_path: PathBuf,
+    pub node_netns: String,
+    /// The node's end of its link (`porinh<k>`).
+    pub node_ifname: String,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Option<Ipv6Addr>,
+    pub ports: Vec<(u16, Proto)>,
+}
+
 /// The state file's content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabState {
@@ -139,6 +155,9 @@ pub struct LabState {
     pub underlay_netns: Option<String>,
     pub nodes: Vec<NodeInfo>,
     pub pods: Vec<PodInfo>,
+    /// External hosts.
+    #[serde(default)]
+    pub hosts: Vec<HostInfo>,
     /// Where the pod servers write their log.
     pub server_log: Option<PathBuf>,
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use porin_lab::netns::{self, list_netns, netns_exists};
 use porin_lab::state::{LabState, Phase, ProcRef};
-use porin_lab::{Family, Lab, LabOptions, LabSpec, PodSpec, ProbeOptions, Proto, ServerMode};
+use porin_lab::{Family, HostSpec, Lab, LabOptions, LabSpec, PodSpec, ProbeOptions, Proto, ServerMode};
 
 const TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -90,7 +90,7 @@ fn all_pairs(lab: &Lab) -> Vec<(String, String)> {
 fn root_snapshot() -> (Vec<String>, String, String) {
     let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
     let ours = |name: &str| {
-        name.starts_with("porinp") || name.starts_with("porin-eth") || name.starts_with("porinu")
+        name.starts_with("porinp") || name.starts_with("porin-eth") || name.starts_with("porinu") || name.starts_with("porinh")
             || name.starts_with("porinn") || name.starts_with("porinbr")
     };
     let names: Vec<String> = String::from_utf8_lossy(&links.stdout)
@@ -101,7 +101,7 @@ fn root_snapshot() -> (Vec<String>, String, String) {
     let routes = Command::new("ip").args(["route", "show", "table", "all"]).output().unwrap();
     let routes: String = String::from_utf8_lossy(&routes.stdout)
         .lines()
-        .filter(|l| l.contains("10.244.") || l.contains("10.242.") || l.contains("169.254.1.1"))
+        .filter(|l| l.contains("10.244.") || l.contains("10.242.") || l.contains("169.254.1.1") || l.contains("203.0.113."))
         .collect();
     let fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     (names, routes, fwd)
@@ -330,6 +330,7 @@ fn cleanup_stale_removes_a_crashed_lab() {
         underlay_netns: None,
         nodes: vec![],
         pods: vec![],
+        hosts: vec![],
         server_log: None,
     };
     let path = fx3.opts.state_dir.join(format!("{}.json", fx3.name));
@@ -395,4 +396,49 @@ fn nine_pods_three_nodes_mostly_dropped_probe_finishes_in_about_one_timeout() {
         assert_eq!(mx.allowed, expected, "{}/{}", mx.port, mx.protocol);
     }
     assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+/// External hosts: outside the pod CIDRs, behind one node; every pod on every node reaches their served ports
+/// (and not the others), the hosts reach the pods back, a node forwards but the root namespace sees nothing,
+/// and `down` removes the host namespaces too.
+#[test]
+fn external_hosts_are_reachable_through_their_node_from_every_node() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let fx = Fixture::new("x");
+    let before = root_snapshot();
+    let mut spec = four_pods(&fx.name, 2);
+    spec.ipv6 = true;
+    spec.hosts.push(HostSpec { ports: vec![(443, Proto::Tcp), (53, Proto::Udp)], ..HostSpec::new("c2") });
+    spec.hosts.push(HostSpec { node: 1, ipv4: Some("198.51.100.7".parse().unwrap()), ports: vec![(80, Proto::Tcp)], ..HostSpec::new("web") });
+    let lab = porin_lab::up(&spec, &fx.opts).unwrap();
+    let c2 = lab.host("c2").unwrap().clone();
+    let web = lab.host("web").unwrap().clone();
+    assert_eq!(c2.ipv4, std::net::Ipv4Addr::new(203, 0, 113, 10));
+    assert_eq!(c2.netns, format!("porin-{}-h0", fx.name));
+    assert_eq!(web.node_netns, format!("porin-{}-n1", fx.name));
+    assert!(netns_exists(&c2.netns) && netns_exists(&web.netns));
+    for pod in lab.pods() {
+        for (host, port, proto, served) in
+            [(&c2, 443, Proto::Tcp, true), (&c2, 53, Proto::Udp, true), (&c2, 80, Proto::Tcp, false), (&web, 80, Proto::Tcp, true)]
+        {
+            let ok = lab.probe_addr(&pod.key, host.ipv4.into(), port, proto, TIMEOUT).unwrap();
+            assert_eq!(ok, served, "{} -> {} {}:{port}/{proto}", pod.key, host.name, host.ipv4);
+        }
+        let v6 = c2.ipv6.expect("ipv6 lab gives hosts IPv6");
+        assert!(lab.probe_addr(&pod.key, v6.into(), 443, Proto::Tcp, TIMEOUT).unwrap(), "{} -> c2 over IPv6", pod.key);
+        // The internet reaches the pods too (ingress from outside the cluster).
+        assert!(lab.probe_addr("web", pod.ipv4.into(), 80, Proto::Tcp, TIMEOUT).unwrap(), "web -> {}", pod.key);
+    }
+    // Hosts are not pods: probes among pods do not include them, and hosts see each other only through nodes.
+    assert_eq!(lab.pods().len(), 4);
+    assert!(lab.probe_addr("c2", web.ipv4.into(), 80, Proto::Tcp, TIMEOUT).unwrap());
+    let out = lab.exec("c2", &["ip", "-4", "-o", "addr", "show", "dev", "porin-eth0"]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("203.0.113.10/32"), "{out:?}");
+    assert_eq!(root_snapshot(), before, "the lab changed the root namespace");
+    let report = lab.down().unwrap();
+    assert!(!netns_exists(&c2.netns) && !netns_exists(&web.netns), "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert!(fx.lab_netns().is_empty(), "{:?}", fx.lab_netns());
 }

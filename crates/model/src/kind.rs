@@ -26,6 +26,12 @@ pub enum Kind {
     ReachabilityGuard,
     /// A compliance report definition (`porin report`); never changes enforcement.
     GlobalReport,
+    /// A threat feed the agent syncs into a GlobalNetworkSet `threatfeed.<name>`.
+    GlobalThreatFeed,
+    /// An isolated workload (`porin quarantine`); system-owned, named after the pod.
+    Quarantine,
+    /// A decoy workload that reports whoever contacts it.
+    Honeypod,
 }
 
 /// Static facts about a kind.
@@ -48,7 +54,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -65,6 +71,9 @@ impl Kind {
         Kind::ConnectivityTest,
         Kind::ReachabilityGuard,
         Kind::GlobalReport,
+        Kind::GlobalThreatFeed,
+        Kind::Quarantine,
+        Kind::Honeypod,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -140,6 +149,9 @@ impl Kind {
                 p("ReachabilityGuard", "reachabilityguards", "reachabilityguard", &["guard"], false)
             }
             Kind::GlobalReport => p("GlobalReport", "globalreports", "globalreport", &["greport"], false),
+            Kind::GlobalThreatFeed => p("GlobalThreatFeed", "globalthreatfeeds", "globalthreatfeed", &["gtf"], false),
+            Kind::Quarantine => p("Quarantine", "quarantines", "quarantine", &["qt"], true),
+            Kind::Honeypod => p("Honeypod", "honeypods", "honeypod", &["hp"], true),
         }
     }
 

@@ -20,6 +20,8 @@ pub mod meta;
 pub mod porin;
 pub mod report;
 pub mod schema;
+pub mod respond;
+pub mod threatfeed;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -145,6 +147,9 @@ pub enum Resource {
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
     ReachabilityGuard(Object<guard::ReachabilityGuardSpec>),
     GlobalReport(Object<report::GlobalReportSpec>),
+    GlobalThreatFeed(Object<threatfeed::GlobalThreatFeedSpec>),
+    Quarantine(Object<respond::QuarantineSpec>),
+    Honeypod(Object<respond::HoneypodSpec>),
 }
 
 macro_rules! each_resource {
@@ -166,6 +171,9 @@ macro_rules! each_resource {
             Resource::ConnectivityTest($o) => $e,
             Resource::ReachabilityGuard($o) => $e,
             Resource::GlobalReport($o) => $e,
+            Resource::GlobalThreatFeed($o) => $e,
+            Resource::Quarantine($o) => $e,
+            Resource::Honeypod($o) => $e,
         }
     };
 }
@@ -189,6 +197,9 @@ impl Resource {
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
             Resource::ReachabilityGuard(_) => Kind::ReachabilityGuard,
             Resource::GlobalReport(_) => Kind::GlobalReport,
+            Resource::GlobalThreatFeed(_) => Kind::GlobalThreatFeed,
+            Resource::Quarantine(_) => Kind::Quarantine,
+            Resource::Honeypod(_) => Kind::Honeypod,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

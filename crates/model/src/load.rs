@@ -388,6 +388,9 @@ macro_rules! by_kind {
             Kind::ConnectivityTest => Resource::ConnectivityTest($f($v)?),
             Kind::ReachabilityGuard => Resource::ReachabilityGuard($f($v)?),
             Kind::GlobalReport => Resource::GlobalReport($f($v)?),
+            Kind::GlobalThreatFeed => Resource::GlobalThreatFeed($f($v)?),
+            Kind::Quarantine => Resource::Quarantine($f($v)?),
+            Kind::Honeypod => Resource::Honeypod($f($v)?),
         }
     };
 }

@@ -191,6 +191,9 @@ fn validate_document(c: &mut Ctx<'_>, tiers: Option<&BTreeSet<String>>) {
         Resource::ConnectivityTest(o) => crate::conntest::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
         Resource::ReachabilityGuard(o) => crate::guard::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
         Resource::GlobalReport(o) => crate::report::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
+        Resource::GlobalThreatFeed(o) => crate::threatfeed::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
+        Resource::Quarantine(_) => {}
+        Resource::Honeypod(o) => crate::respond::check_honeypod(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
     }
 }
 

@@ -10,6 +10,7 @@ use porin_model::k8s::{IntOrString, K8sNetworkPolicySpec};
 use porin_model::porin::{
     Action, DefaultEndpointAction, EntityRule, PolicySpec, StagedAction, TierDefaultAction,
 };
+use porin_model::respond;
 use porin_model::validate::DEFAULT_TIER;
 use porin_model::{PortMatch, Protocol, Resource, parse_cidr, parse_port_spec};
 use porin_selector::{Labels, Selector};
@@ -284,6 +285,23 @@ impl Cluster {
                 _ => {}
             }
         }
+        // System-owned joins (docs/design/respond.md): quarantine records and decoys label their pods; decoys
+        // get the engine's own honeypod tier. A manifest's value of these labels is ignored.
+        let quarantined: BTreeSet<(&str, &str)> = resources
+            .iter()
+            .filter(|r| r.kind() == porin_model::Kind::Quarantine)
+            .map(|r| (r.namespace().unwrap_or("default"), r.name()))
+            .collect();
+        let decoys: BTreeSet<(&str, &str)> = resources
+            .iter()
+            .filter(|r| r.kind() == porin_model::Kind::Honeypod)
+            .map(|r| (r.namespace().unwrap_or("default"), r.name()))
+            .collect();
+        let honeypod_policies = honeypod_policies(&resources)?;
+        if !honeypod_policies.is_empty() {
+            tier_specs.insert(respond::TIER_HONEYPOD.into(), (Some(f64::MIN), TierDefaultAction::Deny));
+        }
+        enforced.extend(honeypod_policies);
         for r in &resources {
             match r {
                 Resource::Pod(p) => {
@@ -296,6 +314,15 @@ impl Cluster {
                         .or_else(|| p.spec.service_account.clone())
                         .unwrap_or_else(|| "default".into());
                     let mut labels = p.metadata.labels.clone();
+                    for k in respond::RESERVED_ENDPOINT_LABELS {
+                        labels.remove(k);
+                    }
+                    if quarantined.contains(&(ns.as_str(), p.metadata.name.as_str())) {
+                        labels.insert(respond::LABEL_QUARANTINED.into(), "true".into());
+                    }
+                    if decoys.contains(&(ns.as_str(), p.metadata.name.as_str())) {
+                        labels.insert(respond::LABEL_HONEYPOD.into(), p.metadata.name.clone());
+                    }
                     labels.insert(LABEL_NAMESPACE.into(), ns.clone());
                     labels.insert(LABEL_SERVICE_ACCOUNT.into(), sa.clone());
                     labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
@@ -412,7 +439,9 @@ fn sort_tiers(
         .iter()
         .map(|(name, (order, action))| IrTier { name: name.clone(), order: *order, default_action: *action, policies: vec![] })
         .collect();
-    tiers.sort_by(|a, b| cmp_order(a.order, b.order).then_with(|| a.name.cmp(&b.name)));
+    // System tiers (quarantine, block, honeypod) come first in their fixed order, whatever any user tier's order.
+    let rank = |t: &IrTier| respond::SYSTEM_TIERS.iter().position(|s| *s == t.name).unwrap_or(respond::SYSTEM_TIERS.len());
+    tiers.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| cmp_order(a.order, b.order)).then_with(|| a.name.cmp(&b.name)));
     for (i, p) in policies.iter().enumerate() {
         let Some(t) = tiers.iter_mut().find(|t| t.name == p.tier) else {
             return Err(EngineError::UnknownTier { policy: p.id.to_string(), tier: p.tier.clone() });
@@ -426,6 +455,51 @@ fn sort_tiers(
         });
     }
     Ok(tiers)
+}
+
+/// The engine's policies for decoys, one per Honeypod, in tier [`respond::TIER_HONEYPOD`]: ingress on the decoy's
+/// ports is allowed from anywhere (a scanner gets answers), every other packet to or from the decoy is denied.
+/// Being in a system tier, they decide every packet of a decoy before any user policy: an app team's `all()`
+/// cannot open the decoy further or let it reach anything.
+fn honeypod_policies(resources: &[&Resource]) -> Result<Vec<IrPolicy>, EngineError> {
+    let mut out = Vec::new();
+    for r in resources {
+        let Resource::Honeypod(h) = r else { continue };
+        let ns = r.namespace().unwrap_or("default");
+        let name = r.name();
+        let mut by_proto: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
+        for p in &h.spec.ports {
+            let proto = match p.protocol.unwrap_or(Protocol::Tcp) {
+                Protocol::Tcp => "TCP",
+                Protocol::Udp => "UDP",
+                Protocol::Sctp => "SCTP",
+            };
+            by_proto.entry(proto).or_default().push(p.port);
+        }
+        let mut ingress: Vec<serde_json::Value> = by_proto
+            .iter()
+            .map(|(proto, ports)| serde_json::json!({"action": "Allow", "protocol": proto, "destination": {"ports": ports}}))
+            .collect();
+        ingress.push(serde_json::json!({"action": "Deny"}));
+        let v = serde_json::json!({
+            "apiVersion": "porin.io/v1",
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": format!("{}.{ns}.{name}", respond::TIER_HONEYPOD)},
+            "spec": {
+                "tier": respond::TIER_HONEYPOD,
+                "order": 0,
+                "selector": format!("{} == '{name}' && {LABEL_NAMESPACE} == '{ns}'", respond::LABEL_HONEYPOD),
+                "types": ["Ingress", "Egress"],
+                "ingress": ingress,
+                "egress": [{"action": "Deny"}],
+            }
+        });
+        let res = porin_model::load::to_resource(porin_model::Kind::GlobalNetworkPolicy, v)
+            .map_err(|(p, m)| EngineError::Invalid(format!("Honeypod {ns}/{name}: {p}: {m}")))?;
+        let Resource::GlobalNetworkPolicy(o) = &res else { unreachable!("decoded as a GlobalNetworkPolicy") };
+        out.push(calico_policy(&res, &o.spec, PolicyKind::Global, false)?);
+    }
+    Ok(out)
 }
 
 /// Ties on order break on `name/namespace/kind`, compared as a string (as Calico does).

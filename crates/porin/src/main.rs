@@ -76,6 +76,18 @@ enum Command {
     Recommend(cmd::recommend::RecommendArgs),
     /// Replay recorded flows with and without a change; exit 3 when observed traffic would be denied.
     Preview(cmd::preview::PreviewArgs),
+    /// Isolate a workload now: deny everything but DNS and monitoring, cut its connections (NAMESPACE/POD).
+    Quarantine(cmd::respond::QuarantineArgs),
+    /// Undo `porin quarantine` (admin only).
+    Release(cmd::respond::ReleaseArgs),
+    /// Deny addresses cluster-wide in both directions and cut their connections; `porin block list` shows them.
+    Block(cmd::respond::BlockArgs),
+    /// Remove addresses from the block list.
+    Unblock(cmd::respond::BlockArgs),
+    /// Security alerts (threat-feed hits, honeypod contacts, quarantine and block actions): list or follow.
+    Alerts(cmd::alerts::AlertsArgs),
+    /// Threat feeds: push a list of addresses into a GlobalThreatFeed's network set.
+    Threatfeed(cmd::threatfeed::ThreatFeedArgs),
     /// Install the CNI plugin: conflist, porin-cni binary and a cni token (the DaemonSet's init step).
     InstallCni(cmd::install_cni::InstallCniArgs),
     /// Write a kubeconfig (server, the agent's CA, a token) so that kubectl manages Porin's objects.
@@ -122,12 +134,18 @@ fn main() -> ExitCode {
         Command::Completion(a) => cmd::version::completion(a, &mut Cli::command()),
         Command::LabServe { args } => cmd::lab::serve(args),
         Command::Test(a) => cmd::test::test(a),
+        Command::Quarantine(a) => cmd::respond::quarantine(a),
+        Command::Release(a) => cmd::respond::release(a),
+        Command::Block(a) => cmd::respond::block(a),
+        Command::Unblock(a) => cmd::respond::unblock(a),
         Command::Promote(a) => cmd::promote::promote(a),
         Command::Recommend(a) => cmd::recommend::recommend(a),
         Command::Preview(a) => cmd::preview::preview(a),
         Command::InstallCni(a) => cmd::install_cni::install_cni(a),
         Command::Kubeconfig(a) => cmd::kubeconfig::kubeconfig(a),
         Command::Crds(a) => cmd::crds::crds(a),
+        Command::Threatfeed(a) => cmd::threatfeed::threatfeed(a),
+        Command::Alerts(a) => cmd::alerts::alerts(a),
     };
     match result {
         Ok(code) => code,

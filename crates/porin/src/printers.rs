@@ -257,6 +257,15 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         Kind::ConnectivityTest => &[],
         Kind::ReachabilityGuard => &[("EXPECT", "/spec/expect")],
         Kind::GlobalReport => &[("TYPE", "/spec/reportType"), ("SCHEDULE", "/spec/schedule")],
+        Kind::GlobalThreatFeed => &[
+            ("MODE", "/spec/mode"),
+            ("URL", "/spec/pull/http/url"),
+            ("ENTRIES", "/status/entries"),
+            ("LAST-SYNC", "/status/lastSuccessfulSync"),
+            ("OK", "/status/lastAttemptOk"),
+        ],
+        Kind::Quarantine => &[("ACTOR", "/spec/actor"), ("SINCE", "/spec/since"), ("REASON", "/spec/reason")],
+        Kind::Honeypod => &[("DESCRIPTION", "/spec/description")],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),

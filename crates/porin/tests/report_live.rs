@@ -173,3 +173,70 @@ fn render_in_chromium(html: &std::path::Path) {
     assert!(png.starts_with(b"\x89PNG") && png.len() > 2000, "a blank or broken screenshot: {} bytes", png.len());
     eprintln!("report screenshot: {}", shot.display());
 }
+
+/// Issue #14 on real packets: in a kernel lab with an external host (`porin lab up --host`), a pod that calls the
+/// host and a pod the host calls are reported as reaching and reached from the internet; a pod that only talks
+/// inside the cluster is not. Needs root; not root → fails, unless PORIN_SKIP_KERNEL_TESTS=1.
+#[test]
+fn network_access_report_sees_the_lab_external_host_as_internet() {
+    if std::env::var("PORIN_SKIP_KERNEL_TESTS").as_deref() == Ok("1") {
+        eprintln!("PORIN_SKIP_KERNEL_TESTS=1: skipping a kernel test");
+        return;
+    }
+    assert!(nix::unistd::geteuid().is_root(), "kernel lab tests need root; run as root or set PORIN_SKIP_KERNEL_TESTS=1");
+    let state = tempfile::Builder::new().prefix("porin-lab-rep").tempdir().unwrap();
+    let porin = |server: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_porin"));
+        c.args(args).env("PORIN_LAB_STATE_DIR", state.path()).env_remove("PORIN_TOKEN");
+        match server {
+            Some(s) => c.env("PORIN_SERVER", s),
+            None => c.env_remove("PORIN_SERVER"),
+        };
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "porin {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    struct Down<'a>(&'a dyn Fn());
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let down = || {
+        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_porin"))
+            .args(["lab", "--name", "repnet", "down"])
+            .env("PORIN_LAB_STATE_DIR", state.path())
+            .output();
+    };
+    let _down = Down(&down);
+    let shop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop/00-workloads.yaml");
+    porin(None, &["lab", "--name", "repnet", "up", "-f", shop.to_str().unwrap(), "--host", "name=inet,port=443"]);
+    let meta = json(&std::fs::read_to_string(state.path().join("repnet.d/porin.json")).unwrap());
+    let server = meta["server"].as_str().unwrap().to_string();
+    let lab = porin_lab::Lab::open("repnet", &porin_lab::LabOptions::with_state_dir(state.path())).unwrap();
+    let inet = lab.host("inet").unwrap().ipv4;
+    let frontend = lab.pod("shop/frontend").unwrap().ipv4;
+    let t = Duration::from_millis(700);
+    assert!(lab.probe_addr("shop/checkout", inet.into(), 443, porin_lab::Proto::Tcp, t).unwrap(), "checkout -> internet");
+    assert!(lab.probe_addr("inet", frontend.into(), 8080, porin_lab::Proto::Tcp, t).unwrap(), "internet -> frontend");
+    assert!(lab.probe_one("shop/cart", "shop/db", 5432, porin_lab::Proto::Tcp, t).unwrap(), "cart -> db (inside)");
+    let t0 = std::time::Instant::now();
+    let access = |r: &serde_json::Value, pod: &str| {
+        r["endpoints"].as_array().unwrap().iter().find(|e| e["pod"] == pod).map(|e| e["access"].clone()).unwrap_or_default()
+    };
+    let r = loop {
+        let r = json(&porin(Some(&server), &["report", "run", "network-access", "--since", "10m", "-n", "shop"]));
+        if access(&r, "checkout")["egressToInternet"] == true && access(&r, "frontend")["ingressFromInternet"] == true {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "the report never saw the external host as the internet: {r:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(access(&r, "checkout")["ingressFromInternet"], false, "{r:#}");
+    assert_eq!(access(&r, "frontend")["egressToInternet"], false, "{r:#}");
+    for pod in ["cart", "db"] {
+        let a = access(&r, pod);
+        assert!(a["egressToInternet"] == false && a["ingressFromInternet"] == false, "{pod}: {a:#}");
+    }
+    assert!(r["summary"]["egressToInternet"].as_u64() == Some(1) && r["summary"]["ingressFromInternet"].as_u64() == Some(1), "{:#}", r["summary"]);
+}

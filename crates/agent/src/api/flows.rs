@@ -143,22 +143,27 @@ pub async fn flows(
     Ok(([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(stream)).into_response())
 }
 
-/// `GET /metrics` on the API (authenticated like every API route).
+/// `GET /metrics` on the API (authenticated like every API route): the flow series and the alert series.
 pub async fn metrics(State(st): State<Shared>) -> Result<Response, ApiError> {
     let svc = service(&st)?;
-    Ok(([(header::CONTENT_TYPE, OPENMETRICS)], svc.encode_metrics()).into_response())
+    let text = crate::alerts::join_openmetrics(&svc.encode_metrics(), &st.alerts.encode_metrics());
+    Ok(([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response())
 }
 
 /// The `--metrics-listen` server: `/metrics` only, plain HTTP, no authentication (bind it to loopback
 /// or a scrape network).
-pub fn metrics_router(flows: Option<Arc<dyn FlowSource>>) -> Router {
+pub fn metrics_router(flows: Option<Arc<dyn FlowSource>>, alerts: Arc<crate::alerts::AlertLog>) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
             let flows = flows.clone();
+            let alerts = alerts.clone();
             async move {
                 match flows {
-                    Some(f) => ([(header::CONTENT_TYPE, OPENMETRICS)], f.encode_metrics()).into_response(),
+                    Some(f) => {
+                        let text = crate::alerts::join_openmetrics(&f.encode_metrics(), &alerts.encode_metrics());
+                        ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+                    }
                     None => (axum::http::StatusCode::NOT_FOUND, "no flow pipeline\n").into_response(),
                 }
             }

@@ -7,10 +7,13 @@
 //! * `/porin/v1/apply` and `/porin/v1/delete`: many documents, one store transaction, all or nothing.
 //! * `/porin/v1/audit`, `/porin/v1/tokens`, `/porin/v1/status`.
 //! * `/porin/v1/flows` (`porin observe`: NDJSON, `?follow=true` streams) and `/metrics` (OpenMetrics).
+//! * `/porin/v1/alerts` (`porin alerts`: NDJSON, `?follow=true` streams) and
+//!   `/porin/v1/threatfeeds/{name}/push` (`porin threatfeed push`).
 //!
 //! Every request is authenticated ([`crate::auth`]) and every accepted change is written together with its
 //! audit record in one transaction ([`write::commit`]).
 
+pub mod alerts;
 pub mod binding;
 pub mod guard;
 pub mod console;
@@ -25,8 +28,10 @@ pub mod promote;
 pub mod reports;
 pub mod recommend;
 pub mod resources;
+pub mod respond;
 pub mod session;
 pub mod sources;
+pub mod threatfeeds;
 pub mod ui;
 pub mod write;
 
@@ -70,6 +75,8 @@ pub struct ApiState {
     pub write_lock: tokio::sync::Mutex<()>,
     /// The guard check's decoded stored objects, by key and revision ([`guard`]).
     pub guard_decode: Mutex<crate::registry::DecodeCache>,
+    /// This agent's alert log ([`crate::alerts`]).
+    pub alerts: Arc<crate::alerts::AlertLog>,
 }
 
 pub type Shared = Arc<ApiState>;
@@ -324,11 +331,17 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/tokens", post(porin_routes::create_token).get(porin_routes::list_tokens))
         .route("/porin/v1/tokens/{name}", axum::routing::delete(porin_routes::revoke_token))
         .route("/porin/v1/status", get(porin_routes::status))
+        .route("/porin/v1/quarantine", post(respond::quarantine))
+        .route("/porin/v1/release", post(respond::release))
+        .route("/porin/v1/block", post(respond::block).get(respond::block_list))
+        .route("/porin/v1/unblock", post(respond::unblock))
         .route("/porin/v1/flows", get(flows::flows))
         .route("/porin/v1/reports", get(reports::list))
         .route("/porin/v1/reports/{name}/run", post(reports::run))
         .route("/porin/v1/reports/{name}/{end}", get(reports::get))
         .route("/porin/v1/recommend", get(recommend::handle))
+        .route("/porin/v1/threatfeeds/{name}/push", post(threatfeeds::push))
+        .route("/porin/v1/alerts", get(alerts::alerts))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

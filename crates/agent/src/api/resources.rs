@@ -154,10 +154,14 @@ async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String
         }
         let key = keys::object_key(t.kind, t.namespace.as_deref(), name);
         return match st.get(&key).await? {
-            Some(kv) => match table {
-                Some(inc) => Ok(axum::Json(kube::table(t.kind, &[object_out(&kv)], None, inc)).into_response()),
-                None => Ok(axum::Json(object_out(&kv)).into_response()),
-            },
+            Some(kv) => {
+                let obj = object_out(&kv);
+                let obj = if t.kind == porin_model::Kind::GlobalThreatFeed { super::threatfeeds::with_status(st, obj).await } else { obj };
+                match table {
+                    Some(inc) => Ok(axum::Json(kube::table(t.kind, &[obj], None, inc)).into_response()),
+                    None => Ok(axum::Json(obj).into_response()),
+                }
+            }
             None => Err(ApiError::not_found(format!("{} {name:?} not found", t.kind.info().singular))),
         };
     }
@@ -168,12 +172,17 @@ async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String
     let fields = FieldSelector::parse(q)?;
     let (items, rev) = st.list(&keys::scope_prefix(t.kind, t.namespace.as_deref())).await?;
     // A scoped caller's list holds what it may read, like the console's view (not a 403: `get -A` works).
-    let items: Vec<Value> = items
+    let mut items: Vec<Value> = items
         .iter()
         .filter(|kv| readable(&view, &kv.key))
         .map(object_out)
         .filter(|v| sel.matches(&labels_of(v)) && fields.matches(v))
         .collect();
+    if t.kind == porin_model::Kind::GlobalThreatFeed {
+        for v in &mut items {
+            *v = super::threatfeeds::with_status(st, std::mem::take(v)).await;
+        }
+    }
     if let Some(inc) = table {
         return Ok(axum::Json(kube::table(t.kind, &items, Some(rev.to_string()), inc)).into_response());
     }

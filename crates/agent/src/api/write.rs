@@ -170,6 +170,13 @@ pub async fn commit_opts(
                 qualified(c)
             )));
         }
+        if !super::respond::is_respond_verb(verb) {
+            let reserved = super::respond::reserved(c.kind, &c.name, old_res.as_ref(), false)
+                .or_else(|| super::respond::reserved(c.kind, &c.name, c.resource.as_ref(), true));
+            if let Some(why) = reserved {
+                return Err(ApiError::forbidden(format!("{} may not {verb} {} {:?}: {why}", id.user, c.kind, qualified(c))));
+            }
+        }
         if let Some(r) = &old_res {
             id.can_write(r).map_err(ApiError::forbidden)?;
         }
@@ -256,7 +263,11 @@ pub async fn commit_opts(
     }
     // Read before the guard check: if any other write commits after this point, ours fails its condition.
     let epoch = st.store.get(keys::WRITE_EPOCH).await?.map_or(0, |kv| kv.mod_revision);
-    if let Err(refusal) = super::guard::check(st, &changes).await? {
+    // Incident response overrides guardrails (an isolation must not wait for a guard's permission); the audit
+    // record names the verb.
+    if !super::respond::is_respond_verb(verb)
+        && let Err(refusal) = super::guard::check(st, &changes).await?
+    {
         audit_refusal(st, id, verb, entries, &refusal).await?;
         return Err(refusal.to_api_error());
     }

@@ -82,6 +82,30 @@ pub struct FlowContext {
 const PENDING_CACHE_MAX: usize = 65_536;
 
 impl FlowContext {
+    /// The decoy a local endpoint is (`(namespace, honeypod name)`), if it is one (docs/design/respond.md).
+    pub fn decoy(&self, endpoint_id: u32) -> Option<(String, String)> {
+        let (i, _) = self.endpoints.get(&endpoint_id)?;
+        let e = self.cluster.endpoints.get(*i)?;
+        let name = e.labels.get(porin_model::respond::LABEL_HONEYPOD)?;
+        Some((e.namespace.clone(), name.clone()))
+    }
+
+    /// The workload at `ip`, with its labels, as an alert's endpoint (only the address when unknown).
+    pub fn alert_endpoint(&self, ip: IpAddr, port: Option<u16>) -> porin_flow::FlowEndpoint {
+        let mut out = porin_flow::FlowEndpoint { ip: Some(ip), port, ..Default::default() };
+        match self.cluster.endpoint_by_ip(ip) {
+            Some(i) => {
+                let e = &self.cluster.endpoints[i];
+                out.kind = EndpointKind::Pod;
+                out.namespace = Some(e.namespace.clone());
+                out.pod = Some(e.name.clone());
+                out.labels = own_labels(&e.labels);
+            }
+            None => out.kind = EndpointKind::World,
+        }
+        out
+    }
+
     /// Builds the snapshot of `inp`, keeping `prev`'s maps as the fallback and reusing its rule
     /// metadata (rule ids only grow).
     pub fn build(inp: ContextInputs<'_>, prev: Option<&FlowContext>) -> FlowContext {

@@ -21,6 +21,7 @@
 
 pub mod context;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -51,6 +52,13 @@ pub struct FlowOptions {
     /// Reader → pipeline queue capacity (events).
     pub queue_capacity: usize,
 }
+
+/// A source contacting one decoy raises at most one alert per this interval (a port scan is one alert).
+const DECOY_ALERT_EVERY: Duration = Duration::from_secs(60);
+/// Bound of the (source, decoy) pairs remembered for [`DECOY_ALERT_EVERY`]; beyond it contacts are not alerted
+/// again until pairs expire (a flood of spoofed sources cannot grow memory).
+const DECOY_CONTACTS_MAX: usize = 65_536;
+type DecoyContacts = HashMap<(std::net::IpAddr, u32), Instant>;
 
 /// Stored batches, as they are stored.
 pub type LiveFeed = broadcast::Receiver<Arc<Vec<FlowRecord>>>;
@@ -131,6 +139,8 @@ pub struct FlowService {
     reader_attached: AtomicBool,
     /// Live followers lost batches (a slow `observe --follow`); not flow loss: the store has them.
     pub follow_lagged: AtomicU64,
+    /// Where honeypod contacts are raised ([`FlowService::set_alerts`]).
+    alerts: std::sync::OnceLock<Arc<crate::alerts::AlertLog>>,
 }
 
 impl std::fmt::Debug for FlowService {
@@ -173,6 +183,7 @@ impl FlowService {
             events_tx: Mutex::new(Some(tx)),
             reader_attached: AtomicBool::new(false),
             follow_lagged: AtomicU64::new(0),
+            alerts: std::sync::OnceLock::new(),
             opts,
         });
         let (ev_tx, ev_rx) = event_queue(svc.opts.queue_capacity.max(1), counters.clone());
@@ -250,6 +261,7 @@ impl FlowService {
         let mut next_flush = Instant::now() + flush_every;
         let mut last_maintain = Instant::now();
         let mut last_store_error: Option<Instant> = None;
+        let mut decoy_contacts = DecoyContacts::default();
         loop {
             let wait = next_flush.saturating_duration_since(Instant::now());
             let mut due = false;
@@ -264,6 +276,7 @@ impl FlowService {
                             pipeline.set_enricher(self.context());
                             generation = g;
                         }
+                        self.check_decoy(&ev, &mut decoy_contacts);
                         due |= pipeline.push(&ev);
                         n += 1;
                         if due || n >= 4096 {
@@ -314,6 +327,55 @@ impl FlowService {
                 *lock(&self.store_stats) = st;
             }
         }
+    }
+
+    /// Raise honeypod alerts into `alerts` (first call wins).
+    pub fn set_alerts(&self, alerts: Arc<crate::alerts::AlertLog>) {
+        let _ = self.alerts.set(alerts);
+    }
+
+    /// A new connection (allowed or denied) entering a decoy is a contact: raise a Honeypod alert naming the
+    /// source workload, at once (before aggregation and the flush). One alert per (source, decoy) per
+    /// [`DECOY_ALERT_EVERY`]; the ports tried meanwhile are counted, not alerted one by one.
+    fn check_decoy(&self, ev: &porin_dataplane::Event, seen: &mut DecoyContacts) {
+        use porin_dataplane::abi::{Direction, EventType};
+        let Some(alerts) = self.alerts.get() else { return };
+        if ev.dir != Direction::Ingress || !matches!(ev.kind, EventType::NewAllowed | EventType::Denied) {
+            return;
+        }
+        let (Some(src), Some(dst)) = (ev.src, ev.dst) else { return };
+        let ctx = self.context();
+        let Some((ns, decoy)) = ctx.decoy(ev.endpoint_id) else { return };
+        let now = Instant::now();
+        seen.retain(|_, t| now.duration_since(*t) < DECOY_ALERT_EVERY);
+        if seen.len() >= DECOY_CONTACTS_MAX || seen.insert((src, ev.endpoint_id), now).is_some() {
+            return;
+        }
+        let ports = matches!(ev.proto, 6 | 17 | 132);
+        let src_ep = ctx.alert_endpoint(src, ports.then_some(ev.sport));
+        let who = match (&src_ep.namespace, &src_ep.pod) {
+            (Some(n), Some(p)) => format!("{n}/{p}"),
+            _ => src.to_string(),
+        };
+        let protocol = match ev.proto {
+            6 => "tcp",
+            17 => "udp",
+            132 => "sctp",
+            1 | 58 => "icmp",
+            _ => "other",
+        };
+        let mut a = crate::alerts::Alert::new(
+            crate::alerts::AlertKind::Honeypod,
+            format!("{ns}/{decoy}"),
+            format!("{who} contacted decoy {ns}/{decoy} ({protocol} port {})", ev.dport),
+        );
+        a.src = Some(src_ep);
+        a.dst = Some(ctx.alert_endpoint(dst, ports.then_some(ev.dport)));
+        a.protocol = Some(protocol.to_string());
+        a.verdict = Some(if ev.kind == EventType::NewAllowed { "allowed" } else { "denied" }.to_string());
+        a.addresses = vec![src.to_string()];
+        tracing::warn!(decoy = %format!("{ns}/{decoy}"), source = %who, protocol, port = ev.dport, "honeypod contacted");
+        alerts.raise(a);
     }
 
     /// The dataplane opened: its ring buffer becomes the pipeline's input (first call wins).

@@ -30,6 +30,9 @@ pub trait Datapath {
     fn remove_endpoint(&mut self, ifindex: u32) -> Result<SyncStats, Error>;
     /// Remove what a previous run left and nobody wants any more.
     fn sweep(&mut self) -> Result<SyncStats, Error>;
+    /// Cut established connections: delete the conntrack entries of `endpoint_ids` (every one) and those with
+    /// an address inside `nets`; returns how many were deleted. Their next packets are decided by the policy.
+    fn cut_connections(&mut self, endpoint_ids: &BTreeSet<u32>, nets: &[IpNet]) -> Result<usize, Error>;
 }
 
 impl Datapath for Dataplane {
@@ -64,6 +67,9 @@ impl Datapath for Dataplane {
     fn sweep(&mut self) -> Result<SyncStats, Error> {
         Dataplane::sweep(self)
     }
+    fn cut_connections(&mut self, endpoint_ids: &BTreeSet<u32>, nets: &[IpNet]) -> Result<usize, Error> {
+        Dataplane::cut_conntrack(self, endpoint_ids, nets).map(|s| s.deleted)
+    }
 }
 
 /// One call the reconciler made, as [`FakeDatapath`] records it.
@@ -75,6 +81,8 @@ pub enum Op {
     SetIpcache,
     RemoveEndpoint(u32),
     Sweep,
+    /// Endpoint ids and prefixes whose connections were cut.
+    CutConnections(Vec<u32>, Vec<IpNet>),
 }
 
 /// A failure [`FakeDatapath`] injects.
@@ -204,5 +212,10 @@ impl Datapath for FakeDatapath {
         self.step(Op::Sweep)?;
         self.done();
         Ok(SyncStats::default())
+    }
+    fn cut_connections(&mut self, endpoint_ids: &BTreeSet<u32>, nets: &[IpNet]) -> Result<usize, Error> {
+        self.step(Op::CutConnections(endpoint_ids.iter().copied().collect(), nets.to_vec()))?;
+        self.done();
+        Ok(0)
     }
 }

@@ -284,6 +284,10 @@ pub struct NodeReconciler {
     /// Problems by interface name.
     problems: BTreeMap<String, Problem>,
     swept: bool,
+    /// Incident response: local endpoint ids quarantined, and blocked prefixes, whose connections were cut
+    /// (each is cut once, when it first appears in a programmed revision).
+    cut_quarantined: BTreeSet<u32>,
+    cut_blocked: BTreeSet<IpNet>,
 }
 
 impl NodeReconciler {
@@ -296,6 +300,8 @@ impl NodeReconciler {
             last: BTreeMap::new(),
             problems: BTreeMap::new(),
             swept: false,
+            cut_quarantined: BTreeSet::new(),
+            cut_blocked: BTreeSet::new(),
         }
     }
 
@@ -505,6 +511,14 @@ impl NodeReconciler {
             }
         };
 
+        // 4b. Incident response (docs/design/respond.md): once the revision that quarantines a local endpoint
+        //     or blocks a prefix is programmed, delete the conntrack entries of that endpoint and those with an
+        //     address in the prefix. The dataplane would also revoke them at their next packet (an endpoint's
+        //     new policy revision revalidates its entries), but only where that endpoint's entries changed: a
+        //     prefix added to an existing block list changes the ipcache alone. Without an entry, every
+        //     packet of the connection is decided by the policy and dropped.
+        self.cut_connections(dp, &cluster);
+
         // 5. Interfaces whose binding is gone (WorkloadEndpoint or pod deleted, moved to another node):
         //    they stay attached and lose their entry, so they drop everything while they exist. They are
         //    forgotten (and their pinned links removed) once the interface is gone: see `forget_gone`.
@@ -552,6 +566,42 @@ impl NodeReconciler {
             cluster,
             compiled,
         }
+    }
+
+    fn cut_connections(&mut self, dp: &mut dyn Datapath, cluster: &porin_policy::Cluster) {
+        use porin_model::respond::{BLOCKLIST_SET, LABEL_QUARANTINED};
+        let quarantined: BTreeSet<u32> = self
+            .ifaces
+            .values()
+            .filter(|i| self.last.contains_key(&i.key))
+            .filter(|i| {
+                i.pod.as_deref().and_then(|p| cluster.endpoint(p)).is_some_and(|x| {
+                    cluster.endpoints[x].labels.get(LABEL_QUARANTINED).is_some_and(|v| v == "true")
+                })
+            })
+            .map(|i| i.endpoint_id)
+            .collect();
+        let blocked: BTreeSet<IpNet> = cluster
+            .net_sets
+            .iter()
+            .filter(|n| n.namespace.is_none() && n.name == BLOCKLIST_SET)
+            .flat_map(|n| n.nets.iter().copied())
+            .collect();
+        let new_q: BTreeSet<u32> = quarantined.difference(&self.cut_quarantined).copied().collect();
+        let new_b: Vec<IpNet> = blocked.difference(&self.cut_blocked).copied().collect();
+        if !new_q.is_empty() || !new_b.is_empty() {
+            match dp.cut_connections(&new_q, &new_b) {
+                Ok(n) => tracing::warn!(endpoints = ?new_q, prefixes = ?new_b, deleted = n, "incident response: connections cut"),
+                Err(e) => {
+                    // Not remembered as cut: tried again with the next revision or retry. The dataplane still
+                    // revokes the entries whose endpoint's policy changed, at their next packet.
+                    tracing::error!(error = %e, "cutting the connections of quarantined endpoints or blocked prefixes failed");
+                    return;
+                }
+            }
+        }
+        self.cut_quarantined = quarantined;
+        self.cut_blocked = blocked;
     }
 
     fn endpoint_status(&self, wanted: &BTreeMap<String, Want>, s: &PolicySnapshot) -> Vec<EndpointStatus> {

@@ -204,3 +204,53 @@ fn failed_cleanups_are_counted_not_swallowed() {
     assert_eq!(state(&rep, "porin-v1"), "unbound");
     assert_eq!(dp.log.iter().filter(|o| matches!(o, Op::RemoveEndpoint(_))).count(), 1, "{:?}", dp.log);
 }
+
+/// Incident response: the connections of a newly quarantined local endpoint, and those with a newly blocked
+/// prefix, are cut once, after the revision's policy and ipcache are written; a failed cut is tried again.
+#[test]
+fn quarantine_and_block_cut_connections_once_after_programming() {
+    let mut dp = FakeDatapath::new();
+    dp.add_interface("porin-v1", 11);
+    let mut r = NodeReconciler::new("n0");
+    let base = format!("{}{}{}", pod("a", "10.0.0.1", "a"), pod("b", "10.0.0.2", "b"), wep("a", "n0", "porin-v1", "10.0.0.1"));
+    r.reconcile(&mut dp, &snapshot(1, &base), NETNS);
+    assert!(!dp.log.iter().any(|o| matches!(o, Op::CutConnections(..))), "nothing to cut: {:?}", dp.log);
+    let id = dp.endpoints[&11].endpoint_id;
+
+    // Quarantine a (the record; the tier and policy are what `porin quarantine` writes).
+    let q = "apiVersion: porin.io/v1\nkind: Tier\nmetadata: {name: porin-quarantine}\nspec: {defaultAction: Deny}\n---\n\
+        apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: porin-quarantine.isolate}\n\
+        spec: {tier: porin-quarantine, selector: \"porin.io/quarantined == 'true'\", types: [Ingress, Egress], ingress: [{action: Deny}], egress: [{action: Deny}]}\n---\n\
+        apiVersion: porin.io/v1\nkind: Quarantine\nmetadata: {name: a, namespace: s}\n---\n";
+    let y2 = format!("{base}{q}");
+    dp.log.clear();
+    r.reconcile(&mut dp, &snapshot(2, &y2), NETNS);
+    let cut = position(&dp.log, &Op::CutConnections(vec![id], vec![]));
+    assert!(position(&dp.log, &Op::SetEndpoint(11)) < cut && position(&dp.log, &Op::SetIpcache) < cut, "cut after programming: {:?}", dp.log);
+    // The same revision again (a retry), or an unrelated one: no second cut.
+    dp.log.clear();
+    r.reconcile(&mut dp, &snapshot(3, &format!("{y2}{}", pod("c", "10.0.0.3", "c"))), NETNS);
+    assert!(!dp.log.iter().any(|o| matches!(o, Op::CutConnections(..))), "{:?}", dp.log);
+
+    // A block list: its prefixes are cut; a failed cut is tried again with the next reconcile.
+    let set = |nets: &str| format!("apiVersion: porin.io/v1\nkind: GlobalNetworkSet\nmetadata: {{name: porin-blocklist, labels: {{porin.io/blocklist: 'true'}}}}\nspec: {{nets: [{nets}]}}\n---\n");
+    let fail = Arc::new(Mutex::new(true));
+    let f2 = fail.clone();
+    dp.inject = Some(Box::new(move |op| (matches!(op, Op::CutConnections(..)) && *f2.lock().unwrap()).then(|| map_failed(11))));
+    let y4 = format!("{y2}{}", set("203.0.113.0/24"));
+    let net: ipnet::IpNet = "203.0.113.0/24".parse().unwrap();
+    r.reconcile(&mut dp, &snapshot(4, &y4), NETNS);
+    *fail.lock().unwrap() = false;
+    dp.log.clear();
+    r.reconcile(&mut dp, &snapshot(4, &y4), NETNS);
+    assert!(dp.log.contains(&Op::CutConnections(vec![], vec![net])), "retried: {:?}", dp.log);
+    // A second prefix: only the new one is cut.
+    dp.log.clear();
+    r.reconcile(&mut dp, &snapshot(5, &format!("{y2}{}", set("203.0.113.0/24, 198.51.100.7/32"))), NETNS);
+    assert!(dp.log.contains(&Op::CutConnections(vec![], vec!["198.51.100.7/32".parse().unwrap()])), "{:?}", dp.log);
+    // Released and re-quarantined: cut again.
+    r.reconcile(&mut dp, &snapshot(6, &base), NETNS);
+    dp.log.clear();
+    r.reconcile(&mut dp, &snapshot(7, &y2), NETNS);
+    assert!(dp.log.contains(&Op::CutConnections(vec![id], vec![])), "{:?}", dp.log);
+}

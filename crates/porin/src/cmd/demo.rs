@@ -112,6 +112,7 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
         nodes: a.nodes,
         timeout: Duration::from_secs(60),
         console_port: Some(console_port),
+        hosts: Vec::new(),
     })?;
     println!(
         "   lab {name} up in {:.1}s: one network namespace per pod, one porin agent per node, eBPF on every pod veth",

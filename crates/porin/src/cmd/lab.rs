@@ -9,6 +9,10 @@
 //! WorkloadEndpoint binding it to its host-side veth on node `n<i>`, written as admin) and returns once
 //! every agent enforces the applied revision.
 //!
+//! * `--host name=c2,ip=203.0.113.10,port=443` adds an external ("internet") host: a namespace outside every
+//!   pod CIDR, routed through a node the way north-south traffic leaves a cluster, serving its ports; no
+//!   WorkloadEndpoint, so flows to it are enriched as `world` (or as the GlobalNetworkSet covering it).
+//!   `porin lab exec c2 -- CMD` runs in it.
 //! * One node: the agent uses its embedded store.
 //! * Several nodes: the lab starts a real etcd inside node 0's namespace, listening on node 0's
 //!   underlay address (reachable from every node over the lab underlay, never from the root namespace),
@@ -65,7 +69,7 @@ pub enum LabCommand {
     Up(UpArgs),
     /// Measure who reaches whom with real packets; prints the observed matrix (`porin matrix` shape).
     Probe(ProbeArgs),
-    /// Run a command inside a pod's network namespace.
+    /// Run a command inside a pod's (NAMESPACE/POD) or an external host's (NAME) network namespace.
     Exec(ExecArgs),
     /// Namespaces, servers, agents and their dataplanes.
     Status(LabStatusArgs),
@@ -96,6 +100,11 @@ pub struct UpArgs {
     /// The web console's port on the host's loopback (node 0's agent serves it; 0: any free port).
     #[arg(long, default_value_t = 0)]
     pub console_port: u16,
+    /// An external ("internet") host outside the cluster, reached through a node:
+    /// `name=c2[,ip=203.0.113.10][,ip=2001:db8::10][,port=443][,port=53/udp][,node=n0]` (repeatable). Default
+    /// address 203.0.113.(10+k); no `port=`: it serves every port the pods serve.
+    #[arg(long = "host", value_name = "name=NAME,ip=ADDR,port=P,node=N")]
+    pub hosts: Vec<porin_lab::HostSpec>,
 }
 
 #[derive(Args, Debug)]
@@ -116,7 +125,7 @@ pub struct ProbeArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
-    /// NAMESPACE/POD
+    /// NAMESPACE/POD, or an external host's NAME
     pub pod: String,
     /// The command.
     #[arg(last = true, required = true)]
@@ -239,6 +248,7 @@ pub fn lab(a: LabArgs) -> Result<ExitCode> {
                 nodes: u.nodes,
                 timeout: Duration::from_secs(u.timeout_secs),
                 console_port: Some(port),
+                hosts: u.hosts,
             })?;
             let console = super::lab_console::written(&meta.dir, port)?;
             eprintln!(
@@ -328,6 +338,8 @@ pub struct UpOptions {
     pub timeout: Duration,
     /// Serve the web console on this loopback port of the host (node 0's agent).
     pub console_port: Option<u16>,
+    /// External hosts (`--host`); those without ports serve every port the pods serve.
+    pub hosts: Vec<porin_lab::HostSpec>,
 }
 
 fn lab_ports(ports: &[porin_model::k8s::ContainerPort]) -> Vec<(u16, Proto)> {
@@ -383,6 +395,20 @@ pub fn up(o: &UpOptions) -> Result<LabMeta> {
     all.dedup();
     for p in &mut spec.pods {
         p.ports = all.clone();
+    }
+    // Decoys: each Honeypod becomes a pod whose server answers on the Honeypod's ports only.
+    for d in &docs {
+        if let Resource::Honeypod(h) = &d.resource {
+            let ns = h.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            rr += 1;
+            let mut ps = PodSpec::new(ns, h.metadata.name.clone(), (rr - 1) % o.nodes);
+            ps.ports = lab_ports(&decoy_ports(&h.spec));
+            spec.pods.push(ps);
+        }
+    }
+    for h in &o.hosts {
+        let ports = if h.ports.is_empty() { all.clone() } else { h.ports.clone() };
+        spec.hosts.push(porin_lab::HostSpec { ports, ..h.clone() });
     }
 
     // A dead previous incarnation: clean it first.
@@ -483,6 +509,8 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
     // veth on its node. Pods carry no binding of their own, so re-applying them as written changes
     // nothing (`unchanged`).
     let mut docs = docs.to_vec();
+    let decoys: Vec<porin_model::Document> = docs.iter().filter_map(|d| decoy_pod(&d.resource)).collect::<Result<_>>()?;
+    docs.extend(decoys);
     let mut weps = Vec::new();
     for d in &mut docs {
         if let Resource::Pod(p) = &mut d.resource {
@@ -516,6 +544,32 @@ fn start_control_plane(o: &UpOptions, lab: &porin_lab::Lab, docs: &[porin_model:
     }
     save_meta(&o.state_dir, &meta)?;
     Ok(meta)
+}
+
+fn decoy_ports(h: &porin_model::respond::HoneypodSpec) -> Vec<porin_model::k8s::ContainerPort> {
+    h.ports
+        .iter()
+        .map(|p| porin_model::k8s::ContainerPort { name: None, container_port: i64::from(p.port), protocol: p.protocol })
+        .collect()
+}
+
+/// The Pod of a Honeypod in a lab: the Honeypod's name, namespace and labels, its ports. The engine marks it as
+/// a decoy (by the Honeypod of the same name), not this manifest.
+fn decoy_pod(r: &Resource) -> Option<Result<porin_model::Document>> {
+    let Resource::Honeypod(h) = r else { return None };
+    let v = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": h.metadata.name, "namespace": h.metadata.namespace.as_deref().unwrap_or("default"),
+                     "labels": h.spec.labels},
+        "spec": {"containers": [{"name": "decoy", "image": "porin/decoy", "ports": decoy_ports(&h.spec)}]},
+    });
+    let what = format!("Honeypod {}", r.qualified_name());
+    Some(
+        porin_model::parse_documents(&what, &v.to_string())
+            .map_err(|e| anyhow!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))
+            .map(|mut d| d.remove(0)),
+    )
 }
 
 /// The WorkloadEndpoint of a lab pod: `<node>-k8s-<pod>-eth0` in the pod's namespace (Calico's naming).
@@ -783,6 +837,20 @@ fn status_table(s: &FullStatus) -> String {
             p.host_ifname,
             porin_lab::spec::format_ports(&p.ports)
         );
+    }
+    if !s.lab.hosts.is_empty() {
+        let _ = writeln!(out, "{:<16} {:<6} {:<16} {:<10} PORTS", "EXTERNAL HOST", "VIA", "IP", "NODE-IF");
+        for h in &s.lab.hosts {
+            let _ = writeln!(
+                out,
+                "{:<16} n{:<5} {:<16} {:<10} {}",
+                h.name,
+                h.node,
+                h.ipv4,
+                h.node_ifname,
+                porin_lab::spec::format_ports(&h.ports)
+            );
+        }
     }
     out
 }
