@@ -42,6 +42,7 @@ pub fn has_calico_form(kind: Kind) -> bool {
             | Kind::GlobalNetworkSet
             | Kind::WorkloadEndpoint
             | Kind::GlobalReport
+            | Kind::PacketCapture
     )
 }
 

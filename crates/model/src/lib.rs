@@ -18,6 +18,7 @@ pub mod kind;
 pub mod load;
 pub mod meta;
 pub mod porin;
+pub mod capture;
 pub mod report;
 pub mod validate;
 
@@ -144,6 +145,7 @@ pub enum Resource {
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
     ReachabilityGuard(Object<guard::ReachabilityGuardSpec>),
     GlobalReport(Object<report::GlobalReportSpec>),
+    PacketCapture(Object<capture::PacketCaptureSpec>),
 }
 
 macro_rules! each_resource {
@@ -165,6 +167,7 @@ macro_rules! each_resource {
             Resource::ConnectivityTest($o) => $e,
             Resource::ReachabilityGuard($o) => $e,
             Resource::GlobalReport($o) => $e,
+            Resource::PacketCapture($o) => $e,
         }
     };
 }
@@ -188,6 +191,7 @@ impl Resource {
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
             Resource::ReachabilityGuard(_) => Kind::ReachabilityGuard,
             Resource::GlobalReport(_) => Kind::GlobalReport,
+            Resource::PacketCapture(_) => Kind::PacketCapture,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

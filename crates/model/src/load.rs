@@ -388,6 +388,7 @@ macro_rules! by_kind {
             Kind::ConnectivityTest => Resource::ConnectivityTest($f($v)?),
             Kind::ReachabilityGuard => Resource::ReachabilityGuard($f($v)?),
             Kind::GlobalReport => Resource::GlobalReport($f($v)?),
+            Kind::PacketCapture => Resource::PacketCapture($f($v)?),
         }
     };
 }

@@ -191,6 +191,7 @@ fn validate_document(c: &mut Ctx<'_>, tiers: Option<&BTreeSet<String>>) {
         Resource::ConnectivityTest(o) => crate::conntest::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
         Resource::ReachabilityGuard(o) => crate::guard::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
         Resource::GlobalReport(o) => crate::report::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
+        Resource::PacketCapture(o) => crate::capture::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
     }
 }
 
