@@ -18,6 +18,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod capture;
 pub mod engine;
 mod etcd_tls;
 pub mod flows;

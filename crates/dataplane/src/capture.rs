@@ -127,3 +127,13 @@ impl CaptureMaps {
         Ok(())
     }
 }
+
+/// Nanoseconds to add to a program's `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to get Unix time, now.
+pub fn monotonic_to_unix_offset_ns() -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    unix - mono
+}
