@@ -4,6 +4,7 @@ pub mod live;
 pub mod agent;
 pub mod apply;
 pub mod audit;
+pub mod capture;
 pub mod config;
 pub mod demo;
 pub mod delete;
