@@ -372,6 +372,7 @@ fn a_two_node_capture_collects_from_both_nodes_and_tenants_see_their_namespace_o
         assert!(rows.iter().all(|r| r[0] == pod_ip.to_string() || r[1] == pod_ip.to_string()), "{}: only its pod's packets", f.display());
     }
     // The tenant of y: not x's capture (status, files, clean), whatever the node.
+    let dir = tempfile::tempdir().unwrap();
     let as_y = |args: &[&str]| {
         let out = Command::new(bin()).args(args).env("PORIN_SERVER", &lab.server).env("PORIN_TOKEN", &tok).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
