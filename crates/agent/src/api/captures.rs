@@ -23,7 +23,18 @@ use super::{ApiError, Shared};
 use crate::auth::{Identity, Role};
 use crate::capture::{self, CaptureService};
 
+/// Namespaces and capture names are Kubernetes names (lowercase alphanumerics, '-', '.'; not starting with '.'):
+/// they become directories under the capture directory, so `..` or a '/' could reach another capture's files.
+fn check_name(what: &str, s: &str) -> Result<(), ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with('.')
+        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+    if ok { Ok(()) } else { Err(ApiError::bad_request(format!("{what} {s:?} is not a valid name"))) }
+}
+
 fn may(id: &Identity, ns: &str, write: bool) -> Result<(), ApiError> {
+    check_name("namespace", ns)?;
     match &id.role {
         Role::Admin => Ok(()),
         Role::ReadOnly if !write => Ok(()),
@@ -41,6 +52,7 @@ fn service(st: &Shared) -> Result<&std::sync::Arc<CaptureService>, ApiError> {
 /// `GET /porin/v1/captures/{ns}/{name}`.
 pub async fn status(State(st): State<Shared>, Extension(id): Extension<Identity>, Path((ns, name)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     may(&id, &ns, false)?;
+    check_name("packet capture", &name)?;
     let (items, _) = st.store.list(&format!("{}{ns}/{name}/", capture::CAPTURES)).await?;
     let mut files = Vec::new();
     for kv in items {
@@ -53,6 +65,7 @@ pub async fn status(State(st): State<Shared>, Extension(id): Extension<Identity>
 /// `GET /porin/v1/captures/{ns}/{name}/files`.
 pub async fn list(State(st): State<Shared>, Extension(id): Extension<Identity>, Path((ns, name)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     may(&id, &ns, false)?;
+    check_name("packet capture", &name)?;
     let svc = service(&st)?;
     let dir = svc.capture_dir(&ns, &name);
     let files = capture::list_files(&dir).map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
@@ -67,6 +80,7 @@ pub async fn download(
     Path((ns, name, file)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     may(&id, &ns, false)?;
+    check_name("packet capture", &name)?;
     let svc = service(&st)?;
     let dir = svc.capture_dir(&ns, &name);
     // Only a name the directory lists: no path, no `..`.
@@ -82,6 +96,7 @@ pub async fn download(
 /// `DELETE /porin/v1/captures/{ns}/{name}/files`.
 pub async fn clean(State(st): State<Shared>, Extension(id): Extension<Identity>, Path((ns, name)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     may(&id, &ns, true)?;
+    check_name("packet capture", &name)?;
     let svc = service(&st)?;
     if svc.is_active(&(ns.clone(), name.clone())) {
         return Err(ApiError::conflict(format!(
