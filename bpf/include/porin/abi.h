@@ -582,11 +582,13 @@ struct {
  * the porin_caprb_v1 ring buffer as a struct porin_cap_hdr followed by the
  * frame's first cap_len bytes. A record the ring cannot take is counted
  * (porin_capst_v1[PORIN_CAP_ST_LOST]); the verdict never depends on capture.
- * porin_capctl_v1[0].endpoints is the number of entries in porin_cap_v1: while
- * it is 0 the programs do one array lookup and nothing else. */
+ * porin_capif_v1[ifindex] (slot 0 for every ifindex >= PORIN_CAP_IFINDEX_SLOTS)
+ * is nonzero for interfaces with an entry in porin_cap_v1: a packet of any other
+ * interface costs one array lookup and nothing else. */
 enum porin_cap_limits {
 	PORIN_CAP_MAX_FILTERS = 8,
 	PORIN_CAP_MAX_SNAPLEN = 16384,
+	PORIN_CAP_IFINDEX_SLOTS = 65536,
 };
 
 /* Indexes of the per-CPU porin_capst_v1 counters. */
@@ -613,12 +615,6 @@ struct porin_cap_config {
 	struct porin_cap_filter filters[8];
 };
 
-/* porin_capctl_v1[0]: written by the capture service. */
-struct porin_cap_ctl {
-	__u32 endpoints; /* entries in porin_cap_v1; 0 = capture off */
-	__u32 pad;
-};
-
 /* porin_caprb_v1 record header, followed by cap_len bytes of the frame. */
 struct porin_cap_hdr {
 	__u64 ts_ns;   /* bpf_ktime_get_ns() */
@@ -637,7 +633,6 @@ struct porin_cap_hdr {
 struct porin_abi_anchor_cap {
 	struct porin_cap_filter f;
 	struct porin_cap_config c;
-	struct porin_cap_ctl ctl;
 	struct porin_cap_hdr h;
 	enum porin_cap_limits limits;
 	enum porin_cap_stats stats;
@@ -654,14 +649,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } porin_cap_v1 SEC(".maps");
 
-/* Writer: the capture service. Reader: BPF, every packet. */
+/* Writer: the capture service (set after the porin_cap_v1 entry, cleared
+ * before it is deleted). Reader: BPF, every packet. Index: ifindex, or 0 for
+ * ifindexes >= PORIN_CAP_IFINDEX_SLOTS. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, PORIN_CAP_IFINDEX_SLOTS);
 	__type(key, __u32);
-	__type(value, struct porin_cap_ctl);
+	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} porin_capctl_v1 SEC(".maps");
+} porin_capif_v1 SEC(".maps");
 
 /* Writer: BPF. Reader: the capture service (summed over CPUs). */
 struct {

@@ -330,7 +330,6 @@ pub fn all_layouts() -> Vec<Layout> {
         DaggValue::layout(),
         CapFilter::layout(),
         CapConfig::layout(),
-        CapCtl::layout(),
         CapHdr::layout(),
     ]
 }
@@ -676,18 +675,20 @@ abi_struct! {
 pub mod capture_map_names {
     /// Hash: host-veth ifindex → [`super::CapConfig`].
     pub const CONFIG: &str = "porin_cap_v1";
-    /// `porin_capctl_v1[0]`: [`super::CapCtl`].
-    pub const CTL: &str = "porin_capctl_v1";
+    /// Array indexed by ifindex (slot 0: every ifindex ≥ [`super::CAP_IFINDEX_SLOTS`]): nonzero = look up
+    /// [`CONFIG`].
+    pub const IFACES: &str = "porin_capif_v1";
     /// Per-CPU counters, index [`super::CAP_ST_CAPTURED`] / [`super::CAP_ST_LOST`].
     pub const STATS: &str = "porin_capst_v1";
     /// Ring buffer of [`super::CapHdr`] + frame bytes.
     pub const RING: &str = "porin_caprb_v1";
-    pub const PINNED: [&str; 4] = [CONFIG, CTL, STATS, RING];
+    pub const PINNED: [&str; 4] = [CONFIG, IFACES, STATS, RING];
 }
 
 /// `enum porin_cap_limits`.
 pub const CAP_MAX_FILTERS: usize = 8;
 pub const CAP_MAX_SNAPLEN: u32 = 16384;
+pub const CAP_IFINDEX_SLOTS: u32 = 65536;
 /// `enum porin_cap_stats`.
 pub const CAP_ST_CAPTURED: u32 = 0;
 pub const CAP_ST_LOST: u32 = 1;
@@ -697,6 +698,7 @@ fn capture_enum_values() -> Vec<(&'static str, &'static str, u64)> {
     vec![
         ("porin_cap_limits", "PORIN_CAP_MAX_FILTERS", CAP_MAX_FILTERS as u64),
         ("porin_cap_limits", "PORIN_CAP_MAX_SNAPLEN", u64::from(CAP_MAX_SNAPLEN)),
+        ("porin_cap_limits", "PORIN_CAP_IFINDEX_SLOTS", u64::from(CAP_IFINDEX_SLOTS)),
         ("porin_cap_stats", "PORIN_CAP_ST_CAPTURED", u64::from(CAP_ST_CAPTURED)),
         ("porin_cap_stats", "PORIN_CAP_ST_LOST", u64::from(CAP_ST_LOST)),
         ("porin_cap_stats", "PORIN_CAP_ST_MAX", u64::from(CAP_ST_MAX)),
@@ -722,15 +724,6 @@ abi_struct! {
         /// 0 = every packet.
         pub n_filters: u32,
         pub filters: [CapFilter; 8],
-    }
-}
-
-abi_struct! {
-    /// `porin_capctl_v1[0]`.
-    "porin_cap_ctl" => pub struct CapCtl {
-        /// Entries in `porin_cap_v1`; 0 turns capture off.
-        pub endpoints: u32,
-        pub pad: u32,
     }
 }
 

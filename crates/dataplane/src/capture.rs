@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 
-use crate::abi::{self, CapConfig, CapCtl, CapHdr, capture_map_names as names};
+use crate::abi::{self, CapConfig, CapHdr, capture_map_names as names};
 use crate::error::{Error, Result};
 
 /// One captured packet.
@@ -43,7 +43,7 @@ pub struct CaptureStats {
 /// The capture maps of a pin directory.
 pub struct CaptureMaps {
     config: HashMap<MapData, u32, CapConfig>,
-    ctl: Array<MapData, CapCtl>,
+    ifaces: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     ring: RingBuf<MapData>,
 }
@@ -63,7 +63,7 @@ impl CaptureMaps {
     pub fn open_pinned(pin_dir: &Path) -> Result<Self> {
         Ok(Self {
             config: HashMap::try_from(open(pin_dir, names::CONFIG)?).map_err(map_err(names::CONFIG))?,
-            ctl: Array::try_from(open(pin_dir, names::CTL)?).map_err(map_err(names::CTL))?,
+            ifaces: Array::try_from(open(pin_dir, names::IFACES)?).map_err(map_err(names::IFACES))?,
             stats: PerCpuArray::try_from(open(pin_dir, names::STATS)?).map_err(map_err(names::STATS))?,
             ring: RingBuf::try_from(open(pin_dir, names::RING)?).map_err(map_err(names::RING))?,
         })
@@ -75,13 +75,25 @@ impl CaptureMaps {
     }
 
     /// Makes the captured interfaces exactly `want` (ifindex → configuration): writes what differs, deletes
-    /// the rest, then sets the count the programs check first (0 turns capture off on every packet path).
+    /// the rest. The per-interface flag the programs check first is set after an entry is written and cleared
+    /// before one is deleted (slot 0 stands for every ifindex ≥ `CAP_IFINDEX_SLOTS`).
     pub fn set(&mut self, want: &std::collections::BTreeMap<u32, CapConfig>) -> Result<()> {
+        let slot = |ifindex: u32| if ifindex < abi::CAP_IFINDEX_SLOTS { ifindex } else { 0 };
         let have: std::collections::BTreeMap<u32, CapConfig> = self.entries()?.into_iter().collect();
+        let slots: std::collections::BTreeSet<u32> = want.keys().map(|i| slot(*i)).collect();
+        let old_slots: std::collections::BTreeSet<u32> = have.keys().map(|i| slot(*i)).collect();
         for (ifindex, c) in want {
             if have.get(ifindex) != Some(c) {
                 self.config.insert(ifindex, c, 0).map_err(map_err(names::CONFIG))?;
             }
+        }
+        for s in &slots {
+            if !old_slots.contains(s) || self.ifaces.get(s, 0).map_err(map_err(names::IFACES))? == 0 {
+                self.ifaces.set(*s, 1, 0).map_err(map_err(names::IFACES))?;
+            }
+        }
+        for s in old_slots.difference(&slots) {
+            self.ifaces.set(*s, 0, 0).map_err(map_err(names::IFACES))?;
         }
         for ifindex in have.keys().filter(|k| !want.contains_key(k)) {
             match self.config.remove(ifindex) {
@@ -89,7 +101,7 @@ impl CaptureMaps {
                 Err(e) => return Err(map_err(names::CONFIG)(e)),
             }
         }
-        self.ctl.set(0, CapCtl { endpoints: want.len() as u32, pad: 0 }, 0).map_err(map_err(names::CTL))
+        Ok(())
     }
 
     /// Captured and lost packets since the maps were created.
