@@ -440,7 +440,8 @@ fn full_rate_stream_capture_counts_every_packet() {
         let st = lab.wait_packets("x", &name, seen);
         let (p, l) = (st[0]["packets"].as_u64().unwrap(), st[0]["lost"].as_u64().unwrap());
         println!("round {round}: seen {seen} packets on the veth; captured {p}, lost {l}; captured + lost - seen = {}", (p + l) as i64 - seen as i64);
-        assert!(p + l >= seen, "fewer packets counted than the interface saw");
+        // Equal, but for a stray ARP/ND packet after the counters were read.
+        assert!(p + l >= seen && p + l - seen <= 4, "captured + lost ({}) != packets the interface saw ({seen})", p + l);
         lab.ok(&["delete", "packetcapture", &name, "-n", "x"]);
         let t0 = Instant::now();
         while !lab.porin(&["capture", "clean", &name, "-n", "x"]).0 {
