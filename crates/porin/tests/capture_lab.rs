@@ -143,6 +143,16 @@ impl Drop for TestLab {
     }
 }
 
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("PORIN_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(actual, want, "output differs from {} (PORIN_BLESS=1 regenerates)", path.display());
+}
+
 /// `tshark -r FILE -Y FILTER -T fields -e ...` for every file: one Vec of fields per packet.
 fn tshark(files: &[PathBuf], filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
@@ -239,6 +249,7 @@ fn captures_read_back_with_tshark_equal_what_was_sent() {
 
     // udp-80: exactly the 40 packets to and from port 80, nothing else.
     lab.wait_packets("x", "udp-80", 40);
+    golden("capture-status.txt", &lab.ok(&["capture", "status", "udp-80", "-n", "x"]));
     let (_d, files) = lab.copy("x", "udp-80", &[]);
     assert_eq!(files.iter().map(|f| f.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["a-0.pcap"]);
     assert_eq!(count_all(&files), 40, "the UDP/80 filter captured something else");
