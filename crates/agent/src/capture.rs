@@ -152,7 +152,7 @@ pub fn list_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
             out.push((name, e.metadata()?.len()));
         }
     }
-    out.sort_by(|a, b| file_order(&a.0).cmp(&file_order(&b.0)));
+    out.sort_by_key(|a| file_order(&a.0));
     Ok(out)
 }
 
@@ -269,7 +269,6 @@ struct Running {
     packets: u64,
     lost: u64,
     error: Option<String>,
-    seen_active: bool,
 }
 
 struct Worker {
@@ -386,7 +385,6 @@ impl Worker {
                     let _ = f.writer_flush();
                 }
             } else {
-                r.seen_active = true;
                 for f in r.files.values_mut() {
                     if let Err(e) = f.writer_flush() {
                         r.error = Some(format!("writing: {e}"));
