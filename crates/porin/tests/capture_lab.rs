@@ -368,6 +368,11 @@ fn a_two_node_capture_collects_from_both_nodes_and_tenants_see_their_namespace_o
     let st = lab.wait_packets("x", "ns-x", 60);
     let nodes: std::collections::BTreeSet<&str> = st.iter().map(|n| n["node"].as_str().unwrap()).collect();
     assert_eq!(nodes.len(), 2, "both nodes report: {st:?}");
+    // The object's status lists both nodes' files, as Calico's does.
+    let obj: Value = serde_json::from_str(&lab.ok(&["get", "packetcapture", "ns-x", "-n", "x", "-o", "json"])).unwrap();
+    let files = obj["status"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{obj}");
+    assert!(files.iter().all(|f| f["fileNames"].as_array().is_some_and(|n| !n.is_empty()) && f["state"] == "Capturing"), "{obj}");
     // Without --lab only node 0's agent is reached: an error naming node 1, not a silent half copy.
     let dir = tempfile::tempdir().unwrap();
     let (ok, _, err) = lab.porin(&["capture", "copy", "ns-x", "-n", "x", "-d", dir.path().to_str().unwrap()]);

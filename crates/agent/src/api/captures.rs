@@ -62,6 +62,20 @@ pub async fn status(State(st): State<Shared>, Extension(id): Extension<Identity>
     Ok(Json(json!({"kind": "PacketCaptureStatus", "apiVersion": "porin.io/v1", "namespace": ns, "name": name, "node": st.node, "files": files})))
 }
 
+/// Sets `status.files` of a PacketCapture object read through the resource API to every node's entry (as
+/// Calico's status lists them); an object no node reported on yet gets no status.
+pub async fn add_status(st: &Shared, v: &mut Value) {
+    let (Some(ns), Some(name)) = (v.pointer("/metadata/namespace").and_then(Value::as_str), v.pointer("/metadata/name").and_then(Value::as_str))
+    else {
+        return;
+    };
+    let Ok((items, _)) = st.store.list(&format!("{}{ns}/{name}/", capture::CAPTURES)).await else { return };
+    let files: Vec<Value> = items.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
+    if !files.is_empty() {
+        v["status"] = json!({"files": files});
+    }
+}
+
 /// `GET /porin/v1/captures/{ns}/{name}/files`.
 pub async fn list(State(st): State<Shared>, Extension(id): Extension<Identity>, Path((ns, name)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     may(&id, &ns, false)?;

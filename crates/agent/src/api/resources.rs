@@ -98,13 +98,24 @@ async fn read(st: &Shared, t: &Target, q: &HashMap<String, String>) -> Result<Re
     if let Some(name) = &t.name {
         let key = keys::object_key(t.kind, t.namespace.as_deref(), name);
         return match st.get(&key).await? {
-            Some(kv) => Ok(axum::Json(object_out(&kv)).into_response()),
+            Some(kv) => {
+                let mut v = object_out(&kv);
+                if t.kind == Kind::PacketCapture {
+                    super::captures::add_status(st, &mut v).await;
+                }
+                Ok(axum::Json(v).into_response())
+            }
             None => Err(ApiError::not_found(format!("{} {name:?} not found", t.kind.info().singular))),
         };
     }
     let sel = selector(q)?;
     let (items, rev) = st.list(&keys::scope_prefix(t.kind, t.namespace.as_deref())).await?;
-    let items: Vec<Value> = items.iter().map(object_out).filter(|v| sel.matches(&labels_of(v))).collect();
+    let mut items: Vec<Value> = items.iter().map(object_out).filter(|v| sel.matches(&labels_of(v))).collect();
+    if t.kind == Kind::PacketCapture {
+        for v in &mut items {
+            super::captures::add_status(st, v).await;
+        }
+    }
     Ok(axum::Json(json!({
         "apiVersion": t.kind.api_version(),
         "kind": format!("{}List", t.kind.info().kind),
