@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(clang llvm libbpf-dev iproute2 nftables iptables bpftool iperf3 conntrack tcpdump iputils-ping
       etcd-server etcd-client protobuf-compiler libprotobuf-dev socat curl chromium
-      containerd runc containernetworking-plugins busybox-static)
+      containerd runc containernetworking-plugins busybox-static tshark)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -572,4 +572,118 @@ struct {
 } porin_abi_ev_v1 SEC(".maps");
 #endif /* __bpf__ */
 
+/* ------------------------------------------------------------------------ */
+/* Packet capture (appended; owned by the capture service, see               */
+/* docs/design/capture.md)                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The programs copy the packets of interfaces with an entry in porin_cap_v1
+ * that match one of its filters (none: every packet), up to snaplen bytes, to
+ * the porin_caprb_v1 ring buffer as a struct porin_cap_hdr followed by the
+ * frame's first cap_len bytes. A record the ring cannot take is counted
+ * (porin_capst_v1[PORIN_CAP_ST_LOST]); the verdict never depends on capture.
+ * porin_capif_v1[ifindex] (slot 0 for every ifindex >= PORIN_CAP_IFINDEX_SLOTS)
+ * is nonzero for interfaces with an entry in porin_cap_v1: a packet of any other
+ * interface costs one array lookup and nothing else. */
+enum porin_cap_limits {
+	PORIN_CAP_MAX_FILTERS = 8,
+	PORIN_CAP_MAX_SNAPLEN = 16384,
+	PORIN_CAP_IFINDEX_SLOTS = 65536,
+};
+
+/* Indexes of the per-CPU porin_capst_v1 counters. */
+enum porin_cap_stats {
+	PORIN_CAP_ST_CAPTURED = 0, /* records written to the ring */
+	PORIN_CAP_ST_LOST = 1,     /* matching packets the ring could not take */
+	PORIN_CAP_ST_MAX = 2,
+};
+
+/* One filter: protocol (0 = any) and a port range matched against the source
+ * OR the destination port (host order; port_lo = port_hi = 0: any port). */
+struct porin_cap_filter {
+	__u8 proto;
+	__u8 pad;
+	__u16 port_lo;
+	__u16 port_hi;
+	__u16 pad2;
+};
+
+/* porin_cap_v1 value; key = __u32 host-veth ifindex. */
+struct porin_cap_config {
+	__u32 snaplen;   /* 1..PORIN_CAP_MAX_SNAPLEN */
+	__u32 n_filters; /* 0 = every packet; at most PORIN_CAP_MAX_FILTERS */
+	struct porin_cap_filter filters[8];
+};
+
+/* porin_caprb_v1 record header, followed by cap_len bytes of the frame. */
+struct porin_cap_hdr {
+	__u64 ts_ns;   /* bpf_ktime_get_ns() */
+	__u32 ifindex;
+	__u32 len;     /* the packet's length on the wire (skb->len) */
+	__u32 cap_len; /* bytes that follow: min(len, snaplen) */
+	__u8 dir;      /* enum porin_dir */
+	__u8 proto;    /* IP protocol, 0 for non-IP */
+	__u16 sport;   /* host order, 0 without ports */
+	__u16 dport;
+	__u8 passed;   /* 1: the program passed the packet, 0: dropped it */
+	__u8 pad[5];
+};
+
+/* Never read or written: puts the capture types into BTF (layout test). */
+struct porin_abi_anchor_cap {
+	struct porin_cap_filter f;
+	struct porin_cap_config c;
+	struct porin_cap_hdr h;
+	enum porin_cap_limits limits;
+	enum porin_cap_stats stats;
+};
+
+#ifdef __bpf__
+/* Writer: the capture service. Reader: BPF, per packet while capture is on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct porin_cap_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_cap_v1 SEC(".maps");
+
+/* Writer: the capture service (set after the porin_cap_v1 entry, cleared
+ * before it is deleted). Reader: BPF, every packet. Index: ifindex, or 0 for
+ * ifindexes >= PORIN_CAP_IFINDEX_SLOTS. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PORIN_CAP_IFINDEX_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_capif_v1 SEC(".maps");
+
+/* Writer: BPF. Reader: the capture service (summed over CPUs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PORIN_CAP_ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_capst_v1 SEC(".maps");
+
+/* Writer: BPF. Reader: the capture service. Separate from porin_ev_v1, so a
+ * capture can never take the room of flow events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 23);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} porin_caprb_v1 SEC(".maps");
+
+/* Not pinned, never used at run time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct porin_abi_anchor_cap);
+} porin_abi_cap_v1 SEC(".maps");
+#endif /* __bpf__ */
+
 #endif /* PORIN_ABI_H */

@@ -21,6 +21,7 @@ pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod capture;
 pub mod engine;
 mod etcd_tls;
 pub mod flows;

@@ -202,6 +202,10 @@ pub struct AgentConfig {
     /// ring shows loss accounting).
     #[arg(long, hide = true)]
     pub dp_ringbuf_bytes: Option<u32>,
+    /// Size of the packet capture ring buffer (bytes, power of two, >= page size) when first created
+    /// (default 8 MiB; tests: a tiny ring shows loss accounting).
+    #[arg(long, hide = true)]
+    pub capture_ringbuf_bytes: Option<u32>,
     /// Most conntrack entries one workload may hold (two per flow, opened or accepted). Over it, that workload's
     /// new flows drop (reason ct_budget); no other workload is affected. 0 admits no new flow.
     #[arg(long, default_value_t = porin_dataplane::DEFAULT_CT_BUDGET, help_heading = "Dataplane capacity")]
@@ -411,6 +415,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     } else {
         None
     };
+    let mut captures = None;
     if engine {
         match a.dataplane {
             DataplaneKind::Ebpf => {
@@ -424,9 +429,15 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
                         policy_quota: (a.policy_quota > 0).then_some(a.policy_quota),
                         ringbuf_bytes: a.dp_ringbuf_bytes.unwrap_or(DataplaneOptions::default().ringbuf_bytes),
                         max_denied_aggregates: a.dp_denied_aggregates,
+                        capture_ringbuf_bytes: a.capture_ringbuf_bytes,
                         ..Default::default()
                     },
                 };
+                let copts = crate::capture::CaptureOptions { node: node.clone(), dir: a.data_dir.join("captures"), pin_dir: cfg.pin_dir.clone() };
+                captures = Some(
+                    crate::capture::CaptureService::start(copts, snap_rx.clone())
+                        .map_err(io_err("starting the packet capture thread".into()))?,
+                );
                 let mut consumer = DataplaneConsumer::new(cfg, dp_tx);
                 if let Some(f) = &flows {
                     consumer = consumer.with_flows(f.clone());
@@ -451,6 +462,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         token_cache: Mutex::new(HashMap::new()),
         dataplane: Arc::new(dp_rx),
         flows: flows.clone().map(|f| f as Arc<dyn FlowSource>),
+        captures: captures.clone(),
         write_lock: tokio::sync::Mutex::new(()),
         guard_decode: Default::default(),
         alerts,
@@ -481,6 +493,9 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
         tokio::spawn(crate::threatfeeds::syncer(state.clone(), feeds));
     }
     let alerts = state.alerts.clone();
+    if let Some(c) = &captures {
+        tokio::spawn(crate::capture::publisher(state.clone(), c.clone(), std::time::Duration::from_millis(500)));
+    }
     let app = router(state);
 
     if let Some(dir) = a.socket.parent() {

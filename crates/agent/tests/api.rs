@@ -52,6 +52,7 @@ async fn api(dp_errors: bool) -> Api {
         token_cache: Mutex::new(HashMap::new()),
         dataplane: Arc::new(FakeReconciler { errors: dp_errors }),
         flows: None,
+        captures: None,
         write_lock: tokio::sync::Mutex::new(()),
         guard_decode: Default::default(),
         alerts: Arc::new(porin_agent::alerts::AlertLog::new("test", 100)),
@@ -155,4 +156,72 @@ async fn flows_need_a_flow_source() {
     let (code, v) = call(&a, Method::GET, "/porin/v1/flows", Some(0), None, None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(v["message"].as_str().unwrap().contains("flow visibility runs in `porin agent`"), "{v}");
+}
+
+/// Capture files: a scoped token reaches only its namespace's; names that are not Kubernetes names (`..`, a
+/// '/') are refused before they become paths, so no request reads or deletes outside a capture's directory.
+#[tokio::test]
+async fn capture_files_stay_inside_their_capture_and_their_tenant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = common::store(tmp.path()).await;
+    let (_tx, rx) = watch::channel(Arc::new(Snapshot { synced: true, connected: true, ..Default::default() }));
+    let dir = tmp.path().join("captures");
+    let opts = porin_agent::capture::CaptureOptions { node: "n0".into(), dir: dir.clone(), pin_dir: tmp.path().join("no-bpf") };
+    let svc = porin_agent::capture::CaptureService::start(opts, rx.clone()).unwrap();
+    let state = Arc::new(ApiState {
+        store: store.clone(),
+        store_kind: "embedded",
+        store_desc: "embedded store (test)".into(),
+        node: "n0".into(),
+        snapshot: rx,
+        token_cache: Mutex::new(HashMap::new()),
+        dataplane: Arc::new(FakeReconciler { errors: false }),
+        flows: None,
+        captures: Some(svc),
+        write_lock: tokio::sync::Mutex::new(()),
+        guard_decode: Default::default(),
+        alerts: Arc::new(porin_agent::alerts::AlertLog::new("test", 100)),
+    });
+    let a = Api { app: router(state), store, _snap: _tx, _tmp: tmp };
+    for (ns, name) in [("shop", "web"), ("bank", "vault")] {
+        std::fs::create_dir_all(dir.join(ns).join(name)).unwrap();
+        std::fs::write(dir.join(ns).join(name).join("p-0.pcap"), b"pcap").unwrap();
+    }
+    let rec = TokenRecord {
+        name: "shop".into(),
+        role: Role::Scoped { namespaces: vec!["shop".into()], tiers: vec!["default".into()] },
+        created: "2026-01-01T00:00:00Z".into(),
+        expires: None,
+    };
+    common::put(&a.store, &token_key("shop-secret"), &serde_json::to_string(&rec).unwrap()).await;
+    let shop = Some("shop-secret");
+    let (code, v) = call(&a, Method::GET, "/porin/v1/captures/shop/web/files", None, shop, None).await;
+    assert_eq!((code, v["files"][0]["name"].as_str()), (StatusCode::OK, Some("p-0.pcap")), "{v}");
+    for (m, path) in [
+        (Method::GET, "/porin/v1/captures/bank/vault/files"),
+        (Method::GET, "/porin/v1/captures/bank/vault/files/p-0.pcap"),
+        (Method::DELETE, "/porin/v1/captures/bank/vault/files"),
+        (Method::GET, "/porin/v1/captures/bank/vault"),
+    ] {
+        let (code, v) = call(&a, m.clone(), path, None, shop, None).await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{m} {path}: {v}");
+    }
+    // `..` as the capture name would be captures/shop/.. = captures/shop's parent's child: the whole shop
+    // namespace, or with ns `..` everything. Refused, for admins too.
+    for (m, path) in [
+        (Method::DELETE, "/porin/v1/captures/shop/%2e%2e/files"),
+        (Method::DELETE, "/porin/v1/captures/%2e%2e/bank/files"),
+        (Method::GET, "/porin/v1/captures/shop/%2e%2e/files"),
+        (Method::GET, "/porin/v1/captures/shop/web%2f..%2f..%2fbank%2fvault/files"),
+    ] {
+        let (code, v) = call(&a, m.clone(), path, Some(0), None, None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{m} {path}: {v}");
+    }
+    let (code, v) = call(&a, Method::GET, "/porin/v1/captures/shop/web/files/..%2f..%2fbank%2fvault%2fp-0.pcap", Some(0), None, None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "only names the directory lists: {v}");
+    assert!(dir.join("bank/vault/p-0.pcap").exists() && dir.join("shop/web/p-0.pcap").exists());
+    // The tenant cleans its own (the capture is not running here).
+    let (code, v) = call(&a, Method::DELETE, "/porin/v1/captures/shop/web/files", None, shop, None).await;
+    assert_eq!((code, v["removed"][0].as_str()), (StatusCode::OK, Some("p-0.pcap")), "{v}");
+    assert!(!dir.join("shop/web").exists() && dir.join("bank/vault/p-0.pcap").exists());
 }

@@ -75,6 +75,7 @@ async fn timing_apply_with_a_guard_at_10k_pods() {
         token_cache: Mutex::new(HashMap::new()),
         dataplane: Arc::new(Quiet),
         flows: None,
+        captures: None,
         write_lock: tokio::sync::Mutex::new(()),
         guard_decode: Default::default(),
         alerts: Arc::new(porin_agent::alerts::AlertLog::new("n0", 100)),

@@ -55,6 +55,7 @@ async fn api(dp_errors: bool) -> Api {
         token_cache: Mutex::new(HashMap::new()),
         dataplane: Arc::new(FakeReconciler { errors: dp_errors }),
         flows: None,
+        captures: None,
         write_lock: tokio::sync::Mutex::new(()),
         alerts: alerts.clone(),
         guard_decode: Default::default(),

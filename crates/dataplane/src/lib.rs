@@ -14,6 +14,7 @@
 
 pub use porin_abi as abi;
 pub mod btf;
+pub mod capture;
 pub mod ct;
 pub mod entries;
 pub mod error;
@@ -77,6 +78,9 @@ pub struct DataplaneOptions {
     pub ct_sweep_every: Option<Duration>,
     /// Flows the denied-packet aggregates (`porin_dagg_v1`) hold between two drains.
     pub max_denied_aggregates: Option<u32>,
+    /// Capture ring buffer (`porin_caprb_v1`) size in bytes (power of two, multiple of the page size);
+    /// `None`: 8 MiB.
+    pub capture_ringbuf_bytes: Option<u32>,
 }
 
 /// Default [`DataplaneOptions::ct_budget`]: 1/16 of the default conntrack map
@@ -100,6 +104,7 @@ impl Default for DataplaneOptions {
             policy_quota: Some(DEFAULT_POLICY_QUOTA),
             ct_sweep_every: Some(Duration::from_secs(10)),
             max_denied_aggregates: None,
+            capture_ringbuf_bytes: None,
         }
     }
 }
@@ -174,13 +179,18 @@ fn expected_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 13] {
     ]
 }
 
-/// The same for the flow-event delivery maps (`abi::flow_map_names`).
-fn expected_flow_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 2] {
+/// The same for the flow-event delivery maps (`abi::flow_map_names`) and the capture maps.
+fn expected_flow_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 6] {
     use aya::maps::MapType as T;
     use std::mem::size_of as s;
+    use abi::capture_map_names as cap;
     [
         (abi::flow_map_names::EVCTL, T::Array, 4, s::<abi::EvCtl>() as u32),
         (abi::flow_map_names::DENIED_AGG, T::PerCpuHash, s::<abi::DaggKey>() as u32, s::<abi::DaggValue>() as u32),
+        (cap::CONFIG, T::Hash, 4, s::<abi::CapConfig>() as u32),
+        (cap::IFACES, T::Array, 4, 4),
+        (cap::STATS, T::PerCpuArray, 4, 8),
+        (cap::RING, T::RingBuf, 0, 0),
     ]
 }
 
@@ -246,6 +256,9 @@ impl Dataplane {
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);
         loader.map_max_entries(names::EVENTS, opts.ringbuf_bytes);
+        if let Some(n) = opts.capture_ringbuf_bytes {
+            loader.map_max_entries(abi::capture_map_names::RING, n);
+        }
         for (name, v) in [
             (names::ENDPOINTS, opts.max_endpoints),
             (names::IPCACHE_V4, opts.max_ipcache_v4),

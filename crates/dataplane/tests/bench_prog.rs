@@ -78,3 +78,59 @@ fn per_packet_cost() {
         println!("  {ns:>6} ns  {name}");
     }
 }
+
+/// Per-packet cost of packet capture on an established TCP packet: no capture anywhere, a capture on another
+/// interface (both: one array lookup on the ifindex), a capture on this interface whose filter matches nothing
+/// (+ the hash lookup of its configuration and the filter), and one that copies every packet (128-byte snap
+/// length, ring drained between rounds). Variants interleave round by round; medians of the rounds.
+#[test]
+#[ignore = "micro-measurement; run by hand with --ignored --nocapture"]
+fn capture_cost() {
+    use porin_dataplane::abi::{CapConfig, CapFilter};
+    use porin_dataplane::capture::CaptureMaps;
+    use std::collections::BTreeMap;
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const R: u32 = 20_000;
+    const ROUNDS: usize = 21;
+    let fs = Bpffs::new();
+    let mut dp = setup(&fs, 10);
+    let mut ev = dp.events().unwrap();
+    let mut cap = CaptureMaps::open_pinned(dp.pin_dir()).unwrap();
+    let est = frame("10.0.0.1", "10.0.0.2", TCP, &tcp(9999, 80, ACK));
+    assert!(dp.test_run(Direction::Egress, &frame("10.0.0.1", "10.0.0.2", TCP, &tcp(9999, 80, SYN)), IFX, 1).unwrap().passed());
+    let _ = ev.drain();
+    let mut nothing = CapConfig { snaplen: 128, n_filters: 1, ..Default::default() };
+    nothing.filters[0] = CapFilter { proto: 17, port_lo: 9, port_hi: 9, ..Default::default() };
+    let every = CapConfig { snaplen: 128, n_filters: 0, ..Default::default() };
+    let variants: Vec<(&str, BTreeMap<u32, CapConfig>)> = vec![
+        ("no capture on the node (one array lookup)", BTreeMap::new()),
+        ("a capture on another interface (same lookup)", BTreeMap::from([(IFX + 1000, every)])),
+        ("a capture on this interface matching nothing (UDP/9)", BTreeMap::from([(IFX, nothing)])),
+        ("capturing every packet (128-byte snap length)", BTreeMap::from([(IFX, every)])),
+    ];
+    let mut samples: Vec<Vec<u64>> = vec![Vec::new(); variants.len()];
+    let mut bad = 0;
+    for _ in 0..ROUNDS {
+        for (i, (_, want)) in variants.iter().enumerate() {
+            cap.set(want).unwrap();
+            let r = dp.test_run(Direction::Egress, &est, IFX, R).unwrap();
+            assert!(r.passed());
+            samples[i].push(r.ns_per_run);
+            while cap.try_next(&mut bad).is_some() {}
+        }
+    }
+    let stats = cap.stats().unwrap();
+    let median = |v: &mut Vec<u64>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let base = median(&mut samples[0].clone()) as f64;
+    println!("\npacket capture, established TCP packet via BPF_PROG_TEST_RUN (median of {ROUNDS} rounds of {R}):");
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let m = median(&mut samples[i]);
+        println!("  {m:>6} ns  x{:.2}  {name}", m as f64 / base);
+    }
+    println!("  (capture ring: {} captured, {} lost)", stats.captured, stats.lost);
+}

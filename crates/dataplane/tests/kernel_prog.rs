@@ -1042,3 +1042,89 @@ fn denied_aggregation_falls_back_to_events_when_its_map_is_full() {
     assert_eq!(ring, u64::from(SENT - CAP), "the overflow went to the ring");
     assert_eq!(st.packets + ring + h.ctr(Reason::RingbufFull), u64::from(SENT));
 }
+
+/// Packet capture: nothing is copied without a capture (verdicts as usual); a captured interface copies
+/// exactly the packets a filter matches, passed or dropped, up to the snap length, in both directions; a
+/// capture elsewhere copies nothing here; a full ring counts what it could not take. The verdict never
+/// changes.
+#[test]
+fn capture_copies_matching_packets_and_never_changes_the_verdict() {
+    use porin_dataplane::abi::{CapConfig, CapFilter};
+    use porin_dataplane::capture::CaptureMaps;
+    use std::collections::BTreeMap;
+    let Some(mut h) = H::new(DataplaneOptions { capture_ringbuf_bytes: Some(4096), ..Default::default() }) else { return };
+    h.policy(vec![allow(PEER_ID, UDP, 53)], vec![allow(PEER_ID, UDP, 53)]);
+    let mut cap = CaptureMaps::open_pinned(h.dp.pin_dir()).expect("capture maps pinned by open");
+    let drain = |cap: &mut CaptureMaps| {
+        let mut bad = 0;
+        let v: Vec<_> = std::iter::from_fn(|| cap.try_next(&mut bad)).collect();
+        assert_eq!(bad, 0, "every record decodes");
+        v
+    };
+    let q = frame(POD, PEER, UDP, &udp(1000, 53, b"query"));
+    let other = frame(POD, PEER, UDP, &udp(1000, 54, b"query"));
+    let reply = frame(PEER, POD, UDP, &udp(53, 1000, b"answer"));
+    let syn80 = syn(POD, PEER, 1001, 80);
+
+    // No capture: verdicts as usual, nothing emitted.
+    h.pass(Egress, &q);
+    h.drop_(Egress, &other);
+    h.drop_(Egress, &syn80);
+    assert!(drain(&mut cap).is_empty());
+    assert_eq!(cap.stats().unwrap(), Default::default());
+
+    // A capture on another interface only: still nothing here.
+    let f53 = CapFilter { proto: UDP, port_lo: 53, port_hi: 53, ..Default::default() };
+    let mut cfg = CapConfig { snaplen: 40, n_filters: 1, ..Default::default() };
+    cfg.filters[0] = f53;
+    cap.set(&BTreeMap::from([(IFX + 1000, cfg)])).unwrap();
+    h.pass(Egress, &q);
+    h.drop_(Egress, &other);
+    assert!(drain(&mut cap).is_empty());
+
+    // This interface, UDP/53 (source or destination port), 40 bytes: the query and the reply, not port 54 or TCP.
+    cap.set(&BTreeMap::from([(IFX, cfg)])).unwrap();
+    h.pass(Egress, &q);
+    h.pass(Ingress, &reply);
+    h.drop_(Egress, &other);
+    h.drop_(Egress, &syn80);
+    let got = drain(&mut cap);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].hdr.dir, got[0].hdr.passed, got[0].hdr.proto, got[0].hdr.sport, got[0].hdr.dport), (Egress as u8, 1, UDP, 1000, 53));
+    assert_eq!((got[1].hdr.dir, got[1].hdr.sport, got[1].hdr.dport), (Ingress as u8, 53, 1000));
+    assert_eq!((got[0].hdr.len as usize, got[0].hdr.cap_len), (q.len(), 40));
+    assert_eq!(got[0].data, q[..40]);
+    assert_eq!(got[1].data, reply[..40]);
+    assert_eq!(got[0].hdr.ifindex, IFX);
+
+    // A dropped packet a filter matches is captured too (marked), with the whole frame under the snap length.
+    cfg.snaplen = 9000;
+    cfg.filters[1] = CapFilter { proto: UDP, port_lo: 54, port_hi: 60, ..Default::default() };
+    cfg.n_filters = 2;
+    cap.set(&BTreeMap::from([(IFX, cfg)])).unwrap();
+    h.drop_(Egress, &other);
+    h.drop_(Egress, &syn80);
+    let got = drain(&mut cap);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].hdr.passed, got[0].hdr.dport, got[0].data.as_slice()), (0, 54, other.as_slice()));
+    assert_eq!(cap.stats().unwrap(), porin_dataplane::capture::CaptureStats { captured: 3, lost: 0 });
+
+    // No filter: everything, ARP included. A burst overflows the 4 KiB ring: counted, verdicts unchanged.
+    cap.set(&BTreeMap::from([(IFX, CapConfig { snaplen: 9000, n_filters: 0, ..Default::default() })])).unwrap();
+    let big = frame(POD, PEER, UDP, &udp(1000, 53, &[7u8; 600]));
+    for _ in 0..20 {
+        h.pass(Egress, &big);
+    }
+    h.pass(Ingress, &eth(0x0806, &[0u8; 28]));
+    let got = drain(&mut cap);
+    let s = cap.stats().unwrap();
+    assert!(s.lost > 0, "a 4 KiB ring cannot hold 21 records of 650 bytes: {s:?}");
+    assert_eq!(got.len() as u64 + s.lost, 21, "every matching packet is captured or counted lost");
+    assert_eq!(s.captured, 3 + got.len() as u64);
+
+    // Off again: nothing more.
+    cap.set(&BTreeMap::new()).unwrap();
+    h.pass(Egress, &big);
+    assert!(drain(&mut cap).is_empty());
+    assert_eq!(h.ctr(Reason::DropNoPolicy), 7);
+}

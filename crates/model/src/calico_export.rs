@@ -43,6 +43,7 @@ pub fn has_calico_form(kind: Kind) -> bool {
             | Kind::WorkloadEndpoint
             | Kind::GlobalReport
             | Kind::GlobalThreatFeed
+            | Kind::PacketCapture
     )
 }
 

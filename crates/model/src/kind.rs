@@ -32,6 +32,8 @@ pub enum Kind {
     Quarantine,
     /// A decoy workload that reports whoever contacts it.
     Honeypod,
+    /// Packets of selected workloads to pcap files (`porin capture`); never changes enforcement.
+    PacketCapture,
 }
 
 /// Static facts about a kind.
@@ -54,7 +56,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -74,6 +76,7 @@ impl Kind {
         Kind::GlobalThreatFeed,
         Kind::Quarantine,
         Kind::Honeypod,
+        Kind::PacketCapture,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -152,6 +155,7 @@ impl Kind {
             Kind::GlobalThreatFeed => p("GlobalThreatFeed", "globalthreatfeeds", "globalthreatfeed", &["gtf"], false),
             Kind::Quarantine => p("Quarantine", "quarantines", "quarantine", &["qt"], true),
             Kind::Honeypod => p("Honeypod", "honeypods", "honeypod", &["hp"], true),
+            Kind::PacketCapture => p("PacketCapture", "packetcaptures", "packetcapture", &["pcap"], true),
         }
     }
 

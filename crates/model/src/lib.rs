@@ -18,6 +18,7 @@ pub mod kind;
 pub mod load;
 pub mod meta;
 pub mod porin;
+pub mod capture;
 pub mod report;
 pub mod schema;
 pub mod respond;
@@ -150,6 +151,7 @@ pub enum Resource {
     GlobalThreatFeed(Object<threatfeed::GlobalThreatFeedSpec>),
     Quarantine(Object<respond::QuarantineSpec>),
     Honeypod(Object<respond::HoneypodSpec>),
+    PacketCapture(Object<capture::PacketCaptureSpec>),
 }
 
 macro_rules! each_resource {
@@ -174,6 +176,7 @@ macro_rules! each_resource {
             Resource::GlobalThreatFeed($o) => $e,
             Resource::Quarantine($o) => $e,
             Resource::Honeypod($o) => $e,
+            Resource::PacketCapture($o) => $e,
         }
     };
 }
@@ -200,6 +203,7 @@ impl Resource {
             Resource::GlobalThreatFeed(_) => Kind::GlobalThreatFeed,
             Resource::Quarantine(_) => Kind::Quarantine,
             Resource::Honeypod(_) => Kind::Honeypod,
+            Resource::PacketCapture(_) => Kind::PacketCapture,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

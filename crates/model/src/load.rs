@@ -391,6 +391,7 @@ macro_rules! by_kind {
             Kind::GlobalThreatFeed => Resource::GlobalThreatFeed($f($v)?),
             Kind::Quarantine => Resource::Quarantine($f($v)?),
             Kind::Honeypod => Resource::Honeypod($f($v)?),
+            Kind::PacketCapture => Resource::PacketCapture($f($v)?),
         }
     };
 }

@@ -194,6 +194,7 @@ fn validate_document(c: &mut Ctx<'_>, tiers: Option<&BTreeSet<String>>) {
         Resource::GlobalThreatFeed(o) => crate::threatfeed::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
         Resource::Quarantine(_) => {}
         Resource::Honeypod(o) => crate::respond::check_honeypod(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
+        Resource::PacketCapture(o) => crate::capture::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
     }
 }
 

@@ -54,6 +54,8 @@ enum Command {
     Config(cmd::config::ConfigArgs),
     /// Compliance reports for auditors: inventory, network-access, policy-audit (JSON, CSV, HTML).
     Report(cmd::report::ReportArgs),
+    /// Packet capture files of a PacketCapture: status, copy from every node, clean.
+    Capture(cmd::capture::CaptureArgs),
     /// The kinds the API serves: names, short names, API version, scope (like `kubectl api-resources`).
     ApiResources(cmd::resources::ApiResourcesArgs),
     /// Agent health: store, revisions, endpoint and policy counts, dataplane, flow pipeline.
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
         Command::Config(a) => cmd::config::config(a),
         Command::ApiResources(a) => cmd::resources::api_resources(a),
         Command::Report(a) => cmd::report::report(a),
+        Command::Capture(a) => cmd::capture::capture(a),
         Command::Status(a) => cmd::status::status(a),
         Command::Observe(a) => cmd::observe::observe(*a, matches.subcommand_matches("observe").expect("observe matches")),
         Command::Lab(a) => cmd::lab::lab(a),

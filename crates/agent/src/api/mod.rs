@@ -15,6 +15,7 @@
 
 pub mod alerts;
 pub mod binding;
+pub mod captures;
 pub mod guard;
 pub mod console;
 pub mod error;
@@ -70,6 +71,8 @@ pub struct ApiState {
     pub dataplane: Arc<dyn sources::ReconcilerStatus>,
     /// Flow visibility (agents only): `porin observe`, `/metrics`, the `flows` part of status.
     pub flows: Option<Arc<dyn sources::FlowSource>>,
+    /// Packet capture on this node (agents with a dataplane only).
+    pub captures: Option<Arc<crate::capture::CaptureService>>,
     /// Held by [`write::commit`] from its first read to its transaction: writes on this agent are checked
     /// (guards, scope) and committed one at a time.
     pub write_lock: tokio::sync::Mutex<()>,
@@ -342,6 +345,9 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/recommend", get(recommend::handle))
         .route("/porin/v1/threatfeeds/{name}/push", post(threatfeeds::push))
         .route("/porin/v1/alerts", get(alerts::alerts))
+        .route("/porin/v1/captures/{ns}/{name}", get(captures::status))
+        .route("/porin/v1/captures/{ns}/{name}/files", get(captures::list).delete(captures::clean))
+        .route("/porin/v1/captures/{ns}/{name}/files/{file}", get(captures::download))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

@@ -155,7 +155,10 @@ async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String
         let key = keys::object_key(t.kind, t.namespace.as_deref(), name);
         return match st.get(&key).await? {
             Some(kv) => {
-                let obj = object_out(&kv);
+                let mut obj = object_out(&kv);
+                if t.kind == Kind::PacketCapture {
+                    super::captures::add_status(st, &mut obj).await;
+                }
                 let obj = if t.kind == porin_model::Kind::GlobalThreatFeed { super::threatfeeds::with_status(st, obj).await } else { obj };
                 match table {
                     Some(inc) => Ok(axum::Json(kube::table(t.kind, &[obj], None, inc)).into_response()),
@@ -181,6 +184,11 @@ async fn read(st: &Shared, id: &Identity, t: &Target, q: &HashMap<String, String
     if t.kind == porin_model::Kind::GlobalThreatFeed {
         for v in &mut items {
             *v = super::threatfeeds::with_status(st, std::mem::take(v)).await;
+        }
+    }
+    if t.kind == Kind::PacketCapture {
+        for v in &mut items {
+            super::captures::add_status(st, v).await;
         }
     }
     if let Some(inc) = table {

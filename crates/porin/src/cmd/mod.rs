@@ -5,6 +5,7 @@ pub mod agent;
 pub mod alerts;
 pub mod apply;
 pub mod audit;
+pub mod capture;
 pub mod config;
 pub mod demo;
 pub mod delete;
