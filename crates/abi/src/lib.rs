@@ -189,7 +189,8 @@ abi_struct! {
 }
 
 abi_struct! {
-    /// `porin_ct_v2` (and v1) key: the tuple as seen at `dir`'s hook of the endpoint.
+    /// `porin_ct_v3` key: the flow as seen from endpoint `endpoint_id`, its side first (`abi.h`; v1/v2: the
+    /// tuple as seen at `dir`'s hook).
     "porin_ct_key" => pub struct CtKey {
         pub endpoint_id: u32,
         pub family: u8,

@@ -640,13 +640,13 @@ fn established_flow_survives_unrelated_change_and_is_revoked() {
     h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
     h.pass(Egress, &syn(POD, PEER, 40000, 80));
     h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, SYN | ACK)));
-    // unrelated change: the flow is re-checked once and kept
+    // unrelated change: the flow is re-checked once (one entry for both directions) and kept
     h.policy(vec![], vec![allow(PEER_ID, TCP, 80), allow(PEER_ID, TCP, 443)]);
     h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
     h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, ACK)));
-    assert_eq!(h.ctr(Reason::Revalidated), 2);
+    assert_eq!(h.ctr(Reason::Revalidated), 1);
     h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
-    assert_eq!(h.ctr(Reason::Revalidated), 2, "only once per entry per revision");
+    assert_eq!(h.ctr(Reason::Revalidated), 1, "only once per flow per revision");
     // revoking change, first packet seen is the REPLY: the original direction
     // is re-evaluated and the flow is cut in both directions
     h.policy(vec![], vec![allow(PEER_ID, TCP, 443)]);
@@ -657,7 +657,7 @@ fn established_flow_survives_unrelated_change_and_is_revoked() {
     assert_eq!(ev.len(), 1);
     assert_eq!((ev[0].kind, ev[0].reason, ev[0].dir), (EventType::Revoked, Reason::DropRevoked, Ingress));
     assert!(ev[0].packets >= 2, "CT totals reported: {:?}", ev[0]);
-    // both entries are gone: the forward direction is now a new flow and denied
+    // the entry is gone: the forward direction is now a new flow and denied
     h.drop_(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
     assert_eq!(h.ctr(Reason::DropNoPolicy), 1);
     assert!(h.dp.conntrack_entries().unwrap().is_empty());
