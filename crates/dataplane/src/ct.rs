@@ -66,7 +66,8 @@ pub fn convert_v2(old: &[(CtKey, CtValueV2)]) -> Vec<(CtKey, CtValue)> {
         }
         if !reply {
             // The original direction's entry names the flow's rule and peer.
-            (n.rule_id, n.peer_identity, n.dir_of_origin, n.pol_port) = (v.rule_id, v.peer_identity, v.dir_of_origin, v.pol_port);
+            (n.rule_id, n.peer_identity) = (v.rule_id, v.peer_identity);
+            (n.dir_of_origin, n.pol_port) = (v.dir_of_origin, v.pol_port);
             (n.packets, n.bytes, n.tcp_flags) = (v.packets, v.bytes, v.tcp_flags);
         } else {
             (n.packets_reply, n.bytes_reply, n.tcp_flags_reply) = (v.packets, v.bytes, v.tcp_flags);
@@ -244,7 +245,8 @@ mod tests {
 
     fn key(dir: u8, src: u8, dst: u8, sport: u16, dport: u16) -> CtKey {
         let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
-        (s[..4].copy_from_slice(&[10, 0, 0, src]), d[..4].copy_from_slice(&[10, 0, 0, dst]));
+        s[..4].copy_from_slice(&[10, 0, 0, src]);
+        d[..4].copy_from_slice(&[10, 0, 0, dst]);
         CtKey { endpoint_id: 7, family: 4, proto: 6, dir, pad: 0, src: s, dst: d, sport: sport.to_be(), dport: dport.to_be() }
     }
 

@@ -700,8 +700,8 @@ fn migrate_old_conntrack(m: &mut ct::CtMaps, paths: &[PathBuf], old: Vec<(CtKey,
     for path in paths {
         tracing::warn!(path = %path.display(), old_entries = old.len(), flows = entries.len(), copied,
             new_map = names::CONNTRACK, "converted the conntrack entries of an older build's map and removed its pin");
-        std::fs::remove_file(path)
-            .map_err(|source| Error::Io { what: "removing the old conntrack map pin", path: path.to_path_buf(), source })?;
+        let what = "removing the old conntrack map pin";
+        std::fs::remove_file(path).map_err(|source| Error::Io { what, path: path.to_path_buf(), source })?;
     }
     Ok(())
 }
