@@ -546,31 +546,30 @@ static __always_inline int policy_decide(const struct ep_snapshot *ep, __u8 dir,
 	return 0;
 }
 
+/* The flow's one conntrack key at endpoint `endpoint_id` (abi.h): the
+ * endpoint's side first. Leaving the workload (egress) that is the packet's
+ * source; entering it (ingress), its destination. A packet and its reply get
+ * the same key. */
 static __always_inline void ct_key_of(struct porin_ct_key *k, __u32 endpoint_id, __u8 dir,
-				      const struct pkt *p)
+				      __u8 family, __u8 proto, const __u8 *src, const __u8 *dst,
+				      __be16 sport, __be16 dport)
 {
 	k->endpoint_id = endpoint_id;
-	k->family = p->family;
-	k->proto = p->proto;
-	k->dir = dir;
+	k->family = family;
+	k->proto = proto;
+	k->dir = 0;
 	k->pad = 0;
-	copy16(k->src, p->src);
-	copy16(k->dst, p->dst);
-	k->sport = p->sport;
-	k->dport = p->dport;
-}
-
-static __always_inline void ct_reverse(struct porin_ct_key *r, const struct porin_ct_key *k)
-{
-	r->endpoint_id = k->endpoint_id;
-	r->family = k->family;
-	r->proto = k->proto;
-	r->dir = k->dir ^ 1;
-	r->pad = 0;
-	copy16(r->src, k->dst);
-	copy16(r->dst, k->src);
-	r->sport = k->dport;
-	r->dport = k->sport;
+	if (dir == PORIN_DIR_EGRESS) {
+		copy16(k->src, src);
+		copy16(k->dst, dst);
+		k->sport = sport;
+		k->dport = dport;
+	} else {
+		copy16(k->src, dst);
+		copy16(k->dst, src);
+		k->sport = dport;
+		k->dport = sport;
+	}
 }
 
 static __always_inline __u64 ct_lifetime(const struct porin_ct_value *cv, __u8 proto)
@@ -640,6 +639,9 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 					      __u32 endpoint_id, __u32 rev, __u8 dir)
 {
 	struct porin_ct_key k = {};
+	__u8 isrc[16] = {}, idst[16] = {};
+	__u8 iproto;
+	__be16 isport, idport;
 	__u32 inner = p->l4_off + 8;
 	__u32 inner_l4;
 
@@ -651,18 +653,15 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 							: PORIN_ICMP6_ERR_MAX_LEN))
 		return 0;
 
-	k.endpoint_id = endpoint_id;
-	k.family = p->family;
-	k.dir = dir ^ 1;
 	if (p->family == PORIN_FAMILY_V4) {
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, inner, &ip, sizeof(ip)) < 0)
 			return 0;
 		if (ip.version != 4 || ip.ihl < 5)
 			return 0;
-		k.proto = ip.protocol;
-		__builtin_memcpy(k.src, &ip.saddr, 4);
-		__builtin_memcpy(k.dst, &ip.daddr, 4);
+		iproto = ip.protocol;
+		__builtin_memcpy(isrc, &ip.saddr, 4);
+		__builtin_memcpy(idst, &ip.daddr, 4);
 		inner_l4 = inner + (__u32)ip.ihl * 4;
 	} else {
 		struct ipv6hdr ip6;
@@ -671,33 +670,33 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 		if (ip6.version != 6)
 			return 0;
 		/* Embedded extension headers are not walked: such errors drop. */
-		k.proto = ip6.nexthdr;
-		__builtin_memcpy(k.src, &ip6.saddr, 16);
-		__builtin_memcpy(k.dst, &ip6.daddr, 16);
+		iproto = ip6.nexthdr;
+		__builtin_memcpy(isrc, &ip6.saddr, 16);
+		__builtin_memcpy(idst, &ip6.daddr, 16);
 		inner_l4 = inner + 40;
 	}
 
 	/* Back to the quoted packet's sender. */
-	if (!addr_eq(p->family, p->dst, k.src))
+	if (!addr_eq(p->family, p->dst, isrc))
 		return 0;
 	/* A workload is not a router: its errors come from the quoted dst. */
-	if (dir == PORIN_DIR_EGRESS && !addr_eq(p->family, p->src, k.dst))
+	if (dir == PORIN_DIR_EGRESS && !addr_eq(p->family, p->src, idst))
 		return 0;
 
 	__u8 h[8];
-	switch (k.proto) {
+	switch (iproto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:
 		/* an ICMP error carries at least 8 bytes of the original L4 header */
 		if (bpf_skb_load_bytes(skb, inner_l4, h, 4) < 0)
 			return 0;
-		__builtin_memcpy(&k.sport, &h[0], 2);
-		__builtin_memcpy(&k.dport, &h[2], 2);
+		__builtin_memcpy(&isport, &h[0], 2);
+		__builtin_memcpy(&idport, &h[2], 2);
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
-		if ((k.proto == IPPROTO_ICMP) != (p->family == PORIN_FAMILY_V4))
+		if ((iproto == IPPROTO_ICMP) != (p->family == PORIN_FAMILY_V4))
 			return 0;
 		if (bpf_skb_load_bytes(skb, inner_l4, h, 8) < 0)
 			return 0;
@@ -705,20 +704,22 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, const struc
 		int echo = p->family == PORIN_FAMILY_V4 ? (t == 8 || t == 0) : (t == 128 || t == 129);
 		if (!echo)
 			return 0; /* errors about errors are never related */
-		__builtin_memcpy(&k.sport, &h[4], 2);
-		k.dport = k.sport;
+		__builtin_memcpy(&isport, &h[4], 2);
+		idport = isport;
 		break;
 	}
 	default:
-		k.sport = 0;
-		k.dport = 0;
+		isport = 0;
+		idport = 0;
 		break;
 	}
-	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v2, &k);
+	/* The quoted packet travelled the other way: its key at the opposite hook. */
+	ct_key_of(&k, endpoint_id, dir ^ 1, p->family, iproto, isrc, idst, isport, idport);
+	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v3, &k);
 	if (!cv || cv->policy_rev != rev)
 		return 0;
 	/* An expired entry is absent (as for every other packet). */
-	return ct_fresh(cv, k.proto, ct_now());
+	return ct_fresh(cv, iproto, ct_now());
 }
 
 /* Anti-spoofing, for packets LEAVING the workload: the source must be the
@@ -791,13 +792,13 @@ static __always_inline void ct_count_add(__u32 endpoint_id, __s64 d)
  * (BPF or userspace) gives its slot back to the endpoint. */
 static __always_inline void ct_delete(const struct porin_ct_key *k)
 {
-	if (bpf_map_delete_elem(&porin_ct_v2, k) == 0)
+	if (bpf_map_delete_elem(&porin_ct_v3, k) == 0)
 		ct_count_add(k->endpoint_id, -1);
 }
 
 /* Takes n entries of the endpoint's conntrack budget. Returns 0, or -1 when
  * the budget is used up or cannot be accounted (fail closed). Check, then
- * add: concurrent CPUs may overshoot by at most 2 entries each. */
+ * add: concurrent CPUs may overshoot by at most n entries each. */
 static __always_inline int ct_reserve(__u32 endpoint_id, __s64 n)
 {
 	__u32 zero = 0;
@@ -829,11 +830,11 @@ static __always_inline int ct_reserve(__u32 endpoint_id, __s64 n)
 static __always_inline int ct_insert_reserved(const struct porin_ct_key *k,
 					      const struct porin_ct_value *v)
 {
-	long rc = bpf_map_update_elem(&porin_ct_v2, k, v, BPF_NOEXIST);
+	long rc = bpf_map_update_elem(&porin_ct_v3, k, v, BPF_NOEXIST);
 	if (rc == 0)
 		return 0;
 	ct_count_add(k->endpoint_id, -1);
-	if (rc == -PORIN_EEXIST && bpf_map_update_elem(&porin_ct_v2, k, v, BPF_EXIST) == 0)
+	if (rc == -PORIN_EEXIST && bpf_map_update_elem(&porin_ct_v3, k, v, BPF_EXIST) == 0)
 		return 0;
 	return -1;
 }
@@ -847,48 +848,36 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 				       __u8 dir, struct pkt *p, struct verdict *v)
 {
 	struct porin_ct_key k = {};
-	struct porin_ct_key r = {};
 	__u64 now = ct_now();
 
-	ct_key_of(&k, ep->endpoint_id, dir, p);
-	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v2, &k);
+	/* One lookup finds the flow whichever way the packet goes. */
+	ct_key_of(&k, ep->endpoint_id, dir, p->family, p->proto, p->src, p->dst, p->sport, p->dport);
+	struct porin_ct_value *cv = bpf_map_lookup_elem(&porin_ct_v3, &k);
 	if (cv) {
 		int fresh = ct_fresh(cv, p->proto, now);
 		/* A new SYN on a closing tuple starts a new connection. */
 		int reopen = p->proto == IPPROTO_TCP && (cv->flags & PORIN_CT_F_CLOSING) &&
 			     (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
 		if (!fresh || reopen) {
-			ct_reverse(&r, &k);
 			ct_delete(&k);
-			ct_delete(&r);
 			cv = NULL;
 		}
 	}
 	if (cv) {
+		int orig = dir == cv->dir_of_origin;
 		v->identity = cv->peer_identity;
 		v->rule_id = cv->rule_id;
 		if (cv->policy_rev != ep->rev) {
-			/* Revalidate the ORIGINAL direction against the active policy. */
+			/* Revalidate the ORIGINAL direction against the active
+			 * policy; the peer is the key's peer side. */
 			struct verdict rv = {};
-			const __u8 *peer;
-			__be16 port = cv->pol_port;
-			__u8 odir = cv->dir_of_origin;
-			/* Original tuple: this key, or its reverse for a reply entry.
-			 * The peer is the original destination for egress-originated
-			 * flows and the original source for ingress-originated ones. */
-			if (cv->flags & PORIN_CT_F_REPLY)
-				peer = odir == PORIN_DIR_EGRESS ? k.src : k.dst;
-			else
-				peer = odir == PORIN_DIR_EGRESS ? k.dst : k.src;
-			if (!policy_decide(ep, odir, p->family, peer, p->proto, port, &rv)) {
-				v->packets = cv->packets;
-				v->bytes = cv->bytes;
+			if (!policy_decide(ep, cv->dir_of_origin, p->family, k.dst, p->proto, cv->pol_port, &rv)) {
+				v->packets = orig ? cv->packets : cv->packets_reply;
+				v->bytes = orig ? cv->bytes : cv->bytes_reply;
 				v->reason = PORIN_R_DROP_REVOKED;
 				v->ev_type = PORIN_EV_REVOKED;
 				v->rule_id = rv.rule_id;
-				ct_reverse(&r, &k);
 				ct_delete(&k);
-				ct_delete(&r);
 				return 0;
 			}
 			count(PORIN_R_REVALIDATED);
@@ -899,37 +888,42 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 			v->identity = rv.identity;
 		}
 		cv->last_seen_ns = now;
-		__sync_fetch_and_add(&cv->packets, 1);
-		__sync_fetch_and_add(&cv->bytes, skb->len);
+		__u64 packets, bytes;
+		__u8 flags_here, flags_there;
+		if (orig) {
+			packets = __sync_fetch_and_add(&cv->packets, 1) + 1;
+			bytes = __sync_fetch_and_add(&cv->bytes, skb->len) + skb->len;
+			cv->tcp_flags |= p->tcp_flags;
+			flags_here = cv->tcp_flags;
+			flags_there = cv->tcp_flags_reply;
+		} else {
+			packets = __sync_fetch_and_add(&cv->packets_reply, 1) + 1;
+			bytes = __sync_fetch_and_add(&cv->bytes_reply, skb->len) + skb->len;
+			cv->tcp_flags_reply |= p->tcp_flags;
+			flags_here = cv->tcp_flags_reply;
+			flags_there = cv->tcp_flags;
+		}
 		v->reason = PORIN_R_ALLOW_ESTABLISHED;
 		if (p->proto == IPPROTO_TCP) {
-			cv->tcp_flags |= p->tcp_flags;
 			if ((p->tcp_flags & (TCP_FIN | TCP_RST)) && !(cv->flags & PORIN_CT_F_CLOSING)) {
 				cv->flags |= PORIN_CT_F_CLOSING;
-				ct_reverse(&r, &k);
-				struct porin_ct_value *rv = bpf_map_lookup_elem(&porin_ct_v2, &r);
-				if (rv)
-					rv->flags |= PORIN_CT_F_CLOSING;
+				/* This direction's totals, as v2's entry of this
+				 * direction reported them. */
 				v->ev_type = PORIN_EV_CLOSE;
-				v->packets = cv->packets;
-				v->bytes = cv->bytes;
-			} else if ((cv->flags & PORIN_CT_F_CLOSING) && (cv->tcp_flags & TCP_FIN) &&
+				v->packets = packets;
+				v->bytes = bytes;
+			} else if ((cv->flags & PORIN_CT_F_CLOSING) && (flags_here & TCP_FIN) && (flags_there & TCP_FIN) &&
 				   (p->tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK)) == TCP_ACK) {
 				/* The end of a normal close: a plain ACK once both
 				 * directions have sent FIN (the ACK of the last FIN,
 				 * from the side that closed first). It passes, and the
-				 * flow's two entries go now, giving their budget back,
+				 * flow's entry goes now, giving its budget back,
 				 * instead of holding it for the closing lifetime: a
 				 * workload opening thousands of short connections per
 				 * second would otherwise use up its budget with closed
 				 * ones. A later packet of the tuple (a FIN resent because
 				 * this ACK was lost) is a new flow, policy-checked. */
-				ct_reverse(&r, &k);
-				struct porin_ct_value *rv = bpf_map_lookup_elem(&porin_ct_v2, &r);
-				if (rv && (rv->tcp_flags & TCP_FIN)) {
-					ct_delete(&k);
-					ct_delete(&r);
-				}
+				ct_delete(&k);
 			}
 		}
 		return 1;
@@ -956,26 +950,14 @@ static __always_inline int decide_flow(struct __sk_buff *skb, const struct ep_sn
 		.tcp_flags = p->tcp_flags,
 		.pol_port = p->pol_port,
 	};
-	/* Two entries of THIS endpoint's budget: a flood fills only its own
-	 * share of the node-wide map. */
-	if (ct_reserve(ep->endpoint_id, 2) < 0) {
+	/* One entry of THIS endpoint's budget: a flood fills only its own share
+	 * of the node-wide map. */
+	if (ct_reserve(ep->endpoint_id, 1) < 0) {
 		v->reason = PORIN_R_DROP_CT_BUDGET;
 		v->ev_type = PORIN_EV_DENIED;
 		return 0;
 	}
 	if (ct_insert_reserved(&k, &fwd) < 0) {
-		ct_count_add(ep->endpoint_id, -1);
-		v->reason = PORIN_R_DROP_CT_FULL;
-		v->ev_type = PORIN_EV_DENIED;
-		return 0;
-	}
-	fwd.packets = 0;
-	fwd.bytes = 0;
-	fwd.tcp_flags = 0;
-	fwd.flags = PORIN_CT_F_REPLY;
-	ct_reverse(&r, &k);
-	if (ct_insert_reserved(&r, &fwd) < 0) {
-		ct_delete(&k);
 		v->reason = PORIN_R_DROP_CT_FULL;
 		v->ev_type = PORIN_EV_DENIED;
 		return 0;

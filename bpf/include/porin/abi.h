@@ -112,7 +112,7 @@ enum porin_meta_flags {
 };
 
 enum porin_ct_flags {
-	PORIN_CT_F_REPLY = 1,   /* this entry is the reversed (reply) tuple */
+	PORIN_CT_F_REPLY = 1,   /* v1/v2 only: the entry was the reversed (reply) tuple */
 	PORIN_CT_F_CLOSING = 2, /* FIN or RST seen */
 };
 
@@ -190,32 +190,41 @@ struct porin_ipcache_value {
 	__u32 identity;
 };
 
-/* porin_ct_v2 (and v1): the tuple as seen at `dir`'s hook of endpoint `endpoint_id`.
- * For ICMP echo, sport = dport = echo id; for other ICMP, sport = 0 and
- * dport = htons(type << 8 | code). */
+/* porin_ct_v3: ONE entry per flow and local endpoint, for both directions.
+ * The key is the flow as seen from endpoint `endpoint_id`: src/sport = the
+ * endpoint's side (the source of a packet leaving it, the destination of one
+ * entering it), dst/dport = the peer's side; dir is always 0. A packet and its
+ * reply therefore map to the same key, found with one lookup; which way a
+ * packet goes is its hook direction compared with dir_of_origin.
+ * (v1/v2 kept two entries per flow: the tuple as seen at each hook direction,
+ * the reply's marked PORIN_CT_F_REPLY; an older build's map is converted.)
+ * For ICMP echo, sport = dport = echo id; for other ICMP, the local side's
+ * port is 0 or htons(type << 8 | code) as the packet's sport/dport were. */
 struct porin_ct_key {
 	__u32 endpoint_id;
 	__u8 family; /* enum porin_family */
 	__u8 proto;
-	__u8 dir;    /* enum porin_dir: hook direction this tuple is seen in */
+	__u8 dir;    /* 0 (v1/v2: the hook direction this tuple was seen in) */
 	__u8 pad;
-	__u8 src[16];
-	__u8 dst[16];
-	__be16 sport;
-	__be16 dport;
+	__u8 src[16]; /* the local endpoint's address */
+	__u8 dst[16]; /* the peer's address */
+	__be16 sport; /* the local endpoint's port */
+	__be16 dport; /* the peer's port */
 };
 
 struct porin_ct_value {
-	__u64 last_seen_ns;
-	__u64 packets; /* in this entry's direction */
+	__u64 last_seen_ns;  /* either direction */
+	__u64 packets;       /* original direction (dir_of_origin) */
 	__u64 bytes;
+	__u64 packets_reply; /* reply direction */
+	__u64 bytes_reply;
 	__u32 policy_rev;    /* endpoint policy_rev when last (re)validated */
 	__u32 rule_id;
 	__u32 peer_identity;
 	__u8 dir_of_origin;  /* enum porin_dir of the packet that created the flow */
 	__u8 flags;          /* enum porin_ct_flags */
-	__u8 tcp_flags;      /* OR of TCP flags seen in this direction */
-	__u8 pad;
+	__u8 tcp_flags;      /* OR of TCP flags seen in the original direction */
+	__u8 tcp_flags_reply; /* ... in the reply direction */
 	__be16 pol_port;     /* the policy "port" of the original direction */
 	__u8 pad2[6];
 };
@@ -261,10 +270,10 @@ struct porin_own_value {
 };
 
 /* porin_ctn_v1 / porin_ctr_v1 (key: endpoint_id): conntrack accounting.
- * ctn: written by BPF only (atomic adds): +2 per new flow, -1 per entry BPF
+ * ctn: written by BPF only (atomic adds): +1 per new flow, -1 per entry BPF
  * deleted. ctr: written by userspace only: +1 per entry userspace deleted
  * (expiry sweep, removed endpoint). entries(ctn) - entries(ctr) is exactly
- * the endpoint's number of entries in porin_ct_v2 (a plain hash: nothing is
+ * the endpoint's number of entries in porin_ct_v3 (a plain hash: nothing is
  * evicted behind our back). Two maps because userspace cannot add to a value
  * atomically while BPF does. */
 struct porin_ct_count {
@@ -388,7 +397,7 @@ struct {
 	__type(key, struct porin_ct_key);
 	__type(value, struct porin_ct_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} porin_ct_v2 SEC(".maps");
+} porin_ct_v3 SEC(".maps");
 
 /* Writer: BPF (+/- on insert/delete); userspace deletes the counter of a
  * removed endpoint. Reader: BPF (new flows), userspace. */

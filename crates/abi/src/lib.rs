@@ -31,10 +31,12 @@ pub mod map_names {
     pub const IPCACHE_V4: &str = "porin_ipc4_v1";
     pub const IPCACHE_V6: &str = "porin_ipc6_v1";
     pub const POLICY: &str = "porin_pol_v1";
-    /// Plain hash (v1 was LRU; see `abi.h`), same key/value layout as v1.
-    pub const CONNTRACK: &str = "porin_ct_v2";
-    /// The LRU conntrack map of older builds: its entries are copied into
-    /// `porin_ct_v2` (with per-endpoint accounting) and its pin removed.
+    /// Plain hash, ONE entry per flow and endpoint for both directions (see `abi.h`).
+    pub const CONNTRACK: &str = "porin_ct_v3";
+    /// The plain-hash conntrack map of older builds (two entries per flow, [`CtValueV2`] values): its
+    /// entries are converted into `porin_ct_v3` (with per-endpoint accounting) and its pin removed.
+    pub const CONNTRACK_V2: &str = "porin_ct_v2";
+    /// The LRU conntrack map of still older builds (v2's layout): converted the same way.
     pub const CONNTRACK_V1: &str = "porin_ct_v1";
     /// Conntrack entries per endpoint (budget accounting).
     pub const CT_COUNT: &str = "porin_ctn_v1";
@@ -187,7 +189,8 @@ abi_struct! {
 }
 
 abi_struct! {
-    /// `porin_ct_v2` (and v1) key: the tuple as seen at `dir`'s hook of the endpoint.
+    /// `porin_ct_v3` key: the flow as seen from endpoint `endpoint_id`, its side first (`abi.h`; v1/v2: the
+    /// tuple as seen at `dir`'s hook).
     "porin_ct_key" => pub struct CtKey {
         pub endpoint_id: u32,
         pub family: u8,
@@ -204,6 +207,30 @@ abi_struct! {
 abi_struct! {
     "porin_ct_value" => pub struct CtValue {
         pub last_seen_ns: u64,
+        /// Original direction (`dir_of_origin`).
+        pub packets: u64,
+        pub bytes: u64,
+        /// Reply direction.
+        pub packets_reply: u64,
+        pub bytes_reply: u64,
+        pub policy_rev: u32,
+        pub rule_id: u32,
+        pub peer_identity: u32,
+        pub dir_of_origin: u8,
+        pub flags: u8,
+        pub tcp_flags: u8,
+        pub tcp_flags_reply: u8,
+        pub pol_port: u16,
+        pub pad2: [u8; 6],
+    }
+}
+
+abi_struct! {
+    /// The conntrack value of `porin_ct_v1` / `porin_ct_v2` (older builds: one entry per flow direction,
+    /// the key being the tuple as seen at hook direction `dir`). Not in today's object; read only to
+    /// convert an older build's map.
+    "porin_ct_value_v2" => pub struct CtValueV2 {
+        pub last_seen_ns: u64,
         pub packets: u64,
         pub bytes: u64,
         pub policy_rev: u32,
@@ -215,6 +242,37 @@ abi_struct! {
         pub pad: u8,
         pub pol_port: u16,
         pub pad2: [u8; 6],
+    }
+}
+
+impl CtKey {
+    /// The key of a flow at endpoint `endpoint_id` for a packet seen at hook direction `dir` (`abi.h`):
+    /// the endpoint's side (the source of a packet leaving it, the destination of one entering it) first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn of_packet(
+        endpoint_id: u32,
+        dir: Direction,
+        family: u8,
+        proto: u8,
+        src: [u8; 16],
+        dst: [u8; 16],
+        sport_be: u16,
+        dport_be: u16,
+    ) -> Self {
+        let (src, dst, sport, dport) = match dir {
+            Direction::Egress => (src, dst, sport_be, dport_be),
+            Direction::Ingress => (dst, src, dport_be, sport_be),
+        };
+        CtKey { endpoint_id, family, proto, dir: 0, pad: 0, src, dst, sport, dport }
+    }
+
+    /// The packet tuple `(src, dst, sport_be, dport_be)` of this flow as seen at hook direction `dir`
+    /// (the inverse of [`CtKey::of_packet`]).
+    pub fn tuple_at(&self, dir: Direction) -> ([u8; 16], [u8; 16], u16, u16) {
+        match dir {
+            Direction::Egress => (self.src, self.dst, self.sport, self.dport),
+            Direction::Ingress => (self.dst, self.src, self.dport, self.sport),
+        }
     }
 }
 

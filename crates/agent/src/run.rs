@@ -206,7 +206,7 @@ pub struct AgentConfig {
     /// (default 8 MiB; tests: a tiny ring shows loss accounting).
     #[arg(long, hide = true)]
     pub capture_ringbuf_bytes: Option<u32>,
-    /// Most conntrack entries one workload may hold (two per flow, opened or accepted). Over it, that workload's
+    /// Most conntrack entries one workload may hold (one per flow, opened or accepted). Over it, that workload's
     /// new flows drop (reason ct_budget); no other workload is affected. 0 admits no new flow.
     #[arg(long, default_value_t = porin_dataplane::DEFAULT_CT_BUDGET, help_heading = "Dataplane capacity")]
     pub ct_budget: u32,

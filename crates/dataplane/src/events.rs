@@ -42,9 +42,10 @@ impl EventReader {
         self
     }
 
-    /// Every live TCP/UDP/SCTP conntrack entry as an [`EventType::Progress`] event: its packets and bytes so far
-    /// in its direction (cumulative), so that the flow pipeline can report long-lived connections every
-    /// interval instead of only at close. O(entries) map reads; returns the number of entries read.
+    /// Every live TCP/UDP/SCTP flow of the conntrack map as [`EventType::Progress`] events, one per direction
+    /// that saw packets: its packets and bytes so far in that direction (cumulative), with the tuple as seen
+    /// in that direction, so that the flow pipeline can report long-lived connections every interval instead
+    /// of only at close. O(entries) map reads; returns the number of entries read.
     pub fn conntrack_progress(&mut self, out: &mut Vec<Event>) -> Result<usize> {
         let Some(ct) = &self.conntrack else { return Ok(0) };
         let entries = {
@@ -53,32 +54,43 @@ impl EventReader {
         };
         let n = entries.len();
         for (k, v) in entries {
-            if !matches!(k.proto, 6 | 17 | 132) || v.packets == 0 {
+            if !matches!(k.proto, 6 | 17 | 132) {
                 continue;
             }
-            let (Ok(src), Ok(dst), Some(dir)) = (addr(k.family, &k.src), addr(k.family, &k.dst), Direction::from_u8(k.dir)) else {
-                continue;
+            let Some(origin) = Direction::from_u8(v.dir_of_origin) else { continue };
+            let reply = match origin {
+                Direction::Egress => Direction::Ingress,
+                Direction::Ingress => Direction::Egress,
             };
-            out.push(Event {
-                ts_ns: v.last_seen_ns,
-                kind: EventType::Progress,
-                dir,
-                reason: Reason::AllowEstablished,
-                proto: k.proto,
-                tcp_flags: v.tcp_flags,
-                endpoint_id: k.endpoint_id,
-                peer_identity: v.peer_identity,
-                rule_id: v.rule_id,
-                policy_rev: v.policy_rev,
-                ifindex: 0,
-                src,
-                dst,
-                sport: u16::from_be(k.sport),
-                dport: u16::from_be(k.dport),
-                packets: v.packets,
-                bytes: v.bytes,
-                first_ts_ns: v.last_seen_ns,
-            });
+            for (dir, packets, bytes, tcp_flags) in
+                [(origin, v.packets, v.bytes, v.tcp_flags), (reply, v.packets_reply, v.bytes_reply, v.tcp_flags_reply)]
+            {
+                if packets == 0 {
+                    continue;
+                }
+                let (s, d, sport, dport) = k.tuple_at(dir);
+                let (Ok(src), Ok(dst)) = (addr(k.family, &s), addr(k.family, &d)) else { continue };
+                out.push(Event {
+                    ts_ns: v.last_seen_ns,
+                    kind: EventType::Progress,
+                    dir,
+                    reason: Reason::AllowEstablished,
+                    proto: k.proto,
+                    tcp_flags,
+                    endpoint_id: k.endpoint_id,
+                    peer_identity: v.peer_identity,
+                    rule_id: v.rule_id,
+                    policy_rev: v.policy_rev,
+                    ifindex: 0,
+                    src,
+                    dst,
+                    sport: u16::from_be(sport),
+                    dport: u16::from_be(dport),
+                    packets,
+                    bytes,
+                    first_ts_ns: v.last_seen_ns,
+                });
+            }
         }
         Ok(n)
     }

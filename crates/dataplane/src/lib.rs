@@ -62,7 +62,7 @@ pub struct DataplaneOptions {
     pub max_policy: Option<u32>,
     pub max_conntrack: Option<u32>,
     pub max_frags: Option<u32>,
-    /// Most conntrack entries one endpoint may hold (2 per flow; flows it
+    /// Most conntrack entries one endpoint may hold (1 per flow; flows it
     /// opens and flows it accepts). A new flow over it drops
     /// (`DROP_CT_BUDGET`), other endpoints are unaffected. Written at every
     /// `open` (also to pinned maps). 0 admits no new flow.
@@ -252,7 +252,7 @@ impl Dataplane {
             return Err(Error::NotBpffs { path: pin_dir.to_path_buf() });
         }
         retire_endpoints_v1(pin_dir)?;
-        let old_ct = take_conntrack_v1(pin_dir)?;
+        let old_ct = take_old_conntrack(pin_dir)?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);
         loader.map_max_entries(names::EVENTS, opts.ringbuf_bytes);
@@ -345,8 +345,8 @@ impl Dataplane {
             count: HashMap::try_from(take(&mut bpf, names::CT_COUNT)?).map_err(map_err(names::CT_COUNT))?,
             released: HashMap::try_from(take(&mut bpf, names::CT_RELEASED)?).map_err(map_err(names::CT_RELEASED))?,
         };
-        if let Some((path, entries)) = old_ct {
-            migrate_conntrack_v1(&mut ct_maps, &path, entries)?;
+        if let Some((paths, entries)) = old_ct {
+            migrate_old_conntrack(&mut ct_maps, &paths, entries)?;
         }
         let conntrack = Arc::new(Mutex::new(ct_maps));
         let ct_sweeper = match opts.ct_sweep_every {
@@ -682,30 +682,37 @@ fn retire_endpoints_v1(pin_dir: &Path) -> Result<()> {
     std::fs::remove_file(&path).map_err(|source| Error::Io { what: "removing the old endpoints map pin", path, source })
 }
 
-/// The LRU conntrack map of an older build (`porin_ct_v1`), if pinned: its
-/// entries (read before the new maps exist, so nothing is lost to the pin
-/// removal), and its pin path.
+/// The conntrack maps of older builds (`porin_ct_v1`, LRU; `porin_ct_v2`, hash; both with two entries per
+/// flow), if pinned: their entries (read before the new maps exist, so nothing is lost to the pin removal),
+/// and their pin paths.
 #[allow(clippy::type_complexity)]
-fn take_conntrack_v1(pin_dir: &Path) -> Result<Option<(PathBuf, Vec<(CtKey, CtValue)>)>> {
-    let path = pin_dir.join(names::CONNTRACK_V1);
-    if std::fs::symlink_metadata(&path).is_err() {
-        return Ok(None);
+fn take_old_conntrack(pin_dir: &Path) -> Result<Option<(Vec<PathBuf>, Vec<(CtKey, abi::CtValueV2)>)>> {
+    let mut paths = Vec::new();
+    let mut entries = Vec::new();
+    for name in [names::CONNTRACK_V1, names::CONNTRACK_V2] {
+        let path = pin_dir.join(name);
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
+        let md = MapData::from_pin(&path).ok();
+        let map = md.map(|md| if name == names::CONNTRACK_V1 { Map::LruHashMap(md) } else { Map::HashMap(md) });
+        let read: Vec<(CtKey, abi::CtValueV2)> = map
+            .and_then(|m| HashMap::<MapData, CtKey, abi::CtValueV2>::try_from(m).ok())
+            .map(|h| h.iter().filter_map(|r| r.ok()).collect())
+            .unwrap_or_default();
+        entries.extend(read);
+        paths.push(path);
     }
-    let entries = MapData::from_pin(&path)
-        .ok()
-        .and_then(|md| HashMap::<MapData, CtKey, CtValue>::try_from(Map::LruHashMap(md)).ok())
-        .map(|h| h.iter().filter_map(|r| r.ok()).collect())
-        .unwrap_or_default();
-    Ok(Some((path, entries)))
+    Ok((!paths.is_empty()).then_some((paths, entries)))
 }
 
-/// Copies the flows of the old LRU conntrack map into `porin_ct_v2` (so that
-/// established connections survive the upgrade), counting each inserted entry
-/// against its endpoint like the program would, then removes the old pin. The
-/// old programs keep using the old map until `attach` switches their links;
-/// flows they open in between are not copied (their replies are then new
+/// Converts the entries of an older build's conntrack map into `porin_ct_v3` (so that established
+/// connections survive the upgrade; [`ct::convert_v2`]), counting each inserted entry against its endpoint
+/// like the program would, then removes the old pins. The old programs keep using the old map until
+/// `attach` switches their links; flows they open in between are not copied (their replies are then new
 /// flows, policy-checked).
-fn migrate_conntrack_v1(m: &mut ct::CtMaps, path: &Path, entries: Vec<(CtKey, CtValue)>) -> Result<()> {
+fn migrate_old_conntrack(m: &mut ct::CtMaps, paths: &[PathBuf], old: Vec<(CtKey, abi::CtValueV2)>) -> Result<()> {
+    let entries = ct::convert_v2(&old);
     let mut per_ep: BTreeMap<u32, i64> = BTreeMap::new();
     let mut copied = 0usize;
     for (k, v) in &entries {
@@ -718,9 +725,13 @@ fn migrate_conntrack_v1(m: &mut ct::CtMaps, path: &Path, entries: Vec<(CtKey, Ct
     // Counted on the userspace side (porin_ctr_v1 only has one writer,
     // userspace): a negative "released" count is a slot taken.
     m.add_released(&per_ep.into_iter().map(|(id, n)| (id, -n)).collect())?;
-    tracing::warn!(path = %path.display(), entries = entries.len(), copied, new_map = names::CONNTRACK,
-        "copied the conntrack entries of an older build's LRU map ({}) and removed its pin", names::CONNTRACK_V1);
-    std::fs::remove_file(path).map_err(|source| Error::Io { what: "removing the old conntrack map pin", path: path.to_path_buf(), source })
+    for path in paths {
+        tracing::warn!(path = %path.display(), old_entries = old.len(), flows = entries.len(), copied,
+            new_map = names::CONNTRACK, "converted the conntrack entries of an older build's map and removed its pin");
+        let what = "removing the old conntrack map pin";
+        std::fs::remove_file(path).map_err(|source| Error::Io { what, path: path.to_path_buf(), source })?;
+    }
+    Ok(())
 }
 
 /// Detaches the link pinned at `pin` synchronously, then removes the pin.

@@ -32,7 +32,7 @@ fn avg_repeat(dp: &Dataplane, dir: Direction, f: &[u8], repeat: u32) -> u64 {
 }
 
 /// New flows: a distinct tuple per run (repeat = 1 each, so every run takes
-/// the full new-flow path including the two conntrack inserts and an event).
+/// the full new-flow path including the conntrack insert and an event).
 fn avg_new_flows(dp: &Dataplane, n: u16) -> (u64, bool) {
     let mut total = 0;
     let mut all_pass = true;
@@ -62,7 +62,7 @@ fn per_packet_cost() {
         let (new_allowed, ok) = avg_new_flows(&dp, 2000);
         assert!(ok);
         let _ = ev.drain();
-        rows.push((format!("new flow allowed (SYN, CT insert x2, event), {n} policy entries"), new_allowed));
+        rows.push((format!("new flow allowed (SYN, one CT insert, event), {n} policy entries"), new_allowed));
         rows.push((format!("established CT hit (TCP ACK), {n} policy entries"), avg_repeat(&dp, Direction::Egress, &est, R)));
         let _ = ev.drain();
         let denied = frame("10.0.0.1", "10.0.0.2", TCP, &tcp(9999, 81, SYN));

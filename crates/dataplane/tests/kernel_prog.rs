@@ -412,30 +412,31 @@ fn one_endpoints_flood_uses_only_its_own_conntrack_budget() {
 
     // Control: with a budget larger than the map, A's flood fills the map and
     // B's new flows drop: the attack as found.
+    // (One entry per flow: 64 flows fill the 64-entry map.)
     let (dp, _, _, a, b, _fs) = flood(1000);
-    assert_eq!((a, b), (32, 0), "without a budget the flood starves B");
-    assert_eq!(dp.counters().unwrap().get(Reason::DropCtFull), 68 + 5);
+    assert_eq!((a, b), (64, 0), "without a budget the flood starves B");
+    assert_eq!(dp.counters().unwrap().get(Reason::DropCtFull), 36 + 5);
     drop(dp);
 
-    // With a budget of 20 entries (10 flows) per endpoint, A gets 10 flows,
+    // With a budget of 20 entries (20 flows) per endpoint, A gets 20 flows,
     // B all of its 5.
     let (mut dp, ifa, _ifb, a, b, _fs) = flood(20);
-    assert_eq!((a, b), (10, 5));
+    assert_eq!((a, b), (20, 5));
     let c = dp.counters().unwrap();
-    assert_eq!((c.get(Reason::DropCtBudget), c.get(Reason::DropCtFull)), (90, 0));
-    assert_eq!((dp.conntrack_usage(EP).unwrap(), dp.conntrack_usage(9).unwrap()), (20, 10));
+    assert_eq!((c.get(Reason::DropCtBudget), c.get(Reason::DropCtFull)), (80, 0));
+    assert_eq!((dp.conntrack_usage(EP).unwrap(), dp.conntrack_usage(9).unwrap()), (20, 5));
     assert_eq!(dp.conntrack_entries().unwrap().iter().filter(|(k, _)| k.endpoint_id == EP).count(), 20);
 
     // Exact accounting on the delete paths. Userspace expiry sweep: nothing
     // is idle now; 200 s later every UDP entry is, and the slots come back.
     let now = porin_dataplane::ct::ktime_now_ns();
     assert_eq!(dp.sweep_conntrack_at(now).unwrap().deleted, 0);
-    assert_eq!(dp.sweep_conntrack_at(now + 200_000_000_000).unwrap().deleted, 30);
+    assert_eq!(dp.sweep_conntrack_at(now + 200_000_000_000).unwrap().deleted, 25);
     assert_eq!((dp.conntrack_usage(EP).unwrap(), dp.conntrack_usage(9).unwrap()), (0, 0));
     // BPF deletes (revocation) give slots back too
     let f = frame(POD, WORLD, UDP, &udp(30_000, 53, b"q"));
     assert!(dp.test_run(Egress, &f, ifa, 1).unwrap().passed());
-    assert_eq!(dp.conntrack_usage(EP).unwrap(), 2);
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 1);
     dp.set_endpoint(ifa, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![], addrs: pod_addrs() }).unwrap();
     assert!(dp.test_run(Egress, &f, ifa, 1).unwrap().dropped());
     assert_eq!(dp.counters().unwrap().get(Reason::DropRevoked), 1);
@@ -471,28 +472,34 @@ fn icmp_errors_about_a_flow_need_its_current_policy() {
     let _ = h.events();
 }
 
-/// The LRU conntrack map of an older build is copied into `porin_ct_v2`
-/// (established flows survive the upgrade, counted against their endpoints)
-/// and its pin removed.
+/// The conntrack map of an older build (`porin_ct_v1`, LRU, or `porin_ct_v2`, hash: two entries per flow)
+/// is converted into `porin_ct_v3` (one entry per flow with both directions' counters; established flows
+/// survive the upgrade, counted against their endpoints) and its pin removed.
 #[test]
-fn an_old_lru_conntrack_pin_is_migrated_and_removed() {
+fn an_old_conntrack_pin_is_converted_and_removed() {
     if !kernel_tests_enabled() {
         return;
     }
-    use porin_dataplane::abi::{CT_F_REPLY, CtKey, CtValue, FAMILY_V4, map_names};
+    for (name, kind) in [(porin_dataplane::abi::map_names::CONNTRACK_V1, "lru_hash"), (porin_dataplane::abi::map_names::CONNTRACK_V2, "hash")] {
+        old_conntrack_pin_is_converted(name, kind);
+    }
+}
+
+fn old_conntrack_pin_is_converted(name: &str, kind: &str) {
+    use porin_dataplane::abi::{CT_F_REPLY, CtKey, CtValueV2, FAMILY_V4};
     let fs = Bpffs::new();
     let pin = fs.pin_dir();
     std::fs::create_dir_all(&pin).unwrap();
-    let old = pin.join(map_names::CONNTRACK_V1);
+    let old = pin.join(name);
     let old_s = old.to_str().unwrap().to_string();
     let bpftool = |args: &[String]| {
         let out = std::process::Command::new("bpftool").args(args).output().expect("run bpftool");
         assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let (ks, vs) = (std::mem::size_of::<CtKey>().to_string(), std::mem::size_of::<CtValue>().to_string());
-    bpftool(&s(&["map", "create", &old_s, "type", "lru_hash", "key", &ks, "value", &vs, "entries", "64", "name", "porin_ct_v1"]));
-    // an egress TCP flow POD:1234 -> PEER:80 of endpoint EP, as the old build kept it
+    let (ks, vs) = (std::mem::size_of::<CtKey>().to_string(), std::mem::size_of::<CtValueV2>().to_string());
+    bpftool(&s(&["map", "create", &old_s, "type", kind, "key", &ks, "value", &vs, "entries", "64", "name", name]));
+    // an egress TCP flow POD:1234 -> PEER:80 of endpoint EP, as the old build kept it: 3 packets out, 2 in
     let a = |x: &str| {
         let mut o = [0u8; 16];
         o[..4].copy_from_slice(&x.parse::<std::net::Ipv4Addr>().unwrap().octets());
@@ -501,8 +508,9 @@ fn an_old_lru_conntrack_pin_is_migrated_and_removed() {
     let fwd = CtKey { endpoint_id: EP, family: FAMILY_V4, proto: TCP, dir: 1, pad: 0, src: a(POD), dst: a(PEER), sport: 1234u16.to_be(), dport: 80u16.to_be() };
     let rev = CtKey { dir: 0, src: fwd.dst, dst: fwd.src, sport: fwd.dport, dport: fwd.sport, ..fwd };
     let now = porin_dataplane::ct::ktime_now_ns();
-    let val = CtValue { last_seen_ns: now, policy_rev: 0, dir_of_origin: 1, pol_port: 80u16.to_be(), ..Default::default() };
-    for (k, v) in [(fwd, val), (rev, CtValue { flags: CT_F_REPLY, ..val })] {
+    let val = CtValueV2 { last_seen_ns: now, policy_rev: 0, dir_of_origin: 1, pol_port: 80u16.to_be(), packets: 3, bytes: 300, ..Default::default() };
+    let rval = CtValueV2 { flags: CT_F_REPLY, packets: 2, bytes: 120, ..val };
+    for (k, v) in [(fwd, val), (rev, rval)] {
         let mut args = s(&["map", "update", "pinned", &old_s, "key", "hex"]);
         args.extend(k.as_bytes().iter().map(|b| format!("{b:02x}")));
         args.push("value".into());
@@ -513,15 +521,20 @@ fn an_old_lru_conntrack_pin_is_migrated_and_removed() {
 
     let opts = DataplaneOptions { ct_sweep_every: None, ..Default::default() };
     let mut dp = Dataplane::open(&pin, &opts).expect("open next to an old conntrack map");
-    assert!(std::fs::symlink_metadata(&old).is_err(), "old pin removed");
-    assert_eq!(dp.conntrack_entries().unwrap().len(), 2);
-    assert_eq!(dp.conntrack_usage(EP).unwrap(), 2, "migrated entries count against the endpoint");
+    assert!(std::fs::symlink_metadata(&old).is_err(), "old pin removed ({name})");
+    let ct = dp.conntrack_entries().unwrap();
+    assert_eq!(ct.len(), 1, "{name}: one entry per flow: {ct:?}");
+    assert_eq!((ct[0].0.src, ct[0].0.dst, u16::from_be(ct[0].0.sport), u16::from_be(ct[0].0.dport)), (a(POD), a(PEER), 1234, 80));
+    assert_eq!((ct[0].1.packets, ct[0].1.bytes, ct[0].1.packets_reply, ct[0].1.bytes_reply), (3, 300, 2, 120));
+    assert_eq!(dp.conntrack_usage(EP).unwrap(), 1, "converted entries count against the endpoint");
     dp.set_ipcache(ipcache()).unwrap();
     dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)], addrs: pod_addrs() }).unwrap();
     // the peer's reply is established (revalidated against the policy), not a new inbound flow
     assert!(dp.test_run(Ingress, &frame(PEER, POD, TCP, &tcp(80, 1234, ACK)), IFX, 1).unwrap().passed());
     let c = dp.counters().unwrap();
     assert_eq!((c.get(Reason::AllowEstablished), c.get(Reason::Revalidated)), (1, 1));
+    // the counters go on from the converted ones
+    assert_eq!(dp.conntrack_entries().unwrap()[0].1.packets_reply, 3);
     // removing the endpoint purges them, and the count
     dp.remove_endpoint(IFX).unwrap();
     assert_eq!(dp.conntrack_entries().unwrap().len(), 0);
@@ -627,13 +640,13 @@ fn established_flow_survives_unrelated_change_and_is_revoked() {
     h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
     h.pass(Egress, &syn(POD, PEER, 40000, 80));
     h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, SYN | ACK)));
-    // unrelated change: the flow is re-checked once and kept
+    // unrelated change: the flow is re-checked once (one entry for both directions) and kept
     h.policy(vec![], vec![allow(PEER_ID, TCP, 80), allow(PEER_ID, TCP, 443)]);
     h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
     h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, ACK)));
-    assert_eq!(h.ctr(Reason::Revalidated), 2);
+    assert_eq!(h.ctr(Reason::Revalidated), 1);
     h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
-    assert_eq!(h.ctr(Reason::Revalidated), 2, "only once per entry per revision");
+    assert_eq!(h.ctr(Reason::Revalidated), 1, "only once per flow per revision");
     // revoking change, first packet seen is the REPLY: the original direction
     // is re-evaluated and the flow is cut in both directions
     h.policy(vec![], vec![allow(PEER_ID, TCP, 443)]);
@@ -644,7 +657,7 @@ fn established_flow_survives_unrelated_change_and_is_revoked() {
     assert_eq!(ev.len(), 1);
     assert_eq!((ev[0].kind, ev[0].reason, ev[0].dir), (EventType::Revoked, Reason::DropRevoked, Ingress));
     assert!(ev[0].packets >= 2, "CT totals reported: {:?}", ev[0]);
-    // both entries are gone: the forward direction is now a new flow and denied
+    // the entry is gone: the forward direction is now a new flow and denied
     h.drop_(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
     assert_eq!(h.ctr(Reason::DropNoPolicy), 1);
     assert!(h.dp.conntrack_entries().unwrap().is_empty());
@@ -663,8 +676,11 @@ fn tcp_close_event_once_and_reopen() {
     assert_eq!(closes.len(), 1, "{ev:?}");
     assert_eq!((closes[0].dir, closes[0].packets), (Egress, 2));
     let ct = h.dp.conntrack_entries().unwrap();
-    assert_eq!(ct.len(), 2);
+    assert_eq!(ct.len(), 1, "one entry for both directions");
     assert!(ct.iter().all(|(_, v)| v.flags & porin_dataplane::abi::CT_F_CLOSING != 0));
+    // both directions' counters in it: SYN + FIN out, SYN-ACK + FIN in
+    assert_eq!((ct[0].1.packets, ct[0].1.packets_reply, ct[0].1.dir_of_origin), (2, 2, Egress as u8));
+    assert_eq!((ct[0].1.tcp_flags, ct[0].1.tcp_flags_reply), (SYN | FIN | ACK, SYN | FIN | ACK));
     // a new SYN on the closing tuple is a new flow (policy checked again)
     h.pass(Egress, &syn(POD, PEER, 40000, 80));
     assert_eq!(h.ctr(Reason::AllowNew), 2);
@@ -676,9 +692,9 @@ fn tcp_close_event_once_and_reopen() {
     h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, FIN | ACK)));
     h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, ACK)));
     h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
-    assert_eq!(h.dp.conntrack_entries().unwrap().len(), 2, "half-closed: the entries stay");
+    assert_eq!(h.dp.conntrack_entries().unwrap().len(), 1, "half-closed: the entry stays");
     h.pass(Ingress, &frame(PEER, POD, TCP, &tcp(80, 40000, FIN | ACK)));
-    assert_eq!(h.dp.conntrack_usage(EP).unwrap(), 2);
+    assert_eq!(h.dp.conntrack_usage(EP).unwrap(), 1);
     h.pass(Egress, &frame(POD, PEER, TCP, &tcp(40000, 80, ACK)));
     assert!(h.dp.conntrack_entries().unwrap().is_empty(), "the final ACK ends the flow");
     assert_eq!(h.dp.conntrack_usage(EP).unwrap(), 0, "its budget is back");
@@ -694,7 +710,7 @@ fn tcp_close_event_once_and_reopen() {
 /// closing lifetime, 30 s, so a workload opening connections faster than budget / 2 per 30 s was cut off.)
 #[test]
 fn normally_closed_connections_give_their_budget_back() {
-    let Some(mut h) = H::new(DataplaneOptions { ct_budget: 2, ct_sweep_every: None, ..Default::default() }) else { return };
+    let Some(mut h) = H::new(DataplaneOptions { ct_budget: 1, ct_sweep_every: None, ..Default::default() }) else { return };
     h.policy(vec![], vec![allow(PEER_ID, TCP, 80)]);
     for sport in 41000..41050u16 {
         h.pass(Egress, &syn(POD, PEER, sport, 80));
@@ -708,7 +724,7 @@ fn normally_closed_connections_give_their_budget_back() {
     assert_eq!(h.ctr(Reason::AllowNew), 50);
     assert_eq!(h.ctr(Reason::DropCtBudget), 0);
     assert_eq!(h.dp.conntrack_usage(EP).unwrap(), 0);
-    // Control: a connection that is not closed keeps its slots, and the next one is over the budget.
+    // Control: a connection that is not closed keeps its slot, and the next one is over the budget.
     h.pass(Egress, &syn(POD, PEER, 42000, 80));
     h.drop_(Egress, &syn(POD, PEER, 42001, 80));
     assert_eq!(h.ctr(Reason::DropCtBudget), 1);
@@ -792,7 +808,7 @@ fn maps_are_pinned_and_read_back_by_a_new_instance() {
     let occ = dp.occupancy().unwrap();
     let pol = occ.iter().find(|o| o.name == "porin_pol_v1").unwrap();
     assert_eq!((pol.entries, pol.max_entries), (1, 262144));
-    assert!(occ.iter().find(|o| o.name == "porin_ct_v2").unwrap().entries >= 2);
+    assert!(occ.iter().find(|o| o.name == "porin_ct_v3").unwrap().entries >= 1);
 }
 
 #[test]
