@@ -365,6 +365,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
             store: porin_flow::FlowStoreOptions { max_bytes: a.flow_store_max_bytes, max_age: a.flow_store_max_age, fsync: true },
             export: a.flow_export.clone(),
             queue_capacity: a.flow_queue_capacity,
+            rule_hits: Some(a.data_dir.join("rule-hits.json")),
         };
         Some(FlowService::start(opts).map_err(AgentError::Flows)?)
     } else {

@@ -19,6 +19,7 @@ pub mod test;
 pub mod promote;
 pub mod guards;
 pub mod recommend;
+pub mod review;
 pub mod preview;
 pub mod report;
 pub mod resources;

@@ -55,7 +55,7 @@ pub struct ObserveArgs {
 }
 
 /// Every agent of the lab `server` belongs to (its `porin.json` next to the socket), if more than one.
-fn lab_servers(server: &str) -> Option<Vec<String>> {
+pub(crate) fn lab_servers(server: &str) -> Option<Vec<String>> {
     if server.starts_with("http://") {
         return None;
     }
