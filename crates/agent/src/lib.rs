@@ -23,6 +23,7 @@ mod etcd_tls;
 pub mod flows;
 pub mod reconciler;
 pub mod registry;
+pub mod recommender;
 pub mod reports;
 mod run;
 pub mod scope;

@@ -412,6 +412,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     if engine {
         let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));
         tokio::spawn(crate::reports::scheduler(state.clone(), every));
+        tokio::spawn(crate::recommender::run(state.clone()));
     }
     let app = router(state);
 

@@ -26,6 +26,8 @@ pub enum Kind {
     ReachabilityGuard,
     /// A compliance report definition (`porin report`); never changes enforcement.
     GlobalReport,
+    /// Continuous policy recommendations (singleton `default`); never changes enforcement.
+    RecommendationScope,
 }
 
 /// Static facts about a kind.
@@ -48,7 +50,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -65,6 +67,7 @@ impl Kind {
         Kind::ConnectivityTest,
         Kind::ReachabilityGuard,
         Kind::GlobalReport,
+        Kind::RecommendationScope,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -140,6 +143,9 @@ impl Kind {
                 p("ReachabilityGuard", "reachabilityguards", "reachabilityguard", &["guard"], false)
             }
             Kind::GlobalReport => p("GlobalReport", "globalreports", "globalreport", &["greport"], false),
+            Kind::RecommendationScope => {
+                p("RecommendationScope", "recommendationscopes", "recommendationscope", &["recscope"], false)
+            }
         }
     }
 

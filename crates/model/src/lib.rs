@@ -18,6 +18,7 @@ pub mod kind;
 pub mod load;
 pub mod meta;
 pub mod porin;
+pub mod recscope;
 pub mod report;
 pub mod validate;
 
@@ -144,6 +145,7 @@ pub enum Resource {
     ConnectivityTest(Object<conntest::ConnectivityTestSpec>),
     ReachabilityGuard(Object<guard::ReachabilityGuardSpec>),
     GlobalReport(Object<report::GlobalReportSpec>),
+    RecommendationScope(Object<recscope::RecommendationScopeSpec>),
 }
 
 macro_rules! each_resource {
@@ -165,6 +167,7 @@ macro_rules! each_resource {
             Resource::ConnectivityTest($o) => $e,
             Resource::ReachabilityGuard($o) => $e,
             Resource::GlobalReport($o) => $e,
+            Resource::RecommendationScope($o) => $e,
         }
     };
 }
@@ -188,6 +191,7 @@ impl Resource {
             Resource::ConnectivityTest(_) => Kind::ConnectivityTest,
             Resource::ReachabilityGuard(_) => Kind::ReachabilityGuard,
             Resource::GlobalReport(_) => Kind::GlobalReport,
+            Resource::RecommendationScope(_) => Kind::RecommendationScope,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

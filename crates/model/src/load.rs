@@ -388,6 +388,7 @@ macro_rules! by_kind {
             Kind::ConnectivityTest => Resource::ConnectivityTest($f($v)?),
             Kind::ReachabilityGuard => Resource::ReachabilityGuard($f($v)?),
             Kind::GlobalReport => Resource::GlobalReport($f($v)?),
+            Kind::RecommendationScope => Resource::RecommendationScope($f($v)?),
         }
     };
 }
@@ -488,7 +489,7 @@ fn type_words(rust: &str) -> &'static str {
         "Protocol" => "one of TCP, UDP, SCTP",
         "Action" => "one of Allow, Deny, Pass, Log",
         "TierDefaultAction" => "one of Deny, Pass",
-        "StagedAction" => "one of Set, Delete",
+        "StagedAction" => "one of Set, Delete, Learn, Ignore",
         "DefaultEndpointAction" => "one of Allow, Deny",
         _ => "an object",
     }

@@ -257,6 +257,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         Kind::ConnectivityTest => &[],
         Kind::ReachabilityGuard => &[("EXPECT", "/spec/expect")],
         Kind::GlobalReport => &[("TYPE", "/spec/reportType"), ("SCHEDULE", "/spec/schedule")],
+        Kind::RecommendationScope => &[("STATUS", "/spec/namespaceSpec/recStatus"), ("INTERVAL", "/spec/interval")],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),

@@ -22,6 +22,7 @@ pub mod porin_routes;
 pub mod promote;
 pub mod reports;
 pub mod recommend;
+pub mod recommendations;
 pub mod review;
 pub mod resources;
 pub mod session;
@@ -319,6 +320,9 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/reports/{name}/{end}", get(reports::get))
         .route("/porin/v1/recommend", get(recommend::handle))
         .route("/porin/v1/review/unused", get(review::unused))
+        .route("/porin/v1/recommendations", get(recommendations::list))
+        .route("/porin/v1/recommendations/{ns}/preview", get(recommendations::preview))
+        .route("/porin/v1/recommendations/{ns}/{verb}", post(recommendations::act))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

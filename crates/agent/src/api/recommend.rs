@@ -53,7 +53,7 @@ pub fn observation(r: &FlowRecord) -> Option<Observation> {
 }
 
 /// The policy model of the stored objects. `what` says what cannot be told when an object does not decode.
-pub async fn stored_cluster(st: &Shared, what: &str) -> Result<Cluster, ApiError> {
+pub async fn stored_cluster(st: &super::ApiState, what: &str) -> Result<Cluster, ApiError> {
     let (items, _) = st.list(keys::RESOURCES).await?;
     let mut model = Vec::with_capacity(items.len());
     for kv in &items {
