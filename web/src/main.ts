@@ -4,6 +4,7 @@ import { GraphView, type Selection } from './graph';
 import { EDGE_STYLE, emptyFilter, flowArgsFor, nodeName, observeArgs, type FlowFilterForm, type Verdict } from './model';
 import { LiveTable, flowDetail, flowTable } from './flows';
 import { renderBoard } from './policies';
+import { renderRecommendations } from './recommendations';
 
 declare global {
   interface Window {
@@ -72,6 +73,7 @@ function header(active: string): HTMLElement {
     ['graph', 'Service graph'],
     ['flows', 'Flows'],
     ['policies', 'Policies'],
+    ['recommendations', 'Recommendations'],
   ]) {
     const a = el('a', { href: `#/${id}` }, name);
     if (id === active) a.setAttribute('aria-current', 'page');
@@ -273,6 +275,22 @@ function renderPolicies(focus?: string) {
   renderBoard(root, me!, focus).catch((e) => showError(main, e));
 }
 
+function renderRecs() {
+  const main = el('main', { class: 'recommendations-page' });
+  main.append(el('h2', {}, 'Recommendations'));
+  main.append(el('p', { class: 'note' }, 'One staged policy per namespace, learned from observed traffic: Learning while it changes, Stabilizing, then Stable. Preview shows the observed flows whose verdict would flip if it were promoted.'));
+  const root = el('div');
+  main.append(root);
+  app.append(main);
+  let timer: ReturnType<typeof setInterval> | undefined;
+  renderRecommendations(root, me!)
+    .then((redraw) => {
+      timer = setInterval(() => redraw().catch((e) => showError(main, e)), 3000);
+    })
+    .catch((e) => showError(main, e));
+  cleanup = () => clearInterval(timer);
+}
+
 async function route() {
   cleanup?.();
   cleanup = null;
@@ -283,6 +301,7 @@ async function route() {
   const [, view = 'graph', ...rest] = location.hash.replace(/^#/, '').split('/');
   app.replaceChildren(header(view));
   if (view === 'flows') renderFlows();
+  else if (view === 'recommendations') renderRecs();
   else if (view === 'policies') renderPolicies(rest.length ? decodeURIComponent(rest.join('/')) : undefined);
   else renderGraph();
 }
