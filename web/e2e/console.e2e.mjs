@@ -170,9 +170,14 @@ async function main() {
 
     // Flows view: follows live.
     await page.getByRole('link', { name: 'Flows' }).click();
-    const before = await page.locator('table.flows tbody tr').count();
+    await page.locator('table.flows tbody tr').first().waitFor({ timeout: 15000 });
+    const before = await page.evaluate(() => ({ n: window.__porin.table.received, top: document.querySelector('table.flows tbody tr')?.textContent }));
     must(porin(['probe', '--port', '9000']), 'probe again');
-    await page.waitForFunction((b) => document.querySelectorAll('table.flows tbody tr').length > b, before, { timeout: 20000 });
+    await page.waitForFunction(
+      (b) => window.__porin.table.received > b.n && document.querySelector('table.flows tbody tr')?.textContent !== b.top,
+      before,
+      { timeout: 20000 },
+    );
     check(true, 'the flows table follows new flows live');
     await page.screenshot({ path: join(artifacts, '06-flows.png') });
 

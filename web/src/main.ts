@@ -172,11 +172,14 @@ function renderGraph() {
   view.onSelect = (s) => void showSelection(s);
 
   let inflight = false;
+  let alive = true;
   const refresh = async () => {
     if (inflight) return;
     inflight = true;
     try {
       const g = await getJson<Graph>('graph', new URLSearchParams({ window: win.value }));
+      // The view was left while the answer was on its way: nothing to draw into.
+      if (!alive) return;
       const t0 = performance.now();
       const namespaces = [...new Set(g.nodes.filter((n) => n.kind === 'namespace').map((n) => n.label))];
       if (namespaces.join() !== [...nsSel.options].slice(1).map((o) => o.value).join()) {
@@ -184,9 +187,12 @@ function renderGraph() {
         nsSel.replaceChildren(el('option', { value: '' }, 'all namespaces'), ...namespaces.map((n) => el('option', { value: n }, n)));
         nsSel.value = cur;
       }
+      const t1 = performance.now();
       view.update(g, filter);
+      const t2 = performance.now();
       last = g;
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      window.__porin.graphPhases = { update: t2 - t1, paint: performance.now() - t2 };
       window.__porin.graphRenderMs.push(performance.now() - t0);
       window.__porin.graphUpdates++;
       main.dataset.updates = String(window.__porin.graphUpdates);
@@ -203,6 +209,7 @@ function renderGraph() {
   void refresh();
   const timer = setInterval(refresh, 3000);
   cleanup = () => {
+    alive = false;
     clearInterval(timer);
     view.destroy();
     void last;
