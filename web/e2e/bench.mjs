@@ -121,6 +121,8 @@ async function main() {
   try {
     const ctx = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
     const page = await ctx.newPage();
+    page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+    page.on('console', (m) => m.type() === 'error' && console.error(`console: ${m.text()}`));
     const render = [];
     const total = [];
     const cpu = [];
@@ -132,9 +134,47 @@ async function main() {
       await page.waitForTimeout(300);
       await page.evaluate(() => (window.__porin.graphRenderMs = []));
       const c0 = await threadTime();
+      // BENCH_PROFILE=1: a CPU profile (V8 sampling, through the DevTools protocol) of the first switch to the
+      // graph view, summarised by self time per function.
+      const profile = process.env.BENCH_PROFILE && run === 0;
+      if (profile) {
+        await cdp.send('Profiler.enable');
+        await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+        await cdp.send('Profiler.start');
+      }
       await page.goto(`${base}#/graph`);
       await page.waitForFunction(() => window.__porin && window.__porin.graphRenderMs.length > 0, null, { timeout: 60000 });
-      const r = await page.evaluate(() => ({ render: window.__porin.graphRenderMs[0], total: performance.now(), n: window.__porin.cy.nodes().length, e: window.__porin.cy.edges().length }));
+      if (profile) {
+        const { profile: p } = await cdp.send('Profiler.stop');
+        const self = new Map();
+        const dt = new Map();
+        for (let i = 0; i < p.samples.length; i++) dt.set(p.samples[i], (dt.get(p.samples[i]) ?? 0) + (p.timeDeltas[i] ?? 0));
+        for (const n of p.nodes) {
+          const k = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber}`;
+          self.set(k, (self.get(k) ?? 0) + (dt.get(n.id) ?? 0));
+        }
+        const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 25);
+        console.error('CPU profile of the switch to the graph view, self time:');
+        for (const [k, us] of top) console.error(`${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`);
+        // Who calls the heaviest function: self time by caller chain (4 frames up).
+        const byId = new Map(p.nodes.map((n) => [n.id, n]));
+        const parent = new Map();
+        for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+        const name = (n) => `${n.callFrame.functionName || '(anonymous)'}:${n.callFrame.lineNumber}`;
+        const heavy = top.find(([k]) => !k.startsWith('('))?.[0];
+        const chains = new Map();
+        for (const n of p.nodes) {
+          const k = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber}`;
+          if (k !== heavy) continue;
+          const chain = [];
+          for (let id = parent.get(n.id), i = 0; id !== undefined && i < 4; id = parent.get(id), i++) chain.push(name(byId.get(id)));
+          chains.set(chain.join(' < '), (chains.get(chain.join(' < ')) ?? 0) + (dt.get(n.id) ?? 0));
+        }
+        console.error(`callers of ${heavy}:`);
+        for (const [c, us] of [...chains].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.error(`${(us / 1000).toFixed(0).padStart(7)} ms  < ${c}`);
+      }
+      const r = await page.evaluate(() => ({ render: window.__porin.graphRenderMs[0], total: performance.now(), n: window.__porin.cy.nodes().length, e: window.__porin.cy.edges().length, phases: window.__porin.graphPhases }));
+      console.error(`run ${run}: update (elements, styles) ${r.phases?.update?.toFixed(0)} ms, to the painted frame ${r.phases?.paint?.toFixed(0)} ms (wall)`);
       if (r.n !== WORKLOADS + NAMESPACES + 2 || r.e !== EDGES) throw new Error(`rendered ${r.n} nodes, ${r.e} edges`);
       cpu.push((await threadTime()) - c0);
       render.push(r.render);

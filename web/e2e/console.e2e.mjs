@@ -57,6 +57,16 @@ spec:
       ports: [{port: 9000}]
 `;
 
+const REC_SCOPE = `apiVersion: porin.io/v1
+kind: RecommendationScope
+metadata: {name: default}
+spec:
+  interval: 2s
+  initialLookback: 1h
+  stabilizationPeriod: 6s
+  namespaceSpec: {recStatus: Enabled, selector: "projectcalico.org/name == 'ops'"}
+`;
+
 const LAUNCH_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -81,6 +91,7 @@ async function main() {
   // Real connections between every pair of pods, twice (the graph is live: the second round arrives later).
   must(porin(['probe', '--port', '9000']), 'probe');
   const scoped = must(porinCli(['token', 'create', 'e2e-ops', '--role', 'scoped', '--namespace', 'ops', '--tier', 'default'], socket), 'scoped token').stdout.trim();
+  const viewer = must(porinCli(['token', 'create', 'e2e-viewer', '--role', 'read-only'], socket), 'read-only token').stdout.trim();
 
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: LAUNCH_ARGS, headless: true });
   const requested = [];
@@ -159,9 +170,14 @@ async function main() {
 
     // Flows view: follows live.
     await page.getByRole('link', { name: 'Flows' }).click();
-    const before = await page.locator('table.flows tbody tr').count();
+    await page.locator('table.flows tbody tr').first().waitFor({ timeout: 15000 });
+    const before = await page.evaluate(() => ({ n: window.__porin.table.received, top: document.querySelector('table.flows tbody tr')?.textContent }));
     must(porin(['probe', '--port', '9000']), 'probe again');
-    await page.waitForFunction((b) => document.querySelectorAll('table.flows tbody tr').length > b, before, { timeout: 20000 });
+    await page.waitForFunction(
+      (b) => window.__porin.table.received > b.n && document.querySelector('table.flows tbody tr')?.textContent !== b.top,
+      before,
+      { timeout: 20000 },
+    );
     check(true, 'the flows table follows new flows live');
     await page.screenshot({ path: join(artifacts, '06-flows.png') });
 
@@ -233,6 +249,67 @@ async function main() {
     check(!(await sp.locator('table.flows').textContent()).includes('shop/'), 'the scoped flows table shows no shop endpoint');
     await sp.screenshot({ path: join(artifacts, '08-scoped-flows.png') });
     await sctx.close();
+
+    // --- Recommendations: ops's egress left to default allow (its policy and zero-trust mode deleted), a
+    // RecommendationScope learning for ops; the view shows it Learning → ... → Stable, previews it, dismisses
+    // and relearns it, promotes it; read-only only sees.
+    must(porinCli(['delete', 'pnp', 'ops-egress', '-n', 'ops'], socket), 'delete ops-egress');
+    must(porinCli(['delete', 'clustersettings', 'default'], socket), 'delete zero-trust mode');
+    must(porinCli(['apply', '-f', '-'], socket, REC_SCOPE), 'apply RecommendationScope');
+    must(porin(['wait']), 'lab wait');
+    must(porin(['probe', '--port', '9000']), 'probe for recommendations');
+    const rctx = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+    const rp = await rctx.newPage();
+    await rp.goto(url);
+    await rp.getByLabel('Porin token').fill(token);
+    await rp.getByRole('button', { name: 'Sign in' }).click();
+    await rp.getByRole('navigation', { name: 'Graph items' }).waitFor();
+    await rp.getByRole('link', { name: 'Recommendations' }).click();
+    const recCard = rp.getByRole('article', { name: 'Recommendation for ops' });
+    await recCard.waitFor({ timeout: 30000 });
+    const firstStatus = await recCard.getByLabel('Status').textContent();
+    check(['Learning', 'Stabilizing', 'Stable'].includes(firstStatus), `the Recommendations view lists ops's recommendation with its status (${firstStatus})`);
+    await rp.waitForFunction(() => document.querySelector('article[aria-label="Recommendation for ops"] [aria-label="Status"]')?.textContent === 'Stable', null, { timeout: 30000 });
+    check(true, 'the status becomes Stable live (Learning → Stabilizing → Stable)');
+    await recCard.getByRole('button', { name: 'Preview ops' }).click();
+    const pv = recCard.getByRole('region', { name: 'Preview of ops' });
+    await pv.waitFor({ timeout: 15000 });
+    const pvText = await pv.textContent();
+    check(/would change verdict|allowed → denied/.test(pvText) && /flow records over 24h/.test(pvText), `Preview replays the observed flows (${pvText.slice(0, 100)})`);
+    await rp.screenshot({ path: join(artifacts, '09-recommendations.png') });
+    await recCard.getByRole('button', { name: 'Dismiss ops' }).click();
+    await rp.waitForFunction(() => document.querySelector('article[aria-label="Recommendation for ops"] [aria-label="Status"]')?.textContent === 'Dismissed', null, { timeout: 15000 });
+    const snp = JSON.parse(must(porinCli(['get', 'snp', '-n', 'ops', '-o', 'json'], socket), 'get snp').stdout);
+    check(snp.items.length === 1 && snp.items[0].spec.stagedAction === 'Ignore', 'Dismiss sets stagedAction Ignore');
+
+    // Read-only: sees it, no buttons to act, and the API refuses the verb.
+    const vctx = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+    const vp = await vctx.newPage();
+    await vp.goto(url);
+    await vp.getByLabel('Porin token').fill(viewer);
+    await vp.getByRole('button', { name: 'Sign in' }).click();
+    await vp.getByRole('navigation', { name: 'Graph items' }).waitFor();
+    await vp.getByRole('link', { name: 'Recommendations' }).click();
+    const vCard = vp.getByRole('article', { name: 'Recommendation for ops' });
+    await vCard.waitFor({ timeout: 15000 });
+    const vButtons = await vCard.getByRole('button').allTextContents();
+    check(vButtons.join() === 'Preview ops', `read-only sees the recommendation and can only preview (${vButtons})`);
+    const denied = await vctx.request.post(new URL('/porin/v1/console/recommendations/ops/accept', url).href, {
+      headers: { 'X-Porin-Console': '1', Authorization: `Bearer ${viewer}` },
+    });
+    const stillStaged = JSON.parse(must(porinCli(['get', 'snp', '-n', 'ops', '-o', 'json'], socket), 'get snp').stdout).items.length === 1;
+    check(denied.status() === 403 && stillStaged, `read-only cannot promote through the API (${denied.status()}), nothing written`);
+    await vp.screenshot({ path: join(artifacts, '10-recommendations-read-only.png') });
+    await vctx.close();
+
+    await recCard.getByRole('button', { name: 'Relearn ops' }).click();
+    await rp.waitForFunction(() => ['Learning', 'Stabilizing'].includes(document.querySelector('article[aria-label="Recommendation for ops"] [aria-label="Status"]')?.textContent), null, { timeout: 15000 });
+    check(true, 'Relearn sends it back to learning');
+    await recCard.getByRole('button', { name: 'Promote ops' }).click();
+    await recCard.waitFor({ state: 'detached', timeout: 15000 });
+    const pnp = JSON.parse(must(porinCli(['get', 'pnp', '-n', 'ops', '-o', 'json'], socket), 'get pnp').stdout);
+    check(pnp.items.some((i) => i.metadata.name === 'namespace-isolation.ops-recommendation'), 'Promote makes it an enforced NetworkPolicy and it leaves the list');
+    await rctx.close();
   } finally {
     await browser.close();
     porin(['down']);

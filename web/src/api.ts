@@ -201,3 +201,9 @@ export interface Graph {
   window: string;
   generated: string;
 }
+
+/** A console write without a body (the recommendations' verbs). */
+export async function postAction<T>(path: string): Promise<T> {
+  const r = await check(await fetch(`${BASE}/${path}`, { method: 'POST', credentials: 'same-origin', headers: headers(true) }));
+  return (await r.json()) as T;
+}

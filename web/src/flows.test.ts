@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FlowRecord } from './api';
-import { LiveTable, flowDetail, flowRow, flowTable } from './flows';
+import { LIVE_ROWS, LiveTable, flowDetail, flowRow, flowTable } from './flows';
 
 function rec(over: Partial<FlowRecord> = {}): FlowRecord {
   return {
@@ -68,11 +68,19 @@ describe('live table', () => {
     await frame();
     expect(body.rows.length).toBe(3);
     expect(body.rows[0].textContent).toContain('10:00:03');
-    const many = Array.from({ length: 2000 }, () => rec());
+    const many = Array.from({ length: 2000 }, (_, i) => rec({ end_time: `2026-12-03T11:${String(Math.floor(i / 60)).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}.000Z` }));
     t.push(many);
     await frame();
     await frame();
-    expect(body.rows.length).toBe(500);
+    // Following: the live window only, newest first.
+    expect(body.rows.length).toBe(LIVE_ROWS);
+    expect(body.rows[0].textContent).toContain('11:33:19');
     expect(t.received).toBe(2003);
+    // Scrolling away shows the whole buffer (500 newest), in order, below what was on screen.
+    Object.defineProperty(scroller, 'scrollTop', { value: 100, configurable: true });
+    scroller.dispatchEvent(new Event('scroll'));
+    expect(body.rows.length).toBe(500);
+    expect(body.rows[LIVE_ROWS].textContent).toContain(`11:31:39`);
+    expect(body.rows[499].textContent).toContain('11:25:00');
   });
 });

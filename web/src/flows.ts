@@ -4,6 +4,8 @@ import { followFlows, type FlowRecord, type FlowEndpoint } from './api';
 import { edgeVerdictOf, endpointName, formatBytes, parseTrace, ruleLabel } from './model';
 
 const MAX_ROWS = 500;
+/** Rows drawn while following at the top (what is on screen and then some); scrolling away fills up to MAX_ROWS. */
+export const LIVE_ROWS = 100;
 const MAX_BUFFER = 20_000;
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, text?: string): HTMLElementTagNameMap[K] {
@@ -168,8 +170,18 @@ export class LiveTable {
     if (p === this.paused) return;
     this.paused = p;
     this.resume.hidden = !p;
-    if (!p) this.schedule();
+    if (p) this.fillOlder();
+    else this.schedule();
     this.updateStatus();
+  }
+
+  /** Paused: the older buffered rows below the live window, so the whole buffer can be scrolled through. */
+  private fillOlder() {
+    const have = this.body.rows.length;
+    if (have >= this.buffer.length) return;
+    const frag = document.createDocumentFragment();
+    for (const r of this.buffer.slice(have, MAX_ROWS)) frag.append(flowRow(r, this.open));
+    this.body.append(frag);
   }
 
   private updateStatus() {
@@ -199,12 +211,15 @@ export class LiveTable {
     }
     const batch = this.pending;
     this.pending = [];
-    const fresh = batch.slice(-MAX_ROWS);
-    const frag = document.createDocumentFragment();
-    for (let i = fresh.length - 1; i >= 0; i--) frag.append(flowRow(fresh[i], this.open));
-    this.body.prepend(frag);
-    while (this.body.rows.length > MAX_ROWS) this.body.deleteRow(-1);
+    // Newest first. Only the live window is drawn (a burst of thousands costs a window's worth of rows);
+    // the buffer keeps MAX_ROWS for when the reader scrolls away.
+    const fresh = batch.slice(-MAX_ROWS).reverse();
     this.buffer = fresh.concat(this.buffer).slice(0, MAX_ROWS);
+    const draw = fresh.slice(0, LIVE_ROWS);
+    const frag = document.createDocumentFragment();
+    for (const r of draw) frag.append(flowRow(r, this.open));
+    this.body.prepend(frag);
+    while (this.body.rows.length > LIVE_ROWS) this.body.deleteRow(-1);
     this.drawn += fresh.length;
     this.updateStatus();
   }

@@ -4,6 +4,7 @@ import { GraphView, type Selection } from './graph';
 import { EDGE_STYLE, emptyFilter, flowArgsFor, nodeName, observeArgs, type FlowFilterForm, type Verdict } from './model';
 import { LiveTable, flowDetail, flowTable } from './flows';
 import { renderBoard } from './policies';
+import { renderRecommendations } from './recommendations';
 
 declare global {
   interface Window {
@@ -72,6 +73,7 @@ function header(active: string): HTMLElement {
     ['graph', 'Service graph'],
     ['flows', 'Flows'],
     ['policies', 'Policies'],
+    ['recommendations', 'Recommendations'],
   ]) {
     const a = el('a', { href: `#/${id}` }, name);
     if (id === active) a.setAttribute('aria-current', 'page');
@@ -170,11 +172,14 @@ function renderGraph() {
   view.onSelect = (s) => void showSelection(s);
 
   let inflight = false;
+  let alive = true;
   const refresh = async () => {
     if (inflight) return;
     inflight = true;
     try {
       const g = await getJson<Graph>('graph', new URLSearchParams({ window: win.value }));
+      // The view was left while the answer was on its way: nothing to draw into.
+      if (!alive) return;
       const t0 = performance.now();
       const namespaces = [...new Set(g.nodes.filter((n) => n.kind === 'namespace').map((n) => n.label))];
       if (namespaces.join() !== [...nsSel.options].slice(1).map((o) => o.value).join()) {
@@ -182,9 +187,12 @@ function renderGraph() {
         nsSel.replaceChildren(el('option', { value: '' }, 'all namespaces'), ...namespaces.map((n) => el('option', { value: n }, n)));
         nsSel.value = cur;
       }
+      const t1 = performance.now();
       view.update(g, filter);
+      const t2 = performance.now();
       last = g;
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      window.__porin.graphPhases = { update: t2 - t1, paint: performance.now() - t2 };
       window.__porin.graphRenderMs.push(performance.now() - t0);
       window.__porin.graphUpdates++;
       main.dataset.updates = String(window.__porin.graphUpdates);
@@ -201,6 +209,7 @@ function renderGraph() {
   void refresh();
   const timer = setInterval(refresh, 3000);
   cleanup = () => {
+    alive = false;
     clearInterval(timer);
     view.destroy();
     void last;
@@ -273,6 +282,22 @@ function renderPolicies(focus?: string) {
   renderBoard(root, me!, focus).catch((e) => showError(main, e));
 }
 
+function renderRecs() {
+  const main = el('main', { class: 'recommendations-page' });
+  main.append(el('h2', {}, 'Recommendations'));
+  main.append(el('p', { class: 'note' }, 'One staged policy per namespace, learned from observed traffic: Learning while it changes, Stabilizing, then Stable. Preview shows the observed flows whose verdict would flip if it were promoted.'));
+  const root = el('div');
+  main.append(root);
+  app.append(main);
+  let timer: ReturnType<typeof setInterval> | undefined;
+  renderRecommendations(root, me!)
+    .then((redraw) => {
+      timer = setInterval(() => redraw().catch((e) => showError(main, e)), 3000);
+    })
+    .catch((e) => showError(main, e));
+  cleanup = () => clearInterval(timer);
+}
+
 async function route() {
   cleanup?.();
   cleanup = null;
@@ -283,6 +308,7 @@ async function route() {
   const [, view = 'graph', ...rest] = location.hash.replace(/^#/, '').split('/');
   app.replaceChildren(header(view));
   if (view === 'flows') renderFlows();
+  else if (view === 'recommendations') renderRecs();
   else if (view === 'policies') renderPolicies(rest.length ? decodeURIComponent(rest.join('/')) : undefined);
   else renderGraph();
 }

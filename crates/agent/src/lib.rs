@@ -28,6 +28,7 @@ pub mod flows;
 pub mod httpc;
 pub mod reconciler;
 pub mod registry;
+pub mod recommender;
 pub mod reports;
 mod run;
 pub mod scope;

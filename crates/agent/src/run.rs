@@ -410,6 +410,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
             store: porin_flow::FlowStoreOptions { max_bytes: a.flow_store_max_bytes, max_age: a.flow_store_max_age, fsync: true },
             export: a.flow_export.clone(),
             queue_capacity: a.flow_queue_capacity,
+            rule_hits: Some(a.data_dir.join("rule-hits.json")),
         };
         Some(FlowService::start(opts).map_err(AgentError::Flows)?)
     } else {
@@ -485,6 +486,7 @@ async fn run_async(a: AgentConfig, engine: bool, host_listener: Option<std::net:
     if engine {
         let every = std::time::Duration::from_secs(a.report_check_seconds.max(1));
         tokio::spawn(crate::reports::scheduler(state.clone(), every));
+        tokio::spawn(crate::recommender::run(state.clone()));
         let feeds = crate::threatfeeds::FeedOptions {
             check_every: std::time::Duration::from_secs(a.threatfeed_check_seconds.max(1)),
             retry_after: std::time::Duration::from_secs(a.threatfeed_retry_seconds.max(1)),

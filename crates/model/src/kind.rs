@@ -34,6 +34,8 @@ pub enum Kind {
     Honeypod,
     /// Packets of selected workloads to pcap files (`porin capture`); never changes enforcement.
     PacketCapture,
+    /// Continuous policy recommendations (singleton `default`); never changes enforcement.
+    RecommendationScope,
 }
 
 /// Static facts about a kind.
@@ -56,7 +58,7 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::K8sNetworkPolicy,
@@ -77,6 +79,7 @@ impl Kind {
         Kind::Quarantine,
         Kind::Honeypod,
         Kind::PacketCapture,
+        Kind::RecommendationScope,
     ];
 
     pub fn info(self) -> KindInfo {
@@ -156,6 +159,9 @@ impl Kind {
             Kind::Quarantine => p("Quarantine", "quarantines", "quarantine", &["qt"], true),
             Kind::Honeypod => p("Honeypod", "honeypods", "honeypod", &["hp"], true),
             Kind::PacketCapture => p("PacketCapture", "packetcaptures", "packetcapture", &["pcap"], true),
+            Kind::RecommendationScope => {
+                p("RecommendationScope", "recommendationscopes", "recommendationscope", &["recscope"], false)
+            }
         }
     }
 

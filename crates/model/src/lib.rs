@@ -19,6 +19,7 @@ pub mod load;
 pub mod meta;
 pub mod porin;
 pub mod capture;
+pub mod recscope;
 pub mod report;
 pub mod schema;
 pub mod respond;
@@ -152,6 +153,7 @@ pub enum Resource {
     Quarantine(Object<respond::QuarantineSpec>),
     Honeypod(Object<respond::HoneypodSpec>),
     PacketCapture(Object<capture::PacketCaptureSpec>),
+    RecommendationScope(Object<recscope::RecommendationScopeSpec>),
 }
 
 macro_rules! each_resource {
@@ -177,6 +179,7 @@ macro_rules! each_resource {
             Resource::Quarantine($o) => $e,
             Resource::Honeypod($o) => $e,
             Resource::PacketCapture($o) => $e,
+            Resource::RecommendationScope($o) => $e,
         }
     };
 }
@@ -204,6 +207,7 @@ impl Resource {
             Resource::Quarantine(_) => Kind::Quarantine,
             Resource::Honeypod(_) => Kind::Honeypod,
             Resource::PacketCapture(_) => Kind::PacketCapture,
+            Resource::RecommendationScope(_) => Kind::RecommendationScope,
         }
     }
     pub fn metadata(&self) -> &ObjectMeta {

@@ -392,6 +392,7 @@ macro_rules! by_kind {
             Kind::Quarantine => Resource::Quarantine($f($v)?),
             Kind::Honeypod => Resource::Honeypod($f($v)?),
             Kind::PacketCapture => Resource::PacketCapture($f($v)?),
+            Kind::RecommendationScope => Resource::RecommendationScope($f($v)?),
         }
     };
 }
@@ -492,7 +493,7 @@ fn type_words(rust: &str) -> &'static str {
         "Protocol" => "one of TCP, UDP, SCTP",
         "Action" => "one of Allow, Deny, Pass, Log",
         "TierDefaultAction" => "one of Deny, Pass",
-        "StagedAction" => "one of Set, Delete",
+        "StagedAction" => "one of Set, Delete, Learn, Ignore",
         "DefaultEndpointAction" => "one of Allow, Deny",
         _ => "an object",
     }

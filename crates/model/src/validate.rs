@@ -195,6 +195,9 @@ fn validate_document(c: &mut Ctx<'_>, tiers: Option<&BTreeSet<String>>) {
         Resource::Quarantine(_) => {}
         Resource::Honeypod(o) => crate::respond::check_honeypod(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
         Resource::PacketCapture(o) => crate::capture::check(&o.spec).into_iter().for_each(|(p, m)| c.err(&p, m)),
+        Resource::RecommendationScope(o) => {
+            crate::recscope::check(&o.metadata.name, &o.spec).into_iter().for_each(|(p, m)| c.err(&p, m))
+        }
     }
 }
 
@@ -401,7 +404,9 @@ fn validate_policy(c: &mut Ctx<'_>, s: &PolicySpec, global: bool, staged: bool, 
         }
     if staged {
         match s.staged_action {
-            None | Some(StagedAction::Set) => {}
+            // Learn: a recommendation the agent keeps refining (evaluated like Set); Ignore: a dismissed one
+            // (not evaluated). Both as Calico's recommendation engine uses them.
+            None | Some(StagedAction::Set | StagedAction::Learn | StagedAction::Ignore) => {}
             Some(StagedAction::Delete) => {
                 let stripped = PolicySpec { tier: None, staged_action: None, ..s.clone() };
                 if stripped != PolicySpec::default() {
@@ -409,7 +414,6 @@ fn validate_policy(c: &mut Ctx<'_>, s: &PolicySpec, global: bool, staged: bool, 
                 }
                 return;
             }
-            Some(a) => c.err("spec.stagedAction", format!("{a:?} is not supported (Set or Delete)")),
         }
     } else if s.staged_action.is_some() {
         c.err("spec.stagedAction", "only staged kinds take stagedAction");

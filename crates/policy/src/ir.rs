@@ -366,6 +366,9 @@ impl Cluster {
                 }
                 Resource::NetworkPolicy(o) => enforced.push(calico_policy(r, &o.spec, PolicyKind::Namespaced, false)?),
                 Resource::GlobalNetworkPolicy(o) => enforced.push(calico_policy(r, &o.spec, PolicyKind::Global, false)?),
+                // A dismissed recommendation (stagedAction Ignore) proposes nothing.
+                Resource::StagedNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o)
+                    if o.spec.staged_action == Some(StagedAction::Ignore) => {}
                 Resource::StagedNetworkPolicy(o) => {
                     let delete = o.spec.staged_action == Some(StagedAction::Delete);
                     staged.push((calico_policy(r, &o.spec, PolicyKind::Namespaced, true)?, delete));

@@ -131,6 +131,13 @@ fn classes(c: &Cluster, v6: bool) -> (Vec<usize>, Vec<usize>) {
 }
 
 impl Cluster {
+    /// Each endpoint's class for an address family: endpoints of one class are told apart by no policy
+    /// (namespace, labels, service account, named ports, and which policy CIDRs hold their address are equal),
+    /// so every evaluation with one in place of another has the same verdict and trace.
+    pub fn endpoint_classes(&self, v6: bool) -> Vec<usize> {
+        classes(self, v6).0
+    }
+
     /// The reachability matrix for one protocol and port, for the enforced or pending policy set.
     pub fn matrix(&self, v: Variant, protocol: Protocol, port: u16) -> Matrix {
         self.matrix_family(v, protocol, port, false)

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::eval::{Evaluation, HitAction, Packet, Peer, Variant};
 use crate::ir::Cluster;
-use crate::recommend::{ObservedAt, ObservedPeer, Observation, Pods};
+use crate::recommend::{EvalKey, ObservedAt, ObservedPeer, Observation, Pods};
 
 /// One side of the comparison: a cluster and which of its policy sets (enforced, or with staged applied).
 #[derive(Clone, Copy)]
@@ -83,7 +83,10 @@ pub fn preview(before: Side<'_>, after: Side<'_>, observed: &[Observation]) -> V
     let mut groups: BTreeMap<(String, String, String, u16), Flip> = BTreeMap::new();
     let (pods_before, pods_after) = (Pods::new(before.cluster), Pods::new(after.cluster));
     // Evaluations are per (src, dst, protocol, port): many records share one.
-    let mut memo: BTreeMap<(ObservedPeer, ObservedPeer, String, u16), Option<(Evaluation, Evaluation)>> = BTreeMap::new();
+    // Evaluations are shared by connections whose ends are of one class in both clusters (see `Pods::keys`):
+    // (allowed, deciding step) before and after.
+    type Key = (EvalKey, EvalKey, EvalKey, EvalKey, u8, u16);
+    let mut memo: std::collections::HashMap<Key, Option<((bool, String), (bool, String))>> = std::collections::HashMap::new();
     for (ob, n) in &crate::recommend::merge_counted(observed) {
         let primary = match ob.at {
             ObservedAt::Egress => matches!(ob.src, ObservedPeer::Pod { .. }),
@@ -93,10 +96,14 @@ pub fn preview(before: Side<'_>, after: Side<'_>, observed: &[Observation]) -> V
             continue;
         }
         let proto = ob.protocol.name().to_string();
-        let key = (ob.src.clone(), ob.dst.clone(), proto.clone(), ob.port);
-        let evals = memo.entry(key).or_insert_with(|| Some((evaluate(before, &pods_before, ob)?, evaluate(after, &pods_after, ob)?)));
-        let Some((b, a)) = evals else { continue };
-        if b.allowed == a.allowed {
+        let ((bs, bd), (a_s, ad)) = (pods_before.keys(ob), pods_after.keys(ob));
+        let key = (bs, bd, a_s, ad, ob.protocol.number(), ob.port);
+        let evals = memo.entry(key).or_insert_with(|| {
+            let (b, a) = (evaluate(before, &pods_before, ob)?, evaluate(after, &pods_after, ob)?);
+            Some(((b.allowed, if b.allowed != a.allowed { deciding(&b) } else { String::new() }), (a.allowed, if b.allowed != a.allowed { deciding(&a) } else { String::new() })))
+        });
+        let Some(((b_allowed, b_why), (a_allowed, a_why))) = evals.clone() else { continue };
+        if b_allowed == a_allowed {
             continue;
         }
         let g = groups.entry((name(&ob.src), name(&ob.dst), proto.clone(), ob.port)).or_insert_with(|| Flip {
@@ -104,12 +111,12 @@ pub fn preview(before: Side<'_>, after: Side<'_>, observed: &[Observation]) -> V
             to: name(&ob.dst),
             protocol: proto.clone(),
             port: ob.port,
-            allowed_before: b.allowed,
-            allowed_after: a.allowed,
+            allowed_before: b_allowed,
+            allowed_after: a_allowed,
             flows: 0,
             records: 0,
-            before: deciding(b),
-            after: deciding(a),
+            before: b_why,
+            after: a_why,
         });
         g.flows += ob.flows;
         g.records += n;

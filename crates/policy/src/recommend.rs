@@ -196,11 +196,45 @@ fn ip_scope(ip: IpAddr) -> Scope {
 pub(crate) struct Pods<'c> {
     c: &'c Cluster,
     by_name: std::collections::HashMap<(&'c str, &'c str), usize>,
+    /// Endpoint classes (IPv4): evaluations are shared by every pod of a class.
+    class_of: Vec<usize>,
+}
+
+/// What an evaluation of an observation depends on, per end: a pod's class (IPv4), a pod itself (IPv6), or an
+/// address. Observations with equal keys have equal evaluations.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum EvalKey {
+    Class(usize),
+    Pod(usize),
+    Ip(IpAddr),
+    Unknown,
 }
 
 impl<'c> Pods<'c> {
     pub(crate) fn new(c: &'c Cluster) -> Self {
-        Pods { c, by_name: c.endpoints.iter().enumerate().map(|(i, e)| ((e.namespace.as_str(), e.name.as_str()), i)).collect() }
+        Pods {
+            c,
+            by_name: c.endpoints.iter().enumerate().map(|(i, e)| ((e.namespace.as_str(), e.name.as_str()), i)).collect(),
+            class_of: c.endpoint_classes(false),
+        }
+    }
+    /// The evaluation keys of an observation's two ends (`v6`: the observation involves an IPv6 address).
+    pub(crate) fn keys(&self, ob: &Observation) -> (EvalKey, EvalKey) {
+        let ip = |p: &ObservedPeer| match p {
+            ObservedPeer::NetworkSet { ip, .. } => *ip,
+            ObservedPeer::Ip { ip } => Some(*ip),
+            ObservedPeer::Pod { .. } => None,
+        };
+        let v6 = [&ob.src, &ob.dst].iter().any(|p| matches!(ip(p), Some(IpAddr::V6(_))));
+        let key = |p: &ObservedPeer| match p {
+            ObservedPeer::Pod { namespace, pod } => match self.by_name.get(&(namespace.as_str(), pod.as_str())) {
+                Some(&i) if v6 => EvalKey::Pod(i),
+                Some(&i) => EvalKey::Class(self.class_of[i]),
+                None => EvalKey::Unknown,
+            },
+            other => ip(other).map_or(EvalKey::Unknown, EvalKey::Ip),
+        };
+        (key(&ob.src), key(&ob.dst))
     }
     pub(crate) fn get(&self, ns: &str, pod: &str) -> Option<&'c crate::ir::Endpoint> {
         self.by_name.get(&(ns, pod)).map(|&i| &self.c.endpoints[i])
@@ -268,8 +302,8 @@ pub fn recommend(c: &Cluster, observed: &[Observation], o: &Options) -> Recommen
             rules.entry(ns).or_default();
         }
     }
-    let mut memo: std::collections::HashMap<(ObservedAt, ObservedPeer, ObservedPeer, Protocol, u16), Coverage> =
-        std::collections::HashMap::new();
+    // Evaluations are shared by observations whose ends are of one class (see [`Pods::keys`]).
+    let mut memo: std::collections::HashMap<(ObservedAt, EvalKey, EvalKey, Protocol, u16), Coverage> = std::collections::HashMap::new();
     let mut workloads: std::collections::HashMap<ObservedPeer, Option<String>> = std::collections::HashMap::new();
     let pods = Pods::new(c);
     for ob in &merge(observed) {
@@ -283,7 +317,8 @@ pub fn recommend(c: &Cluster, observed: &[Observation], o: &Options) -> Recommen
         }
         let Some(sc) = scope(c, remote) else { continue };
         // Many records share one connection shape: evaluate each shape once.
-        let cov = *memo.entry((ob.at, ob.src.clone(), ob.dst.clone(), ob.protocol, ob.port)).or_insert_with(|| {
+        let (ks, kd) = pods.keys(ob);
+        let cov = *memo.entry((ob.at, ks, kd, ob.protocol, ob.port)).or_insert_with(|| {
             let (Some(src), Some(dst)) = (pods.peer(&ob.src), pods.peer(&ob.dst)) else { return Coverage::Open };
             let v6 = matches!(src, Peer::Ip(IpAddr::V6(_))) || matches!(dst, Peer::Ip(IpAddr::V6(_)));
             let pkt = Packet { v6, ..Packet::l4(ob.protocol, ob.port) };

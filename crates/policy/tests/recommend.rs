@@ -263,3 +263,58 @@ fn timing_recommend_and_preview_1m() {
     );
     eprintln!("1M observations, {} pods: recommend {rec:?} ({n} policies); preview of one change {pre:?} ({flips} flipped groups)", c.endpoints.len());
 }
+
+/// Preview shares one evaluation among pods of one endpoint class: on the synthetic cluster (many pods per
+/// class), its flips equal those of evaluating every observed pod pair on its own, before and after a change
+/// that flips some of them (a default-deny in one namespace, and a policy opening one app in another).
+#[test]
+fn class_shared_preview_equals_per_pair_evaluation() {
+    use porin_policy::preview::{Side, preview};
+    use std::collections::BTreeSet;
+    let rs = synth::cluster(200);
+    let c = Cluster::build(rs.iter()).unwrap();
+    let ns0 = c.endpoints[0].namespace.clone();
+    let ns1 = c.endpoints.iter().map(|e| e.namespace.clone()).find(|n| *n != ns0).unwrap();
+    let change = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny-all, namespace: {ns0}}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Ingress, Egress]\n---\napiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {{name: open-{ns1}}}\nspec:\n  order: 1\n  namespaceSelector: projectcalico.org/name == '{ns1}'\n  ingress: [{{action: Allow}}]\n  egress: [{{action: Allow}}]\n"
+    );
+    let mut changed = rs.clone();
+    changed.extend(porin_model::parse_documents("change.yaml", &change).unwrap().into_iter().map(|d| d.resource));
+    let after = Cluster::build(changed.iter()).unwrap();
+    let pods: Vec<ObservedPeer> = c.endpoints.iter().map(|e| ObservedPeer::Pod { namespace: e.namespace.clone(), pod: e.name.clone() }).collect();
+    let mut obs = Vec::new();
+    for (i, s) in pods.iter().enumerate() {
+        for d in [(i * 7 + 3) % pods.len(), (i * 13 + 1) % pods.len(), (i * 31 + 5) % pods.len()] {
+            for port in [8080u16, 443, 5432] {
+                obs.push(Observation { at: ObservedAt::Egress, src: s.clone(), dst: pods[d].clone(), protocol: Protocol::Tcp, port, first_seen: 1, last_seen: 2, flows: 1 });
+            }
+        }
+    }
+    let got: BTreeSet<(String, String, u16, bool)> = preview(Side { cluster: &c, variant: Variant::Enforced }, Side { cluster: &after, variant: Variant::Enforced }, &obs)
+        .into_iter()
+        .map(|f| (f.from, f.to, f.port, f.allowed_after))
+        .collect();
+    let ep = |cl: &Cluster, p: &ObservedPeer| {
+        let ObservedPeer::Pod { namespace, pod } = p else { unreachable!() };
+        cl.endpoints.iter().find(|e| &e.namespace == namespace && &e.name == pod).unwrap().clone()
+    };
+    let mut want = BTreeSet::new();
+    for o in &obs {
+        let v = |cl: &Cluster| {
+            let (s, d) = (ep(cl, &o.src), ep(cl, &o.dst));
+            cl.evaluate(Variant::Enforced, Peer::Endpoint(&s), Peer::Endpoint(&d), &Packet::l4(o.protocol, o.port)).allowed
+        };
+        let (b, a) = (v(&c), v(&after));
+        if b != a {
+            let name = |p: &ObservedPeer| match p {
+                ObservedPeer::Pod { namespace, pod } => format!("{namespace}/{pod}"),
+                _ => unreachable!(),
+            };
+            want.insert((name(&o.src), name(&o.dst), o.port, a));
+        }
+    }
+    assert!(want.len() > 100, "the change flips observed traffic: {} flips", want.len());
+    let classes: BTreeSet<usize> = c.endpoint_classes(false).into_iter().collect();
+    assert!(classes.len() < c.endpoints.len(), "the synthetic cluster has pods that share a class");
+    assert_eq!(got, want);
+}

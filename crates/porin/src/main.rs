@@ -76,6 +76,8 @@ enum Command {
     Promote(cmd::promote::PromoteArgs),
     /// Recommend one StagedNetworkPolicy per namespace from the traffic the agent observed.
     Recommend(cmd::recommend::RecommendArgs),
+    /// Review the policies: `review unused --since 30d` lists policies and rules with no hit in the window.
+    Review(cmd::review::ReviewArgs),
     /// Replay recorded flows with and without a change; exit 3 when observed traffic would be denied.
     Preview(cmd::preview::PreviewArgs),
     /// Isolate a workload now: deny everything but DNS and monitoring, cut its connections (NAMESPACE/POD).
@@ -144,6 +146,7 @@ fn main() -> ExitCode {
         Command::Promote(a) => cmd::promote::promote(a),
         Command::Recommend(a) => cmd::recommend::recommend(a),
         Command::Preview(a) => cmd::preview::preview(a),
+        Command::Review(a) => cmd::review::review(a),
         Command::InstallCni(a) => cmd::install_cni::install_cni(a),
         Command::Kubeconfig(a) => cmd::kubeconfig::kubeconfig(a),
         Command::Crds(a) => cmd::crds::crds(a),

@@ -267,6 +267,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
         Kind::Quarantine => &[("ACTOR", "/spec/actor"), ("SINCE", "/spec/since"), ("REASON", "/spec/reason")],
         Kind::Honeypod => &[("DESCRIPTION", "/spec/description")],
         Kind::PacketCapture => &[("SELECTOR", "/spec/selector"), ("START", "/spec/startTime"), ("END", "/spec/endTime")],
+        Kind::RecommendationScope => &[("STATUS", "/spec/namespaceSpec/recStatus"), ("INTERVAL", "/spec/interval")],
         Kind::WorkloadEndpoint => &[
             ("POD", "/spec/pod"),
             ("NODE", "/spec/node"),

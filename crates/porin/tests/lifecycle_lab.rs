@@ -164,3 +164,89 @@ fn observe_recommend_preview_promote_zero_trust_on_real_packets() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+const CATALOG_IN: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: catalog-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: catalog}}
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{podSelector: {matchLabels: {app: frontend}}}]
+      ports: [{port: 9000}]
+    - from: [{podSelector: {matchLabels: {app: cart}}}]
+      ports: [{port: 9000}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{podSelector: {matchLabels: {app: checkout}}}]
+      ports: [{port: 5432}]
+";
+
+fn unused_rules(lab: &Lab) -> Value {
+    serde_json::from_str(&lab.ok(&["review", "unused", "--since", "30d", "-o", "json"])).unwrap()
+}
+
+fn policy<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["policies"].as_array().unwrap().iter().find(|p| p["traceName"] == name).unwrap_or_else(|| panic!("{name} missing: {v:#}"))
+}
+
+/// `porin review unused`: a rule hit by real traffic stays "used" across a kill -9 and restart of the agent
+/// (the counters live in its data directory, not in the flow records' window); the rule nothing matched and
+/// the policy nothing reached are listed as unused.
+#[test]
+fn review_unused_rule_counters_survive_an_agent_restart() {
+    if !kernel_ok() {
+        return;
+    }
+    let state = tempfile::Builder::new().prefix("porin-lab-rev").tempdir().unwrap();
+    let mut lab = Lab { name: "rev", state, server: None };
+    let pol = lab.write("catalog-in.yaml", CATALOG_IN);
+    lab.ok(&["lab", "--name", lab.name, "up", "-f", &repo("examples/shop/00-workloads.yaml"), "-f", &pol]);
+    let meta: Value = serde_json::from_slice(&std::fs::read(lab.state.path().join("rev.d/porin.json")).unwrap()).unwrap();
+    lab.server = Some(meta["server"].as_str().unwrap().to_string());
+
+    // Before any traffic, everything is unused.
+    let v = unused_rules(&lab);
+    assert_eq!(policy(&v, "shop/knp.catalog-in")["unused"], true, "{v:#}");
+
+    // frontend -> catalog:9000 is allowed by ingress rule 0 of catalog-in; cart is never a client.
+    let t = lab.write("t.yaml", &cases("t", &[("shop/frontend".into(), "shop/catalog".into(), 9000, "Allow")]));
+    lab.ok(&["test", "--lab", lab.name, "-f", &t]);
+    let t0 = Instant::now();
+    loop {
+        let v = unused_rules(&lab);
+        if policy(&v, "shop/knp.catalog-in")["rules"][0]["unused"] == false {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the hit never reached the counters: {v:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The counters are written at most every 500 ms after a change: let that pass, then kill -9 and restart.
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.ok(&["lab", "--name", lab.name, "agent", "stop"]);
+    lab.ok(&["lab", "--name", lab.name, "agent", "start"]);
+
+    let v = unused_rules(&lab);
+    let c = policy(&v, "shop/knp.catalog-in");
+    assert_eq!(c["unused"], false, "{v:#}");
+    assert_eq!(c["rules"][0]["unused"], false, "the hit before the restart still counts: {v:#}");
+    assert!(c["rules"][0]["connections"].as_u64().unwrap() >= 1, "{v:#}");
+    assert_eq!(c["rules"][1]["unused"], true, "no cart -> catalog traffic: {v:#}");
+    assert_eq!(policy(&v, "shop/knp.db-in")["unused"], true, "{v:#}");
+    let listed: Vec<(String, Value)> =
+        v["unused"].as_array().unwrap().iter().map(|u| (u["policy"].as_str().unwrap().to_string(), u["rule"].clone())).collect();
+    assert!(listed.contains(&("shop/knp.catalog-in".into(), Value::from("ingress 1 (allow)"))), "{listed:?}");
+    assert!(listed.contains(&("shop/knp.db-in".into(), Value::Null)), "{listed:?}");
+    assert!(!listed.iter().any(|(p, r)| p == "shop/knp.catalog-in" && r == "ingress 0 (allow)"), "{listed:?}");
+
+    // The table names them too.
+    let table = lab.ok(&["review", "unused", "--since", "30d"]);
+    assert!(table.contains("shop/knp.db-in") && table.contains("ingress 1 (allow)"), "{table}");
+}

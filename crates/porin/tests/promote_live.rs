@@ -154,7 +154,7 @@ fn promote_makes_staged_policies_enforced_in_one_audited_transaction() {
 fn promote_refuses_what_is_not_a_staged_policy() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Agent::start(tmp.path(), &[]);
-    // (stagedAction Learn/Ignore never get this far: validation refuses them at apply; see api::promote's unit test.)
+    // (stagedAction Learn promotes like Set; Ignore (a dismissed recommendation) is refused: api::promote's unit test.)
     a.ok(&["apply", "-f", &a.write("l.yaml", "apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: l}\nspec: {selector: all()}\n")]);
     let (code, _, err) = a.porin(&["promote", "gnp", "l"]);
     assert!(code != 0 && err.contains("not a staged policy kind"), "{err}");

@@ -127,3 +127,87 @@ fn recommend_promote_zero_trust_keeps_exactly_the_observed_traffic() {
     let (code, _, err) = a.porin_as(Some(&t), &["recommend", "--since", "2025-12-31T00:00:00Z", "-n", "ops"]);
     assert!(code != 0 && err.contains("Forbidden"), "{err}");
 }
+
+fn recommendations(a: &Agent) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&a.ok(&["get", "snp", "-A", "-o", "json"])).unwrap();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn status_of(a: &Agent, ns: &str) -> Option<(String, String)> {
+    recommendations(a).into_iter().find(|i| i["metadata"]["namespace"] == ns).map(|i| {
+        (
+            i["metadata"]["annotations"]["policyrecommendation.porin.io/status"].as_str().unwrap_or("").to_string(),
+            i["spec"]["stagedAction"].as_str().unwrap_or("").to_string(),
+        )
+    })
+}
+
+fn wait_for(a: &Agent, what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(40), "{what} never happened: {:#?}\n{}", recommendations(a), a.log());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// Continuous mode: a RecommendationScope makes the agent keep one staged recommendation per selected namespace
+/// current, Learning → Stabilizing → Stable; dismiss, relearn and accept are the user's; a read-only token sees
+/// and cannot act.
+#[test]
+fn recommendation_scope_learns_stabilizes_and_the_user_decides() {
+    let tmp = tempfile::tempdir().unwrap();
+    seed_flow_store(&tmp.path().join("data"));
+    let a = Agent::start(tmp.path(), &["--flow-store-max-age", "1000000h"]);
+    a.ok(&["apply", "-f", &repo("examples/shop/00-workloads.yaml")]);
+    let ro = a.ok(&["token", "create", "viewer", "--role", "read-only"]).trim().to_string();
+    // Bad scopes are refused with their field paths.
+    let bad = a.write("bad.yaml", "apiVersion: porin.io/v1\nkind: RecommendationScope\nmetadata: {name: other}\nspec: {interval: 5parsecs}\n");
+    let (code, _, err) = a.porin(&["apply", "-f", &bad]);
+    assert!(code != 0 && err.contains("metadata.name") && err.contains("spec.interval"), "{err}");
+    assert!(recommendations(&a).is_empty(), "nothing before a scope is enabled");
+
+    let scope = "apiVersion: porin.io/v1\nkind: RecommendationScope\nmetadata: {name: default}\nspec:\n  interval: 1s\n  initialLookback: 9000h\n  stabilizationPeriod: 4s\n  namespaceSpec: {recStatus: Enabled, selector: \"projectcalico.org/name == 'shop'\"}\n";
+    a.ok(&["apply", "-f", &a.write("scope.yaml", scope)]);
+    wait_for(&a, "a Learning recommendation for shop", || status_of(&a, "shop").is_some_and(|s| s == ("Learning".into(), "Learn".into())));
+    let rec = recommendations(&a).into_iter().find(|i| i["metadata"]["namespace"] == "shop").unwrap();
+    assert_eq!(rec["metadata"]["name"], "namespace-isolation.shop-recommendation");
+    assert_eq!(rec["spec"]["egress"].as_array().unwrap().len() + rec["spec"]["ingress"].as_array().unwrap().len() > 0, true, "{rec:#}");
+    assert!(status_of(&a, "ops").is_none(), "ops is not selected");
+    wait_for(&a, "Stabilizing", || status_of(&a, "shop").is_some_and(|s| s.0 == "Stabilizing"));
+    wait_for(&a, "Stable", || status_of(&a, "shop").is_some_and(|s| s.0 == "Stable"));
+    let out = a.ok(&["recommend", "list"]);
+    assert!(out.contains("shop") && out.contains("Stable"), "{out}");
+    let audit = a.ok(&["audit", "--since", "1h"]);
+    assert!(audit.contains("system:recommender@"), "the recommender's writes are audited: {audit}");
+
+    // Read-only: sees, cannot act.
+    let (code, out, _) = a.porin_as(Some(&ro), &["recommend", "list"]);
+    assert!(code == 0 && out.contains("shop"), "{out}");
+    let (code, _, err) = a.porin_as(Some(&ro), &["recommend", "dismiss", "shop"]);
+    assert!(code != 0 && err.contains("Forbidden"), "{err}");
+
+    // Dismissed: Ignore, and the recommender leaves it so.
+    a.ok(&["recommend", "dismiss", "shop"]);
+    assert_eq!(status_of(&a, "shop").unwrap().1, "Ignore");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(status_of(&a, "shop").unwrap().1, "Ignore", "a dismissed recommendation is not refreshed");
+    assert!(a.ok(&["recommend", "list"]).contains("Dismissed"));
+    let (code, _, err) = a.porin(&["recommend", "accept", "shop"]);
+    assert!(code != 0 && err.contains("dismissed"), "{err}");
+
+    // Relearn: Learning again, then refreshed as before.
+    a.ok(&["recommend", "relearn", "shop"]);
+    assert_eq!(status_of(&a, "shop").unwrap(), ("Learning".into(), "Learn".into()));
+    wait_for(&a, "Stabilizing after relearn", || status_of(&a, "shop").is_some_and(|s| s.0 == "Stabilizing"));
+
+    // Accept: enforced, the staged object gone, and no new recommendation for shop.
+    a.ok(&["recommend", "accept", "shop"]);
+    let np: Value = serde_json::from_str(&a.ok(&["get", "pnp", "-n", "shop", "-o", "json"])).unwrap();
+    let names: Vec<&str> = np["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["namespace-isolation.shop-recommendation"]);
+    assert!(np["items"][0]["metadata"]["annotations"].get("policyrecommendation.porin.io/status").is_none());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(status_of(&a, "shop").is_none(), "an accepted namespace is not recommended for again: {:#?}", recommendations(&a));
+    let (code, _, err) = a.porin(&["recommend", "dismiss", "nowhere"]);
+    assert!(code != 0 && err.contains("no recommendation"), "{err}");
+}

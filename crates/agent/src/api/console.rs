@@ -45,6 +45,9 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/porin/v1/console/flows", get(flows))
         .route("/porin/v1/console/policies", get(policies))
         .route("/porin/v1/console/apply", post(apply))
+        .route("/porin/v1/console/recommendations", get(super::recommendations::list))
+        .route("/porin/v1/console/recommendations/{ns}/preview", get(super::recommendations::preview))
+        .route("/porin/v1/console/recommendations/{ns}/{verb}", post(super::recommendations::act))
         .layer(axum::middleware::from_fn_with_state(state, session::console_authn));
     Router::new()
         .route("/porin/v1/console/login", post(session::login).layer(DefaultBodyLimit::max(session::MAX_LOGIN_BODY)))
@@ -169,7 +172,7 @@ fn hidden_endpoint(ep: &FlowEndpoint) -> FlowEndpoint {
     FlowEndpoint { kind, ip: ep.ip, port: ep.port, ..Default::default() }
 }
 
-fn window(q: &HashMap<String, String>, default: &str) -> Result<(String, Duration), ApiError> {
+pub(crate) fn window(q: &HashMap<String, String>, default: &str) -> Result<(String, Duration), ApiError> {
     let w = q.get("window").map(String::as_str).unwrap_or(default);
     let d = porin_flow::time::parse_duration(w).map_err(|e| ApiError::bad_request(format!("window={w:?}: {e}")))?;
     if d < Duration::from_secs(60) || d > MAX_WINDOW {
@@ -183,7 +186,7 @@ fn flow_service(st: &Shared) -> Result<std::sync::Arc<dyn super::sources::FlowSo
 }
 
 /// Stored records of the last `d`, reduced to the caller's view.
-async fn records_in_window(st: &Shared, view: &View, w: &str) -> Result<Vec<FlowRecord>, ApiError> {
+pub(crate) async fn records_in_window(st: &Shared, view: &View, w: &str) -> Result<Vec<FlowRecord>, ApiError> {
     let Ok(svc) = flow_service(st) else { return Ok(Vec::new()) };
     let mut args = vec!["--since".to_string(), w.to_string()];
     if let View::Scoped { namespaces, .. } = view {

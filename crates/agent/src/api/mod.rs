@@ -28,6 +28,8 @@ pub mod porin_routes;
 pub mod promote;
 pub mod reports;
 pub mod recommend;
+pub mod recommendations;
+pub mod review;
 pub mod resources;
 pub mod respond;
 pub mod session;
@@ -348,6 +350,10 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/captures/{ns}/{name}", get(captures::status))
         .route("/porin/v1/captures/{ns}/{name}/files", get(captures::list).delete(captures::clean))
         .route("/porin/v1/captures/{ns}/{name}/files/{file}", get(captures::download))
+        .route("/porin/v1/review/unused", get(review::unused))
+        .route("/porin/v1/recommendations", get(recommendations::list))
+        .route("/porin/v1/recommendations/{ns}/preview", get(recommendations::preview))
+        .route("/porin/v1/recommendations/{ns}/{verb}", post(recommendations::act))
         .route("/metrics", get(flows::metrics))
         .fallback(|| async { ApiError::not_found("the server could not find the requested resource") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn))

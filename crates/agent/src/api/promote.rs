@@ -68,7 +68,7 @@ fn calico(kind: Kind, m: &ObjectMeta, spec: &PolicySpec) -> Object<PolicySpec> {
     }
 }
 
-/// The enforced counterpart of a staged object. Err for kinds that are not staged and for `Learn`/`Ignore`.
+/// The enforced counterpart of a staged object. Err for kinds that are not staged and for `Ignore`.
 pub fn promoted(r: &Resource) -> Result<Promotion, String> {
     let (target, action) = match r {
         Resource::StagedNetworkPolicy(o) => {
@@ -93,14 +93,15 @@ pub fn promoted(r: &Resource) -> Result<Promotion, String> {
         }
     };
     match action.unwrap_or(StagedAction::Set) {
-        StagedAction::Set => Ok(Promotion::Set(Box::new(target))),
+        // Learn: accepting a recommendation enforces what it proposes now.
+        StagedAction::Set | StagedAction::Learn => Ok(Promotion::Set(Box::new(target))),
         StagedAction::Delete => Ok(Promotion::Delete {
             kind: target.kind(),
             namespace: target.namespace().map(str::to_string),
             name: target.name().to_string(),
         }),
-        a @ (StagedAction::Learn | StagedAction::Ignore) => Err(format!(
-            "{} {:?} has stagedAction {a:?}, which has no enforced counterpart",
+        StagedAction::Ignore => Err(format!(
+            "{} {:?} has stagedAction Ignore (a dismissed recommendation), which has no enforced counterpart",
             r.kind(),
             r.qualified_name()
         )),
@@ -224,9 +225,13 @@ mod tests {
             Promotion::Delete { kind: Kind::GlobalNetworkPolicy, namespace: None, name: "g".into() }
         );
         let r = one(
-            "apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: g}\nspec: {stagedAction: Learn}\n",
+            "apiVersion: porin.io/v1\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: g}\nspec: {stagedAction: Ignore}\n",
         );
         assert!(promoted(&r).is_err());
+        let r = one(
+            "apiVersion: porin.io/v1\nkind: StagedNetworkPolicy\nmetadata: {name: r, namespace: shop}\nspec: {selector: all(), stagedAction: Learn}\n",
+        );
+        assert!(matches!(promoted(&r).unwrap(), Promotion::Set(t) if t.kind() == Kind::NetworkPolicy));
         let r = one("apiVersion: porin.io/v1\nkind: Tier\nmetadata: {name: t}\n");
         assert!(promoted(&r).is_err());
     }

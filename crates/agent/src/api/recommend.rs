@@ -52,6 +52,21 @@ pub fn observation(r: &FlowRecord) -> Option<Observation> {
     })
 }
 
+/// The policy model of the stored objects. `what` says what cannot be told when an object does not decode.
+pub async fn stored_cluster(st: &super::ApiState, what: &str) -> Result<Cluster, ApiError> {
+    let (items, _) = st.list(keys::RESOURCES).await?;
+    let mut model = Vec::with_capacity(items.len());
+    for kv in &items {
+        let Some((kind, _, _)) = keys::parse_key(&kv.key) else { continue };
+        model.push(
+            decode(kind, kv)
+                .ok_or_else(|| ApiError::unavailable(format!("stored object {} does not decode; {what} cannot be told", kv.key)))?,
+        );
+    }
+    Cluster::build(model.iter())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "Conflict", format!("the stored policies do not build ({e})")))
+}
+
 pub async fn handle(
     State(st): State<Shared>,
     Extension(id): Extension<Identity>,
@@ -90,17 +105,7 @@ pub async fn handle(
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let observed: Vec<Observation> = records.iter().filter_map(observation).collect();
 
-    let (items, _) = st.list(keys::RESOURCES).await?;
-    let mut model = Vec::with_capacity(items.len());
-    for kv in &items {
-        let Some((kind, _, _)) = keys::parse_key(&kv.key) else { continue };
-        model.push(decode(kind, kv).ok_or_else(|| {
-            ApiError::unavailable(format!("stored object {} does not decode; what is already allowed cannot be told", kv.key))
-        })?);
-    }
-    let cluster = Cluster::build(model.iter()).map_err(|e| {
-        ApiError::new(StatusCode::CONFLICT, "Conflict", format!("the stored policies do not build ({e})"))
-    })?;
+    let cluster = stored_cluster(&st, "what is already allowed").await?;
     let rec = tokio::task::spawn_blocking(move || recommend(&cluster, &observed, &opts))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;

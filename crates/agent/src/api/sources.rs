@@ -41,6 +41,10 @@ pub trait FlowSource: Send + Sync {
     fn encode_metrics(&self) -> String;
     /// The `flows` section of `porin status`.
     fn status(&self) -> Value;
+    /// Per-rule hit counters kept across restarts (`porin review unused`); None where none are kept.
+    fn rule_hits(&self) -> Option<crate::flows::rulehits::RuleHitTable> {
+        None
+    }
 }
 
 impl FlowSource for FlowService {
@@ -58,5 +62,8 @@ impl FlowSource for FlowService {
     }
     fn status(&self) -> Value {
         FlowService::status(self)
+    }
+    fn rule_hits(&self) -> Option<crate::flows::rulehits::RuleHitTable> {
+        Some(FlowService::rule_hits(self))
     }
 }

@@ -20,6 +20,7 @@
 //!   `decode_errors` (reader), `queue_overflow` (queue), `store_errors` (store).
 
 pub mod context;
+pub mod rulehits;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ pub struct FlowOptions {
     pub export: Option<PathBuf>,
     /// Reader → pipeline queue capacity (events).
     pub queue_capacity: usize,
+    /// Where the per-rule hit counters are kept across restarts (`<data-dir>/rule-hits.json`); None: memory only.
+    pub rule_hits: Option<PathBuf>,
 }
 
 /// A source contacting one decoy raises at most one alert per this interval (a port scan is one alert).
@@ -141,6 +144,8 @@ pub struct FlowService {
     pub follow_lagged: AtomicU64,
     /// Where honeypod contacts are raised ([`FlowService::set_alerts`]).
     alerts: std::sync::OnceLock<Arc<crate::alerts::AlertLog>>,
+    /// Per-rule hit counters (`porin review unused`), written by the pipeline thread.
+    rule_hits: Mutex<rulehits::RuleHits>,
 }
 
 impl std::fmt::Debug for FlowService {
@@ -184,6 +189,10 @@ impl FlowService {
             reader_attached: AtomicBool::new(false),
             follow_lagged: AtomicU64::new(0),
             alerts: std::sync::OnceLock::new(),
+            rule_hits: Mutex::new(match &opts.rule_hits {
+                Some(p) => rulehits::RuleHits::load(p, porin_flow::time::now_unix()),
+                None => rulehits::RuleHits::in_memory(porin_flow::time::now_unix()),
+            }),
             opts,
         });
         let (ev_tx, ev_rx) = event_queue(svc.opts.queue_capacity.max(1), counters.clone());
@@ -304,11 +313,15 @@ impl FlowService {
             let stored = self.counters.records_stored.load(Relaxed) > stored_before;
             if !recs.is_empty() {
                 self.metrics.observe_records(&recs);
+                lock(&self.rule_hits).observe(&recs);
                 if stored {
                     let _ = self.live.send(Arc::new(recs));
                 }
             }
             drop(guard);
+            if let Err(e) = lock(&self.rule_hits).save_if_due(false) {
+                tracing::warn!(error = %e, "rule hit counters not saved (retried at the next flush)");
+            }
             if let Some(e) = err
                 && last_store_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10))
             {
@@ -430,6 +443,11 @@ impl FlowService {
         let rx = self.live.subscribe();
         let initial = if q.since.is_some() || q.until.is_some() || q.last.is_some() || q.first.is_some() { self.reader.query(q)? } else { Vec::new() };
         Ok((initial, rx))
+    }
+
+    /// The per-rule hit counters since they were first kept.
+    pub fn rule_hits(&self) -> rulehits::RuleHitTable {
+        lock(&self.rule_hits).table()
     }
 
     /// OpenMetrics text, with the pipeline counters as of now.

@@ -22,6 +22,7 @@ pub mod threatfeed;
 pub mod promote;
 pub mod guards;
 pub mod recommend;
+pub mod review;
 pub mod preview;
 pub mod report;
 pub mod resources;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use hyper::Method;
 
 use crate::client::{Client, ClientArgs, block_on, enc};
@@ -20,7 +20,11 @@ pub enum RecommendOutput {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RecommendArgs {
+    /// Continuous recommendations (a RecommendationScope): list them, or decide one.
+    #[command(subcommand)]
+    pub action: Option<RecommendAction>,
     /// How far back to read the flow store: a duration (`90m`, `24h`, `7d`) or an RFC 3339 time.
     #[arg(long, default_value = "24h")]
     pub since: String,
@@ -37,7 +41,76 @@ pub struct RecommendArgs {
     pub client: ClientArgs,
 }
 
+/// What to do with the agent's continuous recommendation of a namespace.
+#[derive(Subcommand, Debug)]
+pub enum RecommendAction {
+    /// The namespaces' recommendations and their status (Learning, Stabilizing, Stable, Dismissed).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Enforce it: promote it to a NetworkPolicy (one audited transaction; guards checked).
+    Accept {
+        namespace: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Dismiss it (stagedAction Ignore): no longer evaluated or refreshed.
+    Dismiss {
+        namespace: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Send it back to learning (stagedAction Learn, status Learning).
+    Relearn {
+        namespace: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn act(action: RecommendAction) -> Result<ExitCode> {
+    let (verb, ns, client) = match action {
+        RecommendAction::List { client } => {
+            let v = block_on(Client::new(&client).call(Method::GET, "/porin/v1/recommendations", None))??;
+            let items = v["items"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("no recommendations (apply a RecommendationScope named default with namespaceSpec.recStatus: Enabled)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<20} {:<12} {:<22} {:>7} {:>6}  NAME", "NAMESPACE", "STATUS", "LAST CHANGE", "INGRESS", "EGRESS");
+            for i in items {
+                println!(
+                    "{:<20} {:<12} {:<22} {:>7} {:>6}  {}",
+                    i["namespace"].as_str().unwrap_or(""),
+                    i["status"].as_str().unwrap_or(""),
+                    i["lastUpdated"].as_str().unwrap_or("-"),
+                    i["ingressRules"],
+                    i["egressRules"],
+                    i["name"].as_str().unwrap_or("")
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        RecommendAction::Accept { namespace, client } => ("accept", namespace, client),
+        RecommendAction::Dismiss { namespace, client } => ("dismiss", namespace, client),
+        RecommendAction::Relearn { namespace, client } => ("relearn", namespace, client),
+    };
+    let path = format!("/porin/v1/recommendations/{}/{verb}", enc(&ns));
+    block_on(Client::new(&client).call(Method::POST, &path, None))??;
+    let done = match verb {
+        "accept" => "accepted: enforced as a NetworkPolicy",
+        "dismiss" => "dismissed",
+        _ => "sent back to learning",
+    };
+    println!("recommendation of namespace {ns} {done}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn recommend(a: RecommendArgs) -> Result<ExitCode> {
+    if let Some(action) = a.action {
+        return act(action);
+    }
     let c = Client::new(&a.client);
     let mut q = vec![format!("since={}", enc(&a.since)), format!("tierOrder={}", a.tier_order)];
     q.extend(a.namespaces.iter().map(|n| format!("namespace={}", enc(n))));
