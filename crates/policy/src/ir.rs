@@ -245,108 +245,168 @@ fn ns_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, 
     l
 }
 
+/// One stored object's contribution to the model, converted on its own: the engine keeps these by key and
+/// revision so that a batch of changes converts only the objects it changed ([`Cluster::assemble`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelPart {
+    /// A namespace and its labels (with the name labels every namespace carries).
+    Namespace { name: String, labels: BTreeMap<String, String> },
+    Tier { name: String, order: Option<f64>, default_action: TierDefaultAction },
+    /// ClusterSettings: the default endpoint action.
+    Settings { default_allow: bool },
+    NetSet(NetSet),
+    Endpoint(Endpoint),
+    /// An enforced policy.
+    Policy(IrPolicy),
+    /// A staged policy; `delete`: it stages the deletion of the same-named policy.
+    Staged { policy: IrPolicy, delete: bool },
+    /// Nothing the model looks at (WorkloadEndpoints, reports, ...).
+    Other,
+}
+
+impl ModelPart {
+    /// Convert one resource that passed validation. Errors only on things validation cannot see in one document.
+    pub fn of(r: &Resource) -> Result<ModelPart, EngineError> {
+        Ok(match r {
+            Resource::Namespace(n) => {
+                ModelPart::Namespace { name: n.metadata.name.clone(), labels: ns_labels(&n.metadata.name, &n.metadata.labels) }
+            }
+            Resource::Tier(t) => {
+                let (order, default_action) = if t.metadata.name == DEFAULT_TIER {
+                    (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny)
+                } else {
+                    (t.spec.order, t.spec.default_action.unwrap_or(TierDefaultAction::Deny))
+                };
+                ModelPart::Tier { name: t.metadata.name.clone(), order, default_action }
+            }
+            Resource::ClusterSettings(s) => {
+                ModelPart::Settings { default_allow: s.spec.default_endpoint_action != Some(DefaultEndpointAction::Deny) }
+            }
+            Resource::NetworkSet(s) | Resource::GlobalNetworkSet(s) => {
+                let nets = s.spec.nets.iter().map(|n| parse_cidr(n)).collect::<Result<Vec<_>, _>>()
+                    .map_err(|m| EngineError::Invalid(format!("{} {}: {m}", r.kind(), r.qualified_name())))?;
+                ModelPart::NetSet(NetSet {
+                    namespace: r.namespace().map(str::to_string),
+                    name: s.metadata.name.clone(),
+                    labels: s.metadata.labels.clone(),
+                    nets,
+                })
+            }
+            Resource::Pod(p) => {
+                let ns = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let sa = p
+                    .spec
+                    .service_account_name
+                    .clone()
+                    .or_else(|| p.spec.service_account.clone())
+                    .unwrap_or_else(|| "default".into());
+                let mut labels = p.metadata.labels.clone();
+                labels.insert(LABEL_NAMESPACE.into(), ns.clone());
+                labels.insert(LABEL_SERVICE_ACCOUNT.into(), sa.clone());
+                labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
+                let mut ips: Vec<IpAddr> = Vec::new();
+                for s in p.status.pod_ip.iter().chain(p.status.pod_ips.iter().map(|i| &i.ip)) {
+                    if let Ok(ip) = s.parse::<IpAddr>()
+                        && !ips.contains(&ip) {
+                            ips.push(ip);
+                        }
+                }
+                let mut named_ports = Vec::new();
+                let mut ports = Vec::new();
+                for ctr in &p.spec.containers {
+                    for cp in &ctr.ports {
+                        let proto = cp.protocol.unwrap_or(Protocol::Tcp);
+                        let Ok(port) = u16::try_from(cp.container_port) else { continue };
+                        if !ports.contains(&(proto, port)) {
+                            ports.push((proto, port));
+                        }
+                        if let Some(n) = &cp.name {
+                            named_ports.push((n.clone(), proto, port));
+                        }
+                    }
+                }
+                ModelPart::Endpoint(Endpoint {
+                    namespace: ns,
+                    name: p.metadata.name.clone(),
+                    labels,
+                    service_account: sa,
+                    ips,
+                    named_ports,
+                    ports,
+                })
+            }
+            Resource::K8sNetworkPolicy(o) => ModelPart::Policy(k8s_policy(r, &o.spec, false)?),
+            Resource::StagedKubernetesNetworkPolicy(o) => ModelPart::Staged {
+                policy: k8s_policy(r, &o.spec.as_k8s(), true)?,
+                delete: o.spec.staged_action == Some(StagedAction::Delete),
+            },
+            Resource::NetworkPolicy(o) => ModelPart::Policy(calico_policy(r, &o.spec, PolicyKind::Namespaced, false)?),
+            Resource::GlobalNetworkPolicy(o) => ModelPart::Policy(calico_policy(r, &o.spec, PolicyKind::Global, false)?),
+            Resource::StagedNetworkPolicy(o) => ModelPart::Staged {
+                policy: calico_policy(r, &o.spec, PolicyKind::Namespaced, true)?,
+                delete: o.spec.staged_action == Some(StagedAction::Delete),
+            },
+            Resource::StagedGlobalNetworkPolicy(o) => ModelPart::Staged {
+                policy: calico_policy(r, &o.spec, PolicyKind::Global, true)?,
+                delete: o.spec.staged_action == Some(StagedAction::Delete),
+            },
+            _ => ModelPart::Other,
+        })
+    }
+}
+
 impl Cluster {
     /// Build from resources that passed validation. Errors only on things validation cannot see in one
     /// document (they are reported, not guessed around).
     pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Result<Cluster, EngineError> {
+        // Conversion errors in the order the two passes of the model meet them: network sets first.
         let resources: Vec<&Resource> = resources.into_iter().collect();
+        let mut parts: Vec<Option<ModelPart>> = vec![None; resources.len()];
+        for (i, r) in resources.iter().enumerate() {
+            if matches!(r, Resource::NetworkSet(_) | Resource::GlobalNetworkSet(_)) {
+                parts[i] = Some(ModelPart::of(r)?);
+            }
+        }
+        for (i, r) in resources.iter().enumerate() {
+            if parts[i].is_none() {
+                parts[i] = Some(ModelPart::of(r)?);
+            }
+        }
+        Cluster::assemble(parts.iter().flatten())
+    }
+
+    /// The model of converted parts, in the order of their objects (the same model as [`Cluster::build`] of
+    /// those objects in that order).
+    pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a ModelPart>) -> Result<Cluster, EngineError> {
+        let parts: Vec<&ModelPart> = parts.into_iter().collect();
         let mut c = Cluster { default_allow: true, ..Default::default() };
         let mut tier_specs: BTreeMap<String, (Option<f64>, TierDefaultAction)> = BTreeMap::new();
         tier_specs.insert(DEFAULT_TIER.into(), (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny));
         let mut enforced: Vec<IrPolicy> = Vec::new();
-        let mut staged: Vec<(IrPolicy, bool /*delete*/)> = Vec::new();
-        for r in &resources {
-            match r {
-                Resource::Namespace(n) => {
-                    c.namespaces.insert(n.metadata.name.clone(), ns_labels(&n.metadata.name, &n.metadata.labels));
+        let mut staged: Vec<(&IrPolicy, bool /*delete*/)> = Vec::new();
+        for p in &parts {
+            match p {
+                ModelPart::Namespace { name, labels } => {
+                    c.namespaces.insert(name.clone(), labels.clone());
                 }
-                Resource::Tier(t) => {
-                    let (order, action) = if t.metadata.name == DEFAULT_TIER {
-                        (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny)
-                    } else {
-                        (t.spec.order, t.spec.default_action.unwrap_or(TierDefaultAction::Deny))
-                    };
-                    tier_specs.insert(t.metadata.name.clone(), (order, action));
+                ModelPart::Tier { name, order, default_action } => {
+                    tier_specs.insert(name.clone(), (*order, *default_action));
                 }
-                Resource::ClusterSettings(s) => {
-                    c.default_allow = s.spec.default_endpoint_action != Some(DefaultEndpointAction::Deny);
-                }
-                Resource::NetworkSet(s) | Resource::GlobalNetworkSet(s) => {
-                    let nets = s.spec.nets.iter().map(|n| parse_cidr(n)).collect::<Result<Vec<_>, _>>()
-                        .map_err(|m| EngineError::Invalid(format!("{} {}: {m}", r.kind(), r.qualified_name())))?;
-                    c.net_sets.push(NetSet {
-                        namespace: r.namespace().map(str::to_string),
-                        name: s.metadata.name.clone(),
-                        labels: s.metadata.labels.clone(),
-                        nets,
-                    });
-                }
+                ModelPart::Settings { default_allow } => c.default_allow = *default_allow,
+                ModelPart::NetSet(s) => c.net_sets.push(s.clone()),
                 _ => {}
             }
         }
-        for r in &resources {
-            match r {
-                Resource::Pod(p) => {
-                    let ns = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-                    c.namespaces.entry(ns.clone()).or_insert_with(|| ns_labels(&ns, &BTreeMap::new()));
-                    let sa = p
-                        .spec
-                        .service_account_name
-                        .clone()
-                        .or_else(|| p.spec.service_account.clone())
-                        .unwrap_or_else(|| "default".into());
-                    let mut labels = p.metadata.labels.clone();
-                    labels.insert(LABEL_NAMESPACE.into(), ns.clone());
-                    labels.insert(LABEL_SERVICE_ACCOUNT.into(), sa.clone());
-                    labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
-                    let mut ips: Vec<IpAddr> = Vec::new();
-                    for s in p.status.pod_ip.iter().chain(p.status.pod_ips.iter().map(|i| &i.ip)) {
-                        if let Ok(ip) = s.parse::<IpAddr>()
-                            && !ips.contains(&ip) {
-                                ips.push(ip);
-                            }
+        for p in &parts {
+            match p {
+                ModelPart::Endpoint(e) => {
+                    if !c.namespaces.contains_key(&e.namespace) {
+                        c.namespaces.insert(e.namespace.clone(), ns_labels(&e.namespace, &BTreeMap::new()));
                     }
-                    let mut named_ports = Vec::new();
-                    let mut ports = Vec::new();
-                    for ctr in &p.spec.containers {
-                        for cp in &ctr.ports {
-                            let proto = cp.protocol.unwrap_or(Protocol::Tcp);
-                            let Ok(port) = u16::try_from(cp.container_port) else { continue };
-                            if !ports.contains(&(proto, port)) {
-                                ports.push((proto, port));
-                            }
-                            if let Some(n) = &cp.name {
-                                named_ports.push((n.clone(), proto, port));
-                            }
-                        }
-                    }
-                    c.endpoints.push(Endpoint {
-                        namespace: ns,
-                        name: p.metadata.name.clone(),
-                        labels,
-                        service_account: sa,
-                        ips,
-                        named_ports,
-                        ports,
-                    });
+                    c.endpoints.push(e.clone());
                 }
-                Resource::K8sNetworkPolicy(o) => {
-                    enforced.push(k8s_policy(r, &o.spec, false)?);
-                }
-                Resource::StagedKubernetesNetworkPolicy(o) => {
-                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
-                    staged.push((k8s_policy(r, &o.spec.as_k8s(), true)?, delete));
-                }
-                Resource::NetworkPolicy(o) => enforced.push(calico_policy(r, &o.spec, PolicyKind::Namespaced, false)?),
-                Resource::GlobalNetworkPolicy(o) => enforced.push(calico_policy(r, &o.spec, PolicyKind::Global, false)?),
-                Resource::StagedNetworkPolicy(o) => {
-                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
-                    staged.push((calico_policy(r, &o.spec, PolicyKind::Namespaced, true)?, delete));
-                }
-                Resource::StagedGlobalNetworkPolicy(o) => {
-                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
-                    staged.push((calico_policy(r, &o.spec, PolicyKind::Global, true)?, delete));
-                }
+                ModelPart::Policy(p) => enforced.push(p.clone()),
+                ModelPart::Staged { policy, delete } => staged.push((policy, *delete)),
                 _ => {}
             }
         }
@@ -361,7 +421,7 @@ impl Cluster {
             };
             pending.retain(|q| !same(q));
             if !delete {
-                pending.push(p);
+                pending.push(p.clone());
             }
         }
         c.tiers = sort_tiers(&tier_specs, &enforced)?;
@@ -419,10 +479,12 @@ fn sort_tiers(
         };
         t.policies.push(i);
     }
+    // The tie-break keys once per policy, not per comparison.
+    let keys: Vec<String> = policies.iter().map(policy_sort_key).collect();
     for t in &mut tiers {
         t.policies.sort_by(|&a, &b| {
             let (pa, pb) = (&policies[a], &policies[b]);
-            cmp_order(pa.order, pb.order).then_with(|| policy_sort_key(pa).cmp(&policy_sort_key(pb)))
+            cmp_order(pa.order, pb.order).then_with(|| keys[a].cmp(&keys[b]))
         });
     }
     Ok(tiers)
