@@ -21,6 +21,7 @@ pub mod auth;
 pub mod engine;
 mod etcd_tls;
 pub mod flows;
+pub mod latency;
 pub mod reconciler;
 pub mod registry;
 pub mod reports;
