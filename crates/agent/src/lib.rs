@@ -26,6 +26,7 @@ pub mod engine;
 mod etcd_tls;
 pub mod flows;
 pub mod httpc;
+pub mod latency;
 pub mod reconciler;
 pub mod registry;
 pub mod recommender;

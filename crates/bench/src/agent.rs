@@ -88,6 +88,64 @@ fn agent_pid(state_dir: &Path, name: &str) -> Result<i32> {
     v["agents"][0]["proc"]["pid"].as_i64().map(|p| p as i32).context("no agent pid in the lab state")
 }
 
+/// The log file of the lab's (only) agent, from the lab's state.
+fn agent_log(state_dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = state_dir.join(format!("{name}.d")).join("porin.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)?;
+    v["agents"][0]["log"].as_str().map(PathBuf::from).context("no agent log in the lab state")
+}
+
+/// One acknowledged write's way to the kernel, as the agent measured it (its `revision latency` log line):
+/// milliseconds from the API's ack to the engine seeing the change, the model built, the compile done and the
+/// kernel maps written.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AckRow {
+    pub rules: usize,
+    pub extra_pods: usize,
+    /// `enforce`, `revoke` (the B4 trials) or `churn` (the RSS changes).
+    pub what: String,
+    pub seen_ms: f64,
+    pub built_ms: f64,
+    pub compiled_ms: f64,
+    pub programmed_ms: f64,
+}
+
+/// Reads the `revision latency` lines the agent appended since the last call.
+struct LatencyLog {
+    path: PathBuf,
+    pos: usize,
+}
+
+impl LatencyLog {
+    fn new(path: PathBuf) -> LatencyLog {
+        let pos = std::fs::metadata(&path).map(|m| m.len() as usize).unwrap_or(0);
+        LatencyLog { path, pos }
+    }
+    fn take(&mut self, rules: usize, extra_pods: usize, what: &str) -> Vec<AckRow> {
+        let Ok(all) = std::fs::read(&self.path) else { return vec![] };
+        let new = String::from_utf8_lossy(all.get(self.pos..).unwrap_or_default()).into_owned();
+        self.pos = all.len();
+        let field = |line: &str, k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        new.lines()
+            .filter(|l| l.contains("revision latency"))
+            .map(|l| AckRow {
+                rules,
+                extra_pods,
+                what: what.to_string(),
+                seen_ms: field(l, "ack_to_seen_ms"),
+                built_ms: field(l, "ack_to_built_ms"),
+                compiled_ms: field(l, "ack_to_compiled_ms"),
+                programmed_ms: field(l, "ack_to_programmed_ms"),
+            })
+            .collect()
+    }
+}
+
 /// `n` pods without interfaces (policy peers only; no WorkloadEndpoint binds them), in the fillers' label groups.
 fn extra_pods(n: usize) -> Value {
     Value::Array(
@@ -130,6 +188,7 @@ pub fn bench(
     pods: usize,
     rss_changes: usize,
     rss_out: &mut Vec<RssRow>,
+    ack_out: &mut Vec<AckRow>,
     failures: &mut Vec<String>,
 ) -> Result<Vec<B4Row>> {
     let dir = tempfile::Builder::new().prefix("porin-bench-agent").tempdir()?;
@@ -160,6 +219,7 @@ pub fn bench(
     if !crate::traffic::try_connect(&client.netns_path, dst, Duration::from_millis(500))? {
         bail!("B4 agent: the allowed probe port is not reachable after lab up");
     }
+    let mut latency = LatencyLog::new(agent_log(lab.state_dir.path(), &name)?);
     let epoch = Instant::now();
     let prober = Prober::start(&client.netns_path, dst, Duration::from_millis(1), epoch);
     std::thread::sleep(Duration::from_millis(100));
@@ -174,6 +234,7 @@ pub fn bench(
         // Wait until the agents report the revision enforced (also bounds the prober window).
         lab.ok(&["lab", "--name", &name, "wait"])?;
         let waited = t0.elapsed();
+        ack_out.extend(latency.take(rules, 0, if enforce { "enforce" } else { "revoke" }));
         changes.push((enforce, t0 - epoch, acked, waited));
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -210,8 +271,11 @@ pub fn bench(
             let t = Instant::now();
             lab.ok(&["apply", "-f", f.to_str().expect("utf8")])?;
             lab.ok(&["lab", "--name", &name, "wait"])?;
+            latency.take(rules, pods, "pods");
             eprintln!("B4 agent: {pods} more pods applied and programmed in {:.1}s", t.elapsed().as_secs_f64());
         }
+        lab.ok(&["lab", "--name", &name, "wait"])?;
+        latency.take(rules, pods, "skip");
         let churn_f = dir.path().join("churn.json");
         let every = (rss_changes / 10).max(1);
         for k in 0..=rss_changes {
@@ -226,6 +290,7 @@ pub fn bench(
             std::fs::write(&churn_f, serde_json::to_vec(&churn_policy(30000 + (k % 20000) as u16))?)?;
             lab.ok(&["apply", "-f", churn_f.to_str().expect("utf8")])?;
             lab.ok(&["lab", "--name", &name, "wait"])?;
+            ack_out.extend(latency.take(rules, pods, "churn"));
         }
     }
     drop(lab);

@@ -133,6 +133,7 @@ struct Results {
     b4: Vec<report::B4Row>,
     b5: Vec<report::B5Row>,
     rss: Vec<agent::RssRow>,
+    ack: Vec<agent::AckRow>,
     failures: Vec<String>,
 }
 
@@ -221,7 +222,7 @@ fn run(args: &Args) -> Result<Vec<String>> {
         let has_lab = std::process::Command::new(&bin).args(["lab", "--help"]).output().map(|o| o.status.success()).unwrap_or(false);
         if has_lab {
             for &n in &args.agent_rules {
-                res.b4.extend(agent::bench(&bin, n, args.agent_trials, args.agent_pods, args.agent_rss_changes, &mut res.rss, &mut res.failures)?);
+                res.b4.extend(agent::bench(&bin, n, args.agent_trials, args.agent_pods, args.agent_rss_changes, &mut res.rss, &mut res.ack, &mut res.failures)?);
             }
         } else {
             eprintln!("B4 agent path skipped: {} has no `lab` subcommand (cargo build --release -p porin)", bin.display());
@@ -234,6 +235,9 @@ fn run(args: &Args) -> Result<Vec<String>> {
         for r in &res.rss {
             md.push_str(&format!("| {} | {} | {} | {:.1} |\n", r.rules, r.extra_pods, r.changes, r.rss_kib as f64 / 1024.0));
         }
+    }
+    if !res.ack.is_empty() {
+        md.push_str(&report::render_ack(&res.ack));
     }
     println!("{md}");
     if let Some(p) = &args.json {

@@ -255,3 +255,40 @@ pub fn render(b1: &[(Variant, Vec<Sample>)], b4: &[B4Row], b5: &[B5Row], m: &Mac
     }
     o
 }
+
+/// The agent's own timings from the API's acknowledgement to each stage (its `revision latency` lines), per
+/// (rules, extra pods, kind of change): p50 / p99 / max in ms.
+pub fn render_ack(rows: &[crate::agent::AckRow]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "\nAfter the API's ack (the agent's per-revision timings), ms p50 / p99 / max:\n");
+    let _ = writeln!(o, "| rules | extra pods | change | n | ack → seen | ack → model built | ack → compiled | ack → kernel maps written |");
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    let mut groups: Vec<(usize, usize, String)> = Vec::new();
+    for r in rows {
+        let g = (r.rules, r.extra_pods, r.what.clone());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    for (rules, pods, what) in groups {
+        let sel: Vec<&crate::agent::AckRow> = rows.iter().filter(|r| r.rules == rules && r.extra_pods == pods && r.what == what).collect();
+        let stat = |f: &dyn Fn(&crate::agent::AckRow) -> f64| {
+            let mut v: Vec<f64> = sel.iter().map(|r| f(r)).filter(|x| x.is_finite()).collect();
+            if v.is_empty() {
+                return "–".to_string();
+            }
+            let max = v.iter().copied().fold(f64::MIN, f64::max);
+            format!("{:.1} / {:.1} / {:.1}", median(&mut v.clone()), percentile(&mut v, 99.0), max)
+        };
+        let _ = writeln!(
+            o,
+            "| {rules} | {pods} | {what} | {} | {} | {} | {} | {} |",
+            sel.len(),
+            stat(&|r| r.seen_ms),
+            stat(&|r| r.built_ms),
+            stat(&|r| r.compiled_ms),
+            stat(&|r| r.programmed_ms)
+        );
+    }
+    o
+}

@@ -3,7 +3,10 @@
 //! A stored value starts with a tag byte that says how it is encoded:
 //!
 //! * `{` — the record's JSON (store format 1; still read, never written);
-//! * [`TAG_V1`] — this encoding, version 1.
+//! * [`TAG_V1`] — this encoding, version 1;
+//! * [`TAG_BLOCK`] — a block of version-1 records (store format 3: one stored value per block of a flush's
+//!   records, not one per record): `tag | count varint | (length varint, version-1 record) × count`, records
+//!   in end-time order.
 //!
 //! Version 1, all integers little-endian, `varint` = unsigned LEB128 (minimal: at most 10 bytes,
 //! no zero final byte after the first), `str` = varint length + UTF-8 bytes, `opt<T>` = present in a flag bit:
@@ -33,6 +36,8 @@ use crate::record::{
 
 /// First byte of a version-1 binary record.
 pub const TAG_V1: u8 = 0xB1;
+/// First byte of a block of version-1 records (store format 3).
+pub const TAG_BLOCK: u8 = 0xB2;
 /// First byte of a JSON record (store format 1).
 pub const TAG_JSON: u8 = b'{';
 
@@ -202,6 +207,42 @@ pub fn to_vec(r: &FlowRecord) -> Vec<u8> {
     let mut v = Vec::with_capacity(256);
     encode(r, &mut v);
     v
+}
+
+/// Appends a block of `records` (each version 1, in the given order) to `out`.
+pub fn encode_block<'r>(records: impl ExactSizeIterator<Item = &'r FlowRecord>, out: &mut Vec<u8>) {
+    out.push(TAG_BLOCK);
+    put_varint(out, records.len() as u64);
+    let mut one = Vec::with_capacity(512);
+    for r in records {
+        one.clear();
+        encode(r, &mut one);
+        put_varint(out, one.len() as u64);
+        out.extend_from_slice(&one);
+    }
+}
+
+/// Decodes one stored value into its records: a block, or one record of an older format.
+pub fn decode_many(b: &[u8]) -> Result<Vec<FlowRecord>, CodecError> {
+    if b.first() != Some(&TAG_BLOCK) {
+        return decode(b).map(|r| vec![r]);
+    }
+    let mut rd = Rd { b, at: 1 };
+    let n = rd.len()?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = rd.len()?;
+        let at = rd.at;
+        let one = rd.take(len)?;
+        if one.first() != Some(&TAG_V1) {
+            return Err(CodecError::Value { what: "record tag in a block", value: one.first().copied().unwrap_or(0).into(), at });
+        }
+        out.push(decode_v1(one)?);
+    }
+    if rd.at != b.len() {
+        return Err(CodecError::Trailing(b.len() - rd.at));
+    }
+    Ok(out)
 }
 
 struct Rd<'a> {

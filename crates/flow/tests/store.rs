@@ -51,8 +51,12 @@ fn evicts_by_age() {
     let opts = FlowStoreOptions { max_age: Duration::from_secs(5), ..Default::default() };
     let mut s = FlowStore::in_memory(opts).unwrap();
     let recs = records(10);
+    // One append (one block) per record: eviction is by block.
+    for r in &recs[..9] {
+        s.append_at(std::slice::from_ref(r), 0).unwrap();
+    }
     // now = EPOCH + 9 s: records ending before EPOCH + 4 s are too old.
-    assert_eq!(s.append_at(&recs, EPOCH + 9 * SEC).unwrap(), 4);
+    assert_eq!(s.append_at(&recs[9..], EPOCH + 9 * SEC).unwrap(), 4);
     assert_eq!(ports(&s.query(&Query::default()).unwrap()), [4, 5, 6, 7, 8, 9]);
     assert_eq!(s.maintain(EPOCH + 12 * SEC).unwrap(), 3);
     assert_eq!(ports(&s.query(&Query::default()).unwrap()), [7, 8, 9]);
@@ -62,8 +66,13 @@ fn evicts_by_age() {
 #[test]
 fn evicts_oldest_by_size_and_accounts_bytes_exactly() {
     let recs = records(20);
-    let size = |r: &FlowRecord| 16 + porin_flow::codec::to_vec(r).len() as u64;
-    let budget: u64 = recs[15..].iter().map(size).sum();
+    // Blocks of 3 records (one append each): eviction removes whole blocks, oldest first.
+    let size = |rs: &[FlowRecord]| {
+        let mut b = Vec::new();
+        porin_flow::codec::encode_block(rs.iter(), &mut b);
+        16 + b.len() as u64
+    };
+    let budget: u64 = recs.chunks(3).skip(5).map(size).sum();
     let mut s = FlowStore::in_memory(FlowStoreOptions { max_bytes: budget, ..Default::default() }).unwrap();
     for chunk in recs.chunks(3) {
         s.append_at(chunk, EPOCH).unwrap();
@@ -72,6 +81,7 @@ fn evicts_oldest_by_size_and_accounts_bytes_exactly() {
     let kept = s.query(&Query::default()).unwrap();
     assert_eq!(ports(&kept), [15, 16, 17, 18, 19]);
     assert_eq!(s.stats().unwrap().bytes, budget);
+    assert_eq!(s.stats().unwrap().records, 5);
 }
 
 #[test]
@@ -149,14 +159,71 @@ fn reads_and_upgrades_format_1_and_refuses_newer_formats() {
     let db = Database::open(&old).unwrap();
     let r = db.begin_read().unwrap();
     use redb::{ReadableDatabase, ReadableTable};
-    assert_eq!(r.open_table(META).unwrap().get("format").unwrap().unwrap().value(), 2, "upgraded on open");
+    assert_eq!(r.open_table(META).unwrap().get("format").unwrap().unwrap().value(), 3, "upgraded on open");
     let t = r.open_table(FLOWS).unwrap();
     let tags: Vec<u8> = t.iter().unwrap().map(|x| x.unwrap().1.value()[0]).collect();
-    assert_eq!(tags, [b'{', b'{', porin_flow::codec::TAG_V1, porin_flow::codec::TAG_V1]);
+    assert_eq!(tags, [b'{', b'{', porin_flow::codec::TAG_BLOCK]);
     drop((t, r, db));
+    let s = FlowStore::open(&old, FlowStoreOptions::default()).unwrap();
+    assert_eq!(s.stats().unwrap().records, 4, "records counted across formats");
+    drop(s);
 
     let newer = dir.path().join("newer.redb");
-    write_old(&newer, 3);
+    write_old(&newer, 4);
     let err = FlowStore::open(&newer, FlowStoreOptions::default()).unwrap_err();
-    assert!(matches!(err, porin_flow::Error::Corrupt { .. }) && err.to_string().contains("format 3"), "{err}");
+    assert!(matches!(err, porin_flow::Error::Corrupt { .. }) && err.to_string().contains("format 4"), "{err}");
+}
+
+/// Blocks are exact: appends whose records end out of order and overlap in time (so blocks overlap), queried
+/// by time range, `--first`, `--last` and a filter, give what a sort of every record by (end time, append
+/// order) gives.
+#[test]
+fn blocks_answer_like_one_record_per_key() {
+    let base = records(40);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut r = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut s = FlowStore::in_memory(FlowStoreOptions::default()).unwrap();
+    let mut all: Vec<FlowRecord> = Vec::new();
+    for _ in 0..8 {
+        // 1 to 300 records (up to three blocks), end times spread over 60 s with ties.
+        let n = 1 + r(300) as usize;
+        let batch: Vec<FlowRecord> = (0..n)
+            .map(|_| {
+                let mut x = base[r(base.len() as u64) as usize].clone();
+                x.end_time = EPOCH + r(60) * SEC;
+                x
+            })
+            .collect();
+        s.append_at(&batch, 0).unwrap();
+        all.extend(batch);
+    }
+    // The reference: stable sort by end time keeps the append order of ties.
+    all.sort_by_key(|x| x.end_time);
+    assert_eq!(s.query(&Query::default()).unwrap(), all);
+    assert_eq!(s.stats().unwrap().records, all.len() as u64);
+    assert_eq!(s.stats().unwrap().oldest_end_time, all.first().map(|x| x.end_time));
+    let denied = parse_args(["--verdict", "denied"], EPOCH).unwrap().filter;
+    for _ in 0..60 {
+        let since = EPOCH + r(70) * SEC;
+        let until = since + r(30) * SEC;
+        let n = r(50) as usize;
+        let filtered = r(2) == 0;
+        let want: Vec<FlowRecord> = all
+            .iter()
+            .filter(|x| x.end_time >= since && x.end_time <= until && (!filtered || denied.matches(x)))
+            .cloned()
+            .collect();
+        let filter = if filtered { denied.clone() } else { Default::default() };
+        let q = Query { since: Some(since), until: Some(until), filter: filter.clone(), ..Default::default() };
+        assert_eq!(s.query(&q).unwrap(), want);
+        let first = Query { first: Some(n), ..q.clone() };
+        assert_eq!(s.query(&first).unwrap(), want[..n.min(want.len())]);
+        let last = Query { last: Some(n), ..q };
+        assert_eq!(s.query(&last).unwrap(), want[want.len() - n.min(want.len())..]);
+    }
 }

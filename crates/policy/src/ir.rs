@@ -246,137 +246,219 @@ fn ns_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, 
     l
 }
 
+/// One stored object's contribution to the model, converted on its own: the engine keeps these by key and
+/// revision so that a batch of changes converts only the objects it changed ([`Cluster::assemble`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelPart {
+    /// A namespace and its labels (with the name labels every namespace carries).
+    Namespace { name: String, labels: BTreeMap<String, String> },
+    Tier { name: String, order: Option<f64>, default_action: TierDefaultAction },
+    /// ClusterSettings: the default endpoint action.
+    Settings { default_allow: bool },
+    NetSet(NetSet),
+    Endpoint(Endpoint),
+    /// An enforced policy.
+    Policy(IrPolicy),
+    /// A staged policy; `delete`: it stages the deletion of the same-named policy.
+    Staged { policy: IrPolicy, delete: bool },
+    /// A quarantine record (`porin quarantine`): labels its pod [`respond::LABEL_QUARANTINED`] at assembly.
+    Quarantine { namespace: String, name: String },
+    /// A decoy: labels its pod [`respond::LABEL_HONEYPOD`] at assembly, with the engine's policy for it.
+    Honeypod { namespace: String, name: String, policy: Box<IrPolicy> },
+    /// Nothing the model looks at (WorkloadEndpoints, reports, ...).
+    Other,
+}
+
+impl ModelPart {
+    /// Convert one resource that passed validation. Errors only on things validation cannot see in one document.
+    pub fn of(r: &Resource) -> Result<ModelPart, EngineError> {
+        Ok(match r {
+            Resource::Namespace(n) => {
+                ModelPart::Namespace { name: n.metadata.name.clone(), labels: ns_labels(&n.metadata.name, &n.metadata.labels) }
+            }
+            Resource::Tier(t) => {
+                let (order, default_action) = if t.metadata.name == DEFAULT_TIER {
+                    (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny)
+                } else {
+                    (t.spec.order, t.spec.default_action.unwrap_or(TierDefaultAction::Deny))
+                };
+                ModelPart::Tier { name: t.metadata.name.clone(), order, default_action }
+            }
+            Resource::ClusterSettings(s) => {
+                ModelPart::Settings { default_allow: s.spec.default_endpoint_action != Some(DefaultEndpointAction::Deny) }
+            }
+            Resource::NetworkSet(s) | Resource::GlobalNetworkSet(s) => {
+                let nets = s.spec.nets.iter().map(|n| parse_cidr(n)).collect::<Result<Vec<_>, _>>()
+                    .map_err(|m| EngineError::Invalid(format!("{} {}: {m}", r.kind(), r.qualified_name())))?;
+                ModelPart::NetSet(NetSet {
+                    namespace: r.namespace().map(str::to_string),
+                    name: s.metadata.name.clone(),
+                    labels: s.metadata.labels.clone(),
+                    nets,
+                })
+            }
+            Resource::Pod(p) => {
+                let ns = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let sa = p
+                    .spec
+                    .service_account_name
+                    .clone()
+                    .or_else(|| p.spec.service_account.clone())
+                    .unwrap_or_else(|| "default".into());
+                let mut labels = p.metadata.labels.clone();
+                // System-owned labels (docs/design/respond.md) come from the joins at assembly, never from a manifest.
+                for k in respond::RESERVED_ENDPOINT_LABELS {
+                    labels.remove(k);
+                }
+                labels.insert(LABEL_NAMESPACE.into(), ns.clone());
+                labels.insert(LABEL_SERVICE_ACCOUNT.into(), sa.clone());
+                labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
+                let mut ips: Vec<IpAddr> = Vec::new();
+                for s in p.status.pod_ip.iter().chain(p.status.pod_ips.iter().map(|i| &i.ip)) {
+                    if let Ok(ip) = s.parse::<IpAddr>()
+                        && !ips.contains(&ip) {
+                            ips.push(ip);
+                        }
+                }
+                let mut named_ports = Vec::new();
+                let mut ports = Vec::new();
+                for ctr in &p.spec.containers {
+                    for cp in &ctr.ports {
+                        let proto = cp.protocol.unwrap_or(Protocol::Tcp);
+                        let Ok(port) = u16::try_from(cp.container_port) else { continue };
+                        if !ports.contains(&(proto, port)) {
+                            ports.push((proto, port));
+                        }
+                        if let Some(n) = &cp.name {
+                            named_ports.push((n.clone(), proto, port));
+                        }
+                    }
+                }
+                ModelPart::Endpoint(Endpoint {
+                    namespace: ns,
+                    name: p.metadata.name.clone(),
+                    labels,
+                    service_account: sa,
+                    ips,
+                    named_ports,
+                    ports,
+                })
+            }
+            Resource::K8sNetworkPolicy(o) => ModelPart::Policy(k8s_policy(r, &o.spec, false)?),
+            Resource::StagedKubernetesNetworkPolicy(o) => ModelPart::Staged {
+                policy: k8s_policy(r, &o.spec.as_k8s(), true)?,
+                delete: o.spec.staged_action == Some(StagedAction::Delete),
+            },
+            Resource::NetworkPolicy(o) => ModelPart::Policy(calico_policy(r, &o.spec, PolicyKind::Namespaced, false)?),
+            Resource::GlobalNetworkPolicy(o) => ModelPart::Policy(calico_policy(r, &o.spec, PolicyKind::Global, false)?),
+            // A dismissed recommendation (stagedAction Ignore) proposes nothing.
+            Resource::StagedNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o)
+                if o.spec.staged_action == Some(StagedAction::Ignore) =>
+            {
+                ModelPart::Other
+            }
+            Resource::Quarantine(_) => ModelPart::Quarantine {
+                namespace: r.namespace().unwrap_or("default").to_string(),
+                name: r.name().to_string(),
+            },
+            Resource::Honeypod(h) => ModelPart::Honeypod {
+                namespace: r.namespace().unwrap_or("default").to_string(),
+                name: r.name().to_string(),
+                policy: Box::new(honeypod_policy(r, &h.spec)?),
+            },
+            Resource::StagedNetworkPolicy(o) => ModelPart::Staged {
+                policy: calico_policy(r, &o.spec, PolicyKind::Namespaced, true)?,
+                delete: o.spec.staged_action == Some(StagedAction::Delete),
+            },
+            Resource::StagedGlobalNetworkPolicy(o) => ModelPart::Staged {
+                policy: calico_policy(r, &o.spec, PolicyKind::Global, true)?,
+                delete: o.spec.staged_action == Some(StagedAction::Delete),
+            },
+            _ => ModelPart::Other,
+        })
+    }
+}
+
 impl Cluster {
     /// Build from resources that passed validation. Errors only on things validation cannot see in one
     /// document (they are reported, not guessed around).
     pub fn build<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Result<Cluster, EngineError> {
+        // Conversion errors in the order the two passes of the model meet them: network sets first.
         let resources: Vec<&Resource> = resources.into_iter().collect();
+        let mut parts: Vec<Option<ModelPart>> = vec![None; resources.len()];
+        for (i, r) in resources.iter().enumerate() {
+            if matches!(r, Resource::NetworkSet(_) | Resource::GlobalNetworkSet(_)) {
+                parts[i] = Some(ModelPart::of(r)?);
+            }
+        }
+        for (i, r) in resources.iter().enumerate() {
+            if parts[i].is_none() {
+                parts[i] = Some(ModelPart::of(r)?);
+            }
+        }
+        Cluster::assemble(parts.iter().flatten())
+    }
+
+    /// The model of converted parts, in the order of their objects (the same model as [`Cluster::build`] of
+    /// those objects in that order).
+    pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a ModelPart>) -> Result<Cluster, EngineError> {
+        let parts: Vec<&ModelPart> = parts.into_iter().collect();
         let mut c = Cluster { default_allow: true, ..Default::default() };
         let mut tier_specs: BTreeMap<String, (Option<f64>, TierDefaultAction)> = BTreeMap::new();
         tier_specs.insert(DEFAULT_TIER.into(), (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny));
         let mut enforced: Vec<IrPolicy> = Vec::new();
-        let mut staged: Vec<(IrPolicy, bool /*delete*/)> = Vec::new();
-        for r in &resources {
-            match r {
-                Resource::Namespace(n) => {
-                    c.namespaces.insert(n.metadata.name.clone(), ns_labels(&n.metadata.name, &n.metadata.labels));
+        let mut staged: Vec<(&IrPolicy, bool /*delete*/)> = Vec::new();
+        // System-owned joins (docs/design/respond.md): quarantine records and decoys label their pods; decoys
+        // get the engine's own honeypod tier.
+        let mut quarantined: BTreeSet<(&str, &str)> = BTreeSet::new();
+        let mut decoys: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for p in &parts {
+            match p {
+                ModelPart::Quarantine { namespace, name } => {
+                    quarantined.insert((namespace, name));
                 }
-                Resource::Tier(t) => {
-                    let (order, action) = if t.metadata.name == DEFAULT_TIER {
-                        (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny)
-                    } else {
-                        (t.spec.order, t.spec.default_action.unwrap_or(TierDefaultAction::Deny))
-                    };
-                    tier_specs.insert(t.metadata.name.clone(), (order, action));
-                }
-                Resource::ClusterSettings(s) => {
-                    c.default_allow = s.spec.default_endpoint_action != Some(DefaultEndpointAction::Deny);
-                }
-                Resource::NetworkSet(s) | Resource::GlobalNetworkSet(s) => {
-                    let nets = s.spec.nets.iter().map(|n| parse_cidr(n)).collect::<Result<Vec<_>, _>>()
-                        .map_err(|m| EngineError::Invalid(format!("{} {}: {m}", r.kind(), r.qualified_name())))?;
-                    c.net_sets.push(NetSet {
-                        namespace: r.namespace().map(str::to_string),
-                        name: s.metadata.name.clone(),
-                        labels: s.metadata.labels.clone(),
-                        nets,
-                    });
+                ModelPart::Honeypod { namespace, name, policy } => {
+                    decoys.insert((namespace, name));
+                    enforced.push((**policy).clone());
                 }
                 _ => {}
             }
         }
-        // System-owned joins (docs/design/respond.md): quarantine records and decoys label their pods; decoys
-        // get the engine's own honeypod tier. A manifest's value of these labels is ignored.
-        let quarantined: BTreeSet<(&str, &str)> = resources
-            .iter()
-            .filter(|r| r.kind() == porin_model::Kind::Quarantine)
-            .map(|r| (r.namespace().unwrap_or("default"), r.name()))
-            .collect();
-        let decoys: BTreeSet<(&str, &str)> = resources
-            .iter()
-            .filter(|r| r.kind() == porin_model::Kind::Honeypod)
-            .map(|r| (r.namespace().unwrap_or("default"), r.name()))
-            .collect();
-        let honeypod_policies = honeypod_policies(&resources)?;
-        if !honeypod_policies.is_empty() {
+        if !decoys.is_empty() {
             tier_specs.insert(respond::TIER_HONEYPOD.into(), (Some(f64::MIN), TierDefaultAction::Deny));
         }
-        enforced.extend(honeypod_policies);
-        for r in &resources {
-            match r {
-                Resource::Pod(p) => {
-                    let ns = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-                    c.namespaces.entry(ns.clone()).or_insert_with(|| ns_labels(&ns, &BTreeMap::new()));
-                    let sa = p
-                        .spec
-                        .service_account_name
-                        .clone()
-                        .or_else(|| p.spec.service_account.clone())
-                        .unwrap_or_else(|| "default".into());
-                    let mut labels = p.metadata.labels.clone();
-                    for k in respond::RESERVED_ENDPOINT_LABELS {
-                        labels.remove(k);
-                    }
-                    if quarantined.contains(&(ns.as_str(), p.metadata.name.as_str())) {
-                        labels.insert(respond::LABEL_QUARANTINED.into(), "true".into());
-                    }
-                    if decoys.contains(&(ns.as_str(), p.metadata.name.as_str())) {
-                        labels.insert(respond::LABEL_HONEYPOD.into(), p.metadata.name.clone());
-                    }
-                    labels.insert(LABEL_NAMESPACE.into(), ns.clone());
-                    labels.insert(LABEL_SERVICE_ACCOUNT.into(), sa.clone());
-                    labels.insert(LABEL_ORCHESTRATOR.into(), "k8s".into());
-                    let mut ips: Vec<IpAddr> = Vec::new();
-                    for s in p.status.pod_ip.iter().chain(p.status.pod_ips.iter().map(|i| &i.ip)) {
-                        if let Ok(ip) = s.parse::<IpAddr>()
-                            && !ips.contains(&ip) {
-                                ips.push(ip);
-                            }
-                    }
-                    let mut named_ports = Vec::new();
-                    let mut ports = Vec::new();
-                    for ctr in &p.spec.containers {
-                        for cp in &ctr.ports {
-                            let proto = cp.protocol.unwrap_or(Protocol::Tcp);
-                            let Ok(port) = u16::try_from(cp.container_port) else { continue };
-                            if !ports.contains(&(proto, port)) {
-                                ports.push((proto, port));
-                            }
-                            if let Some(n) = &cp.name {
-                                named_ports.push((n.clone(), proto, port));
-                            }
-                        }
-                    }
-                    c.endpoints.push(Endpoint {
-                        namespace: ns,
-                        name: p.metadata.name.clone(),
-                        labels,
-                        service_account: sa,
-                        ips,
-                        named_ports,
-                        ports,
-                    });
+        for p in &parts {
+            match p {
+                ModelPart::Namespace { name, labels } => {
+                    c.namespaces.insert(name.clone(), labels.clone());
                 }
-                Resource::K8sNetworkPolicy(o) => {
-                    enforced.push(k8s_policy(r, &o.spec, false)?);
+                ModelPart::Tier { name, order, default_action } => {
+                    tier_specs.insert(name.clone(), (*order, *default_action));
                 }
-                Resource::StagedKubernetesNetworkPolicy(o) => {
-                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
-                    staged.push((k8s_policy(r, &o.spec.as_k8s(), true)?, delete));
+                ModelPart::Settings { default_allow } => c.default_allow = *default_allow,
+                ModelPart::NetSet(s) => c.net_sets.push(s.clone()),
+                _ => {}
+            }
+        }
+        for p in &parts {
+            match p {
+                ModelPart::Endpoint(e) => {
+                    if !c.namespaces.contains_key(&e.namespace) {
+                        c.namespaces.insert(e.namespace.clone(), ns_labels(&e.namespace, &BTreeMap::new()));
+                    }
+                    let key = (e.namespace.as_str(), e.name.as_str());
+                    let (q, d) = (quarantined.contains(&key), decoys.contains(&key));
+                    let mut e = e.clone();
+                    if q {
+                        e.labels.insert(respond::LABEL_QUARANTINED.into(), "true".into());
+                    }
+                    if d {
+                        e.labels.insert(respond::LABEL_HONEYPOD.into(), e.name.clone());
+                    }
+                    c.endpoints.push(e);
                 }
-                Resource::NetworkPolicy(o) => enforced.push(calico_policy(r, &o.spec, PolicyKind::Namespaced, false)?),
-                Resource::GlobalNetworkPolicy(o) => enforced.push(calico_policy(r, &o.spec, PolicyKind::Global, false)?),
-                // A dismissed recommendation (stagedAction Ignore) proposes nothing.
-                Resource::StagedNetworkPolicy(o) | Resource::StagedGlobalNetworkPolicy(o)
-                    if o.spec.staged_action == Some(StagedAction::Ignore) => {}
-                Resource::StagedNetworkPolicy(o) => {
-                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
-                    staged.push((calico_policy(r, &o.spec, PolicyKind::Namespaced, true)?, delete));
-                }
-                Resource::StagedGlobalNetworkPolicy(o) => {
-                    let delete = o.spec.staged_action == Some(StagedAction::Delete);
-                    staged.push((calico_policy(r, &o.spec, PolicyKind::Global, true)?, delete));
-                }
+                ModelPart::Policy(p) => enforced.push(p.clone()),
+                ModelPart::Staged { policy, delete } => staged.push((policy, *delete)),
                 _ => {}
             }
         }
@@ -391,7 +473,7 @@ impl Cluster {
             };
             pending.retain(|q| !same(q));
             if !delete {
-                pending.push(p);
+                pending.push(p.clone());
             }
         }
         c.tiers = sort_tiers(&tier_specs, &enforced)?;
@@ -451,58 +533,55 @@ fn sort_tiers(
         };
         t.policies.push(i);
     }
+    // The tie-break keys once per policy, not per comparison.
+    let keys: Vec<String> = policies.iter().map(policy_sort_key).collect();
     for t in &mut tiers {
         t.policies.sort_by(|&a, &b| {
             let (pa, pb) = (&policies[a], &policies[b]);
-            cmp_order(pa.order, pb.order).then_with(|| policy_sort_key(pa).cmp(&policy_sort_key(pb)))
+            cmp_order(pa.order, pb.order).then_with(|| keys[a].cmp(&keys[b]))
         });
     }
     Ok(tiers)
 }
 
-/// The engine's policies for decoys, one per Honeypod, in tier [`respond::TIER_HONEYPOD`]: ingress on the decoy's
-/// ports is allowed from anywhere (a scanner gets answers), every other packet to or from the decoy is denied.
-/// Being in a system tier, they decide every packet of a decoy before any user policy: an app team's `all()`
-/// cannot open the decoy further or let it reach anything.
-fn honeypod_policies(resources: &[&Resource]) -> Result<Vec<IrPolicy>, EngineError> {
-    let mut out = Vec::new();
-    for r in resources {
-        let Resource::Honeypod(h) = r else { continue };
-        let ns = r.namespace().unwrap_or("default");
-        let name = r.name();
-        let mut by_proto: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
-        for p in &h.spec.ports {
-            let proto = match p.protocol.unwrap_or(Protocol::Tcp) {
-                Protocol::Tcp => "TCP",
-                Protocol::Udp => "UDP",
-                Protocol::Sctp => "SCTP",
-            };
-            by_proto.entry(proto).or_default().push(p.port);
-        }
-        let mut ingress: Vec<serde_json::Value> = by_proto
-            .iter()
-            .map(|(proto, ports)| serde_json::json!({"action": "Allow", "protocol": proto, "destination": {"ports": ports}}))
-            .collect();
-        ingress.push(serde_json::json!({"action": "Deny"}));
-        let v = serde_json::json!({
-            "apiVersion": "porin.io/v1",
-            "kind": "GlobalNetworkPolicy",
-            "metadata": {"name": format!("{}.{ns}.{name}", respond::TIER_HONEYPOD)},
-            "spec": {
-                "tier": respond::TIER_HONEYPOD,
-                "order": 0,
-                "selector": format!("{} == '{name}' && {LABEL_NAMESPACE} == '{ns}'", respond::LABEL_HONEYPOD),
-                "types": ["Ingress", "Egress"],
-                "ingress": ingress,
-                "egress": [{"action": "Deny"}],
-            }
-        });
-        let res = porin_model::load::to_resource(porin_model::Kind::GlobalNetworkPolicy, v)
-            .map_err(|(p, m)| EngineError::Invalid(format!("Honeypod {ns}/{name}: {p}: {m}")))?;
-        let Resource::GlobalNetworkPolicy(o) = &res else { unreachable!("decoded as a GlobalNetworkPolicy") };
-        out.push(calico_policy(&res, &o.spec, PolicyKind::Global, false)?);
+/// The engine's policy for one decoy, in tier [`respond::TIER_HONEYPOD`]: ingress on the decoy's ports is
+/// allowed from anywhere (a scanner gets answers), every other packet to or from the decoy is denied. Being in a
+/// system tier, it decides every packet of a decoy before any user policy: an app team's `all()` cannot open the
+/// decoy further or let it reach anything.
+fn honeypod_policy(r: &Resource, h: &respond::HoneypodSpec) -> Result<IrPolicy, EngineError> {
+    let ns = r.namespace().unwrap_or("default");
+    let name = r.name();
+    let mut by_proto: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
+    for p in &h.ports {
+        let proto = match p.protocol.unwrap_or(Protocol::Tcp) {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        };
+        by_proto.entry(proto).or_default().push(p.port);
     }
-    Ok(out)
+    let mut ingress: Vec<serde_json::Value> = by_proto
+        .iter()
+        .map(|(proto, ports)| serde_json::json!({"action": "Allow", "protocol": proto, "destination": {"ports": ports}}))
+        .collect();
+    ingress.push(serde_json::json!({"action": "Deny"}));
+    let v = serde_json::json!({
+        "apiVersion": "porin.io/v1",
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": format!("{}.{ns}.{name}", respond::TIER_HONEYPOD)},
+        "spec": {
+            "tier": respond::TIER_HONEYPOD,
+            "order": 0,
+            "selector": format!("{} == '{name}' && {LABEL_NAMESPACE} == '{ns}'", respond::LABEL_HONEYPOD),
+            "types": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": [{"action": "Deny"}],
+        }
+    });
+    let res = porin_model::load::to_resource(porin_model::Kind::GlobalNetworkPolicy, v)
+        .map_err(|(p, m)| EngineError::Invalid(format!("Honeypod {ns}/{name}: {p}: {m}")))?;
+    let Resource::GlobalNetworkPolicy(o) = &res else { unreachable!("decoded as a GlobalNetworkPolicy") };
+    calico_policy(&res, &o.spec, PolicyKind::Global, false)
 }
 
 /// Ties on order break on `name/namespace/kind`, compared as a string (as Calico does).

@@ -280,7 +280,10 @@ pub async fn commit_opts(
         return Ok((st.store.revision().await.unwrap_or(0), outcomes));
     }
     match st.store.txn(conditions, ops).await? {
-        TxnResult::Committed { revision } => Ok((revision, outcomes)),
+        TxnResult::Committed { revision } => {
+            crate::latency::acked(revision);
+            Ok((revision, outcomes))
+        }
         TxnResult::Failed { failures } => {
             let keys: Vec<String> = failures.iter().map(|f| f.key.clone()).collect();
             Err(ApiError::conflict(format!(

@@ -121,13 +121,15 @@ pub struct DataplaneConsumer {
     tx: watch::Sender<Arc<DataplaneStatus>>,
     /// The flow pipeline: gets the ring buffer, an enricher snapshot per revision, counters.
     flows: Option<Arc<FlowService>>,
+    /// When freed memory was last handed back ([`release_free_memory`]).
+    last_trim: Instant,
 }
 
 impl DataplaneConsumer {
     pub fn new(cfg: DataplaneConfig, tx: watch::Sender<Arc<DataplaneStatus>>) -> DataplaneConsumer {
         let status = DataplaneStatus { mode: "ebpf".into(), pin_dir: Some(cfg.pin_dir.display().to_string()), ..Default::default() };
         let reconciler = NodeReconciler::new(cfg.node.clone());
-        let mut c = DataplaneConsumer { cfg, dp: None, reconciler, netns: None, global_error: None, last_snapshot: None, status, tx, flows: None };
+        let mut c = DataplaneConsumer { cfg, dp: None, reconciler, netns: None, global_error: None, last_snapshot: None, status, tx, flows: None, last_trim: Instant::now() };
         // Pinned state from a previous run: open now, so enforcement is read back (and reported) at once.
         if porin_dataplane::sys::is_bpffs(&c.cfg.pin_dir).unwrap_or(false)
             && let Err(e) = c.open()
@@ -212,6 +214,16 @@ impl DataplaneConsumer {
         self.status.last_compile_millis = report.compile_millis;
         self.status.identities = report.identities;
         self.status.cleanup_failures += report.cleanup_failures;
+        let latency = crate::latency::programmed(crate::latency::Stages {
+            revision: s.revision,
+            seen: s.changed_at,
+            built: s.built_at,
+            compiled: Some(report.compiled_at),
+            programmed: report.programmed_at,
+        });
+        if let Some(l) = latency.last() {
+            self.status.last_latency = Some(*l);
+        }
         self.publish_flow_context(s, &report);
         self.status.endpoints = report.endpoints;
         Ok(report.writes)
@@ -257,6 +269,14 @@ impl DataplaneConsumer {
         self.tx.send_replace(Arc::new(self.status.clone()));
     }
 
+    /// Hands freed memory back when the last time is at least `every` ago.
+    fn trim(&mut self, every: Duration) {
+        if self.last_trim.elapsed() >= every {
+            release_free_memory();
+            self.last_trim = Instant::now();
+        }
+    }
+
     /// Retry after an error (called on the refresh tick).
     pub fn retry(&mut self) {
         if (self.global_error.is_some() || self.reconciler.has_problems())
@@ -297,6 +317,8 @@ impl PolicyConsumer for DataplaneConsumer {
         self.status.last_programmed_at = Some(crate::timefmt::rfc3339(crate::timefmt::now_secs()));
         tracing::info!(revision = s.revision, millis = self.status.last_programming_millis, writes = self.status.last_writes, "dataplane programmed");
         self.refresh();
+        // After the revision is in the kernel; at most once a second under a stream of changes.
+        self.trim(Duration::from_secs(1));
     }
 }
 
@@ -316,11 +338,25 @@ pub fn spawn(mut consumer: DataplaneConsumer, mut rx: watch::Receiver<Arc<Policy
                     consumer.retry();
                     consumer.gc_links();
                     consumer.refresh();
+                    consumer.trim(Duration::ZERO);
                 }
             }
         }
     })?;
     Ok(())
+}
+
+/// Hands memory freed since the last tick back to the kernel. Every revision frees a model, a compile's
+/// temporaries and a flow context; glibc keeps such free memory in its arenas (measured: ~120 MiB of a 436 MiB
+/// resident set at 10k rules and 10k pods), so the resident set would track the largest revision ever
+/// seen, not the current one. Called on the idle tick, never between a revision and its kernel writes.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists (thread-safe in glibc); no Rust invariant
+    // is involved.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
 }
 
 /// The status of an agent without a dataplane (`--dataplane none`, `porin serve`).

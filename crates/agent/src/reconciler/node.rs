@@ -154,14 +154,25 @@ enum Want {
 
 /// Addresses claimed by more than one endpoint of `cluster` → the endpoints (`ns/name`) claiming them.
 fn address_conflicts(cluster: &porin_policy::Cluster) -> BTreeMap<IpAddr, BTreeSet<String>> {
+    // Sorted (address, endpoint) pairs: only addresses with two claimants allocate anything (runs on every
+    // revision over every endpoint of the cluster).
+    let mut claims: Vec<(IpAddr, usize)> =
+        cluster.endpoints.iter().enumerate().flat_map(|(i, e)| e.ips.iter().map(move |ip| (*ip, i))).collect();
+    claims.sort_unstable();
+    claims.dedup();
     let mut by_addr: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
-    for e in &cluster.endpoints {
-        for ip in &e.ips {
-            by_addr.entry(*ip).or_default().insert(e.id());
+    for run in claims.chunk_by(|a, b| a.0 == b.0) {
+        if run.len() > 1 {
+            by_addr.insert(run[0].0, run.iter().map(|(_, i)| cluster.endpoints[*i].id()).collect());
         }
     }
     by_addr.retain(|_, pods| pods.len() > 1);
     by_addr
+}
+
+/// Is `e` the endpoint `namespace/name` (without formatting its id)?
+fn is_endpoint(e: &porin_policy::Endpoint, id: &str) -> bool {
+    id.split_once('/').is_some_and(|(ns, name)| e.namespace == ns && e.name == name)
 }
 
 /// Decide every local interface: bound to its pod, or denied with a reason. A WorkloadEndpoint binds only
@@ -187,7 +198,7 @@ fn decide(node: &str, bindings: &[Binding], cluster: &porin_policy::Cluster, con
         } else if per_pod.get(b.pod.as_str()).is_some_and(|v| v.len() > 1) {
             let weps: Vec<&str> = per_pod[b.pod.as_str()].iter().map(|b| b.wep.as_str()).collect();
             deny(format!("pod {} has several WorkloadEndpoints ({}); it denies until one remains", b.pod, weps.join(", ")))
-        } else if let Some(e) = cluster.endpoints.iter().find(|e| e.id() == b.pod) {
+        } else if let Some(e) = cluster.endpoints.iter().find(|e| is_endpoint(e, &b.pod)) {
             let mut have: Vec<IpAddr> = e.ips.clone();
             let mut want: Vec<IpAddr> = b.addrs.clone();
             have.sort();
@@ -263,6 +274,9 @@ pub struct ReconcileReport {
     /// Identities of the compiled revision.
     pub identities: usize,
     pub compile_millis: f64,
+    /// When the compile finished and when the kernel writes of this revision were done.
+    pub compiled_at: Instant,
+    pub programmed_at: Instant,
     /// The ipcache could not be made equal to the desired one (or a prefix was left out).
     pub ipcache_error: Option<String>,
     /// Operations that failed outside an endpoint's reported problem (removals, the sweep); each was logged.
@@ -367,19 +381,23 @@ impl NodeReconciler {
         //    interface that appears between this compile and its attach has no compiled policy yet: attached,
         //    no entry, drops; it is programmed on the next revision or retry tick.
         let t0 = Instant::now();
-        let local: BTreeSet<String> = wanted
-            .iter()
-            .filter(|(ifname, _)| self.ifaces.contains_key(*ifname) || dp.ifindex(ifname).is_some())
-            .filter_map(|(_, w)| match w {
-                Want::Bound { pod, .. } => Some(pod.clone()),
-                Want::Deny { .. } => None,
-            })
-            .collect();
-        let mut compiled = porin_calc::compile(&cluster, &mut self.calc, &|e| local.contains(&e.id()));
+        // namespace → pod names (looked up per endpoint of the cluster without formatting its id).
+        let mut local: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (_, w) in wanted.iter().filter(|(ifname, _)| self.ifaces.contains_key(*ifname) || dp.ifindex(ifname).is_some()) {
+            if let Want::Bound { pod, .. } = w
+                && let Some((ns, name)) = pod.split_once('/')
+            {
+                local.entry(ns).or_default().insert(name);
+            }
+        }
+        let mut compiled = porin_calc::compile(&cluster, &mut self.calc, &|e| {
+            local.get(e.namespace.as_str()).is_some_and(|names| names.contains(e.name.as_str()))
+        });
         lock_down(&mut compiled, &s.lockdown, &mut self.calc);
         self.ids.update(&compiled, dp.ipcache());
-        let compile_millis = t0.elapsed().as_secs_f64() * 1e3;
-        tracing::info!(revision = s.revision, millis = compile_millis, endpoints = local.len(), "dataplane compiled");
+        let compiled_at = Instant::now();
+        let compile_millis = compiled_at.duration_since(t0).as_secs_f64() * 1e3;
+        tracing::info!(revision = s.revision, millis = compile_millis, endpoints = local.values().map(BTreeSet::len).sum::<usize>(), "dataplane compiled");
         let programs: BTreeMap<&str, &porin_calc::EndpointProgram> = compiled.endpoints.iter().map(|p| (p.endpoint.as_str(), p)).collect();
 
         // 2. Per wanted interface: attach it if it is new or was re-created (new index) -- it drops everything
@@ -556,11 +574,14 @@ impl NodeReconciler {
             self.swept = true;
         }
 
+        let programmed_at = Instant::now();
         ReconcileReport {
             writes,
             endpoints: self.endpoint_status(&wanted, s),
             identities: compiled.identities.len(),
             compile_millis,
+            compiled_at,
+            programmed_at,
             ipcache_error,
             cleanup_failures,
             cluster,

@@ -38,6 +38,8 @@ pub struct DataplaneStatus {
     /// Dataplane operations that failed outside a reported endpoint error (an endpoint entry that could not
     /// be removed, a sweep): each is logged.
     pub cleanup_failures: u64,
+    /// The last acknowledged write's way to the kernel (see [`crate::latency`]).
+    pub last_latency: Option<crate::latency::RevisionLatency>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -34,6 +34,7 @@ fn snapshot(revision: u64, y: &str) -> PolicySnapshot {
         cluster: Arc::new(porin_policy::Cluster::build(rs.iter()).unwrap()),
         bindings: Arc::new(bindings(&rs)),
         changed_at: None,
+        built_at: None,
         lockdown: Arc::new(Lockdown::default()),
     }
 }
