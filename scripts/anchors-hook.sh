@@ -14,7 +14,9 @@
 # Environment (besides the harness's BENCH_*): PORIN_BIN (default: porin on PATH), PORIN_HOOK_WAIT_S (how long
 # `up` waits for programming, default 110), PORIN_HOOK_BIND (both|server: which pods are bound to a veth;
 # default both, as a CNI would bind every pod of the node), PORIN_HOOK_AGENT_ARGS (extra agent flags),
-# PORIN_LOG (agent log level, default warn). By default the agent runs with `--policy-quota 0` (only the policy
+# PORIN_LOG (agent log level, default warn), PORIN_HOOK_CAPTURE (`nomatch`: also apply a PacketCapture of every
+# pod whose filter matches none of the harness's traffic, TCP port 1, to measure what an idle capture costs;
+# scripts/anchors-hook-capture.sh sets it). By default the agent runs with `--policy-quota 0` (only the policy
 # map's size limits one endpoint's policy): the harness's N = 10,000 policy needs ~30,000 policy-map entries for
 # the server pod, more than the default per-endpoint quota (16,384), which would lock the pod down (deny all).
 set -uo pipefail
@@ -58,7 +60,14 @@ for d in docs:
         "spec": {"node": node, "pod": name, "interfaceName": ifname,
                  "ipNetworks": [ip + ("/128" if ":" in ip else "/32")], "orchestrator": "k8s", "endpoint": "eth0"},
     })
-yaml.safe_dump_all(docs + weps, open(dst, "w"), sort_keys=False)
+import os
+extra = []
+if os.environ.get("PORIN_HOOK_CAPTURE") == "nomatch":
+    for ns in sorted({d["metadata"].get("namespace", "default") for d in docs if d.get("kind") == "Pod"}):
+        extra.append({"apiVersion": "porin.io/v1", "kind": "PacketCapture",
+                      "metadata": {"name": "porin-bench-nomatch", "namespace": ns},
+                      "spec": {"selector": "all()", "filters": [{"protocol": "TCP", "ports": [1]}]}})
+yaml.safe_dump_all(docs + weps + extra, open(dst, "w"), sort_keys=False)
 print(len(weps))
 EOF
 }
