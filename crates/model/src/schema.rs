@@ -16,7 +16,7 @@ pub struct Column {
     pub name: &'static str,
     /// JSON pointer into the object (`/spec/tier`).
     pub pointer: &'static str,
-    /// OpenAPI type of the cell: string, integer or number.
+    /// OpenAPI type of the cell: string, integer, number or boolean.
     pub ty: &'static str,
     /// 0: always shown; 1: with `-o wide`.
     pub priority: u8,
@@ -53,7 +53,35 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             col("Interface", "/spec/interfaceName", "string", "The host-side interface."),
             col("Networks", "/spec/ipNetworks", "string", "The pod's addresses."),
         ],
-        _ => vec![],
+        Kind::GlobalThreatFeed => vec![
+            col("Mode", "/spec/mode", "string", "Enabled or Disabled (default Enabled)."),
+            col("URL", "/spec/pull/http/url", "string", "Where the feed is pulled from."),
+            col("Entries", "/status/entries", "integer", "Addresses and networks in the feed's set."),
+            col("Last-Sync", "/status/lastSuccessfulSync", "string", "When the feed last synced successfully."),
+            col("OK", "/status/lastAttemptOk", "boolean", "Whether the last sync attempt succeeded."),
+        ],
+        Kind::Quarantine => vec![
+            col("Actor", "/spec/actor", "string", "Who quarantined the pod."),
+            col("Since", "/spec/since", "string", "When the pod was quarantined."),
+            col("Reason", "/spec/reason", "string", "Why the pod was quarantined."),
+        ],
+        Kind::Honeypod => vec![col("Description", "/spec/description", "string", "What the decoy poses as.")],
+        Kind::PacketCapture => vec![
+            col("Selector", "/spec/selector", "string", "The captured workloads of the namespace."),
+            col("Start", "/spec/startTime", "string", "When capturing starts (absent: at once)."),
+            col("End", "/spec/endTime", "string", "When capturing stops (absent: when deleted)."),
+        ],
+        Kind::RecommendationScope => vec![
+            col("Status", "/spec/namespaceSpec/recStatus", "string", "Enabled or Disabled (default Disabled)."),
+            col("Interval", "/spec/interval", "string", "How often recommendations are refreshed."),
+        ],
+        Kind::Namespace
+        | Kind::K8sNetworkPolicy
+        | Kind::StagedKubernetesNetworkPolicy
+        | Kind::NetworkSet
+        | Kind::GlobalNetworkSet
+        | Kind::ClusterSettings
+        | Kind::ConnectivityTest => vec![],
     };
     let wide = match kind {
         Kind::K8sNetworkPolicy | Kind::StagedKubernetesNetworkPolicy => {
@@ -318,6 +346,126 @@ fn conntest_peer(d: &str) -> Value {
     with_desc(json!({"x-kubernetes-preserve-unknown-fields": true}), d)
 }
 
+fn threat_feed_spec() -> Value {
+    let csv = object(
+        "Comma-separated values: one column holds the addresses (exactly one of fieldNum, fieldName).",
+        &[
+            ("fieldNum", integer("The column holding the address, from 0.")),
+            ("fieldName", string("The header name of the column holding the address (needs header: true).")),
+            ("header", boolean("The first non-comment line is a header.")),
+            ("columnDelimiter", string("One character (default ,).")),
+            ("commentDelimiter", string("Lines starting with it are skipped (default #).")),
+        ],
+    );
+    let format = object(
+        "How the feed's text lists addresses: exactly one of newlineDelimited, json, csv (default newlineDelimited).",
+        &[
+            ("newlineDelimited", object("One address or network per line, # comments: set it to {}.", &[])),
+            (
+                "json",
+                required(object("A JSON document.", &[("path", string("The path to the addresses: $.data[*].ip; [*] walks an array."))]), &["path"]),
+            ),
+            ("csv", csv),
+        ],
+    );
+    let header = required(object("", &[("name", string("The header's name.")), ("value", string("The header's value."))]), &["name", "value"]);
+    let http = required(
+        object(
+            "Where and how to fetch the feed.",
+            &[
+                ("url", string("http://, https:// or file:/// URL of the feed.")),
+                ("format", format),
+                ("headers", array(header, "Request headers; Calico's valueFrom secrets are not supported.")),
+            ],
+        ),
+        &["url"],
+    );
+    object(
+        "",
+        &[
+            ("content", one_of("IPSet (default); DomainNameSet is not supported, rejected by validation.", &["IPSet", "DomainNameSet"])),
+            ("mode", one_of("Enabled (default): the feed is synced; Disabled: it is not.", &["Enabled", "Disabled"])),
+            ("description", string("What the feed is (at most 256 characters).")),
+            ("feedType", string("Builtin or Custom; informational.")),
+            (
+                "globalNetworkSet",
+                object(
+                    "The GlobalNetworkSet threatfeed.<name> the feed is synced into.",
+                    &[("labels", string_map("Labels of the set: what policies select it by."))],
+                ),
+            ),
+            (
+                "pull",
+                required(
+                    object(
+                        "Fetch the feed periodically; absent: a push-only feed (porin threatfeed push).",
+                        &[("period", string("How often to fetch: a duration like 24h (default) or 30m; at least 5m.")), ("http", http)],
+                    ),
+                    &["http"],
+                ),
+            ),
+        ],
+    )
+}
+
+/// A GlobalThreatFeed's `status`, as the API adds it (written by the agent that syncs the feed).
+fn threat_feed_status() -> Value {
+    object(
+        "The feed's sync status, set by the agent; read-only.",
+        &[
+            ("lastSuccessfulSync", string("RFC 3339 time of the last successful sync.")),
+            ("lastAttempt", integer("Unix seconds of the last attempt (pull or push).")),
+            ("lastAttemptOk", boolean("Whether the last attempt succeeded.")),
+            ("entries", integer("Addresses and networks in the set.")),
+            ("rejectedEntries", integer("Lines of the last good feed that were not addresses.")),
+            ("source", string("pull <url> or push by <user> (the last good sync).")),
+            ("syncedBy", string("The agent that did the last attempt.")),
+            ("feedRevision", integer("The feed object's revision at the last attempt.")),
+            (
+                "errorConditions",
+                array(
+                    object(
+                        "",
+                        &[
+                            ("type", string("PullFailed, ParseFailed or SyncFailed.")),
+                            ("message", string("What went wrong.")),
+                            ("time", string("RFC 3339 time of the failure.")),
+                        ],
+                    ),
+                    "The last failures, newest last.",
+                ),
+            ),
+        ],
+    )
+}
+
+fn packet_capture_spec() -> Value {
+    object(
+        "",
+        &[
+            ("selector", string("Selector (Calico syntax) over the namespace's pods to capture (default: all()).")),
+            (
+                "filters",
+                array(
+                    object(
+                        "Protocol and ports, ANDed.",
+                        &[
+                            ("protocol", int_or_string("Protocol by name (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite) or number.")),
+                            ("ports", array(int_or_string(""), "Ports (a number or \"lo:hi\"), source or destination; need TCP, UDP or SCTP.")),
+                        ],
+                    ),
+                    "Which packets to keep; filters are ORed; none: every packet.",
+                ),
+            ),
+            ("startTime", string("RFC 3339 time to start at; absent or in the past: now.")),
+            ("endTime", string("RFC 3339 time to stop at; absent: until the capture is deleted.")),
+            ("snapLen", integer("Bytes kept of each packet, 1-16384 (default 16384).")),
+            ("maxSizeBytes", integer("A file past this size is rotated, 1024 to 1 GiB (default 10 MiB).")),
+            ("maxFiles", integer("Files kept per endpoint, oldest deleted first, 1-1000 (default 2).")),
+        ],
+    )
+}
+
 /// The `spec` schema of a kind (None: the kind has no spec Porin reads, e.g. Namespace).
 pub fn spec_schema(kind: Kind) -> Option<Value> {
     Some(match kind {
@@ -416,8 +564,58 @@ pub fn spec_schema(kind: Kind) -> Option<Value> {
                 ],
             )
         }
-        #[allow(unreachable_patterns)]
-        _ => any("The object's spec."),
+        Kind::GlobalThreatFeed => threat_feed_spec(),
+        Kind::Quarantine => object(
+            "",
+            &[
+                ("reason", string("Why the pod is quarantined.")),
+                ("actor", string("Who quarantined it (set by porin quarantine).")),
+                ("since", string("RFC 3339 time of the quarantine.")),
+            ],
+        ),
+        Kind::Honeypod => object(
+            "",
+            &[
+                ("labels", string_map("Labels of the decoy pod (the porin.io/ labels Porin sets are refused).")),
+                (
+                    "ports",
+                    array(
+                        required(
+                            object(
+                                "",
+                                &[
+                                    ("port", integer("The port the decoy answers on, 1-65535.")),
+                                    ("protocol", one_of("TCP (default), UDP or SCTP.", &["TCP", "UDP", "SCTP"])),
+                                ],
+                            ),
+                            &["port"],
+                        ),
+                        "Ports the decoy answers on; at least one.",
+                    ),
+                ),
+                ("description", string("What the decoy poses as.")),
+            ],
+        ),
+        Kind::PacketCapture => packet_capture_spec(),
+        Kind::RecommendationScope => object(
+            "",
+            &[
+                ("interval", string("How often recommendations are refreshed: a duration like 2m30s (default 2m30s).")),
+                ("initialLookback", string("How far back a namespace's first recommendation reads flows (default 24h).")),
+                ("stabilizationPeriod", string("Unchanged this long, a recommendation is Stable (default 10m).")),
+                (
+                    "namespaceSpec",
+                    object(
+                        "Which namespaces get recommendations, and where.",
+                        &[
+                            ("recStatus", one_of("Enabled: recommend; Disabled (default): do not.", &["Enabled", "Disabled"])),
+                            ("selector", string("Selector over namespace labels (default: all but kube-*, calico-*, tigera-*).")),
+                            ("tierName", string("The recommendations' tier (default namespace-isolation).")),
+                        ],
+                    ),
+                ),
+            ],
+        ),
     })
 }
 
@@ -462,8 +660,11 @@ pub fn description(kind: Kind) -> &'static str {
         Kind::ConnectivityTest => "Connectivity assertions (porin test); never changes enforcement.",
         Kind::ReachabilityGuard => "An invariant that no write may break; never changes enforcement.",
         Kind::GlobalReport => "A compliance report definition (porin report); never changes enforcement.",
-        #[allow(unreachable_patterns)]
-        _ => "A Porin resource.",
+        Kind::GlobalThreatFeed => "A threat feed (blocklist) the agent syncs into a GlobalNetworkSet threatfeed.<name>.",
+        Kind::Quarantine => "An isolated pod (porin quarantine), named after it; system-owned, written by porin quarantine/release.",
+        Kind::Honeypod => "A decoy workload that reports whoever contacts it.",
+        Kind::PacketCapture => "Capture the packets of selected workloads to pcap files (porin capture); never changes enforcement.",
+        Kind::RecommendationScope => "Continuous policy recommendations (the singleton default); never changes enforcement.",
     }
 }
 
@@ -489,6 +690,38 @@ pub fn object_schema(kind: Kind) -> Value {
                 props.push(("spec", with_desc(s, "The desired state.")));
             }
         }
+    }
+    // Status the API adds to objects as it returns them (read-only; never stored with the object).
+    match kind {
+        Kind::GlobalThreatFeed => props.push(("status", threat_feed_status())),
+        Kind::PacketCapture => props.push((
+            "status",
+            object(
+                "The capture's status, set by the agents; read-only.",
+                &[(
+                    "files",
+                    array(
+                        object(
+                            "",
+                            &[
+                                ("node", string("The node.")),
+                                ("directory", string("Where the node keeps the capture's files.")),
+                                ("fileNames", strings("The pcap files, oldest first per endpoint.")),
+                                (
+                                    "state",
+                                    one_of("Where the capture is on this node.", &["Scheduled", "Capturing", "WaitingForTraffic", "Finished", "Error"]),
+                                ),
+                                ("packets", integer("Packets written to the files.")),
+                                ("lost", integer("Matching packets lost (kernel ring full, or not written).")),
+                                ("error", string("Why the capture failed on this node.")),
+                            ],
+                        ),
+                        "Every node's part of the capture, one entry per node that runs a selected workload.",
+                    ),
+                )],
+            ),
+        )),
+        _ => {}
     }
     object(description(kind), &props)
 }
@@ -585,6 +818,141 @@ mod tests {
             // Parsing (serde) must accept every field; validation may reject values (they are samples).
             let r = crate::load::to_resource(kind, obj.clone());
             assert!(r.is_ok(), "{kind:?}: the schema names a field the model does not know: {:?}\n{obj:#}", r.err());
+        }
+    }
+
+    /// No kind falls back to an open spec: every spec is described field by field (the kinds without one are
+    /// Namespace and Pod, whose specs Porin does not read).
+    #[test]
+    fn every_spec_is_closed() {
+        for kind in Kind::ALL {
+            let Some(spec) = spec_schema(kind) else {
+                assert!(matches!(kind, Kind::Namespace | Kind::Pod), "{kind:?} has no spec schema");
+                continue;
+            };
+            assert!(spec.get("x-kubernetes-preserve-unknown-fields").is_none(), "{kind:?}: open spec");
+            assert!(!spec["properties"].as_object().is_none_or(Map::is_empty), "{kind:?}: a spec without fields");
+            assert!(!description(kind).is_empty(), "{kind:?}");
+        }
+    }
+
+    /// Every property of `schema` has a description (what `kubectl explain` prints).
+    fn described(schema: &Value, at: &str) {
+        for (k, v) in schema["properties"].as_object().into_iter().flatten() {
+            assert!(v["description"].as_str().is_some_and(|d| !d.is_empty()), "{at}.{k}: no description");
+            described(v, &format!("{at}.{k}"));
+        }
+        if let Some(i) = schema.get("items") {
+            described(i, &format!("{at}[]"));
+        }
+    }
+
+    /// Every key of `v` (a serialized model value) is a property of `schema`: the schema names every field.
+    fn names_every_field(schema: &Value, v: &Value, at: &str) {
+        if schema.get("x-kubernetes-preserve-unknown-fields").is_some() || schema.get("x-kubernetes-int-or-string").is_some() {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let p = &schema["properties"][k];
+                    assert!(!p.is_null() || schema["additionalProperties"].is_object(), "{at}.{k}: a model field the schema does not name");
+                    let sub = if p.is_null() { &schema["additionalProperties"] } else { p };
+                    names_every_field(sub, x, &format!("{at}.{k}"));
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| names_every_field(&schema["items"], x, &format!("{at}[]"))),
+            _ => {}
+        }
+    }
+
+    /// The newer kinds, the other way round: a spec with every field set (struct literals without `..`, so a
+    /// field added to the model does not compile here until it is set) serializes to keys the schema names,
+    /// and every field is described.
+    #[test]
+    fn schemas_name_every_field_of_the_newer_kinds() {
+        use crate::porin::{PortSpec, ProtocolSpec};
+        use crate::{capture, recscope, respond, threatfeed};
+        let labels = std::collections::BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let feed = threatfeed::GlobalThreatFeedSpec {
+            content: Some("IPSet".into()),
+            mode: Some("Enabled".into()),
+            description: Some("d".into()),
+            feed_type: Some("Custom".into()),
+            global_network_set: Some(threatfeed::FeedNetworkSet { labels: labels.clone() }),
+            pull: Some(threatfeed::Pull {
+                period: Some("24h".into()),
+                http: threatfeed::PullHttp {
+                    url: "https://example.com/feed".into(),
+                    format: Some(threatfeed::FeedFormat {
+                        newline_delimited: Some(json!({})),
+                        json: Some(threatfeed::JsonFormat { path: "$.ip".into() }),
+                        csv: Some(threatfeed::CsvFormat {
+                            field_num: Some(0),
+                            field_name: Some("ip".into()),
+                            header: true,
+                            column_delimiter: Some(",".into()),
+                            comment_delimiter: Some("#".into()),
+                        }),
+                    }),
+                    headers: vec![threatfeed::Header { name: "n".into(), value: "v".into() }],
+                },
+            }),
+        };
+        let quarantine = respond::QuarantineSpec { reason: Some("r".into()), actor: Some("a".into()), since: Some("t".into()) };
+        let honeypod = respond::HoneypodSpec {
+            labels: labels.clone(),
+            ports: vec![respond::HoneypodPort { port: 22, protocol: Some(crate::Protocol::Tcp) }],
+            description: Some("d".into()),
+        };
+        let capture = capture::PacketCaptureSpec {
+            selector: Some("all()".into()),
+            filters: vec![capture::CaptureFilter { protocol: Some(ProtocolSpec::Name("UDP".into())), ports: vec![PortSpec::Number(53)] }],
+            start_time: Some("2026-12-03T16:00:00Z".into()),
+            end_time: Some("2026-12-03T17:00:00Z".into()),
+            snap_len: Some(100),
+            max_size_bytes: Some(2048),
+            max_files: Some(3),
+        };
+        let scope = recscope::RecommendationScopeSpec {
+            interval: Some("1m".into()),
+            initial_lookback: Some("1h".into()),
+            stabilization_period: Some("5m".into()),
+            namespace_spec: Some(recscope::NamespaceSpec {
+                rec_status: Some("Enabled".into()),
+                selector: Some("all()".into()),
+                tier_name: Some("t".into()),
+            }),
+        };
+        let specs = [
+            (Kind::GlobalThreatFeed, serde_json::to_value(feed).unwrap()),
+            (Kind::Quarantine, serde_json::to_value(quarantine).unwrap()),
+            (Kind::Honeypod, serde_json::to_value(honeypod).unwrap()),
+            (Kind::PacketCapture, serde_json::to_value(capture).unwrap()),
+            (Kind::RecommendationScope, serde_json::to_value(scope).unwrap()),
+        ];
+        for (kind, v) in specs {
+            let schema = spec_schema(kind).unwrap();
+            names_every_field(&schema, &v, &format!("{kind:?}.spec"));
+            described(&object_schema(kind), &format!("{kind:?}"));
+        }
+        // Values the schema's enums allow are the ones the model's checks accept.
+        let enums = |kind: Kind, path: &[&str]| -> Vec<String> {
+            let mut at = spec_schema(kind).unwrap();
+            for p in path {
+                at = at["properties"][p].clone();
+            }
+            at["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        };
+        for m in enums(Kind::GlobalThreatFeed, &["mode"]) {
+            let s = threatfeed::GlobalThreatFeedSpec { mode: Some(m.clone()), ..Default::default() };
+            assert!(threatfeed::check(&s).is_empty(), "mode {m}");
+        }
+        assert!(!threatfeed::check(&threatfeed::GlobalThreatFeedSpec { mode: Some("On".into()), ..Default::default() }).is_empty());
+        for r in enums(Kind::RecommendationScope, &["namespaceSpec", "recStatus"]) {
+            let ns = recscope::NamespaceSpec { rec_status: Some(r.clone()), ..Default::default() };
+            let s = recscope::RecommendationScopeSpec { namespace_spec: Some(ns), ..Default::default() };
+            assert!(recscope::check(recscope::SINGLETON, &s).is_empty(), "recStatus {r}");
         }
     }
 

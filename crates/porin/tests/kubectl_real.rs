@@ -328,6 +328,11 @@ fn kubectl_manages_porin_objects() {
     assert!(e.contains("NetworkPolicy") && e.contains("porin.io") && e.contains("The tier the policy belongs to"), "{e}");
     let e = k.ok(&["explain", "tiers"]);
     assert!(e.contains("An ordered group of policies"), "{e}");
+    // The newer kinds are described field by field too (not an open spec).
+    let e = k.ok(&["explain", "packetcaptures.spec.filters"]);
+    assert!(e.contains("PacketCapture") && e.contains("ports") && e.contains("filters are ORed"), "{e}");
+    let e = k.ok(&["explain", "globalthreatfeeds.spec.pull.http"]);
+    assert!(e.contains("GlobalThreatFeed") && e.contains("url") && e.contains("Request headers"), "{e}");
 
     // delete -f: every object of the file, one request each (with a guard in place, deleting a tier before its
     // policies would leave a model that does not build, which guards refuse: the guard goes first).
