@@ -51,18 +51,21 @@ pub enum RecommendAction {
     },
     /// Enforce it: promote it to a NetworkPolicy (one audited transaction; guards checked).
     Accept {
+        /// The namespace whose recommendation to enforce.
         namespace: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Dismiss it (stagedAction Ignore): no longer evaluated or refreshed.
     Dismiss {
+        /// The namespace whose recommendation to dismiss.
         namespace: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Send it back to learning (stagedAction Learn, status Learning).
     Relearn {
+        /// The namespace whose recommendation learns again.
         namespace: String,
         #[command(flatten)]
         client: ClientArgs,

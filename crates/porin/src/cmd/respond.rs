@@ -36,6 +36,7 @@ pub struct QuarantineArgs {
 pub struct ReleaseArgs {
     /// The workload, as NAMESPACE/POD.
     pub pod: String,
+    /// Why (kept in the audit trail and the alert).
     #[arg(long)]
     pub reason: Option<String>,
     #[command(flatten)]
@@ -47,6 +48,7 @@ pub struct BlockArgs {
     /// Addresses or CIDRs to deny cluster-wide, both directions; `list` prints the block list.
     #[arg(required = true)]
     pub cidrs: Vec<String>,
+    /// Why (kept in the audit trail and the alert).
     #[arg(long)]
     pub reason: Option<String>,
     /// For `block list`: `table` or `json`.

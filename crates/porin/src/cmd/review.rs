@@ -39,6 +39,7 @@ pub struct UnusedArgs {
     /// Ask only `--server`, not every node of a multi-node lab.
     #[arg(long)]
     pub one_node: bool,
+    /// Output format: a table, or JSON.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: ReviewOutput,
     #[command(flatten)]
