@@ -62,7 +62,9 @@ pub fn router(state: Shared) -> Router<Shared> {
 #[derive(Clone, Debug)]
 pub enum View {
     All,
-    Scoped { namespaces: BTreeSet<String>, tiers: BTreeSet<String> },
+    /// `cni`: the `cni` token, which sees no flows, alerts or policies but reads the Pods and WorkloadEndpoints
+    /// it binds (in every namespace: it serves every pod of its node).
+    Scoped { namespaces: BTreeSet<String>, tiers: BTreeSet<String>, cni: bool },
 }
 
 impl View {
@@ -70,10 +72,10 @@ impl View {
         match &id.role {
             Role::Admin | Role::ReadOnly => View::All,
             Role::Scoped { namespaces, tiers } => {
-                View::Scoped { namespaces: namespaces.iter().cloned().collect(), tiers: tiers.iter().cloned().collect() }
+                View::Scoped { namespaces: namespaces.iter().cloned().collect(), tiers: tiers.iter().cloned().collect(), cni: false }
             }
-            // The CNI path sees nothing here.
-            Role::Cni => View::Scoped { namespaces: BTreeSet::new(), tiers: BTreeSet::new() },
+            // The CNI path sees nothing here but the objects it binds ([`View::object`]).
+            Role::Cni => View::Scoped { namespaces: BTreeSet::new(), tiers: BTreeSet::new(), cni: true },
         }
     }
 
@@ -99,6 +101,7 @@ impl View {
     pub fn object(&self, kind: Kind, ns: Option<&str>, name: &str) -> bool {
         match self {
             View::All => true,
+            View::Scoped { cni: true, .. } => matches!(kind, Kind::Pod | Kind::WorkloadEndpoint),
             View::Scoped { .. } if kind.info().namespaced => ns.is_some_and(|n| self.namespace(n)),
             View::Scoped { .. } => match kind {
                 Kind::Namespace => self.namespace(name),
@@ -113,6 +116,7 @@ impl View {
     pub fn kind(&self, kind: Kind) -> bool {
         match self {
             View::All => true,
+            View::Scoped { cni: true, .. } => matches!(kind, Kind::Pod | Kind::WorkloadEndpoint),
             View::Scoped { .. } => kind.info().namespaced || matches!(kind, Kind::Namespace | Kind::Tier | Kind::GlobalNetworkSet),
         }
     }
@@ -594,7 +598,11 @@ mod tests {
     }
 
     fn scoped(ns: &[&str], tiers: &[&str]) -> View {
-        View::Scoped { namespaces: ns.iter().map(|s| s.to_string()).collect(), tiers: tiers.iter().map(|s| s.to_string()).collect() }
+        View::Scoped {
+            namespaces: ns.iter().map(|s| s.to_string()).collect(),
+            tiers: tiers.iter().map(|s| s.to_string()).collect(),
+            cni: false,
+        }
     }
 
     #[test]
