@@ -321,7 +321,7 @@ fn conntest_peer(d: &str) -> Value {
 /// The `spec` schema of a kind (None: the kind has no spec Porin reads, e.g. Namespace).
 pub fn spec_schema(kind: Kind) -> Option<Value> {
     Some(match kind {
-        Kind::Namespace | Kind::Pod => return None,
+        Kind::Namespace | Kind::Pod | Kind::ServiceAccount => return None,
         Kind::K8sNetworkPolicy => k8s_spec(false),
         Kind::StagedKubernetesNetworkPolicy => k8s_spec(true),
         Kind::Tier => object(
@@ -448,6 +448,7 @@ pub fn description(kind: Kind) -> &'static str {
     match kind {
         Kind::Namespace => "A namespace; its labels are what namespace selectors match.",
         Kind::Pod => "A workload; Porin reads its labels, namespace, service account and addresses.",
+        Kind::ServiceAccount => "A pod's identity; its labels are what service-account selectors match.",
         Kind::K8sNetworkPolicy => "Kubernetes NetworkPolicy, enforced exactly as upstream specifies (tier default, after Porin's ordered policies).",
         Kind::Tier => "An ordered group of policies: a platform tier above app teams' policies.",
         Kind::NetworkPolicy => "A namespaced, ordered policy with Allow/Deny/Pass/Log rules, in a tier.",
@@ -483,6 +484,12 @@ pub fn object_schema(kind: Kind) -> Value {
         Kind::Namespace => {
             props.push(("spec", any("Accepted, ignored.")));
             props.push(("status", any("Accepted, ignored.")));
+        }
+        // Only metadata matters: its labels are what service-account selectors match.
+        Kind::ServiceAccount => {
+            props.push(("secrets", array(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}), "Accepted, ignored.")));
+            props.push(("imagePullSecrets", array(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}), "Accepted, ignored.")));
+            props.push(("automountServiceAccountToken", boolean("Accepted, ignored.")));
         }
         _ => {
             if let Some(s) = spec_schema(kind) {
