@@ -221,7 +221,7 @@ fn entity_hits(c: &Cluster, e: &Entity, s: &Subject, out: &mut Vec<&'static str>
             if e.sa_names.contains(&ep.service_account) {
                 out.push("serviceAccounts.names");
             }
-            if e.sa_selector.as_ref().is_some_and(|x| x.matches(&porin_policy::eval::sa_labels(&ep.service_account))) {
+            if e.sa_selector.as_ref().is_some_and(|x| x.matches(&ep.sa_labels)) {
                 out.push("serviceAccounts.selector");
             }
         }

@@ -38,6 +38,9 @@ pub struct Endpoint {
     /// The pod's labels plus the Porin-added keys (namespace, service account, orchestrator).
     pub labels: BTreeMap<String, String>,
     pub service_account: String,
+    /// What a service-account selector sees: the ServiceAccount object's labels plus `projectcalico.org/name`
+    /// (its name), or only the name label when no such ServiceAccount exists (see [`sa_labels`]).
+    pub sa_labels: BTreeMap<String, String>,
     pub ips: Vec<IpAddr>,
     /// Named container ports: (name, protocol, port).
     pub named_ports: Vec<(String, Protocol, u16)>,
@@ -246,6 +249,18 @@ fn ns_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, 
     l
 }
 
+/// The labels a service-account selector sees for service account `name` whose object carries `labels` (empty
+/// when the object does not exist): as Calico's `ksa.<namespace>.<name>` profile, the object's labels plus
+/// `projectcalico.org/name` = the name, which overrides a label of that key on the object.
+pub fn sa_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut l = labels.clone();
+    l.insert(SA_LABEL_NAME.into(), name.into());
+    l
+}
+
+/// The label that carries a service account's name for service-account selectors.
+pub const SA_LABEL_NAME: &str = "projectcalico.org/name";
+
 impl Cluster {
     /// Build from resources that passed validation. Errors only on things validation cannot see in one
     /// document (they are reported, not guessed around).
@@ -256,10 +271,16 @@ impl Cluster {
         tier_specs.insert(DEFAULT_TIER.into(), (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny));
         let mut enforced: Vec<IrPolicy> = Vec::new();
         let mut staged: Vec<(IrPolicy, bool /*delete*/)> = Vec::new();
+        // ServiceAccount labels by (namespace, name): a pod's service account is looked up in its own namespace.
+        let mut service_accounts: BTreeMap<(String, String), &BTreeMap<String, String>> = BTreeMap::new();
         for r in &resources {
             match r {
                 Resource::Namespace(n) => {
                     c.namespaces.insert(n.metadata.name.clone(), ns_labels(&n.metadata.name, &n.metadata.labels));
+                }
+                Resource::ServiceAccount(a) => {
+                    let ns = a.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                    service_accounts.insert((ns, a.metadata.name.clone()), &a.metadata.labels);
                 }
                 Resource::Tier(t) => {
                     let (order, action) = if t.metadata.name == DEFAULT_TIER {
@@ -313,6 +334,9 @@ impl Cluster {
                         .clone()
                         .or_else(|| p.spec.service_account.clone())
                         .unwrap_or_else(|| "default".into());
+                    let no_labels = BTreeMap::new();
+                    let sa_object_labels = service_accounts.get(&(ns.clone(), sa.clone())).copied().unwrap_or(&no_labels);
+                    let sa_labels = sa_labels(&sa, sa_object_labels);
                     let mut labels = p.metadata.labels.clone();
                     for k in respond::RESERVED_ENDPOINT_LABELS {
                         labels.remove(k);
@@ -352,6 +376,7 @@ impl Cluster {
                         name: p.metadata.name.clone(),
                         labels,
                         service_account: sa,
+                        sa_labels,
                         ips,
                         named_ports,
                         ports,
