@@ -219,6 +219,9 @@ pub struct IrTier {
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Every ServiceAccount object's labels as service-account selectors see them ([`sa_labels`]), by
+    /// (namespace, name). A service account with no object is not here: it has only its name label.
+    pub service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
     pub endpoints: Vec<Endpoint>,
     pub net_sets: Vec<NetSet>,
     pub default_allow: bool,
@@ -271,8 +274,6 @@ impl Cluster {
         tier_specs.insert(DEFAULT_TIER.into(), (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny));
         let mut enforced: Vec<IrPolicy> = Vec::new();
         let mut staged: Vec<(IrPolicy, bool /*delete*/)> = Vec::new();
-        // ServiceAccount labels by (namespace, name): a pod's service account is looked up in its own namespace.
-        let mut service_accounts: BTreeMap<(String, String), &BTreeMap<String, String>> = BTreeMap::new();
         for r in &resources {
             match r {
                 Resource::Namespace(n) => {
@@ -280,7 +281,8 @@ impl Cluster {
                 }
                 Resource::ServiceAccount(a) => {
                     let ns = a.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-                    service_accounts.insert((ns, a.metadata.name.clone()), &a.metadata.labels);
+                    let labels = sa_labels(&a.metadata.name, &a.metadata.labels);
+                    c.service_accounts.insert((ns, a.metadata.name.clone()), labels);
                 }
                 Resource::Tier(t) => {
                     let (order, action) = if t.metadata.name == DEFAULT_TIER {
@@ -334,9 +336,8 @@ impl Cluster {
                         .clone()
                         .or_else(|| p.spec.service_account.clone())
                         .unwrap_or_else(|| "default".into());
-                    let no_labels = BTreeMap::new();
-                    let sa_object_labels = service_accounts.get(&(ns.clone(), sa.clone())).copied().unwrap_or(&no_labels);
-                    let sa_labels = sa_labels(&sa, sa_object_labels);
+                    // A pod's service account is looked up in its own namespace.
+                    let sa_labels = c.service_account_labels(&ns, &sa);
                     let mut labels = p.metadata.labels.clone();
                     for k in respond::RESERVED_ENDPOINT_LABELS {
                         labels.remove(k);
@@ -451,6 +452,14 @@ impl Cluster {
         match self.namespaces.get(ns) {
             Some(labels) => sel.matches(labels),
             None => sel.matches(&ns_labels(ns, &BTreeMap::new())),
+        }
+    }
+
+    /// The labels a service-account selector sees for service account `name` of namespace `ns`.
+    pub fn service_account_labels(&self, ns: &str, name: &str) -> BTreeMap<String, String> {
+        match self.service_accounts.get(&(ns.to_string(), name.to_string())) {
+            Some(l) => l.clone(),
+            None => sa_labels(name, &BTreeMap::new()),
         }
     }
 
