@@ -138,9 +138,10 @@ impl Scope<'_> {
                 // Absent, an account still has its name label: that is what a create starts from and a delete
                 // returns to.
                 let ns = any.namespace().unwrap_or("default").to_string();
+                let none = BTreeMap::new();
                 let subject = |r: Option<&Resource>| Subject::ServiceAccount {
                     namespace: ns.clone(),
-                    labels: porin_policy::ir::sa_labels(any.name(), r.map(|r| &r.metadata().labels).unwrap_or(&BTreeMap::new())),
+                    labels: porin_policy::ir::sa_labels(any.name(), r.map_or(&none, |r| &r.metadata().labels)),
                 };
                 let before = view(c, self, &subject(old));
                 let after = view(c, self, &subject(new));
