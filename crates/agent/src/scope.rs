@@ -1,4 +1,4 @@
-//! Labels as a privilege: what a scoped token may not change about a Pod or a NetworkSet.
+//! Labels as a privilege: what a scoped token may not change about a Pod, a ServiceAccount or a NetworkSet.
 //!
 //! A policy outside a token's scope — global, in another namespace, or in a tier the token does not hold —
 //! reads the labels (and service account) of pods and the labels of network sets in the token's namespaces:
@@ -11,6 +11,11 @@
 //!   labels (in the same namespace, service account `default`) would be; a pod such a policy selects, or sees
 //!   differently from a label-less pod, cannot be deleted (the dataplane would stop enforcing on its
 //!   interface). Its `spec.nodeName` cannot change either (moving a pod off a node unprograms it there).
+//! * **ServiceAccounts.** Their labels are what service-account selectors see (with `projectcalico.org/name`):
+//!   a create, relabel or delete must not change whether any out-of-scope `serviceAccountSelector` or rule
+//!   `serviceAccounts.selector` whose namespaces include the account's matches it (checked on the account
+//!   alone, whichever pods use it: stricter than needed, never looser). A pod is seen with the stored labels
+//!   of its account.
 //! * **NetworkSets.** A set any out-of-scope rule peer matches cannot be created, deleted, relabelled or have
 //!   its `nets` changed: its CIDRs would join (or leave) a peer another tenant's policy names.
 //!
@@ -47,12 +52,13 @@ pub struct Scope<'a> {
 /// The kinds whose labels out-of-scope policies read and a scoped token can write (Namespaces and
 /// GlobalNetworkSets are admin-only altogether).
 pub fn guarded(kind: Kind) -> bool {
-    matches!(kind, Kind::Pod | Kind::NetworkSet)
+    matches!(kind, Kind::Pod | Kind::ServiceAccount | Kind::NetworkSet)
 }
 
 /// The policy-relevant kinds: what [`guard_cluster`] needs from the store.
-pub const MODEL_KINDS: [Kind; 8] = [
+pub const MODEL_KINDS: [Kind; 9] = [
     Kind::Namespace,
+    Kind::ServiceAccount,
     Kind::Tier,
     Kind::K8sNetworkPolicy,
     Kind::NetworkPolicy,
@@ -62,8 +68,8 @@ pub const MODEL_KINDS: [Kind; 8] = [
     Kind::StagedKubernetesNetworkPolicy,
 ];
 
-/// The policy model the guard checks against: policies, tiers and namespaces (no pods: only the object being
-/// written is matched).
+/// The policy model the guard checks against: policies, tiers, namespaces and service accounts (no pods: only
+/// the object being written is matched).
 pub fn guard_cluster(resources: &[Resource]) -> Result<Cluster, porin_policy::EngineError> {
     Cluster::build(resources.iter().filter(|r| MODEL_KINDS.contains(&r.kind())))
 }
@@ -74,8 +80,8 @@ impl Scope<'_> {
         p.namespace.as_ref().is_some_and(|ns| self.namespaces.contains(ns)) && self.tiers.contains(&p.tier)
     }
 
-    /// Refuse the change `old` → `new` (either absent for a create or delete) of a Pod or NetworkSet when it
-    /// changes how a policy outside the scope sees the object. Err is the 403 message.
+    /// Refuse the change `old` → `new` (either absent for a create or delete) of a Pod, ServiceAccount or
+    /// NetworkSet when it changes how a policy outside the scope sees the object. Err is the 403 message.
     pub fn check(&self, c: &Cluster, old: Option<&Resource>, new: Option<&Resource>) -> Result<(), Refused> {
         let Some(any) = new.or(old) else { return Ok(()) };
         if !guarded(any.kind()) {
@@ -104,13 +110,13 @@ impl Scope<'_> {
                         self.user
                     )));
                 }
-                let base = || view(c, self, &Subject::of(&baseline_pod(any)));
+                let base = || view(c, self, &Subject::of(c, &baseline_pod(any)));
                 let before = match old {
-                    Some(r) => view(c, self, &Subject::of(r)),
+                    Some(r) => view(c, self, &Subject::of(c, r)),
                     None => base(),
                 };
                 let after = match new {
-                    Some(r) => view(c, self, &Subject::of(r)),
+                    Some(r) => view(c, self, &Subject::of(c, r)),
                     None => {
                         // A delete: the interface would lose its enforcement, and its identity would go.
                         if let Some(rel) = before.iter().find(|r| r.how == SELECTS) {
@@ -128,9 +134,29 @@ impl Scope<'_> {
                 }
                 Ok(())
             }
+            Resource::ServiceAccount(_) => {
+                // Absent, an account still has its name label: that is what a create starts from and a delete
+                // returns to.
+                let ns = any.namespace().unwrap_or("default").to_string();
+                let none = BTreeMap::new();
+                let subject = |r: Option<&Resource>| Subject::ServiceAccount {
+                    namespace: ns.clone(),
+                    labels: porin_policy::ir::sa_labels(any.name(), r.map_or(&none, |r| &r.metadata().labels)),
+                };
+                let before = view(c, self, &subject(old));
+                let after = view(c, self, &subject(new));
+                let verb = if old.is_none() { "create" } else if new.is_none() { "delete" } else { "change" };
+                if let Some(rel) = after.difference(&before).next() {
+                    return refuse(rel, true, verb);
+                }
+                if let Some(rel) = before.difference(&after).next() {
+                    return refuse(rel, false, verb);
+                }
+                Ok(())
+            }
             Resource::NetworkSet(_) => {
-                let before = old.map(|r| view(c, self, &Subject::of(r))).unwrap_or_default();
-                let after = new.map(|r| view(c, self, &Subject::of(r))).unwrap_or_default();
+                let before = old.map(|r| view(c, self, &Subject::of(c, r))).unwrap_or_default();
+                let after = new.map(|r| view(c, self, &Subject::of(c, r))).unwrap_or_default();
                 let verb = if old.is_none() { "create" } else if new.is_none() { "delete" } else { "change" };
                 if let Some(rel) = after.difference(&before).next() {
                     return refuse(rel, true, verb);
@@ -169,14 +195,21 @@ const SELECTS: &str = "its selector selects it";
 enum Subject {
     Endpoint(Endpoint),
     NetSet { namespace: String, labels: BTreeMap<String, String> },
+    /// A service account of `namespace`, with the labels service-account selectors would see.
+    ServiceAccount { namespace: String, labels: BTreeMap<String, String> },
     Other,
 }
 
 impl Subject {
-    fn of(r: &Resource) -> Subject {
+    /// A pod is seen with the labels of its service account in `c` (the stored ServiceAccounts).
+    fn of(c: &Cluster, r: &Resource) -> Subject {
         match r {
             Resource::Pod(_) => match Cluster::build(std::iter::once(r)) {
-                Ok(mut c) if c.endpoints.len() == 1 => Subject::Endpoint(c.endpoints.remove(0)),
+                Ok(mut one) if one.endpoints.len() == 1 => {
+                    let mut ep = one.endpoints.remove(0);
+                    ep.sa_labels = c.service_account_labels(&ep.namespace, &ep.service_account);
+                    Subject::Endpoint(ep)
+                }
                 _ => Subject::Other,
             },
             Resource::NetworkSet(s) => Subject::NetSet {
@@ -221,7 +254,7 @@ fn entity_hits(c: &Cluster, e: &Entity, s: &Subject, out: &mut Vec<&'static str>
             if e.sa_names.contains(&ep.service_account) {
                 out.push("serviceAccounts.names");
             }
-            if e.sa_selector.as_ref().is_some_and(|x| x.matches(&porin_policy::eval::sa_labels(&ep.service_account))) {
+            if e.sa_selector.as_ref().is_some_and(|x| x.matches(&ep.sa_labels)) {
                 out.push("serviceAccounts.selector");
             }
         }
@@ -245,6 +278,11 @@ fn entity_hits(c: &Cluster, e: &Entity, s: &Subject, out: &mut Vec<&'static str>
                 out.push("notSelector");
             }
         }
+        Subject::ServiceAccount { namespace, labels } => {
+            if ns_in_scope(c, scope, namespace) && e.sa_selector.as_ref().is_some_and(|x| x.matches(labels)) {
+                out.push("serviceAccounts.selector");
+            }
+        }
         Subject::Other => {}
     }
 }
@@ -261,6 +299,13 @@ fn view(c: &Cluster, scope: &Scope<'_>, s: &Subject) -> BTreeSet<Relation> {
             && c.policy_selects(p, ep)
         {
             add(SELECTS.to_string());
+        }
+        // A policy's serviceAccountSelector, for any pod of the account its namespace could hold.
+        if let Subject::ServiceAccount { namespace, labels } = s
+            && p.namespace.as_ref().is_none_or(|ns| ns == namespace)
+            && p.sa_selector.as_ref().is_some_and(|x| x.matches(labels))
+        {
+            add("its serviceAccountSelector selects it".to_string());
         }
         for (dir, rules) in [("ingress", &p.ingress), ("egress", &p.egress)] {
             for (i, rule) in rules.iter().enumerate() {
@@ -377,6 +422,45 @@ spec:
         let s2 = Scope { user: "token:shop", namespaces: &ns, tiers: &all_tiers };
         assert!(s2.check(&c, None, Some(&pod("role: backup"))).is_err());
         assert!(s2.check(&c, Some(&pod("pci: 'true'")), Some(&pod("app: pay"))).is_err(), "global policies are never the token's");
+    }
+
+    fn service_account(name: &str, labels: &str) -> Resource {
+        docs(&format!("apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}, namespace: shop, labels: {{{labels}}}}}\n")).remove(0)
+    }
+
+    #[test]
+    fn service_account_labels_that_outside_policies_read_are_reserved() {
+        let model = format!(
+            "{MODEL}---\napiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {{name: backend-closed}}\nspec:\n  \
+             tier: platform\n  selector: all()\n  serviceAccountSelector: role == 'backend'\n  ingress: [{{action: Deny}}]\n\
+             ---\napiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {{name: ops-trusts-frontends, namespace: ops}}\n\
+             spec:\n  tier: app\n  selector: all()\n  ingress: [{{action: Allow, source: {{namespaceSelector: all(), \
+             serviceAccounts: {{selector: role == 'frontend'}}}}}}]\n\
+             ---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: api, namespace: shop, labels: {{role: backend}}}}\n"
+        );
+        let c = guard_cluster(&docs(&model)).unwrap();
+        let (ns, tiers) = (vec!["shop".to_string()], vec!["app".to_string()]);
+        let s = Scope { user: "token:shop", namespaces: &ns, tiers: &tiers };
+        let api = service_account("api", "role: backend");
+        // Escaping the platform's selection by relabelling or deleting the account: refused.
+        let e = s.check(&c, Some(&api), Some(&service_account("api", "role: web"))).unwrap_err().0;
+        assert!(e.contains("backend-closed") && e.contains("no longer") && e.contains("serviceAccountSelector"), "{e}");
+        assert!(s.check(&c, Some(&api), None).unwrap_err().0.contains("delete"));
+        // Becoming an account another namespace's policy trusts: refused, on create and on update.
+        let e = s.check(&c, None, Some(&service_account("web", "role: frontend"))).unwrap_err().0;
+        assert!(e.contains("ops/ops-trusts-frontends") && e.contains("newly") && e.contains("serviceAccounts.selector"), "{e}");
+        assert!(s.check(&c, Some(&service_account("web", "")), Some(&service_account("web", "role: frontend"))).is_err());
+        // Labels nobody outside reads are free.
+        assert!(s.check(&c, None, Some(&service_account("web", "team: a"))).is_ok());
+        assert!(s.check(&c, Some(&api), Some(&service_account("api", "role: backend, team: a"))).is_ok());
+        assert!(s.check(&c, Some(&service_account("web", "team: a")), None).is_ok());
+        // A pod is seen with its account's stored labels: a new pod of `api` is selected where a bare pod is not.
+        let api_pod = docs("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec: {serviceAccountName: api}\n").remove(0);
+        let e = s.check(&c, None, Some(&api_pod)).unwrap_err().0;
+        assert!(e.contains("backend-closed") && e.contains("newly"), "{e}");
+        assert!(s.check(&c, Some(&api_pod), None).unwrap_err().0.contains("delete"));
+        let other_pod = docs("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec: {serviceAccountName: nobody}\n").remove(0);
+        assert!(s.check(&c, None, Some(&other_pod)).is_ok());
     }
 
     #[test]

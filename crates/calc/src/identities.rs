@@ -154,7 +154,9 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
         for v6 in [false, true] {
             let Some(ip) = e.ip_of_family(v6) else { continue };
             let sig = index.containing(IpNet::from(ip));
-            let key = serde_json::to_string(&("pod", &e.namespace, &e.labels, &e.service_account, &named, v6, &sig))
+            // The account's labels too: service-account selectors read them, and relabelling the account alone
+            // must give a new identity (and so recompile what can see it).
+            let key = serde_json::to_string(&("pod", &e.namespace, &e.labels, &e.service_account, &e.sa_labels, &named, v6, &sig))
                 .expect("serialisable");
             let (id, serial) = state.identity(key);
             let k = *by_id.entry(id).or_insert_with(|| {
@@ -170,7 +172,8 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
             mine[usize::from(v6)] = Some(sig);
         }
         classes.push(
-            serde_json::to_string(&(&e.namespace, &e.labels, &e.service_account, &named, &mine)).expect("serialisable"),
+            serde_json::to_string(&(&e.namespace, &e.labels, &e.service_account, &e.sa_labels, &named, &mine))
+                .expect("serialisable"),
         );
         for ip in &e.ips {
             items.push(item(IpNet::from(*ip), true));

@@ -394,3 +394,64 @@ fn synthetic_clusters_equal_the_engine_when_looked_up_like_the_kernel() {
         }
     }
 }
+
+/// A ServiceAccount's labels are read by service-account selectors: relabelling the account alone (no pod or
+/// policy changes) must recompile what it changes, as a fresh compile would.
+#[test]
+fn relabelling_a_service_account_recompiles_its_pods() {
+    let text = |role: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: api, namespace: shop, labels: {{role: {role}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: api-1, namespace: shop, labels: {{app: api}}}}
+spec: {{serviceAccountName: api}}
+status: {{podIP: 10.0.0.1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web-1, namespace: shop, labels: {{app: web}}}}
+status: {{podIP: 10.0.0.2}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: backend-closed}}
+spec:
+  selector: all()
+  serviceAccountSelector: role == 'backend'
+  types: [Ingress]
+  ingress: [{{action: Deny}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: web-to-frontends}}
+spec:
+  selector: app == 'web'
+  types: [Egress]
+  egress: [{{action: Allow, destination: {{serviceAccounts: {{selector: role == 'frontend'}}}}}}, {{action: Deny}}]
+"#
+        )
+    };
+    let build = |role: &str| {
+        let docs = porin_model::parse_documents("sa.yaml", &text(role)).unwrap();
+        validate_set(&docs, &Default::default()).unwrap();
+        Cluster::build(docs.iter().map(|d| &d.resource)).unwrap()
+    };
+    let mut state = State::new();
+    compile(&build("backend"), &mut state, &|_| true);
+    for role in ["frontend", "backend", "none"] {
+        let c = build(role);
+        let incremental = compile(&c, &mut state, &|_| true);
+        let mut fresh = State::new();
+        let scratch = compile(&c, &mut fresh, &|_| true);
+        assert!(canonical(&incremental, &state) == canonical(&scratch, &fresh), "after relabelling the account role={role}");
+    }
+    // And it matters for web-1 too, whose own class never changes: its egress to api-1's identity differs.
+    let (mut f0, mut f1) = (State::new(), State::new());
+    let (b, f) = (compile(&build("backend"), &mut f0, &|_| true), compile(&build("frontend"), &mut f1, &|_| true));
+    let web = |out: &Compiled, st: &State| canonical(out, st).2.get("shop/web-1").cloned().unwrap();
+    assert!(web(&b, &f0) != web(&f, &f1), "the account's labels change web-1's program");
+}

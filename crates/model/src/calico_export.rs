@@ -10,7 +10,7 @@
 //!   names in such a tier, and later releases accept the prefixed name too. The original name is kept in
 //!   the annotation `porin.io/name`.
 //!
-//! Kubernetes kinds (Namespace, Pod, networking.k8s.io NetworkPolicy) keep their own apiVersion. Porin's
+//! Kubernetes kinds (Namespace, Pod, ServiceAccount, networking.k8s.io NetworkPolicy) keep their own apiVersion. Porin's
 //! own kinds with no Calico counterpart (ClusterSettings, ConnectivityTest, …) are refused by name.
 
 use serde_json::{Map, Value};
@@ -48,7 +48,7 @@ pub fn has_calico_form(kind: Kind) -> bool {
 }
 
 fn is_kubernetes(kind: Kind) -> bool {
-    matches!(kind, Kind::Namespace | Kind::Pod | Kind::K8sNetworkPolicy)
+    matches!(kind, Kind::Namespace | Kind::Pod | Kind::ServiceAccount | Kind::K8sNetworkPolicy)
 }
 
 /// The name Calico requires for a policy `name` in `tier`.

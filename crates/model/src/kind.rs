@@ -6,6 +6,8 @@
 pub enum Kind {
     Namespace,
     Pod,
+    /// A core/v1 ServiceAccount: its labels are what service-account selectors match.
+    ServiceAccount,
     /// `networking.k8s.io/v1` NetworkPolicy.
     K8sNetworkPolicy,
     Tier,
@@ -58,9 +60,10 @@ pub const PORIN_GROUP: &str = "porin.io";
 pub const CALICO_GROUP: &str = "projectcalico.org";
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::Namespace,
         Kind::Pod,
+        Kind::ServiceAccount,
         Kind::K8sNetworkPolicy,
         Kind::Tier,
         Kind::NetworkPolicy,
@@ -109,6 +112,15 @@ impl Kind {
                 plural: "pods",
                 singular: "pod",
                 short: &["po"],
+                namespaced: true,
+            },
+            Kind::ServiceAccount => KindInfo {
+                kind: "ServiceAccount",
+                group: "",
+                version: "v1",
+                plural: "serviceaccounts",
+                singular: "serviceaccount",
+                short: &["sa"],
                 namespaced: true,
             },
             Kind::K8sNetworkPolicy => KindInfo {

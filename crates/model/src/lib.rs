@@ -129,11 +129,23 @@ pub struct Namespace {
     pub metadata: ObjectMeta,
 }
 
+/// A ServiceAccount: only its metadata matters (its labels are what service-account selectors match);
+/// `secrets`, `imagePullSecrets` and `automountServiceAccountToken` are accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccount {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
 /// Every kind Porin understands, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
     Namespace(Namespace),
     Pod(Pod),
+    ServiceAccount(ServiceAccount),
     K8sNetworkPolicy(Object<k8s::K8sNetworkPolicySpec>),
     Tier(Object<porin::TierSpec>),
     NetworkPolicy(Object<porin::PolicySpec>),
@@ -161,6 +173,7 @@ macro_rules! each_resource {
         match $self {
             Resource::Namespace($o) => $e,
             Resource::Pod($o) => $e,
+            Resource::ServiceAccount($o) => $e,
             Resource::K8sNetworkPolicy($o) => $e,
             Resource::Tier($o) => $e,
             Resource::NetworkPolicy($o) => $e,
@@ -189,6 +202,7 @@ impl Resource {
         match self {
             Resource::Namespace(_) => Kind::Namespace,
             Resource::Pod(_) => Kind::Pod,
+            Resource::ServiceAccount(_) => Kind::ServiceAccount,
             Resource::K8sNetworkPolicy(_) => Kind::K8sNetworkPolicy,
             Resource::Tier(_) => Kind::Tier,
             Resource::NetworkPolicy(_) => Kind::NetworkPolicy,

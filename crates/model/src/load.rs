@@ -374,6 +374,7 @@ macro_rules! by_kind {
         match $kind {
             Kind::Namespace => Resource::Namespace($f($v)?),
             Kind::Pod => Resource::Pod($f($v)?),
+            Kind::ServiceAccount => Resource::ServiceAccount($f($v)?),
             Kind::K8sNetworkPolicy => Resource::K8sNetworkPolicy($f($v)?),
             Kind::Tier => Resource::Tier($f($v)?),
             Kind::NetworkPolicy => Resource::NetworkPolicy($f($v)?),

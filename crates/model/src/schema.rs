@@ -76,6 +76,7 @@ pub fn columns(kind: Kind) -> Vec<Column> {
             col("Interval", "/spec/interval", "string", "How often recommendations are refreshed."),
         ],
         Kind::Namespace
+        | Kind::ServiceAccount
         | Kind::K8sNetworkPolicy
         | Kind::StagedKubernetesNetworkPolicy
         | Kind::NetworkSet
@@ -469,7 +470,7 @@ fn packet_capture_spec() -> Value {
 /// The `spec` schema of a kind (None: the kind has no spec Porin reads, e.g. Namespace).
 pub fn spec_schema(kind: Kind) -> Option<Value> {
     Some(match kind {
-        Kind::Namespace | Kind::Pod => return None,
+        Kind::Namespace | Kind::Pod | Kind::ServiceAccount => return None,
         Kind::K8sNetworkPolicy => k8s_spec(false),
         Kind::StagedKubernetesNetworkPolicy => k8s_spec(true),
         Kind::Tier => object(
@@ -646,6 +647,7 @@ pub fn description(kind: Kind) -> &'static str {
     match kind {
         Kind::Namespace => "A namespace; its labels are what namespace selectors match.",
         Kind::Pod => "A workload; Porin reads its labels, namespace, service account and addresses.",
+        Kind::ServiceAccount => "A pod's identity; its labels are what service-account selectors match.",
         Kind::K8sNetworkPolicy => "Kubernetes NetworkPolicy, enforced exactly as upstream specifies (tier default, after Porin's ordered policies).",
         Kind::Tier => "An ordered group of policies: a platform tier above app teams' policies.",
         Kind::NetworkPolicy => "A namespaced, ordered policy with Allow/Deny/Pass/Log rules, in a tier.",
@@ -684,6 +686,12 @@ pub fn object_schema(kind: Kind) -> Value {
         Kind::Namespace => {
             props.push(("spec", any("Accepted, ignored.")));
             props.push(("status", any("Accepted, ignored.")));
+        }
+        // Only metadata matters: its labels are what service-account selectors match.
+        Kind::ServiceAccount => {
+            props.push(("secrets", array(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}), "Accepted, ignored.")));
+            props.push(("imagePullSecrets", array(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}), "Accepted, ignored.")));
+            props.push(("automountServiceAccountToken", boolean("Accepted, ignored.")));
         }
         _ => {
             if let Some(s) = spec_schema(kind) {
@@ -822,12 +830,12 @@ mod tests {
     }
 
     /// No kind falls back to an open spec: every spec is described field by field (the kinds without one are
-    /// Namespace and Pod, whose specs Porin does not read).
+    /// Namespace, Pod and ServiceAccount, whose specs Porin does not read or that have none).
     #[test]
     fn every_spec_is_closed() {
         for kind in Kind::ALL {
             let Some(spec) = spec_schema(kind) else {
-                assert!(matches!(kind, Kind::Namespace | Kind::Pod), "{kind:?} has no spec schema");
+                assert!(matches!(kind, Kind::Namespace | Kind::Pod | Kind::ServiceAccount), "{kind:?} has no spec schema");
                 continue;
             };
             assert!(spec.get("x-kubernetes-preserve-unknown-fields").is_none(), "{kind:?}: open spec");

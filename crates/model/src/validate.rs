@@ -114,7 +114,7 @@ fn validate_document(c: &mut Ctx<'_>, tiers: Option<&BTreeSet<String>>) {
         }
     }
     match r.clone() {
-        Resource::Namespace(_) => {}
+        Resource::Namespace(_) | Resource::ServiceAccount(_) => {}
         Resource::Pod(p) => {
             let mut names = BTreeSet::new();
             for (i, ctr) in p.spec.containers.iter().enumerate() {

@@ -183,7 +183,7 @@ impl Cluster {
                 return false;
             }
         if let Some(sa) = &p.sa_selector
-            && !sa.matches(&sa_labels(&e.service_account)) {
+            && !sa.matches(&e.sa_labels) {
                 return false;
             }
         true
@@ -503,7 +503,7 @@ impl Cluster {
         };
         if let Some(ep) = side.endpoint() {
             let sa_ok = (e.sa_names.is_empty() || e.sa_names.contains(&ep.service_account))
-                && e.sa_selector.as_ref().is_none_or(|s| s.matches(&sa_labels(&ep.service_account)));
+                && e.sa_selector.as_ref().is_none_or(|s| s.matches(&ep.sa_labels));
             if sa_ok && self.object_in_scope(scope, Some(&ep.namespace)) && labels_ok(&ep.labels) {
                 return (true, true);
             }
@@ -554,7 +554,8 @@ pub(crate) fn port_matches(m: &PortMatch, pkt: &Packet, dst: Peer<'_>) -> bool {
     }
 }
 
-/// The labels a service-account selector sees.
+/// The labels a service-account selector sees for a service account with no ServiceAccount object (only its
+/// name). An endpoint's own view, with the object's labels, is [`Endpoint::sa_labels`].
 pub fn sa_labels(sa: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([("projectcalico.org/name".to_string(), sa.to_string())])
+    crate::ir::sa_labels(sa, &BTreeMap::new())
 }

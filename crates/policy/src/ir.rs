@@ -38,6 +38,9 @@ pub struct Endpoint {
     /// The pod's labels plus the Porin-added keys (namespace, service account, orchestrator).
     pub labels: BTreeMap<String, String>,
     pub service_account: String,
+    /// What a service-account selector sees: the ServiceAccount object's labels plus `projectcalico.org/name`
+    /// (its name), or only the name label when no such ServiceAccount exists (see [`sa_labels`]).
+    pub sa_labels: BTreeMap<String, String>,
     pub ips: Vec<IpAddr>,
     /// Named container ports: (name, protocol, port).
     pub named_ports: Vec<(String, Protocol, u16)>,
@@ -216,6 +219,9 @@ pub struct IrTier {
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Every ServiceAccount object's labels as service-account selectors see them ([`sa_labels`]), by
+    /// (namespace, name). A service account with no object is not here: it has only its name label.
+    pub service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
     pub endpoints: Vec<Endpoint>,
     pub net_sets: Vec<NetSet>,
     pub default_allow: bool,
@@ -246,12 +252,26 @@ fn ns_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, 
     l
 }
 
+/// The labels a service-account selector sees for service account `name` whose object carries `labels` (empty
+/// when the object does not exist): as Calico's `ksa.<namespace>.<name>` profile, the object's labels plus
+/// `projectcalico.org/name` = the name, which overrides a label of that key on the object.
+pub fn sa_labels(name: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut l = labels.clone();
+    l.insert(SA_LABEL_NAME.into(), name.into());
+    l
+}
+
+/// The label that carries a service account's name for service-account selectors.
+pub const SA_LABEL_NAME: &str = "projectcalico.org/name";
+
 /// One stored object's contribution to the model, converted on its own: the engine keeps these by key and
 /// revision so that a batch of changes converts only the objects it changed ([`Cluster::assemble`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelPart {
     /// A namespace and its labels (with the name labels every namespace carries).
     Namespace { name: String, labels: BTreeMap<String, String> },
+    /// A ServiceAccount: the labels its selectors see ([`sa_labels`]); joined to its pods at assembly.
+    ServiceAccount { namespace: String, name: String, labels: BTreeMap<String, String> },
     Tier { name: String, order: Option<f64>, default_action: TierDefaultAction },
     /// ClusterSettings: the default endpoint action.
     Settings { default_allow: bool },
@@ -276,6 +296,11 @@ impl ModelPart {
             Resource::Namespace(n) => {
                 ModelPart::Namespace { name: n.metadata.name.clone(), labels: ns_labels(&n.metadata.name, &n.metadata.labels) }
             }
+            Resource::ServiceAccount(a) => ModelPart::ServiceAccount {
+                namespace: a.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                name: a.metadata.name.clone(),
+                labels: sa_labels(&a.metadata.name, &a.metadata.labels),
+            },
             Resource::Tier(t) => {
                 let (order, default_action) = if t.metadata.name == DEFAULT_TIER {
                     (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny)
@@ -338,6 +363,8 @@ impl ModelPart {
                     namespace: ns,
                     name: p.metadata.name.clone(),
                     labels,
+                    // The pod's service account is looked up in its own namespace at assembly.
+                    sa_labels: sa_labels(&sa, &BTreeMap::new()),
                     service_account: sa,
                     ips,
                     named_ports,
@@ -432,6 +459,9 @@ impl Cluster {
                 ModelPart::Namespace { name, labels } => {
                     c.namespaces.insert(name.clone(), labels.clone());
                 }
+                ModelPart::ServiceAccount { namespace, name, labels } => {
+                    c.service_accounts.insert((namespace.clone(), name.clone()), labels.clone());
+                }
                 ModelPart::Tier { name, order, default_action } => {
                     tier_specs.insert(name.clone(), (*order, *default_action));
                 }
@@ -454,6 +484,9 @@ impl Cluster {
                     }
                     if d {
                         e.labels.insert(respond::LABEL_HONEYPOD.into(), e.name.clone());
+                    }
+                    if let Some(l) = c.service_accounts.get(&(e.namespace.clone(), e.service_account.clone())) {
+                        e.sa_labels = l.clone();
                     }
                     c.endpoints.push(e);
                 }
@@ -508,6 +541,14 @@ impl Cluster {
         match self.namespaces.get(ns) {
             Some(labels) => sel.matches(labels),
             None => sel.matches(&ns_labels(ns, &BTreeMap::new())),
+        }
+    }
+
+    /// The labels a service-account selector sees for service account `name` of namespace `ns`.
+    pub fn service_account_labels(&self, ns: &str, name: &str) -> BTreeMap<String, String> {
+        match self.service_accounts.get(&(ns.to_string(), name.to_string())) {
+            Some(l) => l.clone(),
+            None => sa_labels(name, &BTreeMap::new()),
         }
     }
 

@@ -91,6 +91,8 @@ struct ClassKey<'a> {
     namespace: &'a str,
     labels: &'a std::collections::BTreeMap<String, String>,
     sa: &'a str,
+    /// The service account's labels (from its ServiceAccount object) as service-account selectors see them.
+    sa_labels: &'a std::collections::BTreeMap<String, String>,
     named_ports: &'a [(String, Protocol, u16)],
     nets: Vec<u64>,
     has_ip: bool,
@@ -116,6 +118,7 @@ fn classes(c: &Cluster, v6: bool) -> (Vec<usize>, Vec<usize>) {
             namespace: &e.namespace,
             labels: &e.labels,
             sa: &e.service_account,
+            sa_labels: &e.sa_labels,
             named_ports: &e.named_ports,
             nets,
             has_ip: ip.is_some(),
@@ -132,7 +135,7 @@ fn classes(c: &Cluster, v6: bool) -> (Vec<usize>, Vec<usize>) {
 
 impl Cluster {
     /// Each endpoint's class for an address family: endpoints of one class are told apart by no policy
-    /// (namespace, labels, service account, named ports, and which policy CIDRs hold their address are equal),
+    /// (namespace, labels, service account and its labels, named ports, and which policy CIDRs hold their address are equal),
     /// so every evaluation with one in place of another has the same verdict and trace.
     pub fn endpoint_classes(&self, v6: bool) -> Vec<usize> {
         classes(self, v6).0

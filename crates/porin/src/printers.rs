@@ -253,7 +253,7 @@ pub fn resource_rows(kind: porin_model::Kind, items: &[serde_json::Value], event
             &[("TIER", "/spec/tier"), ("ORDER", "/spec/order")]
         }
         Kind::NetworkSet | Kind::GlobalNetworkSet => &[],
-        Kind::Namespace | Kind::ClusterSettings => &[],
+        Kind::Namespace | Kind::ServiceAccount | Kind::ClusterSettings => &[],
         Kind::ConnectivityTest => &[],
         Kind::ReachabilityGuard => &[("EXPECT", "/spec/expect")],
         Kind::GlobalReport => &[("TYPE", "/spec/reportType"), ("SCHEDULE", "/spec/schedule")],

@@ -376,3 +376,75 @@ fn tokens_expire_rotate_and_revoke_at_once() {
     let (code, _, err) = a.porin_as(Some(&t3), &["get", "pods", "-n", "shop"]);
     assert!(code != 0 && err.contains("Unauthorized") && err.contains("expired"), "{err}");
 }
+
+/// ServiceAccount labels are what service-account selectors read: a tenant may not relabel, delete or create an
+/// account (or a pod of one) so that a policy outside its scope sees it differently.
+#[test]
+fn a_tenant_token_cannot_change_what_service_account_selectors_see() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Agent::start(tmp.path(), &["--dataplane", "none"]);
+    let world = r#"apiVersion: porin.io/v1
+kind: Tier
+metadata: {name: platform}
+spec: {order: 100}
+---
+apiVersion: porin.io/v1
+kind: Tier
+metadata: {name: app}
+spec: {order: 500}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ops}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: api, namespace: shop, labels: {role: backend}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-1, namespace: shop, labels: {app: api}}
+spec: {serviceAccountName: api}
+status: {podIP: 10.0.0.20}
+---
+apiVersion: porin.io/v1
+kind: GlobalNetworkPolicy
+metadata: {name: backend-closed}
+spec:
+  tier: platform
+  selector: all()
+  serviceAccountSelector: role == 'backend'
+  ingress: [{action: Deny}]
+---
+apiVersion: porin.io/v1
+kind: NetworkPolicy
+metadata: {name: ops-trusts-frontends, namespace: ops}
+spec:
+  tier: app
+  selector: all()
+  ingress: [{action: Allow, source: {namespaceSelector: all(), serviceAccounts: {selector: role == 'frontend'}}}]
+"#;
+    a.ok(&["apply", "-f", &a.write("world.yaml", world)]);
+    let shop = a.ok(&["token", "create", "shop", "--role", "scoped", "--namespace", "shop", "--tier", "app"]).trim().to_string();
+    let before = a.ok(&["get", "sa,pods", "-A", "-o", "json"]);
+
+    refused(&a, &shop, &["label", "sa", "-n", "shop", "api", "role-"], &["backend-closed", "platform", "no longer"]);
+    refused(&a, &shop, &["delete", "sa", "-n", "shop", "api"], &["backend-closed", "delete"]);
+    let frontend = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop, labels: {role: frontend}}\n";
+    refused(&a, &shop, &["apply", "-f", &a.write("sa.yaml", frontend)], &["ops/ops-trusts-frontends", "newly"]);
+    let api_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: api-2, namespace: shop}\nspec: {serviceAccountName: api}\n";
+    refused(&a, &shop, &["apply", "-f", &a.write("pod.yaml", api_pod)], &["backend-closed", "newly"]);
+    assert_eq!(a.ok(&["get", "sa,pods", "-A", "-o", "json"]), before, "a refused request changed the store");
+
+    // Labels no outside policy reads are the tenant's.
+    assert_eq!(a.porin_as(Some(&shop), &["label", "sa", "-n", "shop", "api", "team=web"]).0, 0);
+    let plain = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: batch, namespace: shop, labels: {role: batch}}\n";
+    let (code, _, err) = a.porin_as(Some(&shop), &["apply", "-f", &a.write("plain.yaml", plain)]);
+    assert_eq!(code, 0, "{err}");
+    // An admin may do what the tenant may not.
+    a.ok(&["label", "sa", "-n", "shop", "api", "role-"]);
+}

@@ -28,7 +28,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-const KINDS: &str = "ns,pods,tiers,pnp,netpol,gnp";
+const KINDS: &str = "ns,pods,sa,tiers,pnp,netpol,gnp";
 
 #[test]
 fn an_agent_follows_porins_api_as_a_kubernetes_datasource() {
@@ -69,11 +69,17 @@ fn an_agent_follows_porins_api_as_a_kubernetes_datasource() {
     // Changes follow: a new object, a label, a delete.
     src.ok(&["apply", "-f", &src.write("gnp.yaml", "apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: deny-pci}\nspec: {tier: platform, order: 1, selector: pci == 'true', ingress: [{action: Deny}]}\n")]);
     src.ok(&["label", "pod", "web", "-n", "team-a", "zone=z1"]);
+    // ServiceAccounts are followed too: service-account selectors match their labels.
+    src.ok(&["apply", "-f", &src.write("sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: team-a, labels: {role: frontend}}\n")]);
     src.ok(&["delete", "netpol", "web-in", "-n", "team-a"]);
     let want = names(&src, KINDS);
     assert!(want.contains(&"globalnetworkpolicy.porin.io/deny-pci".to_string()) && !want.iter().any(|n| n.ends_with("/web-in")));
     wait_until("the mirror follows changes", || names(&dst, KINDS) == want);
     wait_until("the label arrives", || dst.ok(&["get", "pod", "web", "-n", "team-a", "--show-labels"]).contains("zone=z1"));
+    assert!(want.contains(&"serviceaccount/web".to_string()), "{want:?}");
+    wait_until("the ServiceAccount's label arrives", || dst.ok(&["get", "sa", "web", "-n", "team-a", "--show-labels"]).contains("role=frontend"));
+    src.ok(&["label", "sa", "web", "-n", "team-a", "role=backend", "--overwrite"]);
+    wait_until("the ServiceAccount's new label arrives", || dst.ok(&["get", "sa", "web", "-n", "team-a", "--show-labels"]).contains("role=backend"));
 
     // The mirror refuses writes to what the API server owns, and nothing is written.
     let (code, _, err) = dst.porin(&["apply", "-f", &dst.write("p.yaml", &app_policy("local", "team-a", "app"))]);

@@ -75,6 +75,7 @@ impl IsModel for Kind {
             self,
             Kind::Namespace
                 | Kind::Pod
+                | Kind::ServiceAccount
                 | Kind::K8sNetworkPolicy
                 | Kind::Tier
                 | Kind::NetworkPolicy

@@ -322,8 +322,8 @@ async fn audit_refusal(st: &ApiState, id: &Identity, verb: &str, mut entries: Ve
     }
 }
 
-/// Scoped tokens: a Pod or NetworkSet change must not alter how policies outside the token's scope see the
-/// object ([`crate::scope`]). The policy model is built from the store at request time.
+/// Scoped tokens: a Pod, ServiceAccount or NetworkSet change must not alter how policies outside the token's
+/// scope see the object ([`crate::scope`]). The policy model is built from the store at request time.
 async fn check_scope(st: &ApiState, id: &Identity, changes: &[Change], cur: &BTreeMap<String, KeyValue>) -> Result<(), ApiError> {
     let Role::Scoped { namespaces, tiers } = &id.role else { return Ok(()) };
     if !changes.iter().any(|c| scope::guarded(c.kind)) {
@@ -336,7 +336,7 @@ async fn check_scope(st: &ApiState, id: &Identity, changes: &[Change], cur: &BTr
             let r = decode(kind, &kv).ok_or_else(|| {
                 ApiError::forbidden(format!(
                     "{}: stored object {} does not decode, so what a label change would alter cannot be verified; \
-                     scoped tokens may not change pods or network sets until an admin fixes it",
+                     scoped tokens may not change pods, service accounts or network sets until an admin fixes it",
                     id.user, kv.key
                 ))
             })?;

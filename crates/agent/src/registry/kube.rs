@@ -6,8 +6,9 @@ use porin_model::Kind;
 use super::keys;
 
 /// Kinds that belong to the Kubernetes API server with `--datastore kubernetes`: Namespaces, Pods,
-/// networking.k8s.io NetworkPolicies and the porin.io kinds (as CRDs), except WorkloadEndpoints, which the
-/// node's CNI plugin writes to its own agent (they are node-local and kept in the local store).
+/// ServiceAccounts, networking.k8s.io NetworkPolicies and the porin.io kinds (as CRDs), except
+/// WorkloadEndpoints, which the node's CNI plugin writes to its own agent (they are node-local and kept in the
+/// local store).
 pub fn kube_owned(kind: Kind) -> bool {
     kind != Kind::WorkloadEndpoint
 }
