@@ -100,7 +100,7 @@ fn etcd_outage_is_read_only_then_resyncs_without_missing_a_delete() {
     let a2 = Agent::start(&d2, &["--datastore", "etcd", "--etcd-endpoints", &etcd.url, "--dataplane", "none"]);
     a1.ok(&["apply", "-f", &a1.write("base.yaml", BASE)]);
     a1.ok(&["apply", "-f", &a1.write("keep.yaml", &app_policy("keep", "team-a", "app"))]);
-    let pods = a1.ok(&["get", "pods", "-n", "team-a"]);
+    let pods = a1.ok(&["get", "pods", "-n", "team-a", "-o", "json"]);
     let pnp = a1.ok(&["get", "pnp", "-n", "team-a", "-o", "json"]);
     wait_status(&a1, 10, "a1 computes the policy", |v| v["endpoints"] == 2 && v["policyRevision"] == v["storeRevision"]);
 
@@ -108,7 +108,7 @@ fn etcd_outage_is_read_only_then_resyncs_without_missing_a_delete() {
     etcd.kill();
     let v = wait_status(&a1, 15, "a1 notices that etcd is gone", |v| v["connected"] == false);
     assert!(v["health"].as_str().unwrap().contains("datastore unreachable"), "{v:#}");
-    assert_eq!(a1.ok(&["get", "pods", "-n", "team-a"]), pods);
+    assert_eq!(a1.ok(&["get", "pods", "-n", "team-a", "-o", "json"]), pods);
     assert_eq!(a1.ok(&["get", "pnp", "-n", "team-a", "-o", "json"]), pnp);
     assert!(a1.ok(&["get", "netpol", "web-in", "-n", "team-a", "-o", "yaml"]).contains("name: web-in"));
     let f = a1.write("new.yaml", &app_policy("during-outage", "team-a", "app"));

@@ -63,7 +63,8 @@ pub fn router(state: Shared) -> Router<Shared> {
 pub enum View {
     All,
     /// `cni`: the `cni` token, which sees no flows, alerts or policies but reads the Pods and WorkloadEndpoints
-    /// it binds (in every namespace: it serves every pod of its node).
+    /// it binds (in every namespace: it serves every pod of its node), and the tiers and global network sets
+    /// every token reads (the CLI validates manifests against the tiers).
     Scoped { namespaces: BTreeSet<String>, tiers: BTreeSet<String>, cni: bool },
 }
 
@@ -101,7 +102,9 @@ impl View {
     pub fn object(&self, kind: Kind, ns: Option<&str>, name: &str) -> bool {
         match self {
             View::All => true,
-            View::Scoped { cni: true, .. } => matches!(kind, Kind::Pod | Kind::WorkloadEndpoint),
+            View::Scoped { cni: true, .. } => {
+                matches!(kind, Kind::Pod | Kind::WorkloadEndpoint | Kind::Tier | Kind::GlobalNetworkSet)
+            }
             View::Scoped { .. } if kind.info().namespaced => ns.is_some_and(|n| self.namespace(n)),
             View::Scoped { .. } => match kind {
                 Kind::Namespace => self.namespace(name),
@@ -116,7 +119,9 @@ impl View {
     pub fn kind(&self, kind: Kind) -> bool {
         match self {
             View::All => true,
-            View::Scoped { cni: true, .. } => matches!(kind, Kind::Pod | Kind::WorkloadEndpoint),
+            View::Scoped { cni: true, .. } => {
+                matches!(kind, Kind::Pod | Kind::WorkloadEndpoint | Kind::Tier | Kind::GlobalNetworkSet)
+            }
             View::Scoped { .. } => kind.info().namespaced || matches!(kind, Kind::Namespace | Kind::Tier | Kind::GlobalNetworkSet),
         }
     }
