@@ -43,7 +43,7 @@ fn bookmark(rv: u64) -> String {
 /// One scripted answer.
 enum Answer {
     Json(u16, Value),
-    /// Watch lines, then the connection closes (or stays open when `hold`).
+    /// Watch lines (`SLEEP:<ms>` pauses), then the connection closes (or stays open when `hold`).
     Lines(Vec<String>, bool),
 }
 
@@ -82,6 +82,11 @@ async fn serve(script: Vec<Answer>, seen: Arc<Mutex<Vec<String>>>) -> u16 {
                     Some(Answer::Lines(lines, hold)) => {
                         let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n").await;
                         for l in lines {
+                            // `SLEEP:<ms>`: a pause in the stream, not a line.
+                            if let Some(ms) = l.strip_prefix("SLEEP:") {
+                                tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+                                continue;
+                            }
                             let _ = sock.write_all(format!("{l}\n").as_bytes()).await;
                             let _ = sock.flush().await;
                             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -145,7 +150,8 @@ async fn replayed_list_watch_with_bookmarks_410_and_decode_errors() {
         // 7. It comes back.
         Answer::Json(200, list(vec![gnp("a", 20, 20), bad(), gnp("c", 11, 3)], 30)),
         // 8. Watch from 30: c is deleted; the stream stays open.
-        Answer::Lines(vec![ev("DELETED", gnp("c", 31, 3))], true),
+        //    (After a pause: the state between the relists stays long enough to be seen on a loaded machine.)
+        Answer::Lines(vec!["SLEEP:2000".to_string(), ev("DELETED", gnp("c", 31, 3))], true),
     ];
     let port = serve(script, seen.clone()).await;
     let dir = tempfile::tempdir().unwrap();
