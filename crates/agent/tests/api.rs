@@ -2,34 +2,18 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use porin_agent::api::sources::ReconcilerStatus;
 use porin_agent::api::{ApiState, PeerInfo, router};
 use porin_agent::auth::{Role, TokenRecord, token_key};
 use porin_agent::engine::Snapshot;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower::ServiceExt;
-
-/// A reconciler that reports what the test says.
-struct FakeReconciler {
-    errors: bool,
-}
-
-impl ReconcilerStatus for FakeReconciler {
-    fn status_json(&self) -> Value {
-        json!({"mode": "fake", "errors": if self.errors { vec!["porin-v1: map full"] } else { vec![] }})
-    }
-    fn has_errors(&self) -> bool {
-        self.errors
-    }
-}
 
 struct Api {
     app: axum::Router,
@@ -43,20 +27,7 @@ async fn api(dp_errors: bool) -> Api {
     let store = common::store(tmp.path()).await;
     let snap = Snapshot { synced: true, connected: true, ..Default::default() };
     let (tx, rx) = watch::channel(Arc::new(snap));
-    let state = Arc::new(ApiState {
-        store: store.clone(),
-        store_kind: "embedded",
-        store_desc: "embedded store (test)".into(),
-        node: "n0".into(),
-        snapshot: rx,
-        token_cache: Mutex::new(HashMap::new()),
-        dataplane: Arc::new(FakeReconciler { errors: dp_errors }),
-        flows: None,
-        captures: None,
-        write_lock: tokio::sync::Mutex::new(()),
-        guard_decode: Default::default(),
-        alerts: Arc::new(porin_agent::alerts::AlertLog::new("test", 100)),
-    });
+    let state = Arc::new(common::api_state(store.clone(), rx, dp_errors));
     Api { app: router(state), store, _snap: tx, _tmp: tmp }
 }
 
@@ -168,20 +139,7 @@ async fn capture_files_stay_inside_their_capture_and_their_tenant() {
     let dir = tmp.path().join("captures");
     let opts = porin_agent::capture::CaptureOptions { node: "n0".into(), dir: dir.clone(), pin_dir: tmp.path().join("no-bpf") };
     let svc = porin_agent::capture::CaptureService::start(opts, rx.clone()).unwrap();
-    let state = Arc::new(ApiState {
-        store: store.clone(),
-        store_kind: "embedded",
-        store_desc: "embedded store (test)".into(),
-        node: "n0".into(),
-        snapshot: rx,
-        token_cache: Mutex::new(HashMap::new()),
-        dataplane: Arc::new(FakeReconciler { errors: false }),
-        flows: None,
-        captures: Some(svc),
-        write_lock: tokio::sync::Mutex::new(()),
-        guard_decode: Default::default(),
-        alerts: Arc::new(porin_agent::alerts::AlertLog::new("test", 100)),
-    });
+    let state = Arc::new(ApiState { captures: Some(svc), ..common::api_state(store.clone(), rx, false) });
     let a = Api { app: router(state), store, _snap: _tx, _tmp: tmp };
     for (ns, name) in [("shop", "web"), ("bank", "vault")] {
         std::fs::create_dir_all(dir.join(ns).join(name)).unwrap();

@@ -8,16 +8,14 @@ mod common;
 #[path = "../../policy/benches/synth/mod.rs"]
 mod synth;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use porin_agent::api::sources::ReconcilerStatus;
-use porin_agent::api::{ApiState, PeerInfo, router};
+use porin_agent::api::{PeerInfo, router};
 use porin_agent::engine::Snapshot;
 use porin_agent::registry::{keys, stored_json};
 use porin_model::Resource;
@@ -25,16 +23,6 @@ use porin_store::{Op, Store};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower::ServiceExt;
-
-struct Quiet;
-impl ReconcilerStatus for Quiet {
-    fn status_json(&self) -> Value {
-        json!({})
-    }
-    fn has_errors(&self) -> bool {
-        false
-    }
-}
 
 async fn apply(app: &axum::Router, body: &Value) -> (StatusCode, Value) {
     let mut req = Request::builder()
@@ -66,20 +54,7 @@ async fn timing_apply_with_a_guard_at_10k_pods() {
         store.txn(vec![], ops.by_ref().take(5_000).collect()).await.unwrap();
     }
     let (tx, rx) = watch::channel(Arc::new(Snapshot { synced: true, connected: true, ..Default::default() }));
-    let state = Arc::new(ApiState {
-        store: store.clone(),
-        store_kind: "embedded",
-        store_desc: "embedded store (timing)".into(),
-        node: "n0".into(),
-        snapshot: rx,
-        token_cache: Mutex::new(HashMap::new()),
-        dataplane: Arc::new(Quiet),
-        flows: None,
-        captures: None,
-        write_lock: tokio::sync::Mutex::new(()),
-        guard_decode: Default::default(),
-        alerts: Arc::new(porin_agent::alerts::AlertLog::new("n0", 100)),
-    });
+    let state = Arc::new(common::api_state(store.clone(), rx, false));
     let app = router(state);
     // A guard every write is checked against: nothing outside ns0 reaches ns0's app0 on 8080.
     let guard = json!({"apiVersion": "porin.io/v1", "kind": "ReachabilityGuard", "metadata": {"name": "ns0-app0"},

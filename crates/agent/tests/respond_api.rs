@@ -3,34 +3,18 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use porin_agent::api::sources::ReconcilerStatus;
 use porin_agent::api::{ApiState, PeerInfo, router};
 use porin_agent::auth::{Role, TokenRecord, token_key};
 use porin_agent::engine::Snapshot;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower::ServiceExt;
-
-/// A reconciler that reports what the test says.
-struct FakeReconciler {
-    errors: bool,
-}
-
-impl ReconcilerStatus for FakeReconciler {
-    fn status_json(&self) -> Value {
-        json!({"mode": "fake", "errors": if self.errors { vec!["porin-v1: map full"] } else { vec![] }})
-    }
-    fn has_errors(&self) -> bool {
-        self.errors
-    }
-}
 
 struct Api {
     app: axum::Router,
@@ -46,20 +30,7 @@ async fn api(dp_errors: bool) -> Api {
     let alerts = Arc::new(porin_agent::alerts::AlertLog::new("test", 100));
     let snap = Snapshot { synced: true, connected: true, ..Default::default() };
     let (tx, rx) = watch::channel(Arc::new(snap));
-    let state = Arc::new(ApiState {
-        store: store.clone(),
-        store_kind: "embedded",
-        store_desc: "embedded store (test)".into(),
-        node: "n0".into(),
-        snapshot: rx,
-        token_cache: Mutex::new(HashMap::new()),
-        dataplane: Arc::new(FakeReconciler { errors: dp_errors }),
-        flows: None,
-        captures: None,
-        write_lock: tokio::sync::Mutex::new(()),
-        alerts: alerts.clone(),
-        guard_decode: Default::default(),
-    });
+    let state = Arc::new(ApiState { alerts: alerts.clone(), ..common::api_state(store.clone(), rx, dp_errors) });
     Api { app: router(state), store, _snap: tx, _tmp: tmp, alerts }
 }
 
