@@ -127,11 +127,20 @@ async function main() {
 
     const edgeName = 'shop/frontend → shop/payment, denied';
     await page.getByRole('button', { name: edgeName }).waitFor({ timeout: 15000 });
-    const style = await page.evaluate(() => {
-      const e = window.__porin.cy.getElementById('wl:shop/frontend->wl:shop/payment:denied');
-      return { visible: e.visible(), color: e.style('line-color'), line: e.style('line-style'), mid: e.renderedMidpoint() };
-    });
-    check(style.visible && style.line === 'dashed' && style.color === 'rgb(213,94,0)', `the denied frontend → payment edge is visible (${style.line}, ${style.color})`);
+    // Edges are drawn by the graph's edge layer (not Cytoscape elements): it says how it drew this one.
+    const style = await page.evaluate(() => window.__porin.graph.edgeInfo('wl:shop/frontend->wl:shop/payment:denied'));
+    check(
+      style && style.visible && style.line === 'dashed' && style.arrow === 'tee' && style.color === '#D55E00',
+      `the denied frontend → payment edge is visible (${style?.line}, ${style?.arrow} arrow, ${style?.color})`,
+    );
+    // And it is on the canvas: the edge layer's pixels at the edge's midpoint carry the denied colour nearby.
+    const painted = await page.evaluate(({ x, y }) => {
+      const c = document.querySelector('#cy canvas.edge-layer');
+      const d = c.getContext('2d').getImageData(Math.round(x) - 4, Math.round(y) - 4, 9, 9).data;
+      for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && Math.abs(d[i] - 213) < 40 && Math.abs(d[i + 1] - 94) < 40 && d[i + 2] < 60) return true;
+      return false;
+    }, style.mid);
+    check(painted, 'the denied edge is painted in its colour at its midpoint');
     await page.screenshot({ path: join(artifacts, '02-graph.png') });
 
     // Click the red edge itself, on the canvas.

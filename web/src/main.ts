@@ -8,7 +8,7 @@ import { renderRecommendations } from './recommendations';
 
 declare global {
   interface Window {
-    __porin: { graphRenderMs: number[]; graphUpdates: number; table?: LiveTable; cy?: unknown; graphPhases?: Record<string, number> };
+    __porin: { graphRenderMs: number[]; graphUpdates: number; table?: LiveTable; cy?: unknown; graph?: GraphView; graphPhases?: Record<string, number> };
   }
 }
 window.__porin = { graphRenderMs: [], graphUpdates: 0 };
@@ -134,6 +134,7 @@ function renderGraph() {
   const view = new GraphView(canvas, a11y);
   // Tests and benchmarks read the rendered graph (positions, styles) through this handle.
   window.__porin.cy = view.cy;
+  window.__porin.graph = view;
   const filter = emptyFilter();
   let last: Graph | null = null;
   let selection: Selection = {};
@@ -192,6 +193,8 @@ function renderGraph() {
       const t2 = performance.now();
       last = g;
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      // Left while painting: this view's timing is not the next view's.
+      if (!alive) return;
       window.__porin.graphPhases = { update: t2 - t1, paint: performance.now() - t2 };
       window.__porin.graphRenderMs.push(performance.now() - t0);
       window.__porin.graphUpdates++;

@@ -325,3 +325,137 @@ export function orderPolicies(ps: PolicyEntry[]): PolicyEntry[] {
   const ord = (p: PolicyEntry) => (p.kind.includes('Kubernetes') || p.object?.apiVersion?.startsWith('networking.k8s.io') ? 1000 : p.object?.spec?.order ?? Infinity);
   return [...ps].sort((a, b) => ord(a) - ord(b) || a.traceName.localeCompare(b.traceName));
 }
+
+/** An edge as drawn: from the source's border to the target's, bent (`c`) when other edges join the same pair. */
+export interface EdgeShape {
+  edge: GraphEdge;
+  x1: number;
+  y1: number;
+  /** Control point of the quadratic curve (the midpoint of a straight edge). */
+  cx: number;
+  cy: number;
+  x2: number;
+  y2: number;
+  /** Line width in model units (connections 1 … 1,000 map to 1.5 … 5). */
+  width: number;
+}
+
+/** Half the drawn size of a node (34 × 34 with a 2-unit border): edges start and end at this box. */
+export const NODE_HALF = 18;
+/** How far apart the edges between one pair of nodes bend (model units). */
+const BEND = 26;
+
+export function edgeWidth(connections: number): number {
+  const t = Math.min(1, Math.max(0, (connections - 1) / 999));
+  return 1.5 + 3.5 * t;
+}
+
+/** Distance from a box's centre to its border along the unit direction (ux, uy). */
+function toBorder(ux: number, uy: number, half: number): number {
+  const ax = Math.abs(ux);
+  const ay = Math.abs(uy);
+  return Math.min(ax > 1e-9 ? half / ax : Infinity, ay > 1e-9 ? half / ay : Infinity);
+}
+
+/**
+ * The drawn geometry of every edge whose ends have positions. Edges between the same two nodes (either direction,
+ * several verdicts) fan out as curves on both sides of the straight line, so none hides another.
+ */
+export function edgeShapes(edges: GraphEdge[], pos: (id: string) => Point | undefined): EdgeShape[] {
+  const pairs = new Map<string, GraphEdge[]>();
+  for (const e of edges) {
+    if (e.source === e.target) continue;
+    const k = e.source < e.target ? `${e.source}\u0000${e.target}` : `${e.target}\u0000${e.source}`;
+    const l = pairs.get(k);
+    if (l) l.push(e);
+    else pairs.set(k, [e]);
+  }
+  const out: EdgeShape[] = [];
+  for (const group of pairs.values()) {
+    // Bend relative to the pair's canonical direction (lower id → higher id), so opposite edges separate.
+    group.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (let i = 0; i < group.length; i++) {
+      const e = group[i];
+      const s = pos(e.source);
+      const t = pos(e.target);
+      if (!s || !t) continue;
+      const [a, b] = e.source < e.target ? [s, t] : [t, s];
+      const dx = b.x - a.x;
+      const dy = b.y - a.y;
+      const len = Math.hypot(dx, dy);
+      if (len < 1e-6) continue;
+      const bend = (i - (group.length - 1) / 2) * BEND;
+      const mx = (s.x + t.x) / 2 - (dy / len) * bend * 2;
+      const my = (s.y + t.y) / 2 + (dx / len) * bend * 2;
+      // Ends on the node boxes, along the direction towards the control point.
+      const u1x = mx - s.x;
+      const u1y = my - s.y;
+      const l1 = Math.hypot(u1x, u1y);
+      const u2x = mx - t.x;
+      const u2y = my - t.y;
+      const l2 = Math.hypot(u2x, u2y);
+      const d1 = toBorder(u1x / l1, u1y / l1, NODE_HALF);
+      const d2 = toBorder(u2x / l2, u2y / l2, NODE_HALF);
+      out.push({
+        edge: e,
+        x1: s.x + (u1x / l1) * d1,
+        y1: s.y + (u1y / l1) * d1,
+        cx: mx,
+        cy: my,
+        x2: t.x + (u2x / l2) * d2,
+        y2: t.y + (u2y / l2) * d2,
+        width: edgeWidth(e.connections),
+      });
+    }
+  }
+  return out;
+}
+
+/** The point of a drawn edge at t ∈ [0, 1]. */
+export function edgePoint(s: EdgeShape, t: number): Point {
+  const u = 1 - t;
+  return { x: u * u * s.x1 + 2 * u * t * s.cx + t * t * s.x2, y: u * u * s.y1 + 2 * u * t * s.cy + t * t * s.y2 };
+}
+
+function segmentDistance(px: number, py: number, a: Point, b: Point): number {
+  const dx = b.x - a.x;
+  const dy = b.y - a.y;
+  const l2 = dx * dx + dy * dy;
+  const t = l2 > 0 ? Math.min(1, Math.max(0, ((px - a.x) * dx + (py - a.y) * dy) / l2)) : 0;
+  return Math.hypot(px - (a.x + t * dx), py - (a.y + t * dy));
+}
+
+/** The drawn edge nearest to (x, y) within `tolerance` (model units), among those `visible` keeps; later edges
+ * (drawn on top) win ties. */
+export function hitEdge(shapes: EdgeShape[], x: number, y: number, tolerance: number, visible?: (e: GraphEdge) => boolean): GraphEdge | undefined {
+  let best: GraphEdge | undefined;
+  let bestD = Infinity;
+  const steps = 12;
+  for (const s of shapes) {
+    if (visible && !visible(s.edge)) continue;
+    const r = tolerance + s.width / 2;
+    // Cheap reject: outside the curve's bounding box grown by the tolerance.
+    if (x < Math.min(s.x1, s.cx, s.x2) - r || x > Math.max(s.x1, s.cx, s.x2) + r) continue;
+    if (y < Math.min(s.y1, s.cy, s.y2) - r || y > Math.max(s.y1, s.cy, s.y2) + r) continue;
+    let prev = edgePoint(s, 0);
+    for (let i = 1; i <= steps; i++) {
+      const p = edgePoint(s, i / steps);
+      const d = segmentDistance(x, y, prev, p);
+      if (d <= r && d <= bestD) {
+        bestD = d;
+        best = s.edge;
+      }
+      prev = p;
+    }
+  }
+  return best;
+}
+
+/** A verdict's dash pattern in model units at `zoom`: the same on-screen length at every zoom (a pattern fixed
+ * in model units shrinks to sub-pixel dashes when zoomed out: invisible, and thousands of segments per edge). */
+export function dashPattern(line: 'solid' | 'dashed' | 'dotted', zoom: number): number[] {
+  const z = Math.max(zoom, 1e-3);
+  if (line === 'dashed') return [8 / z, 4 / z];
+  if (line === 'dotted') return [2 / z, 3 / z];
+  return [];
+}
