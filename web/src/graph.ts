@@ -102,6 +102,9 @@ export class GraphView {
       pixelRatio: 1,
       motionBlur: false,
       hideEdgesOnViewport: false,
+      // Selection is the view's (a `chosen` class): Cytoscape's own tap-selection would select the namespace
+      // under a tapped edge.
+      autounselectify: true,
       style: [
         {
           selector: 'node',
@@ -141,8 +144,8 @@ export class GraphView {
           } as any,
         },
         { selector: 'node[kind != "namespace"]', style: { 'z-index': 10, 'z-index-compare': 'manual' } as any },
-        { selector: ':selected', style: { 'overlay-color': '#000', 'overlay-opacity': 0.15, 'border-width': 4 } as any },
-        { selector: 'node[kind = "namespace"]:selected', style: { 'border-width': 0 } as any },
+        { selector: '.chosen', style: { 'overlay-color': '#000', 'overlay-opacity': 0.15, 'border-width': 4 } as any },
+        { selector: 'node[kind = "namespace"].chosen', style: { 'border-width': 0 } as any },
         { selector: '.hidden', style: { display: 'none' } },
       ],
     });
@@ -364,10 +367,10 @@ export class GraphView {
   }
 
   select(s: Selection) {
-    this.cy.$(':selected').unselect();
+    this.cy.$('.chosen').removeClass('chosen');
     const id = s.node?.id ?? s.edge?.id;
     this.selectedId = id;
-    if (s.node) this.cy.getElementById(s.node.id).select();
+    if (s.node) this.cy.getElementById(s.node.id).addClass('chosen');
     this.scheduleDraw();
     for (const b of this.container.ownerDocument.querySelectorAll('[data-graph-id]'))
       b.setAttribute('aria-pressed', String(b.getAttribute('data-graph-id') === id));
