@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = resolve(here, '../dist');
+// BENCH_DIST=dir: another build of the console (to compare two versions back to back).
+const dist = resolve(process.env.BENCH_DIST ?? resolve(here, '../dist'));
 if (!existsSync(join(dist, 'index.html'))) throw new Error('build the console first: npm run build');
 
 const WORKLOADS = 500;
@@ -215,7 +216,7 @@ async function main() {
         console.error(`callers of ${heavy}:`);
         for (const [c, us] of [...chains].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.error(`${(us / 1000).toFixed(0).padStart(7)} ms  < ${c}`);
       }
-      const r = await page.evaluate(() => ({ render: window.__porin.graphRenderMs[0], total: performance.now(), n: window.__porin.cy.nodes().length, e: window.__porin.graph.edgesDrawn, phases: window.__porin.graphPhases, zoom: window.__porin.cy.zoom() }));
+      const r = await page.evaluate(() => ({ render: window.__porin.graphRenderMs[0], total: performance.now(), n: window.__porin.cy.nodes().length, e: window.__porin.graph ? window.__porin.graph.edgesDrawn : window.__porin.cy.edges().length, phases: window.__porin.graphPhases, zoom: window.__porin.cy.zoom() }));
       console.error(`run ${run}: update (elements, styles) ${r.phases?.update?.toFixed(0)} ms, to the painted frame ${r.phases?.paint?.toFixed(0)} ms (wall), zoom ${r.zoom.toFixed(3)}`);
       if (process.env.BENCH_SCREENSHOT && run === 0) await page.screenshot({ path: process.env.BENCH_SCREENSHOT });
       if (r.n !== WORKLOADS + NAMESPACES + 2 || r.e !== EDGES) throw new Error(`rendered ${r.n} nodes, ${r.e} edges`);

@@ -141,6 +141,26 @@ async function main() {
       return false;
     }, style.mid);
     check(painted, 'the denied edge is painted in its colour at its midpoint');
+
+    // A namespace collapses into one node (its workloads' edges join it) and expands back, nothing moved.
+    const placedBefore = await page.evaluate(() => JSON.stringify(window.__porin.cy.getElementById('wl:shop/frontend').position()));
+    await page.getByRole('button', { name: 'Collapse namespace shop', exact: true }).click();
+    await page.getByRole('button', { name: 'Expand namespace shop', exact: true }).waitFor({ timeout: 15000 });
+    const collapsed = await page.evaluate(() => ({
+      node: window.__porin.cy.getElementById('ns:shop').hasClass('collapsed'),
+      workload: window.__porin.cy.getElementById('wl:shop/frontend').visible(),
+      inner: window.__porin.graph.edgeInfo('wl:shop/frontend->wl:shop/payment:denied')?.visible ?? false,
+      items: document.querySelector('nav.graph-list').textContent,
+    }));
+    check(
+      collapsed.node && !collapsed.workload && !collapsed.inner && !collapsed.items.includes('shop/frontend') && collapsed.items.includes('namespace shop'),
+      'collapsing namespace shop hides its workloads and their inner edges; its edges join the namespace node',
+    );
+    await page.screenshot({ path: join(artifacts, '02b-graph-shop-collapsed.png') });
+    await page.getByRole('button', { name: 'Expand namespace shop', exact: true }).click();
+    await page.getByRole('button', { name: edgeName }).waitFor({ timeout: 15000 });
+    const placedAfter = await page.evaluate(() => JSON.stringify(window.__porin.cy.getElementById('wl:shop/frontend').position()));
+    check(placedAfter === placedBefore, `expanding it again shows the workloads where they were (${placedAfter})`);
     await page.screenshot({ path: join(artifacts, '02-graph.png') });
 
     // Click the red edge itself, on the canvas.

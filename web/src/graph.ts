@@ -15,8 +15,10 @@ import cytoscape from 'cytoscape';
 import type { Graph, GraphEdge, GraphNode } from './api';
 import {
   EDGE_STYLE,
+  NODE_HALF,
   StableLayout,
   applyFilter,
+  collapseGraph,
   dashPattern,
   diffGraph,
   edgeName,
@@ -26,6 +28,7 @@ import {
   nodeName,
   type EdgeShape,
   type GraphFilter,
+  emptyFilter,
   type Point,
   type Verdict,
 } from './model';
@@ -55,12 +58,15 @@ const NODE_SHAPES: Record<string, string> = {
 
 /** How near (screen pixels) a tap must be to an edge to select it. */
 const TAP_TOLERANCE = 6;
+/** A collapsed namespace is drawn as a square of this size at its box's centre. */
+const COLLAPSED_SIZE = 60;
 
 export class GraphView {
   cy: cytoscape.Core;
   private layout = new StableLayout();
   private graph: Graph | null = null;
   private nodes = new Map<string, GraphNode>();
+  private a11yNamespaces: HTMLElement;
   private a11yNodes: HTMLElement;
   private a11yEdges: HTMLElement;
   private edgeCanvas: HTMLCanvasElement;
@@ -75,6 +81,19 @@ export class GraphView {
     a11y: HTMLElement,
   ) {
     a11y.innerHTML = '';
+    const h0 = document.createElement('h3');
+    h0.textContent = 'Namespaces';
+    const all = document.createElement('div');
+    all.className = 'graph-all';
+    for (const [label, c] of [['Collapse all', true], ['Expand all', false]] as const) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = label;
+      b.addEventListener('click', () => this.setCollapsed(this.namespaceIds(), c));
+      all.append(b);
+    }
+    this.a11yNamespaces = document.createElement('ul');
+    this.a11yNamespaces.setAttribute('aria-label', 'Graph namespaces');
     const h1 = document.createElement('h3');
     h1.textContent = 'Workloads';
     this.a11yNodes = document.createElement('ul');
@@ -83,7 +102,7 @@ export class GraphView {
     h2.textContent = 'Connections';
     this.a11yEdges = document.createElement('ul');
     this.a11yEdges.setAttribute('aria-label', 'Graph edges');
-    a11y.append(h1, this.a11yNodes, h2, this.a11yEdges);
+    a11y.append(h0, all, this.a11yNamespaces, h1, this.a11yNodes, h2, this.a11yEdges);
 
     // The edge layer: under Cytoscape's canvases (both stack in the container in document order).
     this.edgeCanvas = document.createElement('canvas');
@@ -144,15 +163,32 @@ export class GraphView {
           } as any,
         },
         { selector: 'node[kind != "namespace"]', style: { 'z-index': 10, 'z-index-compare': 'manual' } as any },
+        // A collapsed namespace stands for its workloads: a node at its box's centre that their edges join.
+        {
+          selector: 'node[kind = "namespace"].collapsed',
+          style: {
+            width: COLLAPSED_SIZE,
+            height: COLLAPSED_SIZE,
+            'background-color': '#dfe6ee',
+            'background-opacity': 1,
+            'border-width': 2,
+            'border-style': 'double',
+            'border-color': '#4a5561',
+            'text-valign': 'bottom',
+            'z-index': 10,
+          } as any,
+        },
         { selector: '.chosen', style: { 'overlay-color': '#000', 'overlay-opacity': 0.15, 'border-width': 4 } as any },
         { selector: 'node[kind = "namespace"].chosen', style: { 'border-width': 0 } as any },
         { selector: '.hidden', style: { display: 'none' } },
       ],
     });
+    // Double-tapping a namespace collapses it into one node or expands it into its workloads.
+    this.cy.on('dbltap', 'node[kind = "namespace"]', (ev) => this.toggleCollapsed(ev.target.id()));
     // A workload wins a tap; on a namespace's box or the background, the nearest edge within a few pixels.
     this.cy.on('tap', (ev) => {
       const target = ev.target;
-      const isNamespace = target !== this.cy && target.isNode?.() && target.data('kind') === 'namespace';
+      const isNamespace = target !== this.cy && target.isNode?.() && target.data('kind') === 'namespace' && !target.hasClass('collapsed');
       if (target !== this.cy && !isNamespace) {
         const n = this.nodes.get(target.id());
         if (n) this.select({ node: n });
@@ -180,7 +216,30 @@ export class GraphView {
   /** The visible edge drawn nearest to a model position, within TAP_TOLERANCE screen pixels. */
   edgeAt(p: Point): GraphEdge | undefined {
     this.updateShapes();
-    return hitEdge(this.shapes, p.x, p.y, TAP_TOLERANCE / this.cy.zoom(), (e) => this.visible.edges.has(e.id));
+    return hitEdge(this.shapes, p.x, p.y, TAP_TOLERANCE / this.cy.zoom());
+  }
+
+  private collapsed = new Set<string>();
+
+  isCollapsed(namespaceId: string): boolean {
+    return this.collapsed.has(namespaceId);
+  }
+
+  /** Collapses a namespace into one node (its workloads' edges join it) or expands it; nothing moves. */
+  setCollapsed(namespaceIds: Iterable<string>, collapsed: boolean) {
+    for (const id of namespaceIds) {
+      if (collapsed) this.collapsed.add(id);
+      else this.collapsed.delete(id);
+    }
+    this.refreshDrawn();
+  }
+
+  toggleCollapsed(namespaceId: string) {
+    this.setCollapsed([namespaceId], !this.collapsed.has(namespaceId));
+  }
+
+  namespaceIds(): string[] {
+    return (this.graph?.nodes ?? []).filter((n) => n.kind === 'namespace').map((n) => n.id);
   }
 
   /** How an edge is drawn (tests and benchmarks read it): verdict styling, and its midpoint on screen. */
@@ -192,7 +251,7 @@ export class GraphView {
     const m = edgePoint(s, 0.5);
     const z = this.cy.zoom();
     const pan = this.cy.pan();
-    return { visible: this.visible.edges.has(id), color: st.color, line: st.line, arrow: st.arrow, mid: { x: m.x * z + pan.x, y: m.y * z + pan.y } };
+    return { visible: this.drawn.edges.some((e) => e.id === id), color: st.color, line: st.line, arrow: st.arrow, mid: { x: m.x * z + pan.x, y: m.y * z + pan.y } };
   }
 
   /** How many edges the last frame drew. */
@@ -200,7 +259,13 @@ export class GraphView {
 
   private updateShapes() {
     if (!this.shapesDirty || !this.graph) return;
-    this.shapes = edgeShapes(this.graph.edges, (id) => this.positions.get(id));
+    const boxes = this.boxes;
+    const collapsed = this.collapsed;
+    this.shapes = edgeShapes(
+      this.drawn.edges,
+      (id) => this.positions.get(id) ?? boxes.get(id),
+      (id) => (collapsed.has(id) ? COLLAPSED_SIZE / 2 + 2 : NODE_HALF),
+    );
     this.shapesDirty = false;
   }
 
@@ -242,7 +307,7 @@ export class GraphView {
     ctx.lineWidth = 2;
     ctx.setLineDash(dashPattern('dashed', z));
     for (const [id, b] of this.boxes) {
-      if (!this.visible.nodes.has(id)) continue;
+      if (!this.drawn.nodes.has(id)) continue;
       const x = b.x - b.w / 2;
       const y = b.y - b.h / 2;
       ctx.beginPath();
@@ -257,7 +322,6 @@ export class GraphView {
     const groups = new Map<string, EdgeShape[]>();
     let drawn = 0;
     for (const s of this.shapes) {
-      if (!this.visible.edges.has(s.edge.id)) continue;
       if (Math.max(s.x1, s.cx, s.x2) < vx0 || Math.min(s.x1, s.cx, s.x2) > vx1) continue;
       if (Math.max(s.y1, s.cy, s.y2) < vy0 || Math.min(s.y1, s.cy, s.y2) > vy1) continue;
       const k = `${s.edge.verdict}|${Math.round(s.width * 2) / 2}`;
@@ -290,7 +354,7 @@ export class GraphView {
     for (const [v, list] of byVerdict) this.drawArrows(ctx, v, list);
 
     const sel = this.selectedId ? this.shapes.find((s) => s.edge.id === this.selectedId) : undefined;
-    if (sel && this.visible.edges.has(sel.edge.id)) {
+    if (sel) {
       const st = EDGE_STYLE[sel.edge.verdict];
       ctx.beginPath();
       ctx.moveTo(sel.x1, sel.y1);
@@ -438,20 +502,34 @@ export class GraphView {
     });
     // Before the lists change the DOM: reading the container's size then would force a layout of it all.
     if (first) this.fitToLayout();
-    this.applyFilter(filter);
+    // A refresh that changed nothing redraws nothing (the lists are not rebuilt under the reader's pointer).
+    const changed = Object.values(d).some((l) => l.length > 0);
+    if (first || changed || filter !== this.filter) this.applyFilter(filter);
   }
 
+  private filter: GraphFilter = emptyFilter();
+
   applyFilter(f: GraphFilter) {
+    this.filter = f;
+    this.refreshDrawn();
+  }
+
+  /** What is drawn follows the filter and the collapsed namespaces. */
+  private refreshDrawn() {
     if (!this.graph) return;
-    const keep = applyFilter(this.graph, f);
+    const keep = applyFilter(this.graph, this.filter);
+    const drawn = collapseGraph(this.graph, this.collapsed, keep);
     this.cy.batch(() => {
       // Only elements whose visibility changes are touched (a class change restyles the element).
       this.cy.nodes().forEach((n) => {
-        const hide = !keep.nodes.has(n.id());
+        const hide = !drawn.nodes.has(n.id());
         if (hide !== n.hasClass('hidden')) n.toggleClass('hidden', hide);
+        const c = this.collapsed.has(n.id());
+        if (c !== n.hasClass('collapsed')) n.toggleClass('collapsed', c);
       });
     });
-    this.visible = keep;
+    this.drawn = drawn;
+    this.shapesDirty = true;
     this.scheduleDraw();
     this.scheduleA11y();
   }
@@ -473,7 +551,7 @@ export class GraphView {
 
   private destroyed = false;
 
-  private visible: { nodes: Set<string>; edges: Set<string> } = { nodes: new Set(), edges: new Set() };
+  private drawn: { nodes: Set<string>; edges: GraphEdge[] } = { nodes: new Set(), edges: [] };
 
   private renderA11y() {
     if (!this.graph) return;
@@ -490,12 +568,27 @@ export class GraphView {
       li.append(b);
       return li;
     };
+    // A namespace: its name (selects it) and a toggle that collapses or expands it.
+    const nsItems = this.graph.nodes
+      .filter((n) => n.kind === 'namespace' && this.drawn.nodes.has(n.id))
+      .map((n) => {
+        const li = mk(n.id, nodeName(n), () => this.select({ node: n }));
+        const t = document.createElement('button');
+        t.type = 'button';
+        t.className = 'graph-toggle';
+        const c = this.collapsed.has(n.id);
+        t.textContent = c ? 'expand' : 'collapse';
+        t.setAttribute('aria-label', `${c ? 'Expand' : 'Collapse'} ${nodeName(n)}`);
+        t.setAttribute('aria-expanded', String(!c));
+        t.addEventListener('click', () => this.toggleCollapsed(n.id));
+        li.append(' ', t);
+        return li;
+      });
     const nodeItems = this.graph.nodes
-      .filter((n) => n.kind !== 'namespace' && this.visible.nodes.has(n.id))
+      .filter((n) => n.kind !== 'namespace' && this.drawn.nodes.has(n.id))
       .map((n) => mk(n.id, nodeName(n), () => this.select({ node: n })));
-    const edgeItems = this.graph.edges
-      .filter((e) => this.visible.edges.has(e.id))
-      .map((e) => mk(e.id, edgeName(e, this.nodes), () => this.select({ edge: e }), `verdict-${e.verdict}`));
+    const edgeItems = this.drawn.edges.map((e) => mk(e.id, edgeName(e, this.nodes), () => this.select({ edge: e }), `verdict-${e.verdict}`));
+    this.a11yNamespaces.replaceChildren(...nsItems);
     this.a11yNodes.replaceChildren(...nodeItems);
     this.a11yEdges.replaceChildren(...edgeItems);
   }

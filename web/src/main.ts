@@ -151,7 +151,11 @@ function renderGraph() {
   const showSelection = async (s: Selection) => {
     selection = s;
     side.replaceChildren();
-    const title = s.edge ? `Flows ${s.edge.source.replace(/^wl:/, '')} → ${s.edge.target.replace(/^wl:/, '')}` : s.node ? `Flows of ${nodeName(s.node)}` : '';
+    const end = (id: string) => {
+      const n = view.nodeById(id);
+      return n ? nodeName(n) : id.replace(/^wl:/, '');
+    };
+    const title = s.edge ? `Flows ${end(s.edge.source)} → ${end(s.edge.target)}` : s.node ? `Flows of ${nodeName(s.node)}` : '';
     side.append(el('h2', {}, title));
     if (s.edge) {
       const e = s.edge;

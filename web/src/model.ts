@@ -361,7 +361,7 @@ function toBorder(ux: number, uy: number, half: number): number {
  * The drawn geometry of every edge whose ends have positions. Edges between the same two nodes (either direction,
  * several verdicts) fan out as curves on both sides of the straight line, so none hides another.
  */
-export function edgeShapes(edges: GraphEdge[], pos: (id: string) => Point | undefined): EdgeShape[] {
+export function edgeShapes(edges: GraphEdge[], pos: (id: string) => Point | undefined, half: (id: string) => number = () => NODE_HALF): EdgeShape[] {
   const pairs = new Map<string, GraphEdge[]>();
   for (const e of edges) {
     if (e.source === e.target) continue;
@@ -394,8 +394,8 @@ export function edgeShapes(edges: GraphEdge[], pos: (id: string) => Point | unde
       const u2x = mx - t.x;
       const u2y = my - t.y;
       const l2 = Math.hypot(u2x, u2y);
-      const d1 = toBorder(u1x / l1, u1y / l1, NODE_HALF);
-      const d2 = toBorder(u2x / l2, u2y / l2, NODE_HALF);
+      const d1 = toBorder(u1x / l1, u1y / l1, half(e.source));
+      const d2 = toBorder(u2x / l2, u2y / l2, half(e.target));
       out.push({
         edge: e,
         x1: s.x + (u1x / l1) * d1,
@@ -458,4 +458,49 @@ export function dashPattern(line: 'solid' | 'dashed' | 'dotted', zoom: number): 
   if (line === 'dashed') return [8 / z, 4 / z];
   if (line === 'dotted') return [2 / z, 3 / z];
   return [];
+}
+
+/**
+ * The graph as drawn with some namespaces collapsed: a collapsed namespace stands for its workloads, and the edges
+ * of its workloads are drawn to and from it, one per peer and verdict with the counters summed (edges inside it
+ * are not drawn). `keep` is what the filter keeps; the result holds only what is drawn.
+ */
+export function collapseGraph(
+  g: Graph,
+  collapsed: Set<string>,
+  keep: { nodes: Set<string>; edges: Set<string> },
+): { nodes: Set<string>; edges: GraphEdge[]; members: Map<string, string> } {
+  const members = new Map<string, string>(); // workload id → its collapsed namespace's id
+  for (const n of g.nodes) if (n.parent && collapsed.has(n.parent)) members.set(n.id, n.parent);
+  const nodes = new Set<string>();
+  for (const id of keep.nodes) if (!members.has(id)) nodes.add(id);
+  const edges: GraphEdge[] = [];
+  const merged = new Map<string, GraphEdge>();
+  for (const e of g.edges) {
+    if (!keep.edges.has(e.id)) continue;
+    const s = members.get(e.source);
+    const t = members.get(e.target);
+    if (!s && !t) {
+      edges.push(e);
+      continue;
+    }
+    const source = s ?? e.source;
+    const target = t ?? e.target;
+    if (source === target) continue;
+    const id = `${source}->${target}:${e.verdict}`;
+    const m = merged.get(id);
+    if (!m) {
+      const agg: GraphEdge = { ...e, id, source, target, ports: [...e.ports] };
+      merged.set(id, agg);
+      edges.push(agg);
+      continue;
+    }
+    m.connections += e.connections;
+    m.packets += e.packets;
+    m.bytes += e.bytes;
+    m.records += e.records;
+    if (e.lastSeen > m.lastSeen) m.lastSeen = e.lastSeen;
+    for (const p of e.ports) if (!m.ports.includes(p)) m.ports.push(p);
+  }
+  return { nodes, edges, members };
 }
