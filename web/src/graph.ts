@@ -61,6 +61,24 @@ const TAP_TOLERANCE = 6;
 /** A collapsed namespace is drawn as a square of this size at its box's centre. */
 const COLLAPSED_SIZE = 60;
 
+/** Long lists go in chunks of this many items, each skipped by the browser's style and layout while off screen
+ * (`content-visibility: auto` per chunk): thousands of items cost a hundred boxes, not thousands. */
+const CHUNK = 50;
+
+function chunked(items: HTMLElement[]): HTMLElement[] {
+  if (items.length <= CHUNK) return items;
+  const out: HTMLElement[] = [];
+  for (let i = 0; i < items.length; i += CHUNK) {
+    // A presentational wrapper: the items stay the list's items for assistive technology.
+    const d = document.createElement('div');
+    d.setAttribute('role', 'none');
+    d.className = 'graph-chunk';
+    d.append(...items.slice(i, i + CHUNK));
+    out.push(d);
+  }
+  return out;
+}
+
 export class GraphView {
   cy: cytoscape.Core;
   private layout = new StableLayout();
@@ -589,8 +607,8 @@ export class GraphView {
       .map((n) => mk(n.id, nodeName(n), () => this.select({ node: n })));
     const edgeItems = this.drawn.edges.map((e) => mk(e.id, edgeName(e, this.nodes), () => this.select({ edge: e }), `verdict-${e.verdict}`));
     this.a11yNamespaces.replaceChildren(...nsItems);
-    this.a11yNodes.replaceChildren(...nodeItems);
-    this.a11yEdges.replaceChildren(...edgeItems);
+    this.a11yNodes.replaceChildren(...chunked(nodeItems));
+    this.a11yEdges.replaceChildren(...chunked(edgeItems));
   }
 
   destroy() {
