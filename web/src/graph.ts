@@ -58,6 +58,8 @@ const NODE_SHAPES: Record<string, string> = {
 
 /** How near (screen pixels) a tap must be to an edge to select it. */
 const TAP_TOLERANCE = 6;
+/** Arrowheads smaller than this on screen (pixels) are not drawn. */
+const MIN_ARROW_PX = 3;
 /** A collapsed namespace is drawn as a square of this size at its box's centre. */
 const COLLAPSED_SIZE = 60;
 
@@ -369,7 +371,7 @@ export class GraphView {
       const v = list[0].edge.verdict;
       byVerdict.set(v, [...(byVerdict.get(v) ?? []), ...list]);
     }
-    for (const [v, list] of byVerdict) this.drawArrows(ctx, v, list);
+    for (const [v, list] of byVerdict) this.drawArrows(ctx, v, list, z);
 
     const sel = this.selectedId ? this.shapes.find((s) => s.edge.id === this.selectedId) : undefined;
     if (sel) {
@@ -385,20 +387,23 @@ export class GraphView {
       ctx.setLineDash(dashPattern(st.line, z));
       ctx.stroke();
       ctx.setLineDash([]);
-      this.drawArrows(ctx, sel.edge.verdict, [sel]);
+      this.drawArrows(ctx, sel.edge.verdict, [sel], z, true);
     }
   }
 
-  private drawArrows(ctx: CanvasRenderingContext2D, v: Verdict, list: EdgeShape[]) {
+  /** Arrowheads of one verdict in one path. Those under MIN_ARROW_PX on screen are left out (a blur of a pixel
+   * or two shows no shape; the line's dash pattern still tells the verdict), unless `all`. */
+  private drawArrows(ctx: CanvasRenderingContext2D, v: Verdict, list: EdgeShape[], zoom: number, all = false) {
     const st = EDGE_STYLE[v];
     ctx.fillStyle = st.color;
     ctx.strokeStyle = st.color;
     ctx.beginPath();
     for (const s of list) {
+      if (!all && (9 + s.width * 1.5) * zoom < MIN_ARROW_PX) continue;
       // Direction at the target: from the control point to the end.
       let dx = s.x2 - s.cx;
       let dy = s.y2 - s.cy;
-      const l = Math.hypot(dx, dy) || 1;
+      const l = Math.sqrt(dx * dx + dy * dy) || 1;
       dx /= l;
       dy /= l;
       const size = 9 + s.width * 1.5;

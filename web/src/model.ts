@@ -382,7 +382,7 @@ export function edgeShapes(edges: GraphEdge[], pos: (id: string) => Point | unde
       const [a, b] = e.source < e.target ? [s, t] : [t, s];
       const dx = b.x - a.x;
       const dy = b.y - a.y;
-      const len = Math.hypot(dx, dy);
+      const len = Math.sqrt(dx * dx + dy * dy);
       if (len < 1e-6) continue;
       const bend = (i - (group.length - 1) / 2) * BEND;
       const mx = (s.x + t.x) / 2 - (dy / len) * bend * 2;
@@ -390,10 +390,10 @@ export function edgeShapes(edges: GraphEdge[], pos: (id: string) => Point | unde
       // Ends on the node boxes, along the direction towards the control point.
       const u1x = mx - s.x;
       const u1y = my - s.y;
-      const l1 = Math.hypot(u1x, u1y);
+      const l1 = Math.sqrt(u1x * u1x + u1y * u1y);
       const u2x = mx - t.x;
       const u2y = my - t.y;
-      const l2 = Math.hypot(u2x, u2y);
+      const l2 = Math.sqrt(u2x * u2x + u2y * u2y);
       const d1 = toBorder(u1x / l1, u1y / l1, half(e.source));
       const d2 = toBorder(u2x / l2, u2y / l2, half(e.target));
       out.push({
