@@ -1,8 +1,10 @@
 //! `porin`: the one binary. Each subcommand lives in its own module under `cmd/`; this file only parses
 //! arguments and dispatches.
 //!
-//! Owns: flags, the HTTP client and the printers. Never: agent state or agent logic (that is `porin-agent`;
-//! `porin agent` parses its flags into `AgentConfig` and calls `Agent::run`).
+//! Owns: flags, dispatch and what goes to stdout/stderr. Never: agent state or agent logic (that is `porin-agent`;
+//! `porin agent` parses its flags into `AgentConfig` and calls `Agent::run`), nor reusable logic: the HTTP client
+//! and the printers are `porin-client`, the lab's supervision is `porin-lab`, the ConnectivityTest evaluation is
+//! `porin-conntest`.
 
 use std::process::ExitCode;
 
@@ -10,11 +12,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[cfg(test)]
 mod cli_help;
-mod client;
 mod cmd;
-mod config;
-mod getfmt;
-mod printers;
+
+use porin_client::{client, config, getfmt, printers};
 
 /// Porin: zero-trust network security for Kubernetes-style workloads.
 #[derive(Parser, Debug)]
