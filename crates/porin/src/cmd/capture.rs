@@ -94,7 +94,7 @@ impl Target {
     fn clients(&self) -> Result<Vec<Client>> {
         let mut out = vec![Client::new(&self.client)];
         if let Some(lab) = &self.lab {
-            let meta = super::lab::load_meta(&self.lab_state_dir, lab)?
+            let meta = porin_lab::cluster::control(&porin_lab::LabOptions::with_state_dir(&self.lab_state_dir), lab)?
                 .ok_or_else(|| anyhow!("no lab {lab:?} in {}", self.lab_state_dir.display()))?;
             for ag in meta.agents {
                 out.push(Client::new(&ClientArgs::socket(ag.socket.display().to_string())));

@@ -12,7 +12,6 @@ pub mod delete;
 pub mod get;
 pub mod label;
 pub mod lab;
-pub mod lab_console;
 pub mod observe;
 pub mod status;
 pub mod token;

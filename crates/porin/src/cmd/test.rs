@@ -143,7 +143,8 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
         }
         let client = match &a.lab {
             Some(name) => {
-                let meta = super::lab::load_meta(&a.lab_state_dir, name)?
+                let meta = porin_lab::cluster::control(&porin_lab::LabOptions::with_state_dir(&a.lab_state_dir), name)
+                    .map_err(anyhow::Error::from)?
                     .ok_or_else(|| anyhow::anyhow!("lab {name} is not up"))?;
                 Client::new(&ClientArgs::socket(meta.server.display().to_string()))
             }
