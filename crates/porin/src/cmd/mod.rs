@@ -19,7 +19,6 @@ pub mod version;
 pub mod test;
 pub mod threatfeed;
 pub mod promote;
-pub mod guards;
 pub mod recommend;
 pub mod review;
 pub mod preview;

@@ -181,7 +181,7 @@ pub fn validate(a: ValidateArgs) -> Result<ExitCode> {
         // A guard the inputs themselves break is an error like any other: the API would refuse the set.
         let c = Cluster::build(docs.iter().map(|d| &d.resource)).context("building the policy model")?;
         let errors: Vec<_> =
-            super::guards::check(&c, &docs).into_iter().filter_map(|(d, v)| v.map(|v| super::guards::error(d, &v))).collect();
+            porin_conntest::guards::check(&c, &docs).into_iter().filter_map(|(d, v)| v.map(|v| porin_conntest::guards::error(d, &v))).collect();
         if !errors.is_empty() {
             for e in &errors {
                 eprintln!("{e}");
