@@ -7,9 +7,14 @@
 //! Never: agent state or agent logic (that is `porin-agent`, reached only over HTTP), flag parsing of
 //! subcommands (`porin`), or printing to stdout by itself: functions return strings, the caller prints.
 
+pub mod alerts;
 pub mod client;
 pub mod config;
 pub mod getfmt;
+pub mod kubeconfig;
+pub mod labfmt;
+pub mod live;
 pub mod printers;
+pub mod targets;
 
 pub use client::{Client, ClientArgs, ServerError, block_on, collection_path, enc, error_line, type_name};

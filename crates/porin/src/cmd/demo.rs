@@ -162,7 +162,7 @@ fn walkthrough(
     println!();
     println!("== BEFORE: workloads only, no policy. Observed on real packets (rows: from, columns: to)");
     let before = l.probe(&ports, timeout)?;
-    print!("{}", lab::observed_tables(&before));
+    print!("{}", porin_client::labfmt::observed_tables(&before));
     let ok1 = compare(&before, workloads, &ports)?;
 
     println!();
@@ -184,7 +184,7 @@ fn walkthrough(
     println!();
     println!("== AFTER: platform tier (monitoring, PCI isolation) above the shop's default-deny + per-service allows");
     let after = l.probe(&ports, timeout)?;
-    print!("{}", lab::observed_tables(&after));
+    print!("{}", porin_client::labfmt::observed_tables(&after));
     let ok2 = compare(&after, all, &ports)?;
 
     // What closed.

@@ -3,7 +3,6 @@
 //! The flags and the printing; the lab and its control plane (agents, etcd, the one state file) are
 //! [`porin_lab::cluster`], which reaches the agents' API through [`SocketApi`].
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -11,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use hyper::Method;
-use porin_lab::cluster::{self, AgentApi, ApiError, DEFAULT_LAB, FullStatus, UpOptions};
+use porin_client::labfmt;
+use porin_lab::cluster::{self, AgentApi, ApiError, DEFAULT_LAB, UpOptions};
 use porin_lab::{LabOptions, Proto, ServerMode};
 use serde_json::Value;
 
@@ -196,7 +196,7 @@ pub fn lab(a: LabArgs) -> Result<ExitCode> {
             let m = lab.probe(&ports, Duration::from_millis(p.timeout_ms))?;
             match p.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&m)?),
-                Output::Table => print!("{}", observed_tables(&m)),
+                Output::Table => print!("{}", labfmt::observed_tables(&m)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -209,7 +209,7 @@ pub fn lab(a: LabArgs) -> Result<ExitCode> {
             let st = cluster::status(&SocketApi, &name, &opts)?;
             match s.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
-                Output::Table => print!("{}", status_table(&st)),
+                Output::Table => print!("{}", labfmt::status_table(&st)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -238,93 +238,11 @@ pub fn lab(a: LabArgs) -> Result<ExitCode> {
 
 fn probe_ports(lab: &porin_lab::Lab, port: Option<u16>, protocol: Option<&str>) -> Result<Vec<(u16, Proto)>> {
     let proto = protocol.map(|p| p.parse::<Proto>().map_err(|_| anyhow!("--protocol {p:?}: expected TCP, UDP or SCTP"))).transpose()?;
-    let declared: BTreeSet<(Proto, u16)> = lab.pods().iter().flat_map(|p| p.ports.iter().map(|(n, pr)| (*pr, *n))).collect();
-    let mut out: Vec<(u16, Proto)> = match (port, proto) {
-        (Some(p), Some(pr)) => vec![(p, pr)],
-        (Some(p), None) => {
-            let d: Vec<_> = declared.iter().filter(|(_, n)| *n == p).map(|(pr, n)| (*n, *pr)).collect();
-            if d.is_empty() { vec![(p, Proto::Tcp)] } else { d }
-        }
-        (None, pr) => declared.iter().filter(|(x, _)| pr.is_none_or(|pr| pr == *x)).map(|(pr, n)| (*n, *pr)).collect(),
-    };
+    let out = lab.probe_ports(port, proto);
     if out.is_empty() {
         bail!("no pod serves a port: pass --port (and --protocol)");
     }
-    out.dedup();
     Ok(out)
-}
-
-/// The observed matrices as `porin matrix` grids.
-pub fn observed_tables(m: &porin_lab::ObservedMatrices) -> String {
-    let mut out = String::new();
-    for (i, x) in m.matrices.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        let allowed: BTreeSet<(&str, &str)> = x.allowed.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        out.push_str(&crate::printers::matrix_grid(x.protocol.as_str(), x.port, &x.pods, &|a, b| {
-            allowed.contains(&(x.pods[a].as_str(), x.pods[b].as_str()))
-        }));
-    }
-    out
-}
-
-fn status_table(s: &FullStatus) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(out, "Lab {}: {}", s.lab.name, if s.lab.alive { "up" } else { "down" });
-    if let Some(srv) = &s.server {
-        let _ = writeln!(out, "API: export PORIN_SERVER={}", srv.display());
-    }
-    if let Some(e) = s.etcd {
-        let _ = writeln!(out, "etcd: {}", if e { "running" } else { "NOT running" });
-    }
-    for a in &s.agents {
-        let st = &a["status"];
-        let d = &st["dataplane"];
-        let _ = writeln!(
-            out,
-            "agent {} ({}): {}; policy rev {}, programmed rev {}, {} endpoint(s), last programming {:.1} ms, drops {}",
-            a["node"].as_str().unwrap_or("?"),
-            a["netns"].as_str().unwrap_or("?"),
-            if a["alive"] == true { "running" } else { "NOT running" },
-            st["policyRevision"],
-            d["programmedRevision"],
-            d["endpoints"].as_array().map_or(0, |e| e.len()),
-            d["lastProgrammingMillis"].as_f64().unwrap_or(0.0),
-            d["drops"].as_object().map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum::<u64>()),
-        );
-        for e in d["errors"].as_array().into_iter().flatten() {
-            let _ = writeln!(out, "  error: {}", e.as_str().unwrap_or(""));
-        }
-    }
-    let _ = writeln!(out, "{:<16} {:<6} {:<16} {:<10} PORTS", "POD", "NODE", "IP", "HOST-IF");
-    for p in &s.lab.pods {
-        let _ = writeln!(
-            out,
-            "{:<16} n{:<5} {:<16} {:<10} {}",
-            p.key,
-            p.node,
-            p.ipv4,
-            p.host_ifname,
-            porin_lab::spec::format_ports(&p.ports)
-        );
-    }
-    if !s.lab.hosts.is_empty() {
-        let _ = writeln!(out, "{:<16} {:<6} {:<16} {:<10} PORTS", "EXTERNAL HOST", "VIA", "IP", "NODE-IF");
-        for h in &s.lab.hosts {
-            let _ = writeln!(
-                out,
-                "{:<16} n{:<5} {:<16} {:<10} {}",
-                h.name,
-                h.node,
-                h.ipv4,
-                h.node_ifname,
-                porin_lab::spec::format_ports(&h.ports)
-            );
-        }
-    }
-    out
 }
 
 /// `porin lab-serve ARGS...`: the body of the detached pod-server process.

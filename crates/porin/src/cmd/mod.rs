@@ -1,5 +1,5 @@
 pub mod offline;
-pub mod live;
+pub use porin_client::live;
 
 pub mod agent;
 pub mod alerts;
