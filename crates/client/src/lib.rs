@@ -8,13 +8,20 @@
 //! subcommands (`porin`), or printing to stdout by itself: functions return strings, the caller prints.
 
 pub mod alerts;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod getfmt;
 pub mod kubeconfig;
 pub mod labfmt;
 pub mod live;
+pub mod offline;
+pub mod preview;
 pub mod printers;
+pub mod promote;
+pub mod report;
+pub mod review;
+pub mod status;
 pub mod targets;
 
 pub use client::{Client, ClientArgs, ServerError, block_on, collection_path, enc, error_line, type_name};
