@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use crate::Result;
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;

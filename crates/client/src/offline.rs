@@ -3,12 +3,12 @@
 
 use std::net::IpAddr;
 
-use anyhow::{Result, anyhow, bail};
+use crate::Result;
 use porin_model::Protocol;
 use porin_policy::{Cluster, Peer};
 
 pub fn parse_l4(s: &str) -> Result<Protocol> {
-    Protocol::from_name(s).ok_or_else(|| anyhow!("--protocol {s:?}: expected TCP, UDP or SCTP"))
+    Protocol::from_name(s).ok_or_else(|| invalid!("--protocol {s:?}: expected TCP, UDP or SCTP"))
 }
 
 pub fn parse_protocol_number(s: &str) -> Result<u8> {
@@ -21,7 +21,7 @@ pub fn parse_protocol_number(s: &str) -> Result<u8> {
                 .parse::<u8>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| anyhow!("--protocol {s:?}: expected TCP, UDP, SCTP, ICMP, ICMPv6 or 1-255")),
+                .ok_or_else(|| invalid!("--protocol {s:?}: expected TCP, UDP, SCTP, ICMP, ICMPv6 or 1-255")),
         },
     }
 }

@@ -1,6 +1,6 @@
 //! What a promotion would write (`porin promote --dry-run`), as a YAML stream.
 
-use anyhow::Result;
+use crate::Result;
 use serde_json::Value;
 
 /// `apiVersion Kind [namespace/]name` of an object.
@@ -24,7 +24,7 @@ pub fn dry_run_text(result: &Value) -> Result<String> {
         if it["action"] == "delete" {
             out.push_str(&format!("# delete {}\n", object_name(o)));
         } else {
-            out.push_str(&serde_saphyr::to_string(o)?);
+            out.push_str(&serde_saphyr::to_string(o).map_err(|e| invalid!("{e}"))?);
         }
     }
     Ok(out)

@@ -1,13 +1,13 @@
 //! `porin get` / `porin delete` arguments as kinds and names: `KIND`, `KIND NAME...`, `KIND1,KIND2 [NAME...]`,
 //! `KIND/NAME...` (kubectl's forms), with kubectl's messages.
 
-use anyhow::{Result, anyhow, bail};
+use crate::Result;
 use porin_model::Kind;
 
 /// A kind by any of its CLI names (plural, singular, short name).
 pub fn kind_of(name: &str) -> Result<Kind> {
     Kind::from_cli(name).ok_or_else(|| {
-        anyhow!("the server doesn't have a resource type {name:?} (try `pods`, `netpol`, `gnp`, `tiers`, ...)")
+        invalid!("the server doesn't have a resource type {name:?} (try `pods`, `netpol`, `gnp`, `tiers`, ...)")
     })
 }
 
@@ -38,7 +38,7 @@ pub fn targets(args: &[String]) -> Result<Vec<(Kind, Option<String>)>> {
                 let (k, n) = a
                     .split_once('/')
                     .filter(|(k, n)| !k.is_empty() && !n.is_empty() && !n.contains('/'))
-                    .ok_or_else(|| anyhow!("{a:?}: arguments in resource/name form must all be KIND/NAME"))?;
+                    .ok_or_else(|| invalid!("{a:?}: arguments in resource/name form must all be KIND/NAME"))?;
                 Ok((kind_of(k)?, Some(n.to_string())))
             })
             .collect();

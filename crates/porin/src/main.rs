@@ -156,10 +156,18 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{}", client::error_line(&e));
+            eprintln!("{}", error_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The one line a failed command prints on stderr, as kubectl does: an answer of the server reads
+/// `Error from server (Reason): message` (once, no further prefix); anything that went wrong on this side reads
+/// `error: ...`.
+pub fn error_line(e: &anyhow::Error) -> String {
+    // The top-level message decides: a ServerError, or an error that already carries the kubectl prefix.
+    if e.to_string().starts_with("Error from server (") { format!("{e:#}") } else { format!("error: {e:#}") }
 }
 
 /// Short-lived commands print to a pipe (`porin status | head`): like other command-line tools they should end

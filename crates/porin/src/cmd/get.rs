@@ -94,8 +94,8 @@ pub fn get(a: GetArgs) -> Result<ExitCode> {
                 Ok(v) => v,
                 // `get all` as a scoped token: the kinds it may not list (global policies) are left out, as the
                 // kinds a namespaced Role does not grant are in `kubectl get all`.
-                Err(e) if expanded && e.downcast_ref::<crate::client::ServerError>().is_some_and(|s| s.reason == "Forbidden") => continue,
-                Err(e) => return Err(e),
+                Err(porin_client::Error::Server(s)) if expanded && s.reason == "Forbidden" => continue,
+                Err(e) => return Err(e.into()),
             };
             answers.push((*kind, name.is_some(), v));
         }

@@ -208,7 +208,15 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     let audit = block_on(c.call(Method::GET, &format!("/porin/v1/audit?since={start}"), None))??;
     let records: Vec<AuditRecordView> =
         serde_json::from_value(audit["items"].clone()).context("reading the audit trail the agent returned")?;
-    let flows = if kind == ReportType::NetworkAccess { fetch_flows(&c, start, end)? } else { Vec::new() };
+    let flows = if kind == ReportType::NetworkAccess {
+        let (flows, skipped) = fetch_flows(&c, start, end)?;
+        for line in skipped {
+            eprintln!("warning: skipped a line of the flow answer that is not a record: {line}");
+        }
+        flows
+    } else {
+        Vec::new()
+    };
     let history = History::new(&objects, records);
     let mut r = porin_report::compute(kind, &name, &scope, &history, &flows, start, end)?;
     r.generated_by = format!("porin {} report run", env!("CARGO_PKG_VERSION"));

@@ -136,7 +136,7 @@ fn run(a: &TestArgs) -> Result<ExitCode, Failure> {
             }
             None => Client::new(&a.client),
         };
-        let live = super::live::fetch_live(&client)?;
+        let live = super::live::fetch_live(&client).map_err(anyhow::Error::from)?;
         for d in live {
             if matches!(d.resource, Resource::ConnectivityTest(_)) {
                 if a.files.is_empty() {
