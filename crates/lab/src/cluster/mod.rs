@@ -428,6 +428,85 @@ mod tests {
         assert!(!programmed(&s(0, 0, 0, 0, 0), None, None), "nothing programmed yet");
     }
 
+    fn state_with(name: &str, c: ControlPlane) -> crate::state::LabState {
+        crate::state::LabState {
+            version: crate::state::STATE_VERSION,
+            name: name.into(),
+            phase: crate::state::Phase::Up,
+            spec: crate::LabSpec::new(name, 1),
+            creator: crate::state::ProcRef::current(),
+            creator_owns: false,
+            servers: vec![],
+            namespaces: vec![],
+            underlay_netns: None,
+            nodes: vec![],
+            pods: vec![],
+            hosts: vec![],
+            server_log: None,
+            control: Some(c),
+        }
+    }
+
+    #[test]
+    fn down_stops_the_recorded_agents_and_leaves_a_default_socket_linked_elsewhere() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = LabOptions::with_state_dir(tmp.path());
+        let dir = lab_dir(&opts, "porinut");
+        std::fs::create_dir_all(&dir).unwrap();
+        // An "agent" (a long sleep in its own process) and a default socket that points at another lab's server.
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let agent = crate::state::ProcRef::of(child.id() as i32).unwrap();
+        let default = tmp.path().join("porin.sock");
+        std::os::unix::fs::symlink(tmp.path().join("other.d/n0.sock"), &default).unwrap();
+        let c = ControlPlane {
+            nodes: 1,
+            dir: dir.clone(),
+            agents: vec![AgentProc {
+                node: "n0".into(),
+                netns: "porin-porinut-n0".into(),
+                socket: dir.join("n0.sock"),
+                data_dir: dir.join("n0"),
+                log: dir.join("n0.log"),
+                argv: vec!["sleep".into(), "30".into()],
+                proc: Some(agent),
+            }],
+            etcd: None,
+            server: dir.join("n0.sock"),
+            linked_default_socket: Some(default.clone()),
+        };
+        state::save(&opts.state_path("porinut"), &state_with("porinut", c)).unwrap();
+        let r = down("porinut", &opts).unwrap();
+        let _ = child.wait();
+        assert!(r.killed.contains(&agent.pid), "{r:?}");
+        assert!(!agent.is_alive());
+        assert!(!opts.state_path("porinut").exists() && !dir.exists(), "the one state file and the lab dir are gone");
+        assert!(std::fs::symlink_metadata(&default).is_ok(), "a default socket linked to another server stays");
+    }
+
+    #[test]
+    fn a_dead_labs_teardown_stops_its_agents_too() {
+        // `up` after a crash, or cleanup_stale, tears a dead lab down from its state file alone: the agents it
+        // records must not outlive it.
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = LabOptions::with_state_dir(tmp.path());
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let agent = crate::state::ProcRef::of(child.id() as i32).unwrap();
+        let dir = lab_dir(&opts, "porinud");
+        let c = ControlPlane {
+            nodes: 1,
+            dir: dir.clone(),
+            agents: vec![],
+            etcd: Some(EtcdProc { argv: vec![], url: "http://10.242.0.1:2379".into(), log: dir.join("etcd.log"), proc: Some(agent) }),
+            server: dir.join("n0.sock"),
+            linked_default_socket: None,
+        };
+        state::save(&opts.state_path("porinud"), &state_with("porinud", c)).unwrap();
+        let r = crate::down("porinud", &opts).unwrap();
+        let _ = child.wait();
+        assert!(r.killed.contains(&agent.pid), "{r:?}");
+        assert!(!agent.is_alive());
+    }
+
     #[test]
     fn the_control_plane_of_a_socket_is_found_in_the_labs_one_state_file() {
         let tmp = tempfile::tempdir().unwrap();
@@ -440,22 +519,7 @@ mod tests {
             server: dir.join("n0.sock"),
             linked_default_socket: None,
         };
-        let st = crate::state::LabState {
-            version: crate::state::STATE_VERSION,
-            name: "x".into(),
-            phase: crate::state::Phase::Up,
-            spec: crate::LabSpec::new("x", 1),
-            creator: crate::state::ProcRef::current(),
-            creator_owns: false,
-            servers: vec![],
-            namespaces: vec![],
-            underlay_netns: None,
-            nodes: vec![],
-            pods: vec![],
-            hosts: vec![],
-            server_log: None,
-            control: Some(c.clone()),
-        };
+        let st = state_with("x", c.clone());
         state::save(&state::state_path(tmp.path(), "x"), &st).unwrap();
         assert_eq!(control_of_socket(&dir.join("n0.sock")), Some(c.clone()));
         assert_eq!(control(&LabOptions::with_state_dir(tmp.path()), "x").unwrap(), Some(c));
