@@ -83,16 +83,16 @@ fn rss_kib(pid: i32) -> Result<u64> {
 
 /// The pid of the lab's (only) agent, from the lab's state.
 fn agent_pid(state_dir: &Path, name: &str) -> Result<i32> {
-    let p = state_dir.join(format!("{name}.d")).join("porin.json");
+    let p = state_dir.join(format!("{name}.json"));
     let v: Value = serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)?;
-    v["agents"][0]["proc"]["pid"].as_i64().map(|p| p as i32).context("no agent pid in the lab state")
+    v["control"]["agents"][0]["proc"]["pid"].as_i64().map(|p| p as i32).context("no agent pid in the lab state")
 }
 
 /// The log file of the lab's (only) agent, from the lab's state.
 fn agent_log(state_dir: &Path, name: &str) -> Result<PathBuf> {
-    let p = state_dir.join(format!("{name}.d")).join("porin.json");
+    let p = state_dir.join(format!("{name}.json"));
     let v: Value = serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)?;
-    v["agents"][0]["log"].as_str().map(PathBuf::from).context("no agent log in the lab state")
+    v["control"]["agents"][0]["log"].as_str().map(PathBuf::from).context("no agent log in the lab state")
 }
 
 /// One acknowledged write's way to the kernel, as the agent measured it (its `revision latency` log line):

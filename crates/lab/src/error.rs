@@ -49,9 +49,42 @@ pub enum LabError {
     /// Bad arguments to the pod-server entry point.
     #[error("lab-serve arguments: {0}")]
     ServeArgs(String),
+
+    /// The lab has no control plane (agents) where one is needed.
+    #[error("lab {lab} is not up")]
+    NotUp { lab: String },
+
+    /// A request to the control plane that cannot be done as asked (a flag, the lab's current state).
+    #[error("{0}")]
+    Usage(String),
+
+    /// The manifests do not load: every error, with file, document and field path, one per line.
+    #[error("{0}")]
+    Manifests(String),
+
+    /// An agent or etcd did not become ready, or did not enforce a revision, in time.
+    #[error("{0}")]
+    NotReady(String),
+
+    /// A call to an agent's API failed (the error of the [`crate::cluster::AgentApi`] implementation).
+    #[error(transparent)]
+    Api(Box<dyn std::error::Error + Send + Sync>),
+
+    /// A file or process operation of the control plane.
+    #[error("{what}")]
+    Io { what: String, #[source] source: io::Error },
+
+    /// Another lab error, with what was being done.
+    #[error("{what}")]
+    Context { what: String, #[source] source: Box<LabError> },
 }
 
 impl LabError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> LabError {
+        let what = what.into();
+        move |source| LabError::Io { what, source }
+    }
+
     pub(crate) fn netns(netns: &str, op: impl Into<String>, source: io::Error) -> Self {
         LabError::Netns { netns: netns.to_string(), op: op.into(), source }
     }

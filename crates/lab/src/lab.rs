@@ -74,7 +74,8 @@ impl LabOptions {
         LabOptions { state_dir: dir.into(), ..Default::default() }
     }
 
-    fn state_path(&self, lab: &str) -> PathBuf {
+    /// The lab's state file.
+    pub fn state_path(&self, lab: &str) -> PathBuf {
         let dir = std::path::absolute(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
         state::state_path(&dir, lab)
     }
@@ -247,6 +248,7 @@ pub fn up(spec: &LabSpec, opts: &LabOptions) -> Result<Lab> {
         pods: Vec::new(),
         hosts: Vec::new(),
         server_log: None,
+        control: None,
     };
     state::save(&path, &st)?;
     let marker = format!("{MARKER_PREFIX}{}", path.display());
@@ -463,6 +465,12 @@ fn owned_or_orphan(ns: &str, path: &Path) -> bool {
 fn teardown(name: &str, st: Option<&LabState>, path: &Path) -> DownReport {
     let mut report = DownReport { had_state: st.is_some(), ..Default::default() };
     if let Some(st) = st {
+        // Agents and etcd outlive a crashed `up` only until here: nothing else records them.
+        for p in st.control.iter().flat_map(|c| c.agents.iter().filter_map(|a| a.proc.as_ref()).chain(c.etcd.iter().filter_map(|e| e.proc.as_ref()))) {
+            if stop_process(p) {
+                report.killed.push(p.pid);
+            }
+        }
         for s in &st.servers {
             if stop_process(s) {
                 report.killed.push(s.pid);

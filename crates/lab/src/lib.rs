@@ -1,7 +1,9 @@
 //! # porin-lab: real workloads on one machine
 //!
-//! Owns: the network namespaces, veths, pod servers and probes of a lab. Never: the root namespace's routes,
-//! addresses, firewall or interfaces; every name it creates starts with `porin`.
+//! Owns: the network namespaces, veths, pod servers and probes of a lab, its agents and etcd as processes, and
+//! its one state file. Never: the root namespace's routes, addresses, firewall or interfaces (every name it
+//! creates starts with `porin`); never links the agent or an HTTP client (it reaches the agents' API through
+//! [`cluster::AgentApi`]).
 //!
 //! Builds a Calico-like routed cluster out of network namespaces, runs servers in every pod and
 //! measures which pod can reach which:
@@ -24,6 +26,9 @@
 //! * [`probe()`] / [`probe_one`] measure reachability on TCP, UDP and SCTP (the kernel has no
 //!   SCTP: servers and probes speak a minimal INIT / INIT-ACK over raw sockets, see [`sctp`]).
 //! * [`exec`], [`status`], [`down`] and [`cleanup_stale`] manage a running lab.
+//! * [`cluster`]: the lab's control plane, one Porin agent per node (and etcd for several nodes), supervised
+//!   as detached processes, recorded in the same state file; the agents' API through the caller's
+//!   [`cluster::AgentApi`].
 //! * [`serve_main`] / [`run_servers`] are the body of the detached server process
 //!   (`porin lab-serve ...`); this crate also ships it as the `porin-lab-serve` binary.
 //!
@@ -35,6 +40,7 @@
 //! skip them elsewhere); the unit tests in the modules are pure.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod error;
 pub mod lab;
 pub mod netns;

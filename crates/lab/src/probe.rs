@@ -114,6 +114,22 @@ impl Lab {
     pub fn probe_one(&self, from: &str, to: &str, port: u16, proto: Proto, timeout: Duration) -> Result<bool> {
         probe_one(self, from, to, port, proto, timeout)
     }
+
+    /// The ports to probe: `port` and `proto` if both are given; `port` on every protocol a pod serves it on
+    /// (TCP if none does); else every port a pod serves (on `proto` only, if given). Empty: no pod serves one.
+    pub fn probe_ports(&self, port: Option<u16>, proto: Option<Proto>) -> Vec<(u16, Proto)> {
+        let declared: BTreeSet<(Proto, u16)> = self.pods().iter().flat_map(|p| p.ports.iter().map(|(n, pr)| (*pr, *n))).collect();
+        let mut out: Vec<(u16, Proto)> = match (port, proto) {
+            (Some(p), Some(pr)) => vec![(p, pr)],
+            (Some(p), None) => {
+                let d: Vec<_> = declared.iter().filter(|(_, n)| *n == p).map(|(pr, n)| (*n, *pr)).collect();
+                if d.is_empty() { vec![(p, Proto::Tcp)] } else { d }
+            }
+            (None, pr) => declared.iter().filter(|(x, _)| pr.is_none_or(|pr| pr == *x)).map(|(pr, n)| (*n, *pr)).collect(),
+        };
+        out.dedup();
+        out
+    }
 }
 
 /// One probe: from pod index `from` to pod index `to` (indexes into [`Lab::pods`]).

@@ -160,6 +160,45 @@ pub struct LabState {
     pub hosts: Vec<HostInfo>,
     /// Where the pod servers write their log.
     pub server_log: Option<PathBuf>,
+    /// The lab's control plane (its agents and etcd), once [`crate::cluster::up`] started it; `None` for a lab
+    /// of namespaces only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlPlane>,
+}
+
+/// The processes [`crate::cluster`] supervises for a lab: one agent per node, etcd for several nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPlane {
+    pub nodes: u32,
+    /// `<state-dir>/<lab>.d`: agent data, sockets, logs, bpffs pins, etcd.
+    pub dir: PathBuf,
+    pub agents: Vec<AgentProc>,
+    pub etcd: Option<EtcdProc>,
+    /// The socket clients should use (node 0's agent).
+    pub server: PathBuf,
+    /// The default API socket was linked to `server` (removed again by `down`).
+    pub linked_default_socket: Option<PathBuf>,
+}
+
+/// One node's agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentProc {
+    pub node: String,
+    pub netns: String,
+    pub socket: PathBuf,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub argv: Vec<String>,
+    pub proc: Option<ProcRef>,
+}
+
+/// The lab's etcd (multi-node labs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdProc {
+    pub argv: Vec<String>,
+    pub url: String,
+    pub log: PathBuf,
+    pub proc: Option<ProcRef>,
 }
 
 impl LabState {

@@ -332,6 +332,7 @@ fn cleanup_stale_removes_a_crashed_lab() {
         pods: vec![],
         hosts: vec![],
         server_log: None,
+        control: None,
     };
     let path = fx3.opts.state_dir.join(format!("{}.json", fx3.name));
     porin_lab::state::save(&path, &st).unwrap();

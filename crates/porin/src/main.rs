@@ -1,8 +1,10 @@
 //! `porin`: the one binary. Each subcommand lives in its own module under `cmd/`; this file only parses
 //! arguments and dispatches.
 //!
-//! Owns: flags, the HTTP client and the printers. Never: agent state or agent logic (that is `porin-agent`;
-//! `porin agent` parses its flags into `AgentConfig` and calls `Agent::run`).
+//! Owns: flags, dispatch and what goes to stdout/stderr. Never: agent state or agent logic (that is `porin-agent`;
+//! `porin agent` parses its flags into `AgentConfig` and calls `Agent::run`), nor reusable logic: the HTTP client
+//! and the printers are `porin-client`, the lab's supervision is `porin-lab`, the ConnectivityTest evaluation is
+//! `porin-conntest`.
 
 use std::process::ExitCode;
 
@@ -10,11 +12,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[cfg(test)]
 mod cli_help;
-mod client;
 mod cmd;
-mod config;
-mod getfmt;
-mod printers;
+
+use porin_client::{client, config, getfmt, printers};
 
 /// Porin: zero-trust network security for Kubernetes-style workloads.
 #[derive(Parser, Debug)]
@@ -156,10 +156,18 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{}", client::error_line(&e));
+            eprintln!("{}", error_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The one line a failed command prints on stderr, as kubectl does: an answer of the server reads
+/// `Error from server (Reason): message` (once, no further prefix); anything that went wrong on this side reads
+/// `error: ...`.
+pub fn error_line(e: &anyhow::Error) -> String {
+    // The top-level message decides: a ServerError, or an error that already carries the kubectl prefix.
+    if e.to_string().starts_with("Error from server (") { format!("{e:#}") } else { format!("error: {e:#}") }
 }
 
 /// Short-lived commands print to a pipe (`porin status | head`): like other command-line tools they should end

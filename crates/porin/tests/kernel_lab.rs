@@ -971,8 +971,8 @@ fn an_undecodable_stored_policy_locks_its_namespace_down_on_real_packets() {
     let lab = TestLab::up("ktu", 2, std::slice::from_ref(&cluster), None);
     let open = allowed_pairs(&lab);
     assert!(open.iter().any(|(a, b)| a == "x/a" && b == "y/b"), "no policy: x/a -> y/b should be open: {open:?}");
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(lab.state_dir.path().join("ktu.d/porin.json")).unwrap()).unwrap();
-    let (url, netns) = (meta["etcd"]["url"].as_str().unwrap().to_string(), meta["agents"][0]["netns"].as_str().unwrap().to_string());
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(lab.state_dir.path().join("ktu.json")).unwrap()).unwrap();
+    let (url, netns) = (meta["control"]["etcd"]["url"].as_str().unwrap().to_string(), meta["control"]["agents"][0]["netns"].as_str().unwrap().to_string());
     let etcdctl = |args: &[&str]| {
         let out = Command::new("ip").args(["netns", "exec", &netns, "etcdctl", "--endpoints", &url]).args(args).output().unwrap();
         assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -107,8 +107,8 @@ fn observe_recommend_preview_promote_zero_trust_on_real_packets() {
     let state = tempfile::Builder::new().prefix("porin-lab-life").tempdir().unwrap();
     let mut lab = Lab { name: "life", state, server: None };
     lab.ok(&["lab", "--name", lab.name, "up", "-f", &repo("examples/shop/00-workloads.yaml")]);
-    let meta: Value = serde_json::from_slice(&std::fs::read(lab.state.path().join("life.d/porin.json")).unwrap()).unwrap();
-    lab.server = Some(meta["server"].as_str().unwrap().to_string());
+    let meta: Value = serde_json::from_slice(&std::fs::read(lab.state.path().join("life.json")).unwrap()).unwrap();
+    lab.server = Some(meta["control"]["server"].as_str().unwrap().to_string());
 
     // 1. Traffic with no policy: real connections among the pods (all allowed).
     let observed: Vec<_> = OBSERVED.iter().map(|(f, t, p)| (f.to_string(), t.to_string(), *p, "Allow")).collect();
@@ -209,8 +209,8 @@ fn review_unused_rule_counters_survive_an_agent_restart() {
     let mut lab = Lab { name: "rev", state, server: None };
     let pol = lab.write("catalog-in.yaml", CATALOG_IN);
     lab.ok(&["lab", "--name", lab.name, "up", "-f", &repo("examples/shop/00-workloads.yaml"), "-f", &pol]);
-    let meta: Value = serde_json::from_slice(&std::fs::read(lab.state.path().join("rev.d/porin.json")).unwrap()).unwrap();
-    lab.server = Some(meta["server"].as_str().unwrap().to_string());
+    let meta: Value = serde_json::from_slice(&std::fs::read(lab.state.path().join("rev.json")).unwrap()).unwrap();
+    lab.server = Some(meta["control"]["server"].as_str().unwrap().to_string());
 
     // Before any traffic, everything is unused.
     let v = unused_rules(&lab);

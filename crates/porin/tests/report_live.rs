@@ -211,8 +211,8 @@ fn network_access_report_sees_the_lab_external_host_as_internet() {
     let _down = Down(&down);
     let shop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop/00-workloads.yaml");
     porin(None, &["lab", "--name", "repnet", "up", "-f", shop.to_str().unwrap(), "--host", "name=inet,port=443"]);
-    let meta = json(&std::fs::read_to_string(state.path().join("repnet.d/porin.json")).unwrap());
-    let server = meta["server"].as_str().unwrap().to_string();
+    let meta = json(&std::fs::read_to_string(state.path().join("repnet.json")).unwrap());
+    let server = meta["control"]["server"].as_str().unwrap().to_string();
     let lab = porin_lab::Lab::open("repnet", &porin_lab::LabOptions::with_state_dir(state.path())).unwrap();
     let inet = lab.host("inet").unwrap().ipv4;
     let frontend = lab.pod("shop/frontend").unwrap().ipv4;

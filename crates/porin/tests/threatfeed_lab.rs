@@ -202,8 +202,8 @@ fn threat_feed_denies_the_c2_host_alerts_name_the_pod_webhook_catches_up_and_bro
         .output()
         .unwrap();
     assert!(out.status.success(), "lab up: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let meta: Value = serde_json::from_slice(&std::fs::read(lab.path("tfeed.d/porin.json")).unwrap()).unwrap();
-    lab.server = Some(meta["server"].as_str().unwrap().to_string());
+    let meta: Value = serde_json::from_slice(&std::fs::read(lab.path("tfeed.json")).unwrap()).unwrap();
+    lab.server = Some(meta["control"]["server"].as_str().unwrap().to_string());
     let ops_token = lab.ok(&["token", "create", "ops-team", "--role", "scoped", "--namespace", "ops"]).trim().to_string();
     let opts = porin_lab::LabOptions { state_dir: lab.state.path().to_path_buf(), ..Default::default() };
     let plab = porin_lab::Lab::open(lab.name, &opts).unwrap();

@@ -12,11 +12,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::client::{Client, ClientArgs, ServerError, block_on, enc};
+use crate::client::{Client, ClientArgs, block_on, enc};
+use porin_client::capture::{download, nodes_with_files};
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
@@ -94,7 +94,7 @@ impl Target {
     fn clients(&self) -> Result<Vec<Client>> {
         let mut out = vec![Client::new(&self.client)];
         if let Some(lab) = &self.lab {
-            let meta = super::lab::load_meta(&self.lab_state_dir, lab)?
+            let meta = porin_lab::cluster::control(&porin_lab::LabOptions::with_state_dir(&self.lab_state_dir), lab)?
                 .ok_or_else(|| anyhow!("no lab {lab:?} in {}", self.lab_state_dir.display()))?;
             for ag in meta.agents {
                 out.push(Client::new(&ClientArgs::socket(ag.socket.display().to_string())));
@@ -148,28 +148,6 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
         println!("{}", line.join("   ").trim_end());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn download(c: &Client, path: &str) -> Result<Vec<u8>> {
-    let resp = c.send(Method::GET, path, None).await?;
-    let st = resp.status();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    if !st.is_success() {
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        return Err(ServerError::from_body(st, &v).into());
-    }
-    Ok(bytes.to_vec())
-}
-
-/// The nodes whose status lists files (so an agent of theirs must be reached).
-fn nodes_with_files(nodes: &[Value]) -> BTreeMap<String, usize> {
-    nodes
-        .iter()
-        .filter_map(|n| {
-            let k = n["fileNames"].as_array().map_or(0, Vec::len);
-            (k > 0).then(|| (n["node"].as_str().unwrap_or("").to_string(), k))
-        })
-        .collect()
 }
 
 fn copy(a: CopyArgs) -> Result<ExitCode> {

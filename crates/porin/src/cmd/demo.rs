@@ -17,7 +17,9 @@ use porin_lab::{ObservedMatrices, Proto};
 use porin_model::Protocol;
 use porin_policy::{Cluster, Variant};
 
-use super::lab::{self, LabCommon, UpOptions};
+use porin_lab::cluster::{self, ControlPlane};
+
+use super::lab::{self, LabCommon, SocketApi};
 use crate::client::{Client, ClientArgs, block_on};
 
 #[derive(Args, Debug)]
@@ -102,25 +104,19 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
     let state_dir = a.common.state_dir.clone();
 
     println!("== porin demo: {} in a kernel lab ({} node(s))", dir.display(), a.nodes);
-    let _ = lab::down(&name, &state_dir);
+    let opts = lab::lab_options(&state_dir)?;
+    let _ = cluster::down(&name, &opts);
     let t0 = Instant::now();
-    let console_port = super::lab_console::pick_port(a.console_port)?;
-    let meta = lab::up(&UpOptions {
-        name: name.clone(),
-        state_dir: state_dir.clone(),
-        files: workloads.clone(),
-        nodes: a.nodes,
-        timeout: Duration::from_secs(60),
-        console_port: Some(console_port),
-        hosts: Vec::new(),
-    })?;
+    let console_port = cluster::pick_port(a.console_port)?;
+    let up = lab::up_options(&name, &state_dir, workloads.clone(), a.nodes, Duration::from_secs(60))?;
+    let meta = cluster::up(&cluster::UpOptions { console_port: Some(console_port), ..up }, &SocketApi)?;
     println!(
         "   lab {name} up in {:.1}s: one network namespace per pod, one porin agent per node, eBPF on every pod veth",
         t0.elapsed().as_secs_f64()
     );
     let result = walkthrough(&a, &name, &state_dir, &meta, &workloads, &files, &policies);
     if a.exit || result.is_err() {
-        let _ = lab::down(&name, &state_dir);
+        let _ = cluster::down(&name, &opts);
         return result;
     }
     println!();
@@ -131,7 +127,7 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
     println!("   porin trace -f {} --from shop/cart --to shop/db --port 5432", dir.display());
     println!("   porin apply -f ...; porin lab wait  # change policy, then probe again");
     println!("   porin lab exec shop/frontend -- ip addr");
-    match super::lab_console::written(&meta.dir, console_port) {
+    match cluster::console_written(&meta.dir, console_port) {
         Ok(c) => {
             println!("Web console (live service graph, flows, policies): open {}", c.url);
             println!("   and sign in with the token {}   (also in {})", c.token, c.token_file.display());
@@ -143,7 +139,7 @@ pub fn demo(a: DemoArgs) -> Result<ExitCode> {
         let _ = tokio::signal::ctrl_c().await;
     })?;
     println!("\ntearing down lab {name}");
-    lab::down(&name, &state_dir)?;
+    cluster::down(&name, &opts)?;
     result
 }
 
@@ -151,7 +147,7 @@ fn walkthrough(
     _a: &DemoArgs,
     name: &str,
     state_dir: &Path,
-    meta: &lab::LabMeta,
+    meta: &ControlPlane,
     workloads: &[PathBuf],
     all: &[PathBuf],
     policies: &[PathBuf],
@@ -166,7 +162,7 @@ fn walkthrough(
     println!();
     println!("== BEFORE: workloads only, no policy. Observed on real packets (rows: from, columns: to)");
     let before = l.probe(&ports, timeout)?;
-    print!("{}", lab::observed_tables(&before));
+    print!("{}", porin_client::labfmt::observed_tables(&before));
     let ok1 = compare(&before, workloads, &ports)?;
 
     println!();
@@ -182,13 +178,13 @@ fn walkthrough(
         super::apply::print_outcomes(&r);
         anyhow::Ok(())
     })??;
-    lab::wait_current(name, state_dir, Duration::from_secs(30))?;
+    cluster::wait_current(&SocketApi, name, &lab::lab_options(state_dir)?, Duration::from_secs(30))?;
     println!("   enforced by the kernel {:.0} ms after the apply", t0.elapsed().as_secs_f64() * 1e3);
 
     println!();
     println!("== AFTER: platform tier (monitoring, PCI isolation) above the shop's default-deny + per-service allows");
     let after = l.probe(&ports, timeout)?;
-    print!("{}", lab::observed_tables(&after));
+    print!("{}", porin_client::labfmt::observed_tables(&after));
     let ok2 = compare(&after, all, &ports)?;
 
     // What closed.

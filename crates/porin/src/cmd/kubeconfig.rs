@@ -46,24 +46,6 @@ pub struct KubeconfigArgs {
     pub client: ClientArgs,
 }
 
-/// Standard base64 (RFC 4648, padded), for `certificate-authority-data`.
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 pub fn kubeconfig(a: KubeconfigArgs) -> Result<ExitCode> {
     let resolved = a.client.resolved()?;
     let server = match (&a.kube_server, &resolved.server) {
@@ -103,32 +85,19 @@ pub fn kubeconfig(a: KubeconfigArgs) -> Result<ExitCode> {
             anyhow!("no token to write: pass --token (or PORIN_TOKEN, or a context with one), or --create-token NAME --role ROLE")
         })?,
     };
-    let mut cluster = serde_json::Map::new();
-    cluster.insert("server".into(), json!(server));
-    if server.starts_with("https://") {
+    let ca_pem = if server.starts_with("https://") {
         let ca = match &resolved.ca {
             Some(p) => p.clone(),
             None => std::path::Path::new(DEFAULT_DATA_DIR).join("tls/ca.crt"),
         };
-        let pem = std::fs::read(&ca).with_context(|| {
+        Some(std::fs::read(&ca).with_context(|| {
             format!("reading the agent's CA {} (pass --ca FILE: the agent's <data-dir>/tls/ca.crt)", ca.display())
-        })?;
-        cluster.insert("certificate-authority-data".into(), json!(base64(&pem)));
-    }
+        })?)
+    } else {
+        None
+    };
     let name = a.kube_context.as_deref().or(a.client.context.as_deref()).unwrap_or("porin");
-    let mut context = json!({"cluster": name, "user": name});
-    if let Some(ns) = a.namespaces.first() {
-        context["namespace"] = json!(ns);
-    }
-    let doc = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": cluster}],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": context}],
-        "current-context": name,
-        "preferences": {},
-    });
+    let doc = porin_client::kubeconfig::document(name, &server, ca_pem.as_deref(), &token, a.namespaces.first().map(String::as_str));
     let text = serde_saphyr::to_string(&doc)?;
     match &a.output {
         Some(path) => {
@@ -145,14 +114,4 @@ pub fn kubeconfig(a: KubeconfigArgs) -> Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
-            assert_eq!(super::base64(i.as_bytes()), o);
-        }
-    }
 }

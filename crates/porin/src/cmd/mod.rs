@@ -1,5 +1,5 @@
 pub mod offline;
-pub mod live;
+pub use porin_client::live;
 
 pub mod agent;
 pub mod alerts;
@@ -12,7 +12,6 @@ pub mod delete;
 pub mod get;
 pub mod label;
 pub mod lab;
-pub mod lab_console;
 pub mod observe;
 pub mod status;
 pub mod token;
@@ -20,7 +19,6 @@ pub mod version;
 pub mod test;
 pub mod threatfeed;
 pub mod promote;
-pub mod guards;
 pub mod recommend;
 pub mod review;
 pub mod preview;

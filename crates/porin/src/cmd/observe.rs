@@ -54,13 +54,13 @@ pub struct ObserveArgs {
     pub client: ClientArgs,
 }
 
-/// Every agent of the lab `server` belongs to (its `porin.json` next to the socket), if more than one.
+/// Every agent of the lab `server` belongs to (from the lab's state file), if more than one.
 pub(crate) fn lab_servers(server: &str) -> Option<Vec<String>> {
     if server.starts_with("http://") {
         return None;
     }
     let path = std::fs::canonicalize(server.strip_prefix("unix:").unwrap_or(server)).ok()?;
-    let meta: crate::cmd::lab::LabMeta = serde_json::from_slice(&std::fs::read(path.parent()?.join("porin.json")).ok()?).ok()?;
+    let meta = porin_lab::cluster::control_of_socket(&path)?;
     let socks: Vec<PathBuf> = meta.agents.iter().map(|a| a.socket.clone()).collect();
     (socks.len() > 1 && socks.iter().any(|s| Path::new(s) == path)).then(|| socks.iter().map(|s| s.display().to_string()).collect())
 }

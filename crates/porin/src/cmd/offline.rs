@@ -2,17 +2,17 @@
 //! `diff` on manifest files, on the live agent's objects (`--live`, or no `-f`), or on the live objects with
 //! files applied on top (`--live -f CHANGES`: what the cluster would do after `porin apply -f CHANGES`).
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use porin_model::{Document, Protocol, load_paths_partial, validate_set};
 use porin_policy::{Cluster, Packet, Peer, Variant};
 
 use crate::client::{Client, ClientArgs};
 use crate::printers;
+use porin_client::offline::{parse_protocol_number, peer, port_filter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Output {
@@ -181,7 +181,7 @@ pub fn validate(a: ValidateArgs) -> Result<ExitCode> {
         // A guard the inputs themselves break is an error like any other: the API would refuse the set.
         let c = Cluster::build(docs.iter().map(|d| &d.resource)).context("building the policy model")?;
         let errors: Vec<_> =
-            super::guards::check(&c, &docs).into_iter().filter_map(|(d, v)| v.map(|v| super::guards::error(d, &v))).collect();
+            porin_conntest::guards::check(&c, &docs).into_iter().filter_map(|(d, v)| v.map(|v| porin_conntest::guards::error(d, &v))).collect();
         if !errors.is_empty() {
             for e in &errors {
                 eprintln!("{e}");
@@ -192,41 +192,6 @@ pub fn validate(a: ValidateArgs) -> Result<ExitCode> {
     }
     println!("{} objects valid", docs.len());
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_l4(s: &str) -> Result<Protocol> {
-    Protocol::from_name(s).ok_or_else(|| anyhow!("--protocol {s:?}: expected TCP, UDP or SCTP"))
-}
-
-fn parse_protocol_number(s: &str) -> Result<u8> {
-    match s.to_ascii_uppercase().as_str() {
-        "ICMP" => Ok(1),
-        "ICMPV6" => Ok(58),
-        other => match Protocol::from_name(other) {
-            Some(p) => Ok(p.number()),
-            None => other
-                .parse::<u8>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| anyhow!("--protocol {s:?}: expected TCP, UDP, SCTP, ICMP, ICMPv6 or 1-255")),
-        },
-    }
-}
-
-fn peer<'a>(c: &'a Cluster, s: &str, flag: &str) -> Result<Peer<'a>> {
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(match c.endpoint_by_ip(ip) {
-            Some(i) => Peer::Endpoint(&c.endpoints[i]),
-            None => Peer::Ip(ip),
-        });
-    }
-    if !s.contains('/') {
-        bail!("{flag} {s:?}: expected NAMESPACE/POD or an IP address");
-    }
-    match c.endpoint(s) {
-        Some(i) => Ok(Peer::Endpoint(&c.endpoints[i])),
-        None => bail!("{flag} {s:?}: no such pod in the model"),
-    }
 }
 
 pub fn trace(a: TraceArgs) -> Result<ExitCode> {
@@ -257,18 +222,6 @@ pub fn trace(a: TraceArgs) -> Result<ExitCode> {
         Output::Table => print!("{}", printers::trace_table(&src, &dst, &pkt, &verdict)),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn port_filter(c: &Cluster, port: Option<u16>, protocol: Option<&str>) -> Result<Vec<(Protocol, u16)>> {
-    let proto = protocol.map(parse_l4).transpose()?;
-    Ok(match (port, proto) {
-        (Some(p), Some(pr)) => vec![(pr, p)],
-        (Some(p), None) => {
-            let declared: Vec<_> = c.declared_ports().into_iter().filter(|(_, q)| *q == p).collect();
-            if declared.is_empty() { vec![(Protocol::Tcp, p)] } else { declared }
-        }
-        (None, pr) => c.declared_ports().into_iter().filter(|(x, _)| pr.is_none_or(|pr| pr == *x)).collect(),
-    })
 }
 
 pub fn matrix(a: MatrixArgs) -> Result<ExitCode> {

@@ -3,7 +3,6 @@
 //! verdict flips. Without `-f` and `--delete`, the change is the staged policies already applied. Exit 3 when
 //! observed traffic would be denied (a pipeline blocks the merge), 0 otherwise, 2 on input errors.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,13 +11,13 @@ use clap::Args;
 use http_body_util::BodyExt;
 use hyper::Method;
 use porin_model::{Document, Kind, load_paths_partial, validate_set};
-use porin_policy::preview::{Flip, Side, preview as replay};
+use porin_policy::preview::{Side, preview as replay};
 use porin_policy::{Cluster, Variant};
 use serde_json::json;
 
 use super::offline::Output;
 use crate::client::{Client, ClientArgs, block_on, enc};
-use crate::printers;
+use porin_client::preview::table;
 
 /// Exit code when observed traffic would be denied.
 pub const BREAKS: u8 = 3;
@@ -124,31 +123,3 @@ pub fn preview(a: PreviewArgs) -> Result<ExitCode> {
     Ok(if breaks > 0 { ExitCode::from(BREAKS) } else { ExitCode::SUCCESS })
 }
 
-fn table(flips: &[Flip], records: usize, staged: bool) -> String {
-    let what = if staged { "the staged policies" } else { "the change" };
-    let mut out = String::new();
-    if flips.is_empty() {
-        let _ = writeln!(out, "no observed flow changes verdict with {what} ({records} flow records replayed)");
-        return out;
-    }
-    let mut rows = vec![["CHANGE", "FROM", "TO", "PORT", "FLOWS", "BEFORE", "AFTER"].map(String::from).to_vec()];
-    for f in flips {
-        rows.push(vec![
-            if f.breaks() { "allowed -> denied" } else { "denied -> allowed" }.to_string(),
-            f.from.clone(),
-            f.to.clone(),
-            format!("{}/{}", f.protocol, f.port),
-            f.flows.to_string(),
-            f.before.clone(),
-            f.after.clone(),
-        ]);
-    }
-    out.push_str(&printers::render_columns(&rows));
-    let breaks = flips.iter().filter(|f| f.breaks()).count();
-    let _ = writeln!(
-        out,
-        "\n{breaks} observed connection group(s) would be denied, {} would be allowed, with {what} ({records} flow records replayed)",
-        flips.len() - breaks
-    );
-    out
-}

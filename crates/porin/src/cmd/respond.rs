@@ -67,7 +67,7 @@ fn split_pod(s: &str) -> Result<(&str, &str)> {
 
 fn post(client: &ClientArgs, path: &str, body: &Value) -> Result<Value> {
     let c = Client::new(client);
-    block_on(c.call(Method::POST, path, Some(serde_json::to_vec(body)?)))?
+    Ok(block_on(c.call(Method::POST, path, Some(serde_json::to_vec(body)?)))??)
 }
 
 pub fn quarantine(a: QuarantineArgs) -> Result<ExitCode> {

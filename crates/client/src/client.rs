@@ -1,13 +1,14 @@
 //! A small HTTP/1.1 client for the API (Unix socket, HTTPS, or plain HTTP on loopback), one connection per
 //! request.
 
-use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+
+use crate::{Error, Result};
 
 pub use porin_agent::DEFAULT_SOCKET;
 /// The agent's default `--data-dir`; a CLI on the same machine trusts its `tls/ca.crt` by default.
@@ -46,7 +47,7 @@ impl ClientArgs {
         let mut out = self.clone();
         if ctx_needed && let Some(path) = crate::config::path() {
             let cfg = crate::config::Config::load(&path)?;
-            if let Some(ctx) = cfg.active(self.context.as_deref()).with_context(|| path.display().to_string())? {
+            if let Some(ctx) = cfg.active(self.context.as_deref()).map_err(Error::context(path.display().to_string()))? {
                 // A context's token belongs to its server: never send it to a server named by a flag.
                 let same_server = !explicit || self.server == ctx.server;
                 if out.server.is_none() {
@@ -98,14 +99,6 @@ impl ServerError {
     }
 }
 
-/// The one line a failed command prints on stderr, as kubectl does: an answer of the server reads
-/// `Error from server (Reason): message` (once, no further prefix); anything that went wrong on this side reads
-/// `error: ...`.
-pub fn error_line(e: &anyhow::Error) -> String {
-    // The top-level message decides: a ServerError, or an error that already carries the kubectl prefix.
-    if e.to_string().starts_with("Error from server (") { format!("{e:#}") } else { format!("error: {e:#}") }
-}
-
 impl Client {
     pub fn new(a: &ClientArgs) -> Client {
         match a.resolved() {
@@ -115,7 +108,7 @@ impl Client {
                 ca: r.ca,
                 config_error: None,
             },
-            Err(e) => Client { server: DEFAULT_SOCKET.into(), token: None, ca: None, config_error: Some(format!("{e:#}")) },
+            Err(e) => Client { server: DEFAULT_SOCKET.into(), token: None, ca: None, config_error: Some(chain(&e)) },
         }
     }
 
@@ -134,19 +127,19 @@ impl Client {
         let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         if let Some(hostport) = self.server.strip_prefix("https://") {
             let hostport = hostport.trim_end_matches('/');
-            let host = host_of(hostport).ok_or_else(|| anyhow!("--server {}: expected https://HOST:PORT", self.server))?;
+            let host = host_of(hostport).ok_or_else(|| invalid!("--server {}: expected https://HOST:PORT", self.server))?;
             let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|e| anyhow!("--server {}: {host:?} is not a host name or address: {e}", self.server))?;
+                .map_err(|e| invalid!("--server {}: {host:?} is not a host name or address: {e}", self.server))?;
             let config = porin_agent::tls::client_config(&self.ca_file()?)?;
-            let s = tokio::net::TcpStream::connect(hostport).await.with_context(|| format!("connecting to {}", self.server))?;
+            let s = tokio::net::TcpStream::connect(hostport).await.map_err(Error::io(format!("connecting to {}", self.server)))?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, s)
                 .await
-                .with_context(|| format!("TLS with {} (is --ca / PORIN_CA the agent's <data-dir>/tls/ca.crt?)", self.server))?;
+                .map_err(Error::io(format!("TLS with {} (is --ca / PORIN_CA the agent's <data-dir>/tls/ca.crt?)", self.server)))?;
             send_on(tls, req).await
         } else if let Some(hostport) = self.server.strip_prefix("http://") {
             let hostport = hostport.trim_end_matches('/');
-            let s = tokio::net::TcpStream::connect(hostport).await.with_context(|| format!("connecting to {}", self.server))?;
+            let s = tokio::net::TcpStream::connect(hostport).await.map_err(Error::io(format!("connecting to {}", self.server)))?;
             send_on(s, req).await
         } else {
             let path = self.server.strip_prefix("unix:").unwrap_or(&self.server);
@@ -155,7 +148,7 @@ impl Client {
             }
             let s = tokio::net::UnixStream::connect(path)
                 .await
-                .with_context(|| format!("connecting to {path} (is `porin agent` running? --server / PORIN_SERVER)"))?;
+                .map_err(Error::io(format!("connecting to {path} (is `porin agent` running? --server / PORIN_SERVER)")))?;
             send_on(s, req).await
         }
     }
@@ -181,7 +174,7 @@ impl Client {
         let resp = self.send(method, path, body).await?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| anyhow!("bad answer from server ({status}): {e}"))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| invalid!("bad answer from server ({status}): {e}"))?;
         if !status.is_success() {
             return Err(ServerError::from_body(status, &v).into());
         }
@@ -208,9 +201,22 @@ fn host_of(hostport: &str) -> Option<&str> {
     hostport.rsplit_once(':').map(|(h, _)| h).filter(|h| !h.is_empty())
 }
 
+/// An error with its causes, `: `-separated (as `{:#}` renders an `anyhow` chain).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
 /// A current-thread runtime for one CLI command.
 pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f))
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::io("starting the runtime"))?;
+    Ok(rt.block_on(f))
 }
 
 /// The REST path of a kind's collection (`ns` only for namespaced kinds).

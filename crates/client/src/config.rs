@@ -17,8 +17,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -52,7 +53,7 @@ impl ContextEntry {
         match &self.token_file {
             None => Ok(None),
             Some(f) => {
-                let t = std::fs::read_to_string(f).with_context(|| format!("context {:?}: token-file {}", self.name, f.display()))?;
+                let t = std::fs::read_to_string(f).map_err(Error::io(format!("context {:?}: token-file {}", self.name, f.display())))?;
                 Ok(Some(t.trim().to_string()).filter(|t| !t.is_empty()))
             }
         }
@@ -76,9 +77,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         match std::fs::read_to_string(path) {
             Ok(text) if text.trim().is_empty() => Ok(Config::default()),
-            Ok(text) => serde_saphyr::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display())),
+            Ok(text) => serde_saphyr::from_str(&text).map_err(|e| invalid!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(anyhow!("{}: {e}", path.display())),
+            Err(e) => Err(invalid!("{}: {e}", path.display())),
         }
     }
 
@@ -87,9 +88,9 @@ impl Config {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         }
-        let text = serde_saphyr::to_string(self)?;
+        let text = serde_saphyr::to_string(self).map_err(|e| invalid!("{e}"))?;
         let tmp = path.with_extension("yaml.tmp");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -97,10 +98,10 @@ impl Config {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+            .map_err(Error::io(format!("writing {}", tmp.display())))?;
+        f.write_all(text.as_bytes()).map_err(Error::io(format!("writing {}", tmp.display())))?;
+        f.sync_all().map_err(Error::io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, path).map_err(Error::io(format!("writing {}", path.display())))?;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! The live agent's policy model, read through the API: what `trace`, `matrix`, `diff` and `test`
 //! evaluate when they are given `--live` (or no `-f`).
 
-use anyhow::{Context, Result};
+use crate::{Error, Result};
 use hyper::Method;
 use porin_model::{Document, Kind};
 use serde_json::Value;
@@ -17,14 +17,14 @@ pub fn fetch_live(c: &Client) -> Result<Vec<Document>> {
                 continue;
             }
             let path = collection_path(kind, None);
-            let list = c.call(Method::GET, &path, None).await.with_context(|| format!("listing {path}"))?;
+            let list = c.call(Method::GET, &path, None).await.map_err(Error::context(format!("listing {path}")))?;
             for (i, item) in list["items"].as_array().into_iter().flatten().enumerate() {
                 let mut item = item.clone();
                 if let Some(m) = item.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.remove("resourceVersion");
                 }
                 let resource = porin_model::load::to_resource(kind, item)
-                    .map_err(|(p, m)| anyhow::anyhow!("{path} items[{i}]: {p}: {m}"))?;
+                    .map_err(|(p, m)| invalid!("{path} items[{i}]: {p}: {m}"))?;
                 out.push(Document { source: format!("server {path}"), doc: i + 1, prefix: String::new(), resource });
             }
         }
