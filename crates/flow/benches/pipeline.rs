@@ -2,7 +2,11 @@
 //! `Event::decode` → enrichment (hash-map enricher) → aggregation → flow store (redb, fsync per
 //! flush), with zero loss checked at the end.
 //!
-//! `cargo bench -p porin-flow --bench pipeline [-- --events N --rounds R --level five_tuple|workload]`
+//! `cargo bench -p porin-flow --bench pipeline [-- --events N --rounds R --level five_tuple|workload --via batch|records]`
+//!
+//! `--via batch` (default) stores each flush as the agent does, encoded from the aggregator's entries; `--via
+//! records` builds every record first and appends those. The stored records are read back at the end and checked
+//! against the generator (every admitted connection, close and denied packet).
 //!
 //! Workload (replayed synthetic node): 200 local pods in 20 workloads across 10 namespaces; peers
 //! are those pods, 5 network sets and the world. Per round (= one 10 s flush interval at a simulated
@@ -185,7 +189,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
+fn run(level: AggregationLevel, events_per_round: u64, rounds: u64, via_records: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = FlowStore::open(dir.path().join("flows.redb"), FlowStoreOptions::default()).expect("store");
     let tb = TimeBase::system();
@@ -203,14 +207,22 @@ fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
     let mut t_store = Duration::ZERO;
     let mut flush = |p: &mut Pipeline<MapEnricher>, now: u64, store: &mut FlowStore, t: &mut Duration| {
         let t0 = Instant::now();
-        let recs = p.flush(now);
-        let t1 = Instant::now();
-        store.append_at(&recs, tb.to_unix(now)).expect("append");
-        t_store += t1.elapsed();
+        let batch = p.flush_batch(now);
+        if via_records {
+            // The path of store format 3: build every record, then encode them.
+            let recs = batch.to_records();
+            let t1 = Instant::now();
+            store.append_at(&recs, tb.to_unix(now)).expect("append");
+            t_store += t1.elapsed();
+        } else {
+            let t1 = Instant::now();
+            store.append_batch_at(&batch, tb.to_unix(now)).expect("append");
+            t_store += t1.elapsed();
+        }
         *t += t0.elapsed();
-        records += recs.len() as u64;
+        records += batch.len() as u64;
         flushes += 1;
-        for r in &recs {
+        for r in batch.counts() {
             if r.verdict == Verdict::Allowed {
                 all_started_allowed += r.flows_started;
                 all_completed += r.flows_completed;
@@ -258,9 +270,25 @@ fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
     assert_eq!(all_completed, g.truth.close, "every close is in a record");
     assert_eq!(denied_packets, g.truth.denied, "every denied packet is in a record");
     let st = store.stats().expect("stats");
+    // What was stored, read back (not timed above): every event is in a stored record.
+    let t_query = Instant::now();
+    let stored = store.query(&porin_flow::Query::default()).expect("query");
+    let t_query = t_query.elapsed();
+    assert_eq!(stored.len() as u64, records, "every record was stored (none evicted)");
+    let (mut s_new, mut s_close, mut s_denied) = (0, 0, 0);
+    for r in &stored {
+        if r.verdict == Verdict::Allowed {
+            s_new += r.flows_started;
+            s_close += r.flows_completed;
+        } else {
+            s_denied += r.packets_src_to_dst;
+        }
+    }
+    assert_eq!((s_new, s_close, s_denied), (g.truth.new, g.truth.close, g.truth.denied), "stored records hold every event");
     let total = t_ingest + t_flush;
     println!(
-        "level={level:?} events={events} records={records} flushes={flushes} aggregation_ratio={:.1} events/record",
+        "level={level:?} via={} events={events} records={records} flushes={flushes} aggregation_ratio={:.1} events/record",
+        if via_records { "records" } else { "batch" },
         events as f64 / records.max(1) as f64
     );
     println!(
@@ -283,6 +311,11 @@ fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
         st.bytes as f64 / st.records.max(1) as f64,
         c.lost_total()
     );
+    println!(
+        "  query of every stored record: {:.0} ms ({:.2} M records/s)",
+        t_query.as_secs_f64() * 1e3,
+        stored.len() as f64 / t_query.as_secs_f64() / 1e6
+    );
 }
 
 fn main() {
@@ -293,10 +326,12 @@ fn main() {
     let events: u64 = arg(&args, "--events", 1_000_000);
     let rounds: u64 = arg(&args, "--rounds", 5);
     let level: String = arg(&args, "--level", "both".to_string());
+    // `--via records`: build every flushed record and append those (the path before store format 4).
+    let via_records = arg(&args, "--via", "batch".to_string()) == "records";
     if level == "both" || level == "workload" {
-        run(AggregationLevel::Workload, events, rounds);
+        run(AggregationLevel::Workload, events, rounds, via_records);
     }
     if level == "both" || level == "five_tuple" {
-        run(AggregationLevel::FiveTuple, events, rounds);
+        run(AggregationLevel::FiveTuple, events, rounds, via_records);
     }
 }
