@@ -229,6 +229,12 @@ struct Entry {
 struct Side {
     meta: Option<Arc<EndpointMeta>>,
     last_member: u32,
+    /// Per-workload records only: the members merged into this side (boxed: a per-5-tuple entry stays small).
+    merge: Option<Box<Merge>>,
+}
+
+#[derive(Debug, Default)]
+struct Merge {
     /// Other members seen since the last fold (ids and metadata), at most `MAX_MEMBERS`.
     members: Vec<(u32, Option<Arc<EndpointMeta>>)>,
     /// Labels shared by all members folded so far (`None`: nothing folded yet).
@@ -239,7 +245,7 @@ const MAX_MEMBERS: usize = 16;
 
 impl Side {
     fn new(meta: Option<Arc<EndpointMeta>>, member: u32) -> Self {
-        Self { meta, last_member: member, members: Vec::new(), shared_labels: None }
+        Self { meta, last_member: member, merge: None }
     }
 
     /// Notes that `member` contributed; `meta` is called only for a member not seen recently.
@@ -249,20 +255,21 @@ impl Side {
             return;
         }
         self.last_member = member;
-        if self.members.iter().any(|(m, _)| *m == member) {
+        let m = self.merge.get_or_insert_with(Default::default);
+        if m.members.iter().any(|(x, _)| *x == member) {
             return;
         }
-        if self.members.len() == MAX_MEMBERS {
-            self.fold();
+        if m.members.len() == MAX_MEMBERS {
+            Self::fold(&self.meta, m);
         }
-        self.members.push((member, meta()));
+        m.members.push((member, meta()));
     }
 
-    fn fold(&mut self) {
-        let labels = self.shared_labels.get_or_insert_with(|| self.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default());
-        for (_, m) in self.members.drain(..) {
-            match m {
-                Some(m) => labels.retain(|k, v| m.labels.get(k) == Some(v)),
+    fn fold(meta: &Option<Arc<EndpointMeta>>, m: &mut Merge) {
+        let labels = m.shared_labels.get_or_insert_with(|| meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default());
+        for (_, x) in m.members.drain(..) {
+            match x {
+                Some(x) => labels.retain(|k, v| x.labels.get(k) == Some(v)),
                 None => labels.clear(),
             }
         }
@@ -270,15 +277,17 @@ impl Side {
 
     /// Folds the members seen into the shared labels (once, when the interval is flushed).
     fn settle(&mut self) {
-        if !self.members.is_empty() || self.shared_labels.is_some() {
-            self.fold();
+        if let Some(m) = self.merge.as_deref_mut()
+            && (!m.members.is_empty() || m.shared_labels.is_some())
+        {
+            Self::fold(&self.meta, m);
         }
     }
 
     /// The labels every member has (with the same value); call [`Self::settle`] first.
     fn labels(&self) -> &BTreeMap<String, String> {
         static NONE: BTreeMap<String, String> = BTreeMap::new();
-        match (&self.shared_labels, &self.meta) {
+        match (self.merge.as_ref().and_then(|m| m.shared_labels.as_ref()), &self.meta) {
             (Some(l), _) => l,
             (None, Some(m)) => &m.labels,
             (None, None) => &NONE,
@@ -315,6 +324,9 @@ pub struct Aggregator {
     cache: SideCache,
     /// Workload names → slots; persistent so that keys stored in the tracker stay valid.
     slots: FxHashMap<(EndpointKind, Option<String>, String), u32>,
+    /// Memory of a written batch ([`Aggregator::recycle`]): entries and order.
+    spare: (Vec<Flushed>, Vec<u32>),
+    sort_keys: Vec<(UnixNanos, UnixNanos, u32)>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -338,6 +350,8 @@ impl Aggregator {
             live: FxHashMap::default(),
             cache: SideCache::default(),
             slots: FxHashMap::default(),
+            spare: Default::default(),
+            sort_keys: Vec::new(),
         }
     }
 
@@ -496,10 +510,10 @@ impl Aggregator {
     }
 
     fn unlive(&mut self, key: &AggKey) {
-        if let Some(n) = self.live.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                self.live.remove(key);
+        if let std::collections::hash_map::Entry::Occupied(mut o) = self.live.entry(*key) {
+            *o.get_mut() -= 1;
+            if *o.get() == 0 {
+                o.remove();
             }
         }
     }
@@ -675,32 +689,41 @@ impl Aggregator {
     /// the records `flush` returns.
     pub fn flush_batch(&mut self, now_ns: u64) -> FlowBatch {
         self.expire(now_ns);
-        let mut entries: Vec<Flushed> = self
-            .interval
-            .drain()
-            .map(|(key, mut e)| {
-                e.local.settle();
-                e.peer.settle();
-                Flushed { open: self.live.get(&key).copied().unwrap_or(0), key, e }
-            })
-            .collect();
+        // The entries stay where the drain puts them (moved once, into a recycled vector); the flush order is a
+        // permutation.
+        let mut entries = std::mem::take(&mut self.spare.0);
+        let live = &self.live;
+        entries.extend(self.interval.drain().map(|(key, mut e)| {
+            e.local.settle();
+            e.peer.settle();
+            Flushed { open: live.get(&key).copied().unwrap_or(0), key, e }
+        }));
         let tb = self.cfg.time_base;
         let workload = self.cfg.level == AggregationLevel::Workload;
         // The records' order: (start, end, src ip, src port, dst ip, dst port, verdict), then the sides' display
-        // names (built only for ties), then the drain order (as a stable sort of the records would keep it).
-        let mut keys: Vec<(SortKey, u32)> = entries.iter().enumerate().map(|(i, f)| (f.sort_key(tb, workload), i as u32)).collect();
+        // names, then the drain order (as a stable sort of the records would keep it). Start and end decide almost
+        // always; the rest is computed only for ties.
+        let keys = &mut self.sort_keys;
+        keys.clear();
+        keys.extend(entries.iter().enumerate().map(|(i, f)| (tb.to_unix(f.e.start_ns), tb.to_unix(f.e.end_ns), i as u32)));
         keys.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| {
-                    let (fa, fb) = (&entries[a.1 as usize], &entries[b.1 as usize]);
-                    let (sa, da) = fa.display_names(workload);
-                    let (sb, db) = fb.display_names(workload);
-                    sa.cmp(&sb).then_with(|| da.cmp(&db))
-                })
-                .then(a.1.cmp(&b.1))
+            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+                let (fa, fb) = (&entries[a.2 as usize], &entries[b.2 as usize]);
+                fa.sort_key(tb, workload)
+                    .cmp(&fb.sort_key(tb, workload))
+                    .then_with(|| {
+                        let (sa, da) = fa.display_names(workload);
+                        let (sb, db) = fb.display_names(workload);
+                        sa.cmp(&sb).then_with(|| da.cmp(&db))
+                    })
+                    .then(a.2.cmp(&b.2))
+            })
         });
-        let mut slots: Vec<Option<Flushed>> = entries.drain(..).map(Some).collect();
-        let entries: Vec<Flushed> = keys.iter().map(|(_, i)| slots[*i as usize].take().expect("each index once")).collect();
+        let mut order = std::mem::take(&mut self.spare.1);
+        order.extend(keys.iter().map(|k| k.2));
+        if keys.capacity() > 4 * keys.len().max(1024) {
+            keys.shrink_to(keys.len());
+        }
         self.denied_seen.clear();
         self.cache.endpoints.clear();
         self.cache.identities.clear();
@@ -708,11 +731,26 @@ impl Aggregator {
             self.denied_seen.shrink_to(65_536);
         }
         PipelineCounters::add(&self.counters.records_out, entries.len() as u64);
-        FlowBatch { level: self.cfg.level, node: self.cfg.node.as_str().into(), time_base: tb, entries }
+        FlowBatch { level: self.cfg.level, node: self.cfg.node.as_str().into(), time_base: tb, entries, order }
+    }
+
+    /// Takes a written batch back, to reuse its memory for the next flush (optional: a dropped batch just frees
+    /// it).
+    pub fn recycle(&mut self, batch: FlowBatch) {
+        let (mut entries, mut order) = (batch.entries, batch.order);
+        let n = entries.len();
+        entries.clear();
+        order.clear();
+        // Keep at most a few times what the last flush needed.
+        if entries.capacity() > 4 * n.max(1024) {
+            entries.shrink_to(n);
+            order.shrink_to(n);
+        }
+        self.spare = (entries, order);
     }
 }
 
-/// Sort key of a flushed entry: (start, end, src ip, src port, dst ip, dst port, verdict) with `Option<IpAddr>`
+/// Full sort key of a flushed entry: (start, end, src ip, src port, dst ip, dst port, verdict) with `Option<IpAddr>`
 /// as (0 none / 1 v4 / 2 v6, address as a big-endian number) and `Option<u16>` as 0 / port + 1, which orders
 /// exactly as the record's fields do.
 type SortKey = (u64, u64, u8, u128, u32, u8, u128, u32, u8);
@@ -906,7 +944,9 @@ pub struct FlowBatch {
     level: AggregationLevel,
     node: Arc<str>,
     time_base: TimeBase,
+    /// In drain order; `order` lists them in flush order.
     entries: Vec<Flushed>,
+    order: Vec<u32>,
 }
 
 /// The counters of one record of a [`FlowBatch`] (without building it).
@@ -934,12 +974,16 @@ impl FlowBatch {
 
     /// The records, in flush order.
     pub fn to_records(&self) -> Vec<FlowRecord> {
-        self.entries.iter().map(|f| f.record(self.level, &self.node, self.time_base)).collect()
+        self.flushed().map(|f| f.record(self.level, &self.node, self.time_base)).collect()
+    }
+
+    fn flushed(&self) -> impl ExactSizeIterator<Item = &Flushed> + '_ {
+        self.order.iter().map(|&i| &self.entries[i as usize])
     }
 
     /// Each record's counters, in flush order.
     pub fn counts(&self) -> impl ExactSizeIterator<Item = BatchCounts> + '_ {
-        self.entries.iter().map(|f| BatchCounts {
+        self.flushed().map(|f| BatchCounts {
             verdict: if f.key.verdict == VERDICT_ALLOWED { Verdict::Allowed } else { Verdict::Denied },
             end_time: self.time_base.to_unix(f.e.end_ns),
             packets_src_to_dst: f.e.packets_fwd,
@@ -954,12 +998,12 @@ impl FlowBatch {
 
     /// End time of record `i` (flush order).
     pub fn end_time(&self, i: usize) -> UnixNanos {
-        self.time_base.to_unix(self.entries[i].e.end_ns)
+        self.time_base.to_unix(self.entries[self.order[i] as usize].e.end_ns)
     }
 
     /// Adds record `i` (flush order) to `enc`: exactly what [`Self::to_records`]`()[i]` encodes to, without
     /// building it.
     pub fn encode(&self, i: usize, enc: &mut BlockEncoder) {
-        self.entries[i].encode(self.level, &self.node, self.time_base, enc);
+        self.entries[self.order[i] as usize].encode(self.level, &self.node, self.time_base, enc);
     }
 }

@@ -122,6 +122,11 @@ impl<E: Enricher> Pipeline<E> {
         self.agg.flush_batch(now_ns)
     }
 
+    /// Takes a written batch back to reuse its memory (see [`Aggregator::recycle`]).
+    pub fn recycle(&mut self, batch: FlowBatch) {
+        self.agg.recycle(batch);
+    }
+
     /// Ends the interval and writes its records to every sink. A failing first sink (the store)
     /// counts the records as lost (`store_errors`); failures of later sinks (exports) count in
     /// `export_errors`. Returns the records and the first error, if any.
@@ -142,6 +147,7 @@ impl<E: Enricher> Pipeline<E> {
                 }
             }
         }
+        self.agg.recycle(batch);
         (recs, first_err)
     }
 }

@@ -99,6 +99,15 @@ pub struct FlowStore {
     span: u64,
     next_seq: u64,
     evicted: u64,
+    scratch: Scratch,
+}
+
+/// An append's buffers, kept for the next one.
+#[derive(Default)]
+struct Scratch {
+    order: Vec<(UnixNanos, u32)>,
+    buf: Vec<u8>,
+    enc: BlockEncoder,
 }
 
 impl std::fmt::Debug for FlowStore {
@@ -200,7 +209,7 @@ impl FlowStore {
             };
         }
         wtx.commit().map_err(|x| e(x.into()))?;
-        Ok(Self { db: Arc::new(db), path, opts, bytes, records, span, next_seq, evicted: 0 })
+        Ok(Self { db: Arc::new(db), path, opts, bytes, records, span, next_seq, evicted: 0, scratch: Scratch::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -236,12 +245,14 @@ impl FlowStore {
         mut encode: impl FnMut(usize, &mut BlockEncoder),
         now: UnixNanos,
     ) -> Result<u64, Error> {
-        let mut order: Vec<(UnixNanos, u32)> = (0..n).map(|i| (end_time(i), i as u32)).collect();
+        // Buffers reused from append to append.
+        let Scratch { mut order, mut buf, mut enc } = std::mem::take(&mut self.scratch);
+        order.clear();
+        buf.clear();
+        order.extend((0..n).map(|i| (end_time(i), i as u32)));
         order.sort_unstable();
         // Encode first, then one transaction.
-        let mut buf = Vec::with_capacity(n * 48 + 1024);
         let mut blocks: Vec<(std::ops::Range<usize>, crate::codec::BlockInfo)> = Vec::new();
-        let mut enc = BlockEncoder::new();
         let mut start = 0;
         for (k, &(_, i)) in order.iter().enumerate() {
             encode(i as usize, &mut enc);
@@ -260,7 +271,7 @@ impl FlowStore {
             let mut t = wtx.open_table(FLOWS).map_err(|x| self.err(x.into()))?;
             for (range, info) in blocks {
                 let v = &buf[range];
-                span = span.max(info.last_end - info.first_end);
+                span = span.max(info.last_end.saturating_sub(info.first_end));
                 let k = key(info.last_end, seq);
                 seq += 1;
                 if let Some(old) = t.insert(k, v).map_err(|x| self.err(x.into()))? {
@@ -283,6 +294,11 @@ impl FlowStore {
         self.span = span;
         self.next_seq = seq;
         self.evicted += evicted;
+        if buf.capacity() > 4 * buf.len().max(1 << 20) {
+            buf.shrink_to(buf.len());
+            order.shrink_to(order.len());
+        }
+        self.scratch = Scratch { order, buf, enc };
         Ok(evicted)
     }
 
