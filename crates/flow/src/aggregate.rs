@@ -202,6 +202,44 @@ struct AggKey {
     reason: u8,
 }
 
+impl AggKey {
+    /// The key of tuple `t` with its sides' ids (`local`, `peer`: see [`Aggregator::key`]).
+    fn build(level: AggregationLevel, t: &Tuple, local: u64, peer: u64, rule_id: u32, verdict: u8, reason: u8) -> Self {
+        match level {
+            AggregationLevel::FiveTuple => AggKey {
+                local,
+                peer,
+                rule_id,
+                src: t.src,
+                dst: t.dst,
+                sport: t.sport,
+                dport: t.dport,
+                proto: t.proto,
+                family: t.family,
+                dir: t.dir,
+                verdict,
+                reason,
+            },
+            // Ingress: the destination port is on the local side (dst), egress: on the peer (dst) -- either way
+            // the packet's dport. ICMP keeps type/code.
+            AggregationLevel::Workload => AggKey {
+                local,
+                peer,
+                rule_id,
+                src: [0; 16],
+                dst: [0; 16],
+                sport: 0,
+                dport: t.dport,
+                proto: t.proto,
+                family: t.family,
+                dir: t.dir,
+                verdict,
+                reason,
+            },
+        }
+    }
+}
+
 /// One record being accumulated.
 #[derive(Debug)]
 struct Entry {
@@ -295,14 +333,28 @@ impl Side {
     }
 }
 
-/// A tracked open connection.
+/// A tracked open connection (an allowed one). Its record key is rebuilt from the tracker's tuple and these ids
+/// ([`Conn::key`]) rather than stored: a smaller tracker entry (112 bytes instead of 160) is fewer cache misses.
 #[derive(Clone, Copy, Debug)]
 struct Conn {
-    key: AggKey,
+    local: u64,
+    peer: u64,
+    rule_id: u32,
     peer_identity: u32,
     /// Packets/bytes already counted per direction (original, reply).
     counted: [(u64, u64); 2],
     opened_ns: u64,
+}
+
+impl Conn {
+    fn new(key: &AggKey, peer_identity: u32, counted: [(u64, u64); 2], opened_ns: u64) -> Self {
+        Self { local: key.local, peer: key.peer, rule_id: key.rule_id, peer_identity, counted, opened_ns }
+    }
+
+    /// The record key of this connection, whose tuple (the tracker's key) is `t`.
+    fn key(&self, level: AggregationLevel, t: &Tuple) -> AggKey {
+        AggKey::build(level, t, self.local, self.peer, self.rule_id, VERDICT_ALLOWED, NO_REASON)
+    }
 }
 
 /// Per-interval cache of the enricher's answers for per-workload keys.
@@ -408,7 +460,8 @@ impl Aggregator {
         e.tcp_flags |= ev.tcp_flags;
         e.started += 1;
 
-        let conn = Conn { key, peer_identity: ev.peer_identity, counted: [(ev.packets, ev.bytes), (0, 0)], opened_ns: ev.ts_ns };
+        let conn = Conn::new(&key, ev.peer_identity, [(ev.packets, ev.bytes), (0, 0)], ev.ts_ns);
+        debug_assert_eq!(conn.key(self.cfg.level, &t), key);
         if self.tracker.len() >= self.cfg.max_tracked && !self.tracker.contains_key(&t) {
             self.expire(ev.ts_ns);
             if self.tracker.len() >= self.cfg.max_tracked {
@@ -418,7 +471,7 @@ impl Aggregator {
         }
         if let Some(old) = self.tracker.insert(t, conn) {
             // The kernel forgot the old connection (idle expiry) and admitted the tuple again.
-            self.unlive(&old.key);
+            self.unlive(&old.key(self.cfg.level, &t));
         }
         *self.live.entry(key).or_insert(0) += 1;
     }
@@ -451,9 +504,10 @@ impl Aggregator {
         };
         let (key, orig, peer_identity, side, delta) = match found {
             Some((conn, side, orig)) => {
-                self.unlive(&conn.key);
+                let key = conn.key(self.cfg.level, &orig);
+                self.unlive(&key);
                 let (p0, b0) = conn.counted[side];
-                (conn.key, orig, conn.peer_identity, side, (ev.packets.saturating_sub(p0), ev.bytes.saturating_sub(b0)))
+                (key, orig, conn.peer_identity, side, (ev.packets.saturating_sub(p0), ev.bytes.saturating_sub(b0)))
             }
             None => {
                 PipelineCounters::add(&self.counters.close_unmatched, 1);
@@ -497,7 +551,7 @@ impl Aggregator {
             return;
         }
         conn.counted[side] = (p0.max(ev.packets), b0.max(ev.bytes));
-        let (key, peer_identity) = (conn.key, conn.peer_identity);
+        let (key, peer_identity) = (conn.key(self.cfg.level, &orig), conn.peer_identity);
         let e = self.entry(key, &orig, peer_identity, (ev.ts_ns, ev.ts_ns), enr);
         if side == 0 {
             e.packets_fwd += delta.0;
@@ -520,13 +574,13 @@ impl Aggregator {
 
     /// Drops tracked connections idle past their lifetime (at monotonic time `now_ns`).
     fn expire(&mut self, now_ns: u64) {
-        let (tcp, other) = (self.cfg.tcp_lifetime_ns, self.cfg.other_lifetime_ns);
+        let (tcp, other, level) = (self.cfg.tcp_lifetime_ns, self.cfg.other_lifetime_ns, self.cfg.level);
         let mut gone = Vec::new();
         self.tracker.retain(|t, c| {
             let life = if t.proto == 6 { tcp } else { other };
             let keep = now_ns.saturating_sub(c.opened_ns) < life;
             if !keep {
-                gone.push(c.key);
+                gone.push(c.key(level, t));
             }
             keep
         });
@@ -537,42 +591,11 @@ impl Aggregator {
     }
 
     fn key<E: Enricher + ?Sized>(&mut self, t: &Tuple, peer_identity: u32, rule_id: u32, verdict: u8, reason: u8, enr: &E) -> AggKey {
-        match self.cfg.level {
-            AggregationLevel::FiveTuple => AggKey {
-                local: u64::from(t.endpoint_id),
-                peer: u64::from(peer_identity),
-                rule_id,
-                src: t.src,
-                dst: t.dst,
-                sport: t.sport,
-                dport: t.dport,
-                proto: t.proto,
-                family: t.family,
-                dir: t.dir,
-                verdict,
-                reason,
-            },
-            AggregationLevel::Workload => {
-                let local = self.endpoint_slot(t.endpoint_id, enr);
-                let peer = self.identity_slot(peer_identity, enr);
-                // Ingress: the destination port is on the local side (dst), egress: on the peer (dst)
-                // -- either way the packet's dport. ICMP keeps type/code.
-                AggKey {
-                    local,
-                    peer,
-                    rule_id,
-                    src: [0; 16],
-                    dst: [0; 16],
-                    sport: 0,
-                    dport: t.dport,
-                    proto: t.proto,
-                    family: t.family,
-                    dir: t.dir,
-                    verdict,
-                    reason,
-                }
-            }
-        }
+        let (local, peer) = match self.cfg.level {
+            AggregationLevel::FiveTuple => (u64::from(t.endpoint_id), u64::from(peer_identity)),
+            AggregationLevel::Workload => (self.endpoint_slot(t.endpoint_id, enr), self.identity_slot(peer_identity, enr)),
+        };
+        AggKey::build(self.cfg.level, t, local, peer, rule_id, verdict, reason)
     }
 
     fn slot_of(slots: &mut FxHashMap<(EndpointKind, Option<String>, String), u32>, m: &EndpointMeta) -> Option<u64> {
