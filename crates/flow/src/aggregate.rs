@@ -372,6 +372,8 @@ pub struct Aggregator {
     /// Denied tuples seen this interval (to count attempts, not packets).
     denied_seen: FxHashSet<Tuple>,
     tracker: FxHashMap<Tuple, Conn>,
+    /// Per-workload keys: tracked connections per key (for `flows_open`). Per 5-tuple a key names one tuple, so
+    /// it has at most one tracked connection, found in the tracker itself ([`Aggregator::open_of`]).
     live: FxHashMap<AggKey, u32>,
     cache: SideCache,
     /// Workload names → slots; persistent so that keys stored in the tracker stay valid.
@@ -473,7 +475,9 @@ impl Aggregator {
             // The kernel forgot the old connection (idle expiry) and admitted the tuple again.
             self.unlive(&old.key(self.cfg.level, &t));
         }
-        *self.live.entry(key).or_insert(0) += 1;
+        if self.cfg.level == AggregationLevel::Workload {
+            *self.live.entry(key).or_insert(0) += 1;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -564,10 +568,37 @@ impl Aggregator {
     }
 
     fn unlive(&mut self, key: &AggKey) {
+        if self.cfg.level != AggregationLevel::Workload {
+            return;
+        }
         if let std::collections::hash_map::Entry::Occupied(mut o) = self.live.entry(*key) {
             *o.get_mut() -= 1;
             if *o.get() == 0 {
                 o.remove();
+            }
+        }
+    }
+
+    /// Tracked connections of record key `key`.
+    fn open_of(level: AggregationLevel, live: &FxHashMap<AggKey, u32>, tracker: &FxHashMap<Tuple, Conn>, key: &AggKey) -> u32 {
+        match level {
+            AggregationLevel::Workload => live.get(key).copied().unwrap_or(0),
+            // The key holds the whole tuple: the connection tracked at that tuple, if its key is this one.
+            AggregationLevel::FiveTuple => {
+                if key.verdict != VERDICT_ALLOWED {
+                    return 0;
+                }
+                let t = Tuple {
+                    endpoint_id: key.local as u32,
+                    src: key.src,
+                    dst: key.dst,
+                    sport: key.sport,
+                    dport: key.dport,
+                    proto: key.proto,
+                    family: key.family,
+                    dir: key.dir,
+                };
+                tracker.get(&t).is_some_and(|c| c.key(level, &t) == *key).into()
             }
         }
     }
@@ -715,11 +746,11 @@ impl Aggregator {
         // The entries stay where the drain puts them (moved once, into a recycled vector); the flush order is a
         // permutation.
         let mut entries = std::mem::take(&mut self.spare.0);
-        let live = &self.live;
+        let (live, tracker, level) = (&self.live, &self.tracker, self.cfg.level);
         entries.extend(self.interval.drain().map(|(key, mut e)| {
             e.local.settle();
             e.peer.settle();
-            Flushed { open: live.get(&key).copied().unwrap_or(0), key, e }
+            Flushed { open: Self::open_of(level, live, tracker, &key), key, e }
         }));
         let tb = self.cfg.time_base;
         let workload = self.cfg.level == AggregationLevel::Workload;
