@@ -420,3 +420,36 @@ fn batch_encoding_answers_like_records_and_format_3() {
         assert_eq!(c.stats().unwrap().records, both.len() as u64);
     }
 }
+
+/// A stored block changed on disk (one byte anywhere in the value) is reported as corrupt by queries, never read as
+/// other records.
+#[test]
+fn a_changed_block_is_an_error_not_other_records() {
+    use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+    const FLOWS: TableDefinition<'_, [u8; 16], &[u8]> = TableDefinition::new("flows");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.redb");
+    let recs = records(30);
+    FlowStore::open(&path, FlowStoreOptions::default()).unwrap().append_at(&recs, 0).unwrap();
+    let (k, v) = {
+        let db = Database::open(&path).unwrap();
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(FLOWS).unwrap();
+        let (k, v) = t.first().unwrap().unwrap();
+        (k.value(), v.value().to_vec())
+    };
+    assert_eq!(v[0], porin_flow::codec::TAG_DICT_BLOCK);
+    for at in [1, v.len() / 3, v.len() / 2, v.len() - 9, v.len() - 1] {
+        let mut bad = v.clone();
+        bad[at] ^= 0x04;
+        {
+            let db = Database::open(&path).unwrap();
+            let w = db.begin_write().unwrap();
+            w.open_table(FLOWS).unwrap().insert(k, bad.as_slice()).unwrap();
+            w.commit().unwrap();
+        }
+        let s = FlowStore::open(&path, FlowStoreOptions::default()).unwrap();
+        let err = s.query(&Query::default()).unwrap_err();
+        assert!(matches!(err, porin_flow::Error::Corrupt { .. }), "byte {at}: {err}");
+    }
+}
