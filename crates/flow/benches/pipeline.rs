@@ -2,7 +2,11 @@
 //! `Event::decode` → enrichment (hash-map enricher) → aggregation → flow store (redb, fsync per
 //! flush), with zero loss checked at the end.
 //!
-//! `cargo bench -p porin-flow --bench pipeline [-- --events N --rounds R --level five_tuple|workload]`
+//! `cargo bench -p porin-flow --bench pipeline [-- --events N --rounds R --level five_tuple|workload --via batch|records --no-readback]`
+//!
+//! `--via batch` (default) stores each flush as the agent does, encoded from the aggregator's entries; `--via
+//! records` builds every record first and appends those. The stored records are read back at the end and checked
+//! against the generator (every admitted connection, close and denied packet).
 //!
 //! Workload (replayed synthetic node): 200 local pods in 20 workloads across 10 namespaces; peers
 //! are those pods, 5 network sets and the world. Per round (= one 10 s flush interval at a simulated
@@ -181,11 +185,18 @@ impl Gen {
     }
 }
 
+/// CPU time of this thread (excludes time waiting for the CPU on a loaded machine, and I/O waits).
+fn cpu() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+}
+
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
+fn run(level: AggregationLevel, events_per_round: u64, rounds: u64, via_records: bool, readback: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = FlowStore::open(dir.path().join("flows.redb"), FlowStoreOptions::default()).expect("store");
     let tb = TimeBase::system();
@@ -201,16 +212,31 @@ fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
     let mut all_completed = 0u64;
     let mut denied_packets = 0u64;
     let mut t_store = Duration::ZERO;
+    let (mut c_ingest, mut c_flush, mut c_store) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut flush = |p: &mut Pipeline<MapEnricher>, now: u64, store: &mut FlowStore, t: &mut Duration| {
         let t0 = Instant::now();
-        let recs = p.flush(now);
-        let t1 = Instant::now();
-        store.append_at(&recs, tb.to_unix(now)).expect("append");
-        t_store += t1.elapsed();
+        let c0 = cpu();
+        let batch = p.flush_batch(now);
+        if via_records {
+            // The path of store format 3: build every record, then encode them.
+            let recs = batch.to_records();
+            let t1 = Instant::now();
+            let c1 = cpu();
+            store.append_at(&recs, tb.to_unix(now)).expect("append");
+            t_store += t1.elapsed();
+            c_store += cpu() - c1;
+        } else {
+            let t1 = Instant::now();
+            let c1 = cpu();
+            store.append_batch_at(&batch, tb.to_unix(now)).expect("append");
+            t_store += t1.elapsed();
+            c_store += cpu() - c1;
+        }
         *t += t0.elapsed();
-        records += recs.len() as u64;
+        c_flush += cpu() - c0;
+        records += batch.len() as u64;
         flushes += 1;
-        for r in &recs {
+        for r in batch.counts() {
             if r.verdict == Verdict::Allowed {
                 all_started_allowed += r.flows_started;
                 all_completed += r.flows_completed;
@@ -218,20 +244,25 @@ fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
                 denied_packets += r.packets_src_to_dst;
             }
         }
+        p.recycle(batch);
     };
     let mut peak_state = (0.0f64, 0usize);
     for _ in 0..rounds {
         g.round(events_per_round, &mut buf);
         let mut t0 = Instant::now();
+        let mut c0 = cpu();
         for rec in buf.chunks_exact(std::mem::size_of::<RawEvent>()) {
             if p.push_raw(rec) {
                 // Early flush (interval table full): timed as flush, not ingest.
                 t_ingest += t0.elapsed();
+                c_ingest += cpu() - c0;
                 flush(&mut p, g.ts, &mut store, &mut t_flush);
                 t0 = Instant::now();
+                c0 = cpu();
             }
         }
         t_ingest += t0.elapsed();
+        c_ingest += cpu() - c0;
         let tracked = p.aggregator().tracked();
         if tracked > peak_state.1 {
             peak_state = (p.aggregator().state_bytes_per_tracked(), tracked);
@@ -258,9 +289,25 @@ fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
     assert_eq!(all_completed, g.truth.close, "every close is in a record");
     assert_eq!(denied_packets, g.truth.denied, "every denied packet is in a record");
     let st = store.stats().expect("stats");
+    // What was stored, read back (not timed above): every event is in a stored record.
+    let t_query = Instant::now();
+    let stored = if readback { store.query(&porin_flow::Query::default()).expect("query") } else { Vec::new() };
+    let t_query = t_query.elapsed();
+    assert!(!readback || stored.len() as u64 == records, "every record was stored (none evicted)");
+    let (mut s_new, mut s_close, mut s_denied) = (0, 0, 0);
+    for r in &stored {
+        if r.verdict == Verdict::Allowed {
+            s_new += r.flows_started;
+            s_close += r.flows_completed;
+        } else {
+            s_denied += r.packets_src_to_dst;
+        }
+    }
+    assert!(!readback || (s_new, s_close, s_denied) == (g.truth.new, g.truth.close, g.truth.denied), "stored records hold every event");
     let total = t_ingest + t_flush;
     println!(
-        "level={level:?} events={events} records={records} flushes={flushes} aggregation_ratio={:.1} events/record",
+        "level={level:?} via={} events={events} records={records} flushes={flushes} aggregation_ratio={:.1} events/record",
+        if via_records { "records" } else { "batch" },
         events as f64 / records.max(1) as f64
     );
     println!(
@@ -273,6 +320,15 @@ fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
         t_store.as_secs_f64() * 1e3,
         t_store.as_secs_f64() * 1e6 / records.max(1) as f64,
     );
+    let c_total = c_ingest + c_flush;
+    println!(
+        "  CPU time (this thread): {:.2} M events per CPU-second (decode+enrich+aggregate {:.0} ns/event, flush {:.0} ms, store {:.0} ms = {:.2} us/record)",
+        events as f64 / c_total.as_secs_f64() / 1e6,
+        c_ingest.as_nanos() as f64 / events as f64,
+        (c_flush - c_store).as_secs_f64() * 1e3,
+        c_store.as_secs_f64() * 1e3,
+        c_store.as_secs_f64() * 1e6 / records.max(1) as f64,
+    );
     println!(
         "  tracked connections peak={} state={:.0} B/tracked flow; store records={} bytes={} file={} B ({:.0} B/record); lost={}",
         peak_state.1,
@@ -282,6 +338,11 @@ fn run(level: AggregationLevel, events_per_round: u64, rounds: u64) {
         st.file_bytes,
         st.bytes as f64 / st.records.max(1) as f64,
         c.lost_total()
+    );
+    println!(
+        "  query of every stored record: {:.0} ms ({:.2} M records/s)",
+        t_query.as_secs_f64() * 1e3,
+        stored.len() as f64 / t_query.as_secs_f64() / 1e6
     );
 }
 
@@ -293,10 +354,14 @@ fn main() {
     let events: u64 = arg(&args, "--events", 1_000_000);
     let rounds: u64 = arg(&args, "--rounds", 5);
     let level: String = arg(&args, "--level", "both".to_string());
+    // `--via records`: build every flushed record and append those (the path before store format 4).
+    let via_records = arg(&args, "--via", "batch".to_string()) == "records";
+    // `--no-readback`: skip reading the store back at the end (for profiling the pipeline alone).
+    let readback = !args.iter().any(|a| a == "--no-readback");
     if level == "both" || level == "workload" {
-        run(AggregationLevel::Workload, events, rounds);
+        run(AggregationLevel::Workload, events, rounds, via_records, readback);
     }
     if level == "both" || level == "five_tuple" {
-        run(AggregationLevel::FiveTuple, events, rounds);
+        run(AggregationLevel::FiveTuple, events, rounds, via_records, readback);
     }
 }

@@ -21,21 +21,30 @@
 //!   port. Labels of a merged side are the labels all its pods share.
 //!
 //! The verdict is part of every key: allowed and denied traffic never share a record.
+//!
+//! The tables hash with FxHash (`rustc-hash`: fast, not collision-resistant). Keys are flow tuples chosen by
+//! packets on the node, so a hostile workload could aim for collisions; the tables are bounded and counted (see
+//! `docs/design/flows.md`), and the cost of a collision flood is CPU, not a wrong answer.
+//!
+//! A flush returns a [`FlowBatch`]: the interval's entries, which the flow store encodes directly (metadata
+//! interned per block by pointer, see [`crate::codec::BlockEncoder`]) and which build [`FlowRecord`]s only
+//! when asked.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use porin_abi::{Direction, Event, EventType, Reason};
+use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::codec::{BlockEncoder, EndpointDesc, RecordRef, SideRef};
 use crate::counters::PipelineCounters;
 use crate::enrich::{EndpointMeta, Enricher, PendingMeta, PendingQuery, RuleMeta};
-use crate::hash::{FxHashMap, FxHashSet};
 use crate::record::{
     AggregationLevel, EndpointKind, FlowDirection, FlowEndpoint, FlowRecord, Icmp, IpFamily, Reporter, TcpFlags,
     Verdict, protocol_name,
 };
-use crate::time::TimeBase;
+use crate::time::{TimeBase, UnixNanos};
 
 /// Conntrack lifetimes of the dataplane (`abi.h`): idle time after which an entry is gone.
 pub const CT_LIFETIME_TCP_NS: u64 = 6 * 3600 * 1_000_000_000;
@@ -193,6 +202,44 @@ struct AggKey {
     reason: u8,
 }
 
+impl AggKey {
+    /// The key of tuple `t` with its sides' ids (`local`, `peer`: see [`Aggregator::key`]).
+    fn build(level: AggregationLevel, t: &Tuple, local: u64, peer: u64, rule_id: u32, verdict: u8, reason: u8) -> Self {
+        match level {
+            AggregationLevel::FiveTuple => AggKey {
+                local,
+                peer,
+                rule_id,
+                src: t.src,
+                dst: t.dst,
+                sport: t.sport,
+                dport: t.dport,
+                proto: t.proto,
+                family: t.family,
+                dir: t.dir,
+                verdict,
+                reason,
+            },
+            // Ingress: the destination port is on the local side (dst), egress: on the peer (dst) -- either way
+            // the packet's dport. ICMP keeps type/code.
+            AggregationLevel::Workload => AggKey {
+                local,
+                peer,
+                rule_id,
+                src: [0; 16],
+                dst: [0; 16],
+                sport: 0,
+                dport: t.dport,
+                proto: t.proto,
+                family: t.family,
+                dir: t.dir,
+                verdict,
+                reason,
+            },
+        }
+    }
+}
+
 /// One record being accumulated.
 #[derive(Debug)]
 struct Entry {
@@ -220,6 +267,12 @@ struct Entry {
 struct Side {
     meta: Option<Arc<EndpointMeta>>,
     last_member: u32,
+    /// Per-workload records only: the members merged into this side (boxed: a per-5-tuple entry stays small).
+    merge: Option<Box<Merge>>,
+}
+
+#[derive(Debug, Default)]
+struct Merge {
     /// Other members seen since the last fold (ids and metadata), at most `MAX_MEMBERS`.
     members: Vec<(u32, Option<Arc<EndpointMeta>>)>,
     /// Labels shared by all members folded so far (`None`: nothing folded yet).
@@ -230,7 +283,7 @@ const MAX_MEMBERS: usize = 16;
 
 impl Side {
     fn new(meta: Option<Arc<EndpointMeta>>, member: u32) -> Self {
-        Self { meta, last_member: member, members: Vec::new(), shared_labels: None }
+        Self { meta, last_member: member, merge: None }
     }
 
     /// Notes that `member` contributed; `meta` is called only for a member not seen recently.
@@ -240,43 +293,68 @@ impl Side {
             return;
         }
         self.last_member = member;
-        if self.members.iter().any(|(m, _)| *m == member) {
+        let m = self.merge.get_or_insert_with(Default::default);
+        if m.members.iter().any(|(x, _)| *x == member) {
             return;
         }
-        if self.members.len() == MAX_MEMBERS {
-            self.fold();
+        if m.members.len() == MAX_MEMBERS {
+            Self::fold(&self.meta, m);
         }
-        self.members.push((member, meta()));
+        m.members.push((member, meta()));
     }
 
-    fn fold(&mut self) {
-        let labels = self.shared_labels.get_or_insert_with(|| self.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default());
-        for (_, m) in self.members.drain(..) {
-            match m {
-                Some(m) => labels.retain(|k, v| m.labels.get(k) == Some(v)),
+    fn fold(meta: &Option<Arc<EndpointMeta>>, m: &mut Merge) {
+        let labels = m.shared_labels.get_or_insert_with(|| meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default());
+        for (_, x) in m.members.drain(..) {
+            match x {
+                Some(x) => labels.retain(|k, v| x.labels.get(k) == Some(v)),
                 None => labels.clear(),
             }
         }
     }
 
-    /// The labels every member has (with the same value).
-    fn labels(&mut self) -> BTreeMap<String, String> {
-        if self.members.is_empty() && self.shared_labels.is_none() {
-            return self.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+    /// Folds the members seen into the shared labels (once, when the interval is flushed).
+    fn settle(&mut self) {
+        if let Some(m) = self.merge.as_deref_mut()
+            && (!m.members.is_empty() || m.shared_labels.is_some())
+        {
+            Self::fold(&self.meta, m);
         }
-        self.fold();
-        self.shared_labels.clone().unwrap_or_default()
+    }
+
+    /// The labels every member has (with the same value); call [`Self::settle`] first.
+    fn labels(&self) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        match (self.merge.as_ref().and_then(|m| m.shared_labels.as_ref()), &self.meta) {
+            (Some(l), _) => l,
+            (None, Some(m)) => &m.labels,
+            (None, None) => &NONE,
+        }
     }
 }
 
-/// A tracked open connection.
+/// A tracked open connection (an allowed one). Its record key is rebuilt from the tracker's tuple and these ids
+/// ([`Conn::key`]) rather than stored: a smaller tracker entry (112 bytes instead of 160) is fewer cache misses.
 #[derive(Clone, Copy, Debug)]
 struct Conn {
-    key: AggKey,
+    local: u64,
+    peer: u64,
+    rule_id: u32,
     peer_identity: u32,
     /// Packets/bytes already counted per direction (original, reply).
     counted: [(u64, u64); 2],
     opened_ns: u64,
+}
+
+impl Conn {
+    fn new(key: &AggKey, peer_identity: u32, counted: [(u64, u64); 2], opened_ns: u64) -> Self {
+        Self { local: key.local, peer: key.peer, rule_id: key.rule_id, peer_identity, counted, opened_ns }
+    }
+
+    /// The record key of this connection, whose tuple (the tracker's key) is `t`.
+    fn key(&self, level: AggregationLevel, t: &Tuple) -> AggKey {
+        AggKey::build(level, t, self.local, self.peer, self.rule_id, VERDICT_ALLOWED, NO_REASON)
+    }
 }
 
 /// Per-interval cache of the enricher's answers for per-workload keys.
@@ -294,10 +372,15 @@ pub struct Aggregator {
     /// Denied tuples seen this interval (to count attempts, not packets).
     denied_seen: FxHashSet<Tuple>,
     tracker: FxHashMap<Tuple, Conn>,
+    /// Per-workload keys: tracked connections per key (for `flows_open`). Per 5-tuple a key names one tuple, so
+    /// it has at most one tracked connection, found in the tracker itself ([`Aggregator::open_of`]).
     live: FxHashMap<AggKey, u32>,
     cache: SideCache,
     /// Workload names → slots; persistent so that keys stored in the tracker stay valid.
     slots: FxHashMap<(EndpointKind, Option<String>, String), u32>,
+    /// Memory of a written batch ([`Aggregator::recycle`]): entries and order.
+    spare: (Vec<Flushed>, Vec<u32>),
+    sort_keys: Vec<(UnixNanos, UnixNanos, u32)>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -321,6 +404,8 @@ impl Aggregator {
             live: FxHashMap::default(),
             cache: SideCache::default(),
             slots: FxHashMap::default(),
+            spare: Default::default(),
+            sort_keys: Vec::new(),
         }
     }
 
@@ -377,7 +462,8 @@ impl Aggregator {
         e.tcp_flags |= ev.tcp_flags;
         e.started += 1;
 
-        let conn = Conn { key, peer_identity: ev.peer_identity, counted: [(ev.packets, ev.bytes), (0, 0)], opened_ns: ev.ts_ns };
+        let conn = Conn::new(&key, ev.peer_identity, [(ev.packets, ev.bytes), (0, 0)], ev.ts_ns);
+        debug_assert_eq!(conn.key(self.cfg.level, &t), key);
         if self.tracker.len() >= self.cfg.max_tracked && !self.tracker.contains_key(&t) {
             self.expire(ev.ts_ns);
             if self.tracker.len() >= self.cfg.max_tracked {
@@ -387,9 +473,11 @@ impl Aggregator {
         }
         if let Some(old) = self.tracker.insert(t, conn) {
             // The kernel forgot the old connection (idle expiry) and admitted the tuple again.
-            self.unlive(&old.key);
+            self.unlive(&old.key(self.cfg.level, &t));
         }
-        *self.live.entry(key).or_insert(0) += 1;
+        if self.cfg.level == AggregationLevel::Workload {
+            *self.live.entry(key).or_insert(0) += 1;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -420,9 +508,10 @@ impl Aggregator {
         };
         let (key, orig, peer_identity, side, delta) = match found {
             Some((conn, side, orig)) => {
-                self.unlive(&conn.key);
+                let key = conn.key(self.cfg.level, &orig);
+                self.unlive(&key);
                 let (p0, b0) = conn.counted[side];
-                (conn.key, orig, conn.peer_identity, side, (ev.packets.saturating_sub(p0), ev.bytes.saturating_sub(b0)))
+                (key, orig, conn.peer_identity, side, (ev.packets.saturating_sub(p0), ev.bytes.saturating_sub(b0)))
             }
             None => {
                 PipelineCounters::add(&self.counters.close_unmatched, 1);
@@ -466,7 +555,7 @@ impl Aggregator {
             return;
         }
         conn.counted[side] = (p0.max(ev.packets), b0.max(ev.bytes));
-        let (key, peer_identity) = (conn.key, conn.peer_identity);
+        let (key, peer_identity) = (conn.key(self.cfg.level, &orig), conn.peer_identity);
         let e = self.entry(key, &orig, peer_identity, (ev.ts_ns, ev.ts_ns), enr);
         if side == 0 {
             e.packets_fwd += delta.0;
@@ -479,23 +568,50 @@ impl Aggregator {
     }
 
     fn unlive(&mut self, key: &AggKey) {
-        if let Some(n) = self.live.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                self.live.remove(key);
+        if self.cfg.level != AggregationLevel::Workload {
+            return;
+        }
+        if let std::collections::hash_map::Entry::Occupied(mut o) = self.live.entry(*key) {
+            *o.get_mut() -= 1;
+            if *o.get() == 0 {
+                o.remove();
+            }
+        }
+    }
+
+    /// Tracked connections of record key `key`.
+    fn open_of(level: AggregationLevel, live: &FxHashMap<AggKey, u32>, tracker: &FxHashMap<Tuple, Conn>, key: &AggKey) -> u32 {
+        match level {
+            AggregationLevel::Workload => live.get(key).copied().unwrap_or(0),
+            // The key holds the whole tuple: the connection tracked at that tuple, if its key is this one.
+            AggregationLevel::FiveTuple => {
+                if key.verdict != VERDICT_ALLOWED {
+                    return 0;
+                }
+                let t = Tuple {
+                    endpoint_id: key.local as u32,
+                    src: key.src,
+                    dst: key.dst,
+                    sport: key.sport,
+                    dport: key.dport,
+                    proto: key.proto,
+                    family: key.family,
+                    dir: key.dir,
+                };
+                tracker.get(&t).is_some_and(|c| c.key(level, &t) == *key).into()
             }
         }
     }
 
     /// Drops tracked connections idle past their lifetime (at monotonic time `now_ns`).
     fn expire(&mut self, now_ns: u64) {
-        let (tcp, other) = (self.cfg.tcp_lifetime_ns, self.cfg.other_lifetime_ns);
+        let (tcp, other, level) = (self.cfg.tcp_lifetime_ns, self.cfg.other_lifetime_ns, self.cfg.level);
         let mut gone = Vec::new();
         self.tracker.retain(|t, c| {
             let life = if t.proto == 6 { tcp } else { other };
             let keep = now_ns.saturating_sub(c.opened_ns) < life;
             if !keep {
-                gone.push(c.key);
+                gone.push(c.key(level, t));
             }
             keep
         });
@@ -506,42 +622,11 @@ impl Aggregator {
     }
 
     fn key<E: Enricher + ?Sized>(&mut self, t: &Tuple, peer_identity: u32, rule_id: u32, verdict: u8, reason: u8, enr: &E) -> AggKey {
-        match self.cfg.level {
-            AggregationLevel::FiveTuple => AggKey {
-                local: u64::from(t.endpoint_id),
-                peer: u64::from(peer_identity),
-                rule_id,
-                src: t.src,
-                dst: t.dst,
-                sport: t.sport,
-                dport: t.dport,
-                proto: t.proto,
-                family: t.family,
-                dir: t.dir,
-                verdict,
-                reason,
-            },
-            AggregationLevel::Workload => {
-                let local = self.endpoint_slot(t.endpoint_id, enr);
-                let peer = self.identity_slot(peer_identity, enr);
-                // Ingress: the destination port is on the local side (dst), egress: on the peer (dst)
-                // -- either way the packet's dport. ICMP keeps type/code.
-                AggKey {
-                    local,
-                    peer,
-                    rule_id,
-                    src: [0; 16],
-                    dst: [0; 16],
-                    sport: 0,
-                    dport: t.dport,
-                    proto: t.proto,
-                    family: t.family,
-                    dir: t.dir,
-                    verdict,
-                    reason,
-                }
-            }
-        }
+        let (local, peer) = match self.cfg.level {
+            AggregationLevel::FiveTuple => (u64::from(t.endpoint_id), u64::from(peer_identity)),
+            AggregationLevel::Workload => (self.endpoint_slot(t.endpoint_id, enr), self.identity_slot(peer_identity, enr)),
+        };
+        AggKey::build(self.cfg.level, t, local, peer, rule_id, verdict, reason)
     }
 
     fn slot_of(slots: &mut FxHashMap<(EndpointKind, Option<String>, String), u32>, m: &EndpointMeta) -> Option<u64> {
@@ -576,45 +661,44 @@ impl Aggregator {
         slot
     }
 
-    fn endpoint_meta<E: Enricher + ?Sized>(&self, id: u32, enr: &E) -> Option<Arc<EndpointMeta>> {
-        match self.cache.endpoints.get(&id) {
-            Some((m, _)) => m.clone(),
-            None => enr.endpoint(id),
-        }
-    }
-
-    fn identity_meta<E: Enricher + ?Sized>(&self, id: u32, enr: &E) -> Option<Arc<EndpointMeta>> {
-        match self.cache.identities.get(&id) {
-            Some((m, _)) => m.clone(),
-            None => enr.identity(id),
-        }
-    }
-
     /// The record of `key` in this interval, created if needed; `(first, last)` is the time span
     /// of what is being added.
     fn entry<E: Enricher + ?Sized>(&mut self, key: AggKey, t: &Tuple, peer_identity: u32, (first, last): (u64, u64), enr: &E) -> &mut Entry {
+        use std::collections::hash_map::Entry as Slot;
         let workload = self.cfg.level == AggregationLevel::Workload;
-        if self.interval.contains_key(&key) {
-            // (Two lookups: returning the `get_mut` borrow from the hit branch would keep
-            // `self.interval` borrowed for the insert below.)
-            let cache = &self.cache;
-            let e = self.interval.get_mut(&key).expect("present");
-            e.end_ns = e.end_ns.max(last);
-            e.start_ns = e.start_ns.min(first);
-            if workload {
-                e.local.join(t.endpoint_id, || cache.endpoints.get(&t.endpoint_id).and_then(|(m, _)| m.clone()));
-                e.peer.join(peer_identity, || cache.identities.get(&peer_identity).and_then(|(m, _)| m.clone()));
+        // One probe of the interval table (the fields are borrowed apart: the table, the cache, the counters).
+        let cache = &self.cache;
+        let v = match self.interval.entry(key) {
+            Slot::Occupied(o) => {
+                let e = o.into_mut();
+                e.end_ns = e.end_ns.max(last);
+                e.start_ns = e.start_ns.min(first);
+                if workload {
+                    e.local.join(t.endpoint_id, || cache.endpoints.get(&t.endpoint_id).and_then(|(m, _)| m.clone()));
+                    e.peer.join(peer_identity, || cache.identities.get(&peer_identity).and_then(|(m, _)| m.clone()));
+                }
+                return e;
             }
-            return e;
-        }
+            Slot::Vacant(v) => v,
+        };
         let dir = if t.dir == Direction::Ingress as u8 { FlowDirection::Ingress } else { FlowDirection::Egress };
         let peer_ip = if workload {
             None
         } else {
             Some(ip_of(t.family, if dir == FlowDirection::Egress { &t.dst } else { &t.src }))
         };
-        let local = self.endpoint_meta(t.endpoint_id, enr);
-        let peer = if workload { self.identity_meta(peer_identity, enr) } else { enr.peer(peer_identity, peer_ip) };
+        let local = match cache.endpoints.get(&t.endpoint_id) {
+            Some((m, _)) => m.clone(),
+            None => enr.endpoint(t.endpoint_id),
+        };
+        let peer = if workload {
+            match cache.identities.get(&peer_identity) {
+                Some((m, _)) => m.clone(),
+                None => enr.identity(peer_identity),
+            }
+        } else {
+            enr.peer(peer_identity, peer_ip)
+        };
         let c = &self.counters;
         if local.is_none() {
             PipelineCounters::add(&c.unknown_endpoint, 1);
@@ -628,7 +712,7 @@ impl Aggregator {
         }
         let pending =
             enr.pending(&PendingQuery { endpoint_id: t.endpoint_id, direction: dir, peer_identity, peer_ip, protocol: t.proto, port: t.dport });
-        self.interval.entry(key).or_insert(Entry {
+        v.insert(Entry {
             start_ns: first,
             end_ns: last,
             first: *t,
@@ -651,79 +735,329 @@ impl Aggregator {
     /// then end time, then source and destination), clears the interval table and the per-interval
     /// enrichment cache, and expires idle tracked connections.
     pub fn flush(&mut self, now_ns: u64) -> Vec<FlowRecord> {
+        self.flush_batch(now_ns).to_records()
+    }
+
+    /// [`Self::flush`] without building the records: the interval's entries, in the same order, which the flow
+    /// store encodes directly ([`crate::FlowStore::append_batch_at`]) and [`FlowBatch::to_records`] turns into
+    /// the records `flush` returns.
+    pub fn flush_batch(&mut self, now_ns: u64) -> FlowBatch {
         self.expire(now_ns);
-        let level = self.cfg.level;
-        let mut out: Vec<FlowRecord> =
-            self.interval.drain().map(|(k, e)| to_record(&self.cfg, level, &k, e, self.live.get(&k).copied().unwrap_or(0))).collect();
-        out.sort_by(|a, b| {
-            (a.start_time, a.end_time, &a.src.ip, a.src.port, &a.dst.ip, a.dst.port, a.verdict)
-                .cmp(&(b.start_time, b.end_time, &b.src.ip, b.src.port, &b.dst.ip, b.dst.port, b.verdict))
-                .then_with(|| a.src.display_name().cmp(&b.src.display_name()))
-                .then_with(|| a.dst.display_name().cmp(&b.dst.display_name()))
+        // The entries stay where the drain puts them (moved once, into a recycled vector); the flush order is a
+        // permutation.
+        let mut entries = std::mem::take(&mut self.spare.0);
+        let (live, tracker, level) = (&self.live, &self.tracker, self.cfg.level);
+        entries.extend(self.interval.drain().map(|(key, mut e)| {
+            e.local.settle();
+            e.peer.settle();
+            Flushed { open: Self::open_of(level, live, tracker, &key), key, e }
+        }));
+        let tb = self.cfg.time_base;
+        let workload = self.cfg.level == AggregationLevel::Workload;
+        // The records' order: (start, end, src ip, src port, dst ip, dst port, verdict), then the sides' display
+        // names, then the drain order (as a stable sort of the records would keep it). Start and end decide almost
+        // always; the rest is computed only for ties.
+        let keys = &mut self.sort_keys;
+        keys.clear();
+        keys.extend(entries.iter().enumerate().map(|(i, f)| (tb.to_unix(f.e.start_ns), tb.to_unix(f.e.end_ns), i as u32)));
+        keys.sort_unstable_by(|a, b| {
+            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+                let (fa, fb) = (&entries[a.2 as usize], &entries[b.2 as usize]);
+                fa.sort_key(tb, workload)
+                    .cmp(&fb.sort_key(tb, workload))
+                    .then_with(|| {
+                        let (sa, da) = fa.display_names(workload);
+                        let (sb, db) = fb.display_names(workload);
+                        sa.cmp(&sb).then_with(|| da.cmp(&db))
+                    })
+                    .then(a.2.cmp(&b.2))
+            })
         });
+        let mut order = std::mem::take(&mut self.spare.1);
+        order.extend(keys.iter().map(|k| k.2));
+        if keys.capacity() > 4 * keys.len().max(1024) {
+            keys.shrink_to(keys.len());
+        }
         self.denied_seen.clear();
         self.cache.endpoints.clear();
         self.cache.identities.clear();
         if self.denied_seen.capacity() > 4 * 65_536 {
             self.denied_seen.shrink_to(65_536);
         }
-        PipelineCounters::add(&self.counters.records_out, out.len() as u64);
-        out
+        PipelineCounters::add(&self.counters.records_out, entries.len() as u64);
+        FlowBatch { level: self.cfg.level, node: self.cfg.node.as_str().into(), time_base: tb, entries, order }
+    }
+
+    /// Takes a written batch back, to reuse its memory for the next flush (optional: a dropped batch just frees
+    /// it).
+    pub fn recycle(&mut self, batch: FlowBatch) {
+        let (mut entries, mut order) = (batch.entries, batch.order);
+        let n = entries.len();
+        entries.clear();
+        order.clear();
+        // Keep at most a few times what the last flush needed.
+        if entries.capacity() > 4 * n.max(1024) {
+            entries.shrink_to(n);
+            order.shrink_to(n);
+        }
+        self.spare = (entries, order);
     }
 }
 
-fn side_endpoint(side: &mut Side, workload: bool, ip: Option<IpAddr>, port: Option<u16>, identity: Option<u32>) -> FlowEndpoint {
-    let mut ep = FlowEndpoint { ip, port, identity, ..Default::default() };
-    if let Some(m) = side.meta.clone() {
-        ep.kind = m.kind;
-        ep.namespace = m.namespace.clone();
-        ep.pod = if workload { None } else { m.pod.clone() };
-        ep.workload = if workload { m.aggregate_name().map(Into::into) } else { m.workload.clone() };
-        ep.network_set = m.network_set.clone();
-        ep.labels = side.labels();
+/// Full sort key of a flushed entry: (start, end, src ip, src port, dst ip, dst port, verdict) with `Option<IpAddr>`
+/// as (0 none / 1 v4 / 2 v6, address as a big-endian number) and `Option<u16>` as 0 / port + 1, which orders
+/// exactly as the record's fields do.
+type SortKey = (u64, u64, u8, u128, u32, u8, u128, u32, u8);
+
+fn ip_key(ip: Option<IpAddr>) -> (u8, u128) {
+    match ip {
+        None => (0, 0),
+        Some(IpAddr::V4(a)) => (1, u128::from(u32::from(a))),
+        Some(IpAddr::V6(a)) => (2, u128::from(a)),
+    }
+}
+
+fn port_key(p: Option<u16>) -> u32 {
+    p.map_or(0, |p| u32::from(p) + 1)
+}
+
+/// One entry of a flushed interval.
+#[derive(Debug)]
+struct Flushed {
+    key: AggKey,
+    e: Entry,
+    open: u32,
+}
+
+/// One side of a flushed entry as the record shows it.
+struct SideView<'a> {
+    side: &'a Side,
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    identity: Option<u32>,
+}
+
+impl Flushed {
+    /// (src, dst) as the record shows them.
+    fn sides(&self, workload: bool) -> (SideView<'_>, SideView<'_>) {
+        let t = &self.e.first;
+        let ingress = t.dir == Direction::Ingress as u8;
+        let (sport, dport) = if t.is_icmp() { (None, None) } else { (Some(t.sport).filter(|_| !workload), Some(t.dport)) };
+        let (src_ip, dst_ip) = if workload { (None, None) } else { (Some(ip_of(t.family, &t.src)), Some(ip_of(t.family, &t.dst))) };
+        let (local_ip, peer_ip) = if ingress { (dst_ip, src_ip) } else { (src_ip, dst_ip) };
+        let (local_port, peer_port) = if ingress { (dport, sport) } else { (sport, dport) };
+        let local = SideView { side: &self.e.local, ip: local_ip, port: local_port, identity: None };
+        let peer = SideView { side: &self.e.peer, ip: peer_ip, port: peer_port, identity: Some(self.e.peer_identity) };
+        if ingress { (peer, local) } else { (local, peer) }
+    }
+
+    fn sort_key(&self, tb: TimeBase, workload: bool) -> SortKey {
+        let (src, dst) = self.sides(workload);
+        let (sf, sa) = ip_key(src.ip);
+        let (df, da) = ip_key(dst.ip);
+        (tb.to_unix(self.e.start_ns), tb.to_unix(self.e.end_ns), sf, sa, port_key(src.port), df, da, port_key(dst.port), self.key.verdict)
+    }
+
+    fn display_names(&self, workload: bool) -> (String, String) {
+        let (src, dst) = self.sides(workload);
+        (endpoint_of(&src, workload, false).display_name(), endpoint_of(&dst, workload, false).display_name())
+    }
+
+    fn record(&self, level: AggregationLevel, node: &str, tb: TimeBase) -> FlowRecord {
+        let workload = level == AggregationLevel::Workload;
+        let (k, e, open) = (&self.key, &self.e, self.open);
+        let t = &e.first;
+        let ingress = t.dir == Direction::Ingress as u8;
+        let (src, dst) = self.sides(workload);
+        FlowRecord {
+            start_time: tb.to_unix(e.start_ns),
+            end_time: tb.to_unix(e.end_ns),
+            node: node.to_string(),
+            verdict: if k.verdict == VERDICT_ALLOWED { Verdict::Allowed } else { Verdict::Denied },
+            pending_verdict: e.pending.as_ref().map(|p| p.verdict),
+            drop_reason: (k.reason != NO_REASON).then(|| reason_name(k.reason).into_owned()),
+            direction: if ingress { FlowDirection::Ingress } else { FlowDirection::Egress },
+            reporter: if ingress { Reporter::Dst } else { Reporter::Src },
+            ip_family: if t.family == 4 { IpFamily::V4 } else { IpFamily::V6 },
+            protocol: protocol_name(t.proto).into_owned(),
+            icmp: t.is_icmp().then_some(Icmp { kind: (t.dport >> 8) as u8, code: t.dport as u8 }),
+            src: endpoint_of(&src, workload, true),
+            dst: endpoint_of(&dst, workload, true),
+            enforced_trace: e.rule.as_ref().map(|r| r.trace.clone()).unwrap_or_default(),
+            pending_trace: e.pending.as_ref().map(|p| p.trace.clone()).unwrap_or_default(),
+            packets_src_to_dst: e.packets_fwd,
+            bytes_src_to_dst: e.bytes_fwd,
+            packets_dst_to_src: e.packets_rev,
+            bytes_dst_to_src: e.bytes_rev,
+            tcp_flags: TcpFlags(e.tcp_flags),
+            flows_started: e.started,
+            flows_completed: e.completed,
+            flows_open: u64::from(open),
+            open: open > 0,
+            aggregation: level,
+        }
+    }
+
+    /// Adds this entry's record to `enc` (the record [`Self::record`] builds, in the block encoding), with the
+    /// metadata interned by pointer: no string is copied.
+    fn encode(&self, level: AggregationLevel, node: &str, tb: TimeBase, enc: &mut BlockEncoder) {
+        let workload = level == AggregationLevel::Workload;
+        let (k, e, open) = (&self.key, &self.e, self.open);
+        let t = &e.first;
+        let ingress = t.dir == Direction::Ingress as u8;
+        let (src, dst) = self.sides(workload);
+        let side = |v: &SideView<'_>, enc: &mut BlockEncoder| {
+            let endpoint = match (&v.side.meta, workload) {
+                (None, _) => enc.endpoint_memo(0, EndpointDesc::unknown),
+                // Per-5-tuple: the metadata as the enricher shared it (one table entry per distinct `Arc`).
+                (Some(m), false) => enc.endpoint_memo(Arc::as_ptr(m) as usize, || desc_of(m, v.side, false)),
+                // Per workload: the labels are those the merged members share (interned by content).
+                (Some(m), true) => enc.endpoint(desc_of(m, v.side, true)),
+            };
+            SideRef { endpoint, identity: v.identity, ip: v.ip, port: v.port }
+        };
+        let (src, dst) = (side(&src, enc), side(&dst, enc));
+        let no_trace: &[String] = &[];
+        let r = RecordRef {
+            start_time: tb.to_unix(e.start_ns),
+            end_time: tb.to_unix(e.end_ns),
+            node: enc.str(node),
+            verdict: if k.verdict == VERDICT_ALLOWED { Verdict::Allowed } else { Verdict::Denied },
+            pending_verdict: e.pending.as_ref().map(|p| p.verdict),
+            drop_reason: (k.reason != NO_REASON).then(|| enc.str(&reason_name(k.reason))),
+            direction: if ingress { FlowDirection::Ingress } else { FlowDirection::Egress },
+            reporter: if ingress { Reporter::Dst } else { Reporter::Src },
+            ip_family: if t.family == 4 { IpFamily::V4 } else { IpFamily::V6 },
+            protocol: enc.str(&protocol_name(t.proto)),
+            icmp: t.is_icmp().then_some(Icmp { kind: (t.dport >> 8) as u8, code: t.dport as u8 }),
+            src,
+            dst,
+            enforced_trace: match &e.rule {
+                Some(r) => enc.trace_memo(Arc::as_ptr(r) as usize, &r.trace),
+                None => enc.trace_memo(0, no_trace),
+            },
+            pending_trace: match &e.pending {
+                Some(p) => enc.trace_memo(Arc::as_ptr(p) as usize, &p.trace),
+                None => enc.trace_memo(0, no_trace),
+            },
+            packets_src_to_dst: e.packets_fwd,
+            bytes_src_to_dst: e.bytes_fwd,
+            packets_dst_to_src: e.packets_rev,
+            bytes_dst_to_src: e.bytes_rev,
+            tcp_flags: e.tcp_flags,
+            flows_started: e.started,
+            flows_completed: e.completed,
+            flows_open: u64::from(open),
+            open: open > 0,
+            aggregation: level,
+        };
+        enc.push(&r);
+    }
+}
+
+fn reason_name(reason: u8) -> std::borrow::Cow<'static, str> {
+    match Reason::from_u8(reason) {
+        Some(r) => r.as_str().into(),
+        None => reason.to_string().into(),
+    }
+}
+
+fn desc_of<'a>(m: &'a EndpointMeta, side: &'a Side, workload: bool) -> EndpointDesc<'a> {
+    EndpointDesc {
+        kind: m.kind,
+        namespace: m.namespace.as_deref(),
+        pod: if workload { None } else { m.pod.as_deref() },
+        workload: if workload { m.aggregate_name() } else { m.workload.as_deref() },
+        network_set: m.network_set.as_deref(),
+        labels: side.labels(),
+    }
+}
+
+/// The record's endpoint of a side (`labels: false`: without labels, for display names).
+fn endpoint_of(v: &SideView<'_>, workload: bool, labels: bool) -> FlowEndpoint {
+    let mut ep = FlowEndpoint { ip: v.ip, port: v.port, identity: v.identity, ..Default::default() };
+    if let Some(m) = &v.side.meta {
+        let d = desc_of(m, v.side, workload);
+        ep.kind = d.kind;
+        ep.namespace = d.namespace.map(Into::into);
+        ep.pod = d.pod.map(Into::into);
+        ep.workload = d.workload.map(Into::into);
+        ep.network_set = d.network_set.map(Into::into);
+        if labels {
+            ep.labels = d.labels.clone();
+        }
     }
     ep
 }
 
-fn to_record(cfg: &AggregatorConfig, level: AggregationLevel, k: &AggKey, mut e: Entry, open: u32) -> FlowRecord {
-    let workload = level == AggregationLevel::Workload;
-    let t = &e.first;
-    let ingress = t.dir == Direction::Ingress as u8;
-    let icmp = t.is_icmp();
-    let (sport, dport) = if icmp { (None, None) } else { (Some(t.sport).filter(|_| !workload), Some(t.dport)) };
-    let (src_ip, dst_ip) = if workload { (None, None) } else { (Some(ip_of(t.family, &t.src)), Some(ip_of(t.family, &t.dst))) };
-    let local_ip = if ingress { dst_ip } else { src_ip };
-    let peer_ip = if ingress { src_ip } else { dst_ip };
-    let local_port = if ingress { dport } else { sport };
-    let peer_port = if ingress { sport } else { dport };
-    let local = side_endpoint(&mut e.local, workload, local_ip, local_port, None);
-    let peer = side_endpoint(&mut e.peer, workload, peer_ip, peer_port, Some(e.peer_identity));
-    let (src, dst) = if ingress { (peer, local) } else { (local, peer) };
-    FlowRecord {
-        start_time: cfg.time_base.to_unix(e.start_ns),
-        end_time: cfg.time_base.to_unix(e.end_ns),
-        node: cfg.node.clone(),
-        verdict: if k.verdict == VERDICT_ALLOWED { Verdict::Allowed } else { Verdict::Denied },
-        pending_verdict: e.pending.as_ref().map(|p| p.verdict),
-        drop_reason: (k.reason != NO_REASON).then(|| Reason::from_u8(k.reason).map(|r| r.as_str().to_string()).unwrap_or_else(|| k.reason.to_string())),
-        direction: if ingress { FlowDirection::Ingress } else { FlowDirection::Egress },
-        reporter: if ingress { Reporter::Dst } else { Reporter::Src },
-        ip_family: if t.family == 4 { IpFamily::V4 } else { IpFamily::V6 },
-        protocol: protocol_name(t.proto).into_owned(),
-        icmp: icmp.then_some(Icmp { kind: (t.dport >> 8) as u8, code: t.dport as u8 }),
-        src,
-        dst,
-        enforced_trace: e.rule.as_ref().map(|r| r.trace.clone()).unwrap_or_default(),
-        pending_trace: e.pending.as_ref().map(|p| p.trace.clone()).unwrap_or_default(),
-        packets_src_to_dst: e.packets_fwd,
-        bytes_src_to_dst: e.bytes_fwd,
-        packets_dst_to_src: e.packets_rev,
-        bytes_dst_to_src: e.bytes_rev,
-        tcp_flags: TcpFlags(e.tcp_flags),
-        flows_started: e.started,
-        flows_completed: e.completed,
-        flows_open: u64::from(open),
-        open: open > 0,
-        aggregation: level,
+/// One flush interval's records before they are built: what [`Aggregator::flush_batch`] returns. The flow store
+/// encodes it without building a [`FlowRecord`] per record; [`Self::to_records`] builds them (the records
+/// [`Aggregator::flush`] returns, in the same order).
+#[derive(Debug)]
+pub struct FlowBatch {
+    level: AggregationLevel,
+    node: Arc<str>,
+    time_base: TimeBase,
+    /// In drain order; `order` lists them in flush order.
+    entries: Vec<Flushed>,
+    order: Vec<u32>,
+}
+
+/// The counters of one record of a [`FlowBatch`] (without building it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub verdict: Verdict,
+    pub end_time: UnixNanos,
+    pub packets_src_to_dst: u64,
+    pub bytes_src_to_dst: u64,
+    pub packets_dst_to_src: u64,
+    pub bytes_dst_to_src: u64,
+    pub flows_started: u64,
+    pub flows_completed: u64,
+    pub flows_open: u64,
+}
+
+impl FlowBatch {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The records, in flush order.
+    pub fn to_records(&self) -> Vec<FlowRecord> {
+        self.flushed().map(|f| f.record(self.level, &self.node, self.time_base)).collect()
+    }
+
+    fn flushed(&self) -> impl ExactSizeIterator<Item = &Flushed> + '_ {
+        self.order.iter().map(|&i| &self.entries[i as usize])
+    }
+
+    /// Each record's counters, in flush order.
+    pub fn counts(&self) -> impl ExactSizeIterator<Item = BatchCounts> + '_ {
+        self.flushed().map(|f| BatchCounts {
+            verdict: if f.key.verdict == VERDICT_ALLOWED { Verdict::Allowed } else { Verdict::Denied },
+            end_time: self.time_base.to_unix(f.e.end_ns),
+            packets_src_to_dst: f.e.packets_fwd,
+            bytes_src_to_dst: f.e.bytes_fwd,
+            packets_dst_to_src: f.e.packets_rev,
+            bytes_dst_to_src: f.e.bytes_rev,
+            flows_started: f.e.started,
+            flows_completed: f.e.completed,
+            flows_open: u64::from(f.open),
+        })
+    }
+
+    /// End time of record `i` (flush order).
+    pub fn end_time(&self, i: usize) -> UnixNanos {
+        self.time_base.to_unix(self.entries[self.order[i] as usize].e.end_ns)
+    }
+
+    /// Adds record `i` (flush order) to `enc`: exactly what [`Self::to_records`]`()[i]` encodes to, without
+    /// building it.
+    pub fn encode(&self, i: usize, enc: &mut BlockEncoder) {
+        self.entries[self.order[i] as usize].encode(self.level, &self.node, self.time_base, enc);
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::hash::FxHashMap;
+use rustc_hash::FxHashMap;
 use crate::record::{EndpointKind, FlowDirection, PendingVerdict};
 
 /// What is known about a local endpoint or a peer identity.

@@ -70,7 +70,6 @@ pub mod enrich;
 pub mod export;
 pub mod filter;
 pub mod hubble;
-mod hash;
 pub mod metrics;
 pub mod pipeline;
 pub mod print;
@@ -80,7 +79,7 @@ pub mod time;
 
 use std::path::PathBuf;
 
-pub use aggregate::{Aggregator, AggregatorConfig};
+pub use aggregate::{Aggregator, AggregatorConfig, BatchCounts, FlowBatch};
 pub use counters::{CountersSnapshot, PipelineCounters};
 pub use enrich::{EndpointMeta, Enricher, MapEnricher, PendingMeta, PendingQuery, RuleMeta};
 pub use export::{JsonlExporter, JsonlOptions};

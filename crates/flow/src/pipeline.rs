@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use porin_abi::{Counters, Event, Reason};
 
 use crate::Error;
-use crate::aggregate::{Aggregator, AggregatorConfig};
+use crate::aggregate::{Aggregator, AggregatorConfig, FlowBatch};
 use crate::counters::PipelineCounters;
 use crate::enrich::Enricher;
 use crate::record::FlowRecord;
@@ -21,6 +21,13 @@ use crate::record::FlowRecord;
 pub trait FlowSink {
     /// Writes one flush's records (one transaction / one write for the whole batch).
     fn write(&mut self, records: &[FlowRecord]) -> Result<(), Error>;
+
+    /// Writes one flush: `records` are `batch` built ([`FlowBatch::to_records`]). A sink that can use the batch
+    /// directly (the flow store encodes it without the records) overrides this; the default writes `records`.
+    fn write_flush(&mut self, batch: &FlowBatch, records: &[FlowRecord]) -> Result<(), Error> {
+        let _ = batch;
+        self.write(records)
+    }
 }
 
 impl FlowSink for Vec<FlowRecord> {
@@ -109,15 +116,27 @@ impl<E: Enricher> Pipeline<E> {
         self.agg.flush(now_ns)
     }
 
+    /// Ends the interval at monotonic time `now_ns` and returns its entries unbuilt (see
+    /// [`Aggregator::flush_batch`]): write them with [`crate::FlowStore::append_batch_at`].
+    pub fn flush_batch(&mut self, now_ns: u64) -> FlowBatch {
+        self.agg.flush_batch(now_ns)
+    }
+
+    /// Takes a written batch back to reuse its memory (see [`Aggregator::recycle`]).
+    pub fn recycle(&mut self, batch: FlowBatch) {
+        self.agg.recycle(batch);
+    }
+
     /// Ends the interval and writes its records to every sink. A failing first sink (the store)
     /// counts the records as lost (`store_errors`); failures of later sinks (exports) count in
     /// `export_errors`. Returns the records and the first error, if any.
     pub fn flush_to(&mut self, now_ns: u64, sinks: &mut [&mut dyn FlowSink]) -> (Vec<FlowRecord>, Option<Error>) {
-        let recs = self.flush(now_ns);
+        let batch = self.agg.flush_batch(now_ns);
+        let recs = batch.to_records();
         let mut first_err = None;
         if !recs.is_empty() {
             for (i, s) in sinks.iter_mut().enumerate() {
-                match s.write(&recs) {
+                match s.write_flush(&batch, &recs) {
                     Ok(()) if i == 0 => PipelineCounters::add(&self.counters.records_stored, recs.len() as u64),
                     Ok(()) => {}
                     Err(e) => {
@@ -128,6 +147,7 @@ impl<E: Enricher> Pipeline<E> {
                 }
             }
         }
+        self.agg.recycle(batch);
         (recs, first_err)
     }
 }

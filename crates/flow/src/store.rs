@@ -1,10 +1,12 @@
 //! The flow store: one redb file of flow records, bounded by size and age, ordered by end time.
 //!
-//! * Value: a **block** of up to [`BLOCK_RECORDS`] records of one append in end-time order, in the binary
-//!   encoding of [`crate::codec`] (store format 3: one B-tree insert per block, not per record). Values of
-//!   formats 1 (one record's JSON) and 2 (one binary record) are still read, so a store written by an older
-//!   build opens and is upgraded in place (new appends in blocks, old values until evicted). A store of a
-//!   newer format is refused, never misread.
+//! * Value: a **dictionary block** of records of one append in end-time order (store format 4,
+//!   [`crate::codec::BlockEncoder`]): the metadata the records share (names, labels, traces) once per block,
+//!   ~45 bytes per record, up to [`BLOCK_TARGET_BYTES`] or [`BLOCK_MAX_RECORDS`] per block, with a checksum. A
+//!   flush is encoded straight from the aggregator's entries ([`FlowStore::append_batch_at`]), without building a
+//!   [`FlowRecord`] per record. Values of formats 1 (one record's JSON), 2 (one binary record) and 3 (blocks of
+//!   96 binary records) are still read, so a store written by an older build opens and is upgraded in place (new
+//!   appends in format 4, old values until evicted). A store of a newer format is refused, never misread.
 //! * Key: the block's newest `end_time` (Unix ns) and a sequence number, both big-endian in a 16-byte
 //!   array. A block holds records ending in `[key − span, key]`, where `span` (meta) is the widest block
 //!   written, so a time range `[since, until]` is one B-tree range scan from `since` to `until + span`;
@@ -27,6 +29,8 @@ use std::time::Duration;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::Error;
+use crate::aggregate::FlowBatch;
+use crate::codec::BlockEncoder;
 use crate::filter::Query;
 use crate::pipeline::FlowSink;
 use crate::record::FlowRecord;
@@ -39,15 +43,17 @@ const META_SEQ: &str = "next_seq";
 const META_FORMAT: &str = "format";
 const META_RECORDS: &str = "records";
 const META_SPAN: &str = "span";
-/// 3: blocks of binary records ([`crate::codec::TAG_BLOCK`]); single records of formats 1 (JSON) and 2
-/// (binary) still readable.
-const FORMAT: u64 = 3;
+/// 4: dictionary blocks ([`crate::codec::TAG_DICT_BLOCK`]); values of formats 1 (JSON), 2 (one binary record)
+/// and 3 (blocks of binary records, [`crate::codec::TAG_BLOCK`]) still readable.
+const FORMAT: u64 = 4;
 /// Formats this build reads (and upgrades to [`FORMAT`] on open).
-const READS_FORMATS: [u64; 3] = [1, 2, 3];
-/// Records per stored block (the last block of an append may hold fewer). 96 records of ~270 B stay under
-/// 32 KiB: redb gives a large value a power-of-two run of pages, and 128-record blocks (~34 KB) took 64 KiB each,
-/// which doubled the file for the same records (measured with the pipeline bench).
-pub const BLOCK_RECORDS: usize = 96;
+const READS_FORMATS: [u64; 4] = [1, 2, 3, 4];
+/// A block is closed once its encoding reaches this size. redb gives a large value a power-of-two run of pages, so
+/// blocks are kept under 64 KiB with room for the record that crosses the mark (format 3's 128-record blocks of
+/// ~34 KB took 64 KiB each and doubled the file, measured with the pipeline bench).
+pub const BLOCK_TARGET_BYTES: usize = 56 * 1024;
+/// At most this many records per block (bounds what a query decodes to find a few records).
+pub const BLOCK_MAX_RECORDS: usize = 2048;
 const KEY_LEN: u64 = 16;
 
 type Row<'a> = (redb::AccessGuard<'a, [u8; 16]>, redb::AccessGuard<'a, &'static [u8]>);
@@ -93,6 +99,15 @@ pub struct FlowStore {
     span: u64,
     next_seq: u64,
     evicted: u64,
+    scratch: Scratch,
+}
+
+/// An append's buffers, kept for the next one.
+#[derive(Default)]
+struct Scratch {
+    order: Vec<(UnixNanos, u32)>,
+    buf: Vec<u8>,
+    enc: BlockEncoder,
 }
 
 impl std::fmt::Debug for FlowStore {
@@ -116,8 +131,11 @@ fn key_seq(k: &[u8; 16]) -> u64 {
     u64::from_be_bytes(k[8..].try_into().expect("8 bytes"))
 }
 
-/// How many records a stored value holds (a block's count; one for older formats), without decoding it.
+/// How many records a stored value holds (a block's count; one for formats 1 and 2), without decoding it.
 fn value_records(v: &[u8]) -> u64 {
+    if v.first() == Some(&crate::codec::TAG_DICT_BLOCK) {
+        return crate::codec::dict_block_records(v).unwrap_or(0);
+    }
     if v.first() != Some(&crate::codec::TAG_BLOCK) {
         return 1;
     }
@@ -172,7 +190,7 @@ impl FlowStore {
                     return Err(Error::Corrupt {
                         path: path.clone(),
                         key: META_FORMAT.into(),
-                        detail: format!("format {other}, this build reads {FORMAT}"),
+                        detail: format!("format {other}, this build reads formats 1 to {FORMAT}"),
                     });
                 }
             }
@@ -191,7 +209,7 @@ impl FlowStore {
             };
         }
         wtx.commit().map_err(|x| e(x.into()))?;
-        Ok(Self { db: Arc::new(db), path, opts, bytes, records, span, next_seq, evicted: 0 })
+        Ok(Self { db: Arc::new(db), path, opts, bytes, records, span, next_seq, evicted: 0, scratch: Scratch::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -209,30 +227,59 @@ impl FlowStore {
     /// Appends `records` in one transaction (in blocks, see the module docs) and evicts what is older than
     /// `max_age` before `now` or over `max_bytes`. Returns how many records were evicted.
     pub fn append_at(&mut self, records: &[FlowRecord], now: UnixNanos) -> Result<u64, Error> {
+        self.append_with(records.len(), |i| records[i].end_time, |i, enc| enc.push_record(&records[i]), now)
+    }
+
+    /// As [`Self::append_at`] with a flush's entries, encoded without building their records: the store then
+    /// holds exactly what `append_at(&batch.to_records(), now)` would store.
+    pub fn append_batch_at(&mut self, batch: &FlowBatch, now: UnixNanos) -> Result<u64, Error> {
+        self.append_with(batch.len(), |i| batch.end_time(i), |i, enc| batch.encode(i, enc), now)
+    }
+
+    /// Appends `n` records, record `i` ending at `end_time(i)` and encoded by `encode(i, _)`, in end-time order
+    /// (stable: equal end times keep the order of `i`), in blocks.
+    fn append_with(
+        &mut self,
+        n: usize,
+        end_time: impl Fn(usize) -> UnixNanos,
+        mut encode: impl FnMut(usize, &mut BlockEncoder),
+        now: UnixNanos,
+    ) -> Result<u64, Error> {
+        // Buffers reused from append to append.
+        let Scratch { mut order, mut buf, mut enc } = std::mem::take(&mut self.scratch);
+        order.clear();
+        buf.clear();
+        order.extend((0..n).map(|i| (end_time(i), i as u32)));
+        order.sort_unstable();
+        // Encode first, then one transaction.
+        let mut blocks: Vec<(std::ops::Range<usize>, crate::codec::BlockInfo)> = Vec::new();
+        let mut start = 0;
+        for (k, &(_, i)) in order.iter().enumerate() {
+            encode(i as usize, &mut enc);
+            if enc.size() >= BLOCK_TARGET_BYTES || enc.len() >= BLOCK_MAX_RECORDS || k + 1 == order.len() {
+                let info = enc.finish(&mut buf).expect("a record was pushed");
+                blocks.push((start..buf.len(), info));
+                start = buf.len();
+            }
+        }
         let mut wtx = self.db.begin_write().map_err(|x| self.err(x.into()))?;
         wtx.set_durability(if self.opts.fsync { Durability::Immediate } else { Durability::None })
             .map_err(|x| self.err(x.into()))?;
         let (mut bytes, mut count, mut span, mut seq) = (self.bytes, self.records, self.span, self.next_seq);
-        // End-time order (stable: equal end times keep the append order), then blocks.
-        let mut order: Vec<&FlowRecord> = records.iter().collect();
-        order.sort_by_key(|r| r.end_time);
         let evicted;
         {
             let mut t = wtx.open_table(FLOWS).map_err(|x| self.err(x.into()))?;
-            let mut buf = Vec::with_capacity(64 * 1024);
-            for block in order.chunks(BLOCK_RECORDS) {
-                buf.clear();
-                crate::codec::encode_block(block.iter().copied(), &mut buf);
-                let (first, last) = (block[0].end_time, block[block.len() - 1].end_time);
-                span = span.max(last - first);
-                let k = key(last, seq);
+            for (range, info) in blocks {
+                let v = &buf[range];
+                span = span.max(info.last_end.saturating_sub(info.first_end));
+                let k = key(info.last_end, seq);
                 seq += 1;
-                if let Some(old) = t.insert(k, buf.as_slice()).map_err(|x| self.err(x.into()))? {
+                if let Some(old) = t.insert(k, v).map_err(|x| self.err(x.into()))? {
                     bytes = bytes.saturating_sub(KEY_LEN + old.value().len() as u64);
                     count = count.saturating_sub(value_records(old.value()));
                 }
-                bytes += KEY_LEN + buf.len() as u64;
-                count += block.len() as u64;
+                bytes += KEY_LEN + v.len() as u64;
+                count += info.records;
             }
             evicted = self.evict_in(&mut t, &mut bytes, &mut count, now)?;
             let mut meta = wtx.open_table(META).map_err(|x| self.err(x.into()))?;
@@ -247,6 +294,11 @@ impl FlowStore {
         self.span = span;
         self.next_seq = seq;
         self.evicted += evicted;
+        if buf.capacity() > 4 * buf.len().max(1 << 20) {
+            buf.shrink_to(buf.len());
+            order.shrink_to(order.len());
+        }
+        self.scratch = Scratch { order, buf, enc };
         Ok(evicted)
     }
 
@@ -411,6 +463,11 @@ impl FlowSink for FlowStore {
     /// Appends with the wall clock as `now` for age eviction.
     fn write(&mut self, records: &[FlowRecord]) -> Result<(), Error> {
         self.append_at(records, crate::time::now_unix()).map(drop)
+    }
+
+    /// Appends the batch, encoded without its records (the same stored records as [`Self::write`]).
+    fn write_flush(&mut self, batch: &FlowBatch, _records: &[FlowRecord]) -> Result<(), Error> {
+        self.append_batch_at(batch, crate::time::now_unix()).map(drop)
     }
 }
 
