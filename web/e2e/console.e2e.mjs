@@ -213,13 +213,14 @@ async function main() {
     await editor.getByRole('button', { name: 'Apply', exact: true }).click();
     const applyPreview = editor.getByRole('region', { name: 'Preview of the apply' });
     await applyPreview.waitFor({ timeout: 20000 });
-    const flipRow = applyPreview.getByRole('row', { name: 'shop/frontend → shop/cart tcp/9000: allowed → denied, breaking' });
+    const flipRow = applyPreview.getByRole('row', { name: 'shop/frontend → shop/cart TCP/9000: allowed → denied, breaking', exact: true });
     const summary = await applyPreview.locator('.preview-summary').textContent();
     check(
       original.includes('app: frontend') && (await flipRow.count()) === 1 && /breaks/.test(await flipRow.getAttribute('class')) && /^[1-9]\d* allowed → denied \(breaking\)/.test(summary),
-      `Apply first shows the preview: frontend → cart tcp/9000 would flip allowed → denied, marked breaking (${summary.slice(0, 80)})`,
+      `Apply first shows the preview: frontend → cart TCP/9000 would flip allowed → denied, marked breaking (${summary.slice(0, 80)})`,
     );
     check(knpIngress() === ingressBefore, 'nothing is applied while the preview is shown');
+    await applyPreview.scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(artifacts, '05b-apply-preview.png'), fullPage: false });
     await editor.getByRole('button', { name: /^Confirm apply/ }).click();
     await editor.getByRole('status').filter({ hasText: /Applied at revision/ }).waitFor({ timeout: 15000 });

@@ -158,6 +158,7 @@ export function editor(name: string, yamlText: string, api: BoardApi, reload: ()
       previewed = text;
       confirm.textContent = p.allowedToDenied ? `Confirm apply (breaks ${p.allowedToDenied})` : 'Confirm apply';
       slot.replaceChildren(applyPreviewView(p), confirm);
+      slot.scrollIntoView?.({ block: 'nearest' });
       out.textContent = `Preview ready: ${p.allowedToDenied} allowed → denied, ${p.deniedToAllowed} denied → allowed. Nothing is applied until you confirm.`;
     } catch (e) {
       out.textContent = `Would be refused: ${(e as Error).message}`;
