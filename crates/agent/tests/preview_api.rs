@@ -222,3 +222,25 @@ async fn preview_is_authorized_as_the_apply_would_be() {
     assert!(!v.to_string().contains("bank"), "nothing of the other namespace: {v}");
     assert_eq!(a.store.revision().await.unwrap(), rev, "nothing was written by any of it");
 }
+
+/// A change a ReachabilityGuard refuses: the preview answers the guard's refusal, as the apply would, and
+/// writes nothing (not even the refusal's audit record, which the real apply leaves).
+#[tokio::test]
+async fn a_guarded_change_is_refused_by_the_preview_without_an_audit_record() {
+    let a = api().await;
+    let guard = "apiVersion: porin.io/v1\nkind: ReachabilityGuard\nmetadata: {name: frontend-reaches-cart}\n\
+                 spec:\n  from: {selector: \"app == 'frontend'\"}\n  to: {selector: \"app == 'cart'\"}\n  ports: [9000]\n  expect: Allow\n";
+    let (code, v) = call(&a, "/porin/v1/apply", None, guard).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let rev = a.store.revision().await.unwrap();
+    for path in ["/porin/v1/preview", "/porin/v1/console/preview", "/porin/v1/apply?dryRun=All"] {
+        let (code, v) = call(&a, path, None, &lockdown("shop")).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("frontend-reaches-cart"), "{path}: {v}");
+        assert_eq!(a.store.revision().await.unwrap(), rev, "{path} wrote something");
+    }
+    // The real apply is refused too, and that refusal is audited (a write the checks above would have seen).
+    let (code, v) = call(&a, "/porin/v1/apply", None, &lockdown("shop")).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(a.store.revision().await.unwrap() > rev, "the refused apply leaves its audit record");
+}
