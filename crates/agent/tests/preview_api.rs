@@ -39,7 +39,8 @@ impl FlowSource for FakeFlows {
 }
 
 fn endpoint(ns: &str, pod: &str, port: Option<u16>) -> FlowEndpoint {
-    serde_json::from_value(json!({"kind": "pod", "namespace": ns, "pod": pod, "labels": {"app": pod}})).map(|e: FlowEndpoint| FlowEndpoint { port, ..e }).unwrap()
+    let e: FlowEndpoint = serde_json::from_value(json!({"kind": "pod", "namespace": ns, "pod": pod, "labels": {"app": pod}})).unwrap();
+    FlowEndpoint { port, ..e }
 }
 
 /// An allowed egress record `src` → `dst` tcp/9000 that ended a minute ago.
@@ -211,7 +212,8 @@ async fn preview_is_authorized_as_the_apply_would_be() {
     let (code, v) = call(&a, "/porin/v1/console/preview", Some("shop-secret"), &lockdown("bank")).await;
     assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
     assert!(v.get("flipped").is_none(), "{v}");
-    let global = "apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: lock-all}\nspec:\n  tier: app\n  selector: all()\n  ingress: [{action: Deny}]\n";
+    let global = "apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: lock-all}\n\
+                  spec:\n  tier: app\n  selector: all()\n  ingress: [{action: Deny}]\n";
     let (code, v) = call(&a, "/porin/v1/preview", Some("shop-secret"), global).await;
     assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
     // In its scope it previews, and sees only the flows it may see: the bank client's flow to the cart flips
