@@ -197,6 +197,39 @@ async function main() {
     check(rule1 && rule1[2] === 'Deny' && Number(rule1[4]) > 0 && rule1[7] !== 'never', `the trace links to the policy board; pci-isolation's ingress rule 1 counts its hits (${rule1})`);
     await page.screenshot({ path: join(artifacts, '05-policy-board.png'), fullPage: false });
 
+    // Policy board: Apply first shows the preview of the observed flows that would flip; only the confirmation
+    // applies. The shop's `api` policy lets frontend reach the api tier; let it admit checkout instead.
+    const knpIngress = () => {
+      const o = JSON.parse(must(porinCli(['get', 'knp', 'api', '-n', 'shop', '-o', 'json'], socket), 'get knp api').stdout);
+      return JSON.stringify((o.items ? o.items[0] : o).spec.ingress);
+    };
+    const ingressBefore = knpIngress();
+    const apiCard = page.getByRole('article', { name: 'Policy default|shop/knp.api' });
+    await apiCard.getByRole('button', { name: 'Edit shop/knp.api' }).click();
+    const editor = apiCard.getByRole('form', { name: 'Edit shop/knp.api' });
+    const yamlBox = editor.getByRole('textbox', { name: 'Policy YAML' });
+    const original = await yamlBox.inputValue();
+    await yamlBox.fill(original.replace('app: frontend', 'app: checkout'));
+    await editor.getByRole('button', { name: 'Apply', exact: true }).click();
+    const applyPreview = editor.getByRole('region', { name: 'Preview of the apply' });
+    await applyPreview.waitFor({ timeout: 20000 });
+    const flipRow = applyPreview.getByRole('row', { name: 'shop/frontend → shop/cart TCP/9000: allowed → denied, breaking', exact: true });
+    const summary = await applyPreview.locator('.preview-summary').textContent();
+    check(
+      original.includes('app: frontend') && (await flipRow.count()) === 1 && /breaks/.test(await flipRow.getAttribute('class')) && /^[1-9]\d* allowed → denied \(breaking\)/.test(summary),
+      `Apply first shows the preview: frontend → cart TCP/9000 would flip allowed → denied, marked breaking (${summary.slice(0, 80)})`,
+    );
+    check(knpIngress() === ingressBefore, 'nothing is applied while the preview is shown');
+    await applyPreview.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(artifacts, '05b-apply-preview.png'), fullPage: false });
+    await editor.getByRole('button', { name: /^Confirm apply/ }).click();
+    await editor.getByRole('status').filter({ hasText: /Applied at revision/ }).waitFor({ timeout: 15000 });
+    check(knpIngress() !== ingressBefore && knpIngress().includes('checkout'), 'Confirm apply applies the previewed change');
+    // Put the shop's policies back for what follows.
+    must(porinCli(['apply', '-f', join(repo, 'examples/shop/20-shop-policies.yaml')], socket), 'restore shop policies');
+    must(porin(['wait']), 'lab wait');
+    check(knpIngress() === ingressBefore, 'the shop policies are restored');
+
     // Flows view: follows live.
     await page.getByRole('link', { name: 'Flows' }).click();
     await page.locator('table.flows tbody tr').first().waitFor({ timeout: 15000 });

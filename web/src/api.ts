@@ -88,6 +88,19 @@ export async function applyYaml(yamlText: string, dryRun = false): Promise<unkno
   return r.json();
 }
 
+/** The flows `yamlText` would flip if it were applied now (nothing is written; authorized as the apply). */
+export async function previewApply<T>(yamlText: string, window = '24h'): Promise<T> {
+  const r = await check(
+    await fetch(`${BASE}/preview?${new URLSearchParams({ window })}`, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: headers(true, { 'Content-Type': 'application/yaml' }),
+      body: yamlText,
+    }),
+  );
+  return (await r.json()) as T;
+}
+
 /** Streams NDJSON records of `flows?arg=...&follow=true` into `onRecords` until `signal` aborts. */
 export async function followFlows(
   args: string[],

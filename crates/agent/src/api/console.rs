@@ -9,6 +9,7 @@
 //! * `GET flows?arg=...&follow=true`: `porin observe`'s query, NDJSON (as `/porin/v1/flows`).
 //! * `GET policies?window=24h`: tiers, policies (objects as stored) and per-rule hit counters.
 //! * `POST apply`: YAML or JSON documents, applied as `/porin/v1/apply` (same authorization).
+//! * `POST preview?window=24h`: the flows those documents would flip, as `/porin/v1/preview` ([`super::preview`]).
 //! * `POST login`, `POST logout`, `GET session`: [`super::session`]. `/ui/`: [`super::ui`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -45,6 +46,7 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/porin/v1/console/flows", get(flows))
         .route("/porin/v1/console/policies", get(policies))
         .route("/porin/v1/console/apply", post(apply))
+        .route("/porin/v1/console/preview", post(super::preview::preview))
         .route("/porin/v1/console/recommendations", get(super::recommendations::list))
         .route("/porin/v1/console/recommendations/{ns}/preview", get(super::recommendations::preview))
         .route("/porin/v1/console/recommendations/{ns}/{verb}", post(super::recommendations::act))
@@ -576,7 +578,7 @@ pub async fn policies(State(st): State<Shared>, Extension(id): Extension<Identit
         "tiers": tiers,
         "policies": policies,
         "hits": rule_hits(&recs),
-        "preview": Value::Null,
+        "preview": "preview",
     })))
 }
 

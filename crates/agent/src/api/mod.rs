@@ -4,7 +4,8 @@
 //! * `/api/v1/...` (core Namespace, Pod) and `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>]`:
 //!   GET (one, list with `?labelSelector=`, `?watch=true` newline-delimited events), POST (create), PUT
 //!   (create-or-replace; a stale `metadata.resourceVersion` is 409), DELETE.
-//! * `/porin/v1/apply` and `/porin/v1/delete`: many documents, one store transaction, all or nothing.
+//! * `/porin/v1/apply` and `/porin/v1/delete`: many documents, one store transaction, all or nothing;
+//!   `/porin/v1/preview`: the flows an apply would flip, nothing written ([`preview`]).
 //! * `/porin/v1/audit`, `/porin/v1/tokens`, `/porin/v1/status`.
 //! * `/porin/v1/flows` (`porin observe`: NDJSON, `?follow=true` streams) and `/metrics` (OpenMetrics).
 //! * `/porin/v1/alerts` (`porin alerts`: NDJSON, `?follow=true` streams) and
@@ -25,6 +26,7 @@ pub mod kube;
 pub mod listener;
 mod openapi_pb;
 pub mod porin_routes;
+pub mod preview;
 pub mod promote;
 pub mod reports;
 pub mod recommend;
@@ -332,6 +334,7 @@ pub fn router(state: Shared) -> Router {
         .route("/porin/v1/apply", post(porin_routes::apply))
         .route("/porin/v1/delete", post(porin_routes::delete))
         .route("/porin/v1/promote", post(promote::promote))
+        .route("/porin/v1/preview", post(preview::preview))
         .route("/porin/v1/audit", get(porin_routes::audit))
         .route("/porin/v1/tokens", post(porin_routes::create_token).get(porin_routes::list_tokens))
         .route("/porin/v1/tokens/{name}", axum::routing::delete(porin_routes::revoke_token))

@@ -268,7 +268,10 @@ pub async fn commit_opts(
     if !super::respond::is_respond_verb(verb)
         && let Err(refusal) = super::guard::check(st, &changes).await?
     {
-        audit_refusal(st, id, verb, entries, &refusal).await?;
+        // A dry run (and a preview) writes nothing, not even the refusal's audit record.
+        if !dry_run {
+            audit_refusal(st, id, verb, entries, &refusal).await?;
+        }
         return Err(refusal.to_api_error());
     }
     super::binding::unique_claims(st, &changes).await?;
