@@ -389,6 +389,7 @@ pub fn all_layouts() -> Vec<Layout> {
         CapFilter::layout(),
         CapConfig::layout(),
         CapHdr::layout(),
+        CapIf::layout(),
     ]
 }
 

@@ -188,7 +188,7 @@ fn expected_flow_maps() -> [(&'static str, aya::maps::MapType, u32, u32); 6] {
         (abi::flow_map_names::EVCTL, T::Array, 4, s::<abi::EvCtl>() as u32),
         (abi::flow_map_names::DENIED_AGG, T::PerCpuHash, s::<abi::DaggKey>() as u32, s::<abi::DaggValue>() as u32),
         (cap::CONFIG, T::Hash, 4, s::<abi::CapConfig>() as u32),
-        (cap::IFACES, T::Array, 4, 4),
+        (cap::IFACES, T::Array, 4, s::<abi::CapIf>() as u32),
         (cap::STATS, T::PerCpuArray, 4, 8),
         (cap::RING, T::RingBuf, 0, 0),
     ]
@@ -252,6 +252,7 @@ impl Dataplane {
             return Err(Error::NotBpffs { path: pin_dir.to_path_buf() });
         }
         retire_endpoints_v1(pin_dir)?;
+        capture::retire_capif_v1(pin_dir)?;
         let old_ct = take_old_conntrack(pin_dir)?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);
