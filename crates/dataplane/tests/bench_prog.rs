@@ -67,6 +67,15 @@ fn per_packet_cost() {
         let _ = ev.drain();
         let denied = frame("10.0.0.1", "10.0.0.2", TCP, &tcp(9999, 81, SYN));
         rows.push((format!("new flow no-match drop (event, ring drained once), {n} policy entries"), avg_repeat(&dp, Direction::Egress, &denied, R)));
+        let _ = ev.drain();
+        let denied_udp = frame("10.0.0.1", "10.0.0.2", UDP, &udp(9999, 9, b"x"));
+        rows.push((format!("denied UDP flow, repeated (event, ring drained once), {n} policy entries"), avg_repeat(&dp, Direction::Egress, &denied_udp, R)));
+        let _ = ev.drain();
+        // As the agent runs it: denied packets summed per flow in the kernel (no event per packet).
+        ev.denied_aggregates().unwrap().set_enabled(true).unwrap();
+        rows.push((format!("denied UDP flow, repeated, aggregated (as with the agent), {n} policy entries"), avg_repeat(&dp, Direction::Egress, &denied_udp, R)));
+        rows.push((format!("denied TCP tuple, repeated, aggregated, {n} policy entries"), avg_repeat(&dp, Direction::Egress, &denied, R)));
+        ev.denied_aggregates().unwrap().set_enabled(false).unwrap();
         if n == 10 {
             dp.remove_endpoint(IFX).unwrap();
             rows.push(("no endpoint entry (fail-closed drop + event)".to_string(), avg_repeat(&dp, Direction::Egress, &est, R)));
