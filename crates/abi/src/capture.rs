@@ -223,7 +223,7 @@ mod tests {
         let mut c = CapConfig { snaplen: 64, n_filters: (r.next() % 4) as u32, ..Default::default() };
         for f in &mut c.filters[..c.n_filters as usize] {
             f.proto = r.pick(&PROTOS);
-            if r.next() % 2 == 0 {
+            if r.next().is_multiple_of(2) {
                 let (a, b) = (r.pick(&PORTS), r.pick(&PORTS));
                 f.port_lo = a.min(b);
                 f.port_hi = a.max(b);
