@@ -1195,3 +1195,47 @@ fn capture_summary_rejects_only_what_no_filter_matches() {
     assert!(drain(&mut cap).is_empty());
     assert_eq!(cap.stats().unwrap().lost, 0);
 }
+
+/// An upgrade from a build with the plain per-interface capture flag (`porin_capif_v1`): its pin is removed, not
+/// reused with the summary's layout; the captures' configurations (`porin_cap_v1`, unchanged) stay, and the
+/// capture service's next sync writes the summaries, after which matching packets are captured again.
+#[test]
+fn an_old_capture_flag_pin_is_removed_and_the_next_sync_restores_the_summary() {
+    use porin_dataplane::abi::{CapConfig, CapFilter, capture_map_names as cap_names};
+    use porin_dataplane::capture::CaptureMaps;
+    use std::collections::BTreeMap;
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let fs = Bpffs::new();
+    let pin = fs.pin_dir();
+    let mut cfg = CapConfig { snaplen: 64, n_filters: 1, ..Default::default() };
+    cfg.filters[0] = CapFilter { proto: TCP, port_lo: 80, port_hi: 80, ..Default::default() };
+    let want = BTreeMap::from([(IFX, cfg)]);
+    {
+        let dp = Dataplane::open(&pin, &DataplaneOptions::default()).expect("open");
+        CaptureMaps::open_pinned(dp.pin_dir()).unwrap().set(&want).unwrap();
+    }
+    // What the previous build left: its flag array instead of the summaries.
+    std::fs::remove_file(pin.join(cap_names::IFACES)).unwrap();
+    let old = pin.join(cap_names::IFACES_V1);
+    let out = std::process::Command::new("bpftool")
+        .args(["map", "create", old.to_str().unwrap(), "type", "array", "key", "4", "value", "4", "entries", "65536", "name", "porin_capif_v1"])
+        .output()
+        .expect("run bpftool");
+    assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut dp = Dataplane::open(&pin, &DataplaneOptions::default()).expect("open next to an old capture flag map");
+    assert!(std::fs::symlink_metadata(&old).is_err(), "old pin removed");
+    dp.set_ipcache(ipcache()).unwrap();
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)], addrs: pod_addrs() }).unwrap();
+    let mut cap = CaptureMaps::open_pinned(dp.pin_dir()).unwrap();
+    assert_eq!(cap.entries().unwrap(), vec![(IFX, cfg)], "the configurations survive");
+    let mut bad = 0;
+    assert!(dp.test_run(Egress, &syn(POD, PEER, 1, 80), IFX, 1).unwrap().passed());
+    assert!(cap.try_next(&mut bad).is_none(), "no summary yet: nothing captured");
+    cap.set(&want).unwrap();
+    assert!(dp.test_run(Egress, &syn(POD, PEER, 2, 80), IFX, 1).unwrap().passed());
+    let got = cap.try_next(&mut bad).expect("captured after the sync");
+    assert_eq!((got.hdr.sport, got.hdr.dport, bad), (2, 80, 0));
+}
