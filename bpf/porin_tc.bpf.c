@@ -1017,16 +1017,52 @@ static __always_inline int cap_match(const struct porin_cap_config *c, const str
 	return 0;
 }
 
+static __always_inline __u32 cap_class(__u8 proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return PORIN_CAP_CL_TCP;
+	case IPPROTO_UDP:
+		return PORIN_CAP_CL_UDP;
+	case IPPROTO_SCTP:
+		return PORIN_CAP_CL_SCTP;
+	case IPPROTO_ICMP:
+		return PORIN_CAP_CL_ICMP;
+	case IPPROTO_ICMPV6:
+		return PORIN_CAP_CL_ICMPV6;
+	default:
+		return PORIN_CAP_CL_OTHER;
+	}
+}
+
+/* The interface's filter summary (abi.h): 0 if no filter can match the packet
+ * (exact for "no"), 1 if one may (cap_match decides). */
+static __always_inline int cap_may_match(const struct porin_capif *s, const struct pkt *p)
+{
+	if (!(s->flags & PORIN_CAPIF_F_ON))
+		return 0;
+	if (s->flags & PORIN_CAPIF_F_ALL)
+		return 1;
+	__u32 bit = 1u << cap_class(p->proto);
+	if (s->any_port & bit)
+		return 1;
+	if (!(s->with_port & bit))
+		return 0;
+	return (p->ev_sport >= s->port_lo && p->ev_sport <= s->port_hi) ||
+	       (p->ev_dport >= s->port_lo && p->ev_dport <= s->port_hi);
+}
+
 /* Copies the packet to the capture ring if its interface is captured and a
  * filter matches. Never changes the verdict. An interface that is not
- * captured: one (inlined) array lookup. */
+ * captured, or whose filter summary rules the packet out: one (inlined) array
+ * lookup and a few compares. */
 static __always_inline void capture(struct __sk_buff *skb, __u8 dir, const struct pkt *p, int pass)
 {
 	__u32 zero = 0;
 	__u32 ifindex = skb->ifindex;
 	__u32 slot = ifindex < PORIN_CAP_IFINDEX_SLOTS ? ifindex : 0;
-	__u32 *on = bpf_map_lookup_elem(&porin_capif_v1, &slot);
-	if (!on || !*on)
+	struct porin_capif *s = bpf_map_lookup_elem(&porin_capif_v2, &slot);
+	if (!s || !cap_may_match(s, p))
 		return;
 	struct porin_cap_config *c = bpf_map_lookup_elem(&porin_cap_v1, &ifindex);
 	if (!c || !cap_match(c, p))

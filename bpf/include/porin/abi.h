@@ -591,9 +591,11 @@ struct {
  * the porin_caprb_v1 ring buffer as a struct porin_cap_hdr followed by the
  * frame's first cap_len bytes. A record the ring cannot take is counted
  * (porin_capst_v1[PORIN_CAP_ST_LOST]); the verdict never depends on capture.
- * porin_capif_v1[ifindex] (slot 0 for every ifindex >= PORIN_CAP_IFINDEX_SLOTS)
- * is nonzero for interfaces with an entry in porin_cap_v1: a packet of any other
- * interface costs one array lookup and nothing else. */
+ * porin_capif_v2[ifindex] (slot 0 for every ifindex >= PORIN_CAP_IFINDEX_SLOTS)
+ * holds a summary of the filters of the interfaces with an entry in porin_cap_v1
+ * (struct porin_capif): a packet of any other interface, or one that no filter
+ * of its interface can match by the summary, costs one array lookup and nothing
+ * else. (porin_capif_v1, a plain nonzero flag, was replaced by it.) */
 enum porin_cap_limits {
 	PORIN_CAP_MAX_FILTERS = 8,
 	PORIN_CAP_MAX_SNAPLEN = 16384,
@@ -624,6 +626,38 @@ struct porin_cap_config {
 	struct porin_cap_filter filters[8];
 };
 
+/* Protocol classes of the capture summary (bit numbers in porin_capif's masks). */
+enum porin_cap_class {
+	PORIN_CAP_CL_TCP = 0,
+	PORIN_CAP_CL_UDP = 1,
+	PORIN_CAP_CL_SCTP = 2,
+	PORIN_CAP_CL_ICMP = 3,
+	PORIN_CAP_CL_ICMPV6 = 4,
+	PORIN_CAP_CL_OTHER = 5, /* every other protocol, and non-IP (proto 0) */
+};
+
+enum porin_capif_flags {
+	PORIN_CAPIF_F_ON = 1,  /* the slot's interface(s) are captured */
+	PORIN_CAPIF_F_ALL = 2, /* some filter matches every packet (or there are none) */
+};
+
+/* porin_capif_v2 value: a summary of the filters of the interfaces in the slot.
+ * A packet MAY match (and porin_cap_v1 is consulted, whose filters decide) if
+ * flags has F_ON and: F_ALL; or its protocol class's bit is in any_port (a
+ * filter of that protocol without ports); or the bit is in with_port (a filter
+ * of that protocol, or of any protocol, with a port range) and its source or
+ * destination port is in [port_lo, port_hi] (the union of those ranges). The
+ * summary never rejects a packet a filter matches (the agent computes it;
+ * porin_abi tests it against the filters). */
+struct porin_capif {
+	__u8 flags;     /* enum porin_capif_flags */
+	__u8 any_port;  /* 1 << enum porin_cap_class */
+	__u8 with_port; /* 1 << enum porin_cap_class */
+	__u8 pad;
+	__u16 port_lo;  /* host order */
+	__u16 port_hi;
+};
+
 /* porin_caprb_v1 record header, followed by cap_len bytes of the frame. */
 struct porin_cap_hdr {
 	__u64 ts_ns;   /* bpf_ktime_get_ns() */
@@ -645,6 +679,9 @@ struct porin_abi_anchor_cap {
 	struct porin_cap_hdr h;
 	enum porin_cap_limits limits;
 	enum porin_cap_stats stats;
+	struct porin_capif s;
+	enum porin_cap_class cls;
+	enum porin_capif_flags capif_flags;
 };
 
 #ifdef __bpf__
@@ -665,9 +702,9 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, PORIN_CAP_IFINDEX_SLOTS);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct porin_capif);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} porin_capif_v1 SEC(".maps");
+} porin_capif_v2 SEC(".maps");
 
 /* Writer: BPF. Reader: the capture service (summed over CPUs). */
 struct {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 
-use crate::abi::{self, CapConfig, CapHdr, capture_map_names as names};
+use crate::abi::{self, CapConfig, CapHdr, CapIf, capture_map_names as names};
 use crate::error::{Error, Result};
 
 /// One captured packet.
@@ -43,7 +43,7 @@ pub struct CaptureStats {
 /// The capture maps of a pin directory.
 pub struct CaptureMaps {
     config: HashMap<MapData, u32, CapConfig>,
-    ifaces: Array<MapData, u32>,
+    ifaces: Array<MapData, CapIf>,
     stats: PerCpuArray<MapData, u64>,
     ring: RingBuf<MapData>,
 }
@@ -75,25 +75,29 @@ impl CaptureMaps {
     }
 
     /// Makes the captured interfaces exactly `want` (ifindex → configuration): writes what differs, deletes
-    /// the rest. The per-interface flag the programs check first is set after an entry is written and cleared
-    /// before one is deleted (slot 0 stands for every ifindex ≥ `CAP_IFINDEX_SLOTS`).
+    /// the rest. The per-interface filter summary the programs check first ([`CapIf`]; slot 0 stands for
+    /// every ifindex ≥ `CAP_IFINDEX_SLOTS`) is written after the configurations and cleared before a
+    /// configuration is deleted.
     pub fn set(&mut self, want: &std::collections::BTreeMap<u32, CapConfig>) -> Result<()> {
         let slot = |ifindex: u32| if ifindex < abi::CAP_IFINDEX_SLOTS { ifindex } else { 0 };
         let have: std::collections::BTreeMap<u32, CapConfig> = self.entries()?.into_iter().collect();
-        let slots: std::collections::BTreeSet<u32> = want.keys().map(|i| slot(*i)).collect();
-        let old_slots: std::collections::BTreeSet<u32> = have.keys().map(|i| slot(*i)).collect();
+        let mut by_slot: std::collections::BTreeMap<u32, Vec<&CapConfig>> = std::collections::BTreeMap::new();
+        for (ifindex, c) in want {
+            by_slot.entry(slot(*ifindex)).or_default().push(c);
+        }
         for (ifindex, c) in want {
             if have.get(ifindex) != Some(c) {
                 self.config.insert(ifindex, c, 0).map_err(map_err(names::CONFIG))?;
             }
         }
-        for s in &slots {
-            if !old_slots.contains(s) || self.ifaces.get(s, 0).map_err(map_err(names::IFACES))? == 0 {
-                self.ifaces.set(*s, 1, 0).map_err(map_err(names::IFACES))?;
+        // Every slot that is or was captured gets its summary (cleared: the default) rewritten if it differs.
+        let old_slots = have.keys().map(|i| slot(*i));
+        let slots: std::collections::BTreeSet<u32> = by_slot.keys().copied().chain(old_slots).collect();
+        for s in slots {
+            let summary = by_slot.get(&s).map(|cs| CapIf::summarize(cs.iter().copied())).unwrap_or_default();
+            if self.ifaces.get(&s, 0).map_err(map_err(names::IFACES))? != summary {
+                self.ifaces.set(s, summary, 0).map_err(map_err(names::IFACES))?;
             }
-        }
-        for s in old_slots.difference(&slots) {
-            self.ifaces.set(*s, 0, 0).map_err(map_err(names::IFACES))?;
         }
         for ifindex in have.keys().filter(|k| !want.contains_key(k)) {
             match self.config.remove(ifindex) {
@@ -102,6 +106,12 @@ impl CaptureMaps {
             }
         }
         Ok(())
+    }
+
+    /// The filter summary the programs read for `ifindex`'s slot.
+    pub fn summary(&self, ifindex: u32) -> Result<CapIf> {
+        let s = if ifindex < abi::CAP_IFINDEX_SLOTS { ifindex } else { 0 };
+        self.ifaces.get(&s, 0).map_err(map_err(names::IFACES))
     }
 
     /// Captured and lost packets since the maps were created.
@@ -138,6 +148,20 @@ impl CaptureMaps {
         }
         Ok(())
     }
+}
+
+/// The per-interface flag array of an older build (`porin_capif_v1`, a `u32` per ifindex) cannot be read as
+/// this build's summaries: its pin is removed, so the loader creates `porin_capif_v2`. Nothing is lost: the
+/// capture service rewrites every captured interface's summary from `porin_cap_v1` at its next sync (a
+/// capture misses packets until then; the verdict never depends on capture).
+pub(crate) fn retire_capif_v1(pin_dir: &Path) -> Result<()> {
+    let path = pin_dir.join(names::IFACES_V1);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(());
+    }
+    tracing::warn!(path = %path.display(), new_map = names::IFACES,
+        "removed the pin of an older build's capture interface flags (layout changed); captures resume at the next sync");
+    std::fs::remove_file(&path).map_err(|source| Error::Io { what: "removing the old capture flags pin", path, source })
 }
 
 /// Nanoseconds to add to a program's `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to get Unix time, now.

@@ -67,6 +67,15 @@ fn per_packet_cost() {
         let _ = ev.drain();
         let denied = frame("10.0.0.1", "10.0.0.2", TCP, &tcp(9999, 81, SYN));
         rows.push((format!("new flow no-match drop (event, ring drained once), {n} policy entries"), avg_repeat(&dp, Direction::Egress, &denied, R)));
+        let _ = ev.drain();
+        let denied_udp = frame("10.0.0.1", "10.0.0.2", UDP, &udp(9999, 9, b"x"));
+        rows.push((format!("denied UDP flow, repeated (event, ring drained once), {n} policy entries"), avg_repeat(&dp, Direction::Egress, &denied_udp, R)));
+        let _ = ev.drain();
+        // As the agent runs it: denied packets summed per flow in the kernel (no event per packet).
+        ev.denied_aggregates().unwrap().set_enabled(true).unwrap();
+        rows.push((format!("denied UDP flow, repeated, aggregated (as with the agent), {n} policy entries"), avg_repeat(&dp, Direction::Egress, &denied_udp, R)));
+        rows.push((format!("denied TCP tuple, repeated, aggregated, {n} policy entries"), avg_repeat(&dp, Direction::Egress, &denied, R)));
+        ev.denied_aggregates().unwrap().set_enabled(false).unwrap();
         if n == 10 {
             dp.remove_endpoint(IFX).unwrap();
             rows.push(("no endpoint entry (fail-closed drop + event)".to_string(), avg_repeat(&dp, Direction::Egress, &est, R)));
@@ -103,11 +112,18 @@ fn capture_cost() {
     let _ = ev.drain();
     let mut nothing = CapConfig { snaplen: 128, n_filters: 1, ..Default::default() };
     nothing.filters[0] = CapFilter { proto: 17, port_lo: 9, port_hi: 9, ..Default::default() };
+    let mut same_proto = CapConfig { snaplen: 128, n_filters: 1, ..Default::default() };
+    same_proto.filters[0] = CapFilter { proto: 6, port_lo: 1, port_hi: 1, ..Default::default() };
+    let mut maybe = CapConfig { snaplen: 128, n_filters: 2, ..Default::default() };
+    maybe.filters[0] = CapFilter { proto: 6, port_lo: 1, port_hi: 1, ..Default::default() };
+    maybe.filters[1] = CapFilter { proto: 6, port_lo: 9000, port_hi: 9000, ..Default::default() };
     let every = CapConfig { snaplen: 128, n_filters: 0, ..Default::default() };
     let variants: Vec<(&str, BTreeMap<u32, CapConfig>)> = vec![
         ("no capture on the node (one array lookup)", BTreeMap::new()),
         ("a capture on another interface (same lookup)", BTreeMap::from([(IFX + 1000, every)])),
-        ("a capture on this interface matching nothing (UDP/9)", BTreeMap::from([(IFX, nothing)])),
+        ("a capture on this interface matching nothing (UDP/9: summary, other protocol)", BTreeMap::from([(IFX, nothing)])),
+        ("a capture on this interface matching nothing (TCP/1: summary, port outside)", BTreeMap::from([(IFX, same_proto)])),
+        ("TCP/1 or TCP/9000 (ports 1..9000 pass the summary: config lookup + filters)", BTreeMap::from([(IFX, maybe)])),
         ("capturing every packet (128-byte snap length)", BTreeMap::from([(IFX, every)])),
     ];
     let mut samples: Vec<Vec<u64>> = vec![Vec::new(); variants.len()];

@@ -1144,3 +1144,98 @@ fn capture_copies_matching_packets_and_never_changes_the_verdict() {
     assert!(drain(&mut cap).is_empty());
     assert_eq!(h.ctr(Reason::DropNoPolicy), 7);
 }
+
+/// The per-interface filter summary (porin_capif_v2) only ever spares the configuration lookup for packets no
+/// filter matches: a packet inside the summary's port union but outside every filter is still not captured
+/// (the filters decide), every packet a filter matches is captured, a protocol the filters do not name costs
+/// nothing and is not captured, and removing the capture clears the summary.
+#[test]
+fn capture_summary_rejects_only_what_no_filter_matches() {
+    use porin_dataplane::abi::{self, CapConfig, CapFilter, CapIf};
+    use porin_dataplane::capture::CaptureMaps;
+    use std::collections::BTreeMap;
+    let Some(mut h) = H::new(DataplaneOptions::default()) else { return };
+    h.policy(vec![], vec![allow(PEER_ID, UDP, 53), allow(PEER_ID, TCP, 80)]);
+    let mut cap = CaptureMaps::open_pinned(h.dp.pin_dir()).expect("capture maps pinned by open");
+    let drain = |cap: &mut CaptureMaps| {
+        let mut bad = 0;
+        let v: Vec<(u8, u16, u16)> =
+            std::iter::from_fn(|| cap.try_next(&mut bad)).map(|p| (p.hdr.proto, p.hdr.sport, p.hdr.dport)).collect();
+        assert_eq!(bad, 0);
+        v
+    };
+    let mut cfg = CapConfig { snaplen: 64, n_filters: 2, ..Default::default() };
+    cfg.filters[0] = CapFilter { proto: UDP, port_lo: 53, port_hi: 53, ..Default::default() };
+    cfg.filters[1] = CapFilter { proto: TCP, port_lo: 80, port_hi: 80, ..Default::default() };
+    cap.set(&BTreeMap::from([(IFX, cfg)])).unwrap();
+    let s = cap.summary(IFX).unwrap();
+    let tcp_udp = (1 << abi::CAP_CL_TCP) | (1 << abi::CAP_CL_UDP);
+    assert_eq!((s.flags, s.any_port, s.with_port, s.port_lo, s.port_hi), (abi::CAPIF_F_ON, 0, tcp_udp, 53, 80));
+
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(1000, 53, b"q"))); // filter 0
+    h.drop_(Egress, &frame(POD, PEER, UDP, &udp(1000, 60, b"q"))); // in 53..80, no filter: the filters decide
+    h.drop_(Egress, &frame(POD, PEER, UDP, &udp(1000, 80, b"q"))); // TCP's port, but UDP
+    h.pass(Egress, &syn(POD, PEER, 1001, 80)); // filter 1
+    h.drop_(Egress, &syn(POD, PEER, 1002, 81)); // outside the union
+    h.drop_(Egress, &frame(POD, PEER, ICMP, &echo(8, 7))); // a protocol no filter names
+    assert_eq!(drain(&mut cap), vec![(UDP, 1000, 53), (TCP, 1001, 80)]);
+
+    // A protocol-only filter: that protocol at any port (ICMP's "port" is type << 8 | code), nothing else.
+    cfg.n_filters = 1;
+    cfg.filters[0] = CapFilter { proto: ICMP, ..Default::default() };
+    cap.set(&BTreeMap::from([(IFX, cfg)])).unwrap();
+    assert_eq!(cap.summary(IFX).unwrap().any_port, 1 << abi::CAP_CL_ICMP);
+    h.drop_(Egress, &frame(POD, PEER, ICMP, &echo(8, 7)));
+    h.pass(Egress, &frame(POD, PEER, UDP, &udp(1000, 53, b"q")));
+    assert_eq!(drain(&mut cap), vec![(ICMP, 0, 8 << 8)]);
+
+    cap.set(&BTreeMap::new()).unwrap();
+    assert_eq!(cap.summary(IFX).unwrap(), CapIf::default());
+    h.drop_(Egress, &frame(POD, PEER, ICMP, &echo(8, 7)));
+    assert!(drain(&mut cap).is_empty());
+    assert_eq!(cap.stats().unwrap().lost, 0);
+}
+
+/// An upgrade from a build with the plain per-interface capture flag (`porin_capif_v1`): its pin is removed, not
+/// reused with the summary's layout; the captures' configurations (`porin_cap_v1`, unchanged) stay, and the
+/// capture service's next sync writes the summaries, after which matching packets are captured again.
+#[test]
+fn an_old_capture_flag_pin_is_removed_and_the_next_sync_restores_the_summary() {
+    use porin_dataplane::abi::{CapConfig, CapFilter, capture_map_names as cap_names};
+    use porin_dataplane::capture::CaptureMaps;
+    use std::collections::BTreeMap;
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let fs = Bpffs::new();
+    let pin = fs.pin_dir();
+    let mut cfg = CapConfig { snaplen: 64, n_filters: 1, ..Default::default() };
+    cfg.filters[0] = CapFilter { proto: TCP, port_lo: 80, port_hi: 80, ..Default::default() };
+    let want = BTreeMap::from([(IFX, cfg)]);
+    {
+        let dp = Dataplane::open(&pin, &DataplaneOptions::default()).expect("open");
+        CaptureMaps::open_pinned(dp.pin_dir()).unwrap().set(&want).unwrap();
+    }
+    // What the previous build left: its flag array instead of the summaries.
+    std::fs::remove_file(pin.join(cap_names::IFACES)).unwrap();
+    let old = pin.join(cap_names::IFACES_V1);
+    let out = std::process::Command::new("bpftool")
+        .args(["map", "create", old.to_str().unwrap(), "type", "array", "key", "4", "value", "4", "entries", "65536", "name", "porin_capif_v1"])
+        .output()
+        .expect("run bpftool");
+    assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut dp = Dataplane::open(&pin, &DataplaneOptions::default()).expect("open next to an old capture flag map");
+    assert!(std::fs::symlink_metadata(&old).is_err(), "old pin removed");
+    dp.set_ipcache(ipcache()).unwrap();
+    dp.set_endpoint(IFX, EndpointPolicy { endpoint_id: EP, ingress: vec![], egress: vec![allow(PEER_ID, TCP, 80)], addrs: pod_addrs() }).unwrap();
+    let mut cap = CaptureMaps::open_pinned(dp.pin_dir()).unwrap();
+    assert_eq!(cap.entries().unwrap(), vec![(IFX, cfg)], "the configurations survive");
+    let mut bad = 0;
+    assert!(dp.test_run(Egress, &syn(POD, PEER, 1, 80), IFX, 1).unwrap().passed());
+    assert!(cap.try_next(&mut bad).is_none(), "no summary yet: nothing captured");
+    cap.set(&want).unwrap();
+    assert!(dp.test_run(Egress, &syn(POD, PEER, 2, 80), IFX, 1).unwrap().passed());
+    let got = cap.try_next(&mut bad).expect("captured after the sync");
+    assert_eq!((got.hdr.sport, got.hdr.dport, bad), (2, 80, 0));
+}
