@@ -27,7 +27,7 @@ use std::time::Duration;
 use porin_model::porin::StagedAction;
 use porin_model::recscope::RecommendationScopeSpec;
 use porin_model::{Kind, Resource};
-use porin_policy::recommend::{Observation, Options, recommend};
+use porin_policy::recommend::{Options, recommend_set};
 use porin_selector::Selector;
 use porin_store::{Condition, Op, Store, TxnResult};
 use serde::{Deserialize, Serialize};
@@ -169,10 +169,11 @@ pub async fn tick(st: &ApiState, now: i64) -> Result<Pass, ApiError> {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let observed: Vec<Observation> = records.iter().filter_map(crate::api::recommend::observation).collect();
+    let observed = crate::api::recommend::observation_set(&records);
+    drop(records);
     let cluster = crate::api::recommend::stored_cluster(st, "what is already allowed").await?;
     let opts = Options { tier: tier.clone(), namespaces: namespaces.clone(), ..Options::default() };
-    let rec = tokio::task::spawn_blocking(move || recommend(&cluster, &observed, &opts))
+    let rec = tokio::task::spawn_blocking(move || recommend_set(&cluster, &observed, &opts))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
 
