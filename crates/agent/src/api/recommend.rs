@@ -135,12 +135,33 @@ pub async fn handle(
     }
     let q = porin_flow::filter::parse_args(["--since".to_string(), since.clone()], porin_flow::time::now_unix())
         .map_err(|e| ApiError::bad_request(format!("since={since:?}: {e}")))?;
+    let since_secs = (q.since.unwrap_or(0) / NANOS as u64) as i64;
     let records = tokio::task::spawn_blocking(move || svc.query(&q))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let n_records = records.len();
-    let observed = tokio::task::spawn_blocking(move || observation_set(&records)).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let own = tokio::task::spawn_blocking(move || observation_set(&records)).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    // Other nodes' traffic: what they published for the continuous recommender (fresh within its lease), shapes
+    // seen within the window. A node hosting workloads without a fresh summary is reported, never read as "no
+    // traffic".
+    let objects = {
+        let snap = st.snapshot.borrow().clone();
+        crate::registry::decode_all(&snap.items).0
+    };
+    let now = crate::timefmt::now_secs();
+    let lease = crate::recommender::lease_duration(&objects);
+    let seen = crate::recommender::cluster_observations(
+        &st.store,
+        &st.node,
+        own,
+        &crate::recommender::workload_nodes(&objects),
+        now - lease.as_secs() as i64,
+        since_secs,
+    )
+    .await?;
+    let (nodes, missing) = (seen.nodes, seen.missing);
+    let observed = seen.set;
 
     let cluster = stored_cluster(&st, "what is already allowed").await?;
     let rec = tokio::task::spawn_blocking(move || recommend_set(&cluster, &observed, &opts))
@@ -155,5 +176,7 @@ pub async fn handle(
         "records": n_records,
         "alreadyAllowedFlows": rec.already_allowed,
         "deniedFlows": rec.denied,
+        "nodes": nodes,
+        "missingNodes": missing,
     })))
 }
