@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 async fn call(app: &axum::Router, method: Method, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+    let req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
     let body = match body {
         Some(b) => Body::from(serde_json::to_vec(b).unwrap()),
         None => Body::empty(),
