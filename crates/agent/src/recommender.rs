@@ -145,7 +145,11 @@ pub async fn publish(st: &ApiState, flows: Arc<dyn crate::api::sources::FlowSour
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let summary = NodeObservations { node: st.node.clone(), at: now, since, observations: set.to_json() };
     let value = serde_json::to_vec(&summary).map_err(|e| ApiError::internal(e.to_string()))?;
-    st.store.txn(vec![], vec![Op::put(format!("{OBSERVATIONS_PREFIX}{}", st.node), value)]).await?;
+    // Not fatal here (this node still recommends from its own set when it writes): the writer then finds no fresh
+    // summary of this node and names it missing (e.g. a summary larger than etcd accepts).
+    if let Err(e) = st.store.txn(vec![], vec![Op::put(format!("{OBSERVATIONS_PREFIX}{}", st.node), value)]).await {
+        tracing::warn!(error = %e, shapes = set.len(), "publishing this node's observations failed; the recommender will report it missing");
+    }
     Ok(set)
 }
 

@@ -90,7 +90,8 @@ pub fn preview_set(before: Side<'_>, after: Side<'_>, set: &ObservationSet) -> V
     // Evaluations are shared by connections whose ends are of one class in both clusters (see `Pods::keys`):
     // (allowed, deciding step) before and after.
     type Key = (EvalKey, EvalKey, EvalKey, EvalKey, u8, u16);
-    let mut memo: FxMap<Key, Option<((bool, String), (bool, String))>> = FxMap::default();
+    type Evals = Option<((bool, String), (bool, String))>;
+    let mut memo: FxMap<Key, Evals> = FxMap::default();
     // Groups by (source name, destination name, protocol, port); a name is computed once per peer (peers of one
     // network set seen at several addresses share one name).
     let mut names: Vec<String> = Vec::new();

@@ -94,7 +94,8 @@ pub async fn check(st: &ApiState, changes: &[Change]) -> Result<Result<(), Refus
         let current: std::collections::HashSet<&str> = items.iter().map(|kv| kv.key.as_str()).collect();
         parts.retain(|k, _| current.contains(k.as_str()));
     }
-    let mut model: BTreeMap<&str, (&Resource, Cow<'_, Result<ModelPart, EngineError>>)> =
+    type Part<'a> = Cow<'a, Result<ModelPart, EngineError>>;
+    let mut model: BTreeMap<&str, (&Resource, Part<'_>)> =
         decoded.into_iter().map(|(k, r)| (k, (r, Cow::Borrowed(&parts[k].1)))).collect();
     let keys: Vec<String> = changes.iter().map(|c| keys::object_key(c.kind, c.namespace.as_deref(), &c.name)).collect();
     for (c, key) in changes.iter().zip(&keys) {
