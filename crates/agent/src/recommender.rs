@@ -18,7 +18,15 @@
 //! **One writer per cluster:** every agent runs the loop, but only the holder of the lease
 //! `leases/recommender` in the store writes. The lease names its node and an expiry (3 × interval, at least
 //! 30 s); it is taken with a transaction conditioned on the key's revision, renewed every pass, and taken over
-//! by another agent once expired. The writer recommends from its own flow store, like `porin recommend`.
+//! by another agent once expired.
+//!
+//! **Every node's traffic:** a node's flow store holds only what that node's pods sent and received, so every
+//! agent (writer or not) publishes, every pass, its observations over the lookback merged by shape
+//! ([`porin_policy::recommend::ObservationSet`]) under `recommender/observations/<node>` in the store, and the
+//! writer recommends from its own store plus every other node's summary, like Calico's recommender reads the
+//! whole cluster's flow logs. Fail safe: a node that hosts workload endpoints but has no summary newer than the
+//! lease duration (agent down, store unreachable from it) is named in `policyrecommendation.porin.io/missingNodes`
+//! of every recommendation and holds it at `Learning` until it reports: its traffic is unknown, not absent.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -27,7 +35,7 @@ use std::time::Duration;
 use porin_model::porin::StagedAction;
 use porin_model::recscope::RecommendationScopeSpec;
 use porin_model::{Kind, Resource};
-use porin_policy::recommend::{Observation, Options, recommend};
+use porin_policy::recommend::{ObservationSet, ObservationSetJson, Options, recommend_set};
 use porin_selector::Selector;
 use porin_store::{Condition, Op, Store, TxnResult};
 use serde::{Deserialize, Serialize};
@@ -41,6 +49,109 @@ use crate::registry::keys;
 pub const LEASE_KEY: &str = "leases/recommender";
 pub const ANN_STATUS: &str = "policyrecommendation.porin.io/status";
 pub const ANN_UPDATED: &str = "policyrecommendation.porin.io/lastUpdated";
+pub const ANN_MISSING: &str = "policyrecommendation.porin.io/missingNodes";
+/// `recommender/observations/<node>` → [`NodeObservations`].
+pub const OBSERVATIONS_PREFIX: &str = "recommender/observations/";
+
+/// What one node publishes for the writer: its flow store's observations over `[since, at]`, merged by shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeObservations {
+    pub node: String,
+    /// Unix seconds: when it was read.
+    pub at: i64,
+    pub since: i64,
+    pub observations: ObservationSetJson,
+}
+
+/// Every node's traffic as the writer sees it: the merged observations, which nodes contributed, and which
+/// nodes host workloads but have no fresh summary.
+#[derive(Debug, Default)]
+pub struct ClusterObservations {
+    pub set: ObservationSet,
+    pub nodes: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+/// How long a lease (and a node's published observations) lasts under the current scope: 3 × its interval, at
+/// least 30 s (30 s without an enabled scope).
+pub fn lease_duration(objects: &[Resource]) -> Duration {
+    let interval = scope_of(objects).filter(RecommendationScopeSpec::enabled).map_or(Duration::ZERO, |s| s.interval());
+    (interval * 3).max(Duration::from_secs(30))
+}
+
+/// Nodes that host workload endpoints (WorkloadEndpoint `spec.node`, Pod `spec.nodeName`).
+pub fn workload_nodes(objects: &[Resource]) -> BTreeSet<String> {
+    objects
+        .iter()
+        .filter_map(|r| match r {
+            Resource::WorkloadEndpoint(w) => Some(w.spec.node.clone()),
+            Resource::Pod(p) => p.spec.node_name.clone(),
+            _ => None,
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// `own` plus every other node's published summary newer than `fresh_after` (unix seconds), keeping only shapes
+/// last seen at or after `since`. `expected`: nodes whose traffic must be there (the rest are reported missing).
+pub async fn cluster_observations(
+    store: &impl Store,
+    node: &str,
+    own: ObservationSet,
+    expected: &BTreeSet<String>,
+    fresh_after: i64,
+    since: i64,
+) -> Result<ClusterObservations, ApiError> {
+    let mut out = ClusterObservations { set: own, nodes: vec![node.to_string()], missing: vec![] };
+    let (items, _) = store.list(OBSERVATIONS_PREFIX).await?;
+    let mut seen = BTreeSet::from([node.to_string()]);
+    for kv in items {
+        let Some(name) = kv.key.strip_prefix(OBSERVATIONS_PREFIX) else { continue };
+        if name == node {
+            continue;
+        }
+        let summary = match serde_json::from_slice::<NodeObservations>(&kv.value) {
+            Ok(s) if s.at >= fresh_after => s,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(node = name, error = %e, "a node's published observations do not decode; its traffic is missing");
+                continue;
+            }
+        };
+        let mut set = match ObservationSet::from_json(&summary.observations) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(node = name, error = %e, "a node's published observations are inconsistent; its traffic is missing");
+                continue;
+            }
+        };
+        set.retain(|_, sh| sh.last_seen >= since);
+        out.set.merge(&set);
+        out.nodes.push(name.to_string());
+        seen.insert(name.to_string());
+    }
+    out.missing = expected.iter().filter(|n| !seen.contains(*n)).cloned().collect();
+    Ok(out)
+}
+
+/// Read this node's flow store over `[since, now]` into a merged set and publish it for the writer.
+pub async fn publish(st: &ApiState, flows: Arc<dyn crate::api::sources::FlowSource>, since: i64, now: i64) -> Result<ObservationSet, ApiError> {
+    let q = porin_flow::filter::parse_args(["--since".to_string(), format!("{}s", (now - since).max(1))], porin_flow::time::now_unix())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let set = tokio::task::spawn_blocking(move || flows.query(&q).map(|records| crate::api::recommend::observation_set(&records)))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let summary = NodeObservations { node: st.node.clone(), at: now, since, observations: set.to_json() };
+    let value = serde_json::to_vec(&summary).map_err(|e| ApiError::internal(e.to_string()))?;
+    // Not fatal here (this node still recommends from its own set when it writes): the writer then finds no fresh
+    // summary of this node and names it missing (e.g. a summary larger than etcd accepts).
+    if let Err(e) = st.store.txn(vec![], vec![Op::put(format!("{OBSERVATIONS_PREFIX}{}", st.node), value)]).await {
+        tracing::warn!(error = %e, shapes = set.len(), "publishing this node's observations failed; the recommender will report it missing");
+    }
+    Ok(set)
+}
 
 /// A recommendation's name in its namespace (the one-shot recommender's).
 pub fn policy_name(tier: &str, ns: &str) -> String {
@@ -112,6 +223,8 @@ pub struct Pass {
     pub leader: bool,
     /// (namespace, status) of every recommendation written.
     pub written: Vec<(String, String)>,
+    /// Nodes hosting workloads whose traffic the writer could not read.
+    pub missing_nodes: Vec<String>,
 }
 
 /// One pass at `now` (unix seconds).
@@ -127,7 +240,11 @@ pub async fn tick(st: &ApiState, now: i64) -> Result<Pass, ApiError> {
     let Some(scope) = scope_of(&objects).filter(RecommendationScopeSpec::enabled) else { return Ok(pass) };
     let Some(flows) = st.flows.clone() else { return Ok(pass) };
     let interval = scope.interval();
-    if !acquire_lease(&st.store, &st.node, now, (interval * 3).max(Duration::from_secs(30))).await? {
+    let lease = lease_duration(&objects);
+    // Every node publishes its traffic for the writer, whoever that is.
+    let since = now - scope.initial_lookback().as_secs() as i64;
+    let own = publish(st, flows, since, now).await?;
+    if !acquire_lease(&st.store, &st.node, now, lease).await? {
         return Ok(pass);
     }
     pass.leader = true;
@@ -162,17 +279,13 @@ pub async fn tick(st: &ApiState, now: i64) -> Result<Pass, ApiError> {
         return Ok(pass);
     }
 
-    let since = format!("{}s", scope.initial_lookback().as_secs());
-    let q = porin_flow::filter::parse_args(["--since".to_string(), since], porin_flow::time::now_unix())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let records = tokio::task::spawn_blocking(move || flows.query(&q))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let observed: Vec<Observation> = records.iter().filter_map(crate::api::recommend::observation).collect();
+    let seen = cluster_observations(&st.store, &st.node, own, &workload_nodes(&objects), now - lease.as_secs() as i64, since).await?;
+    pass.missing_nodes = seen.missing.clone();
+    let missing = seen.missing.join(",");
+    let observed = seen.set;
     let cluster = crate::api::recommend::stored_cluster(st, "what is already allowed").await?;
     let opts = Options { tier: tier.clone(), namespaces: namespaces.clone(), ..Options::default() };
-    let rec = tokio::task::spawn_blocking(move || recommend(&cluster, &observed, &opts))
+    let rec = tokio::task::spawn_blocking(move || recommend_set(&cluster, &observed, &opts))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
 
@@ -211,13 +324,22 @@ pub async fn tick(st: &ApiState, now: i64) -> Result<Pass, ApiError> {
             (Some(o), false) => o["metadata"]["annotations"][ANN_UPDATED].as_str().and_then(crate::timefmt::parse_rfc3339).unwrap_or(now),
             _ => now,
         };
-        let s = status(Duration::from_secs((now - updated).max(0) as u64), interval, scope.stabilization_period());
+        // A node's traffic is unknown: never claim the recommendation stable on part of the cluster's traffic.
+        let s = if missing.is_empty() {
+            status(Duration::from_secs((now - updated).max(0) as u64), interval, scope.stabilization_period())
+        } else {
+            "Learning"
+        };
         let old_status = old_json.as_ref().and_then(|o| o["metadata"]["annotations"][ANN_STATUS].as_str().map(str::to_string));
-        if !changed && old_status.as_deref() == Some(s) {
+        let old_missing = old_json.as_ref().and_then(|o| o["metadata"]["annotations"][ANN_MISSING].as_str()).unwrap_or("").to_string();
+        if !changed && old_status.as_deref() == Some(s) && old_missing == missing {
             continue;
         }
         new["spec"]["stagedAction"] = "Learn".into();
         new["metadata"]["annotations"][ANN_STATUS] = s.into();
+        if !missing.is_empty() {
+            new["metadata"]["annotations"][ANN_MISSING] = missing.clone().into();
+        }
         new["metadata"]["annotations"][ANN_UPDATED] = crate::timefmt::rfc3339(updated).into();
         let resource = porin_model::load::to_resource(Kind::StagedNetworkPolicy, new)
             .map_err(|(p, m)| ApiError::internal(format!("a recommendation does not load: {p}: {m}")))?;

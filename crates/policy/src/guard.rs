@@ -9,7 +9,7 @@
 //! Without `ports`, a guard is checked on every port a pod declares or a rule names for its protocol, plus one
 //! port that nothing names (what a rule without ports, or a default, decides).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::eval::{Direction, Evaluation, Hit, HitAction, Packet, Peer, SideVerdict, Variant};
 use crate::ir::{Cluster, RuleMatch, all_cidrs};
-use crate::matrix::Matrix;
+use crate::matrix::Classes;
 
 /// A guard to check: its name and spec (validated: see `porin_model::guard::check`).
 #[derive(Debug, Clone, Copy)]
@@ -76,10 +76,11 @@ impl std::fmt::Display for Violation {
 /// Check every guard against the enforced policy set; the first violation of each violated guard, in guard
 /// order. Guards whose spec does not parse are skipped (validation reports them).
 pub fn check(c: &Cluster, guards: &[Guard<'_>]) -> Vec<Violation> {
-    let mut matrices: HashMap<(Protocol, u16), Matrix> = HashMap::new();
+    // Endpoint classes once for every guard and port; each guard's pairs are evaluated for its own classes only.
+    let mut classes: Option<Classes> = None;
     let mut out = Vec::new();
     for g in guards {
-        if let Some(v) = check_one(c, g, &mut matrices) {
+        if let Some(v) = check_one(c, g, &mut classes) {
             out.push(v);
         }
     }
@@ -164,7 +165,7 @@ pub fn ports_to_check(c: &Cluster, proto: Protocol) -> Vec<u16> {
     ports.into_iter().collect()
 }
 
-fn check_one(c: &Cluster, g: &Guard<'_>, matrices: &mut HashMap<(Protocol, u16), Matrix>) -> Option<Violation> {
+fn check_one(c: &Cluster, g: &Guard<'_>, classes: &mut Option<Classes>) -> Option<Violation> {
     let s = g.spec;
     let (Ok(from), Ok(to), Some(proto), Some(expect)) = (s.from.resolve(), s.to.resolve(), s.protocol(), s.expect)
     else {
@@ -177,8 +178,9 @@ fn check_one(c: &Cluster, g: &Guard<'_>, matrices: &mut HashMap<(Protocol, u16),
         let pkt = Packet::l4(proto, port);
         let witness = match (&from, &to) {
             (Side::Pods(f), Side::Pods(t)) => {
-                let m = matrices.entry((proto, port)).or_insert_with(|| c.matrix(Variant::Enforced, proto, port));
-                pod_witness(m, f, t, want_allowed).map(|(i, j)| (Peer::Endpoint(&c.endpoints[i]), Peer::Endpoint(&c.endpoints[j])))
+                let cls = classes.get_or_insert_with(|| c.classes_v4());
+                c.pair_witness(Variant::Enforced, proto, port, cls, f, t, want_allowed)
+                    .map(|(i, j)| (Peer::Endpoint(&c.endpoints[i]), Peer::Endpoint(&c.endpoints[j])))
             }
             (Side::Pods(f), Side::Addrs(t)) => f.iter().find_map(|&i| {
                 t.iter().find_map(|&a| {
@@ -214,29 +216,6 @@ fn check_one(c: &Cluster, g: &Guard<'_>, matrices: &mut HashMap<(Protocol, u16),
 
 fn packet(pkt: Packet, a: IpAddr) -> Packet {
     Packet { v6: a.is_ipv6(), ..pkt }
-}
-
-/// The first (from, to) pair of distinct pods whose reachability differs from `want_allowed`.
-fn pod_witness(m: &Matrix, from: &[usize], to: &[usize], want_allowed: bool) -> Option<(usize, usize)> {
-    let words = m.pods.len().div_ceil(64);
-    let mut mask = vec![0u64; words];
-    for &j in to {
-        mask[j / 64] |= 1 << (j % 64);
-    }
-    for &i in from {
-        let row = m.row(i);
-        for (w, (&r, &k)) in row.iter().zip(&mask).enumerate() {
-            let mut bad = if want_allowed { !r & k } else { r & k };
-            // A pod reaching itself is never a question.
-            if w == i / 64 {
-                bad &= !(1 << (i % 64));
-            }
-            if bad != 0 {
-                return Some((i, w * 64 + bad.trailing_zeros() as usize));
-            }
-        }
-    }
-    None
 }
 
 /// The sides that made the connection allowed (a Deny guard: both sides' deciding steps) or denied (an Allow

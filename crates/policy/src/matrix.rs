@@ -43,10 +43,6 @@ impl Matrix {
     pub fn allowed(&self, from: usize, to: usize) -> bool {
         self.bits[from * self.words_per_row + to / 64] >> (to % 64) & 1 == 1
     }
-    /// Row `from` as words: bit `to % 64` of word `to / 64` says `from` may reach `to`.
-    pub(crate) fn row(&self, from: usize) -> &[u64] {
-        &self.bits[from * self.words_per_row..(from + 1) * self.words_per_row]
-    }
     fn set(&mut self, from: usize, to: usize) {
         self.bits[from * self.words_per_row + to / 64] |= 1 << (to % 64);
     }
@@ -96,6 +92,13 @@ struct ClassKey<'a> {
     named_ports: &'a [(String, Protocol, u16)],
     nets: Vec<u64>,
     has_ip: bool,
+}
+
+/// Endpoint classes (see [`Cluster::endpoint_classes`]) and one representative endpoint per class.
+#[derive(Debug, Clone)]
+pub struct Classes {
+    pub class_of: Vec<usize>,
+    pub reps: Vec<usize>,
 }
 
 /// Partition the endpoints into classes for a given address family.
@@ -189,6 +192,79 @@ impl Cluster {
         m
     }
 
+    /// The endpoint classes of the IPv4 family, for [`Cluster::pair_witness`] on many ports (classes do not
+    /// depend on the port).
+    pub fn classes_v4(&self) -> Classes {
+        let (class_of, reps) = classes(self, false);
+        Classes { class_of, reps }
+    }
+
+    /// The first pair (in `from` order, then the lowest index of `to`) of distinct pods whose reachability on
+    /// `protocol`/`port` is not `want_allowed`: the pair [`Cluster::matrix`] would show first, computed only for
+    /// the classes of `from` and `to` (ingress of the destination classes; egress of a source class only when
+    /// it can change the answer).
+    #[allow(clippy::too_many_arguments)]
+    pub fn pair_witness(
+        &self,
+        v: Variant,
+        protocol: Protocol,
+        port: u16,
+        cls: &Classes,
+        from: &[usize],
+        to: &[usize],
+        want_allowed: bool,
+    ) -> Option<(usize, usize)> {
+        let nc = cls.reps.len();
+        let pkt = Packet { protocol: protocol.number(), port: Some(port), icmp: None, v6: false };
+        let mut ctx = SideCtx::new(self, v, &cls.reps, pkt);
+        let mut to_classes = Bits::new(nc);
+        for &j in to {
+            to_classes.set(cls.class_of[j]);
+        }
+        // admitted[cd] for every destination class: the source classes its ingress admits.
+        let mut ingress: HashMap<usize, Bits> = HashMap::new();
+        let mut admitted_any = Bits::new(nc);
+        for cd in to_classes.ones() {
+            let b = ctx.allowed_peers(cd, Direction::Ingress);
+            admitted_any.or(&b);
+            ingress.insert(cd, b);
+        }
+        // Per source class: the destination classes whose answer differs from `want_allowed`.
+        let mut bad: HashMap<usize, Bits> = HashMap::new();
+        for &i in from {
+            let cs = cls.class_of[i];
+            let b = bad.entry(cs).or_insert_with(|| {
+                let ok = if !want_allowed && !admitted_any.get(cs) {
+                    // No destination admits this class: nothing is allowed, so nothing to find for a Deny guard.
+                    Bits::new(nc)
+                } else {
+                    let mut ok = ctx.allowed_peers(cs, Direction::Egress);
+                    ok.and(&to_classes);
+                    for cd in ok.clone().ones() {
+                        if !ingress[&cd].get(cs) {
+                            ok.clear(cd);
+                        }
+                    }
+                    ok
+                };
+                let mut b = to_classes.clone();
+                if want_allowed {
+                    b.and_not(&ok);
+                } else {
+                    b.and(&ok);
+                }
+                b
+            });
+            if b.is_empty() {
+                continue;
+            }
+            if let Some(&j) = to.iter().find(|&&j| j != i && b.get(cls.class_of[j])) {
+                return Some((i, j));
+            }
+        }
+        None
+    }
+
     /// The reference matrix: the plain evaluator on every pair. Slow; the oracle for tests.
     pub fn matrix_reference(&self, v: Variant, protocol: Protocol, port: u16) -> Matrix {
         let pods: Vec<String> = self.endpoints.iter().map(|e| e.id()).collect();
@@ -233,7 +309,6 @@ impl Bits {
     fn set(&mut self, i: usize) {
         self.0[i / 64] |= 1 << (i % 64);
     }
-    #[cfg(test)]
     fn get(&self, i: usize) -> bool {
         self.0[i / 64] >> (i % 64) & 1 == 1
     }

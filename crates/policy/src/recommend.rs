@@ -193,6 +193,13 @@ fn ip_scope(ip: IpAddr) -> Scope {
 }
 
 /// Pods by namespace and name (`Cluster::endpoint` scans; recommendations look pods up per record shape).
+/// A peer of an [`ObservationSet`] placed in a cluster.
+#[derive(Clone, Copy)]
+pub(crate) struct Resolved {
+    pub(crate) pod: Option<usize>,
+    pub(crate) ip: Option<IpAddr>,
+}
+
 pub(crate) struct Pods<'c> {
     c: &'c Cluster,
     by_name: std::collections::HashMap<(&'c str, &'c str), usize>,
@@ -218,23 +225,30 @@ impl<'c> Pods<'c> {
             class_of: c.endpoint_classes(false),
         }
     }
-    /// The evaluation keys of an observation's two ends (`v6`: the observation involves an IPv6 address).
-    pub(crate) fn keys(&self, ob: &Observation) -> (EvalKey, EvalKey) {
-        let ip = |p: &ObservedPeer| match p {
-            ObservedPeer::NetworkSet { ip, .. } => *ip,
-            ObservedPeer::Ip { ip } => Some(*ip),
-            ObservedPeer::Pod { .. } => None,
+    /// Each peer of `set` placed in this cluster: its pod (by index) and its address.
+    pub(crate) fn resolve(&self, set: &ObservationSet) -> Vec<Resolved> {
+        set.peers
+            .iter()
+            .map(|p| match p {
+                ObservedPeer::Pod { namespace, pod } => {
+                    Resolved { pod: self.by_name.get(&(namespace.as_str(), pod.as_str())).copied(), ip: None }
+                }
+                ObservedPeer::NetworkSet { ip, .. } => Resolved { pod: None, ip: *ip },
+                ObservedPeer::Ip { ip } => Resolved { pod: None, ip: Some(*ip) },
+            })
+            .collect()
+    }
+    /// The evaluation keys of a shape's two ends (resolved by [`Self::resolve`]).
+    pub(crate) fn keys(&self, r: &[Resolved], src: u32, dst: u32) -> (EvalKey, EvalKey) {
+        let (s, d) = (&r[src as usize], &r[dst as usize]);
+        let v6 = [s, d].iter().any(|p| matches!(p.ip, Some(IpAddr::V6(_))));
+        let key = |p: &Resolved| match (p.pod, p.ip) {
+            (Some(i), _) if v6 => EvalKey::Pod(i),
+            (Some(i), _) => EvalKey::Class(self.class_of[i]),
+            (None, Some(ip)) => EvalKey::Ip(ip),
+            (None, None) => EvalKey::Unknown,
         };
-        let v6 = [&ob.src, &ob.dst].iter().any(|p| matches!(ip(p), Some(IpAddr::V6(_))));
-        let key = |p: &ObservedPeer| match p {
-            ObservedPeer::Pod { namespace, pod } => match self.by_name.get(&(namespace.as_str(), pod.as_str())) {
-                Some(&i) if v6 => EvalKey::Pod(i),
-                Some(&i) => EvalKey::Class(self.class_of[i]),
-                None => EvalKey::Unknown,
-            },
-            other => ip(other).map_or(EvalKey::Unknown, EvalKey::Ip),
-        };
-        (key(&ob.src), key(&ob.dst))
+        (key(s), key(d))
     }
     pub(crate) fn get(&self, ns: &str, pod: &str) -> Option<&'c crate::ir::Endpoint> {
         self.by_name.get(&(ns, pod)).map(|&i| &self.c.endpoints[i])
@@ -269,61 +283,342 @@ fn coverage(side: Option<&SideVerdict>, tier: &str) -> Coverage {
 }
 
 /// Observations of the same shape (where, source, destination, protocol, port) merged into one, with the
-/// earliest first, latest last and summed flows, and how many were merged. Keys borrow: no allocation per record.
+/// earliest first, latest last and summed flows, and how many were merged.
 pub fn merge_counted(observed: &[Observation]) -> Vec<(Observation, u64)> {
-    type Key<'a> = (ObservedAt, &'a ObservedPeer, &'a ObservedPeer, Protocol, u16);
-    let mut shapes: std::collections::HashMap<Key<'_>, (i64, i64, u64, u64)> = std::collections::HashMap::new();
-    for ob in observed {
-        let e = shapes.entry((ob.at, &ob.src, &ob.dst, ob.protocol, ob.port)).or_insert((i64::MAX, i64::MIN, 0, 0));
-        e.0 = e.0.min(ob.first_seen);
-        e.1 = e.1.max(ob.last_seen);
-        e.2 += ob.flows;
-        e.3 += 1;
-    }
-    shapes
-        .into_iter()
-        .map(|((at, src, dst, protocol, port), (first_seen, last_seen, flows, n))| {
-            (Observation { at, src: src.clone(), dst: dst.clone(), protocol, port, first_seen, last_seen, flows }, n)
+    let set = ObservationSet::of(observed);
+    set.shapes
+        .iter()
+        .map(|sh| {
+            let ob = Observation {
+                at: sh.at,
+                src: set.peer(sh.src).clone(),
+                dst: set.peer(sh.dst).clone(),
+                protocol: sh.protocol,
+                port: sh.port,
+                first_seen: sh.first_seen,
+                last_seen: sh.last_seen,
+                flows: sh.flows,
+            };
+            (ob, sh.records)
         })
         .collect()
 }
 
-fn merge(observed: &[Observation]) -> Vec<Observation> {
-    merge_counted(observed).into_iter().map(|(o, _)| o).collect()
+/// A fast, non-cryptographic hasher for the interned keys of [`ObservationSet`] (small integers and short names
+/// the caller's own records hold; no untrusted key decides a bucket in a way an attacker could exploit beyond
+/// what the record count already allows). The multiply-rotate scheme of rustc's FxHasher.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64)
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.add(i as u64)
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64)
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i)
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64)
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+pub(crate) type FxMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
+
+/// One end of an observed connection, borrowed from the caller's record (no allocation to look it up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRef<'a> {
+    Pod { namespace: &'a str, pod: &'a str },
+    NetworkSet { namespace: Option<&'a str>, name: &'a str, ip: Option<IpAddr> },
+    Ip(IpAddr),
+}
+
+impl<'a> PeerRef<'a> {
+    pub fn of(p: &'a ObservedPeer) -> PeerRef<'a> {
+        match p {
+            ObservedPeer::Pod { namespace, pod } => PeerRef::Pod { namespace, pod },
+            ObservedPeer::NetworkSet { namespace, name, ip } => PeerRef::NetworkSet { namespace: namespace.as_deref(), name, ip: *ip },
+            ObservedPeer::Ip { ip } => PeerRef::Ip(*ip),
+        }
+    }
+    fn owned(self) -> ObservedPeer {
+        match self {
+            PeerRef::Pod { namespace, pod } => ObservedPeer::Pod { namespace: namespace.into(), pod: pod.into() },
+            PeerRef::NetworkSet { namespace, name, ip } => {
+                ObservedPeer::NetworkSet { namespace: namespace.map(String::from), name: name.into(), ip }
+            }
+            PeerRef::Ip(ip) => ObservedPeer::Ip { ip },
+        }
+    }
+}
+
+/// Observations merged by shape while they are read: every peer is interned once (an id), and one shape —
+/// (where, source, destination, protocol, port) — keeps the earliest first, latest last, summed flows and how
+/// many records it merged. Adding a record whose peers were seen before allocates nothing. This is what
+/// [`recommend_set`] and [`crate::preview::preview_set`] read; sets of several nodes merge with [`Self::merge`].
+#[derive(Debug, Clone, Default)]
+pub struct ObservationSet {
+    peers: Vec<ObservedPeer>,
+    pods: FxMap<Box<str>, FxMap<Box<str>, u32>>,
+    others: FxMap<ObservedPeer, u32>,
+    index: FxMap<ShapeKey, u32>,
+    shapes: Vec<Shape>,
+    records: u64,
+}
+
+type ShapeKey = (ObservedAt, u32, u32, Protocol, u16);
+
+/// One merged shape: peers by id into [`ObservationSet`]'s peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    pub at: ObservedAt,
+    pub src: u32,
+    pub dst: u32,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub flows: u64,
+    pub records: u64,
+}
+
+/// The serialized form of an [`ObservationSet`]: the peers once, the shapes by peer index.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ObservationSetJson {
+    pub peers: Vec<ObservedPeer>,
+    pub shapes: Vec<Shape>,
+}
+
+/// A serialized set names a peer it does not hold.
+#[derive(Debug, thiserror::Error)]
+#[error("observation shape {shape} names peer {peer}, but the set has {peers} peers")]
+pub struct BadPeerIndex {
+    pub shape: usize,
+    pub peer: u32,
+    pub peers: usize,
+}
+
+impl ObservationSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A set of `observed` (merged).
+    pub fn of(observed: &[Observation]) -> Self {
+        let mut s = Self::new();
+        for ob in observed {
+            s.add_observation(ob);
+        }
+        s
+    }
+
+    fn intern(&mut self, p: PeerRef<'_>) -> u32 {
+        let next = self.peers.len() as u32;
+        match p {
+            PeerRef::Pod { namespace, pod } => {
+                if let Some(&id) = self.pods.get(namespace).and_then(|m| m.get(pod)) {
+                    return id;
+                }
+                self.pods.entry(namespace.into()).or_default().insert(pod.into(), next);
+            }
+            other => {
+                let owned = other.owned();
+                if let Some(&id) = self.others.get(&owned) {
+                    return id;
+                }
+                self.others.insert(owned, next);
+            }
+        }
+        self.peers.push(p.owned());
+        next
+    }
+
+    /// Add one record's worth of connections.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        at: ObservedAt,
+        src: PeerRef<'_>,
+        dst: PeerRef<'_>,
+        protocol: Protocol,
+        port: u16,
+        first_seen: i64,
+        last_seen: i64,
+        flows: u64,
+    ) {
+        let (s, d) = (self.intern(src), self.intern(dst));
+        self.add_shape(Shape { at, src: s, dst: d, protocol, port, first_seen, last_seen, flows, records: 1 });
+    }
+
+    pub fn add_observation(&mut self, ob: &Observation) {
+        self.add(ob.at, PeerRef::of(&ob.src), PeerRef::of(&ob.dst), ob.protocol, ob.port, ob.first_seen, ob.last_seen, ob.flows)
+    }
+
+    fn add_shape(&mut self, sh: Shape) {
+        self.records += sh.records;
+        let next = self.shapes.len() as u32;
+        let i = *self.index.entry((sh.at, sh.src, sh.dst, sh.protocol, sh.port)).or_insert(next);
+        if i == next {
+            self.shapes.push(sh);
+            return;
+        }
+        let e = &mut self.shapes[i as usize];
+        e.first_seen = e.first_seen.min(sh.first_seen);
+        e.last_seen = e.last_seen.max(sh.last_seen);
+        e.flows += sh.flows;
+        e.records += sh.records;
+    }
+
+    /// Add every shape of `other` (another node's observations).
+    pub fn merge(&mut self, other: &ObservationSet) {
+        let ids: Vec<u32> = other.peers.iter().map(|p| self.intern(PeerRef::of(p))).collect();
+        for sh in &other.shapes {
+            self.add_shape(Shape { src: ids[sh.src as usize], dst: ids[sh.dst as usize], ..*sh });
+        }
+    }
+
+    /// Records added (before merging).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Distinct shapes.
+    pub fn len(&self) -> usize {
+        self.shapes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shapes.is_empty()
+    }
+
+    pub fn peer(&self, id: u32) -> &ObservedPeer {
+        &self.peers[id as usize]
+    }
+
+    pub fn peers(&self) -> &[ObservedPeer] {
+        &self.peers
+    }
+
+    pub fn shapes(&self) -> &[Shape] {
+        &self.shapes
+    }
+
+    /// Only the shapes `keep` accepts (peers stay interned).
+    pub fn retain(&mut self, mut keep: impl FnMut(&ObservationSet, &Shape) -> bool) {
+        let shapes = std::mem::take(&mut self.shapes);
+        let kept: Vec<Shape> = shapes.into_iter().filter(|s| keep(self, s)).collect();
+        self.index = kept.iter().enumerate().map(|(i, s)| ((s.at, s.src, s.dst, s.protocol, s.port), i as u32)).collect();
+        self.records = kept.iter().map(|s| s.records).sum();
+        self.shapes = kept;
+    }
+
+    pub fn to_json(&self) -> ObservationSetJson {
+        ObservationSetJson { peers: self.peers.clone(), shapes: self.shapes.clone() }
+    }
+
+    pub fn from_json(j: &ObservationSetJson) -> Result<Self, BadPeerIndex> {
+        let mut s = Self::new();
+        let ids: Vec<u32> = j.peers.iter().map(|p| s.intern(PeerRef::of(p))).collect();
+        for (n, sh) in j.shapes.iter().enumerate() {
+            let id = |p: u32| ids.get(p as usize).copied().ok_or(BadPeerIndex { shape: n, peer: p, peers: ids.len() });
+            s.add_shape(Shape { src: id(sh.src)?, dst: id(sh.dst)?, ..*sh });
+        }
+        Ok(s)
+    }
 }
 
 /// Recommend one StagedNetworkPolicy per namespace from `observed` traffic (see the module docs).
 pub fn recommend(c: &Cluster, observed: &[Observation], o: &Options) -> Recommendation {
+    recommend_set(c, &ObservationSet::of(observed), o)
+}
+
+/// [`recommend`] over observations already merged by shape.
+pub fn recommend_set(c: &Cluster, set: &ObservationSet, o: &Options) -> Recommendation {
     let mut out = Recommendation::default();
-    // namespace -> (direction, local workload, scope, peer workload, protocol) -> ports and times
-    let mut rules: BTreeMap<String, BTreeMap<RuleKey, Acc>> = BTreeMap::new();
-    for ns in c.endpoints.iter().map(|e| e.namespace.clone()) {
-        if !excluded(&ns, o) {
-            rules.entry(ns).or_default();
-        }
-    }
-    // Evaluations are shared by observations whose ends are of one class (see [`Pods::keys`]).
-    let mut memo: std::collections::HashMap<(ObservedAt, EvalKey, EvalKey, Protocol, u16), Coverage> = std::collections::HashMap::new();
-    let mut workloads: std::collections::HashMap<ObservedPeer, Option<String>> = std::collections::HashMap::new();
     let pods = Pods::new(c);
-    for ob in &merge(observed) {
-        let (local, remote) = match ob.at {
-            ObservedAt::Egress => (&ob.src, &ob.dst),
-            ObservedAt::Ingress => (&ob.dst, &ob.src),
+    let resolved = pods.resolve(set);
+    // Per peer, once: its namespace when it is a pod of a namespace recommended for, its rule scope, and its
+    // workload selector (interned: many pods share one).
+    let mut selectors: Vec<Option<String>> = Vec::new();
+    let mut selector_ids: std::collections::HashMap<Option<String>, u32> = std::collections::HashMap::new();
+    let mut scopes: Vec<Scope> = Vec::new();
+    struct PeerFacts<'s> {
+        local_ns: Option<&'s str>,
+        scope: Option<u32>,
+        workload: u32,
+    }
+    let facts: Vec<PeerFacts<'_>> = set
+        .peers
+        .iter()
+        .map(|p| {
+            let local_ns = match p {
+                ObservedPeer::Pod { namespace, .. } if !excluded(namespace, o) => Some(namespace.as_str()),
+                _ => None,
+            };
+            let scope = scope(c, p).map(|sc| match scopes.iter().position(|x| *x == sc) {
+                Some(i) => i as u32,
+                None => {
+                    scopes.push(sc);
+                    scopes.len() as u32 - 1
+                }
+            });
+            let wl = workload(&pods, p);
+            let next = selectors.len() as u32;
+            let workload = *selector_ids.entry(wl.clone()).or_insert(next);
+            if workload == next {
+                selectors.push(wl);
+            }
+            PeerFacts { local_ns, scope, workload }
+        })
+        .collect();
+    // Evaluations are shared by observations whose ends are of one class (see [`Pods::keys`]).
+    let mut memo: FxMap<(ObservedAt, EvalKey, EvalKey, Protocol, u16), Coverage> = FxMap::default();
+    // (local namespace, direction, local workload, scope, peer workload, protocol) -> ports and times
+    let mut acc: FxMap<(&str, ObservedAt, u32, u32, u32, Protocol), Acc> = FxMap::default();
+    for sh in &set.shapes {
+        let (local, remote) = match sh.at {
+            ObservedAt::Egress => (sh.src, sh.dst),
+            ObservedAt::Ingress => (sh.dst, sh.src),
         };
-        let ObservedPeer::Pod { namespace, .. } = local else { continue };
-        if excluded(namespace, o) {
-            continue;
-        }
-        let Some(sc) = scope(c, remote) else { continue };
+        let (lf, rf) = (&facts[local as usize], &facts[remote as usize]);
+        let Some(namespace) = lf.local_ns else { continue };
+        let Some(sc) = rf.scope else { continue };
         // Many records share one connection shape: evaluate each shape once.
-        let (ks, kd) = pods.keys(ob);
-        let cov = *memo.entry((ob.at, ks, kd, ob.protocol, ob.port)).or_insert_with(|| {
-            let (Some(src), Some(dst)) = (pods.peer(&ob.src), pods.peer(&ob.dst)) else { return Coverage::Open };
+        let (ks, kd) = pods.keys(&resolved, sh.src, sh.dst);
+        let cov = *memo.entry((sh.at, ks, kd, sh.protocol, sh.port)).or_insert_with(|| {
+            let (Some(src), Some(dst)) = (pods.peer(set.peer(sh.src)), pods.peer(set.peer(sh.dst))) else { return Coverage::Open };
             let v6 = matches!(src, Peer::Ip(IpAddr::V6(_))) || matches!(dst, Peer::Ip(IpAddr::V6(_)));
-            let pkt = Packet { v6, ..Packet::l4(ob.protocol, ob.port) };
+            let pkt = Packet { v6, ..Packet::l4(sh.protocol, sh.port) };
             let e = c.evaluate(Variant::Enforced, src, dst, &pkt);
-            let side = match ob.at {
+            let side = match sh.at {
                 ObservedAt::Egress => e.egress.as_ref(),
                 ObservedAt::Ingress => e.ingress.as_ref(),
             };
@@ -332,25 +627,34 @@ pub fn recommend(c: &Cluster, observed: &[Observation], o: &Options) -> Recommen
         match cov {
             Coverage::Open => {}
             Coverage::ExplicitlyAllowed => {
-                out.already_allowed += ob.flows;
+                out.already_allowed += sh.flows;
                 continue;
             }
             Coverage::Denied => {
-                out.denied += ob.flows;
+                out.denied += sh.flows;
                 continue;
             }
         }
-        let mut wl = |p: &ObservedPeer| workloads.entry(p.clone()).or_insert_with(|| workload(&pods, p)).clone();
-        let key = (ob.at, wl(local), sc, wl(remote), ob.protocol);
-        let acc = rules.entry(namespace.clone()).or_default().entry(key).or_insert_with(|| Acc {
+        let a = acc.entry((namespace, sh.at, lf.workload, sc, rf.workload, sh.protocol)).or_insert_with(|| Acc {
             first: i64::MAX,
             last: i64::MIN,
             ..Acc::default()
         });
-        acc.ports.insert(ob.port);
-        acc.first = acc.first.min(ob.first_seen);
-        acc.last = acc.last.max(ob.last_seen);
-        acc.flows += ob.flows;
+        a.ports.insert(sh.port);
+        a.first = a.first.min(sh.first_seen);
+        a.last = a.last.max(sh.last_seen);
+        a.flows += sh.flows;
+    }
+    // namespace -> (direction, local workload, scope, peer workload, protocol) -> ports and times, sorted
+    let mut rules: BTreeMap<String, BTreeMap<RuleKey, Acc>> = BTreeMap::new();
+    for ns in c.endpoints.iter().map(|e| e.namespace.as_str()) {
+        if !excluded(ns, o) && !rules.contains_key(ns) {
+            rules.insert(ns.to_string(), BTreeMap::new());
+        }
+    }
+    for ((ns, at, lw, sc, rw, proto), a) in acc {
+        let key = (at, selectors[lw as usize].clone(), scopes[sc as usize].clone(), selectors[rw as usize].clone(), proto);
+        rules.entry(ns.to_string()).or_default().insert(key, a);
     }
     let private_set = private_network_set(c);
     for (ns, rs) in rules {

@@ -156,6 +156,42 @@ fn guard_matches_reference_on_synthetic_cluster() {
     }
 }
 
+/// The guard's restricted check (only the classes of `from` and `to` evaluated, egress only where it can change
+/// the answer) finds exactly the pair the full class matrix shows first, for subsets of every size, both
+/// expectations and every checked port of a synthetic cluster.
+#[test]
+fn pair_witness_equals_the_full_matrix() {
+    let rs = synth::cluster(300);
+    let c = Cluster::build(rs.iter()).unwrap();
+    let cls = c.classes_v4();
+    let n = c.endpoints.len();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut found = [0usize; 2];
+    for port in porin_policy::guard::ports_to_check(&c, porin_model::Protocol::Tcp) {
+        let m = c.matrix(Variant::Enforced, porin_model::Protocol::Tcp, port);
+        for round in 0..12 {
+            // Sparse to dense subsets (one in 1, 2, 4, ... 64 pods), and the same pod on both sides sometimes.
+            let keep = |r: u64, k: u64| r % (1 << (k % 7)) == 0;
+            let from: Vec<usize> = (0..n).filter(|_| keep(next(), round)).collect();
+            let to: Vec<usize> = (0..n).filter(|_| keep(next(), round + 3)).collect();
+            for want_allowed in [true, false] {
+                let expected = from.iter().find_map(|&i| to.iter().find(|&&j| j != i && m.allowed(i, j) != want_allowed).map(|&j| (i, j)));
+                let got = c.pair_witness(Variant::Enforced, porin_model::Protocol::Tcp, port, &cls, &from, &to, want_allowed);
+                assert_eq!(got, expected, "port {port}, round {round}, want_allowed {want_allowed}");
+                found[want_allowed as usize] += expected.is_some() as usize;
+            }
+        }
+    }
+    // The comparison saw both answers for both expectations (it can fail).
+    assert!(found[0] > 0 && found[1] > 0, "{found:?}");
+}
+
 /// `cargo test --release -p porin-policy --test guard -- --ignored --nocapture`
 /// The guard check the API runs on a write at 10k pods / ~1k policies, median of 7 runs per step (release:
 /// `cargo test --release -p porin-policy --test guard -- --ignored --nocapture timing`; docs/benchmarks.md).

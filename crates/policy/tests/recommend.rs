@@ -242,6 +242,27 @@ fn timing_recommend_and_preview_1m() {
             })
             .collect(),
     );
+    // The parts: merging 1M observations into shapes, and recommending from the merged set.
+    let mut shapes = 0;
+    let merge = median(
+        (0..runs)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                shapes = porin_policy::recommend::ObservationSet::of(&obs).len();
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let set = porin_policy::recommend::ObservationSet::of(&obs);
+    let rec_set = median(
+        (0..runs)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                porin_policy::recommend::recommend_set(&c, &set, &Options::default());
+                t.elapsed()
+            })
+            .collect(),
+    );
     let ns = &c.endpoints[0].namespace;
     let deny = porin_model::parse_documents(
         "deny.yaml",
@@ -261,7 +282,17 @@ fn timing_recommend_and_preview_1m() {
             })
             .collect(),
     );
+    let pre_set = median(
+        (0..runs)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                porin_policy::preview::preview_set(Side { cluster: &c, variant: Variant::Enforced }, Side { cluster: &after, variant: Variant::Enforced }, &set);
+                t.elapsed()
+            })
+            .collect(),
+    );
     eprintln!("1M observations, {} pods: recommend {rec:?} ({n} policies); preview of one change {pre:?} ({flips} flipped groups)", c.endpoints.len());
+    eprintln!("  of which: merging 1M observations into {shapes} shapes {merge:?}; recommend from the merged set {rec_set:?}; preview from the merged set {pre_set:?}");
 }
 
 /// Preview shares one evaluation among pods of one endpoint class: on the synthetic cluster (many pods per

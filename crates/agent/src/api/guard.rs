@@ -8,11 +8,13 @@
 //! this agent or on two agents sharing etcd) can never both be checked against the same old model and both
 //! commit: the second one's transaction fails and nothing of it is written.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::http::StatusCode;
 use porin_model::{Kind, Resource};
-use porin_policy::Cluster;
+use porin_policy::ir::ModelPart;
+use porin_policy::{Cluster, EngineError};
 use porin_policy::guard::{Guard, Violation};
 use porin_store::Store;
 use serde_json::json;
@@ -20,6 +22,14 @@ use serde_json::json;
 use super::write::Change;
 use super::{ApiError, ApiState};
 use crate::registry::keys;
+
+/// What the guard check keeps across writes: every stored object decoded, and its part of the policy model, by
+/// (key, revision).
+#[derive(Debug, Default)]
+pub struct GuardCache {
+    decoded: crate::registry::DecodeCache,
+    parts: HashMap<String, (u64, Result<ModelPart, EngineError>)>,
+}
 
 /// Why a write was refused by guards: the first violation of every violated guard.
 pub struct Refusal {
@@ -65,29 +75,54 @@ pub async fn check(st: &ApiState, changes: &[Change]) -> Result<Result<(), Refus
         }
     }
     // The store itself, never the engine's cache: the check must see what the transaction is conditioned on.
-    // Objects are decoded once per (key, revision) across writes (`guard_decode`); the write lock is held, so the
+    // Objects are decoded and converted to their part of the model once per (key, revision) across writes
+    // (`guard_decode`), so a write converts only what changed since the last one; the write lock is held, so the
     // cache is not contended.
     let (items, _) = st.store.list(keys::RESOURCES).await?;
     let mut cache = st.guard_decode.lock().unwrap_or_else(|e| e.into_inner());
+    let GuardCache { decoded, parts } = &mut *cache;
     // Fail closed: a stored guard (or anything else) that no longer decodes cannot be checked.
-    let decoded = cache.decode_list(&items).map_err(|u| {
+    let decoded = decoded.decode_list(&items).map_err(|u| {
         ApiError::unavailable(format!("stored object {} does not decode; guards cannot be checked, nothing was written", u.key))
     })?;
-    let mut model: BTreeMap<&str, &Resource> = decoded.into_iter().collect();
+    for (kv, (key, r)) in items.iter().zip(&decoded) {
+        if parts.get(*key).is_none_or(|(rev, _)| *rev != kv.mod_revision) {
+            parts.insert(key.to_string(), (kv.mod_revision, ModelPart::of(r)));
+        }
+    }
+    if parts.len() > items.len() {
+        let current: std::collections::HashSet<&str> = items.iter().map(|kv| kv.key.as_str()).collect();
+        parts.retain(|k, _| current.contains(k.as_str()));
+    }
+    type Part<'a> = Cow<'a, Result<ModelPart, EngineError>>;
+    let mut model: BTreeMap<&str, (&Resource, Part<'_>)> =
+        decoded.into_iter().map(|(k, r)| (k, (r, Cow::Borrowed(&parts[k].1)))).collect();
     let keys: Vec<String> = changes.iter().map(|c| keys::object_key(c.kind, c.namespace.as_deref(), &c.name)).collect();
     for (c, key) in changes.iter().zip(&keys) {
         match &c.resource {
-            Some(r) => model.insert(key.as_str(), r),
+            Some(r) => model.insert(key.as_str(), (r, Cow::Owned(ModelPart::of(r)))),
             None => model.remove(key.as_str()),
         };
     }
-    let cluster = Cluster::build(model.values().copied()).map_err(|e| {
+    // What `Cluster::build` of the resulting objects would report first: a network set's error, then any other.
+    let is_netset = |r: &Resource| matches!(r, Resource::NetworkSet(_) | Resource::GlobalNetworkSet(_));
+    let refused = model
+        .values()
+        .filter(|(r, _)| is_netset(r))
+        .chain(model.values().filter(|(r, _)| !is_netset(r)))
+        .find_map(|(_, p)| p.as_ref().as_ref().err().cloned());
+    let built = match refused {
+        Some(e) => Err(e),
+        None => Cluster::assemble(model.values().filter_map(|(_, p)| p.as_ref().as_ref().ok())),
+    };
+    let cluster = built.map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
             format!("the change leaves a policy model that cannot be built ({e}); guards cannot be checked, nothing was written"),
         )
     })?;
+    let model: BTreeMap<&str, &Resource> = model.into_iter().map(|(k, (r, _))| (k, r)).collect();
     let guards: Vec<Guard<'_>> = model
         .values()
         .filter_map(|r| match r {

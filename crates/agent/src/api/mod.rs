@@ -81,7 +81,7 @@ pub struct ApiState {
     /// (guards, scope) and committed one at a time.
     pub write_lock: tokio::sync::Mutex<()>,
     /// The guard check's decoded stored objects, by key and revision ([`guard`]).
-    pub guard_decode: Mutex<crate::registry::DecodeCache>,
+    pub guard_decode: Mutex<guard::GuardCache>,
     /// This agent's alert log ([`crate::alerts`]).
     pub alerts: Arc<crate::alerts::AlertLog>,
 }

@@ -10,7 +10,7 @@ use axum::Extension;
 use porin_flow::{EndpointKind, FlowDirection, FlowRecord};
 use porin_model::Protocol;
 use porin_policy::Cluster;
-use porin_policy::recommend::{ObservedAt, ObservedPeer, Observation, Options, recommend};
+use porin_policy::recommend::{ObservationSet, ObservedAt, ObservedPeer, Observation, Options, PeerRef, recommend_set};
 use serde_json::{Value, json};
 
 use super::write::decode;
@@ -50,6 +50,42 @@ pub fn observation(r: &FlowRecord) -> Option<Observation> {
         last_seen: (r.end_time as i64).div_euclid(NANOS),
         flows: r.flows_started,
     })
+}
+
+/// Add what a stored record stands for to `set` (merged by shape, peers interned: nothing is allocated for a
+/// record whose peers were seen before). False for what a rule cannot express, as [`observation`].
+pub fn add_record(set: &mut ObservationSet, r: &FlowRecord) -> bool {
+    let Some(protocol) = Protocol::from_name(&r.protocol) else { return false };
+    let Some(port) = r.dst.port else { return false };
+    fn peer(e: &porin_flow::FlowEndpoint) -> Option<PeerRef<'_>> {
+        match e.kind {
+            EndpointKind::Pod => {
+                Some(PeerRef::Pod { namespace: e.namespace.as_deref()?, pod: e.pod.as_deref().or(e.workload.as_deref())? })
+            }
+            EndpointKind::NetworkSet => {
+                Some(PeerRef::NetworkSet { namespace: e.namespace.as_deref(), name: e.network_set.as_deref()?, ip: e.ip })
+            }
+            EndpointKind::World => e.ip.map(PeerRef::Ip),
+            EndpointKind::Host | EndpointKind::Unknown => None,
+        }
+    }
+    let (Some(src), Some(dst)) = (peer(&r.src), peer(&r.dst)) else { return false };
+    let at = match r.direction {
+        FlowDirection::Egress => ObservedAt::Egress,
+        FlowDirection::Ingress => ObservedAt::Ingress,
+    };
+    let (first, last) = ((r.start_time as i64).div_euclid(NANOS), (r.end_time as i64).div_euclid(NANOS));
+    set.add(at, src, dst, protocol, port, first, last, r.flows_started);
+    true
+}
+
+/// The observations of `records`, merged.
+pub fn observation_set(records: &[FlowRecord]) -> ObservationSet {
+    let mut set = ObservationSet::new();
+    for r in records {
+        add_record(&mut set, r);
+    }
+    set
 }
 
 /// The policy model of the stored objects. `what` says what cannot be told when an object does not decode.
@@ -99,14 +135,36 @@ pub async fn handle(
     }
     let q = porin_flow::filter::parse_args(["--since".to_string(), since.clone()], porin_flow::time::now_unix())
         .map_err(|e| ApiError::bad_request(format!("since={since:?}: {e}")))?;
+    let since_secs = (q.since.unwrap_or(0) / NANOS as u64) as i64;
     let records = tokio::task::spawn_blocking(move || svc.query(&q))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let observed: Vec<Observation> = records.iter().filter_map(observation).collect();
+    let n_records = records.len();
+    let own = tokio::task::spawn_blocking(move || observation_set(&records)).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    // Other nodes' traffic: what they published for the continuous recommender (fresh within its lease), shapes
+    // seen within the window. A node hosting workloads without a fresh summary is reported, never read as "no
+    // traffic".
+    let objects = {
+        let snap = st.snapshot.borrow().clone();
+        crate::registry::decode_all(&snap.items).0
+    };
+    let now = crate::timefmt::now_secs();
+    let lease = crate::recommender::lease_duration(&objects);
+    let seen = crate::recommender::cluster_observations(
+        &st.store,
+        &st.node,
+        own,
+        &crate::recommender::workload_nodes(&objects),
+        now - lease.as_secs() as i64,
+        since_secs,
+    )
+    .await?;
+    let (nodes, missing) = (seen.nodes, seen.missing);
+    let observed = seen.set;
 
     let cluster = stored_cluster(&st, "what is already allowed").await?;
-    let rec = tokio::task::spawn_blocking(move || recommend(&cluster, &observed, &opts))
+    let rec = tokio::task::spawn_blocking(move || recommend_set(&cluster, &observed, &opts))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut out: Vec<Value> = rec.tier.iter().map(|t| t.to_json()).collect();
@@ -115,8 +173,10 @@ pub async fn handle(
         "kind": "List",
         "apiVersion": "v1",
         "items": out,
-        "records": records.len(),
+        "records": n_records,
         "alreadyAllowedFlows": rec.already_allowed,
         "deniedFlows": rec.denied,
+        "nodes": nodes,
+        "missingNodes": missing,
     })))
 }

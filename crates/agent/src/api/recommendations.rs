@@ -18,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use porin_model::porin::StagedAction;
 use porin_model::{Kind, Resource};
-use porin_policy::preview::{Side, preview as replay};
+use porin_policy::preview::{Side, preview_set as replay};
 use porin_policy::{Cluster, Variant};
 use serde_json::{Value, json};
 
@@ -110,7 +110,7 @@ pub async fn preview(
     let built = |rs: &[Resource]| Cluster::build(rs.iter()).map_err(|e| ApiError::new(axum::http::StatusCode::CONFLICT, "Conflict", format!("the policies do not build ({e})")));
     let (cb, ca) = (built(&before)?, built(&after)?);
     let records = super::console::records_in_window(&st, &view, &w).await?;
-    let observed: Vec<_> = records.iter().filter_map(super::recommend::observation).collect();
+    let observed = super::recommend::observation_set(&records);
     let flips = tokio::task::spawn_blocking(move || {
         replay(Side { cluster: &cb, variant: Variant::Enforced }, Side { cluster: &ca, variant: Variant::Enforced }, &observed)
     })

@@ -118,6 +118,13 @@ pub fn recommend(a: RecommendArgs) -> Result<ExitCode> {
     let mut q = vec![format!("since={}", enc(&a.since)), format!("tierOrder={}", a.tier_order)];
     q.extend(a.namespaces.iter().map(|n| format!("namespace={}", enc(n))));
     let v = block_on(c.call(Method::GET, &format!("/porin/v1/recommend?{}", q.join("&")), None))??;
+    if let Some(missing) = v["missingNodes"].as_array().filter(|m| !m.is_empty()) {
+        let names: Vec<&str> = missing.iter().filter_map(serde_json::Value::as_str).collect();
+        eprintln!(
+            "warning: the traffic of node(s) {} is missing (no recent observations published; enable a RecommendationScope so every node publishes them): their pods' connections are not in this recommendation",
+            names.join(", ")
+        );
+    }
     match a.output {
         RecommendOutput::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         RecommendOutput::Yaml => {
