@@ -18,7 +18,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use porin_model::Resource;
-use porin_policy::preview::{Flip, Side, preview as replay};
+use porin_policy::preview::{Flip, Side, preview_set as replay};
 use porin_policy::{Cluster, Variant};
 use serde_json::{Value, json};
 
@@ -72,7 +72,7 @@ pub async fn preview(
     let (cb, ca) = (built(&before, "as stored")?, built(&after, "with the documents applied")?);
     let view = View::of(&id);
     let records = super::console::records_in_window(&st, &view, &w).await?;
-    let observed: Vec<_> = records.iter().filter_map(super::recommend::observation).collect();
+    let observed = super::recommend::observation_set(&records);
     let mut flips = tokio::task::spawn_blocking(move || {
         replay(Side { cluster: &cb, variant: Variant::Enforced }, Side { cluster: &ca, variant: Variant::Enforced }, &observed)
     })
@@ -91,7 +91,7 @@ pub async fn preview(
 
 /// The deciding steps (`egress tier|policy|rule|action; ingress ...`) with those of policies outside the
 /// caller's view replaced by [`HIDDEN`].
-fn redact(view: &View, f: &mut Flip) {
+pub(super) fn redact(view: &View, f: &mut Flip) {
     if matches!(view, View::All) {
         return;
     }

@@ -111,11 +111,15 @@ pub async fn preview(
     let (cb, ca) = (built(&before)?, built(&after)?);
     let records = super::console::records_in_window(&st, &view, &w).await?;
     let observed = super::recommend::observation_set(&records);
-    let flips = tokio::task::spawn_blocking(move || {
+    let mut flips = tokio::task::spawn_blocking(move || {
         replay(Side { cluster: &cb, variant: Variant::Enforced }, Side { cluster: &ca, variant: Variant::Enforced }, &observed)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
+    // A scoped token sees its flows, but not the names of policies outside its tiers and namespaces that decide them.
+    for f in &mut flips {
+        super::preview::redact(&view, f);
+    }
     let breaks = flips.iter().filter(|f| f.breaks()).count();
     Ok(Json(json!({
         "namespace": ns, "window": w, "records": records.len(),
