@@ -246,3 +246,44 @@ async fn a_guarded_change_is_refused_by_the_preview_without_an_audit_record() {
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(a.store.revision().await.unwrap() > rev, "the refused apply leaves its audit record");
 }
+
+/// GET `path` with a token over TCP.
+async fn get_as(a: &Api, path: &str, token: &str) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(Method::GET).uri(path).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+    req.extensions_mut().insert(ConnectInfo(PeerInfo { uid: None, tls: false }));
+    let resp = a.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The recommendation preview shows a scoped token the flips of its namespace, but not the names of the
+/// platform's policies that decide them (a tier the token may not read).
+#[tokio::test]
+async fn the_recommendation_preview_hides_policies_outside_the_scope() {
+    let a = api().await;
+    let platform = "apiVersion: porin.io/v1\nkind: Tier\nmetadata: {name: platform}\nspec: {order: 10}\n---\n\
+                    apiVersion: porin.io/v1\nkind: Tier\nmetadata: {name: namespace-isolation}\nspec: {order: 200}\n---\n\
+                    apiVersion: porin.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: secret-egress-allow}\n\
+                    spec:\n  tier: platform\n  selector: all()\n  types: [Egress]\n  egress: [{action: Allow}]\n---\n\
+                    apiVersion: porin.io/v1\nkind: StagedNetworkPolicy\n\
+                    metadata: {name: recommendation, namespace: shop, annotations: {policyrecommendation.porin.io/status: Stable}}\n\
+                    spec:\n  tier: namespace-isolation\n  stagedAction: Set\n  selector: all()\n  types: [Ingress]\n";
+    let (code, v) = call(&a, "/porin/v1/apply", None, platform).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    // The admin sees the platform policy in the deciding steps (so the test can fail).
+    let admin = {
+        let mut req = Request::builder().method(Method::GET).uri("/porin/v1/recommendations/shop/preview").body(Body::empty()).unwrap();
+        req.extensions_mut().insert(ConnectInfo(PeerInfo { uid: Some(0), tls: false }));
+        let resp = a.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    assert!(admin.to_string().contains("secret-egress-allow"), "the platform policy decides the egress side: {admin}");
+    let (code, v) = get_as(&a, "/porin/v1/recommendations/shop/preview", "shop-secret").await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(flips(&v), vec![("shop/frontend".into(), "shop/cart".into(), true, false)], "{v}");
+    assert!(!v.to_string().contains("secret-egress-allow"), "a policy of a tier outside the scope is not named: {v}");
+    assert!(v.to_string().contains("outside your scope"), "{v}");
+}
