@@ -186,6 +186,7 @@ impl DataplaneConsumer {
                 cluster: report.cluster.clone(),
                 endpoints: self.reconciler.bound_endpoints(),
                 identities: report.compiled.identities.iter().map(|i| (self.reconciler.node_identity(i.id), i)).collect(),
+                identity_table: report.compiled.identities.clone(),
                 rules: self.reconciler.rules(),
             },
             Some(&prev),

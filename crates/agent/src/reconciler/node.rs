@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use porin_calc::{Compiled, Entry, FIRST_DYNAMIC_IDENTITY};
 use porin_dataplane::{Action, EndpointPolicy, PolicyEntry, port_range_to_prefixes};
 use porin_model::Resource;
+use porin_policy::Shared;
 
 use super::datapath::Datapath;
 use super::status::EndpointStatus;
@@ -302,6 +303,13 @@ pub struct NodeReconciler {
     /// (each is cut once, when it first appears in a programmed revision).
     cut_quarantined: BTreeSet<u32>,
     cut_blocked: BTreeSet<IpNet>,
+    /// The compiler's ipcache and identity table last written to the datapath in full and without a problem.
+    /// A compile that hands back the same allocations (its identity table was reused: no CIDR, endpoint or
+    /// network set changed) needs neither new identity numbers nor an ipcache diff. Forgotten when the
+    /// datapath is (re)opened.
+    ipcache_written: Option<(Shared<Vec<(IpNet, u32)>>, Shared<Vec<porin_calc::Identity>>)>,
+    /// The duplicate addresses of the last revision's endpoints (the same allocation: the same answer).
+    conflicts: Option<(Shared<Vec<porin_policy::Endpoint>>, Arc<BTreeMap<IpAddr, BTreeSet<String>>>)>,
 }
 
 impl NodeReconciler {
@@ -316,12 +324,15 @@ impl NodeReconciler {
             swept: false,
             cut_quarantined: BTreeSet::new(),
             cut_blocked: BTreeSet::new(),
+            ipcache_written: None,
+            conflicts: None,
         }
     }
 
     /// Sweep again after the next full push (a datapath was (re)opened).
     pub fn reset_sweep(&mut self) {
         self.swept = false;
+        self.ipcache_written = None;
     }
 
     /// Does any local interface have a problem (a retry may help)?
@@ -366,7 +377,14 @@ impl NodeReconciler {
     /// ipcache; 5. remove the entries of interfaces whose binding is gone (they stay attached: drop); 6. after
     /// the first full push, sweep what a previous run left.
     pub fn reconcile(&mut self, dp: &mut dyn Datapath, s: &PolicySnapshot, netns: NetnsId) -> ReconcileReport {
-        let conflicts = address_conflicts(&s.cluster);
+        let conflicts = match &self.conflicts {
+            Some((of, c)) if Shared::ptr_eq(of, &s.cluster.endpoints) => c.clone(),
+            _ => {
+                let c = Arc::new(address_conflicts(&s.cluster));
+                self.conflicts = Some((s.cluster.endpoints.clone(), c.clone()));
+                c
+            }
+        };
         let wanted = decide(&self.node, &s.bindings, &s.cluster, &conflicts);
         let cluster = without_conflicts(&s.cluster, &conflicts);
         let mut cleanup_failures = 0u64;
@@ -394,7 +412,13 @@ impl NodeReconciler {
             local.get(e.namespace.as_str()).is_some_and(|names| names.contains(e.name.as_str()))
         });
         lock_down(&mut compiled, &s.lockdown, &mut self.calc);
-        self.ids.update(&compiled, dp.ipcache());
+        let same_table = self
+            .ipcache_written
+            .take()
+            .filter(|(c, i)| Shared::ptr_eq(c, &compiled.ipcache) && Shared::ptr_eq(i, &compiled.identities));
+        if same_table.is_none() {
+            self.ids.update(&compiled, dp.ipcache());
+        }
         let compiled_at = Instant::now();
         let compile_millis = compiled_at.duration_since(t0).as_secs_f64() * 1e3;
         tracing::info!(revision = s.revision, millis = compile_millis, endpoints = local.values().map(BTreeSet::len).sum::<usize>(), "dataplane compiled");
@@ -502,31 +526,12 @@ impl NodeReconciler {
         // 4. The ipcache: new identities after the policies naming them, stale ones after no policy does.
         //    A prefix with two identities (never expected once duplicate addresses are removed above) is
         //    left out and reported instead of failing the whole sync: every other change still lands.
-        let mut by_prefix: BTreeMap<IpNet, BTreeSet<u32>> = BTreeMap::new();
-        for (p, id) in &compiled.ipcache {
-            by_prefix.entry(p.trunc()).or_default().insert(self.ids.get(*id));
-        }
-        let mut ipcache_problems = Vec::new();
-        let ipcache: Vec<(IpNet, u32)> = by_prefix
-            .into_iter()
-            .filter_map(|(p, ids)| {
-                if ids.len() == 1 {
-                    ids.first().map(|id| (p, *id))
-                } else {
-                    ipcache_problems.push(format!("{p} maps to identities {ids:?}; left out"));
-                    None
-                }
-            })
-            .collect();
-        let ipcache_error = match dp.set_ipcache(ipcache) {
-            Ok(st) => {
-                count(st);
-                (!ipcache_problems.is_empty()).then(|| format!("ipcache: {}", ipcache_problems.join("; ")))
+        let ipcache_error = match same_table {
+            Some(written) => {
+                self.ipcache_written = Some(written);
+                None
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "programming the ipcache failed");
-                Some(format!("ipcache: {e}"))
-            }
+            None => self.write_ipcache(dp, &compiled, &mut count),
         };
 
         // 4b. Incident response (docs/design/respond.md): once the revision that quarantines a local endpoint
@@ -586,6 +591,47 @@ impl NodeReconciler {
             cleanup_failures,
             cluster,
             compiled,
+        }
+    }
+
+    /// Step 4 of [`NodeReconciler::reconcile`]: makes the datapath's ipcache the compiled one; remembers it as
+    /// written when nothing was left out.
+    fn write_ipcache(
+        &mut self,
+        dp: &mut dyn Datapath,
+        compiled: &Compiled,
+        count: &mut impl FnMut(porin_dataplane::SyncStats),
+    ) -> Option<String> {
+        let mut by_prefix: BTreeMap<IpNet, BTreeSet<u32>> = BTreeMap::new();
+        for (p, id) in &compiled.ipcache {
+            by_prefix.entry(p.trunc()).or_default().insert(self.ids.get(*id));
+        }
+        let mut ipcache_problems = Vec::new();
+        let ipcache: Vec<(IpNet, u32)> = by_prefix
+            .into_iter()
+            .filter_map(|(p, ids)| {
+                if ids.len() == 1 {
+                    ids.first().map(|id| (p, *id))
+                } else {
+                    ipcache_problems.push(format!("{p} maps to identities {ids:?}; left out"));
+                    None
+                }
+            })
+            .collect();
+        match dp.set_ipcache(ipcache) {
+            Ok(st) => {
+                count(st);
+                if ipcache_problems.is_empty() {
+                    self.ipcache_written = Some((compiled.ipcache.clone(), compiled.identities.clone()));
+                    None
+                } else {
+                    Some(format!("ipcache: {}", ipcache_problems.join("; ")))
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "programming the ipcache failed");
+                Some(format!("ipcache: {e}"))
+            }
         }
     }
 
@@ -797,8 +843,9 @@ mod tests {
                 porin_calc::Identity { id: 256, kind: porin_calc::IdentityKind::Cidr { prefix: net("10.0.0.1/32"), rep: "10.0.0.1".parse().unwrap() }, members: vec![] },
                 porin_calc::Identity { id: 257, kind: porin_calc::IdentityKind::Cidr { prefix: net("10.0.0.2/32"), rep: "10.0.0.2".parse().unwrap() }, members: vec![] },
                 porin_calc::Identity { id: 258, kind: porin_calc::IdentityKind::Cidr { prefix: net("10.0.0.3/32"), rep: "10.0.0.3".parse().unwrap() }, members: vec![] },
-            ],
-            ipcache: vec![(net("10.0.0.1/32"), 256), (net("10.0.0.2/32"), 257), (net("10.0.0.3/32"), 258), (net("0.0.0.0/0"), 2)],
+            ]
+            .into(),
+            ipcache: vec![(net("10.0.0.1/32"), 256), (net("10.0.0.2/32"), 257), (net("10.0.0.3/32"), 258), (net("0.0.0.0/0"), 2)].into(),
             endpoints: vec![],
         };
         // A previous run numbered them 270 and 270 (merged) and left 10.0.0.3 unmapped.
