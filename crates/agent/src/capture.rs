@@ -336,7 +336,11 @@ impl Worker {
             }
         }
         if snap.revision != self.plan_revision {
-            self.objects = crate::registry::decode_all(&snap.items).0;
+            // Without a PacketCapture the plan is empty: do not decode every stored object (every pod) on every
+            // revision for it (at 10k pods that was most of the agent's CPU under policy churn).
+            let prefix = crate::registry::keys::kind_prefix(porin_model::Kind::PacketCapture);
+            let any = snap.items.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix));
+            self.objects = if any { crate::registry::decode_all(&snap.items).0 } else { Vec::new() };
             self.plan_revision = snap.revision;
         }
         self.plan = plan(&self.objects, &self.opts.node, crate::timefmt::now_secs());

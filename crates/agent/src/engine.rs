@@ -137,13 +137,29 @@ enum Kept {
 #[derive(Debug, Default)]
 pub struct Model {
     by_key: BTreeMap<String, (u64, Kept)>,
+    /// The endpoint side (namespaces, service accounts, endpoints) of the last model assembled, while no part
+    /// it depends on has changed since: the next model shares it instead of assembling it again.
+    endpoint_side: Option<Cluster>,
+}
+
+/// Does a change of this kept part change the endpoint side of the model (see [`Cluster::assemble_reusing`])?
+fn on_endpoint_side(k: &Kept) -> bool {
+    use porin_policy::ir::ModelPart as P;
+    match k {
+        Kept::Part(P::Namespace { .. } | P::ServiceAccount { .. } | P::Endpoint(_) | P::Quarantine { .. } | P::Honeypod { .. }) => true,
+        Kept::Part(_) | Kept::Binding(_) | Kept::Undecodable(_) => false,
+        // A refused object fails the whole model; it never reaches an assembly.
+        Kept::Refused { .. } => false,
+    }
 }
 
 impl Model {
     /// Apply one changed key: its new value, or None when it was deleted.
     pub fn apply(&mut self, key: &str, value: Option<&KeyValue>) {
         let Some(kv) = value else {
-            self.by_key.remove(key);
+            if self.by_key.remove(key).is_some_and(|(_, old)| on_endpoint_side(&old)) {
+                self.endpoint_side = None;
+            }
             return;
         };
         if self.by_key.get(key).is_some_and(|(rev, _)| *rev == kv.mod_revision) {
@@ -162,11 +178,19 @@ impl Model {
                 },
             },
         };
-        self.by_key.insert(kv.key.clone(), (kv.mod_revision, kept));
+        if on_endpoint_side(&kept) {
+            self.endpoint_side = None;
+        }
+        if let Some((_, old)) = self.by_key.insert(kv.key.clone(), (kv.mod_revision, kept))
+            && on_endpoint_side(&old)
+        {
+            self.endpoint_side = None;
+        }
     }
 
     /// Make the model equal to `items` (after a listing): every key is looked at.
     pub fn sync(&mut self, items: &BTreeMap<String, KeyValue>) {
+        self.endpoint_side = None;
         self.by_key.retain(|k, _| items.contains_key(k));
         for (k, kv) in items {
             self.apply(k, Some(kv));
@@ -184,7 +208,7 @@ impl Model {
     }
 
     /// The model of the current objects: [`Cluster::build`] of them, from the kept parts.
-    pub fn cluster(&self) -> Result<Cluster, porin_policy::EngineError> {
+    pub fn cluster(&mut self) -> Result<Cluster, porin_policy::EngineError> {
         // The error Cluster::build reports first: a network set's, then any other in key order.
         let refused = |want_netset: bool| {
             self.by_key.values().find_map(|(_, k)| match k {
@@ -195,7 +219,17 @@ impl Model {
         if let Some(e) = refused(true).or_else(|| refused(false)) {
             return Err(e);
         }
-        Cluster::assemble(self.by_key.values().filter_map(|(_, k)| if let Kept::Part(p) = k { Some(p) } else { None }))
+        let c = Cluster::assemble_reusing(
+            self.by_key.values().filter_map(|(_, k)| if let Kept::Part(p) = k { Some(p) } else { None }),
+            self.endpoint_side.as_ref(),
+        )?;
+        self.endpoint_side = Some(Cluster {
+            namespaces: c.namespaces.clone(),
+            service_accounts: c.service_accounts.clone(),
+            endpoints: c.endpoints.clone(),
+            ..Cluster::default()
+        });
+        Ok(c)
     }
 }
 
@@ -451,7 +485,7 @@ mod tests {
         let mut items: BTreeMap<String, KeyValue> = BTreeMap::new();
         let mut model = Model::default();
         let mut rev = 1;
-        let (mut errors, mut oks) = (0, 0);
+        let (mut errors, mut oks, mut reused) = (0, 0, 0);
         for batch in 0..400 {
             let mut changed = Vec::new();
             for _ in 0..=r(4) {
@@ -474,6 +508,9 @@ mod tests {
                 }
             }
             let (want, bindings, bad) = from_scratch(&items);
+            // Batches that changed no pod, namespace, service account, quarantine or decoy share the endpoint
+            // side of the previous model instead of assembling it.
+            reused += usize::from(model.endpoint_side.is_some());
             let got = model.cluster();
             assert!(same_model(&got, &want), "batch {batch}: incremental {got:?}\nfrom scratch {want:?}");
             assert_eq!(model.bindings(), bindings, "batch {batch}");
@@ -482,6 +519,7 @@ mod tests {
         }
         // Both outcomes were exercised.
         assert!(oks > 50 && errors > 10, "ok {oks}, refused {errors}");
+        assert!(reused > 50, "the endpoint side was shared {reused} times");
     }
 }
 

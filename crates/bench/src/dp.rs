@@ -113,7 +113,7 @@ impl Porin {
     pub fn write(&mut self, compiled: &Compiled) -> Result<ProgramTiming> {
         let mut t = ProgramTiming::default();
         let t1 = Instant::now();
-        let st = self.dp.set_ipcache(compiled.ipcache.clone()).context("set_ipcache")?;
+        let st = self.dp.set_ipcache(compiled.ipcache.to_vec()).context("set_ipcache")?;
         t.map_ops += st.inserted + st.updated + st.deleted;
         t.ipcache = t1.elapsed();
         let by_key: BTreeMap<&str, &porin_calc::EndpointProgram> =

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
+use porin_policy::Shared;
 use porin_policy::ir::Cluster;
 
 use crate::{IDENTITY_WORLD_V4, IDENTITY_WORLD_V6, Identity, IdentityKind, State};
@@ -32,10 +33,11 @@ pub(crate) struct Info {
 #[derive(Debug)]
 pub(crate) struct Table {
     /// Sorted by id.
-    pub identities: Vec<Identity>,
+    /// Shared with every [`crate::Compiled`] of this table.
+    pub identities: Shared<Vec<Identity>>,
     /// Parallel to `identities`.
     pub info: Vec<Info>,
-    pub ipcache: Vec<(IpNet, u32)>,
+    pub ipcache: Shared<Vec<(IpNet, u32)>>,
     /// Per endpoint: its class (namespace, labels, service account, named ports, and per family the CIDRs
     /// containing its address, or none),
     /// everything a rule can look at on the local side.
@@ -210,5 +212,5 @@ pub(crate) fn build(c: &Cluster, state: &mut State, cidrs: BTreeSet<IpNet>) -> T
         identities.push(b.identity);
         info.push(b.info);
     }
-    Table { identities, info, ipcache, classes, by_cidr, pods }
+    Table { identities: identities.into(), info, ipcache: ipcache.into(), classes, by_cidr, pods }
 }

@@ -48,6 +48,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use porin_policy::eval::{Direction, Variant};
+use porin_policy::Shared;
 use porin_policy::ir::{Cluster, Endpoint, IrPolicy, NetSet, PolicyId, RuleMatch, all_cidrs};
 use serde::Serialize;
 
@@ -170,7 +171,8 @@ fn policy_cidrs(policies: Vec<IrPolicy>) -> Vec<IpNet> {
 /// What the identity table was built from, besides the policies' CIDRs.
 #[derive(Debug, Clone, Default)]
 struct TableInputs {
-    endpoints: Vec<Endpoint>,
+    /// Shared with the cluster compiled: an unchanged endpoint side compares by pointer.
+    endpoints: Shared<Vec<Endpoint>>,
     net_sets: Vec<NetSet>,
     staged_cidrs: Vec<IpNet>,
 }
@@ -371,9 +373,11 @@ impl State {
 /// The whole compiled state for one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Compiled {
-    pub identities: Vec<Identity>,
-    /// Prefix → identity, for the kernel's LPM ipcache.
-    pub ipcache: Vec<(IpNet, u32)>,
+    /// Shared with the compiler's identity table: the same allocation from one compile to the next while the
+    /// table is reused (nothing it depends on changed), so a consumer can tell "unchanged" by [`Shared::ptr_eq`].
+    pub identities: Shared<Vec<Identity>>,
+    /// Prefix → identity, for the kernel's LPM ipcache (shared like `identities`).
+    pub ipcache: Shared<Vec<(IpNet, u32)>>,
     pub endpoints: Vec<EndpointProgram>,
 }
 

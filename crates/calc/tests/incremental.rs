@@ -132,7 +132,8 @@ fn random_edit(c: &mut Cluster, rng: &mut impl Rng) -> String {
                 return format!("pod {id} added");
             }
             7 if c.endpoints.len() > 1 => {
-                let e = c.endpoints.remove(rng.random_range(0..c.endpoints.len()));
+                let at = rng.random_range(0..c.endpoints.len());
+                let e = c.endpoints.remove(at);
                 return format!("pod {} removed", e.id());
             }
             8 => {

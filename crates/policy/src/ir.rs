@@ -16,6 +16,7 @@ use porin_model::{PortMatch, Protocol, Resource, parse_cidr, parse_port_spec};
 use porin_selector::{Labels, Selector};
 
 use crate::EngineError;
+use crate::Shared;
 
 /// Label keys Porin adds to every endpoint, as Calico does, so selectors can name them.
 pub const LABEL_NAMESPACE: &str = "projectcalico.org/namespace";
@@ -201,8 +202,9 @@ pub struct IrPolicy {
     pub sa_selector: Option<Selector>,
     pub ingress_type: bool,
     pub egress_type: bool,
-    pub ingress: Vec<IrRule>,
-    pub egress: Vec<IrRule>,
+    /// Shared with the model's copy of this policy (and with the next revision's when the policy did not change).
+    pub ingress: Shared<Vec<IrRule>>,
+    pub egress: Shared<Vec<IrRule>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -217,12 +219,15 @@ pub struct IrTier {
 /// Everything the engine evaluates: endpoints, namespaces, network sets, tiers and policies, in two variants —
 /// enforced, and pending (staged policies applied).
 #[derive(Debug, Clone, Default)]
+///
+/// Cloning is cheap where it matters: the endpoint side (namespaces, service accounts, endpoints) and every
+/// policy's rules are [`Shared`], so consecutive revisions share what did not change.
 pub struct Cluster {
-    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    pub namespaces: Shared<BTreeMap<String, BTreeMap<String, String>>>,
     /// Every ServiceAccount object's labels as service-account selectors see them ([`sa_labels`]), by
     /// (namespace, name). A service account with no object is not here: it has only its name label.
-    pub service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
-    pub endpoints: Vec<Endpoint>,
+    pub service_accounts: Shared<BTreeMap<(String, String), BTreeMap<String, String>>>,
+    pub endpoints: Shared<Vec<Endpoint>>,
     pub net_sets: Vec<NetSet>,
     pub default_allow: bool,
     pub policies: Vec<IrPolicy>,
@@ -429,8 +434,25 @@ impl Cluster {
     /// The model of converted parts, in the order of their objects (the same model as [`Cluster::build`] of
     /// those objects in that order).
     pub fn assemble<'a>(parts: impl IntoIterator<Item = &'a ModelPart>) -> Result<Cluster, EngineError> {
+        Cluster::assemble_reusing(parts, None)
+    }
+
+    /// [`Cluster::assemble`], taking the endpoint side (namespaces, service accounts and endpoints) from
+    /// `endpoint_side` instead of assembling it, shared, not copied. The caller guarantees that `endpoint_side`
+    /// was assembled from the same namespace, service account, pod, quarantine and honeypod parts as `parts`
+    /// holds (only policies, tiers, network sets or settings changed since); the result is then the same.
+    pub fn assemble_reusing<'a>(
+        parts: impl IntoIterator<Item = &'a ModelPart>,
+        endpoint_side: Option<&Cluster>,
+    ) -> Result<Cluster, EngineError> {
         let parts: Vec<&ModelPart> = parts.into_iter().collect();
         let mut c = Cluster { default_allow: true, ..Default::default() };
+        if let Some(e) = endpoint_side {
+            c.namespaces = e.namespaces.clone();
+            c.service_accounts = e.service_accounts.clone();
+            c.endpoints = e.endpoints.clone();
+        }
+        let reuse = endpoint_side.is_some();
         let mut tier_specs: BTreeMap<String, (Option<f64>, TierDefaultAction)> = BTreeMap::new();
         tier_specs.insert(DEFAULT_TIER.into(), (Some(DEFAULT_TIER_ORDER), TierDefaultAction::Deny));
         let mut enforced: Vec<IrPolicy> = Vec::new();
@@ -456,10 +478,10 @@ impl Cluster {
         }
         for p in &parts {
             match p {
-                ModelPart::Namespace { name, labels } => {
+                ModelPart::Namespace { name, labels } if !reuse => {
                     c.namespaces.insert(name.clone(), labels.clone());
                 }
-                ModelPart::ServiceAccount { namespace, name, labels } => {
+                ModelPart::ServiceAccount { namespace, name, labels } if !reuse => {
                     c.service_accounts.insert((namespace.clone(), name.clone()), labels.clone());
                 }
                 ModelPart::Tier { name, order, default_action } => {
@@ -472,7 +494,7 @@ impl Cluster {
         }
         for p in &parts {
             match p {
-                ModelPart::Endpoint(e) => {
+                ModelPart::Endpoint(e) if !reuse => {
                     if !c.namespaces.contains_key(&e.namespace) {
                         c.namespaces.insert(e.namespace.clone(), ns_labels(&e.namespace, &BTreeMap::new()));
                     }
@@ -495,7 +517,9 @@ impl Cluster {
                 _ => {}
             }
         }
-        c.endpoints.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        if !reuse {
+            c.endpoints.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        }
         c.has_staged = !staged.is_empty();
         // Pending = enforced with every staged policy applied: Set replaces (or adds) the same-named policy of
         // the same family, Delete removes it.
@@ -701,8 +725,8 @@ fn k8s_policy(r: &Resource, spec: &K8sNetworkPolicySpec, staged: bool) -> Result
         sa_selector: None,
         ingress_type,
         egress_type,
-        ingress: if ingress_type { ingress } else { vec![] },
-        egress: if egress_type { egress } else { vec![] },
+        ingress: if ingress_type { ingress } else { vec![] }.into(),
+        egress: if egress_type { egress } else { vec![] }.into(),
     })
 }
 
@@ -722,8 +746,8 @@ fn calico_policy(r: &Resource, spec: &PolicySpec, kind: PolicyKind, staged: bool
         sa_selector: sel(r, spec.service_account_selector.as_deref())?,
         ingress_type,
         egress_type,
-        ingress: if ingress_type { rules(&spec.ingress)? } else { vec![] },
-        egress: if egress_type { rules(&spec.egress)? } else { vec![] },
+        ingress: if ingress_type { rules(&spec.ingress)? } else { vec![] }.into(),
+        egress: if egress_type { rules(&spec.egress)? } else { vec![] }.into(),
     })
 }
 

@@ -19,10 +19,12 @@ pub mod matrix;
 pub mod preview;
 pub mod recommend;
 pub mod rulematch;
+pub mod shared;
 
 pub use eval::{Direction, Evaluation, Hit, HitAction, Packet, Peer, SideVerdict, Variant, Verdict};
 pub use ir::{Cluster, Endpoint, PolicyId, PolicyKind};
 pub use matrix::{Matrix, MatrixJson};
+pub use shared::Shared;
 
 /// Errors building the engine's view of a resource set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

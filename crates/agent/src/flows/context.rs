@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use porin_calc::{Identity, IdentityKind};
 use porin_flow::{EndpointKind, EndpointMeta, Enricher, FlowDirection, PendingMeta, PendingQuery, PendingVerdict, RuleMeta};
-use porin_policy::Cluster;
+use porin_policy::{Cluster, Shared};
 use porin_policy::eval::{Direction, Packet, Peer, Variant};
 
 /// Labels the engine adds to every endpoint (namespace, service account, orchestrator): not the pod's
@@ -57,6 +57,10 @@ pub struct ContextInputs<'a> {
     pub endpoints: Vec<(u32, String)>,
     /// `(node identity, compiler identity)`.
     pub identities: Vec<(u32, &'a Identity)>,
+    /// The compiler's identity table `identities` was read from (`porin_calc::Compiled::identities`): when it is
+    /// the previous snapshot's (same allocation), with the same endpoints and network sets, the identity map is
+    /// shared instead of rebuilt.
+    pub identity_table: Shared<Vec<Identity>>,
     /// `porin_calc::State::rules` (index = rule id).
     pub rules: &'a [porin_calc::RuleMeta],
 }
@@ -72,6 +76,13 @@ pub struct FlowContext {
     identities: Arc<HashMap<u32, IdentityInfo>>,
     by_ip: Arc<HashMap<IpAddr, Arc<EndpointMeta>>>,
     rules: Arc<Vec<Option<Arc<RuleMeta>>>>,
+    /// What depends only on `cluster.endpoints` (shared with the next snapshot while they are the same):
+    /// endpoint id (`namespace/name`) → index, and index → its metadata.
+    index: Arc<HashMap<String, usize>>,
+    metas: Arc<Vec<Arc<EndpointMeta>>>,
+    /// The identity table and node numbering `identities` was built from.
+    identity_table: Shared<Vec<Identity>>,
+    identity_nodes: Arc<Vec<(u32, u32)>>,
     prev_endpoints: Arc<HashMap<u32, (usize, Arc<EndpointMeta>)>>,
     prev_identities: Arc<HashMap<u32, IdentityInfo>>,
     prev_by_ip: Arc<HashMap<IpAddr, Arc<EndpointMeta>>>,
@@ -122,23 +133,83 @@ impl FlowContext {
                 labels,
             })
         };
-        let index: HashMap<String, usize> = c.endpoints.iter().enumerate().map(|(i, e)| (e.id(), i)).collect();
-        let mut by_ip = HashMap::new();
-        let mut metas: HashMap<usize, Arc<EndpointMeta>> = HashMap::new();
-        for (i, e) in c.endpoints.iter().enumerate() {
-            let m = pod_meta(i);
-            for ip in &e.ips {
-                by_ip.insert(*ip, m.clone());
+        // The endpoint maps depend on the endpoints alone: shared while they are the same allocation (a
+        // revision that changed only policies).
+        let same_endpoints = prev.filter(|p| Shared::ptr_eq(&p.cluster.endpoints, &c.endpoints));
+        let (index, metas, by_ip) = match same_endpoints {
+            Some(p) => (p.index.clone(), p.metas.clone(), p.by_ip.clone()),
+            None => {
+                let index: HashMap<String, usize> = c.endpoints.iter().enumerate().map(|(i, e)| (e.id(), i)).collect();
+                let mut by_ip = HashMap::new();
+                let mut metas: Vec<Arc<EndpointMeta>> = Vec::with_capacity(c.endpoints.len());
+                for (i, e) in c.endpoints.iter().enumerate() {
+                    let m = pod_meta(i);
+                    for ip in &e.ips {
+                        by_ip.insert(*ip, m.clone());
+                    }
+                    metas.push(m);
+                }
+                (Arc::new(index), Arc::new(metas), Arc::new(by_ip))
             }
-            metas.insert(i, m);
-        }
+        };
         let endpoints: HashMap<u32, (usize, Arc<EndpointMeta>)> = inp
             .endpoints
             .iter()
-            .filter_map(|(id, pod)| index.get(pod).map(|i| (*id, (*i, metas[i].clone()))))
+            .filter_map(|(id, pod)| index.get(pod).map(|i| (*id, (*i, metas[*i].clone()))))
             .collect();
+        let identity_nodes: Vec<(u32, u32)> = inp.identities.iter().map(|(n, i)| (*n, i.id)).collect();
+        // The identity map depends on the endpoints, the network sets, the identity table and its numbering.
+        let same_identities = same_endpoints.filter(|p| {
+            Shared::ptr_eq(&p.identity_table, &inp.identity_table)
+                && *p.identity_nodes == identity_nodes
+                && p.cluster.net_sets == c.net_sets
+        });
+        let identities = match same_identities {
+            Some(p) => p.identities.clone(),
+            None => Arc::new(Self::identity_map(c, &inp.identities, &index, &metas)),
+        };
+        // Rebuilt at every revision: the compiler recycles the ids of rules no longer used, so an id may name
+        // another rule than it did in an older revision. Every id the last compile used keeps its meaning here.
+        // An id whose trace is the one it had is shared with the previous snapshot.
+        let prev_rules = prev.map(|p| p.rules.clone()).unwrap_or_default();
+        let rules: Vec<Option<Arc<RuleMeta>>> = inp
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (i != 0).then(|| match prev_rules.get(i) {
+                    Some(Some(m)) if m.trace == r.trace => m.clone(),
+                    _ => Arc::new(RuleMeta { trace: r.trace.clone() }),
+                })
+            })
+            .collect();
+        FlowContext {
+            revision: inp.revision,
+            cluster: inp.cluster.clone(),
+            endpoints: Arc::new(endpoints),
+            identities,
+            by_ip,
+            rules: Arc::new(rules),
+            index,
+            metas,
+            identity_table: inp.identity_table.clone(),
+            identity_nodes: Arc::new(identity_nodes),
+            prev_endpoints: prev.map(|p| p.endpoints.clone()).unwrap_or_default(),
+            prev_identities: prev.map(|p| p.identities.clone()).unwrap_or_default(),
+            prev_by_ip: prev.map(|p| p.by_ip.clone()).unwrap_or_default(),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Node identity → who stands behind it.
+    fn identity_map(
+        c: &Cluster,
+        inputs: &[(u32, &Identity)],
+        index: &HashMap<String, usize>,
+        metas: &[Arc<EndpointMeta>],
+    ) -> HashMap<u32, IdentityInfo> {
         let mut identities = HashMap::new();
-        for (node_id, ident) in &inp.identities {
+        for (node_id, ident) in inputs {
             let info = match &ident.kind {
                 IdentityKind::Pods { rep, .. } => {
                     let Some(&ri) = index.get(rep) else { continue };
@@ -153,7 +224,7 @@ impl FlowContext {
                             ..Default::default()
                         })
                     } else {
-                        metas[&ri].clone()
+                        metas[ri].clone()
                     };
                     IdentityInfo { meta, rep: Rep::Endpoint(ri), shared }
                 }
@@ -178,26 +249,7 @@ impl FlowContext {
         for w in [porin_calc::IDENTITY_WORLD_V4, porin_calc::IDENTITY_WORLD_V6] {
             identities.entry(w).or_insert_with(|| IdentityInfo { meta: Arc::new(EndpointMeta::world()), rep: Rep::PeerAddress, shared: false });
         }
-        // Rebuilt at every revision: the compiler recycles the ids of rules no longer used, so an id may name
-        // another rule than it did in an older revision. Every id the last compile used keeps its meaning here.
-        let rules: Vec<Option<Arc<RuleMeta>>> = inp
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i != 0).then(|| Arc::new(RuleMeta { trace: r.trace.clone() })))
-            .collect();
-        FlowContext {
-            revision: inp.revision,
-            cluster: inp.cluster.clone(),
-            endpoints: Arc::new(endpoints),
-            identities: Arc::new(identities),
-            by_ip: Arc::new(by_ip),
-            rules: Arc::new(rules),
-            prev_endpoints: prev.map(|p| p.endpoints.clone()).unwrap_or_default(),
-            prev_identities: prev.map(|p| p.identities.clone()).unwrap_or_default(),
-            prev_by_ip: prev.map(|p| p.by_ip.clone()).unwrap_or_default(),
-            pending: Mutex::new(HashMap::new()),
-        }
+        identities
     }
 
     fn identity_info(&self, id: u32) -> Option<&IdentityInfo> {
@@ -286,5 +338,94 @@ impl Enricher for FlowContext {
             cache.insert(key, v.clone());
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(y: &str) -> Arc<Cluster> {
+        let docs = porin_model::parse_documents("t", y).expect("parses");
+        let rs: Vec<porin_model::Resource> = docs.into_iter().map(|d| d.resource).collect();
+        Arc::new(Cluster::build(rs.iter()).expect("builds"))
+    }
+
+    fn pod(name: &str, ip: &str, app: &str) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: s, labels: {{app: {app}}}}}\nstatus: {{podIP: {ip}}}\n---\n")
+    }
+
+    fn policy(port: u16) -> String {
+        format!(
+            "apiVersion: porin.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: s}}\n\
+             spec: {{selector: app == 'a', types: [Ingress], ingress: [{{action: Allow, protocol: TCP, \
+             source: {{selector: app == 'b'}}, destination: {{ports: [{port}]}}}}, \
+             {{action: Allow, source: {{nets: [10.9.0.0/16]}}}}]}}\n---\n"
+        )
+    }
+
+    /// The contexts of `c` compiled into `state`, built on `prev` and afresh (node identity = compiler
+    /// identity + 1000), and the node identities of the compile.
+    fn contexts(c: &Arc<Cluster>, state: &mut porin_calc::State, prev: Option<&FlowContext>) -> (FlowContext, FlowContext, Vec<u32>) {
+        let compiled = porin_calc::compile(c, state, &|_| true);
+        let inputs = || ContextInputs {
+            revision: 1,
+            cluster: c.clone(),
+            endpoints: vec![(1, "s/a".into()), (2, "s/b".into())],
+            identities: compiled.identities.iter().map(|i| (i.id + 1000, i)).collect(),
+            identity_table: compiled.identities.clone(),
+            rules: &state.rules,
+        };
+        let ids = compiled.identities.iter().map(|i| i.id + 1000).collect();
+        (FlowContext::build(inputs(), prev), FlowContext::build(inputs(), None), ids)
+    }
+
+    /// Everything the enricher answers about the current revision's ids and addresses.
+    fn answers(x: &FlowContext, c: &Cluster, ids: &[u32], rules: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let ips: Vec<IpAddr> = c.endpoints.iter().flat_map(|e| e.ips.iter().copied()).chain(["10.9.1.1".parse().expect("ip")]).collect();
+        for id in [porin_calc::IDENTITY_WORLD_V4, porin_calc::IDENTITY_WORLD_V6].iter().chain(ids) {
+            out.push(format!("{id}: {:?}", x.identity(*id)));
+            for ip in &ips {
+                out.push(format!("{id} {ip}: {:?}", x.peer(*id, Some(*ip))));
+            }
+        }
+        for id in 1..3 {
+            out.push(format!("endpoint {id}: {:?}", x.endpoint(id)));
+        }
+        for id in 0..rules as u32 {
+            out.push(format!("rule {id}: {:?}", x.rule(id)));
+        }
+        out
+    }
+
+    /// A context built on the previous one (sharing what did not change) answers as one built afresh; a
+    /// policy-only revision shares the endpoint and identity maps, a changed pod rebuilds them.
+    #[test]
+    fn a_context_built_on_the_previous_one_answers_as_one_built_afresh() {
+        let pods = format!("{}{}{}", pod("a", "10.0.0.1", "a"), pod("b", "10.0.0.2", "b"), pod("c", "10.0.0.3", "c"));
+        let mut state = porin_calc::State::new();
+        let c1 = cluster(&format!("{pods}{}", policy(80)));
+        let (x1, _, _) = contexts(&c1, &mut state, None);
+
+        // Only the policy changes; the engine shares the endpoint side (as Model::cluster does).
+        let mut c2 = (*cluster(&format!("{pods}{}", policy(81)))).clone();
+        c2.endpoints = c1.endpoints.clone();
+        let c2 = Arc::new(c2);
+        let (x2, fresh, ids) = contexts(&c2, &mut state, Some(&x1));
+        assert!(Arc::ptr_eq(&x1.by_ip, &x2.by_ip) && Arc::ptr_eq(&x1.metas, &x2.metas));
+        assert!(Arc::ptr_eq(&x1.identities, &x2.identities), "the identity table was reused");
+        let got = answers(&x2, &c2, &ids, state.rules.len());
+        assert_eq!(got, answers(&fresh, &c2, &ids, state.rules.len()));
+        // Not vacuous: rules, pods with their labels and a network of a rule are all answered.
+        assert!(got.iter().any(|a| a.starts_with("rule 1: Some")), "{got:?}");
+        assert!(got.iter().any(|a| a.contains("Pod") && a.contains("\"app\"")), "{got:?}");
+
+        // A pod's labels change: nothing endpoint-side is shared, answers still equal a fresh build.
+        let pods3 = pods.replace("labels: {app: c}", "labels: {app: b}");
+        let c3 = cluster(&format!("{pods3}{}", policy(81)));
+        let (x3, fresh, ids) = contexts(&c3, &mut state, Some(&x2));
+        assert!(!Arc::ptr_eq(&x2.by_ip, &x3.by_ip) && !Arc::ptr_eq(&x2.identities, &x3.identities));
+        assert_eq!(answers(&x3, &c3, &ids, state.rules.len()), answers(&fresh, &c3, &ids, state.rules.len()));
     }
 }

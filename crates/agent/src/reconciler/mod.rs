@@ -40,6 +40,7 @@
 //!   reported; any other error leaves the endpoint on its previous policy (or, when new, on no entry:
 //!   drop) and is reported in `porin status` and retried on the next revision or tick.
 
+mod binding;
 mod datapath;
 mod node;
 mod status;
@@ -54,9 +55,8 @@ use porin_dataplane::{Dataplane, DataplaneOptions};
 use tokio::sync::watch;
 
 pub use datapath::{Datapath, FakeDatapath, Inject, Op};
-pub use node::{
-    Binding, IdentityMap, LOCKDOWN_TRACE, NetnsId, NodeReconciler, Problem, ReconcileReport, bindings, locks_down, to_policy_entries,
-};
+pub use binding::{Binding, IdentityMap, bindings, to_policy_entries};
+pub use node::{LOCKDOWN_TRACE, NetnsId, NodeReconciler, Problem, ReconcileReport, locks_down};
 pub use status::{DataplaneStatus, EndpointStatus, MapStatus, ReadBackStatus};
 
 use crate::engine::{PolicyConsumer, PolicySnapshot};
@@ -186,6 +186,7 @@ impl DataplaneConsumer {
                 cluster: report.cluster.clone(),
                 endpoints: self.reconciler.bound_endpoints(),
                 identities: report.compiled.identities.iter().map(|i| (self.reconciler.node_identity(i.id), i)).collect(),
+                identity_table: report.compiled.identities.clone(),
                 rules: self.reconciler.rules(),
             },
             Some(&prev),

@@ -115,9 +115,10 @@ fn no_window_opens_on_attach_policy_change_and_unbind() {
     assert_eq!(seen2[0].2, ipcache_before, "the ipcache is unchanged while the new policy is written");
     assert!(seen2[1].2 > ipcache_before, "then it maps the new peer: {seen2:?}");
 
-    // Revision 3: a's WorkloadEndpoint goes: the interface stays attached and loses its entry (drop).
+    // Revision 3: a's WorkloadEndpoint goes: the interface stays attached and loses its entry (drop). (A pod
+    // appears too, so that the ipcache changes: an unchanged one is not written again.)
     dp.log.clear();
-    let y3 = y2.replace(&wep("a", "n0", "porin-v1", "10.0.0.1"), "");
+    let y3 = y2.replace(&wep("a", "n0", "porin-v1", "10.0.0.1"), "") + &pod("d", "10.0.0.4", "d");
     let rep = r.reconcile(&mut dp, &snapshot(3, &y3), NETNS);
     assert_eq!(state(&rep, "porin-v1"), "unbound");
     assert_eq!(dp.enforcement(11), Some(None), "attached, no entry: drops everything");
@@ -254,4 +255,72 @@ fn quarantine_and_block_cut_connections_once_after_programming() {
     dp.log.clear();
     r.reconcile(&mut dp, &snapshot(7, &y2), NETNS);
     assert!(dp.log.contains(&Op::CutConnections(vec![id], vec![])), "{:?}", dp.log);
+}
+
+/// The ipcache the datapath holds: the compiled one, numbered by the reconciler.
+fn expected_ipcache(r: &NodeReconciler, rep: &ReconcileReport) -> std::collections::BTreeMap<ipnet::IpNet, u32> {
+    rep.compiled.ipcache.iter().map(|(p, id)| (p.trunc(), r.node_identity(*id))).collect()
+}
+
+/// A revision that changes only a policy keeps the compiler's identity table, so the ipcache is neither
+/// renumbered nor diffed nor written again, and still equals the compiled one. A new identity, a failed
+/// write and a reopened datapath each write it again.
+#[test]
+fn an_unchanged_identity_table_is_not_written_again() {
+    let base = format!(
+        "{}{}{}{A_FROM_B}",
+        pod("a", "10.0.0.1", "a"),
+        pod("b", "10.0.0.2", "b"),
+        wep("a", "n0", "porin-v1", "10.0.0.1")
+    );
+    let mut dp = FakeDatapath::new();
+    dp.add_interface("porin-v1", 11);
+    let mut r = NodeReconciler::new("n0");
+    let rep = r.reconcile(&mut dp, &snapshot(1, &base), NETNS);
+    assert!(dp.log.contains(&Op::SetIpcache));
+    assert_eq!(dp.ipcache, expected_ipcache(&r, &rep));
+    assert!(dp.ipcache.len() >= 2, "{:?}", dp.ipcache);
+
+    // Only the policy changes (a port): the endpoint is rewritten, the ipcache is not.
+    dp.log.clear();
+    let ported = base.replace("ingress: [{from:", "ingress: [{ports: [{port: 80}], from:");
+    assert_ne!(ported, base);
+    let rep = r.reconcile(&mut dp, &snapshot(2, &ported), NETNS);
+    assert!(dp.log.contains(&Op::SetEndpoint(11)), "{:?}", dp.log);
+    assert!(!dp.log.contains(&Op::SetIpcache), "{:?}", dp.log);
+    assert_eq!(rep.ipcache_error, None);
+    assert_eq!(dp.ipcache, expected_ipcache(&r, &rep));
+
+    // A new pod is a new identity: written.
+    dp.log.clear();
+    let more = format!("{ported}{}", pod("c", "10.0.0.3", "c"));
+    let rep = r.reconcile(&mut dp, &snapshot(3, &more), NETNS);
+    assert!(dp.log.contains(&Op::SetIpcache), "{:?}", dp.log);
+    assert_eq!(dp.ipcache, expected_ipcache(&r, &rep));
+    assert!(dp.ipcache.keys().any(|p| p.to_string() == "10.0.0.3/32"), "{:?}", dp.ipcache);
+
+    // A failed write is not taken as written: the same revision writes it again.
+    let fail = Arc::new(Mutex::new(true));
+    let f2 = fail.clone();
+    dp.inject = Some(Box::new(move |op| {
+        (*f2.lock().unwrap() && *op == Op::SetIpcache).then(|| map_failed(0))
+    }));
+    let less = ported.clone();
+    let rep = r.reconcile(&mut dp, &snapshot(4, &less), NETNS);
+    assert!(rep.ipcache_error.is_some());
+    *fail.lock().unwrap() = false;
+    dp.log.clear();
+    let rep = r.reconcile(&mut dp, &snapshot(4, &less), NETNS);
+    assert!(dp.log.contains(&Op::SetIpcache), "{:?}", dp.log);
+    assert_eq!(rep.ipcache_error, None);
+    assert_eq!(dp.ipcache, expected_ipcache(&r, &rep));
+    assert!(!dp.ipcache.keys().any(|p| p.to_string() == "10.0.0.3/32"), "{:?}", dp.ipcache);
+
+    // A reopened datapath (whatever it holds) is written again.
+    dp.ipcache.clear();
+    r.reset_sweep();
+    dp.log.clear();
+    let rep = r.reconcile(&mut dp, &snapshot(4, &less), NETNS);
+    assert!(dp.log.contains(&Op::SetIpcache), "{:?}", dp.log);
+    assert_eq!(dp.ipcache, expected_ipcache(&r, &rep));
 }
