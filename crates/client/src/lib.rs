@@ -22,6 +22,7 @@ pub mod alerts;
 pub mod capture;
 pub mod client;
 pub mod config;
+pub mod get;
 pub mod getfmt;
 pub mod kubeconfig;
 pub mod labfmt;
