@@ -31,10 +31,6 @@ pub struct GetOptions {
     pub resource_version: Option<u64>,
 }
 
-fn write_err(e: std::io::Error) -> Error {
-    Error::Io { what: "writing the output".into(), source: e }
-}
-
 fn json_err(e: impl std::fmt::Display) -> Error {
     Error::Invalid(e.to_string())
 }
@@ -111,7 +107,7 @@ pub fn get(c: &Client, a: &GetOptions, out: &mut dyn Write, err: &mut dyn Write)
             }
             GetOutput::Table | GetOutput::Wide => tables(a, &targets, &items, out),
         }
-        .map_err(write_err)
+        .map_err(Error::write)
     })?
 }
 
@@ -161,7 +157,7 @@ fn calico_v3(
             if renamed == 1 { "y is" } else { "ies are" },
             porin_model::calico_export::NAME_ANNOTATION
         )
-        .map_err(write_err)?;
+        .map_err(Error::write)?;
     }
     let doc = match (answers, docs.len()) {
         ([(_, true, _)], 1) => docs.remove(0),
@@ -171,7 +167,7 @@ fn calico_v3(
         GetOutput::Json => writeln!(out, "{}", serde_json::to_string_pretty(&doc).map_err(json_err)?),
         _ => write!(out, "{}", serde_saphyr::to_string(&doc).map_err(json_err)?),
     }
-    .map_err(write_err)
+    .map_err(Error::write)
 }
 
 fn table_options(a: &GetOptions, name_prefix: Option<String>) -> TableOptions {
@@ -230,16 +226,16 @@ async fn watch(
             Some(rows) => {
                 widths = printers::column_widths(&rows);
                 if !items.is_empty() {
-                    write!(out, "{}", printers::render_table(&rows, a.no_headers)).map_err(write_err)?;
+                    write!(out, "{}", printers::render_table(&rows, a.no_headers)).map_err(Error::write)?;
                     header_done = true;
                 }
             }
-            None => items.iter().try_for_each(|it| write!(out, "{}", line_of(a, kind, it))).map_err(write_err)?,
+            None => items.iter().try_for_each(|it| write!(out, "{}", line_of(a, kind, it))).map_err(Error::write)?,
         }
         if items.is_empty() {
-            no_resources(&[(kind, None)], ns, err).map_err(write_err)?;
+            no_resources(&[(kind, None)], ns, err).map_err(Error::write)?;
         }
-        out.flush().map_err(write_err)?;
+        out.flush().map_err(Error::write)?;
     }
     let mut extra = vec!["watch=true".to_string()];
     if let Some(rv) = after {
@@ -257,8 +253,8 @@ async fn watch(
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else { continue };
         if raw {
-            out.write_all(&data).map_err(write_err)?;
-            out.flush().map_err(write_err)?;
+            out.write_all(&data).map_err(Error::write)?;
+            out.flush().map_err(Error::write)?;
             continue;
         }
         buf.extend_from_slice(&data);
@@ -277,8 +273,8 @@ async fn watch(
                 GetOutput::CustomColumns(cols) => custom_rows(cols, std::slice::from_ref(obj)),
                 _ => {
                     let prefix = if a.output_watch_events { format!("{ty}   ") } else { String::new() };
-                    write!(out, "{prefix}{}", line_of(a, kind, obj)).map_err(write_err)?;
-                    out.flush().map_err(write_err)?;
+                    write!(out, "{prefix}{}", line_of(a, kind, obj)).map_err(Error::write)?;
+                    out.flush().map_err(Error::write)?;
                     continue;
                 }
             };
@@ -289,11 +285,11 @@ async fn watch(
                 *w = (*w).max(n);
             }
             if !header_done {
-                write!(out, "{}", printers::render_row(&rows[0], &widths)).map_err(write_err)?;
+                write!(out, "{}", printers::render_row(&rows[0], &widths)).map_err(Error::write)?;
                 header_done = true;
             }
-            write!(out, "{}", printers::render_row(&rows[1], &widths)).map_err(write_err)?;
-            out.flush().map_err(write_err)?;
+            write!(out, "{}", printers::render_row(&rows[1], &widths)).map_err(Error::write)?;
+            out.flush().map_err(Error::write)?;
         }
     }
     Ok(())

@@ -60,6 +60,9 @@ pub enum Error {
     /// The request could not be built.
     #[error(transparent)]
     Request(#[from] hyper::http::Error),
+    /// The policy model could not be built from the objects.
+    #[error(transparent)]
+    Engine(#[from] porin_policy::EngineError),
     /// Another error of this crate, with what was being done.
     #[error("{what}")]
     Context { what: String, #[source] source: Box<Error> },
@@ -75,9 +78,25 @@ impl Error {
         move |source| Error::Io { what, source }
     }
 
+    /// For `map_err`: writing to the caller's output failed.
+    pub(crate) fn write(source: std::io::Error) -> Error {
+        Error::Io { what: "writing the output".into(), source }
+    }
+
     /// For `map_err`: this crate's error with what was being done.
     pub(crate) fn context(what: impl Into<String>) -> impl FnOnce(Error) -> Error {
         let what = what.into();
         move |source| Error::Context { what, source: Box::new(source) }
     }
+}
+
+/// A value as pretty JSON with a newline at the end, as the commands print it.
+pub fn pretty_json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map(|s| s + "\n").map_err(|e| invalid!("encoding JSON: {e}"))
+}
+
+/// The policy model of `docs`; the error says the model could not be built.
+pub fn cluster(docs: &[porin_model::Document]) -> Result<porin_policy::Cluster> {
+    porin_policy::Cluster::build(docs.iter().map(|d| &d.resource))
+        .map_err(|e| Error::Context { what: "building the policy model".into(), source: Box::new(e.into()) })
 }
