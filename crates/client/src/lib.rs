@@ -27,6 +27,7 @@ pub mod getfmt;
 pub mod kubeconfig;
 pub mod labfmt;
 pub mod live;
+pub mod observe;
 pub mod offline;
 pub mod preview;
 pub mod printers;
