@@ -19,12 +19,15 @@ macro_rules! bail {
 }
 
 pub mod alerts;
+pub mod apply;
 pub mod capture;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod get;
 pub mod getfmt;
 pub mod kubeconfig;
+pub mod labapi;
 pub mod labfmt;
 pub mod live;
 pub mod observe;
@@ -64,6 +67,9 @@ pub enum Error {
     /// The policy model could not be built from the objects.
     #[error(transparent)]
     Engine(#[from] porin_policy::EngineError),
+    /// A kernel lab operation (opening, probing, waiting for enforcement).
+    #[error(transparent)]
+    Lab(#[from] porin_lab::LabError),
     /// Another error of this crate, with what was being done.
     #[error("{what}")]
     Context { what: String, #[source] source: Box<Error> },
