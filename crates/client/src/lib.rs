@@ -70,6 +70,12 @@ pub enum Error {
     /// A kernel lab operation (opening, probing, waiting for enforcement).
     #[error(transparent)]
     Lab(#[from] porin_lab::LabError),
+    /// A report could not be computed.
+    #[error(transparent)]
+    Report(#[from] porin_report::ReportError),
+    /// A stored GlobalReport's type or scope cannot be used.
+    #[error(transparent)]
+    ReportRun(#[from] porin_agent::reports::ReportRunError),
     /// Another error of this crate, with what was being done.
     #[error("{what}")]
     Context { what: String, #[source] source: Box<Error> },
