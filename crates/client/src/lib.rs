@@ -39,6 +39,7 @@ pub mod report;
 pub mod review;
 pub mod status;
 pub mod targets;
+pub mod tokens;
 
 pub use client::{Client, ClientArgs, ServerError, block_on, collection_path, enc, type_name};
 
