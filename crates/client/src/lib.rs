@@ -2,10 +2,13 @@
 //!
 //! Owns: the HTTP/1.1 client of the agent's API (Unix socket, HTTPS, plain HTTP on loopback; one connection per
 //! request), the client's config file with its named contexts, and the renderings of engine results and stored
-//! objects (tables, grids, `-o` formats). Golden files pin the renderings (crates/porin/tests/golden).
+//! objects (tables, grids, `-o` formats), and the logic of the commands below their flags (get, observe, the offline
+//! evaluation, preview, report, capture, tokens, the demo). Golden files pin the renderings
+//! (crates/porin/tests/golden).
 //!
 //! Never: agent state or agent logic (that is `porin-agent`, reached only over HTTP), flag parsing of
-//! subcommands (`porin`), or printing to stdout by itself: functions return strings, the caller prints; errors
+//! subcommands (`porin`), or printing to stdout by itself: functions return data or strings, or write to the
+//! `&mut dyn Write` the caller gives (streams: `get --watch`, `observe --follow`, the demo); errors
 //! are [`Error`] (typed, with the failing file, server or value named), never strings.
 
 /// `Error::Invalid` with a formatted message (as `anyhow!` reads).
