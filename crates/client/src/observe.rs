@@ -40,20 +40,23 @@ pub fn lab_servers(server: &str) -> Option<Vec<String>> {
 }
 
 /// One line of the flow stream: a record, a warning for the user, or nothing (a blank line).
-fn decode_line(line: &[u8], server: &str, multi: bool) -> Option<Result<FlowRecord, String>> {
+fn decode_line(line: &[u8], server: &str, multi: bool) -> Option<Msg> {
     let line = line.trim_ascii();
     if line.is_empty() {
         return None;
     }
-    Some(serde_json::from_slice::<FlowRecord>(line).map_err(|_| {
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-        if let Some(n) = v["lagged"].as_u64() {
-            let from = if multi { format!(" from {server}") } else { String::new() };
-            format!("warning: {n} batches of flows skipped{from} (this reader was too slow; they are in the store)")
-        } else {
-            format!("warning: unreadable flow record from {server}: {}", String::from_utf8_lossy(line))
+    Some(match serde_json::from_slice::<FlowRecord>(line) {
+        Ok(r) => Msg::Record(r),
+        Err(_) => {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+            Msg::Warning(if let Some(n) = v["lagged"].as_u64() {
+                let from = if multi { format!(" from {server}") } else { String::new() };
+                format!("warning: {n} batches of flows skipped{from} (this reader was too slow; they are in the store)")
+            } else {
+                format!("warning: unreadable flow record from {server}: {}", String::from_utf8_lossy(line))
+            })
         }
-    }))
+    })
 }
 
 async fn open(c: &Client, path: &str) -> Result<hyper::body::Incoming> {
@@ -67,7 +70,7 @@ async fn open(c: &Client, path: &str) -> Result<hyper::body::Incoming> {
     Ok(resp.into_body())
 }
 
-/// What a follower task sends: a record, a warning, or why its stream ended.
+/// A line of a flow stream decoded, or (from a follower task) why its stream ended.
 enum Msg {
     Record(FlowRecord),
     Warning(String),
@@ -96,10 +99,11 @@ pub fn observe<W: Write>(client: &ClientArgs, o: &ObserveOptions, mut printer: P
             let mut all = Vec::new();
             for (s, c) in &clients {
                 let body = open(c, &path).await?.collect().await?.to_bytes();
-                for r in body.split(|b| *b == b'\n').filter_map(|l| decode_line(l, s, multi)) {
-                    match r {
-                        Ok(r) => all.push(r),
-                        Err(w) => writeln!(err, "{w}").map_err(Error::write)?,
+                for m in body.split(|b| *b == b'\n').filter_map(|l| decode_line(l, s, multi)) {
+                    match m {
+                        Msg::Record(r) => all.push(r),
+                        Msg::Warning(w) => writeln!(err, "{w}").map_err(Error::write)?,
+                        Msg::Ended(e) => return Err(Error::Invalid(e)),
                     }
                 }
             }
@@ -155,11 +159,7 @@ async fn follow(s: String, mut body: hyper::body::Incoming, multi: bool, tx: tok
                 buf.extend_from_slice(&data);
                 while let Some(i) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=i).collect();
-                    let m = match decode_line(&line, &s, multi) {
-                        None => continue,
-                        Some(Ok(r)) => Msg::Record(r),
-                        Some(Err(w)) => Msg::Warning(w),
-                    };
+                    let Some(m) = decode_line(&line, &s, multi) else { continue };
                     if tx.send(m).await.is_err() {
                         return;
                     }
