@@ -76,10 +76,10 @@ pub enum Error {
     Lab(#[from] porin_lab::LabError),
     /// A report could not be computed.
     #[error(transparent)]
-    Report(#[from] porin_report::ReportError),
+    Report(Box<porin_report::ReportError>),
     /// A stored GlobalReport's type or scope cannot be used.
     #[error(transparent)]
-    ReportRun(#[from] porin_agent::reports::ReportRunError),
+    ReportRun(Box<porin_agent::reports::ReportRunError>),
     /// Another error of this crate, with what was being done.
     #[error("{what}")]
     Context { what: String, #[source] source: Box<Error> },

@@ -46,7 +46,7 @@ fn decode_line(line: &[u8], server: &str, multi: bool) -> Option<Msg> {
         return None;
     }
     Some(match serde_json::from_slice::<FlowRecord>(line) {
-        Ok(r) => Msg::Record(r),
+        Ok(r) => Msg::Record(Box::new(r)),
         Err(_) => {
             let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
             Msg::Warning(if let Some(n) = v["lagged"].as_u64() {
@@ -72,7 +72,7 @@ async fn open(c: &Client, path: &str) -> Result<hyper::body::Incoming> {
 
 /// A line of a flow stream decoded, or (from a follower task) why its stream ended.
 enum Msg {
-    Record(FlowRecord),
+    Record(Box<FlowRecord>),
     Warning(String),
     Ended(String),
 }
@@ -101,7 +101,7 @@ pub fn observe<W: Write>(client: &ClientArgs, o: &ObserveOptions, mut printer: P
                 let body = open(c, &path).await?.collect().await?.to_bytes();
                 for m in body.split(|b| *b == b'\n').filter_map(|l| decode_line(l, s, multi)) {
                     match m {
-                        Msg::Record(r) => all.push(r),
+                        Msg::Record(r) => all.push(*r),
                         Msg::Warning(w) => writeln!(err, "{w}").map_err(Error::write)?,
                         Msg::Ended(e) => return Err(Error::Invalid(e)),
                     }

@@ -97,7 +97,7 @@ pub fn run(c: &Client, a: &RunOptions, err: &mut dyn Write) -> Result<Report> {
         Some(t) => (t, Scope::default(), t.as_str().to_string()),
         None => {
             let spec = stored_spec(c, &a.report)?;
-            let (t, s) = porin_agent::reports::scope_of(&a.report, &spec, &objects)?;
+            let (t, s) = porin_agent::reports::scope_of(&a.report, &spec, &objects).map_err(|e| Error::ReportRun(Box::new(e)))?;
             (t, s, a.report.clone())
         }
     };
@@ -119,7 +119,7 @@ pub fn run(c: &Client, a: &RunOptions, err: &mut dyn Write) -> Result<Report> {
         Vec::new()
     };
     let history = History::new(&objects, records);
-    let mut r = porin_report::compute(kind, &name, &scope, &history, &flows, start, end)?;
+    let mut r = porin_report::compute(kind, &name, &scope, &history, &flows, start, end).map_err(|e| Error::Report(Box::new(e)))?;
     r.generated_by = format!("porin {} report run", env!("CARGO_PKG_VERSION"));
     Ok(r)
 }
