@@ -109,6 +109,102 @@ impl Config {
         self.contexts.iter().find(|c| c.name == name)
     }
 
+    /// The file as `porin config view` shows it: YAML, every token replaced by `REDACTED`.
+    pub fn redacted_yaml(&self) -> Result<String> {
+        let mut shown = self.clone();
+        for c in &mut shown.contexts {
+            if c.token.is_some() {
+                c.token = Some("REDACTED".into());
+            }
+        }
+        serde_saphyr::to_string(&shown).map_err(|e| invalid!("encoding the config file: {e}"))
+    }
+
+    /// `porin config get-contexts`: CURRENT (`*`), NAME, SERVER and AUTH (token, token file or peer credentials).
+    pub fn contexts_table(&self) -> String {
+        let rows: Vec<[String; 4]> = self
+            .contexts
+            .iter()
+            .map(|c| {
+                let cur = if self.current_context.as_deref() == Some(c.name.as_str()) { "*" } else { "" };
+                let auth = match (&c.token, &c.token_file) {
+                    (Some(_), _) => "token".to_string(),
+                    (None, Some(f)) => format!("token-file {}", f.display()),
+                    (None, None) => "peer credentials".to_string(),
+                };
+                [cur.to_string(), c.name.clone(), c.server.clone().unwrap_or_else(|| "-".into()), auth]
+            })
+            .collect();
+        let header = ["CURRENT", "NAME", "SERVER", "AUTH"].map(String::from);
+        let mut w = [0usize; 4];
+        for r in std::iter::once(&header).chain(&rows) {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.len());
+            }
+        }
+        let mut out = String::new();
+        for r in std::iter::once(&header).chain(&rows) {
+            let line = format!("{:<w0$}  {:<w1$}  {:<w2$}  {}", r[0], r[1], r[2], r[3], w0 = w[0], w1 = w[1], w2 = w[2]);
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Make `name` the current context; `path` (the file) names where it was looked for.
+    pub fn use_context(&mut self, name: &str, path: &Path) -> Result<()> {
+        if self.context(name).is_none() {
+            bail!("no context named {name:?} in {}", path.display());
+        }
+        self.current_context = Some(name.to_string());
+        Ok(())
+    }
+
+    /// Create or update a context: what `u` gives replaces the old value (a token replaces a token file and the
+    /// reverse; paths are made absolute); it becomes current when asked or when none is.
+    pub fn set_context(&mut self, u: ContextEntry, current: bool) -> Result<()> {
+        let idx = match self.contexts.iter().position(|c| c.name == u.name) {
+            Some(i) => i,
+            None => {
+                self.contexts.push(ContextEntry { name: u.name.clone(), ..Default::default() });
+                self.contexts.len() - 1
+            }
+        };
+        let absolute = |p: &Path| std::path::absolute(p).map_err(Error::io(format!("resolving {}", p.display())));
+        let c = &mut self.contexts[idx];
+        if let Some(v) = u.server {
+            c.server = Some(v);
+        }
+        if let Some(v) = u.ca {
+            c.ca = Some(absolute(&v)?);
+        }
+        if let Some(v) = u.token_file {
+            c.token_file = Some(absolute(&v)?);
+            c.token = None;
+        }
+        if let Some(v) = u.token {
+            c.token = Some(v);
+            c.token_file = None;
+        }
+        if current || self.current_context.is_none() {
+            self.current_context = Some(u.name);
+        }
+        Ok(())
+    }
+
+    /// Remove context `name` (and unset it as current); `path` names the file in the error.
+    pub fn delete_context(&mut self, name: &str, path: &Path) -> Result<()> {
+        let before = self.contexts.len();
+        self.contexts.retain(|c| c.name != name);
+        if self.contexts.len() == before {
+            bail!("no context named {name:?} in {}", path.display());
+        }
+        if self.current_context.as_deref() == Some(name) {
+            self.current_context = None;
+        }
+        Ok(())
+    }
+
     /// The context in use: `explicit` (--context / PORIN_CONTEXT), else `current-context`. A named context
     /// that does not exist is an error.
     pub fn active(&self, explicit: Option<&str>) -> Result<Option<&ContextEntry>> {

@@ -2,10 +2,13 @@
 //!
 //! Owns: the HTTP/1.1 client of the agent's API (Unix socket, HTTPS, plain HTTP on loopback; one connection per
 //! request), the client's config file with its named contexts, and the renderings of engine results and stored
-//! objects (tables, grids, `-o` formats). Golden files pin the renderings (crates/porin/tests/golden).
+//! objects (tables, grids, `-o` formats), and the logic of the commands below their flags (get, observe, the offline
+//! evaluation, preview, report, capture, tokens, the demo). Golden files pin the renderings
+//! (crates/porin/tests/golden).
 //!
 //! Never: agent state or agent logic (that is `porin-agent`, reached only over HTTP), flag parsing of
-//! subcommands (`porin`), or printing to stdout by itself: functions return strings, the caller prints; errors
+//! subcommands (`porin`), or printing to stdout by itself: functions return data or strings, or write to the
+//! `&mut dyn Write` the caller gives (streams: `get --watch`, `observe --follow`, the demo); errors
 //! are [`Error`] (typed, with the failing file, server or value named), never strings.
 
 /// `Error::Invalid` with a formatted message (as `anyhow!` reads).
@@ -19,13 +22,18 @@ macro_rules! bail {
 }
 
 pub mod alerts;
+pub mod apply;
 pub mod capture;
 pub mod client;
 pub mod config;
+pub mod demo;
+pub mod get;
 pub mod getfmt;
 pub mod kubeconfig;
+pub mod labapi;
 pub mod labfmt;
 pub mod live;
+pub mod observe;
 pub mod offline;
 pub mod preview;
 pub mod printers;
@@ -34,6 +42,7 @@ pub mod report;
 pub mod review;
 pub mod status;
 pub mod targets;
+pub mod tokens;
 
 pub use client::{Client, ClientArgs, ServerError, block_on, collection_path, enc, type_name};
 
@@ -59,6 +68,18 @@ pub enum Error {
     /// The request could not be built.
     #[error(transparent)]
     Request(#[from] hyper::http::Error),
+    /// The policy model could not be built from the objects.
+    #[error(transparent)]
+    Engine(#[from] porin_policy::EngineError),
+    /// A kernel lab operation (opening, probing, waiting for enforcement).
+    #[error(transparent)]
+    Lab(#[from] porin_lab::LabError),
+    /// A report could not be computed.
+    #[error(transparent)]
+    Report(Box<porin_report::ReportError>),
+    /// A stored GlobalReport's type or scope cannot be used.
+    #[error(transparent)]
+    ReportRun(Box<porin_agent::reports::ReportRunError>),
     /// Another error of this crate, with what was being done.
     #[error("{what}")]
     Context { what: String, #[source] source: Box<Error> },
@@ -74,9 +95,25 @@ impl Error {
         move |source| Error::Io { what, source }
     }
 
+    /// For `map_err`: writing to the caller's output failed.
+    pub(crate) fn write(source: std::io::Error) -> Error {
+        Error::Io { what: "writing the output".into(), source }
+    }
+
     /// For `map_err`: this crate's error with what was being done.
     pub(crate) fn context(what: impl Into<String>) -> impl FnOnce(Error) -> Error {
         let what = what.into();
         move |source| Error::Context { what, source: Box::new(source) }
     }
+}
+
+/// A value as pretty JSON with a newline at the end, as the commands print it.
+pub fn pretty_json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map(|s| s + "\n").map_err(|e| invalid!("encoding JSON: {e}"))
+}
+
+/// The policy model of `docs`; the error says the model could not be built.
+pub fn cluster(docs: &[porin_model::Document]) -> Result<porin_policy::Cluster> {
+    porin_policy::Cluster::build(docs.iter().map(|d| &d.resource))
+        .map_err(|e| Error::Context { what: "building the policy model".into(), source: Box::new(e.into()) })
 }

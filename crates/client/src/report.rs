@@ -1,11 +1,17 @@
-//! Inputs of `porin report run` read from the agent: a stored GlobalReport's spec, the flows of a window.
+//! `porin report`: a report computed over an interval from what the agent reads back (its objects, a stored
+//! GlobalReport's spec, the audit trail, the flows of the window), archived reports, and the list of archives.
 
-use crate::Result;
+use std::io::Write;
+
+use crate::{Error, Result};
 use http_body_util::BodyExt;
 use hyper::Method;
 use porin_model::{Kind, Resource};
+use porin_report::{AuditRecordView, History, Report, ReportType, Scope};
+use porin_selector::Selector;
 
 use crate::client::{Client, block_on, collection_path, enc};
+use crate::live::fetch_live;
 
 pub fn parse_time(flag: &str, s: &str) -> Result<i64> {
     if s == "now" {
@@ -43,4 +49,123 @@ pub fn fetch_flows(c: &Client, start: i64, end: i64) -> Result<(Vec<porin_flow::
         }
         Ok((out, skipped))
     })?
+}
+
+/// What `porin report run` computes: a report type or a stored GlobalReport's name, the interval as typed, and
+/// the scope that replaces the GlobalReport's.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub report: String,
+    pub since: String,
+    pub until: Option<String>,
+    pub namespaces: Vec<String>,
+    pub selector: Option<String>,
+    /// Run the stored GlobalReport in the agent and archive the result (admin).
+    pub archive: bool,
+}
+
+/// `porin report run`: the report over the interval, computed here from the agent's objects, audit trail and
+/// flows (lines of the flow answer that are not records are warned about on `err`), or run and archived by the
+/// agent.
+pub fn run(c: &Client, a: &RunOptions, err: &mut dyn Write) -> Result<Report> {
+    let start = parse_time("--since", &a.since)?;
+    let end = match &a.until {
+        Some(u) => parse_time("--until", u)?,
+        None => porin_agent::timefmt::now_secs(),
+    };
+    if start >= end {
+        bail!("--since {} is not before --until ({} >= {})", a.since, porin_agent::timefmt::rfc3339(start), porin_agent::timefmt::rfc3339(end));
+    }
+    if a.archive {
+        if ReportType::parse(&a.report).is_some() {
+            bail!("--archive runs a stored GlobalReport: give its NAME, not a report type");
+        }
+        if !a.namespaces.is_empty() || a.selector.is_some() {
+            bail!("--archive runs the GlobalReport as stored: --namespace and --selector do not apply");
+        }
+        let v = block_on(c.call(
+            Method::POST,
+            &format!("/porin/v1/reports/{}/run?start={start}&end={end}&archive=true", enc(&a.report)),
+            None,
+        ))??;
+        return decode(v, "reading the report");
+    }
+    let objects: Vec<Resource> = fetch_live(c)?.into_iter().map(|d| d.resource).collect();
+    // A GlobalReport's type and scope as the agent's scheduler reads them (namespace selectors against the
+    // namespaces' labels now); --namespace and --selector replace its scope.
+    let (kind, mut scope, name) = match ReportType::parse(&a.report) {
+        Some(t) => (t, Scope::default(), t.as_str().to_string()),
+        None => {
+            let spec = stored_spec(c, &a.report)?;
+            let (t, s) = porin_agent::reports::scope_of(&a.report, &spec, &objects).map_err(|e| Error::ReportRun(Box::new(e)))?;
+            (t, s, a.report.clone())
+        }
+    };
+    if !a.namespaces.is_empty() {
+        scope.namespaces = a.namespaces.iter().cloned().collect();
+    }
+    if let Some(s) = &a.selector {
+        scope.selector = Some(Selector::parse(s).map_err(|e| invalid!("--selector {s:?}: {e}"))?);
+    }
+    let audit = block_on(c.call(Method::GET, &format!("/porin/v1/audit?since={start}"), None))??;
+    let records: Vec<AuditRecordView> = decode(audit["items"].clone(), "reading the audit trail the agent returned")?;
+    let flows = if kind == ReportType::NetworkAccess {
+        let (flows, skipped) = fetch_flows(c, start, end)?;
+        for line in skipped {
+            writeln!(err, "warning: skipped a line of the flow answer that is not a record: {line}").map_err(Error::write)?;
+        }
+        flows
+    } else {
+        Vec::new()
+    };
+    let history = History::new(&objects, records);
+    let mut r = porin_report::compute(kind, &name, &scope, &history, &flows, start, end).map_err(|e| Error::Report(Box::new(e)))?;
+    r.generated_by = format!("porin {} report run", env!("CARGO_PKG_VERSION"));
+    Ok(r)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value, what: &str) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| Error::Context { what: what.into(), source: Box::new(Error::Invalid(e.to_string())) })
+}
+
+/// An archived report: the GlobalReport's name and the archive's end time (or `latest`).
+pub fn archived(c: &Client, name: &str, end: &str) -> Result<Report> {
+    let v = block_on(c.call(Method::GET, &format!("/porin/v1/reports/{}/{}", enc(name), enc(end)), None))??;
+    decode(v, "reading the archived report")
+}
+
+/// The table of `porin report list` (the agent's answer to `GET /porin/v1/reports`); None when no report is
+/// archived.
+pub fn list_table(v: &serde_json::Value) -> Option<String> {
+    let mut rows = vec![["NAME", "TYPE", "START", "END", "END (EPOCH)", "ENDPOINTS", "INGRESS-PROTECTED", "EGRESS-PROTECTED"].map(String::from).to_vec()];
+    for it in v["items"].as_array().into_iter().flatten() {
+        let t = |k: &str| it[k].as_i64().map(porin_agent::timefmt::rfc3339).unwrap_or_default();
+        let n = |k: &str| it[k].as_u64().map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+        rows.push(vec![
+            it["name"].as_str().unwrap_or("").to_string(),
+            it["reportType"].as_str().unwrap_or("").to_string(),
+            t("start"),
+            t("end"),
+            n("end"),
+            n("endpoints"),
+            n("ingressProtected"),
+            n("egressProtected"),
+        ]);
+    }
+    if rows.len() == 1 {
+        return None;
+    }
+    let mut w = vec![0; rows[0].len()];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    Some(out)
 }

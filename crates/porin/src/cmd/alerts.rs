@@ -90,7 +90,7 @@ pub fn alerts(a: AlertsArgs) -> Result<ExitCode> {
     // Alerts live on the agent that raised them: in a multi-node lab, ask every node's agent.
     let client = a.client.resolved()?;
     let server = client.server.clone().unwrap_or_default();
-    let servers = super::observe::lab_servers(&server).unwrap_or_else(|| vec![server.clone()]);
+    let servers = porin_client::observe::lab_servers(&server).unwrap_or_else(|| vec![server.clone()]);
     let o = a.output;
     block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);

@@ -6,17 +6,14 @@
 //! kernel lab. A node whose status lists files but whose agent was not reached is an error, never a silently
 //! incomplete copy.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use hyper::Method;
-use serde_json::Value;
+use porin_client::capture::{CaptureTarget, status_table};
 
-use crate::client::{Client, ClientArgs, block_on, enc};
-use porin_client::capture::{download, nodes_with_files};
+use crate::client::ClientArgs;
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
@@ -77,141 +74,30 @@ pub struct CleanArgs {
 
 pub fn capture(a: CaptureArgs) -> Result<ExitCode> {
     match a.command {
-        CaptureCommand::Status(a) => status(a),
-        CaptureCommand::Copy(a) => copy(a),
-        CaptureCommand::Clean(a) => clean(a),
+        CaptureCommand::Status(a) => {
+            let t = a.target.into_lib();
+            let nodes = t.node_statuses()?;
+            if a.output == "json" {
+                println!("{}", serde_json::to_string_pretty(&nodes)?);
+            } else if nodes.is_empty() {
+                eprintln!("No files or status for packet capture {}/{} on any node yet.", t.ns(), t.name);
+            } else {
+                print!("{}", status_table(&nodes));
+            }
+        }
+        CaptureCommand::Copy(a) => {
+            let t = a.target.into_lib();
+            if t.copy(&a.dest, &mut std::io::stdout())? == 0 {
+                eprintln!("No files for packet capture {}/{}.", t.ns(), t.name);
+            }
+        }
+        CaptureCommand::Clean(a) => a.target.into_lib().clean(&mut std::io::stdout())?,
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 impl Target {
-    fn ns(&self) -> &str {
-        self.namespace.as_deref().unwrap_or("default")
+    fn into_lib(self) -> CaptureTarget {
+        CaptureTarget { name: self.name, namespace: self.namespace, lab: self.lab, lab_state_dir: self.lab_state_dir, client: self.client }
     }
-    fn path(&self) -> String {
-        format!("/porin/v1/captures/{}/{}", enc(self.ns()), enc(&self.name))
-    }
-    /// The connected agent, then the lab's agents.
-    fn clients(&self) -> Result<Vec<Client>> {
-        let mut out = vec![Client::new(&self.client)];
-        if let Some(lab) = &self.lab {
-            let meta = porin_lab::cluster::control(&porin_lab::LabOptions::with_state_dir(&self.lab_state_dir), lab)?
-                .ok_or_else(|| anyhow!("no lab {lab:?} in {}", self.lab_state_dir.display()))?;
-            for ag in meta.agents {
-                out.push(Client::new(&ClientArgs::socket(ag.socket.display().to_string())));
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Every node's status entry (from the connected agent).
-fn node_statuses(c: &Client, t: &Target) -> Result<Vec<Value>> {
-    let v = block_on(c.call(Method::GET, &t.path(), None))??;
-    Ok(v["files"].as_array().cloned().unwrap_or_default())
-}
-
-fn status(a: StatusArgs) -> Result<ExitCode> {
-    let t = &a.target;
-    let c = Client::new(&t.client);
-    let nodes = node_statuses(&c, t)?;
-    if a.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&nodes)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if nodes.is_empty() {
-        eprintln!("No files or status for packet capture {}/{} on any node yet.", t.ns(), t.name);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut rows = vec![["NODE", "STATE", "PACKETS", "LOST", "FILES"].map(String::from).to_vec()];
-    for n in &nodes {
-        let files: Vec<&str> = n["fileNames"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        let mut state = n["state"].as_str().unwrap_or("").to_string();
-        if let Some(e) = n["error"].as_str() {
-            state = format!("{state} ({e})");
-        }
-        rows.push(vec![
-            n["node"].as_str().unwrap_or("").to_string(),
-            state,
-            n["packets"].as_u64().unwrap_or(0).to_string(),
-            n["lost"].as_u64().unwrap_or(0).to_string(),
-            if files.is_empty() { "-".into() } else { files.join(",") },
-        ]);
-    }
-    let mut w = vec![0; rows[0].len()];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
-        }
-    }
-    for r in &rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
-        println!("{}", line.join("   ").trim_end());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn copy(a: CopyArgs) -> Result<ExitCode> {
-    let t = &a.target;
-    let clients = t.clients()?;
-    let mut expected = nodes_with_files(&node_statuses(&clients[0], t)?);
-    std::fs::create_dir_all(&a.dest).with_context(|| format!("creating {}", a.dest.display()))?;
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    let mut copied = 0usize;
-    let mut reached = std::collections::BTreeSet::new();
-    for c in &clients {
-        let v = block_on(c.call(Method::GET, &format!("{}/files", t.path()), None))??;
-        let node = v["node"].as_str().unwrap_or("").to_string();
-        if !reached.insert(node.clone()) {
-            continue; // the connected agent is also one of the lab's
-        }
-        expected.remove(&node);
-        for f in v["files"].as_array().into_iter().flatten() {
-            let name = f["name"].as_str().ok_or_else(|| anyhow!("node {node}: a file without a name"))?;
-            if name.contains('/') || name.starts_with('.') {
-                bail!("node {node}: refusing file name {name:?}");
-            }
-            if let Some(other) = seen.insert(name.to_string(), node.clone()) {
-                bail!("file {name} exists on nodes {other} and {node}");
-            }
-            let bytes = block_on(download(c, &format!("{}/files/{}", t.path(), enc(name))))??;
-            let dest = a.dest.join(name);
-            std::fs::write(&dest, &bytes).with_context(|| format!("writing {}", dest.display()))?;
-            println!("{node}: {name} ({} bytes) -> {}", bytes.len(), dest.display());
-            copied += 1;
-        }
-    }
-    if !expected.is_empty() {
-        let missing: Vec<String> = expected.iter().map(|(n, k)| format!("{n} ({k} files)")).collect();
-        bail!(
-            "copied {copied} file(s), but no agent of node(s) {} was reached: run the command against that node's \
-             agent (--server), or with --lab for a kernel lab",
-            missing.join(", ")
-        );
-    }
-    if copied == 0 {
-        eprintln!("No files for packet capture {}/{}.", t.ns(), t.name);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn clean(a: CleanArgs) -> Result<ExitCode> {
-    let t = &a.target;
-    let clients = t.clients()?;
-    let mut expected = nodes_with_files(&node_statuses(&clients[0], t)?);
-    let mut reached = std::collections::BTreeSet::new();
-    for c in &clients {
-        let v = block_on(c.call(Method::DELETE, &format!("{}/files", t.path()), None))??;
-        let node = v["node"].as_str().unwrap_or("").to_string();
-        if !reached.insert(node.clone()) {
-            continue;
-        }
-        expected.remove(&node);
-        let n = v["removed"].as_array().map_or(0, Vec::len);
-        println!("{node}: removed {n} file(s)");
-    }
-    if !expected.is_empty() {
-        let missing: Vec<String> = expected.keys().cloned().collect();
-        bail!("no agent of node(s) {} was reached: their files remain (use --server or --lab)", missing.join(", "));
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -66,91 +66,26 @@ pub fn config(a: ConfigArgs) -> Result<ExitCode> {
     let path = file()?;
     let mut cfg = Config::load(&path)?;
     match a.command {
-        ConfigCommand::View => {
-            let mut shown = cfg.clone();
-            for c in &mut shown.contexts {
-                if c.token.is_some() {
-                    c.token = Some("REDACTED".into());
-                }
-            }
-            print!("{}", serde_saphyr::to_string(&shown)?);
-        }
-        ConfigCommand::GetContexts => {
-            let rows: Vec<[String; 4]> = cfg
-                .contexts
-                .iter()
-                .map(|c| {
-                    let cur = if cfg.current_context.as_deref() == Some(c.name.as_str()) { "*" } else { "" };
-                    let auth = match (&c.token, &c.token_file) {
-                        (Some(_), _) => "token".to_string(),
-                        (None, Some(f)) => format!("token-file {}", f.display()),
-                        (None, None) => "peer credentials".to_string(),
-                    };
-                    [cur.to_string(), c.name.clone(), c.server.clone().unwrap_or_else(|| "-".into()), auth]
-                })
-                .collect();
-            let header = ["CURRENT", "NAME", "SERVER", "AUTH"].map(String::from);
-            let mut w = [0usize; 4];
-            for r in std::iter::once(&header).chain(&rows) {
-                for (i, c) in r.iter().enumerate() {
-                    w[i] = w[i].max(c.len());
-                }
-            }
-            for r in std::iter::once(&header).chain(&rows) {
-                let line = format!("{:<w0$}  {:<w1$}  {:<w2$}  {}", r[0], r[1], r[2], r[3], w0 = w[0], w1 = w[1], w2 = w[2]);
-                println!("{}", line.trim_end());
-            }
-        }
+        ConfigCommand::View => print!("{}", cfg.redacted_yaml()?),
+        ConfigCommand::GetContexts => print!("{}", cfg.contexts_table()),
         ConfigCommand::CurrentContext => match &cfg.current_context {
             Some(c) => println!("{c}"),
             None => bail!("current-context is not set"),
         },
         ConfigCommand::UseContext { name } => {
-            if cfg.context(&name).is_none() {
-                bail!("no context named {name:?} in {}", path.display());
-            }
-            cfg.current_context = Some(name.clone());
+            cfg.use_context(&name, &path)?;
             cfg.save(&path)?;
             println!("Switched to context {name:?}.");
         }
         ConfigCommand::SetContext(s) => {
-            let idx = match cfg.contexts.iter().position(|c| c.name == s.name) {
-                Some(i) => i,
-                None => {
-                    cfg.contexts.push(ContextEntry { name: s.name.clone(), ..Default::default() });
-                    cfg.contexts.len() - 1
-                }
-            };
-            let c = &mut cfg.contexts[idx];
-            if let Some(v) = s.server {
-                c.server = Some(v);
-            }
-            if let Some(v) = s.ca {
-                c.ca = Some(std::path::absolute(&v)?);
-            }
-            if let Some(v) = s.token_file {
-                c.token_file = Some(std::path::absolute(&v)?);
-                c.token = None;
-            }
-            if let Some(v) = s.token {
-                c.token = Some(v);
-                c.token_file = None;
-            }
-            if s.current || cfg.current_context.is_none() {
-                cfg.current_context = Some(s.name.clone());
-            }
+            let name = s.name.clone();
+            let u = ContextEntry { name: s.name, server: s.server, ca: s.ca, token: s.token, token_file: s.token_file };
+            cfg.set_context(u, s.current)?;
             cfg.save(&path)?;
-            println!("Context {:?} set.", s.name);
+            println!("Context {name:?} set.");
         }
         ConfigCommand::DeleteContext { name } => {
-            let before = cfg.contexts.len();
-            cfg.contexts.retain(|c| c.name != name);
-            if cfg.contexts.len() == before {
-                bail!("no context named {name:?} in {}", path.display());
-            }
-            if cfg.current_context.as_deref() == Some(name.as_str()) {
-                cfg.current_context = None;
-            }
+            cfg.delete_context(&name, &path)?;
             cfg.save(&path)?;
             println!("Deleted context {name:?}.");
         }

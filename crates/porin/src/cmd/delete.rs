@@ -48,8 +48,8 @@ pub fn delete(a: DeleteArgs) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let result = c.call(Method::POST, "/porin/v1/delete", Some(super::apply::list_body(&docs))).await?;
-            super::apply::print_outcomes(&result);
+            let result = c.call(Method::POST, "/porin/v1/delete", Some(porin_client::apply::list_body(&docs))).await?;
+            print!("{}", porin_client::apply::outcomes(&result, ""));
             return Ok(ExitCode::SUCCESS);
         }
         const USAGE: &str = "usage: porin delete KIND NAME... | KIND -l SELECTOR | KIND --all [-n NS] | -f PATH";

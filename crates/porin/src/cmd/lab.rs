@@ -1,7 +1,7 @@
 //! `porin lab`: a cluster out of network namespaces on this machine, enforced by real Porin agents.
 //!
 //! The flags and the printing; the lab and its control plane (agents, etcd, the one state file) are
-//! [`porin_lab::cluster`], which reaches the agents' API through [`SocketApi`].
+//! [`porin_lab::cluster`], which reaches the agents' API through `porin_client::labapi::SocketApi`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,14 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use hyper::Method;
 use porin_client::labfmt;
-use porin_lab::cluster::{self, AgentApi, ApiError, DEFAULT_LAB, UpOptions};
+use porin_client::labapi::SocketApi;
+use porin_lab::cluster::{self, DEFAULT_LAB, UpOptions};
 use porin_lab::{LabOptions, Proto, ServerMode};
-use serde_json::Value;
 
 use super::offline::Output;
-use crate::client::{Client, ClientArgs, block_on};
 
 /// Environment variable overriding the lab state directory.
 pub const STATE_DIR_ENV: &str = "PORIN_LAB_STATE_DIR";
@@ -132,23 +130,6 @@ pub fn lab_options(dir: &Path) -> Result<LabOptions> {
         servers: ServerMode::current_exe(&["lab-serve"])?,
         ready_timeout: Duration::from_secs(15),
     })
-}
-
-/// The agents' API through `porin-client`, over their Unix sockets.
-pub struct SocketApi;
-
-impl AgentApi for SocketApi {
-    fn get(&self, socket: &Path, path: &str) -> Result<Value, ApiError> {
-        call(socket, Method::GET, path, None)
-    }
-    fn post(&self, socket: &Path, path: &str, body: Value) -> Result<Value, ApiError> {
-        call(socket, Method::POST, path, Some(serde_json::to_vec(&body)?))
-    }
-}
-
-fn call(socket: &Path, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Value, ApiError> {
-    let c = Client::new(&ClientArgs::socket(socket.display().to_string()));
-    Ok(block_on(c.call(method, path, body))??)
 }
 
 /// `porin lab up` as the demo runs it.

@@ -79,7 +79,7 @@ pub fn promote(a: PromoteArgs) -> Result<ExitCode> {
         if a.dry_run {
             print!("{}", dry_run_text(&result)?);
         } else {
-            super::apply::print_outcomes(&result);
+            print!("{}", porin_client::apply::outcomes(&result, ""));
         }
         Ok(ExitCode::SUCCESS)
     })?

@@ -4,15 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use hyper::Method;
-use porin_model::Resource;
-use porin_report::{AuditRecordView, History, ReportType, Scope, render};
-use porin_selector::Selector;
+use porin_client::report;
+use porin_report::render;
 
 use crate::client::{Client, ClientArgs, block_on, enc};
-use porin_client::report::{fetch_flows, parse_time, stored_spec};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -117,110 +115,29 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v["items"])?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = vec![["NAME", "TYPE", "START", "END", "END (EPOCH)", "ENDPOINTS", "INGRESS-PROTECTED", "EGRESS-PROTECTED"].map(String::from).to_vec()];
-    for it in v["items"].as_array().into_iter().flatten() {
-        let t = |k: &str| it[k].as_i64().map(porin_agent::timefmt::rfc3339).unwrap_or_default();
-        let n = |k: &str| it[k].as_u64().map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-        rows.push(vec![
-            it["name"].as_str().unwrap_or("").to_string(),
-            it["reportType"].as_str().unwrap_or("").to_string(),
-            t("start"),
-            t("end"),
-            n("end"),
-            n("endpoints"),
-            n("ingressProtected"),
-            n("egressProtected"),
-        ]);
+    match report::list_table(&v) {
+        Some(t) => print!("{t}"),
+        None => eprintln!("No archived reports."),
     }
-    if rows.len() == 1 {
-        eprintln!("No archived reports.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut w = vec![0; rows[0].len()];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
-        }
-    }
-    for r in &rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
-        println!("{}", line.join("   ").trim_end());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn get(a: GetArgs) -> Result<ExitCode> {
-    let c = Client::new(&a.client);
-    let v = block_on(c.call(Method::GET, &format!("/porin/v1/reports/{}/{}", enc(&a.name), enc(&a.end)), None))??;
-    let r: porin_report::Report = serde_json::from_value(v).context("reading the archived report")?;
-    write_out(&r, a.output, a.out.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
-    let a = match a.command {
-        ReportCommand::Run(a) => a,
+    let (r, format, out) = match a.command {
+        ReportCommand::Run(a) => {
+            let o = report::RunOptions {
+                report: a.report,
+                since: a.since,
+                until: a.until,
+                namespaces: a.namespaces,
+                selector: a.selector,
+                archive: a.archive,
+            };
+            (report::run(&Client::new(&a.client), &o, &mut std::io::stderr())?, a.output, a.out)
+        }
         ReportCommand::List(a) => return list(a),
-        ReportCommand::Get(a) => return get(a),
+        ReportCommand::Get(a) => (report::archived(&Client::new(&a.client), &a.name, &a.end)?, a.output, a.out),
     };
-    let c = Client::new(&a.client);
-    let start = parse_time("--since", &a.since)?;
-    let end = match &a.until {
-        Some(u) => parse_time("--until", u)?,
-        None => porin_agent::timefmt::now_secs(),
-    };
-    if start >= end {
-        bail!("--since {} is not before --until ({} >= {})", a.since, porin_agent::timefmt::rfc3339(start), porin_agent::timefmt::rfc3339(end));
-    }
-    if a.archive {
-        if ReportType::parse(&a.report).is_some() {
-            bail!("--archive runs a stored GlobalReport: give its NAME, not a report type");
-        }
-        if !a.namespaces.is_empty() || a.selector.is_some() {
-            bail!("--archive runs the GlobalReport as stored: --namespace and --selector do not apply");
-        }
-        let v = block_on(c.call(
-            Method::POST,
-            &format!("/porin/v1/reports/{}/run?start={start}&end={end}&archive=true", enc(&a.report)),
-            None,
-        ))??;
-        let r: porin_report::Report = serde_json::from_value(v).context("reading the report")?;
-        write_out(&r, a.output, a.out.as_ref())?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let objects: Vec<Resource> = super::live::fetch_live(&c)?.into_iter().map(|d| d.resource).collect();
-    // A GlobalReport's type and scope as the agent's scheduler reads them (namespace selectors against the
-    // namespaces' labels now); --namespace and --selector replace its scope.
-    let (kind, mut scope, name) = match ReportType::parse(&a.report) {
-        Some(t) => (t, Scope::default(), t.as_str().to_string()),
-        None => {
-            let spec = stored_spec(&c, &a.report)?;
-            let (t, s) = porin_agent::reports::scope_of(&a.report, &spec, &objects)?;
-            (t, s, a.report.clone())
-        }
-    };
-    if !a.namespaces.is_empty() {
-        scope.namespaces = a.namespaces.iter().cloned().collect();
-    }
-    if let Some(s) = &a.selector {
-        scope.selector = Some(Selector::parse(s).map_err(|e| anyhow!("--selector {s:?}: {e}"))?);
-    }
-    let audit = block_on(c.call(Method::GET, &format!("/porin/v1/audit?since={start}"), None))??;
-    let records: Vec<AuditRecordView> =
-        serde_json::from_value(audit["items"].clone()).context("reading the audit trail the agent returned")?;
-    let flows = if kind == ReportType::NetworkAccess {
-        let (flows, skipped) = fetch_flows(&c, start, end)?;
-        for line in skipped {
-            eprintln!("warning: skipped a line of the flow answer that is not a record: {line}");
-        }
-        flows
-    } else {
-        Vec::new()
-    };
-    let history = History::new(&objects, records);
-    let mut r = porin_report::compute(kind, &name, &scope, &history, &flows, start, end)?;
-    r.generated_by = format!("porin {} report run", env!("CARGO_PKG_VERSION"));
-    write_out(&r, a.output, a.out.as_ref())?;
+    write_out(&r, format, out.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
-

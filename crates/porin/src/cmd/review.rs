@@ -55,7 +55,7 @@ pub fn review(a: ReviewArgs) -> Result<ExitCode> {
 fn unused(a: UnusedArgs) -> Result<ExitCode> {
     let client = a.client.resolved()?;
     let server = client.server.clone().unwrap_or_default();
-    let servers = if a.one_node { None } else { super::observe::lab_servers(&server) }.unwrap_or_else(|| vec![server.clone()]);
+    let servers = if a.one_node { None } else { porin_client::observe::lab_servers(&server) }.unwrap_or_else(|| vec![server.clone()]);
     let path = format!("/porin/v1/review/unused?since={}", enc(&a.since));
     let answers = block_on(async {
         let mut out = Vec::new();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use hyper::Method;
+use porin_client::tokens::{self, NewToken};
 
 use crate::client::{Client, ClientArgs, block_on};
 
@@ -98,18 +99,10 @@ fn create(a: TokenCreateArgs) -> Result<ExitCode> {
         RoleArg::Scoped => "scoped",
         RoleArg::Cni => "cni",
     };
-    let ttl = match &a.ttl {
-        Some(t) => Some(
-            porin_agent::timefmt::parse_duration(t)
-                .ok_or_else(|| anyhow::anyhow!("--ttl {t:?}: expected a duration like 30m, 24h or 7d"))?
-                .as_secs(),
-        ),
-        None => None,
-    };
-    let body = serde_json::json!({"name": a.name, "role": role, "namespaces": a.namespaces, "tiers": a.tiers,
-        "ttlSeconds": ttl, "rotate": a.rotate});
+    let t = NewToken { name: a.name, role: role.into(), namespaces: a.namespaces, tiers: a.tiers, ttl: a.ttl, rotate: a.rotate };
+    let body = tokens::create_body(&t)?;
     let c = Client::new(&a.client);
-    let v = block_on(c.call(Method::POST, "/porin/v1/tokens", Some(serde_json::to_vec(&body)?)))??;
+    let v = block_on(c.call(Method::POST, "/porin/v1/tokens", Some(body)))??;
     println!("{}", v["token"].as_str().unwrap_or(""));
     Ok(ExitCode::SUCCESS)
 }
@@ -119,25 +112,8 @@ fn list(a: TokenListArgs) -> Result<ExitCode> {
     let v = block_on(c.call(Method::GET, "/porin/v1/tokens", None))??;
     if a.output == "json" {
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let s = |x: &serde_json::Value| x.as_str().unwrap_or("-").to_string();
-    let j = |x: &serde_json::Value| {
-        let v: Vec<String> = x.as_array().into_iter().flatten().filter_map(|y| y.as_str().map(str::to_string)).collect();
-        if v.is_empty() { "-".to_string() } else { v.join(",") }
-    };
-    println!("{:<24} {:<13} {:<10} {:<16} {:<16} {:<21} EXPIRES", "NAME", "ID", "ROLE", "NAMESPACES", "TIERS", "CREATED");
-    for t in v["items"].as_array().into_iter().flatten() {
-        println!(
-            "{:<24} {:<13} {:<10} {:<16} {:<16} {:<21} {}",
-            s(&t["name"]),
-            s(&t["id"]),
-            s(&t["role"]),
-            j(&t["namespaces"]),
-            j(&t["tiers"]),
-            s(&t["created"]),
-            if t["expires"].is_null() { "never".to_string() } else { s(&t["expires"]) }
-        );
+    } else {
+        print!("{}", tokens::table(&v));
     }
     Ok(ExitCode::SUCCESS)
 }
