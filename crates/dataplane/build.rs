@@ -13,6 +13,8 @@ fn main() {
 
     println!("cargo:rerun-if-changed={}", src.display());
     println!("cargo:rerun-if-changed={}", bpf_dir.join("include/porin/abi.h").display());
+    // The program's parts (parsing, ICMP errors, capture), included by porin_tc.bpf.c: a directory is watched whole.
+    println!("cargo:rerun-if-changed={}", bpf_dir.join("porin_tc").display());
     println!("cargo:rerun-if-env-changed=PORIN_CLANG");
 
     let clang = std::env::var("PORIN_CLANG").unwrap_or_else(|_| "clang".to_string());
