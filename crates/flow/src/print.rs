@@ -5,6 +5,7 @@
 //! `ns/pod:port` (or `ns/workload`, `netset:name`, `world:ip`), the trace shown is the deciding
 //! entry, and a staged verdict is appended as `(staged: WOULD-DENY tier|policy|rule|action)`.
 
+use anstyle::{AnsiColor, Style};
 use std::io::{self, Write};
 
 use crate::record::{FlowEndpoint, FlowRecord, PendingVerdict, Verdict};
@@ -56,8 +57,9 @@ fn pending_word(v: PendingVerdict) -> &'static str {
     }
 }
 
-fn paint(color: bool, code: &str, s: &str) -> String {
-    if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+fn paint(color: bool, fg: AnsiColor, s: &str) -> String {
+    let style = Style::new().fg_color(Some(fg.into()));
+    if color { format!("{style}{s}{style:#}") } else { s.to_string() }
 }
 
 impl<W: Write> Printer<W> {
@@ -96,7 +98,7 @@ impl<W: Write> Printer<W> {
     /// The compact line of `r` (without newline).
     pub fn compact(&self, r: &FlowRecord) -> String {
         let v = verdict_word(r.verdict);
-        let v = paint(self.color, if r.verdict == Verdict::Allowed { "32" } else { "31" }, v);
+        let v = paint(self.color, if r.verdict == Verdict::Allowed { AnsiColor::Green } else { AnsiColor::Red }, v);
         let clock = match self.node_name {
             true => format!("{} [{}]:", format_clock(r.end_time), r.node),
             false => format_clock(r.end_time),
@@ -117,7 +119,7 @@ impl<W: Write> Printer<W> {
         }
         if let Some(p) = r.pending_verdict {
             let hit = r.pending_trace.iter().rev().find(|h| h.ends_with("|allow") || h.ends_with("|deny"));
-            let w = paint(self.color, "33", pending_word(p));
+            let w = paint(self.color, AnsiColor::Yellow, pending_word(p));
             line.push_str(&format!("  (staged: {w}{})", hit.map(|h| format!(" {h}")).unwrap_or_default()));
         }
         if r.flows_started + r.flows_completed > 1 || r.packets_src_to_dst > 1 {
@@ -177,4 +179,17 @@ fn table_row(r: &FlowRecord) -> [String; 12] {
         (r.bytes_src_to_dst + r.bytes_dst_to_src).to_string(),
         r.deciding_hit().unwrap_or("-").to_string(),
     ]
+}
+
+#[cfg(test)]
+mod paint_tests {
+    use super::*;
+
+    #[test]
+    fn colours_are_the_terminal_codes_and_plain_without_colour() {
+        assert_eq!(paint(true, AnsiColor::Green, "ALLOWED"), "\x1b[32mALLOWED\x1b[0m");
+        assert_eq!(paint(true, AnsiColor::Red, "DENIED"), "\x1b[31mDENIED\x1b[0m");
+        assert_eq!(paint(true, AnsiColor::Yellow, "WOULD-DENY"), "\x1b[33mWOULD-DENY\x1b[0m");
+        assert_eq!(paint(false, AnsiColor::Red, "DENIED"), "DENIED");
+    }
 }
