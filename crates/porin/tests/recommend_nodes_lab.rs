@@ -106,8 +106,8 @@ fn recommendations_see_every_nodes_traffic_and_name_a_node_that_is_missing() {
     let state = tempfile::Builder::new().prefix("porin-lab-recn").tempdir().unwrap();
     let mut lab = Lab { name: "recn", state, server: None };
     lab.ok(&["lab", "--name", lab.name, "up", "--nodes", "2", "-f", &repo("examples/shop/00-workloads.yaml")]);
-    let meta: Value = serde_json::from_slice(&std::fs::read(lab.state.path().join("recn.d/porin.json")).unwrap()).unwrap();
-    lab.server = Some(meta["server"].as_str().unwrap().to_string());
+    let meta: Value = serde_json::from_slice(&std::fs::read(lab.state.path().join("recn.json")).unwrap()).unwrap();
+    lab.server = Some(meta["control"]["server"].as_str().unwrap().to_string());
 
     // Where the pods run: the traffic must include pairs within each node (the precondition of this test).
     let weps: Value = serde_json::from_str(&lab.ok(&["get", "workloadendpoints", "-A", "-o", "json"])).unwrap();
