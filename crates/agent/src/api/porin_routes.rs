@@ -280,15 +280,25 @@ pub async fn create_token(
     }
 }
 
-/// `GET /porin/v1/status`.
-pub async fn status(State(st): State<Shared>) -> Json<Value> {
+/// `GET /porin/v1/status`. A scoped token sees the node's health and counters, but of the endpoints, their
+/// errors and the undecodable objects only those of its namespaces (the others are counted, not named).
+pub async fn status(State(st): State<Shared>, Extension(id): Extension<Identity>) -> Json<Value> {
+    // The `cni` token serves every pod of its node and waits here for each one's interface: it sees the node.
+    let view = match super::console::View::of(&id) {
+        super::console::View::Scoped { cni: true, .. } => super::console::View::All,
+        v => v,
+    };
     let snap = st.snapshot.borrow().clone();
     let store_rev = match tokio::time::timeout(std::time::Duration::from_secs(2), st.store.revision()).await {
         Ok(Ok(r)) => Some(r),
         _ => None,
     };
     let p = &snap.policy;
-    let undecodable = undecodable_health(&p.undecodable);
+    let (undecodable_seen, hidden): (Vec<_>, Vec<_>) =
+        p.undecodable.iter().cloned().partition(|u| u.namespace.as_deref().is_some_and(|ns| view.namespace(ns)) || matches!(view, super::console::View::All));
+    let undecodable = undecodable_health(&undecodable_seen).or_else(|| {
+        (!hidden.is_empty()).then(|| format!("degraded: {} stored object(s) outside your scope do not decode (their endpoints deny)", hidden.len()))
+    });
     let health = if store_rev.is_none() || !snap.connected {
         "degraded: datastore unreachable, serving last known state read-only"
     } else if let Some(h) = &undecodable {
@@ -319,11 +329,38 @@ pub async fn status(State(st): State<Shared>) -> Json<Value> {
         "lastRecompute": p.built_at.map(|t| crate::timefmt::rfc3339(t as i64)),
         "recomputeMillis": p.build_millis,
         "policyError": p.error,
-        "undecodable": p.undecodable,
+        "undecodable": undecodable_seen,
+        "undecodableOutsideScope": hidden.len(),
         "health": health,
-        "dataplane": st.dataplane.status_json(),
+        "dataplane": scoped_dataplane(&view, st.dataplane.status_json()),
         "flows": st.flows.as_ref().map(|f| f.status()),
     }))
+}
+
+/// The `dataplane` section as `view` may see it: endpoints of other namespaces (and interfaces bound to no pod)
+/// are left out and counted, and so are the errors of their interfaces (`IFNAME: ...`); node-wide errors stay.
+fn scoped_dataplane(view: &super::console::View, mut v: Value) -> Value {
+    if matches!(view, super::console::View::All) {
+        return v;
+    }
+    let in_scope = |pod: &str| pod.split_once('/').is_some_and(|(ns, _)| view.namespace(ns));
+    let mut hidden_ifaces = std::collections::HashSet::new();
+    if let Some(eps) = v.get_mut("endpoints").and_then(Value::as_array_mut) {
+        eps.retain(|e| {
+            let keep = e["pod"].as_str().is_some_and(in_scope);
+            if !keep {
+                hidden_ifaces.insert(e["interface"].as_str().unwrap_or_default().to_string());
+            }
+            keep
+        });
+    }
+    if let Some(errs) = v.get_mut("errors").and_then(Value::as_array_mut) {
+        errs.retain(|e| e.as_str().and_then(|t| t.split_once(": ")).is_none_or(|(subject, _)| !hidden_ifaces.contains(subject)));
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert("endpointsOutsideScope".into(), json!(hidden_ifaces.len()));
+    }
+    v
 }
 
 /// The health line for stored objects that do not decode: each key, its error and what it locks down.
