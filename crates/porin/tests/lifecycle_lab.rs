@@ -4,66 +4,14 @@
 //! real packets, every observed pair is still allowed and every unobserved pair is denied.
 //! Needs root, like kernel_lab.rs; not root → fails, unless PORIN_SKIP_KERNEL_TESTS=1.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_porin")
-}
+#[path = "support/cli_lab.rs"]
+mod cli_lab;
 
-fn repo(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).display().to_string()
-}
-
-fn kernel_ok() -> bool {
-    if std::env::var("PORIN_SKIP_KERNEL_TESTS").as_deref() == Ok("1") {
-        eprintln!("PORIN_SKIP_KERNEL_TESTS=1: skipping a kernel test");
-        return false;
-    }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "kernel lab tests need root (network namespaces, eBPF); run as root or set PORIN_SKIP_KERNEL_TESTS=1"
-    );
-    true
-}
-
-struct Lab {
-    name: &'static str,
-    state: tempfile::TempDir,
-    server: Option<String>,
-}
-
-impl Lab {
-    fn porin(&self, args: &[&str]) -> (i32, String, String) {
-        let mut c = Command::new(bin());
-        c.args(args).env("PORIN_LAB_STATE_DIR", self.state.path()).env_remove("PORIN_TOKEN");
-        match &self.server {
-            Some(s) => c.env("PORIN_SERVER", s),
-            None => c.env_remove("PORIN_SERVER"),
-        };
-        let out = c.output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.porin(args);
-        assert_eq!(code, 0, "porin {args:?}: {out}{err}");
-        out
-    }
-    fn write(&self, name: &str, text: &str) -> String {
-        let p: PathBuf = self.state.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.porin(&["lab", "--name", self.name, "down"]);
-    }
-}
+use cli_lab::{Lab, kernel_ok, repo};
 
 /// The traffic the shop "runs": (from, to, port).
 const OBSERVED: [(&str, &str, u16); 6] = [

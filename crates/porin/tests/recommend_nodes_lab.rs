@@ -4,66 +4,14 @@
 //! 0). Fail safe: when node 1's agent dies, the recommendation names it in `missingNodes`, drops back to
 //! `Learning`, and keeps the rules learned from it.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_porin")
-}
+#[path = "support/cli_lab.rs"]
+mod cli_lab;
 
-fn repo(rel: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).canonicalize().unwrap().to_str().unwrap().to_string()
-}
-
-fn kernel_ok() -> bool {
-    if std::env::var("PORIN_SKIP_KERNEL_TESTS").as_deref() == Ok("1") {
-        eprintln!("PORIN_SKIP_KERNEL_TESTS=1: skipping a kernel test");
-        return false;
-    }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "kernel lab tests need root (network namespaces, eBPF); run as root or set PORIN_SKIP_KERNEL_TESTS=1"
-    );
-    true
-}
-
-struct Lab {
-    name: &'static str,
-    state: tempfile::TempDir,
-    server: Option<String>,
-}
-
-impl Lab {
-    fn porin(&self, args: &[&str]) -> (i32, String, String) {
-        let mut c = Command::new(bin());
-        c.args(args).env("PORIN_LAB_STATE_DIR", self.state.path()).env_remove("PORIN_TOKEN");
-        match &self.server {
-            Some(s) => c.env("PORIN_SERVER", s),
-            None => c.env_remove("PORIN_SERVER"),
-        };
-        let out = c.output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.porin(args);
-        assert_eq!(code, 0, "porin {args:?}: {out}{err}");
-        out
-    }
-    fn write(&self, name: &str, text: &str) -> String {
-        let p: PathBuf = self.state.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.porin(&["lab", "--name", self.name, "down"]);
-    }
-}
+use cli_lab::{Lab, kernel_ok, repo};
 
 /// (from, to, port): two pairs within node 0, two within node 1, one across.
 const TRAFFIC: [(&str, &str, u16); 5] = [
