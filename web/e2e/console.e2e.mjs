@@ -172,6 +172,22 @@ async function main() {
     await rows.first().waitFor({ timeout: 15000 });
     const verdicts = await rows.locator('td:nth-child(6)').allTextContents();
     check(verdicts.length > 0 && verdicts.every((v) => v === 'DENIED'), `clicking the edge lists its denied flows (${verdicts.length}: ${[...new Set(verdicts)]})`);
+    // Every column heading of the side panel's table is readable: none overlaps its neighbour or is cut off.
+    const heads = await side.locator('thead th').evaluateAll((ths) =>
+      ths.map((th) => {
+        const box = th.closest('.table-scroll').getBoundingClientRect();
+        const r = th.getBoundingClientRect();
+        const range = document.createRange();
+        range.selectNodeContents(th);
+        const t = range.getBoundingClientRect();
+        return { text: th.textContent, left: r.left, right: r.right, textRight: t.right, textLeft: t.left, hidden: r.right > box.right + 0.5 };
+      }),
+    );
+    const overlapping = heads.filter((h, i) => h.hidden || h.textRight > h.right + 0.5 || (i > 0 && h.textLeft < heads[i - 1].textRight - 0.5));
+    check(
+      heads.length === 7 && overlapping.length === 0,
+      `the side panel's column headings are all in view and none overlaps another (${overlapping.map((h) => h.text).join(', ') || 'none'})`,
+    );
     await page.screenshot({ path: join(artifacts, '03-edge-flows.png') });
 
     // The flow whose trace names the platform tier's policy.
